@@ -1,0 +1,61 @@
+# moekit build. `make` builds build/moekit and build/libmoekit.a; `make test` builds and runs the
+# test suite; `make SAN=1 test` does the same with ASan+UBSan into build-san/.
+CC      ?= cc
+SAN     ?= 0
+WERROR  ?= $(if $(CI),1,0)
+NATIVE  ?= 1
+
+ifeq ($(SAN),1)
+BUILD   ?= build-san
+OPT     ?= -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDSAN   := -fsanitize=address,undefined
+else
+BUILD   ?= build
+OPT     ?= -O2 -g
+LDSAN   :=
+endif
+
+PKGS    := jansson libpcre2-8 libutf8proc
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lpcre2-8 -lutf8proc)
+
+WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wvla
+ifeq ($(WERROR),1)
+WARN    += -Werror
+endif
+ARCH    := $(if $(filter 1,$(NATIVE)),-march=native,)
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(ARCH) -fopenmp $(WARN) -Iinclude -Isrc $(PKG_CFLAGS) -MMD -MP
+LDLIBS  += $(LDSAN) -fopenmp $(PKG_LIBS) -lm -lpthread
+
+LIB_SRC  := $(shell find src -name '*.c' -not -path 'src/cli/*' | sort)
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all test clean tools
+all: $(BUILD)/moekit $(TEST_BIN)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libmoekit.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/moekit: $(CLI_OBJ) $(BUILD)/libmoekit.a
+	$(CC) $(CFLAGS) $(CLI_OBJ) $(BUILD)/libmoekit.a -o $@ $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/libmoekit.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(BUILD)/libmoekit.a -o $@ $(LDLIBS)
+
+test: all
+	BUILD=$(BUILD) bash tests/run_tests.sh
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

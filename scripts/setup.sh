@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what moekit needs to build and test, from Debian's packages.
+# Idempotent; needs root (or sudo) only when something is missing.
+set -euo pipefail
+pkgs=(build-essential pkg-config libjansson-dev libpcre2-dev libutf8proc-dev python3)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
