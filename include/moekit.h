@@ -10,6 +10,7 @@
 #define MOEKIT_H
 
 #include "moekit/base.h"
+#include "moekit/chat.h"
 #include "moekit/model.h"
 #include "moekit/tokenizer.h"
 

@@ -1,8 +1,42 @@
+/* moekit command-line entry point: dispatches to src/cli/cmd_*.c. */
+#include "cli.h"
 #include "moekit.h"
+
 #include <stdio.h>
 #include <string.h>
+
+static const struct {
+    const char *name;
+    mk_cmd_fn fn;
+    const char *help;
+} commands[] = {
+    {"run", mk_cmd_run, "generate text from a prompt"},
+    {"info", mk_cmd_info, "describe a model: architecture, experts, parameters, bytes by dtype"},
+};
+
+int mk_cli_fail(void) {
+    fprintf(stderr, "moekit: %s\n", mk_last_error());
+    return 1;
+}
+
+static void usage(FILE *f) {
+    fprintf(f, "moekit %s — an engine and toolkit for Mixture-of-Experts language models\n\n", MK_VERSION);
+    fprintf(f, "usage: moekit <command> [options]   (moekit <command> --help for details)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+}
+
 int main(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) { printf("moekit %s\n", MK_VERSION); return 0; }
-    fprintf(stderr, "usage: moekit <command> ...\n");
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("moekit %s\n", MK_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "moekit: unknown command '%s' (moekit --help lists them)\n", argv[1]);
     return 2;
 }

@@ -1,0 +1,15 @@
+/* Subcommands of the moekit CLI. Each takes the arguments after its name (argv[0] is the
+ * command name) and returns the process exit status: 0 success, 1 failure (a one-line message
+ * has been printed to stderr), 2 usage error. */
+#ifndef MK_CLI_H
+#define MK_CLI_H
+
+typedef int (*mk_cmd_fn)(int argc, char **argv);
+
+/* Prints "moekit: <message>" for the library's last error and returns 1. */
+int mk_cli_fail(void);
+
+int mk_cmd_info(int argc, char **argv);
+int mk_cmd_run(int argc, char **argv);
+
+#endif
