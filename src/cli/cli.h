@@ -9,7 +9,6 @@ typedef int (*mk_cmd_fn)(int argc, char **argv);
 /* Prints "moekit: <message>" for the library's last error and returns 1. */
 int mk_cli_fail(void);
 
-int mk_cmd_info(int argc, char **argv);
-int mk_cmd_run(int argc, char **argv);
+/* one declaration per command */
 
 #endif

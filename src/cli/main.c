@@ -10,8 +10,8 @@ static const struct {
     mk_cmd_fn fn;
     const char *help;
 } commands[] = {
-    {"run", mk_cmd_run, "generate text from a prompt"},
-    {"info", mk_cmd_info, "describe a model: architecture, experts, parameters, bytes by dtype"},
+    /* one line per command: {"name", mk_cmd_name, "one-line help"}, */
+    {NULL, NULL, NULL},
 };
 
 int mk_cli_fail(void) {
@@ -22,7 +22,7 @@ int mk_cli_fail(void) {
 static void usage(FILE *f) {
     fprintf(f, "moekit %s — an engine and toolkit for Mixture-of-Experts language models\n\n", MK_VERSION);
     fprintf(f, "usage: moekit <command> [options]   (moekit <command> --help for details)\n\ncommands:\n");
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    for (size_t i = 0; commands[i].name; i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
 }
 
@@ -35,7 +35,7 @@ int main(int argc, char **argv) {
         printf("moekit %s\n", MK_VERSION);
         return 0;
     }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+    for (size_t i = 0; commands[i].name; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "moekit: unknown command '%s' (moekit --help lists them)\n", argv[1]);
     return 2;
