@@ -56,6 +56,21 @@ test: all
 	BUILD=$(BUILD) bash tests/run_tests.sh
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# libFuzzer targets (clang): build-fuzz/fuzz_<name>. `make fuzz-run FUZZ_SECONDS=60` runs each.
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
+FUZZ_SECONDS ?= 30
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -fopenmp -Iinclude -Isrc $(PKG_CFLAGS)
+.PHONY: fuzz fuzz-run
+fuzz: $(FUZZ_BIN)
+build-fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+	@mkdir -p build-fuzz
+	clang $(FUZZ_FLAGS) $< $(LIB_SRC) -o $@ $(PKG_LIBS) -lm -lpthread
+fuzz-run: fuzz
+	@for f in $(FUZZ_BIN); do n=$$(basename $$f); c=tests/fuzz/corpus_$${n#fuzz_}; \
+	  echo "== $$n ($(FUZZ_SECONDS)s)"; mkdir -p build-fuzz/corpus_$$n; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus_$$n $$c 2>&1 | tail -n 3 || exit 1; done

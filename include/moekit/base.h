@@ -27,6 +27,8 @@ typedef enum mk_status {
 const char *mk_last_error(void);
 /* A short fixed name for a status ("io", "format", ...). */
 const char *mk_status_name(mk_status s);
+/* Monotonic wall-clock time in seconds. */
+double mk_wall(void);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,113 @@
-/* moekit model API (see src/model/). */
+/* moekit model API: load an HF MoE checkpoint and run the forward pass.
+ *
+ * Ownership: mk_model_load returns a model the caller frees with mk_model_free; it maps the
+ * weights read-only and keeps the mapping until freed. A context (mk_ctx) holds the run state of
+ * one sequence (KV cache, activation buffers) for a model that must outlive it. */
 #ifndef MOEKIT_MODEL_H
 #define MOEKIT_MODEL_H
+
 #include "moekit/base.h"
+
+#include <stdbool.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mk_model mk_model;
+typedef struct mk_ctx mk_ctx;
+
+/* What a consumer needs to know about a loaded model. Shape letters as in DESIGN.md. */
+typedef struct mk_model_info {
+    const char *arch;        /* the config's architectures[0], e.g. "Qwen3MoeForCausalLM" */
+    const char *model_type;  /* e.g. "qwen3_moe" */
+    int64_t vocab, d_model, n_layer, n_head, n_kv_head, d_head;
+    int64_t n_expert, k_active, d_ff_expert, d_ff_dense, d_ff_shared;
+    int64_t n_moe_layers;
+    bool norm_topk, has_shared_expert, tie_embed;
+    int64_t params_total;    /* scalar parameters in distinct tensors */
+    int64_t params_active;   /* params_total minus the routed experts a token does not use */
+    int32_t bos_id, eos_id;  /* -1 when unknown */
+} mk_model_info;
+
+/* Loads config.json and the safetensors weights (single or sharded) of an HF model directory. */
+mk_status mk_model_load(mk_model **out, const char *dir);
+void mk_model_free(mk_model *m);
+const mk_model_info *mk_model_get_info(const mk_model *m);
+/* Bytes of weights by dtype name, as a NULL-terminated list of (name, bytes) for printing. */
+size_t mk_model_bytes_by_dtype(const mk_model *m, const char **names, int64_t *bytes, size_t cap);
+/* Whether layer l has a routed MoE block. */
+bool mk_model_layer_is_moe(const mk_model *m, int64_t l);
+
+/* ---- observer: what a consumer sees at each MoE block (zero cost when absent) ---- */
+typedef struct mk_moe_event {
+    int64_t layer;
+    size_t n_tok;            /* tokens in this batch */
+    size_t pos0;             /* position of the first token in its sequence */
+    int64_t d_model, n_expert, k;
+    const float *resid_in;   /* (n_tok, d_model) residual stream entering the MoE sub-block */
+    const float *block_in;   /* (n_tok, d_model) after post_attention_layernorm: the router's input */
+    const float *router_logits; /* (n_tok, n_expert) */
+    const int32_t *expert_ids;  /* (n_tok, k) chosen experts in selection order; -1 = slot unused */
+    const float *expert_weights;/* (n_tok, k) weights applied to each chosen expert's output */
+    const float *expert_out;    /* (n_tok, k, d_model) each chosen expert's output before weighting */
+    const float *block_out;     /* (n_tok, d_model) MoE block output (routed + shared) */
+} mk_moe_event;
+
+typedef struct mk_observer {
+    void *user;
+    /* Called after each MoE block; the pointers are valid during the call only. */
+    void (*on_moe)(void *user, const mk_moe_event *ev);
+    /* Called after each decoder layer with its output (n_tok, d_model), before the next layer. */
+    void (*on_layer)(void *user, int64_t layer, size_t n_tok, const float *hidden);
+} mk_observer;
+
+/* ---- routing overrides (applied to the router logits the same way in every command) ---- */
+typedef struct mk_route_opts {
+    int64_t k;               /* experts per token; 0 = the model's own */
+    const uint8_t *mask;     /* (n_layer, n_expert) 1 = allowed; NULL = all */
+} mk_route_opts;
+
+/* ---- contexts ---- */
+/* n_ctx: the most tokens the sequence may hold (KV cache capacity);
+ * max_batch: the most tokens one mk_ctx_forward call may take (0 = n_ctx). */
+mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_batch);
+void mk_ctx_free(mk_ctx *c);
+/* Forgets the sequence (position back to 0). */
+void mk_ctx_reset(mk_ctx *c);
+size_t mk_ctx_pos(const mk_ctx *c);
+void mk_ctx_set_observer(mk_ctx *c, const mk_observer *obs);  /* NULL to remove; copied */
+mk_status mk_ctx_set_route(mk_ctx *c, const mk_route_opts *r);  /* NULL for the default; copied */
+
+typedef enum mk_logits_mode {
+    MK_LOGITS_NONE = 0,  /* compute no logits */
+    MK_LOGITS_LAST,      /* logits of the last token only: (vocab) */
+    MK_LOGITS_ALL        /* logits of every token: (n, vocab) */
+} mk_logits_mode;
+
+/* Appends n tokens to the sequence and runs them through the model (a batched prefill when
+ * n > 1, a KV-cached decode step when n == 1). Writes logits as `mode` says into `logits`. */
+mk_status mk_ctx_forward(mk_ctx *c, const int32_t *tokens, size_t n, mk_logits_mode mode, float *logits);
+
+
+/* ---- sampling ---- */
+#ifndef MOEKIT_SAMPLER_DEFINED
+#define MOEKIT_SAMPLER_DEFINED
+typedef struct mk_sampler_opts {
+    float temp;      /* 0 = greedy (argmax, lowest id on ties) */
+    int64_t top_k;   /* 0 = off */
+    float top_p;     /* 1 = off */
+    uint64_t seed;
+} mk_sampler_opts;
+
+typedef struct mk_sampler mk_sampler;
+mk_status mk_sampler_new(mk_sampler **out, int64_t vocab, const mk_sampler_opts *o);
+void mk_sampler_free(mk_sampler *s);
+/* Picks the next token from logits (vocab). logits are not modified. */
+int32_t mk_sampler_pick(mk_sampler *s, const float *logits);
+#endif
+
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -11,6 +11,8 @@ static const struct {
     const char *help;
 } commands[] = {
     /* one line per command: {"name", mk_cmd_name, "one-line help"}, */
+    {"run", mk_cmd_run, "generate text from a prompt"},
+    {"info", mk_cmd_info, "describe a model: architecture, experts, parameters, bytes by dtype"},
     {NULL, NULL, NULL},
 };
 

@@ -1,0 +1,92 @@
+#include "args.h"
+
+#include "base/base.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+bool mk_arg_int(const char *opt, const char *s, int64_t min, int64_t max, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || errno || v < min || v > max) {
+        fprintf(stderr, "moekit: option %s: '%s' is not an integer in [%lld, %lld]\n", opt, s, (long long)min, (long long)max);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool mk_arg_float(const char *opt, const char *s, double min, double max, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || !(v >= min && v <= max)) {
+        fprintf(stderr, "moekit: option %s: '%s' is not a number in [%g, %g]\n", opt, s, min, max);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool mk_arg_ids(const char *opt, const char *s, int32_t **ids, size_t *n) {
+    size_t cap = 1;
+    for (const char *p = s; *p; p++) cap += *p == ',';
+    int32_t *v = malloc(cap * sizeof *v);
+    if (!v) return false;
+    size_t k = 0;
+    const char *p = s;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 0 || x > INT32_MAX || (*end && *end != ',')) {
+            fprintf(stderr, "moekit: option %s: '%s' is not a comma-separated list of token ids\n", opt, s);
+            free(v);
+            return false;
+        }
+        v[k++] = (int32_t)x;
+        p = *end ? end + 1 : end;
+    }
+    if (k == 0) {
+        fprintf(stderr, "moekit: option %s: empty list of token ids\n", opt);
+        free(v);
+        return false;
+    }
+    *ids = v;
+    *n = k;
+    return true;
+}
+
+const char *mk_arg_value(int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "moekit: option %s needs a value\n", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+const char *mk_default_model(void) {
+    const char *env = getenv("MOEKIT_MODEL");
+    if (env && *env) return env;
+    /* The binary lives in <repo>/build/moekit (or build-san/); the default model in <repo>/models/testbed. */
+    static char path[4096];
+    char exe[4000];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return NULL;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash) return NULL;
+    *slash = 0;
+    slash = strrchr(exe, '/');
+    if (!slash) return NULL;
+    *slash = 0;
+    snprintf(path, sizeof path, "%s/models/testbed", exe);
+    char cfg[4200];
+    snprintf(cfg, sizeof cfg, "%s/config.json", path);
+    return mk_file_exists(cfg) ? path : NULL;
+}

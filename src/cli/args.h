@@ -1,0 +1,20 @@
+/* Small helpers for the subcommands' option parsing. */
+#ifndef MK_CLI_ARGS_H
+#define MK_CLI_ARGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Parses a whole decimal integer / float; false (with a message printed) if malformed. */
+bool mk_arg_int(const char *opt, const char *s, int64_t min, int64_t max, int64_t *out);
+bool mk_arg_float(const char *opt, const char *s, double min, double max, double *out);
+/* Parses "1,2,3" into a malloc'd array; false (message printed) if malformed. */
+bool mk_arg_ids(const char *opt, const char *s, int32_t **ids, size_t *n);
+/* The value after option argv[*i], advancing *i; NULL (message printed) if missing. */
+const char *mk_arg_value(int argc, char **argv, int *i);
+/* The model directory to use when -m is not given: $MOEKIT_MODEL, else the embedded default
+ * model (models/testbed beside the binary's repository), else NULL. */
+const char *mk_default_model(void);
+
+#endif

@@ -1,0 +1,53 @@
+/* moekit info: what a model is — architecture, experts, parameters, bytes by dtype. */
+#include "args.h"
+#include "cli.h"
+#include "moekit.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: moekit info [-m MODEL_DIR]\n"
+               "Prints the architecture, layers, experts (routed / shared / k), parameters (total and\n"
+               "active per token) and bytes by dtype of an HF MoE checkpoint directory.\n");
+}
+
+int mk_cmd_info(int argc, char **argv) {
+    const char *dir = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
+        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
+            if (!(dir = mk_arg_value(argc, argv, &i))) return 2;
+        } else {
+            fprintf(stderr, "moekit info: unknown option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!dir && !(dir = mk_default_model())) {
+        fprintf(stderr, "moekit info: no model given (-m DIR) and no default model found\n");
+        return 2;
+    }
+    mk_model *m;
+    if (mk_model_load(&m, dir)) return mk_cli_fail();
+    const mk_model_info *in = mk_model_get_info(m);
+    printf("model:           %s\n", dir);
+    printf("architecture:    %s (%s)\n", in->arch, in->model_type);
+    printf("layers:          %lld (%lld MoE, %lld dense)\n", (long long)in->n_layer, (long long)in->n_moe_layers,
+           (long long)(in->n_layer - in->n_moe_layers));
+    printf("d_model:         %lld\n", (long long)in->d_model);
+    printf("attention:       %lld heads, %lld kv heads, head dim %lld\n", (long long)in->n_head, (long long)in->n_kv_head, (long long)in->d_head);
+    printf("experts:         %lld routed, %d shared, k = %lld, expert d_ff %lld%s\n", (long long)in->n_expert,
+           in->has_shared_expert ? 1 : 0, (long long)in->k_active, (long long)in->d_ff_expert,
+           in->norm_topk ? ", top-k weights renormalised" : "");
+    if (in->d_ff_dense && in->n_moe_layers < in->n_layer) printf("dense d_ff:      %lld\n", (long long)in->d_ff_dense);
+    if (in->has_shared_expert) printf("shared d_ff:     %lld\n", (long long)in->d_ff_shared);
+    printf("vocab:           %lld%s\n", (long long)in->vocab, in->tie_embed ? " (tied embeddings)" : "");
+    printf("params total:    %lld\n", (long long)in->params_total);
+    printf("params active:   %lld\n", (long long)in->params_active);
+    const char *names[16];
+    int64_t bytes[16];
+    size_t n = mk_model_bytes_by_dtype(m, names, bytes, 16);
+    for (size_t i = 0; i < n; i++) printf("bytes %-10s %lld\n", names[i], (long long)bytes[i]);
+    mk_model_free(m);
+    return 0;
+}

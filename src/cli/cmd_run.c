@@ -1,0 +1,102 @@
+/* moekit run: generate from a prompt, streaming tokens as they are produced. */
+#include "args.h"
+#include "cli.h"
+#include "moekit.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: moekit run [-m MODEL_DIR] --prompt-ids 1,2,3 [-n N] [options]\n"
+            "Generates N tokens after the prompt and prints them as they come.\n"
+            "  -m, --model DIR       HF checkpoint directory (default: $MOEKIT_MODEL, else models/testbed)\n"
+            "  --prompt-ids LIST     prompt as comma-separated token ids\n"
+            "  -n, --n-predict N     tokens to generate (default 32)\n"
+            "  --temp T              sampling temperature; 0 = greedy (default 0)\n"
+            "  --top-k K             keep the K most likely tokens (default 0 = off)\n"
+            "  --top-p P             nucleus sampling threshold (default 1 = off)\n"
+            "  --seed S              random seed (default 0)\n"
+            "  --experts K           route each token to K experts instead of the model's k\n"
+            "  --ctx N               context size in tokens (default: prompt + N)\n"
+            "  -t, --threads N       threads (default: all cores)\n"
+            "  --ignore-eos          do not stop at the end-of-sequence token\n"
+            "  --quiet-stats         do not print timings to stderr\n");
+}
+
+int mk_cmd_run(int argc, char **argv) {
+    const char *dir = NULL;
+    int32_t *prompt = NULL;
+    size_t n_prompt = 0;
+    int64_t n_predict = 32, top_k = 0, experts = 0, n_ctx = 0, threads = 0, seed = 0;
+    double temp = 0, top_p = 1;
+    bool ignore_eos = false, stats = true;
+    int rc = 2;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+#define VAL() if (!(v = mk_arg_value(argc, argv, &i))) goto out
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); rc = 0; goto out; }
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VAL(); dir = v; }
+        else if (!strcmp(a, "--prompt-ids")) { VAL(); free(prompt); if (!mk_arg_ids(a, v, &prompt, &n_prompt)) goto out; }
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { VAL(); if (!mk_arg_int(a, v, 0, 1 << 24, &n_predict)) goto out; }
+        else if (!strcmp(a, "--temp")) { VAL(); if (!mk_arg_float(a, v, 0, 100, &temp)) goto out; }
+        else if (!strcmp(a, "--top-k")) { VAL(); if (!mk_arg_int(a, v, 0, 1 << 30, &top_k)) goto out; }
+        else if (!strcmp(a, "--top-p")) { VAL(); if (!mk_arg_float(a, v, 1e-9, 1, &top_p)) goto out; }
+        else if (!strcmp(a, "--seed")) { VAL(); if (!mk_arg_int(a, v, 0, INT64_MAX, &seed)) goto out; }
+        else if (!strcmp(a, "--experts")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 20, &experts)) goto out; }
+        else if (!strcmp(a, "--ctx")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 24, &n_ctx)) goto out; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (!mk_arg_int(a, v, 1, 1024, &threads)) goto out; }
+        else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
+        else if (!strcmp(a, "--quiet-stats")) stats = false;
+        else { fprintf(stderr, "moekit run: unknown option '%s' (moekit run --help)\n", a); goto out; }
+#undef VAL
+    }
+    if (!prompt) { fprintf(stderr, "moekit run: give a prompt with --prompt-ids (moekit run --help)\n"); goto out; }
+    if (!dir && !(dir = mk_default_model())) { fprintf(stderr, "moekit run: no model given (-m DIR) and no default model found\n"); goto out; }
+    if (threads) omp_set_num_threads((int)threads);
+
+    rc = 1;
+    mk_model *m = NULL;
+    mk_ctx *c = NULL;
+    mk_sampler *s = NULL;
+    float *logits = NULL;
+    if (mk_model_load(&m, dir)) { rc = mk_cli_fail(); goto out; }
+    const mk_model_info *in = mk_model_get_info(m);
+    size_t need = n_prompt + (size_t)n_predict;
+    if (!n_ctx) n_ctx = (int64_t)need;
+    if ((size_t)n_ctx < need) { fprintf(stderr, "moekit run: --ctx %lld is smaller than prompt + n (%zu)\n", (long long)n_ctx, need); rc = 2; goto done; }
+    mk_sampler_opts so = {.temp = (float)temp, .top_k = top_k, .top_p = (float)top_p, .seed = (uint64_t)seed};
+    mk_route_opts ro = {.k = experts};
+    if (mk_ctx_new(&c, m, (size_t)n_ctx, 512) || mk_ctx_set_route(c, &ro) || mk_sampler_new(&s, in->vocab, &so)) { rc = mk_cli_fail(); goto done; }
+    logits = malloc((size_t)in->vocab * sizeof(float));
+    if (!logits) { fprintf(stderr, "moekit run: out of memory\n"); goto done; }
+
+    double t0 = mk_wall();
+    if (mk_ctx_forward(c, prompt, n_prompt, MK_LOGITS_LAST, logits)) { rc = mk_cli_fail(); goto done; }
+    double t1 = mk_wall();
+    int64_t made = 0;
+    for (; made < n_predict; made++) {
+        int32_t tok = mk_sampler_pick(s, logits);
+        printf("%s%d", made ? " " : "", tok);
+        fflush(stdout);
+        if (!ignore_eos && tok == in->eos_id) { made++; break; }
+        if (made + 1 < n_predict && mk_ctx_forward(c, &tok, 1, MK_LOGITS_LAST, logits)) { rc = mk_cli_fail(); goto done; }
+    }
+    printf("\n");
+    double t2 = mk_wall();
+    if (stats)
+        fprintf(stderr, "prompt: %zu tokens, %.1f tok/s; generated: %lld tokens, %.1f tok/s; %d threads\n", n_prompt,
+                (double)n_prompt / (t1 - t0), (long long)made, made > 1 ? (double)(made - 1) / (t2 - t1) : 0.0, omp_get_max_threads());
+    rc = 0;
+done:
+    free(logits);
+    mk_sampler_free(s);
+    mk_ctx_free(c);
+    mk_model_free(m);
+out:
+    free(prompt);
+    return rc;
+}

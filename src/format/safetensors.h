@@ -1,0 +1,37 @@
+/* safetensors reader: one file or a sharded set (model.safetensors.index.json), memory-mapped.
+ * Every header field is checked against the file: offsets (with overflow checks) against the
+ * byte buffer, dtype names, shape × dtype size against the byte length, duplicate names.
+ * Tensors are handed out as views into the mappings; they live as long as the set. */
+#ifndef MK_SAFETENSORS_H
+#define MK_SAFETENSORS_H
+
+#include "tensor/tensor.h"
+
+typedef struct mk_st_entry {
+    char *name;
+    mk_tensor t;      /* view into the file's mapping */
+    int file;         /* index into the set's files */
+    size_t offset;    /* absolute byte offset of the data in that file */
+} mk_st_entry;
+
+typedef struct mk_st_set {
+    mk_map *files;
+    int n_files;
+    mk_st_entry *entries; /* sorted by name */
+    size_t n_entries;
+    char *source;         /* the directory or file it was opened from, for messages */
+} mk_st_set;
+
+/* Opens a model directory: model.safetensors.index.json if present, else model.safetensors,
+ * else the single *.safetensors file in it. */
+mk_status mk_st_open_dir(mk_st_set **out, const char *dir);
+/* Opens one safetensors file. */
+mk_status mk_st_open_file(mk_st_set **out, const char *path);
+void mk_st_free(mk_st_set *s);
+
+/* NULL if absent. */
+const mk_st_entry *mk_st_find(const mk_st_set *s, const char *name);
+/* Name of the file holding an entry (for error messages). */
+const char *mk_st_file_of(const mk_st_set *s, const mk_st_entry *e);
+
+#endif

@@ -1,0 +1,233 @@
+/* config.json → mk_config, with each architecture's quirks (research/formats.md §1-§4). */
+#include "model.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct {
+    const char *class_name, *model_type;
+    mk_arch arch;
+} known[] = {
+    {"MixtralForCausalLM", "mixtral", MK_ARCH_MIXTRAL},
+    {"Qwen2MoeForCausalLM", "qwen2_moe", MK_ARCH_QWEN2_MOE},
+    {"Qwen3MoeForCausalLM", "qwen3_moe", MK_ARCH_QWEN3_MOE},
+    {"OlmoeForCausalLM", "olmoe", MK_ARCH_OLMOE},
+};
+
+/* Reads an integer field; `dflt` < 0 means required. */
+static mk_status get_int(json_t *root, const char *path, const char *key, int64_t dflt, int64_t min, int64_t *out) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) {
+        if (dflt < 0) return mk_err(MK_ERR_MISSING, "%s: field '%s' is missing", path, key);
+        *out = dflt;
+        return MK_OK;
+    }
+    if (!json_is_integer(v)) return mk_err(MK_ERR_FORMAT, "%s: field '%s' must be an integer", path, key);
+    json_int_t x = json_integer_value(v);
+    if (x < min || x > (json_int_t)1 << 40)
+        return mk_err(MK_ERR_FORMAT, "%s: field '%s' = %lld is out of range (at least %lld)", path, key, (long long)x, (long long)min);
+    *out = (int64_t)x;
+    return MK_OK;
+}
+
+static mk_status get_num(json_t *root, const char *path, const char *key, double dflt, bool required, double *out) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) {
+        if (required) return mk_err(MK_ERR_MISSING, "%s: field '%s' is missing", path, key);
+        *out = dflt;
+        return MK_OK;
+    }
+    if (!json_is_number(v)) return mk_err(MK_ERR_FORMAT, "%s: field '%s' must be a number", path, key);
+    *out = json_number_value(v);
+    return MK_OK;
+}
+
+static mk_status get_bool(json_t *root, const char *path, const char *key, bool dflt, bool *out) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) { *out = dflt; return MK_OK; }
+    if (!json_is_boolean(v)) return mk_err(MK_ERR_FORMAT, "%s: field '%s' must be true or false", path, key);
+    *out = json_is_true(v);
+    return MK_OK;
+}
+
+/* First of several spellings that is present. */
+static const char *pick(json_t *root, const char *a, const char *b) {
+    json_t *v = json_object_get(root, a);
+    return (v && !json_is_null(v)) ? a : b;
+}
+
+/* rope_theta lives at the top level (v4) or in rope_parameters (v5); rope_scaling / a non-default
+ * rope_type changes the frequencies, which is not supported yet. */
+static mk_status parse_rope(json_t *root, const char *path, double *theta) {
+    json_t *rp = json_object_get(root, "rope_parameters");
+    json_t *rs = json_object_get(root, "rope_scaling");
+    *theta = 10000.0;
+    mk_status st = get_num(root, path, "rope_theta", 10000.0, false, theta);
+    if (st) return st;
+    if (rp && !json_is_null(rp)) {
+        if (!json_is_object(rp)) return mk_err(MK_ERR_FORMAT, "%s: field 'rope_parameters' must be an object", path);
+        if ((st = get_num(rp, path, "rope_theta", *theta, false, theta))) return mk_err_prefix(st, "rope_parameters");
+        rs = rp;
+    }
+    if (rs && !json_is_null(rs)) {
+        if (!json_is_object(rs)) return mk_err(MK_ERR_FORMAT, "%s: field 'rope_scaling' must be an object", path);
+        json_t *t = json_object_get(rs, "rope_type");
+        if (!t) t = json_object_get(rs, "type");
+        if (t && !(json_is_string(t) && strcmp(json_string_value(t), "default") == 0))
+            return mk_err(MK_ERR_UNSUPPORTED, "%s: field 'rope_type' = '%s' is not supported yet (only default RoPE)", path,
+                          json_is_string(t) ? json_string_value(t) : "?");
+    }
+    if (!(*theta > 0)) return mk_err(MK_ERR_FORMAT, "%s: field 'rope_theta' must be positive", path);
+    return MK_OK;
+}
+
+static int32_t token_id(json_t *root, const char *key) {
+    json_t *v = json_object_get(root, key);
+    if (json_is_array(v)) v = json_array_get(v, 0);
+    return json_is_integer(v) ? (int32_t)json_integer_value(v) : -1;
+}
+
+void mk_config_free(mk_config *cfg) {
+    if (!cfg) return;
+    free(cfg->layer_moe);
+    cfg->layer_moe = NULL;
+}
+
+mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
+    memset(cfg, 0, sizeof *cfg);
+    json_error_t jerr;
+    json_t *root = json_loads(text, 0, &jerr);
+    if (!root) return mk_err(MK_ERR_FORMAT, "%s: malformed JSON: %s (line %d, column %d)", path, jerr.text, jerr.line, jerr.column);
+    mk_status st = MK_OK;
+    if (!json_is_object(root)) { st = mk_err(MK_ERR_FORMAT, "%s: not a JSON object", path); goto out; }
+
+    /* Architecture: architectures[0], else model_type. */
+    json_t *archs = json_object_get(root, "architectures"), *mt = json_object_get(root, "model_type");
+    const char *cls = json_is_array(archs) && json_is_string(json_array_get(archs, 0)) ? json_string_value(json_array_get(archs, 0)) : NULL;
+    const char *type = json_is_string(mt) ? json_string_value(mt) : NULL;
+    if (!cls && !type) { st = mk_err(MK_ERR_MISSING, "%s: field 'architectures' (or 'model_type') is missing", path); goto out; }
+    int found = -1;
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if ((cls && strcmp(cls, known[i].class_name) == 0) || (!cls && strcmp(type, known[i].model_type) == 0)) found = (int)i;
+    if (found < 0) {
+        st = mk_err(MK_ERR_UNSUPPORTED, "%s: field '%s' = '%s' is not a supported architecture (supported: MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM)",
+                    path, cls ? "architectures" : "model_type", cls ? cls : type);
+        goto out;
+    }
+    cfg->arch = known[found].arch;
+    snprintf(cfg->arch_name, sizeof cfg->arch_name, "%s", known[found].class_name);
+    snprintf(cfg->model_type, sizeof cfg->model_type, "%s", known[found].model_type);
+
+    json_t *act = json_object_get(root, "hidden_act");
+    if (act && !(json_is_string(act) && strcmp(json_string_value(act), "silu") == 0)) {
+        st = mk_err(MK_ERR_UNSUPPORTED, "%s: field 'hidden_act' = '%s' is not supported (only silu)", path, json_is_string(act) ? json_string_value(act) : "?");
+        goto out;
+    }
+
+#define INT(key, dflt, min, dst) if ((st = get_int(root, path, key, dflt, min, dst))) goto out
+    INT("vocab_size", -1, 1, &cfg->vocab);
+    INT("hidden_size", -1, 1, &cfg->d_model);
+    INT("num_hidden_layers", -1, 1, &cfg->n_layer);
+    INT("num_attention_heads", -1, 1, &cfg->n_head);
+    INT("num_key_value_heads", cfg->n_head, 1, &cfg->n_kv_head);
+    if (cfg->d_model % cfg->n_head && !json_object_get(root, "head_dim")) {
+        st = mk_err(MK_ERR_FORMAT, "%s: field 'hidden_size' (%lld) is not divisible by 'num_attention_heads' (%lld)", path, (long long)cfg->d_model, (long long)cfg->n_head);
+        goto out;
+    }
+    INT("head_dim", cfg->d_model / cfg->n_head, 1, &cfg->d_head);
+    if (cfg->n_head % cfg->n_kv_head) {
+        st = mk_err(MK_ERR_FORMAT, "%s: field 'num_attention_heads' (%lld) is not a multiple of 'num_key_value_heads' (%lld)", path, (long long)cfg->n_head, (long long)cfg->n_kv_head);
+        goto out;
+    }
+    if (cfg->d_head % 2) { st = mk_err(MK_ERR_FORMAT, "%s: field 'head_dim' (%lld) must be even for RoPE", path, (long long)cfg->d_head); goto out; }
+    INT(pick(root, "num_local_experts", "num_experts"), -1, 1, &cfg->n_expert);
+    INT("num_experts_per_tok", -1, 1, &cfg->k_active);
+    if (cfg->k_active > cfg->n_expert) {
+        st = mk_err(MK_ERR_FORMAT, "%s: field 'num_experts_per_tok' (%lld) exceeds the number of experts (%lld)", path, (long long)cfg->k_active, (long long)cfg->n_expert);
+        goto out;
+    }
+    double eps, theta;
+    if ((st = get_num(root, path, "rms_norm_eps", 1e-6, true, &eps))) goto out;
+    if (!(eps > 0 && eps < 1)) { st = mk_err(MK_ERR_FORMAT, "%s: field 'rms_norm_eps' must be in (0, 1)", path); goto out; }
+    cfg->rms_eps = (float)eps;
+    if ((st = parse_rope(root, path, &theta))) goto out;
+    cfg->rope_theta = (float)theta;
+    if ((st = get_bool(root, path, "tie_word_embeddings", false, &cfg->tie_embed))) goto out;
+    cfg->attn_bias = -1;
+    cfg->bos_id = token_id(root, "bos_token_id");
+    cfg->eos_id = token_id(root, "eos_token_id");
+
+    cfg->layer_moe = mk_calloc((size_t)cfg->n_layer, sizeof(bool));
+    if (!cfg->layer_moe) { st = MK_ERR_NOMEM; goto out; }
+    for (int64_t l = 0; l < cfg->n_layer; l++) cfg->layer_moe[l] = true;
+
+    switch (cfg->arch) {
+    case MK_ARCH_MIXTRAL: {
+        INT("intermediate_size", -1, 1, &cfg->d_ff_expert);
+        cfg->norm_topk = true; /* always renormalised, no flag */
+        cfg->attn_bias = 0;
+        INT("sliding_window", 0, 0, &cfg->sliding_window);
+        break;
+    }
+    case MK_ARCH_OLMOE: {
+        INT("intermediate_size", -1, 1, &cfg->d_ff_expert);
+        if ((st = get_bool(root, path, "norm_topk_prob", false, &cfg->norm_topk))) goto out;
+        bool b;
+        if ((st = get_bool(root, path, "attention_bias", false, &b))) goto out;
+        cfg->attn_bias = b;
+        cfg->qk_norm = MK_QKNORM_FULL;
+        double clip;
+        if ((st = get_num(root, path, "clip_qkv", 0, false, &clip))) goto out;
+        if (clip < 0) { st = mk_err(MK_ERR_FORMAT, "%s: field 'clip_qkv' must be positive", path); goto out; }
+        cfg->clip_qkv = (float)clip;
+        break;
+    }
+    case MK_ARCH_QWEN2_MOE:
+    case MK_ARCH_QWEN3_MOE: {
+        bool qwen2 = cfg->arch == MK_ARCH_QWEN2_MOE;
+        INT("moe_intermediate_size", -1, 1, &cfg->d_ff_expert);
+        INT("intermediate_size", 0, 0, &cfg->d_ff_dense);
+        if ((st = get_bool(root, path, "norm_topk_prob", false, &cfg->norm_topk))) goto out;
+        if (qwen2) {
+            INT("shared_expert_intermediate_size", 0, 0, &cfg->d_ff_shared);
+            cfg->shared_expert = cfg->d_ff_shared > 0;
+            json_t *qb = json_object_get(root, "qkv_bias");
+            cfg->attn_bias = json_is_boolean(qb) ? json_is_true(qb) : 1; /* older configs: always biased */
+        } else {
+            bool b;
+            if ((st = get_bool(root, path, "attention_bias", false, &b))) goto out;
+            cfg->attn_bias = b;
+            cfg->qk_norm = MK_QKNORM_HEAD;
+        }
+        bool swa;
+        if ((st = get_bool(root, path, "use_sliding_window", false, &swa))) goto out;
+        if (swa) { st = mk_err(MK_ERR_UNSUPPORTED, "%s: field 'use_sliding_window' = true is not supported yet", path); goto out; }
+        int64_t step;
+        INT("decoder_sparse_step", 1, 1, &step);
+        json_t *mlp_only = json_object_get(root, "mlp_only_layers");
+        if (mlp_only && !json_is_null(mlp_only) && !json_is_array(mlp_only)) { st = mk_err(MK_ERR_FORMAT, "%s: field 'mlp_only_layers' must be a list", path); goto out; }
+        for (int64_t l = 0; l < cfg->n_layer; l++) cfg->layer_moe[l] = (l + 1) % step == 0;
+        size_t i;
+        json_t *v;
+        json_array_foreach(mlp_only, i, v) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= cfg->n_layer) {
+                st = mk_err(MK_ERR_FORMAT, "%s: field 'mlp_only_layers[%zu]' is not a layer index below %lld", path, i, (long long)cfg->n_layer);
+                goto out;
+            }
+            cfg->layer_moe[json_integer_value(v)] = false;
+        }
+        for (int64_t l = 0; l < cfg->n_layer; l++)
+            if (!cfg->layer_moe[l] && cfg->d_ff_dense <= 0) {
+                st = mk_err(MK_ERR_MISSING, "%s: field 'intermediate_size' is needed for dense layer %lld", path, (long long)l);
+                goto out;
+            }
+        break;
+    }
+    }
+#undef INT
+out:
+    json_decref(root);
+    if (st) mk_config_free(cfg);
+    return st;
+}

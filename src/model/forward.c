@@ -1,0 +1,370 @@
+/* The forward pass, written once for every architecture (research/formats.md §0):
+ *   x = embed(tokens)
+ *   per layer: x += Attn(RMSNorm(x));  x += FFN(RMSNorm(x))   (FFN = MoE block or dense MLP)
+ *   logits = lm_head(RMSNorm(x))
+ * Activations are f32; weights stay in their stored dtype and are read through the kernels.
+ * layer_forward() runs one layer over a batch of tokens of one sequence, so the same code serves
+ * a whole-model prefill, a KV-cached decode step, and (later) layer-streamed calibration. */
+#include "model.h"
+#include "route/route.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct mk_ctx {
+    const mk_model *m;
+    size_t n_ctx, max_batch, pos;
+    int n_threads;
+    int64_t k_cap;                 /* expert slots per token the buffers hold */
+    float *k_cache, *v_cache;      /* (n_layer, n_ctx, n_kv_head·d_head) */
+    float *rope_cos, *rope_sin;    /* (n_ctx, d_head/2) */
+    /* (max_batch, ·) activations */
+    float *x, *xn, *q, *att, *tmp, *moe_out, *rlogits, *wts, *eo;
+    int32_t *ids;
+    float *scores;                 /* (n_threads, n_ctx) attention scratch */
+    float *route_scratch;          /* (n_threads, n_expert) */
+    /* expert grouping */
+    int32_t *grp;                  /* (max_batch·k_cap) slot indices, grouped by expert */
+    int32_t *grp_start;            /* (n_expert + 1) */
+    int32_t *grp_cur;              /* (n_expert) */
+    float *gx, *gg, *gu, *go;      /* (max_batch, d_model | d_ff_max) */
+    float *logit_rows;             /* (max_batch, d_model) final-normed rows for the LM head */
+    bool has_obs;
+    mk_observer obs;
+    int64_t route_k;
+    uint8_t *mask;                 /* (n_layer, n_expert) or NULL */
+};
+
+static int64_t d_ff_max(const mk_config *c) {
+    return MK_MAX(c->d_ff_expert, MK_MAX(c->d_ff_dense, c->d_ff_shared));
+}
+
+void mk_ctx_free(mk_ctx *c) {
+    if (!c) return;
+    float **bufs[] = {&c->k_cache, &c->v_cache, &c->rope_cos, &c->rope_sin, &c->x, &c->xn, &c->q, &c->att, &c->tmp,
+                      &c->moe_out, &c->rlogits, &c->wts, &c->eo, &c->scores, &c->route_scratch, &c->gx, &c->gg, &c->gu,
+                      &c->go, &c->logit_rows};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) mk_free_aligned(*bufs[i]);
+    free(c->ids);
+    free(c->grp);
+    free(c->grp_start);
+    free(c->grp_cur);
+    free(c->mask);
+    free(c);
+}
+
+static float *falloc(size_t n, size_t m, bool *ok) {
+    size_t bytes;
+    if (!mk_mul_ok(n, m, &bytes) || !mk_mul_ok(bytes, sizeof(float), &bytes)) {
+        mk_err(MK_ERR_NOMEM, "buffer size overflow (%zu x %zu floats)", n, m);
+        *ok = false;
+        return NULL;
+    }
+    float *p = mk_malloc_aligned(bytes);
+    if (!p) *ok = false;
+    else memset(p, 0, bytes);
+    return p;
+}
+
+/* (Re)allocates what depends on the number of expert slots per token. */
+static mk_status alloc_slots(mk_ctx *c, int64_t k) {
+    const mk_config *cfg = &c->m->cfg;
+    bool ok = true;
+    mk_free_aligned(c->wts);
+    mk_free_aligned(c->eo);
+    free(c->ids);
+    free(c->grp);
+    c->wts = falloc(c->max_batch, (size_t)k, &ok);
+    c->eo = falloc(c->max_batch * (size_t)k, (size_t)cfg->d_model, &ok);
+    c->ids = mk_calloc(c->max_batch * (size_t)k, sizeof(int32_t));
+    c->grp = mk_calloc(c->max_batch * (size_t)k, sizeof(int32_t));
+    if (!ok || !c->ids || !c->grp) return MK_ERR_NOMEM;
+    c->k_cap = k;
+    return MK_OK;
+}
+
+mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_batch) {
+    *out = NULL;
+    const mk_config *cfg = &m->cfg;
+    if (n_ctx == 0) return mk_err(MK_ERR_ARG, "context size must be positive");
+    if (max_batch == 0 || max_batch > n_ctx) max_batch = n_ctx;
+    mk_ctx *c = mk_calloc(1, sizeof *c);
+    if (!c) return MK_ERR_NOMEM;
+    c->m = m;
+    c->n_ctx = n_ctx;
+    c->max_batch = max_batch;
+    c->n_threads = omp_get_max_threads();
+    c->route_k = cfg->k_active;
+    const size_t H = (size_t)cfg->d_model, q_dim = (size_t)(cfg->n_head * cfg->d_head),
+                 kv_dim = (size_t)(cfg->n_kv_head * cfg->d_head), E = (size_t)cfg->n_expert, B = max_batch,
+                 half = (size_t)cfg->d_head / 2, F = (size_t)d_ff_max(cfg);
+    bool ok = true;
+    c->k_cache = falloc((size_t)cfg->n_layer * n_ctx, kv_dim, &ok);
+    c->v_cache = falloc((size_t)cfg->n_layer * n_ctx, kv_dim, &ok);
+    c->rope_cos = falloc(n_ctx, half, &ok);
+    c->rope_sin = falloc(n_ctx, half, &ok);
+    c->x = falloc(B, H, &ok);
+    c->xn = falloc(B, H, &ok);
+    c->q = falloc(B, q_dim, &ok);
+    c->att = falloc(B, q_dim, &ok);
+    c->tmp = falloc(B, MK_MAX(H, F), &ok);
+    c->moe_out = falloc(B, H, &ok);
+    c->rlogits = falloc(B, E, &ok);
+    c->scores = falloc((size_t)c->n_threads, n_ctx, &ok);
+    c->route_scratch = falloc((size_t)c->n_threads, E, &ok);
+    c->gx = falloc(B, H, &ok);
+    c->gg = falloc(B, F, &ok);
+    c->gu = falloc(B, F, &ok);
+    c->go = falloc(B, H, &ok);
+    c->logit_rows = falloc(B, H, &ok);
+    c->grp_start = mk_calloc(E + 1, sizeof(int32_t));
+    c->grp_cur = mk_calloc(E, sizeof(int32_t));
+    if (!ok || !c->grp_start || !c->grp_cur || alloc_slots(c, cfg->k_active)) {
+        mk_ctx_free(c);
+        return mk_err(MK_ERR_NOMEM, "%s: cannot allocate the run state for a context of %zu tokens", m->dir, n_ctx);
+    }
+    /* RoPE tables as HF computes them: inv_freq and position·inv_freq in f32. */
+    for (size_t i = 0; i < half; i++) {
+        float inv = 1.0f / powf(cfg->rope_theta, (float)(2 * i) / (float)cfg->d_head);
+        for (size_t p = 0; p < n_ctx; p++) {
+            float f = (float)p * inv;
+            c->rope_cos[p * half + i] = cosf(f);
+            c->rope_sin[p * half + i] = sinf(f);
+        }
+    }
+    *out = c;
+    return MK_OK;
+}
+
+void mk_ctx_reset(mk_ctx *c) { c->pos = 0; }
+size_t mk_ctx_pos(const mk_ctx *c) { return c->pos; }
+
+void mk_ctx_set_observer(mk_ctx *c, const mk_observer *obs) {
+    c->has_obs = obs != NULL;
+    if (obs) c->obs = *obs;
+}
+
+mk_status mk_ctx_set_route(mk_ctx *c, const mk_route_opts *r) {
+    const mk_config *cfg = &c->m->cfg;
+    int64_t k = r && r->k > 0 ? r->k : cfg->k_active;
+    if (k > cfg->n_expert) return mk_err(MK_ERR_ARG, "route: k = %lld exceeds the model's %lld experts", (long long)k, (long long)cfg->n_expert);
+    if (k > c->k_cap && alloc_slots(c, k)) return MK_ERR_NOMEM;
+    c->route_k = k;
+    free(c->mask);
+    c->mask = NULL;
+    if (r && r->mask) {
+        size_t n = (size_t)(cfg->n_layer * cfg->n_expert);
+        c->mask = mk_malloc(n);
+        if (!c->mask) return MK_ERR_NOMEM;
+        memcpy(c->mask, r->mask, n);
+    }
+    return MK_OK;
+}
+
+static inline float silu(float x) { return x / (1.0f + expf(-x)); }
+
+/* Half-rotation RoPE ("rotate_half") on one head vector of d values at position p. */
+static void rope_half(float *v, const float *cs, const float *sn, size_t d) {
+    size_t h = d / 2;
+    for (size_t i = 0; i < h; i++) {
+        float a = v[i], b = v[i + h];
+        v[i] = a * cs[i] - b * sn[i];
+        v[i + h] = b * cs[i] + a * sn[i];
+    }
+}
+
+/* SwiGLU MLP over n rows: out (n, d_model) = down(silu(gate·x) ⊙ up·x). */
+static void mlp_forward(mk_ctx *c, const mk_mlp_w *w, const float *x, size_t n, float *out) {
+    const size_t H = (size_t)c->m->cfg.d_model, F = (size_t)w->gate.shape[0];
+    mk_matmul(c->gg, F, x, H, n, &w->gate, NULL);
+    mk_matmul(c->gu, F, x, H, n, &w->up, NULL);
+    for (size_t i = 0; i < n * F; i++) c->gg[i] = silu(c->gg[i]) * c->gu[i];
+    mk_matmul(out, H, c->gg, F, n, &w->down, NULL);
+}
+
+/* Attention sub-block: x (n, d_model) += o_proj(attn(RMSNorm(x))), tokens at positions pos0... */
+static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
+    const mk_config *cfg = &c->m->cfg;
+    const mk_layer_w *lw = &c->m->layers[l];
+    const size_t H = (size_t)cfg->d_model, D = (size_t)cfg->d_head, nh = (size_t)cfg->n_head, nkv = (size_t)cfg->n_kv_head;
+    const size_t q_dim = nh * D, kv_dim = nkv * D, half = D / 2, group = nh / nkv;
+    float *kc = c->k_cache + (size_t)l * c->n_ctx * kv_dim, *vc = c->v_cache + (size_t)l * c->n_ctx * kv_dim;
+    float *k = kc + pos0 * kv_dim, *v = vc + pos0 * kv_dim;
+
+    for (size_t t = 0; t < n; t++) mk_rmsnorm(c->xn + t * H, x + t * H, &lw->attn_norm, H, cfg->rms_eps);
+    mk_matmul(c->q, q_dim, c->xn, H, n, &lw->wq, &lw->bq);
+    mk_matmul(k, kv_dim, c->xn, H, n, &lw->wk, &lw->bk);
+    mk_matmul(v, kv_dim, c->xn, H, n, &lw->wv, &lw->bv);
+
+    for (size_t t = 0; t < n; t++) {
+        float *qt = c->q + t * q_dim, *kt = k + t * kv_dim, *vt = v + t * kv_dim;
+        if (cfg->qk_norm == MK_QKNORM_FULL) {
+            mk_rmsnorm(qt, qt, &lw->q_norm, q_dim, cfg->rms_eps);
+            mk_rmsnorm(kt, kt, &lw->k_norm, kv_dim, cfg->rms_eps);
+        } else if (cfg->qk_norm == MK_QKNORM_HEAD) {
+            for (size_t h = 0; h < nh; h++) mk_rmsnorm(qt + h * D, qt + h * D, &lw->q_norm, D, cfg->rms_eps);
+            for (size_t h = 0; h < nkv; h++) mk_rmsnorm(kt + h * D, kt + h * D, &lw->k_norm, D, cfg->rms_eps);
+        }
+        if (cfg->clip_qkv > 0) {
+            float cl = cfg->clip_qkv;
+            for (size_t i = 0; i < q_dim; i++) qt[i] = fminf(fmaxf(qt[i], -cl), cl);
+            for (size_t i = 0; i < kv_dim; i++) {
+                kt[i] = fminf(fmaxf(kt[i], -cl), cl);
+                vt[i] = fminf(fmaxf(vt[i], -cl), cl);
+            }
+        }
+        const float *cs = c->rope_cos + (pos0 + t) * half, *sn = c->rope_sin + (pos0 + t) * half;
+        for (size_t h = 0; h < nh; h++) rope_half(qt + h * D, cs, sn, D);
+        for (size_t h = 0; h < nkv; h++) rope_half(kt + h * D, cs, sn, D);
+    }
+
+    const float scale = 1.0f / sqrtf((float)D);
+    const size_t win = cfg->sliding_window > 0 ? (size_t)cfg->sliding_window : 0;
+    #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(c->n_threads) if (n * nh > 1)
+    for (size_t t = 0; t < n; t++) {
+        for (size_t h = 0; h < nh; h++) {
+            float *sc = c->scores + (size_t)omp_get_thread_num() * c->n_ctx;
+            const size_t p = pos0 + t, j0 = win && p + 1 > win ? p + 1 - win : 0;
+            const float *qh = c->q + t * q_dim + h * D;
+            const size_t g = h / group;
+            float mx = -INFINITY;
+            for (size_t j = j0; j <= p; j++) {
+                sc[j] = mk_dot_f32(qh, kc + j * kv_dim + g * D, D) * scale;
+                if (sc[j] > mx) mx = sc[j];
+            }
+            float sum = 0;
+            for (size_t j = j0; j <= p; j++) {
+                sc[j] = expf(sc[j] - mx);
+                sum += sc[j];
+            }
+            float *o = c->att + t * q_dim + h * D;
+            memset(o, 0, D * sizeof(float));
+            for (size_t j = j0; j <= p; j++) {
+                const float a = sc[j] / sum, *vj = vc + j * kv_dim + g * D;
+                for (size_t i = 0; i < D; i++) o[i] += a * vj[i];
+            }
+        }
+    }
+    mk_matmul(c->tmp, H, c->att, q_dim, n, &lw->wo, NULL);
+    for (size_t i = 0; i < n * H; i++) x[i] += c->tmp[i];
+}
+
+/* MoE block over n rows of xn: moe_out (n, d_model). Tokens are grouped by expert so each
+ * active expert runs one matrix-matrix product over all its tokens. */
+static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size_t pos0) {
+    const mk_config *cfg = &c->m->cfg;
+    const mk_layer_w *lw = &c->m->layers[l];
+    const size_t H = (size_t)cfg->d_model, E = (size_t)cfg->n_expert, K = (size_t)c->route_k;
+
+    mk_matmul(c->rlogits, E, c->xn, H, n, &lw->router, NULL);
+    mk_route_cfg rc = {.n_expert = cfg->n_expert, .k = c->route_k, .norm_topk = cfg->norm_topk,
+                       .mask = c->mask ? c->mask + (size_t)l * E : NULL};
+    #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n > 16)
+    for (size_t t = 0; t < n; t++)
+        mk_route_softmax_topk(&rc, c->rlogits + t * E, c->ids + t * K, c->wts + t * K,
+                              c->route_scratch + (size_t)omp_get_thread_num() * E);
+
+    /* Counting sort of the (token, slot) pairs by expert. */
+    int32_t *start = c->grp_start;
+    memset(start, 0, (E + 1) * sizeof *start);
+    for (size_t s = 0; s < n * K; s++)
+        if (c->ids[s] >= 0) start[c->ids[s] + 1]++;
+    for (size_t e = 0; e < E; e++) start[e + 1] += start[e];
+    int32_t *cur = c->grp_cur;
+    memcpy(cur, start, E * sizeof *cur);
+    for (size_t s = 0; s < n * K; s++)
+        if (c->ids[s] >= 0) c->grp[cur[c->ids[s]]++] = (int32_t)s;
+    for (size_t e = 0; e < E; e++) {
+        const size_t cnt = (size_t)(start[e + 1] - start[e]);
+        if (!cnt) continue;
+        const int32_t *slots = c->grp + start[e];
+        for (size_t r = 0; r < cnt; r++) memcpy(c->gx + r * H, c->xn + (size_t)slots[r] / K * H, H * sizeof(float));
+        mlp_forward(c, &lw->experts[e], c->gx, cnt, c->go);
+        for (size_t r = 0; r < cnt; r++) memcpy(c->eo + (size_t)slots[r] * H, c->go + r * H, H * sizeof(float));
+    }
+    /* Weighted sum in increasing expert id, as HF accumulates. */
+    for (size_t t = 0; t < n; t++) {
+        float *o = c->moe_out + t * H;
+        memset(o, 0, H * sizeof(float));
+        const int32_t *id = c->ids + t * K;
+        int32_t last = -1;
+        for (size_t done = 0; done < K; done++) {
+            size_t best = K;
+            for (size_t s = 0; s < K; s++)
+                if (id[s] > last && (best == K || id[s] < id[best])) best = s;
+            if (best == K) break;
+            last = id[best];
+            const float w = c->wts[t * K + best], *eo = c->eo + (t * K + best) * H;
+            for (size_t i = 0; i < H; i++) o[i] += w * eo[i];
+        }
+    }
+    if (cfg->shared_expert) {
+        mlp_forward(c, &lw->shared, c->xn, n, c->go);
+        mk_matmul(c->tmp, 1, c->xn, H, n, &lw->shared_gate, NULL);
+        for (size_t t = 0; t < n; t++) {
+            const float g = 1.0f / (1.0f + expf(-c->tmp[t]));
+            for (size_t i = 0; i < H; i++) c->moe_out[t * H + i] += g * c->go[t * H + i];
+        }
+    }
+    if (c->has_obs && c->obs.on_moe) {
+        mk_moe_event ev = {.layer = l, .n_tok = n, .pos0 = pos0, .d_model = cfg->d_model, .n_expert = cfg->n_expert,
+                           .k = c->route_k, .resid_in = resid, .block_in = c->xn, .router_logits = c->rlogits,
+                           .expert_ids = c->ids, .expert_weights = c->wts, .expert_out = c->eo, .block_out = c->moe_out};
+        c->obs.on_moe(c->obs.user, &ev);
+    }
+}
+
+static void layer_forward(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
+    const mk_config *cfg = &c->m->cfg;
+    const mk_layer_w *lw = &c->m->layers[l];
+    const size_t H = (size_t)cfg->d_model;
+    attention(c, l, x, n, pos0);
+    for (size_t t = 0; t < n; t++) mk_rmsnorm(c->xn + t * H, x + t * H, &lw->ffn_norm, H, cfg->rms_eps);
+    if (lw->is_moe) {
+        moe_forward(c, l, x, n, pos0);
+        for (size_t i = 0; i < n * H; i++) x[i] += c->moe_out[i];
+    } else {
+        mlp_forward(c, &lw->dense, c->xn, n, c->tmp);
+        for (size_t i = 0; i < n * H; i++) x[i] += c->tmp[i];
+    }
+    if (c->has_obs && c->obs.on_layer) c->obs.on_layer(c->obs.user, l, n, x);
+}
+
+static mk_status forward_batch(mk_ctx *c, const int32_t *tokens, size_t n, mk_logits_mode mode, float *logits) {
+    const mk_model *m = c->m;
+    const mk_config *cfg = &m->cfg;
+    const size_t H = (size_t)cfg->d_model, V = (size_t)cfg->vocab;
+    for (size_t t = 0; t < n; t++) {
+        const size_t es = mk_dtypes[m->embed.dtype].elem_bytes;
+        mk_to_f32(c->x + t * H, (const uint8_t *)m->embed.data + (size_t)tokens[t] * H * es, m->embed.dtype, H);
+    }
+    for (int64_t l = 0; l < cfg->n_layer; l++) layer_forward(c, l, c->x, n, c->pos);
+    c->pos += n;
+    if (mode == MK_LOGITS_NONE || !logits) return MK_OK;
+    const size_t first = mode == MK_LOGITS_LAST ? n - 1 : 0, rows = n - first;
+    for (size_t t = 0; t < rows; t++) mk_rmsnorm(c->logit_rows + t * H, c->x + (first + t) * H, &m->final_norm, H, cfg->rms_eps);
+    mk_matmul(logits, V, c->logit_rows, H, rows, &m->lm_head, NULL);
+    return MK_OK;
+}
+
+mk_status mk_ctx_forward(mk_ctx *c, const int32_t *tokens, size_t n, mk_logits_mode mode, float *logits) {
+    if (n == 0) return mk_err(MK_ERR_ARG, "forward: no tokens");
+    if (n > c->n_ctx - c->pos)
+        return mk_err(MK_ERR_ARG, "forward: %zu more tokens exceed the context of %zu (already %zu)", n, c->n_ctx, c->pos);
+    const size_t V = (size_t)c->m->cfg.vocab;
+    for (size_t t = 0; t < n; t++)
+        if (tokens[t] < 0 || (int64_t)tokens[t] >= c->m->cfg.vocab)
+            return mk_err(MK_ERR_ARG, "token id %d at index %zu is out of range (vocab %lld)", tokens[t], t, (long long)V);
+    for (size_t done = 0; done < n;) {
+        size_t b = MK_MIN(c->max_batch, n - done);
+        bool last = done + b == n;
+        mk_logits_mode md = mode == MK_LOGITS_ALL ? MK_LOGITS_ALL : (last ? mode : MK_LOGITS_NONE);
+        float *lg = mode == MK_LOGITS_ALL ? logits + done * V : logits;
+        mk_status st = forward_batch(c, tokens + done, b, md, lg);
+        if (st) return st;
+        done += b;
+    }
+    return MK_OK;
+}

@@ -1,0 +1,236 @@
+/* Loading: config.json + safetensors → mk_model, with every tensor checked against the config. */
+#include "model.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DIMS(...) ((const int64_t[]){__VA_ARGS__})
+
+typedef struct loader {
+    mk_model *m;
+    char name[256];
+    int64_t params;      /* scalars in the tensors the model uses */
+} loader;
+
+static const char *fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
+    size_t o = 0;
+    o += (size_t)snprintf(buf + o, cap - o, "[");
+    for (int i = 0; i < ndim && o < cap; i++) o += (size_t)snprintf(buf + o, cap - o, i ? ", %lld" : "%lld", (long long)shape[i]);
+    if (o < cap) snprintf(buf + o, cap - o, "]");
+    return buf;
+}
+
+/* Looks up the tensor named by fmt (a weight: F32, F16 or BF16) and checks its shape against
+ * the `ndim` dims in `want`; the name is formatted from fmt and the rest. Absent + optional → t->data = NULL, MK_OK. */
+static mk_status get_tensor(loader *L, mk_tensor *t, bool optional, int ndim, const int64_t *want, const char *fmt, ...) MK_PRINTF(6, 7);
+static mk_status get_tensor(loader *L, mk_tensor *t, bool optional, int ndim, const int64_t *want, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(L->name, sizeof L->name, fmt, ap);
+    va_end(ap);
+    memset(t, 0, sizeof *t);
+    const mk_st_entry *e = mk_st_find(L->m->st, L->name);
+    if (!e) {
+        if (optional) return MK_OK;
+        return mk_err(MK_ERR_MISSING, "%s: tensor '%s' is missing", L->m->dir, L->name);
+    }
+    const char *file = mk_st_file_of(L->m->st, e);
+    if (!mk_dtypes[e->t.dtype].is_float)
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s is not a supported weight dtype (F32, F16, BF16)", file, L->name, mk_dtypes[e->t.dtype].name);
+    bool same = e->t.ndim == ndim;
+    for (int i = 0; same && i < ndim; i++) same = e->t.shape[i] == want[i];
+    if (!same) {
+        char a[96], b[96];
+        return mk_err(MK_ERR_SHAPE, "%s: tensor '%s': shape %s does not match config.json (expected %s)", file, L->name,
+                      fmt_shape(a, sizeof a, e->t.ndim, e->t.shape), fmt_shape(b, sizeof b, ndim, want));
+    }
+    *t = e->t;
+    L->params += mk_tensor_numel(t);
+    return MK_OK;
+}
+
+/* A 2-D view of rows [r0, r0+rows) of matrix e of a stacked (E, R, C) tensor. */
+static mk_tensor slice3(const mk_tensor *t, int64_t e, int64_t r0, int64_t rows) {
+    mk_tensor v = {0};
+    size_t es = mk_dtypes[t->dtype].elem_bytes;
+    v.dtype = t->dtype;
+    v.ndim = 2;
+    v.shape[0] = rows;
+    v.shape[1] = t->shape[2];
+    v.nbytes = (size_t)rows * (size_t)t->shape[2] * es;
+    v.data = (const uint8_t *)t->data + ((size_t)e * (size_t)t->shape[1] + (size_t)r0) * (size_t)t->shape[2] * es;
+    return v;
+}
+
+static mk_status load_mlp(loader *L, mk_mlp_w *w, const char *prefix, const char *g, const char *u, const char *d, int64_t d_ff) {
+    const int64_t H = L->m->cfg.d_model;
+    mk_status st;
+    if ((st = get_tensor(L, &w->gate, false, 2, DIMS(d_ff, H), "%s.%s.weight", prefix, g))) return st;
+    if ((st = get_tensor(L, &w->up, false, 2, DIMS(d_ff, H), "%s.%s.weight", prefix, u))) return st;
+    return get_tensor(L, &w->down, false, 2, DIMS(H, d_ff), "%s.%s.weight", prefix, d);
+}
+
+static mk_status load_moe(loader *L, int64_t l, mk_layer_w *lw) {
+    mk_model *m = L->m;
+    const mk_config *c = &m->cfg;
+    const int64_t H = c->d_model, E = c->n_expert, I = c->d_ff_expert;
+    mk_status st;
+    char moe[64];
+    /* Mixtral's original names live under block_sparse_moe; v5 re-saves move them to mlp. */
+    snprintf(moe, sizeof moe, "model.layers.%lld.%s", (long long)l,
+             c->arch == MK_ARCH_MIXTRAL && mk_st_find(m->st, "model.layers.0.block_sparse_moe.gate.weight") ? "block_sparse_moe" : "mlp");
+    if ((st = get_tensor(L, &lw->router, false, 2, DIMS(E, H), "%s.gate.weight", moe))) return st;
+    lw->experts = mk_calloc((size_t)E, sizeof *lw->experts);
+    if (!lw->experts) return MK_ERR_NOMEM;
+    char probe[128];
+    snprintf(probe, sizeof probe, "%s.experts.gate_up_proj", moe);
+    if (mk_st_find(m->st, probe)) {
+        mk_tensor gu, dn;
+        if ((st = get_tensor(L, &gu, false, 3, DIMS(E, 2 * I, H), "%s.experts.gate_up_proj", moe))) return st;
+        if ((st = get_tensor(L, &dn, false, 3, DIMS(E, H, I), "%s.experts.down_proj", moe))) return st;
+        for (int64_t e = 0; e < E; e++) {
+            lw->experts[e].gate = slice3(&gu, e, 0, I);
+            lw->experts[e].up = slice3(&gu, e, I, I);
+            lw->experts[e].down = slice3(&dn, e, 0, H);
+        }
+        m->fused_experts = true;
+    } else {
+        bool w123 = c->arch == MK_ARCH_MIXTRAL;
+        for (int64_t e = 0; e < E; e++) {
+            char pre[96];
+            snprintf(pre, sizeof pre, "%s.experts.%lld", moe, (long long)e);
+            if ((st = load_mlp(L, &lw->experts[e], pre, w123 ? "w1" : "gate_proj", w123 ? "w3" : "up_proj", w123 ? "w2" : "down_proj", I))) return st;
+        }
+    }
+    if (c->shared_expert) {
+        char pre[96];
+        snprintf(pre, sizeof pre, "%s.shared_expert", moe);
+        if ((st = load_mlp(L, &lw->shared, pre, "gate_proj", "up_proj", "down_proj", c->d_ff_shared))) return st;
+        if ((st = get_tensor(L, &lw->shared_gate, false, 2, DIMS(1, H), "%s.shared_expert_gate.weight", moe))) return st;
+    }
+    return MK_OK;
+}
+
+static mk_status load_layer(loader *L, int64_t l) {
+    mk_model *m = L->m;
+    const mk_config *c = &m->cfg;
+    mk_layer_w *lw = &m->layers[l];
+    const int64_t H = c->d_model, q_dim = c->n_head * c->d_head, kv_dim = c->n_kv_head * c->d_head;
+    const long long li = (long long)l;
+    mk_status st;
+#define T(dst, opt, nd, dims, ...) if ((st = get_tensor(L, dst, opt, nd, dims, __VA_ARGS__))) return st
+    T(&lw->attn_norm, false, 1, DIMS(H), "model.layers.%lld.input_layernorm.weight", li);
+    T(&lw->ffn_norm, false, 1, DIMS(H), "model.layers.%lld.post_attention_layernorm.weight", li);
+    T(&lw->wq, false, 2, DIMS(q_dim, H), "model.layers.%lld.self_attn.q_proj.weight", li);
+    T(&lw->wk, false, 2, DIMS(kv_dim, H), "model.layers.%lld.self_attn.k_proj.weight", li);
+    T(&lw->wv, false, 2, DIMS(kv_dim, H), "model.layers.%lld.self_attn.v_proj.weight", li);
+    T(&lw->wo, false, 2, DIMS(H, q_dim), "model.layers.%lld.self_attn.o_proj.weight", li);
+    if (c->attn_bias != 0) {
+        bool opt = c->attn_bias < 0;
+        T(&lw->bq, opt, 1, DIMS(q_dim), "model.layers.%lld.self_attn.q_proj.bias", li);
+        T(&lw->bk, opt, 1, DIMS(kv_dim), "model.layers.%lld.self_attn.k_proj.bias", li);
+        T(&lw->bv, opt, 1, DIMS(kv_dim), "model.layers.%lld.self_attn.v_proj.bias", li);
+    }
+    if (c->qk_norm == MK_QKNORM_HEAD) {
+        T(&lw->q_norm, false, 1, DIMS(c->d_head), "model.layers.%lld.self_attn.q_norm.weight", li);
+        T(&lw->k_norm, false, 1, DIMS(c->d_head), "model.layers.%lld.self_attn.k_norm.weight", li);
+    } else if (c->qk_norm == MK_QKNORM_FULL) {
+        T(&lw->q_norm, false, 1, DIMS(q_dim), "model.layers.%lld.self_attn.q_norm.weight", li);
+        T(&lw->k_norm, false, 1, DIMS(kv_dim), "model.layers.%lld.self_attn.k_norm.weight", li);
+    }
+#undef T
+    lw->is_moe = c->layer_moe[l];
+    if (lw->is_moe) return load_moe(L, l, lw);
+    char pre[64];
+    snprintf(pre, sizeof pre, "model.layers.%lld.mlp", li);
+    return load_mlp(L, &lw->dense, pre, "gate_proj", "up_proj", "down_proj", c->d_ff_dense);
+}
+
+void mk_model_free(mk_model *m) {
+    if (!m) return;
+    if (m->layers)
+        for (int64_t l = 0; l < m->cfg.n_layer; l++) free(m->layers[l].experts);
+    free(m->layers);
+    mk_config_free(&m->cfg);
+    mk_st_free(m->st);
+    free(m->dir);
+    free(m);
+}
+
+mk_status mk_model_load(mk_model **out, const char *dir) {
+    *out = NULL;
+    mk_model *m = mk_calloc(1, sizeof *m);
+    if (!m) return MK_ERR_NOMEM;
+    mk_status st;
+    char *cpath = mk_path_join(dir, "config.json"), *text = NULL;
+    m->dir = mk_strdup(dir);
+    if (!cpath || !m->dir) { st = MK_ERR_NOMEM; goto fail; }
+    if ((st = mk_read_file(cpath, &text, NULL))) goto fail;
+    if ((st = mk_config_parse(&m->cfg, text, cpath))) goto fail;
+    if ((st = mk_st_open_dir(&m->st, dir))) goto fail;
+
+    const mk_config *c = &m->cfg;
+    loader L = {.m = m};
+    if ((st = get_tensor(&L, &m->embed, false, 2, DIMS(c->vocab, c->d_model), "model.embed_tokens.weight"))) goto fail;
+    if ((st = get_tensor(&L, &m->final_norm, false, 1, DIMS(c->d_model), "model.norm.weight"))) goto fail;
+    if (c->tie_embed) m->lm_head = m->embed;
+    else if ((st = get_tensor(&L, &m->lm_head, false, 2, DIMS(c->vocab, c->d_model), "lm_head.weight"))) goto fail;
+    m->layers = mk_calloc((size_t)c->n_layer, sizeof *m->layers);
+    if (!m->layers) { st = MK_ERR_NOMEM; goto fail; }
+    int64_t n_moe = 0;
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        if ((st = load_layer(&L, l))) goto fail;
+        n_moe += m->layers[l].is_moe;
+    }
+
+    mk_model_info *in = &m->info;
+    in->arch = c->arch_name;
+    in->model_type = c->model_type;
+    in->vocab = c->vocab;
+    in->d_model = c->d_model;
+    in->n_layer = c->n_layer;
+    in->n_head = c->n_head;
+    in->n_kv_head = c->n_kv_head;
+    in->d_head = c->d_head;
+    in->n_expert = c->n_expert;
+    in->k_active = c->k_active;
+    in->d_ff_expert = c->d_ff_expert;
+    in->d_ff_dense = c->d_ff_dense;
+    in->d_ff_shared = c->d_ff_shared;
+    in->n_moe_layers = n_moe;
+    in->norm_topk = c->norm_topk;
+    in->has_shared_expert = c->shared_expert;
+    in->tie_embed = c->tie_embed;
+    in->params_total = L.params;
+    in->params_active = L.params - n_moe * (c->n_expert - c->k_active) * 3 * c->d_model * c->d_ff_expert;
+    in->bos_id = c->bos_id;
+    in->eos_id = c->eos_id;
+    free(cpath);
+    free(text);
+    *out = m;
+    return MK_OK;
+fail:
+    free(cpath);
+    free(text);
+    mk_model_free(m);
+    return st;
+}
+
+const mk_model_info *mk_model_get_info(const mk_model *m) { return &m->info; }
+
+bool mk_model_layer_is_moe(const mk_model *m, int64_t l) {
+    return l >= 0 && l < m->cfg.n_layer && m->layers[l].is_moe;
+}
+
+size_t mk_model_bytes_by_dtype(const mk_model *m, const char **names, int64_t *bytes, size_t cap) {
+    int64_t by[MK_DT_COUNT] = {0};
+    for (size_t i = 0; i < m->st->n_entries; i++) by[m->st->entries[i].t.dtype] += (int64_t)m->st->entries[i].t.nbytes;
+    size_t n = 0;
+    for (int d = 0; d < MK_DT_COUNT && n < cap; d++)
+        if (by[d]) {
+            names[n] = mk_dtypes[d].name;
+            bytes[n++] = by[d];
+        }
+    return n;
+}

@@ -1,0 +1,77 @@
+/* Internal model description: the architecture (from config.json), the weights (views into the
+ * safetensors mapping, one struct per layer, experts addressable one by one) and the forward
+ * pass's entry points. */
+#ifndef MK_MODEL_INTERNAL_H
+#define MK_MODEL_INTERNAL_H
+
+#include "format/safetensors.h"
+#include "moekit/model.h"
+#include "tensor/tensor.h"
+
+typedef enum mk_arch {
+    MK_ARCH_MIXTRAL,
+    MK_ARCH_QWEN2_MOE,
+    MK_ARCH_QWEN3_MOE,
+    MK_ARCH_OLMOE,
+} mk_arch;
+
+typedef enum mk_qk_norm {
+    MK_QKNORM_NONE,
+    MK_QKNORM_HEAD,   /* Qwen3: RMSNorm over each head's d_head values, weight (d_head) */
+    MK_QKNORM_FULL,   /* OLMoE: RMSNorm over the whole projection, weight (n_head·d_head) */
+} mk_qk_norm;
+
+/* Everything the forward pass needs to know from config.json. */
+typedef struct mk_config {
+    mk_arch arch;
+    char arch_name[64];
+    char model_type[32];
+    int64_t vocab, d_model, n_layer, n_head, n_kv_head, d_head;
+    int64_t n_expert, k_active, d_ff_expert, d_ff_dense, d_ff_shared;
+    float rms_eps, rope_theta;
+    bool tie_embed;
+    bool norm_topk;       /* renormalise the top-k weights to sum to 1 */
+    bool shared_expert;   /* Qwen2-MoE: one sigmoid-gated shared expert per MoE layer */
+    int attn_bias;        /* -1 = not stated (follow the file), 0 = none, 1 = q/k/v biases */
+    mk_qk_norm qk_norm;
+    float clip_qkv;       /* 0 = none */
+    int64_t sliding_window; /* 0 = full causal attention */
+    bool *layer_moe;      /* (n_layer) */
+    int32_t bos_id, eos_id;
+} mk_config;
+
+/* Parses config.json text; `path` is for messages. cfg->layer_moe is allocated. */
+mk_status mk_config_parse(mk_config *cfg, const char *json_text, const char *path);
+void mk_config_free(mk_config *cfg);
+
+/* One SwiGLU MLP: down(silu(gate·x) ⊙ up·x). gate, up (d_ff, d_model); down (d_model, d_ff). */
+typedef struct mk_mlp_w {
+    mk_tensor gate, up, down;
+} mk_mlp_w;
+
+typedef struct mk_layer_w {
+    mk_tensor attn_norm, ffn_norm;           /* (d_model) */
+    mk_tensor wq, wk, wv, wo;                /* q (n_head·d_head, d_model), k/v (n_kv_head·d_head, d_model), o (d_model, n_head·d_head) */
+    mk_tensor bq, bk, bv;                    /* biases or absent */
+    mk_tensor q_norm, k_norm;                /* per mk_qk_norm, or absent */
+    bool is_moe;
+    mk_tensor router;                        /* (n_expert, d_model) */
+    mk_mlp_w *experts;                       /* (n_expert) views; into fused tensors where stored so */
+    mk_mlp_w shared;                         /* Qwen2-MoE shared expert */
+    mk_tensor shared_gate;                   /* (1, d_model) */
+    mk_mlp_w dense;                          /* dense layers */
+} mk_layer_w;
+
+struct mk_model {
+    mk_config cfg;
+    mk_model_info info;
+    char *dir;
+    mk_st_set *st;
+    mk_tensor embed;      /* (vocab, d_model) */
+    mk_tensor final_norm; /* (d_model) */
+    mk_tensor lm_head;    /* (vocab, d_model); = embed when tied */
+    mk_layer_w *layers;   /* (n_layer) */
+    bool fused_experts;   /* the file stores experts as gate_up_proj/down_proj stacks */
+};
+
+#endif

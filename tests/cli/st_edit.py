@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Rewrites a safetensors file with a damaged header, for the bad-input tests (stdlib only).
+
+usage: st_edit.py IN OUT ACTION [ARGS]
+  offset-past-end NAME      data_offsets of NAME end far past the file
+  shape-bytes NAME          shape of NAME no longer matches its byte length
+  dtype NAME DTYPE          dtype of NAME set to DTYPE
+  drop NAME                 NAME removed from the header (its bytes stay)
+  transpose NAME            shape of NAME reversed (same byte length, wrong for the config)
+"""
+import json, struct, sys
+
+def main():
+    src, dst, action, *args = sys.argv[1:]
+    with open(src, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    body = data[8 + n:]
+    name = args[0]
+    if name not in header:
+        sys.exit(f"st_edit: no tensor {name!r} in {src}")
+    t = header[name]
+    if action == "offset-past-end":
+        t["data_offsets"] = [t["data_offsets"][0], len(body) + 4096]
+    elif action == "shape-bytes":
+        t["shape"] = [d + 1 for d in t["shape"]]
+    elif action == "dtype":
+        t["dtype"] = args[1]
+    elif action == "drop":
+        del header[name]
+    elif action == "transpose":
+        t["shape"] = list(reversed(t["shape"]))
+    else:
+        sys.exit(f"st_edit: unknown action {action}")
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(dst, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + body)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Bad checkpoints: each must give a non-zero exit and one line naming the file and the field,
+# with no crash (this script also runs under the ASan+UBSan build).
+cd "$(dirname "$0")/../.." || exit 1
+source tests/cli/lib.sh
+SRC=$FIX/qwen3_moe
+EDIT="python3 tests/cli/st_edit.py"
+
+fresh() { rm -rf "$TMPD/m"; cp -r "$SRC" "$TMPD/m"; }
+ST=$TMPD/m/model.safetensors
+Q=model.layers.0.self_attn.q_proj.weight
+
+fresh; head -c $(( $(stat -c %s "$ST") / 2 )) "$SRC/model.safetensors" > "$ST"
+expect_error "truncated safetensors" "m/model.safetensors: tensor '.*': data_offsets end [0-9]+ is past the end of the data .*truncated" $MK info -m "$TMPD/m"
+
+fresh; head -c 100 "$SRC/model.safetensors" > "$ST"
+expect_error "truncated inside the header" "m/model.safetensors: header length [0-9]+ runs past the end of the file" $MK info -m "$TMPD/m"
+
+fresh; $EDIT "$SRC/model.safetensors" "$ST" offset-past-end $Q
+expect_error "header offset past the end" "m/model.safetensors: tensor '$Q': data_offsets end" $MK info -m "$TMPD/m"
+
+fresh; $EDIT "$SRC/model.safetensors" "$ST" shape-bytes $Q
+expect_error "shape/byte-length mismatch" "m/model.safetensors: tensor '$Q': shape × dtype size" $MK info -m "$TMPD/m"
+
+fresh; $EDIT "$SRC/model.safetensors" "$ST" dtype $Q Q9_X
+expect_error "unknown dtype" "m/model.safetensors: tensor '$Q': unsupported dtype 'Q9_X'" $MK info -m "$TMPD/m"
+
+fresh; $EDIT "$SRC/model.safetensors" "$ST" dtype $Q I32
+expect_error "integer dtype as a weight" "m/model.safetensors: tensor '$Q': dtype I32 is not a supported weight dtype" $MK info -m "$TMPD/m"
+
+fresh; $EDIT "$SRC/model.safetensors" "$ST" drop $Q
+expect_error "missing tensor" "m: tensor '$Q' is missing" $MK info -m "$TMPD/m"
+
+fresh; $EDIT "$SRC/model.safetensors" "$ST" transpose $Q
+expect_error "shape not matching config.json" "m/model.safetensors: tensor '$Q': shape \[[0-9]+, [0-9]+\] does not match config.json \(expected" $MK info -m "$TMPD/m"
+
+fresh; head -c 200 "$SRC/config.json" > "$TMPD/m/config.json"
+expect_error "malformed config.json" "m/config.json: malformed JSON: .*line" $MK info -m "$TMPD/m"
+
+fresh; sed -i 's/Qwen3MoeForCausalLM/FooMoeForCausalLM/' "$TMPD/m/config.json"
+expect_error "unknown architecture" "m/config.json: field 'architectures' = 'FooMoeForCausalLM' is not a supported architecture" $MK info -m "$TMPD/m"
+
+fresh; sed -i 's/"hidden_size": [0-9]*/"hidden_size": "wide"/' "$TMPD/m/config.json"
+expect_error "config field of the wrong type" "m/config.json: field 'hidden_size' must be an integer" $MK info -m "$TMPD/m"
+
+fresh; rm "$TMPD/m/config.json"
+expect_error "missing config.json" "m/config.json: cannot open" $MK info -m "$TMPD/m"
+
+fresh; rm "$ST"
+expect_error "no weights" "m: no model.safetensors" $MK info -m "$TMPD/m"
+
+expect_error "token id out of range" "token id 99999 at index 1 is out of range" $MK run -m "$SRC" --prompt-ids 1,99999 -n 2
+summary

@@ -1,0 +1,215 @@
+/* Fidelity against HF transformers: the fixtures under tests/fixtures/ were made by
+ * tools/gen_fixtures.py (tiny random checkpoints + reference tensors saved by transformers).
+ * For each fixture: final logits, hidden state after every layer, router logits, chosen experts
+ * and their weights, and a 32-token greedy continuation must match; a KV-cached decode must give
+ * the logits of a full prefill; `info`'s parameter counts must equal the fixture script's. */
+#include "format/safetensors.h"
+#include "mk_test.h"
+#include "moekit.h"
+
+#include <jansson.h>
+
+#define FIX "tests/fixtures/"
+#define MAXL 16
+
+typedef struct capture {
+    const mk_model_info *in;
+    size_t T;
+    float *hidden[MAXL];      /* (T, d_model) */
+    float *router[MAXL];      /* (T, E) */
+    int32_t *ids[MAXL];       /* (T, k) */
+    float *wts[MAXL];         /* (T, k) */
+} capture;
+
+static void on_moe(void *u, const mk_moe_event *ev) {
+    capture *c = u;
+    size_t E = (size_t)ev->n_expert, K = (size_t)ev->k, l = (size_t)ev->layer;
+    memcpy(c->router[l] + ev->pos0 * E, ev->router_logits, ev->n_tok * E * sizeof(float));
+    memcpy(c->ids[l] + ev->pos0 * K, ev->expert_ids, ev->n_tok * K * sizeof(int32_t));
+    memcpy(c->wts[l] + ev->pos0 * K, ev->expert_weights, ev->n_tok * K * sizeof(float));
+}
+
+static size_t g_pos0;
+static void on_layer(void *u, int64_t layer, size_t n_tok, const float *h) {
+    capture *c = u;
+    memcpy(c->hidden[layer] + g_pos0 * (size_t)c->in->d_model, h, n_tok * (size_t)c->in->d_model * sizeof(float));
+}
+
+static const mk_tensor *ref(const mk_st_set *r, const char *fmt, long long l) {
+    char name[128];
+    snprintf(name, sizeof name, fmt, l);
+    const mk_st_entry *e = mk_st_find(r, name);
+    return e ? &e->t : NULL;
+}
+
+/* max |a - b| over n values */
+static double maxdiff(const float *a, const float *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (d > m || d != d) m = d != d ? INFINITY : d;
+    }
+    return m;
+}
+
+static size_t argmax(const float *x, size_t n) {
+    size_t b = 0;
+    for (size_t i = 1; i < n; i++) if (x[i] > x[b]) b = i;
+    return b;
+}
+
+/* tol: max |Δ| allowed for logits / hidden states / router logits (relative to max(1, |ref|max)). */
+static void check_fixture(const char *name, double tol) {
+    char dir[256], path[300];
+    snprintf(dir, sizeof dir, FIX "%s", name);
+    snprintf(path, sizeof path, "%s/reference.safetensors", dir);
+    mk_model *m = NULL;
+    mk_st_set *r = NULL;
+    REQUIRE(mk_model_load(&m, dir) == MK_OK, "%s: load: %s", name, mk_last_error());
+    REQUIRE(mk_st_open_file(&r, path) == MK_OK, "%s: %s", name, mk_last_error());
+    const mk_model_info *in = mk_model_get_info(m);
+    const mk_tensor *tid = ref(r, "input_ids", 0);
+    REQUIRE(tid && tid->dtype == MK_DT_I32, "%s: input_ids", name);
+    const size_t T = (size_t)tid->shape[0], V = (size_t)in->vocab, H = (size_t)in->d_model, E = (size_t)in->n_expert,
+                 K = (size_t)in->k_active;
+    const int32_t *ids = tid->data;
+    capture cap = {.in = in, .T = T};
+    for (int64_t l = 0; l < in->n_layer; l++) {
+        cap.hidden[l] = calloc(T * H, sizeof(float));
+        cap.router[l] = calloc(T * E, sizeof(float));
+        cap.ids[l] = calloc(T * K, sizeof(int32_t));
+        cap.wts[l] = calloc(T * K, sizeof(float));
+    }
+    float *logits = calloc(T * V, sizeof(float));
+    mk_ctx *c = NULL;
+    REQUIRE(mk_ctx_new(&c, m, T + 40, 0) == MK_OK, "%s", mk_last_error());
+    mk_observer obs = {.user = &cap, .on_moe = on_moe, .on_layer = on_layer};
+    mk_ctx_set_observer(c, &obs);
+    g_pos0 = 0;
+    CHECK(mk_ctx_forward(c, ids, T, MK_LOGITS_ALL, logits) == MK_OK, "%s", mk_last_error());
+
+    /* logits */
+    const mk_tensor *tl = ref(r, "logits", 0);
+    REQUIRE(tl && (size_t)mk_tensor_numel(tl) == T * V, "%s: reference logits", name);
+    double d_logits = maxdiff(logits, tl->data, T * V);
+    CHECK(d_logits <= tol, "%s: max |Δlogit| = %.3g > %.1g", name, d_logits, tol);
+    size_t top1_bad = 0;
+    for (size_t t = 0; t < T; t++) top1_bad += argmax(logits + t * V, V) != argmax((const float *)tl->data + t * V, V);
+    CHECK(top1_bad == 0, "%s: top-1 differs at %zu positions", name, top1_bad);
+
+    /* per layer */
+    double d_hidden = 0, d_router = 0, d_w = 0;
+    size_t id_bad = 0;
+    for (int64_t l = 0; l < in->n_layer; l++) {
+        const mk_tensor *th = ref(r, "hidden.%lld", l);
+        REQUIRE(th && (size_t)mk_tensor_numel(th) == T * H, "%s: hidden.%lld", name, (long long)l);
+        double scale = 1;
+        for (size_t i = 0; i < T * H; i++) scale = fmax(scale, fabs(((const float *)th->data)[i]));
+        d_hidden = fmax(d_hidden, maxdiff(cap.hidden[l], th->data, T * H) / scale);
+        if (!mk_model_layer_is_moe(m, l)) {
+            CHECK(ref(r, "router_logits.%lld", l) == NULL, "%s: layer %lld is dense here but MoE in the reference", name, (long long)l);
+            continue;
+        }
+        const mk_tensor *tr = ref(r, "router_logits.%lld", l), *ti = ref(r, "topk_ids.%lld", l), *tw = ref(r, "topk_weights.%lld", l);
+        REQUIRE(tr && ti && tw, "%s: reference routing tensors of layer %lld missing", name, (long long)l);
+        REQUIRE((size_t)mk_tensor_numel(ti) == T * K, "%s: topk_ids.%lld has %lld values, expected %zu", name, (long long)l, (long long)mk_tensor_numel(ti), T * K);
+        d_router = fmax(d_router, maxdiff(cap.router[l], tr->data, T * E));
+        d_w = fmax(d_w, maxdiff(cap.wts[l], tw->data, T * K));
+        for (size_t i = 0; i < T * K; i++) id_bad += cap.ids[l][i] != ((const int32_t *)ti->data)[i];
+    }
+    CHECK(d_hidden <= tol, "%s: max relative |Δhidden| = %.3g", name, d_hidden);
+    CHECK(d_router <= tol, "%s: max |Δrouter logit| = %.3g", name, d_router);
+    CHECK(d_w <= tol, "%s: max |Δgate weight| = %.3g", name, d_w);
+    CHECK(id_bad == 0, "%s: %zu chosen-expert slots differ", name, id_bad);
+
+    /* KV-cached decode equals a full prefill: prefill half, then one token at a time. */
+    mk_ctx_set_observer(c, NULL);
+    mk_ctx_reset(c);
+    size_t half = T / 2;
+    float *step = calloc(V, sizeof(float));
+    CHECK(mk_ctx_forward(c, ids, half, MK_LOGITS_LAST, step) == MK_OK, "%s", mk_last_error());
+    double d_kv = maxdiff(step, logits + (half - 1) * V, V);
+    for (size_t t = half; t < T; t++) {
+        CHECK(mk_ctx_forward(c, ids + t, 1, MK_LOGITS_LAST, step) == MK_OK, "%s", mk_last_error());
+        d_kv = fmax(d_kv, maxdiff(step, logits + t * V, V));
+    }
+    CHECK(d_kv <= 1e-5, "%s: KV-cached decode vs prefill max |Δlogit| = %.3g", name, d_kv);
+
+    /* Greedy continuation with the KV cache. */
+    const mk_tensor *tg = ref(r, "greedy_ids", 0);
+    REQUIRE(tg, "%s: greedy_ids", name);
+    size_t G = (size_t)tg->shape[0], same = 0;
+    const int32_t *want = tg->data;
+    int32_t tok = (int32_t)argmax(step, V);
+    for (size_t g = 0; g < G; g++) {
+        same += tok == want[g];
+        if (tok != want[g]) break;
+        if (g + 1 < G) {
+            CHECK(mk_ctx_forward(c, &tok, 1, MK_LOGITS_LAST, step) == MK_OK, "%s", mk_last_error());
+            tok = (int32_t)argmax(step, V);
+        }
+    }
+    CHECK(same == G, "%s: greedy continuation matches for %zu of %zu tokens", name, same, G);
+
+    /* Parameter counts from the fixture script. */
+    snprintf(path, sizeof path, "%s/fixture.json", dir);
+    json_t *fj = json_load_file(path, 0, NULL);
+    CHECK(fj != NULL, "%s: fixture.json", name);
+    if (fj) {
+        json_int_t pt = json_integer_value(json_object_get(fj, "params_total")), pa = json_integer_value(json_object_get(fj, "params_active"));
+        CHECK(pt == in->params_total, "%s: params_total %lld, fixture says %lld", name, (long long)in->params_total, (long long)pt);
+        CHECK(pa == in->params_active, "%s: params_active %lld, fixture says %lld", name, (long long)in->params_active, (long long)pa);
+        json_decref(fj);
+    }
+    printf("  %-18s T=%zu max|Δlogit| %.2e  max rel|Δhidden| %.2e  max|Δrouter| %.2e  max|Δw| %.2e  kv %.2e  greedy %zu/%zu\n",
+           name, T, d_logits, d_hidden, d_router, d_w, d_kv, same, G);
+
+    /* BF16 fixtures also carry the f32 model's logits: bf16 rounding of the weights stays small. */
+    const mk_tensor *tf = ref(r, "logits_f32model", 0);
+    if (tf) {
+        double d = maxdiff(logits, tf->data, T * V);
+        size_t bad = 0;
+        for (size_t t = 0; t < T; t++) bad += argmax(logits + t * V, V) != argmax((const float *)tf->data + t * V, V);
+        printf("  %-18s vs the f32 model: max|Δlogit| %.2e, top-1 differs at %zu/%zu positions\n", name, d, bad, T);
+        CHECK(d <= 5e-2, "%s: bf16 vs f32 model max |Δlogit| = %.3g > 5e-2", name, d);
+        CHECK(bad == 0, "%s: bf16 model top-1 differs from the f32 model at %zu positions", name, bad);
+    }
+    free(step);
+    free(logits);
+    for (int64_t l = 0; l < in->n_layer; l++) {
+        free(cap.hidden[l]);
+        free(cap.router[l]);
+        free(cap.ids[l]);
+        free(cap.wts[l]);
+    }
+    mk_ctx_free(c);
+    mk_st_free(r);
+    mk_model_free(m);
+}
+
+static void test_mixtral(void) { check_fixture("mixtral", 1e-4); }
+static void test_mixtral_sharded(void) { check_fixture("mixtral_sharded", 1e-4); }
+static void test_qwen2_moe(void) { check_fixture("qwen2_moe", 1e-4); }
+static void test_qwen3_moe(void) { check_fixture("qwen3_moe", 1e-4); }
+static void test_qwen3_moe_fused(void) { check_fixture("qwen3_moe_fused", 1e-4); }
+static void test_olmoe(void) { check_fixture("olmoe", 1e-4); }
+/* BF16 weights: moekit computes in f32 over the stored bf16 values, as the reference does
+ * (bf16-rounded weights upcast to f32), so the same 1e-4 bound applies. */
+static void test_mixtral_bf16(void) { check_fixture("mixtral_bf16", 1e-4); }
+static void test_qwen2_moe_bf16(void) { check_fixture("qwen2_moe_bf16", 1e-4); }
+static void test_qwen3_moe_bf16(void) { check_fixture("qwen3_moe_bf16", 1e-4); }
+static void test_olmoe_bf16(void) { check_fixture("olmoe_bf16", 1e-4); }
+
+int main(void) {
+    RUN(test_mixtral);
+    RUN(test_mixtral_sharded);
+    RUN(test_qwen2_moe);
+    RUN(test_qwen3_moe);
+    RUN(test_qwen3_moe_fused);
+    RUN(test_olmoe);
+    RUN(test_mixtral_bf16);
+    RUN(test_qwen2_moe_bf16);
+    RUN(test_qwen3_moe_bf16);
+    RUN(test_olmoe_bf16);
+    return TEST_SUMMARY("test_fidelity");
+}
