@@ -86,7 +86,52 @@ static void test_parse(void) {
     mk_route_opts_clear(&o);
 }
 
+/* On a fixture model: topk:<model k> is the default path bit for bit; topp:1.0 routes to every
+ * expert; skip:0 is the default; a mask keeping every expert is the default. */
+static void run_logits(const char *dir, const mk_route_opts *ro, float *out, size_t *T, double *avg) {
+    mk_model *m = NULL;
+    mk_ctx *c = NULL;
+    REQUIRE(mk_model_load(&m, dir) == MK_OK, "%s", mk_last_error());
+    const int32_t ids[12] = {5, 17, 3, 99, 42, 7, 7, 250, 11, 0, 64, 128};
+    *T = 12;
+    REQUIRE(mk_ctx_new(&c, m, 16, 0) == MK_OK, "%s", mk_last_error());
+    REQUIRE(mk_ctx_set_route(c, ro) == MK_OK, "%s", mk_last_error());
+    CHECK(mk_ctx_forward(c, ids, 12, MK_LOGITS_ALL, out) == MK_OK, "%s", mk_last_error());
+    *avg = mk_ctx_experts_per_token(c, 0);
+    mk_ctx_free(c);
+    mk_model_free(m);
+}
+
+static void test_policies_on_model(void) {
+    const char *dir = "tests/fixtures/qwen3_moe"; /* E = 8, k = 4, vocab 304 */
+    size_t V = 304, T;
+    float *a = calloc(12 * V, sizeof(float)), *b = calloc(12 * V, sizeof(float));
+    double avg;
+    run_logits(dir, NULL, a, &T, &avg);
+    CHECK(avg == 4.0, "default uses k = 4, got %g", avg);
+    mk_route_opts o = {.k = 4};
+    run_logits(dir, &o, b, &T, &avg);
+    CHECK(!memcmp(a, b, T * V * sizeof(float)), "topk:4 differs from the default");
+    mk_route_opts s0 = {.skip_beta = 0};
+    run_logits(dir, &s0, b, &T, &avg);
+    CHECK(!memcmp(a, b, T * V * sizeof(float)), "skip:0 differs from the default");
+    uint8_t mask[3 * 8];
+    memset(mask, 1, sizeof mask);
+    mk_route_opts mk = {.mask = mask};
+    run_logits(dir, &mk, b, &T, &avg);
+    CHECK(!memcmp(a, b, T * V * sizeof(float)), "an all-kept mask differs from the default");
+    mk_route_opts tp = {.top_p = 1.0f};
+    run_logits(dir, &tp, b, &T, &avg);
+    CHECK(avg == 8.0, "topp:1.0 uses %g experts per token, expected all 8", avg);
+    mk_route_opts k2 = {.k = 2};
+    run_logits(dir, &k2, b, &T, &avg);
+    CHECK(avg == 2.0 && memcmp(a, b, T * V * sizeof(float)), "topk:2: %g experts, logits must change", avg);
+    free(a);
+    free(b);
+}
+
 int main(void) {
+    RUN(test_policies_on_model);
     RUN(test_topk_ties_and_norm);
     RUN(test_topp);
     RUN(test_skip_boost_mask);
