@@ -37,6 +37,7 @@ struct mk_ctx {
     int64_t route_k;               /* top-k k */
     int64_t slots;                 /* expert slots per token this policy may fill */
     float top_p, skip_beta;
+    int64_t rank;                  /* -1 = off */
     float *skip_betas;             /* (n_layer) or NULL */
     uint8_t *mask;                 /* (n_layer, n_expert) or NULL */
     mk_route_boost *boosts;
@@ -108,6 +109,7 @@ mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_b
     c->max_batch = max_batch;
     c->n_threads = omp_get_max_threads();
     c->route_k = c->slots = cfg->k_active;
+    c->rank = -1;
     const size_t H = (size_t)cfg->d_model, q_dim = (size_t)(cfg->n_head * cfg->d_head),
                  kv_dim = (size_t)(cfg->n_kv_head * cfg->d_head), E = (size_t)cfg->n_expert, B = max_batch,
                  half = (size_t)cfg->d_head / 2, F = (size_t)d_ff_max(cfg);
@@ -171,6 +173,10 @@ mk_status mk_ctx_set_route(mk_ctx *c, const mk_route_opts *r) {
         if (r->top_p > 1) return mk_err(MK_ERR_ARG, "route: top-p %g is not in (0, 1]", (double)r->top_p);
         slots = r->k_max > 0 ? MK_MIN(r->k_max, E) : E;
     }
+    if (r->rank_only) {
+        if (r->rank < 0 || r->rank >= E) return mk_err(MK_ERR_ARG, "route: rank %lld is outside the model's %lld experts", (long long)r->rank, (long long)E);
+        slots = MK_MAX(slots, r->rank + 1);
+    }
     if (r->skip_beta < 0 || r->skip_beta > 1) return mk_err(MK_ERR_ARG, "route: skip beta %g is not in [0, 1]", (double)r->skip_beta);
     for (size_t b = 0; b < r->n_boosts; b++)
         if (r->boosts[b].layer < 0 || r->boosts[b].layer >= NL || r->boosts[b].expert < 0 || r->boosts[b].expert >= E || !(r->boosts[b].factor >= 0))
@@ -209,6 +215,7 @@ mk_status mk_ctx_set_route(mk_ctx *c, const mk_route_opts *r) {
     c->slots = slots;
     c->top_p = r->top_p;
     c->skip_beta = r->skip_beta;
+    c->rank = r->rank_only ? r->rank : -1;
     mk_ctx_reset_route_stats(c);
     return MK_OK;
 }
@@ -324,7 +331,7 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
     for (size_t b = 0; b < c->n_boosts && nlb < 8; b++)
         if (c->boosts[b].layer == l) lb[nlb++] = c->boosts[b];
     mk_route_cfg rc = {.n_expert = cfg->n_expert, .k = c->route_k, .slots = c->slots, .norm_topk = cfg->norm_topk,
-                       .top_p = c->top_p, .skip_beta = c->skip_betas ? c->skip_betas[l] : c->skip_beta,
+                       .top_p = c->top_p, .rank = c->rank, .skip_beta = c->skip_betas ? c->skip_betas[l] : c->skip_beta,
                        .mask = c->mask ? c->mask + (size_t)l * E : NULL, .boosts = lb, .n_boosts = nlb};
     int64_t used = 0;
     #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n > 16) reduction(+ : used)

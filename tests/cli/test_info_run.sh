@@ -24,6 +24,13 @@ PY
   got=$($MK run -m "$FIX/$f" --prompt-ids "$ids" -n 32 --ignore-eos --quiet-stats 2>&1)
   if [ "$got" = "$greedy" ]; then ok "run $f greedy = transformers"; else bad "run $f" "got '$got' want '$greedy'"; fi
 done
+# SCMoE with beta = 0 is plain greedy decoding; with beta > 0 it is a different, valid sequence.
+plain=$($MK run -m "$FIX/qwen3_moe" --prompt-ids 1,2,3,4 -n 12 --quiet-stats 2>&1)
+b0=$($MK run -m "$FIX/qwen3_moe" --prompt-ids 1,2,3,4 -n 12 --scmoe 0.1:0 --quiet-stats 2>&1)
+b5=$($MK run -m "$FIX/qwen3_moe" --prompt-ids 1,2,3,4 -n 12 --scmoe 0.1:0.5:2 --quiet-stats 2>&1)
+if [ "$plain" = "$b0" ]; then ok "scmoe beta=0 equals greedy"; else bad "scmoe beta=0" "'$b0' vs '$plain'"; fi
+if [ "$(wc -w <<<"$b5")" = 12 ] && [ "$b5" != "$plain" ]; then ok "scmoe beta=0.5 contrasts"; else bad "scmoe beta=0.5" "'$b5'"; fi
+expect_error "scmoe malformed" "--scmoe '0.1': expected ALPHA:BETA\[:RANK\]" $MK run -m "$FIX/qwen3_moe" --prompt-ids 1,2 --scmoe 0.1
 expect_error "run without a prompt" "give a prompt" $MK run -m "$FIX/olmoe"
 expect_error "run with a bad route" "route 'topk:0': K must be a positive integer \(expected topk:K" $MK run -m "$FIX/olmoe" --prompt-ids 1,2 --route topk:0
 expect_error "run with k above the expert count" "route: k = 99 exceeds the model's 8 experts" $MK run -m "$FIX/olmoe" --prompt-ids 1,2 --route topk:99
