@@ -1,8 +1,11 @@
 /* Float-weight matmul: the portable variant, CPU detection, and the threaded driver. */
 #include "kernels.h"
 
+#include "moekit/synth.h"
+
 #include <omp.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,3 +148,13 @@ bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
     if (!ok) return false; /* out of memory for scratch: the caller's fallback needs none */
     return true;
 }
+
+/* ---- public switches (include/moekit/synth.h) ---- */
+const char *mk_kernels_describe(void) {
+    static char buf[96];
+    pthread_once(&g_once, detect);
+    snprintf(buf, sizeof buf, "%s%s", mk_kern_isa_name(g_isa), g_bf16_dot ? "+bf16dot" : "");
+    return buf;
+}
+
+bool mk_kernels_set_bf16_dot(bool on) { return mk_kern_set_bf16_dot(on); }
