@@ -13,6 +13,8 @@ static const struct {
     /* one line per command: {"name", mk_cmd_name, "one-line help"}, */
     {"run", mk_cmd_run, "generate text from a prompt"},
     {"info", mk_cmd_info, "describe a model: architecture, experts, parameters, bytes by dtype"},
+    {"synth", mk_cmd_synth, "write a random-weight model of any supported config (benchmarks)"},
+    {"bench", mk_cmd_bench, "prompt and generation speed in tokens/s, like llama-bench"},
     {NULL, NULL, NULL},
 };
 
