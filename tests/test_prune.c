@@ -111,7 +111,35 @@ static void test_budgets(void) {
     mk_model_free(m);
 }
 
+/* NAEE: exhaustive and greedy searches agree where greedy is exact (one expert dropped), the
+ * exhaustive optimum is never worse than greedy, and keeping every expert costs nothing. */
+static void test_naee(void) {
+    mk_model *m = NULL;
+    REQUIRE(mk_model_load(&m, "tests/fixtures/olmoe") == MK_OK, "%s", mk_last_error()); /* E = 8, k = 3 */
+    int32_t toks[96];
+    for (int i = 0; i < 96; i++) toks[i] = (i * 53 + 7) % 272;
+    uint8_t a[16], b[16];
+    double la[2], lb[2];
+    int64_t ev = 0;
+    mk_naee_opts ex = {.ctx = 32, .exhaustive_max = 8}, gr = {.ctx = 32, .exhaustive_max = 1};
+    REQUIRE(mk_naee_select(m, toks, 96, &ex, 8, a, la, &ev) == MK_OK, "%s", mk_last_error());
+    CHECK(la[0] == 0 && la[1] == 0 && ev == 2, "keep all: loss %g %g, %lld evals", la[0], la[1], (long long)ev);
+    CHECK(mk_naee_select(m, toks, 96, &ex, 7, a, la, &ev) == MK_OK && ev == 16, "exhaustive C(8,7) x 2 = 16 evals, got %lld", (long long)ev);
+    CHECK(mk_naee_select(m, toks, 96, &gr, 7, b, lb, &ev) == MK_OK && ev == 16, "greedy 8 x 2 = 16 evals, got %lld", (long long)ev);
+    CHECK(!memcmp(a, b, 16) && la[0] == lb[0] && la[1] == lb[1], "one expert dropped: greedy = exhaustive");
+    CHECK(la[0] > 0 && la[1] > 0, "dropping an expert costs something");
+    CHECK(mk_naee_select(m, toks, 96, &ex, 5, a, la, &ev) == MK_OK && ev == 2 * 56, "C(8,5) x 2 evals, got %lld", (long long)ev);
+    CHECK(mk_naee_select(m, toks, 96, &gr, 5, b, lb, &ev) == MK_OK, "%s", mk_last_error());
+    CHECK(la[0] <= lb[0] && la[1] <= lb[1], "exhaustive %g %g worse than greedy %g %g", la[0], la[1], lb[0], lb[1]);
+    int n0 = 0;
+    for (int e = 0; e < 8; e++) n0 += a[e];
+    CHECK(n0 == 5, "layer 0 keeps %d", n0);
+    CHECK(mk_naee_select(m, toks, 96, &ex, 2, a, la, &ev) == MK_ERR_ARG, "keep below k accepted");
+    mk_model_free(m);
+}
+
 int main(void) {
+    RUN(test_naee);
     RUN(test_mixtral);
     RUN(test_qwen2_moe);
     RUN(test_qwen3_moe);

@@ -20,6 +20,8 @@ static const struct {
     {"reap", "reap", "REAP: mean over routed tokens of gate x ||expert output||"},
     {"easy-ep", "easyep", "EASY-EP: gate x ||output|| x token contribution"},
     {"tcess", "tcess", "PreMoe TCESS"},
+    {"naee", NULL, "NAEE: the subset that best reconstructs each MoE block's output on calibration\n"
+                   "                                   tokens (exhaustive up to 8 experts, greedy elimination beyond)"},
 };
 
 static void usage(FILE *f) {
@@ -41,11 +43,15 @@ static void usage(FILE *f) {
                "  --dataset NAME      use the statistics of one calibration dataset (task-specific pruning)\n"
                "  --protect-super     never drop a super expert found by profile\n"
                "  --seed S            seed for --method random (default 0)\n"
+               "  --calib-ids FILE    naee: calibration tokens (whitespace-separated ids)\n"
+               "  --ctx N             naee: calibration sequence length (default 512)\n"
                "  --plan-only FILE    write only the plan (moekit_compression.json format) to FILE\n"
                "  --force             replace OUTDIR if it exists\n");
 }
 
 int mk_cmd_prune(int argc, char **argv) {
+    const char *calib_ids = NULL;
+    int64_t ctx = 512;
     const char *dir = NULL, *stats_path = NULL, *method = NULL, *outdir = NULL, *dataset = NULL, *plan_only = NULL, *budget_s = "layer";
     int64_t keep = 0, seed = 0;
     double keep_frac = 0;
@@ -64,6 +70,8 @@ int mk_cmd_prune(int argc, char **argv) {
         else if (!strcmp(a, "--keep")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 20, &keep)) return 2; }
         else if (!strcmp(a, "--keep-frac")) { VAL(); if (!mk_arg_float(a, v, 1e-9, 1, &keep_frac)) return 2; }
         else if (!strcmp(a, "--seed")) { VAL(); if (!mk_arg_int(a, v, 0, INT64_MAX, &seed)) return 2; }
+        else if (!strcmp(a, "--calib-ids")) { VAL(); calib_ids = v; }
+        else if (!strcmp(a, "--ctx")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 20, &ctx)) return 2; }
         else if (!strcmp(a, "--protect-super")) protect_super = true;
         else if (!strcmp(a, "--force")) force = true;
         else { fprintf(stderr, "moekit prune: unknown option '%s' (moekit prune --help)\n", a); return 2; }
@@ -72,7 +80,10 @@ int mk_cmd_prune(int argc, char **argv) {
     int mi = -1;
     for (size_t i = 0; method && i < sizeof methods / sizeof methods[0]; i++)
         if (!strcmp(method, methods[i].name)) mi = (int)i;
-    if (mi < 0) { fprintf(stderr, "moekit prune: --method must be one of random, frequency, gate-mass, reap, easy-ep, tcess%s%s%s\n", method ? " (got '" : "", method ? method : "", method ? "')" : ""); return 2; }
+    bool naee = mi >= 0 && !strcmp(methods[mi].name, "naee");
+    if (naee && !calib_ids) { fprintf(stderr, "moekit prune: --method naee needs calibration tokens (--calib-ids FILE)\n"); return 2; }
+    if (naee && (budget_s[0] != 'l' || protect_super)) { fprintf(stderr, "moekit prune: --method naee chooses per layer (no --budget global or --protect-super)\n"); return 2; }
+    if (mi < 0) { fprintf(stderr, "moekit prune: --method must be one of random, frequency, gate-mass, reap, easy-ep, tcess, naee%s%s%s\n", method ? " (got '" : "", method ? method : "", method ? "')" : ""); return 2; }
     if (!keep == !(keep_frac > 0)) { fprintf(stderr, "moekit prune: give exactly one of --keep N or --keep-frac F\n"); return 2; }
     mk_budget budget;
     if (!strcmp(budget_s, "layer")) budget = MK_BUDGET_LAYER;
@@ -102,7 +113,20 @@ int mk_cmd_prune(int argc, char **argv) {
     protect = mk_calloc((size_t)(L * E), 1);
     if (!scores || !keepmap || !protect) { rc = mk_cli_fail(); goto out; }
     if (stats_path && mk_stats_load(&stats, stats_path, m)) { rc = mk_cli_fail(); goto out; }
-    if (methods[mi].field) {
+    double naee_s = 0;
+    int64_t naee_evals = 0;
+    if (naee) {
+        int32_t *toks = NULL;
+        size_t nt = 0;
+        if (mk_read_ids_file(calib_ids, &toks, &nt)) { rc = mk_cli_fail(); goto out; }
+        mk_naee_opts no = {.ctx = (size_t)ctx};
+        double t1 = mk_wall();
+        mk_status st = mk_naee_select(m, toks, nt, &no, keep, keepmap, NULL, &naee_evals);
+        naee_s = mk_wall() - t1;
+        free(toks);
+        if (st) { rc = mk_cli_fail(); goto out; }
+        fprintf(stderr, "naee: %lld subsets evaluated on %zu tokens in %.2f s\n", (long long)naee_evals, nt, naee_s);
+    } else if (methods[mi].field) {
         if (mk_stats_field(stats, dataset, methods[mi].field, scores)) { rc = mk_cli_fail(); goto out; }
     } else {
         uint64_t x = (uint64_t)seed * 0x9e3779b97f4a7c15ull + 1;
@@ -112,7 +136,7 @@ int mk_cmd_prune(int argc, char **argv) {
         }
     }
     int64_t n_super = protect_super ? mk_stats_super(stats, protect) : 0;
-    if (mk_prune_select(m, scores, keep, budget, m->cfg.k_active, protect_super ? protect : NULL, keepmap)) { rc = mk_cli_fail(); goto out; }
+    if (!naee && mk_prune_select(m, scores, keep, budget, m->cfg.k_active, protect_super ? protect : NULL, keepmap)) { rc = mk_cli_fail(); goto out; }
 
     rec = json_object();
     json_object_set_new(rec, "moekit_version", json_string(MK_VERSION));
@@ -126,6 +150,12 @@ int mk_cmd_prune(int argc, char **argv) {
     json_object_set_new(params, "protect_super", json_boolean(protect_super));
     if (protect_super) json_object_set_new(params, "super_experts_protected", json_integer(n_super));
     if (mi == 0) json_object_set_new(params, "seed", json_integer(seed));
+    if (naee) {
+        json_object_set_new(params, "calibration", json_string(calib_ids));
+        json_object_set_new(params, "ctx", json_integer(ctx));
+        json_object_set_new(params, "subsets_evaluated", json_integer(naee_evals));
+        json_object_set_new(params, "search", json_string(m->cfg.n_expert <= 8 ? "exhaustive" : "greedy elimination"));
+    }
     json_object_set_new(rec, "params", params);
     json_object_set_new(rec, "source_model", json_string(dir));
     json_object_set_new(rec, "stats", stats ? json_string(mk_stats_path(stats)) : json_null());

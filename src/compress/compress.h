@@ -43,4 +43,21 @@ typedef struct mk_write_opts {
  * configs can express). The directory appears under `outdir` only when complete. */
 mk_status mk_write_pruned(const mk_model *m, const uint8_t *keep, const char *outdir, const mk_write_opts *o);
 
+
+/* ---- NAEE (Lu et al., 2024): layer-wise reconstruction-loss expert selection ---- */
+typedef struct mk_naee_opts {
+    size_t ctx;               /* calibration sequence length in tokens */
+    int64_t exhaustive_max;   /* exhaustive subset search when a layer has at most this many experts
+                                 (default 8); greedy elimination beyond */
+} mk_naee_opts;
+/* Runs the calibration tokens (cut into sequences of ctx) through the model, caching each MoE
+ * block's input X and output Z, then per layer keeps the `keep` experts whose subset S minimises
+ * Loss(S) = Σ_sequences ||Z − Z_S||_F, Z_S the block output with the other experts masked
+ * (softmax over the kept ones, top-k, the model's renormalisation). Exhaustive over all subsets
+ * when n_expert <= exhaustive_max; otherwise greedy: repeatedly drop the expert whose removal
+ * (given those already dropped) raises the loss least. loss (n_layer) gets each layer's loss;
+ * evals counts the subsets evaluated. */
+mk_status mk_naee_select(const mk_model *m, const int32_t *tokens, size_t n_tok, const mk_naee_opts *o, int64_t keep,
+                         uint8_t *keep_map, double *loss, int64_t *evals);
+
 #endif

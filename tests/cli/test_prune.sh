@@ -31,6 +31,13 @@ if [ "$kept" = "[0, 1, 2, 7]" ]; then ok "super expert 0/7 kept"; else bad "--pr
 expect_ok "global plan" $MK prune -m $SRC --stats "$TMPD/stats.json" --method reap --keep 5 --budget global --plan-only "$TMPD/plan.json"
 expect_ok "virtual pruning with the plan" $MK run -m $SRC --prompt-ids 1,2,3 -n 4 --route "mask:$TMPD/plan.json"
 
+python3 -c "print(' '.join(str((i * 53 + 7) % 304) for i in range(128)))" > "$TMPD/calib.ids"
+expect_ok "naee" $MK prune -m $SRC --method naee --calib-ids "$TMPD/calib.ids" --ctx 64 --keep 6 -o "$TMPD/pn"
+ev=$(python3 -c "import json;p=json.load(open('$TMPD/pn/moekit_compression.json'))['params'];print(p['subsets_evaluated'], p['search'])")
+[ "$ev" = "56 exhaustive" ] && ok "naee searched C(8,6) subsets in each of 2 layers" || bad "naee record" "$ev"
+expect_error "naee without calibration" "--method naee needs calibration tokens" $MK prune -m $SRC --method naee --keep 6 -o "$TMPD/x0"
+echo "1 2 x" > "$TMPD/bad.ids"
+expect_error "naee with a malformed ids file" "bad.ids: entry 3 is not a token id" $MK prune -m $SRC --method naee --calib-ids "$TMPD/bad.ids" --keep 6 -o "$TMPD/x0"
 expect_error "stats of a different model" "other.json: field 'model.n_expert' = 16, but the model has 8 experts" \
   $MK prune -m $SRC --stats "$TMPD/other.json" --method reap --keep 6 -o "$TMPD/x1"
 [ ! -e "$TMPD/x1" ] && ok "nothing written for a refused plan" || bad "refused plan" "$TMPD/x1 exists"
