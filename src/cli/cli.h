@@ -10,5 +10,6 @@ typedef int (*mk_cmd_fn)(int argc, char **argv);
 int mk_cli_fail(void);
 
 /* one declaration per command */
+int mk_cmd_tokenize(int argc, char **argv);
 
 #endif

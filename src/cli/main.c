@@ -11,6 +11,7 @@ static const struct {
     const char *help;
 } commands[] = {
     /* one line per command: {"name", mk_cmd_name, "one-line help"}, */
+    {"tokenize", mk_cmd_tokenize, "encode text with a model's tokenizer and print ids and tokens"},
     {NULL, NULL, NULL},
 };
 
