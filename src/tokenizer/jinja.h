@@ -39,7 +39,9 @@ typedef enum jv_kind {
     JV_LOOP,  /* the loop variable of a for loop */
     JV_FUNC,  /* a global function (range, namespace, raise_exception, ...) */
     JV_METHOD,/* a bound method: self.name */
-    JV_MACRO
+    JV_MACRO,
+    JV_GEN    /* a one-shot iterator (what map/select/unique/reverse... return in Jinja): iterating
+               * consumes it; it is always true, has no len() and is not JSON serializable */
 } jv_kind;
 
 typedef struct jnode jnode;

@@ -132,6 +132,11 @@ static jv *v_list(rctx *C, jv_kind k, size_t n) {
     v->u.l.n = n;
     return v;
 }
+/* l (a fresh list) becomes a one-shot iterator */
+static jv *as_gen(jv *l) {
+    if (l) l->k = JV_GEN;
+    return l;
+}
 static jv *v_from_sb(rctx *C, sbuf *b) {
     jv *v = v_str(C, b->p ? b->p : "", b->n);
     free(b->p);
@@ -193,6 +198,7 @@ static const char *type_name(const jv *v) {
     case JV_FUNC: return "function";
     case JV_METHOD: return "method";
     case JV_MACRO: return "Macro";
+    case JV_GEN: return "generator";
     }
     return "object";
 }
@@ -387,6 +393,7 @@ static bool put_repr(rctx *C, sbuf *b, const jv *v) {
     case JV_LOOP: return sb_puts(C, b, "<LoopContext>");
     case JV_FUNC: case JV_METHOD: return sb_puts(C, b, "<function>");
     case JV_MACRO: return sb_puts(C, b, "<Macro>");
+    case JV_GEN: return sb_puts(C, b, "<generator object>");
     default: return put_str(C, b, v);
     }
 }
@@ -589,6 +596,13 @@ static jv *undef_err(rctx *C, int line, const jv *u) {
 static jv *to_list(rctx *C, jv *v, int line) {
     switch (v->k) {
     case JV_LIST: case JV_TUPLE: return v;
+    case JV_GEN: { /* consumes the iterator */
+        jv *l = v_list(C, JV_LIST, v->u.l.n);
+        if (!l) return NULL;
+        for (size_t i = 0; i < v->u.l.n; i++) l->u.l.v[i] = v->u.l.v[i];
+        v->u.l.n = 0;
+        return l;
+    }
     case JV_UNDEF: return v_list(C, JV_LIST, 0);
     case JV_DICT: {
         jv *l = v_list(C, JV_LIST, v->u.d.n);
@@ -916,6 +930,14 @@ static jv *contains(rctx *C, jv *container, jv *item, int line) {
             if (v_eq(container->u.l.v[i], item)) return v_bool(true);
         return v_bool(false);
     case JV_DICT: return v_bool(d_getv(container, item) != NULL);
+    case JV_GEN: /* consumes up to and including the match */
+        while (container->u.l.n) {
+            jv *x = container->u.l.v[0];
+            container->u.l.v++;
+            container->u.l.n--;
+            if (v_eq(x, item)) return v_bool(true);
+        }
+        return v_bool(false);
     case JV_UNDEF: return v_bool(false);
     default: return rerr(C, MK_ERR_ARG, line, "argument of type '%s' is not iterable", type_name(container));
     }
@@ -1450,6 +1472,7 @@ static const char *const TESTS[] = {"defined", "undefined", "none", "boolean", "
 bool jinja_has_test(const char *name) { return IN_NAMES(TESTS, name, strlen(name)); }
 
 static jv *select_common(rctx *C, jv *v, jargs *a, int line, bool attr_mode, bool want) {
+    if (!truthy(v)) return as_gen(v_list(C, JV_LIST, 0)); /* Jinja: "if value:" before iterating */
     jv *l = to_list(C, v, line);
     if (!l) return NULL;
     jv *r = v_list(C, JV_LIST, 0);
@@ -1487,7 +1510,7 @@ static jv *select_common(rctx *C, jv *v, jargs *a, int line, bool attr_mode, boo
         }
         if (res == want && !list_push(C, r, &cap, item)) return NULL;
     }
-    return r;
+    return as_gen(r);
 }
 
 /* a->pos[0] is the filtered value. */
@@ -1535,10 +1558,10 @@ static jv *apply_filter(rctx *C, const char *name, jv *v, jargs *a, int line) {
         return v_from_sb(C, &b);
     }
     if (!strcmp(name, "items")) {
-        if (v->k == JV_UNDEF) return v_list(C, JV_LIST, 0);
+        if (v->k == JV_UNDEF) return as_gen(v_list(C, JV_LIST, 0));
         if (v->k != JV_DICT) return rerr(C, MK_ERR_ARG, line, "items filter: expected a mapping, got %s", type_name(v));
         jargs none = {0};
-        return call_method(C, v, "items", &none, line);
+        return as_gen(call_method(C, v, "items", &none, line));
     }
     if (!strcmp(name, "dictsort")) {
         if (v->k != JV_DICT) return rerr(C, MK_ERR_ARG, line, "dictsort: expected a mapping, got %s", type_name(v));
@@ -1589,6 +1612,15 @@ static jv *apply_filter(rctx *C, const char *name, jv *v, jargs *a, int line) {
         for (size_t i = 0; i < l->u.l.n; i++) r->u.l.v[i] = l->u.l.v[i];
         return r;
     }
+    if (!strcmp(name, "first") && v->k == JV_GEN) {
+        if (!v->u.l.n) return v_undef(C, "No first item, sequence was empty.");
+        jv *x = v->u.l.v[0];
+        v->u.l.v++;
+        v->u.l.n--;
+        return x;
+    }
+    if (!strcmp(name, "last") && v->k == JV_GEN)
+        return rerr(C, MK_ERR_ARG, line, "last: 'generator' object is not reversible");
     if (!strcmp(name, "first") || !strcmp(name, "last")) {
         jv *l = to_list(C, v, line);
         if (!l) return NULL;
@@ -1600,12 +1632,13 @@ static jv *apply_filter(rctx *C, const char *name, jv *v, jargs *a, int line) {
             jv *neg = v_int(C, -1);
             return neg ? do_slice(C, v, NULL, NULL, neg, line) : NULL;
         }
+        bool seq = v->k == JV_LIST || v->k == JV_TUPLE || v->k == JV_DICT; /* reversed() works: an iterator */
         jv *l = to_list(C, v, line);
         if (!l) return NULL;
         jv *r = v_list(C, JV_LIST, l->u.l.n);
         if (!r) return NULL;
         for (size_t i = 0; i < l->u.l.n; i++) r->u.l.v[i] = l->u.l.v[l->u.l.n - 1 - i];
-        return r;
+        return seq ? as_gen(r) : r;
     }
     if (!strcmp(name, "sort")) {
         jv *l = to_list(C, v, line);
@@ -1627,9 +1660,10 @@ static jv *apply_filter(rctx *C, const char *name, jv *v, jargs *a, int line) {
             if (has->u.b) continue;
             if (!list_push(C, seen, &cap2, k) || !list_push(C, r, &cap, l->u.l.v[i])) return NULL;
         }
-        return r;
+        return as_gen(r);
     }
     if (!strcmp(name, "map")) {
+        if (!truthy(v)) return as_gen(v_list(C, JV_LIST, 0));
         jv *l = to_list(C, v, line);
         if (!l) return NULL;
         jv *attr = NULL, *def = NULL;
@@ -1645,7 +1679,7 @@ static jv *apply_filter(rctx *C, const char *name, jv *v, jargs *a, int line) {
                 if (!x) return NULL;
                 r->u.l.v[i] = (x->k == JV_UNDEF && def) ? def : x;
             }
-            return r;
+            return as_gen(r);
         }
         if (!x1 || x1->k != JV_STR) return rerr(C, MK_ERR_ARG, line, "map: expected a filter name or attribute=");
         char fname[64];
@@ -1659,7 +1693,7 @@ static jv *apply_filter(rctx *C, const char *name, jv *v, jargs *a, int line) {
             fa.pos[0] = l->u.l.v[i];
             if (!(r->u.l.v[i] = apply_filter(C, fname, l->u.l.v[i], &fa, line))) return NULL;
         }
-        return r;
+        return as_gen(r);
     }
     if (!strcmp(name, "select")) return select_common(C, v, a, line, false, true);
     if (!strcmp(name, "reject")) return select_common(C, v, a, line, false, false);
@@ -1800,7 +1834,8 @@ static jv *apply_test(rctx *C, const char *name, jv *v, jargs *a, int line, bool
     else if (!strcmp(name, "string")) *res = v->k == JV_STR;
     else if (!strcmp(name, "mapping")) *res = v->k == JV_DICT;
     else if (!strcmp(name, "iterable"))
-        *res = v->k == JV_STR || v->k == JV_LIST || v->k == JV_TUPLE || v->k == JV_DICT || v->k == JV_UNDEF;
+        *res = v->k == JV_STR || v->k == JV_LIST || v->k == JV_TUPLE || v->k == JV_DICT || v->k == JV_UNDEF ||
+               v->k == JV_GEN;
     else if (!strcmp(name, "sequence"))
         *res = v->k == JV_STR || v->k == JV_LIST || v->k == JV_TUPLE || v->k == JV_DICT || v->k == JV_UNDEF;
     else if (!strcmp(name, "callable"))
@@ -1963,7 +1998,7 @@ static jv *eval(rctx *C, scope *S, const jnode *n) {
 static bool assign(rctx *C, scope *S, const char *const *names, size_t n_names, jv *v, int line) {
     if (n_names == 1) return scope_set(C, S, names[0], v);
     if (v->k != JV_LIST && v->k != JV_TUPLE) {
-        if (v->k == JV_STR || v->k == JV_DICT) {
+        if (v->k == JV_STR || v->k == JV_DICT || v->k == JV_GEN) {
             if (!(v = to_list(C, v, line))) return false;
         } else {
             rerr(C, MK_ERR_ARG, line, "cannot unpack non-iterable %s object", type_name(v));
