@@ -313,6 +313,20 @@ static void test_filters(void) {
     EXPECT("{{ {'b': 1, 'a': 2}|dictsort }} {{ x|items|list }}", NULL, "[('a', 2), ('b', 1)] []");
 }
 
+/* Jinja's one-shot iterators (map/select/...) and Markup strings (|safe, |escape). */
+static void test_iterators_and_markup(void) {
+    EXPECT("{% set g = [1, 2, 3]|select('odd') %}{{ g|list }}{{ g|list }}|{{ [1,2]|map('string') is iterable }}"
+           "{{ [3,1]|reverse|list }}{{ none|select|list }}{{ [2, 3]|select('odd') is sequence }}|"
+           "{% if []|select %}T{% endif %}|{{ ([1, 2, 3]|select)|first }}",
+           NULL, "[1, 3][]|True[1, 3][]False|T|1");
+    EXPECT_ERR("{{ [1]|map('string')|tojson }}", NULL, MK_ERR_ARG, "generator is not JSON serializable");
+    EXPECT_ERR("{{ [1]|select|length }}", NULL, MK_ERR_ARG, "has no len()");
+    EXPECT("{{ 'a<'|safe + '<b>' }}|{{ '<x>' + 'y'|safe }}|{{ ('<'|safe) ~ '<' }}|{{ ('q'|safe + '\"')|upper }}|"
+           "{{ '<'|e|e }}|{{ ('<'|safe)|replace('<', '>') }}|{{ (('x'|safe) * 2) + '&' }}|"
+           "{{ ('<a>'|safe).replace('a', '&') }}|{{ ['<', 'b']|join('|'|safe) }}",
+           NULL, "a<&lt;b&gt;|&lt;x&gt;y|<<|Q&#34;|&lt;|>|xx&amp;|<&amp;>|<|b");
+}
+
 static void test_tests_and_methods(void) {
     EXPECT("{{ x is defined }}{{ x is undefined }}{{ none is none }}{{ 1 is number }}{{ 1 is integer }}"
            "{{ 1.0 is float }}{{ 'a' is string }}{{ {} is mapping }}{{ [] is iterable }}{{ 'a' is iterable }}"
@@ -423,6 +437,7 @@ int main(void) {
     RUN(test_statements);
     RUN(test_filters);
     RUN(test_tests_and_methods);
+    RUN(test_iterators_and_markup);
     RUN(test_errors);
     RUN(test_robustness);
     return TEST_SUMMARY("test_chat_template");

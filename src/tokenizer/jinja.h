@@ -48,6 +48,7 @@ typedef struct jnode jnode;
 typedef struct jv jv;
 struct jv {
     jv_kind k;
+    bool markup; /* JV_STR: a Markup string (from |safe or |escape): '+' with a plain string escapes it */
     union {
         bool b;
         int64_t i;

@@ -145,6 +145,25 @@ static jv *v_from_sb(rctx *C, sbuf *b) {
     return v;
 }
 
+/* Markup's escape(): & < > " ' as HTML entities; a Markup string is returned as is. */
+static jv *html_escape(rctx *C, jv *s) {
+    if (s->markup) return s;
+    sbuf b = {0};
+    for (size_t i = 0; i < s->u.s.n; i++) {
+        char c = s->u.s.p[i];
+        const char *r = c == '&' ? "&amp;" : c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '"' ? "&#34;"
+                      : c == '\'' ? "&#39;" : NULL;
+        if (!(r ? sb_puts(C, &b, r) : sb_putc(C, &b, c))) { free(b.p); return NULL; }
+    }
+    jv *v = v_from_sb(C, &b);
+    if (v) v->markup = true;
+    return v;
+}
+static jv *with_markup(jv *v, bool m) {
+    if (v && v->k == JV_STR && m) v->markup = true;
+    return v;
+}
+
 static bool d_set(rctx *C, jv *d, jv *key, jv *val);
 
 static bool key_eq(const jv *k, const char *p, size_t n) {
@@ -724,7 +743,8 @@ static jv *get_item(rctx *C, jv *o, jv *key, int line) {
         size_t ncp, i;
         size_t *off = u8_offsets(C, o->u.s.p, o->u.s.n, &ncp);
         if (!off) return NULL;
-        if (norm_index(as_int(key), ncp, &i)) return v_str(C, o->u.s.p + off[i], off[i + 1] - off[i]);
+        if (norm_index(as_int(key), ncp, &i))
+            return with_markup(v_str(C, o->u.s.p + off[i], off[i + 1] - off[i]), o->markup);
         return v_undef(C, "string index out of range");
     }
     if (key->k == JV_STR && o->k != JV_NS) return get_attr(C, o, key->u.s.p, key->u.s.n, line);
@@ -779,7 +799,7 @@ static jv *do_slice(rctx *C, jv *o, jv *a, jv *b, jv *c, int line) {
             size_t k = (size_t)(st + (int64_t)i * step);
             if (!sb_put(C, &sb, o->u.s.p + off[k], off[k + 1] - off[k])) { free(sb.p); return NULL; }
         }
-        return v_from_sb(C, &sb);
+        return with_markup(v_from_sb(C, &sb), o->markup);
     }
     return rerr(C, MK_ERR_ARG, line, "'%s' object is not subscriptable", type_name(o));
 }
@@ -865,7 +885,13 @@ static jv *binop(rctx *C, int op, jv *a, jv *b, int line) {
             }
         }
     }
-    if (op == JOP_ADD && a->k == JV_STR && b->k == JV_STR) return concat_str(C, a->u.s.p, a->u.s.n, b->u.s.p, b->u.s.n);
+    if (op == JOP_ADD && a->k == JV_STR && b->k == JV_STR) {
+        if (a->markup != b->markup) { /* Markup + str escapes the str */
+            if (!(a = html_escape(C, a)) || !(b = html_escape(C, b))) return NULL;
+            return with_markup(concat_str(C, a->u.s.p, a->u.s.n, b->u.s.p, b->u.s.n), true);
+        }
+        return with_markup(concat_str(C, a->u.s.p, a->u.s.n, b->u.s.p, b->u.s.n), a->markup);
+    }
     if (op == JOP_ADD && (a->k == JV_LIST || a->k == JV_TUPLE) && a->k == b->k) {
         jv *r = v_list(C, a->k, a->u.l.n + b->u.l.n);
         if (!r) return NULL;
@@ -881,7 +907,7 @@ static jv *binop(rctx *C, int op, jv *a, jv *b, int line) {
         sbuf sb = {0};
         for (int64_t i = 0; i < k; i++)
             if (!sb_put(C, &sb, s->u.s.p, s->u.s.n)) { free(sb.p); return NULL; }
-        return v_from_sb(C, &sb);
+        return with_markup(v_from_sb(C, &sb), s->markup);
     }
     if (op == JOP_MOD && a->k == JV_STR)
         return rerr(C, MK_ERR_UNSUPPORTED, line, "unsupported construct: '%%' string formatting");
@@ -1009,7 +1035,7 @@ static jv *str_strip(rctx *C, jv *s, jv *chars, int which, int line) {
             if (!cps_has(ps, c)) break;
             b = st;
         }
-    return v_str(C, p + a, b - a);
+    return with_markup(v_str(C, p + a, b - a), s->markup);
 }
 
 static jv *str_map(rctx *C, jv *s, int mode) { /* 0 upper, 1 lower, 2 capitalize, 3 title */
@@ -1033,7 +1059,7 @@ static jv *str_map(rctx *C, jv *s, int mode) { /* 0 upper, 1 lower, 2 capitalize
         if (!sb_put(C, &b, (const char *)enc, (size_t)el)) { free(b.p); return NULL; }
         i += l;
     }
-    return v_from_sb(C, &b);
+    return with_markup(v_from_sb(C, &b), s->markup);
 }
 
 static jv *str_replace(rctx *C, jv *s, jv *old, jv *nw, int64_t count, int line) {
@@ -1174,7 +1200,9 @@ static jv *call_method(rctx *C, jv *self, const char *name, jargs *a, int line) 
         if (!strcmp(name, "replace")) {
             jv *o = arg(a, 0, NULL), *nw = arg(a, 1, NULL), *cnt = arg(a, 2, "count");
             if (!o || !nw) return rerr(C, MK_ERR_ARG, line, "replace() takes at least 2 arguments");
-            return str_replace(C, self, o, nw, cnt && is_intlike(cnt) ? as_int(cnt) : -1, line);
+            if (self->markup && o->k == JV_STR && nw->k == JV_STR && (!(o = html_escape(C, o)) || !(nw = html_escape(C, nw))))
+                return NULL;
+            return with_markup(str_replace(C, self, o, nw, cnt && is_intlike(cnt) ? as_int(cnt) : -1, line), self->markup);
         }
         if (!strcmp(name, "find") || !strcmp(name, "rfind") || !strcmp(name, "index") || !strcmp(name, "rindex") ||
             !strcmp(name, "count")) {
@@ -1516,7 +1544,13 @@ static jv *select_common(rctx *C, jv *v, jargs *a, int line, bool attr_mode, boo
 /* a->pos[0] is the filtered value. */
 static jv *apply_filter(rctx *C, const char *name, jv *v, jargs *a, int line) {
     jv *x1 = arg(a, 1, NULL);
-    if (!strcmp(name, "safe")) return v;
+    if (!strcmp(name, "safe")) {
+        jv *s = to_str_v(C, v), *m = s ? mk_v(C, JV_STR) : NULL;
+        if (!m) return NULL;
+        *m = *s;
+        m->markup = true;
+        return m;
+    }
     if (!strcmp(name, "default") || !strcmp(name, "d")) {
         jv *def = arg(a, 1, "default_value"), *boolean = arg(a, 2, "boolean");
         if (!def && !(def = v_str(C, "", 0))) return NULL;
@@ -1759,15 +1793,7 @@ static jv *apply_filter(rctx *C, const char *name, jv *v, jargs *a, int line) {
     }
     if (!strcmp(name, "e") || !strcmp(name, "escape")) {
         jv *s = to_str_v(C, v);
-        if (!s) return NULL;
-        sbuf b = {0};
-        for (size_t i = 0; i < s->u.s.n; i++) {
-            char c = s->u.s.p[i];
-            const char *r = c == '&' ? "&amp;" : c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '"' ? "&#34;"
-                          : c == '\'' ? "&#39;" : NULL;
-            if (!(r ? sb_puts(C, &b, r) : sb_putc(C, &b, c))) { free(b.p); return NULL; }
-        }
-        return v_from_sb(C, &b);
+        return s ? html_escape(C, s) : NULL;
     }
     if (!strcmp(name, "indent")) {
         jv *s = to_str_v(C, v), *w = arg(a, 1, "width"), *first = arg(a, 2, "first"), *blank = arg(a, 3, "blank");
