@@ -279,6 +279,8 @@ static void test_statements(void) {
            NULL, "1BNone 1B3 02None");
     EXPECT("{% macro f(n) %}{% if n > 0 %}{{ n }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(3) }}", NULL, "321");
     EXPECT("{% generation %}gen{% endgeneration %}", NULL, "gen");
+    EXPECT("{% filter upper %}a{{ 'b' }}{% set q = 1 %}{% endfilter %}{{ q is defined }}"
+           "{% filter replace('X', 'y')|trim %}  aXb  {% endfilter %}|", NULL, "ABFalseayb|");
     EXPECT("{% set d = dict(a=1, b='x') %}{{ d.b }}{{ d|length }}{{ d.get('a') }}{{ d.get('z', 9) }}{{ d.get('z') }}",
            NULL, "x219None");
 }
@@ -360,7 +362,7 @@ static void test_errors(void) {
     /* unsupported constructs */
     EXPECT_ERR("\n{% include 'other.jinja' %}", NULL, MK_ERR_UNSUPPORTED, "line 2: unsupported construct: '{% include %}' tag");
     EXPECT_ERR("{% extends 'base' %}", NULL, MK_ERR_UNSUPPORTED, "'{% extends %}' tag");
-    EXPECT_ERR("{% filter upper %}x{% endfilter %}", NULL, MK_ERR_UNSUPPORTED, "'{% filter %}' tag");
+    EXPECT_ERR("{% filter center %}x{% endfilter %}", NULL, MK_ERR_UNSUPPORTED, "unsupported filter 'center'");
     EXPECT_ERR("{{ x|urlize }}", NULL, MK_ERR_UNSUPPORTED, "unsupported filter 'urlize'");
     EXPECT_ERR("{{ x|nosuchfilter }}", NULL, MK_ERR_UNSUPPORTED, "unsupported filter 'nosuchfilter'");
     EXPECT_ERR("{{ x is nosuchtest }}", NULL, MK_ERR_UNSUPPORTED, "unsupported test 'nosuchtest'");

@@ -95,7 +95,8 @@ typedef enum jnode_kind {
     JN_SETBLOCK,/* set name: body c */
     JN_MACRO,  /* macro name(kw params, defaults in args (NULL = required)): body c */
     JN_BREAK,
-    JN_CONTINUE
+    JN_CONTINUE,
+    JN_FILTERBLOCK /* filter a (a JN_FILTER chain whose innermost target is JN_NAME " body"): body c */
 } jnode_kind;
 
 enum {

@@ -2130,6 +2130,17 @@ static int exec_node(rctx *C, scope *S, const jnode *n, sbuf *out) {
         m->u.mac.scope = S;
         return scope_set(C, S, n->name, m) ? EX_OK : EX_ERR;
     }
+    case JN_FILTERBLOCK: {
+        scope *F = scope_new(C, S);
+        sbuf b = {0};
+        if (!F) return EX_ERR;
+        int r = exec_body(C, F, n->c, &b);
+        jv *body = r == EX_ERR ? NULL : v_from_sb(C, &b);
+        free(b.p);
+        if (!body || !scope_set(C, F, " body", body)) return EX_ERR;
+        jv *v = eval(C, F, n->a);
+        return v && put_str(C, out, v) ? EX_OK : EX_ERR;
+    }
     case JN_BREAK: return EX_BREAK;
     case JN_CONTINUE: return EX_CONTINUE;
     default: rerr(C, MK_ERR_INTERNAL, n->line, "expression in statement position"); return EX_ERR;

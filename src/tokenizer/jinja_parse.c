@@ -1117,6 +1117,29 @@ static jnode *parse_statement(parser *P) {
         if (!end_block(P)) return NULL;
         return mk_node(P, brk ? JN_BREAK : JN_CONTINUE, line);
     }
+    if (is_name(P, "filter")) {
+        adv(P);
+        jnode *n = mk_node(P, JN_FILTERBLOCK, line), *body = mk_node(P, JN_NAME, line);
+        if (!n || !body) return NULL;
+        body->name = " body"; /* not a valid identifier: cannot clash with template variables */
+        jnode *chain = body;
+        do {
+            if (chain != body) adv(P); /* '|' */
+            jnode *f = mk_node(P, JN_FILTER, cur(P)->line);
+            if (!f || !(f->name = parse_dotted(P))) return NULL;
+            if (!jinja_has_filter(f->name)) return perr(P, MK_ERR_UNSUPPORTED, line, "unsupported filter '%s'", f->name);
+            f->a = chain;
+            if (is_op(P, "(") && !parse_call_args(P, f)) return NULL;
+            chain = f;
+        } while (is_op(P, "|"));
+        n->a = chain;
+        if (!end_block(P)) return NULL;
+        static const char *const ends[] = {"endfilter"};
+        if (!(n->c = parse_body(P, ends, 1, "filter", line))) return NULL;
+        adv(P);
+        if (!end_block(P)) return NULL;
+        return n;
+    }
     if (is_name(P, "generation")) { /* transformers' assistant-mask marker: renders its body */
         adv(P);
         if (!end_block(P)) return NULL;
@@ -1127,7 +1150,8 @@ static jnode *parse_statement(parser *P) {
         if (!end_block(P)) return NULL;
         return body;
     }
-    static const char *const KNOWN[] = {"elif", "else", "endif", "endfor", "endset", "endmacro", "endgeneration"};
+    static const char *const KNOWN[] = {"elif", "else", "endif", "endfor", "endset", "endmacro", "endgeneration",
+                                        "endfilter"};
     for (size_t k = 0; k < sizeof KNOWN / sizeof KNOWN[0]; k++)
         if (is_name(P, KNOWN[k])) return perr(P, MK_ERR_FORMAT, line, "unexpected '%s'", KNOWN[k]);
     return perr(P, MK_ERR_UNSUPPORTED, line, "unsupported construct: '{%% %.*s %%}' tag", (int)MK_MIN(t->n, 40), t->p);
