@@ -385,6 +385,10 @@ static void test_errors(void) {
     EXPECT_ERR("{% macro m(a) %}{% endmacro %}{{ m(1, 2) }}", NULL, MK_ERR_ARG, "takes not more than 1");
     EXPECT_ERR("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}", NULL, MK_ERR_UNSUPPORTED, "nested too deeply");
     EXPECT_ERR("{{ 9223372036854775807 + 1 }}", NULL, MK_ERR_UNSUPPORTED, "integer overflow");
+    EXPECT_ERR("{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}", NULL,
+               MK_ERR_UNSUPPORTED, "exceeded 10000000 loop iterations");
+    EXPECT_ERR("{% set s = 'x' * 60000000 %}{% for i in range(5) %}{{ s }}{% endfor %}", NULL, MK_ERR_UNSUPPORTED,
+               "rendered text exceeds");
     /* bad inputs to the API */
     mk_status st;
     char *o = render_src("x", "[1]", NULL, NULL, false, &st);

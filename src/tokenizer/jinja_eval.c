@@ -32,8 +32,13 @@ typedef struct {
     const char *label;
     mk_status st;
     int depth;
+    uint64_t steps; /* loop iterations and macro calls, against MAX_STEPS */
     scope *root;
 } rctx;
+
+/* Bounds on one render, so that a hostile template fails instead of running for hours or filling memory. */
+#define MAX_STEPS 10000000u
+#define MAX_OUTPUT ((size_t)256 << 20)
 
 enum { EX_OK = 0, EX_BREAK = 1, EX_CONTINUE = 2, EX_ERR = -1 };
 
@@ -57,6 +62,10 @@ static jv *oom(rctx *C) {
 
 static bool sb_put(rctx *C, sbuf *b, const char *p, size_t n) {
     if (!n) return true;
+    if (n > MAX_OUTPUT - b->n) {
+        rerr(C, MK_ERR_UNSUPPORTED, 0, "rendered text exceeds %zu MiB", MAX_OUTPUT >> 20);
+        return false;
+    }
     if (b->cap - b->n < n + 1) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap - b->n < n + 1) {
@@ -1345,6 +1354,7 @@ static jv *call_macro(rctx *C, jv *m, jargs *a, int line) {
         if (!found) return rerr(C, MK_ERR_ARG, line, "macro '%s' has no argument named '%s'", mac->name, a->kw[k]);
     }
     if (++C->depth > 100) return rerr(C, MK_ERR_UNSUPPORTED, line, "macro calls nested too deeply");
+    if (++C->steps > MAX_STEPS) return rerr(C, MK_ERR_UNSUPPORTED, line, "template exceeded %u steps", MAX_STEPS);
     scope *S = scope_new(C, m->u.mac.scope);
     if (!S) return NULL;
     for (size_t p = 0; p < mac->n_kw; p++) {
@@ -2089,6 +2099,10 @@ static int exec_node(rctx *C, scope *S, const jnode *n, sbuf *out) {
         lp->u.loop.n = it->u.l.n;
         lp->u.loop.items = it;
         for (size_t i = 0; i < it->u.l.n; i++) {
+            if (++C->steps > MAX_STEPS) {
+                rerr(C, MK_ERR_UNSUPPORTED, n->line, "template exceeded %u loop iterations", MAX_STEPS);
+                return EX_ERR;
+            }
             /* a fresh loop object per iteration, so that a stored loop keeps its values */
             jv *li = mk_v(C, JV_LOOP);
             if (!li) return EX_ERR;
