@@ -4,6 +4,28 @@
  * configures Jinja) and recursive-descent parser into an AST of jnode.
  * jinja_eval.c: values (jv), evaluation, filters, tests, methods, output.
  *
+ * The subset (everything the chat templates of ~55 model families use; see tests/test_chat_template.c):
+ *   tags     {{ }} {% %} {# #}, '-' and '+' whitespace control; if/elif/else, for (tuple targets,
+ *            'if' filter, else, loop.index/index0/revindex/revindex0/first/last/length/previtem/
+ *            nextitem/cycle), break/continue, set (names, tuples, ns.attr), block set, macro (defaults,
+ *            keyword arguments, recursion), filter blocks, generation (transformers' marker).
+ *   exprs    literals (str with Python escapes, int, float, true/false/none, list, tuple, dict), + - * /
+ *            // % ** ~, == != < <= > >= (chained), in / not in, and/or/not, a if c else b, attribute and
+ *            item access, slices [a:b:c] by code point, calls.
+ *   globals  range, namespace, dict, raise_exception, strftime_now.
+ *   filters  abs attr capitalize count d default dictsort e escape first float indent int items join last
+ *            length list lower map max min reject rejectattr replace reverse round safe select selectattr
+ *            sort string sum title tojson (transformers': ensure_ascii/indent/separators/sort_keys) trim
+ *            unique upper wordcount.
+ *   tests    defined undefined none boolean true false integer float number string mapping iterable
+ *            sequence callable sameas equalto eq ne lt le gt ge in odd even divisibleby lower upper.
+ *   methods  str: startswith endswith strip lstrip rstrip split replace upper lower title capitalize find
+ *            rfind index rindex count join isdigit isalpha isspace isalnum isupper islower;
+ *            dict: get items keys values copy; list: index count; loop.cycle.
+ * Not interpreted (MK_ERR_UNSUPPORTED naming the construct and line): include/import/extends/block,
+ * call blocks, recursive loops, '%' string formatting, str.format, cycler/joiner/lipsum, *args, other
+ * filters. Values that cannot be modified in transformers' sandbox (list.append, ...) also fail.
+ *
  * Memory: a compiled template owns one arena holding its AST and literals; each render allocates its
  * values in a render arena freed at the end, so values are never freed one by one. */
 #ifndef MK_JINJA_H
