@@ -345,6 +345,8 @@ static void test_tests_and_methods(void) {
            NULL, "ABabbXb2A-Bx-y2True");
     EXPECT("{% for k, v in d.items() %}{{ k }}{{ v }}{% endfor %}{{ d.keys()|list }}{{ d.values()|list }}",
            "{\"d\": {\"x\": 1, \"y\": 2}}", "x1y2['x', 'y'][1, 2]");
+    EXPECT("{{ \"they're 3rd-party x_y\".title() }}|{{ \"they're 3rd-party x_y\"|title }}", NULL,
+           "They'Re 3Rd-Party X_Y|They're 3rd-Party X_y");
     EXPECT("{{ d.items is callable }}|{{ d['items'] }}", "{\"d\": {\"items\": 5}}", "True|5");
 }
 

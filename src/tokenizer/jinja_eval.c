@@ -1047,7 +1047,8 @@ static jv *str_strip(rctx *C, jv *s, jv *chars, int which, int line) {
     return with_markup(v_str(C, p + a, b - a), s->markup);
 }
 
-static jv *str_map(rctx *C, jv *s, int mode) { /* 0 upper, 1 lower, 2 capitalize, 3 title */
+/* mode: 0 upper, 1 lower, 2 capitalize, 3 Jinja's title filter, 4 Python's str.title() */
+static jv *str_map(rctx *C, jv *s, int mode) {
     sbuf b = {0};
     bool word_start = true;
     for (size_t i = 0; i < s->u.s.n;) {
@@ -1056,8 +1057,13 @@ static jv *str_map(rctx *C, jv *s, int mode) { /* 0 upper, 1 lower, 2 capitalize
         int32_t r = c;
         if (mode == 0) r = utf8proc_toupper(c);
         else if (mode == 1) r = utf8proc_tolower(c);
-        else if (mode == 2) r = i == 0 ? utf8proc_toupper(c) : utf8proc_tolower(c);
-        else {
+        else if (mode == 2) r = i == 0 ? utf8proc_totitle(c) : utf8proc_tolower(c);
+        else if (mode == 4) { /* a cased letter after an uncased character starts a word */
+            utf8proc_category_t cat = utf8proc_category(c);
+            bool cased = cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL || cat == UTF8PROC_CATEGORY_LT;
+            r = !cased ? c : word_start ? utf8proc_totitle(c) : utf8proc_tolower(c);
+            word_start = !cased;
+        } else {
             /* Jinja's title filter: words start after runs of [-\s({\[<] */
             bool sep = py_space(c) || c == '-' || c == '(' || c == '{' || c == '[' || c == '<';
             r = sep ? c : word_start ? utf8proc_toupper(c) : utf8proc_tolower(c);
@@ -1201,7 +1207,7 @@ static jv *call_method(rctx *C, jv *self, const char *name, jargs *a, int line) 
         if (!strcmp(name, "upper")) return str_map(C, self, 0);
         if (!strcmp(name, "lower")) return str_map(C, self, 1);
         if (!strcmp(name, "capitalize")) return str_map(C, self, 2);
-        if (!strcmp(name, "title")) return str_map(C, self, 3);
+        if (!strcmp(name, "title")) return str_map(C, self, 4);
         if (!strcmp(name, "split")) {
             jv *ms = arg(a, 1, "maxsplit");
             return str_split(C, self, arg(a, 0, "sep"), ms && is_intlike(ms) ? as_int(ms) : -1, line);
