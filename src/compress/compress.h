@@ -36,6 +36,27 @@ typedef struct mk_write_opts {
     const char *record_json;  /* text of moekit_compression.json (NULL: none) */
 } mk_write_opts;
 
+/* What goes into output expert j of a MoE layer. */
+typedef struct mk_expert_out {
+    int32_t copy_from;        /* >= 0: the source expert's weights, unchanged (same d_ff only) */
+    const float *gate, *up;   /* copy_from < 0: new weights, f32 (d_ff_out, d_model) ... */
+    const float *down;        /* ... and (d_model, d_ff_out); written in the source's dtype */
+    int32_t router_from;      /* the source router row (and router bias entry) this expert gets */
+} mk_expert_out;
+
+typedef struct mk_expert_plan {
+    int64_t n_out;            /* experts per MoE layer in the output (the same in every layer) */
+    int64_t d_ff_out;         /* expert intermediate size of the output; 0 = the source's */
+    const mk_expert_out *x;   /* (n_layer, n_out); rows of dense layers are not read */
+} mk_expert_plan;
+
+/* Writes model m with the MoE layers rebuilt as the plan says, as a new HF directory: expert
+ * tensors in the source's layout (per-expert or fused) and dtype, router rows as chosen,
+ * config.json's expert count, k (clipped to n_out) and expert d_ff updated, tokenizer and
+ * generation files copied, moekit_compression.json from o->record_json. The directory appears
+ * under `outdir` only when complete; the source is never modified. */
+mk_status mk_write_experts(const mk_model *m, const mk_expert_plan *plan, const char *outdir, const mk_write_opts *o);
+
 /* Writes model m with only the experts marked in keep (n_layer, n_expert) as a new HF directory:
  * expert tensors removed and renumbered (per-expert or fused layout, as the source), router rows
  * sliced, config.json's expert count and k (clipped to the experts kept) updated, tokenizer and
