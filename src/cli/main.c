@@ -14,6 +14,7 @@ static const struct {
     /* one line per command: {"name", mk_cmd_name, "one-line help"}, */
     {"run", mk_cmd_run, "generate text from a prompt"},
     {"prune", mk_cmd_prune, "drop experts by an importance criterion and write a new checkpoint"},
+    {"merge", mk_cmd_merge, "fold experts together (M-SMoE) and write a new checkpoint"},
     {"info", mk_cmd_info, "describe a model: architecture, experts, parameters, bytes by dtype"},
     {"synth", mk_cmd_synth, "write a random-weight model of any supported config (benchmarks)"},
     {"bench", mk_cmd_bench, "prompt and generation speed in tokens/s, like llama-bench"},

@@ -81,4 +81,26 @@ typedef struct mk_naee_opts {
 mk_status mk_naee_select(const mk_model *m, const int32_t *tokens, size_t n_tok, const mk_naee_opts *o, int64_t keep,
                          uint8_t *keep_map, double *loss, int64_t *evals);
 
+/* ---- merging ---- */
+/* Minimum-cost assignment: perm[i] = the column given to row i, minimising Σ cost[i][perm[i]]
+ * over permutations of n (cost is (n, n) row-major). */
+mk_status mk_assign_min(const double *cost, int64_t n, int64_t *perm);
+
+typedef struct mk_msmoe_opts {
+    bool align;               /* permute each member's neurons onto its dominant before averaging */
+    const float *similarity;  /* (n_layer, n_expert, n_expert) expert similarity, or NULL: cosine
+                                 of the router's weight rows */
+} mk_msmoe_opts;
+
+/* M-SMoE (Li et al.): per MoE layer, the keep most used experts (freq (n_layer, n_expert)) are
+ * dominant; every other expert joins the dominant it is most similar to; each group becomes one
+ * expert: members' neurons aligned to the dominant (weight matching as an assignment problem,
+ * cost Σ squared distances of gate rows, up rows and down columns), then averaged with weights
+ * proportional to usage. The router row of the merged expert is the dominant's (the members'
+ * rows are dropped, so the result is a standard HF checkpoint). Output: an expert plan whose new
+ * weights are owned by *buffers (free with free()); group_of (n_layer, n_expert) gets each
+ * expert's output slot. */
+mk_status mk_msmoe_plan(const mk_model *m, const double *freq, int64_t keep, const mk_msmoe_opts *o, mk_expert_plan *plan,
+                        float **buffers, int32_t *group_of);
+
 #endif
