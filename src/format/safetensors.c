@@ -67,7 +67,7 @@ static mk_status parse_file(mk_st_set *s, int fi, size_t *cap) {
         json_t *jd = json_object_get(val, "dtype"), *js = json_object_get(val, "shape"), *jo = json_object_get(val, "data_offsets");
         if (!json_is_string(jd)) { st = mk_err(MK_ERR_FORMAT, "%s: tensor '%s': field 'dtype' missing or not a string", path, key); goto out; }
         mk_dtype dt;
-        if (!mk_dtype_from_name(json_string_value(jd), &dt)) { st = mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': unsupported dtype '%s'", path, key, json_string_value(jd)); goto out; }
+        if (!mk_dtype_from_name(json_string_value(jd), &dt) || mk_dtypes[dt].block_elems != 1) { st = mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': unsupported dtype '%s'", path, key, json_string_value(jd)); goto out; }
         if (!json_is_array(js)) { st = mk_err(MK_ERR_FORMAT, "%s: tensor '%s': field 'shape' missing or not an array", path, key); goto out; }
         size_t nd = json_array_size(js);
         if (nd > MK_MAX_DIMS) { st = mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': %zu dimensions (at most %d supported)", path, key, nd, MK_MAX_DIMS); goto out; }

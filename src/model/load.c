@@ -53,13 +53,13 @@ static mk_status get_tensor(loader *L, mk_tensor *t, bool optional, int ndim, co
 /* A 2-D view of rows [r0, r0+rows) of matrix e of a stacked (E, R, C) tensor. */
 static mk_tensor slice3(const mk_tensor *t, int64_t e, int64_t r0, int64_t rows) {
     mk_tensor v = {0};
-    size_t es = mk_dtypes[t->dtype].elem_bytes;
+    size_t row_bytes = mk_dtype_row_bytes(t->dtype, (size_t)t->shape[2]); /* rows are whole blocks */
     v.dtype = t->dtype;
     v.ndim = 2;
     v.shape[0] = rows;
     v.shape[1] = t->shape[2];
-    v.nbytes = (size_t)rows * (size_t)t->shape[2] * es;
-    v.data = (const uint8_t *)t->data + ((size_t)e * (size_t)t->shape[1] + (size_t)r0) * (size_t)t->shape[2] * es;
+    v.nbytes = (size_t)rows * row_bytes;
+    v.data = (const uint8_t *)t->data + ((size_t)e * (size_t)t->shape[1] + (size_t)r0) * row_bytes;
     return v;
 }
 

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Writes tests/fixtures/quant/quant_ref.safetensors: expected GGUF block bytes and dequantized
+values computed by the `gguf` PyPI package's numpy quantizers (gguf.quants), which the C tests
+(tests/test_quant.c) must reproduce bit for bit.
+
+  pip install gguf numpy safetensors
+  python3 tools/gen_quant_fixtures.py [--ggml-lib PATH/libggml-base.so]
+
+Tensors written (F32 input rows x are (6, 512); U8 blocks are (6, row bytes)):
+  x                      the input rows (normal, small-scale, zeros, an outlier, tiny, integers)
+  q8_0.q / q8_0.deq      gguf.quants.quantize(x, Q8_0) and dequantize of it
+  q4_0.q / q4_0.deq      the same for Q4_0
+  bf16.q / f16.q         BF16 (gguf's numpy RNE) and numpy float16 of x, as raw bytes
+  q4_k.blocks / .deq     random but valid Q4_K blocks and gguf's dequantization of them
+  q6_k.blocks / .deq     the same for Q6_K
+The gguf package has no Q4_K / Q6_K quantizer. With --ggml-lib (a libggml-base.so, e.g. from a
+llama-cpp-python build) the script also writes q4_k.q / q6_k.q from ggml's own
+quantize_row_q4_K_ref / quantize_row_q6_K_ref through ctypes, and the C test then checks those too.
+"""
+import argparse
+import ctypes
+import os
+
+import numpy as np
+from gguf import GGMLQuantizationType as T
+from gguf import quants
+from safetensors.numpy import save_file
+
+ROWS, COLS = 6, 512
+
+
+def inputs(rng):
+    x = np.zeros((ROWS, COLS), dtype=np.float32)
+    x[0] = rng.standard_normal(COLS)
+    x[1] = rng.standard_normal(COLS) * 0.02
+    # x[2] stays zero (all-zero blocks)
+    x[3] = rng.uniform(-1, 1, COLS)
+    x[3, 37] = 25.0
+    x[3, 300] = -40.0
+    x[4] = rng.standard_normal(COLS) * 1e-6
+    x[5] = rng.integers(-8, 8, COLS)
+    return x
+
+
+def random_blocks(rng, n_blocks, size, f16_offsets):
+    b = rng.integers(0, 256, (n_blocks, size), dtype=np.uint8)
+    for off in f16_offsets:  # sane scales: random halves in [1e-3, 1e-1)
+        d = rng.uniform(1e-3, 1e-1, n_blocks).astype(np.float16).view(np.uint8).reshape(n_blocks, 2)
+        b[:, off:off + 2] = d
+    return b
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ggml-lib", help="libggml-base.so for Q4_K/Q6_K reference quantization")
+    ap.add_argument("-o", default=os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "quant", "quant_ref.safetensors"))
+    a = ap.parse_args()
+    rng = np.random.default_rng(20261123)
+    x = inputs(rng)
+    out = {"x": x}
+    for name, t in (("q8_0", T.Q8_0), ("q4_0", T.Q4_0)):
+        q = quants.quantize(x, t)
+        out[f"{name}.q"] = np.ascontiguousarray(q)
+        out[f"{name}.deq"] = quants.dequantize(q, t).astype(np.float32)
+    out["bf16.q"] = np.ascontiguousarray(quants.quantize(x, T.BF16)).view(np.uint8).reshape(ROWS, -1)
+    out["f16.q"] = x.astype(np.float16).view(np.uint8).reshape(ROWS, -1)
+    # K-quants: gguf can only dequantize; random valid blocks (d, dmin at 0,2 for Q4_K; d at 208 for Q6_K).
+    nb = 8
+    b4 = random_blocks(rng, nb, 144, [0, 2])
+    b6 = random_blocks(rng, nb, 210, [208])
+    out["q4_k.blocks"] = b4
+    out["q4_k.deq"] = quants.dequantize(b4.reshape(1, -1), T.Q4_K).reshape(nb, 256).astype(np.float32)
+    out["q6_k.blocks"] = b6
+    out["q6_k.deq"] = quants.dequantize(b6.reshape(1, -1), T.Q6_K).reshape(nb, 256).astype(np.float32)
+    if a.ggml_lib:
+        lib = ctypes.CDLL(a.ggml_lib)
+        for name, fn, size in (("q4_k", "quantize_row_q4_K_ref", 144), ("q6_k", "quantize_row_q6_K_ref", 210)):
+            f = getattr(lib, fn)
+            f.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+            q = np.zeros((ROWS, COLS // 256 * size), dtype=np.uint8)
+            for r in range(ROWS):
+                xr = np.ascontiguousarray(x[r])
+                f(xr.ctypes.data, q[r].ctypes.data, COLS)
+            out[f"{name}.q"] = q
+    os.makedirs(os.path.dirname(a.o), exist_ok=True)
+    save_file({k: np.ascontiguousarray(v) for k, v in out.items()}, a.o)
+    print(f"wrote {a.o}: {', '.join(sorted(out))}")
+
+
+if __name__ == "__main__":
+    main()
