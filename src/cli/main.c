@@ -13,6 +13,7 @@ static const struct {
     /* one line per command: {"name", mk_cmd_name, "one-line help"}, */
     {"run", mk_cmd_run, "generate text from a prompt"},
     {"info", mk_cmd_info, "describe a model: architecture, experts, parameters, bytes by dtype"},
+    {"quantize", mk_cmd_quantize, "write a model as GGUF (llama.cpp names), quantized to q8_0/q4_0/q4_k/q6_k/bf16/f16/f32"},
     {NULL, NULL, NULL},
 };
 
