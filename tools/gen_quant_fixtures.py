@@ -11,11 +11,13 @@ Tensors written (F32 input rows x are (6, 512); U8 blocks are (6, row bytes)):
   q8_0.q / q8_0.deq      gguf.quants.quantize(x, Q8_0) and dequantize of it
   q4_0.q / q4_0.deq      the same for Q4_0
   bf16.q / f16.q         BF16 (gguf's numpy RNE) and numpy float16 of x, as raw bytes
-  q4_k.blocks / .deq     random but valid Q4_K blocks and gguf's dequantization of them
-  q6_k.blocks / .deq     the same for Q6_K
+  q4_k.blocks / .blocks_deq   random but valid Q4_K blocks and gguf's dequantization of them
+  q6_k.blocks / .blocks_deq   the same for Q6_K
 The gguf package has no Q4_K / Q6_K quantizer. With --ggml-lib (a libggml-base.so, e.g. from a
 llama-cpp-python build) the script also writes q4_k.q / q6_k.q from ggml's own
-quantize_row_q4_K_ref / quantize_row_q6_K_ref through ctypes, and the C test then checks those too.
+quantize_row_q4_K_ref / quantize_row_q6_K_ref through ctypes (and q4_k.deq / q6_k.deq, gguf's
+dequantization of them), and the C test then checks those too. The committed fixture was made
+with the libggml-base.so of llama-cpp-python 0.3.36 (pip, built from source).
 """
 import argparse
 import ctypes
@@ -69,9 +71,9 @@ def main():
     b4 = random_blocks(rng, nb, 144, [0, 2])
     b6 = random_blocks(rng, nb, 210, [208])
     out["q4_k.blocks"] = b4
-    out["q4_k.deq"] = quants.dequantize(b4.reshape(1, -1), T.Q4_K).reshape(nb, 256).astype(np.float32)
+    out["q4_k.blocks_deq"] = quants.dequantize(b4.reshape(1, -1), T.Q4_K).reshape(nb, 256).astype(np.float32)
     out["q6_k.blocks"] = b6
-    out["q6_k.deq"] = quants.dequantize(b6.reshape(1, -1), T.Q6_K).reshape(nb, 256).astype(np.float32)
+    out["q6_k.blocks_deq"] = quants.dequantize(b6.reshape(1, -1), T.Q6_K).reshape(nb, 256).astype(np.float32)
     if a.ggml_lib:
         lib = ctypes.CDLL(a.ggml_lib)
         for name, fn, size in (("q4_k", "quantize_row_q4_K_ref", 144), ("q6_k", "quantize_row_q6_K_ref", 210)):
@@ -82,6 +84,7 @@ def main():
                 xr = np.ascontiguousarray(x[r])
                 f(xr.ctypes.data, q[r].ctypes.data, COLS)
             out[f"{name}.q"] = q
+            out[f"{name}.deq"] = quants.dequantize(q, T.Q4_K if name == "q4_k" else T.Q6_K).astype(np.float32)
     os.makedirs(os.path.dirname(a.o), exist_ok=True)
     save_file({k: np.ascontiguousarray(v) for k, v in out.items()}, a.o)
     print(f"wrote {a.o}: {', '.join(sorted(out))}")
