@@ -77,10 +77,13 @@ static bool make_model(const char *dir, const char *mt) {
     if (!f) return false;
     const bool mixtral = !strcmp(mt, "mixtral"), qwen2 = !strcmp(mt, "qwen2_moe"), qwen3 = !strcmp(mt, "qwen3_moe"), olmoe = !strcmp(mt, "olmoe");
     const char *cls = mixtral ? "MixtralForCausalLM" : qwen2 ? "Qwen2MoeForCausalLM" : qwen3 ? "Qwen3MoeForCausalLM" : "OlmoeForCausalLM";
+    /* OLMoE as released has as many kv heads as heads, and llama.cpp's olmoe assumes it
+     * (attn_k_norm {n_embd}); the others get grouped-query attention. */
+    const int nkv = olmoe ? NH : NKV;
     fprintf(f, "{\"architectures\":[\"%s\"],\"model_type\":\"%s\",\"vocab_size\":%d,\"hidden_size\":%d,\"num_hidden_layers\":%d,"
                "\"num_attention_heads\":%d,\"num_key_value_heads\":%d,\"head_dim\":%d,\"rms_norm_eps\":1e-6,\"rope_theta\":10000.0,"
                "\"max_position_embeddings\":512,\"num_experts_per_tok\":%d,\"tie_word_embeddings\":false,\"hidden_act\":\"silu\",\"bos_token_id\":1,\"eos_token_id\":2",
-            cls, mt, V, H, L, NH, NKV, DH, K);
+            cls, mt, V, H, L, NH, nkv, DH, K);
     if (mixtral) fprintf(f, ",\"num_local_experts\":%d,\"intermediate_size\":%d}", E, FF);
     if (qwen2) fprintf(f, ",\"num_experts\":%d,\"moe_intermediate_size\":%d,\"shared_expert_intermediate_size\":%d,\"intermediate_size\":%d,\"norm_topk_prob\":false}", E, FF, FFS, FF);
     if (qwen3) fprintf(f, ",\"num_experts\":%d,\"moe_intermediate_size\":%d,\"intermediate_size\":%d,\"norm_topk_prob\":true}", E, FF, FF);
@@ -98,8 +101,8 @@ static bool make_model(const char *dir, const char *mt) {
         A("input_layernorm.weight", 1, S(H), 0.1f, 1.0f);
         A("post_attention_layernorm.weight", 1, S(H), 0.1f, 1.0f);
         A("self_attn.q_proj.weight", 2, S(NH * DH, H), ws, 0);
-        A("self_attn.k_proj.weight", 2, S(NKV * DH, H), ws, 0);
-        A("self_attn.v_proj.weight", 2, S(NKV * DH, H), ws, 0);
+        A("self_attn.k_proj.weight", 2, S(nkv * DH, H), ws, 0);
+        A("self_attn.v_proj.weight", 2, S(nkv * DH, H), ws, 0);
         A("self_attn.o_proj.weight", 2, S(H, NH * DH), ws, 0);
         if (qwen2) {
             A("self_attn.q_proj.bias", 1, S(NH * DH), 0.1f, 0);
@@ -112,7 +115,7 @@ static bool make_model(const char *dir, const char *mt) {
         }
         if (olmoe) {
             A("self_attn.q_norm.weight", 1, S(NH * DH), 0.1f, 1.0f);
-            A("self_attn.k_norm.weight", 1, S(NKV * DH), 0.1f, 1.0f);
+            A("self_attn.k_norm.weight", 1, S(nkv * DH), 0.1f, 1.0f);
         }
         const char *moe = mixtral ? "block_sparse_moe" : "mlp";
         snprintf(p, sizeof p, "%s.gate.weight", moe);

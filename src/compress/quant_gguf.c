@@ -159,7 +159,7 @@ static mk_status write_meta(mk_gguf_writer *gw, const mk_model *m, mk_dtype type
     W(mk_gguf_w_u32(gw, KEY("attention.value_length"), (uint32_t)c->d_head));
     W(mk_gguf_w_u32(gw, KEY("rope.dimension_count"), (uint32_t)c->d_head));
     W(mk_gguf_w_f32(gw, KEY("rope.freq_base"), c->rope_theta));
-    W(mk_gguf_w_f32(gw, KEY("attention.layer_norm_rms_eps"), c->rms_eps));
+    W(mk_gguf_w_f32(gw, KEY("attention.layer_norm_rms_epsilon"), c->rms_eps));
     W(mk_gguf_w_u32(gw, KEY("expert_count"), (uint32_t)c->n_expert));
     W(mk_gguf_w_u32(gw, KEY("expert_used_count"), (uint32_t)c->k_active));
     W(mk_gguf_w_bool(gw, KEY("expert_weights_norm"), c->norm_topk));

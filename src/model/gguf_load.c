@@ -207,8 +207,8 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const arch_desc **o
     }
     if (c->d_ff_expert <= 0) return mk_err(MK_ERR_MISSING, "%s: metadata key '%s.expert_feed_forward_length' is missing", path, a);
     double eps, theta;
-    if ((st = key_float(g, a, "attention.layer_norm_rms_eps", 0, true, &eps))) return st;
-    if (!(eps > 0 && eps < 1)) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.attention.layer_norm_rms_eps' must be in (0, 1)", path, a);
+    if ((st = key_float(g, a, "attention.layer_norm_rms_epsilon", 0, true, &eps))) return st;
+    if (!(eps > 0 && eps < 1)) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.attention.layer_norm_rms_epsilon' must be in (0, 1)", path, a);
     c->rms_eps = (float)eps;
     if ((st = key_float(g, a, "rope.freq_base", 10000.0, false, &theta))) return st;
     if (!(theta > 0)) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.rope.freq_base' must be positive", path, a);
