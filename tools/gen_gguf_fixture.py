@@ -1,9 +1,18 @@
 #!/usr/bin/env python3
-"""Writes tests/fixtures/gguf/gguf_py.gguf with the `gguf` PyPI package's GGUFWriter: metadata of
-every value type (scalars, strings, arrays of numbers and of strings) and tensors of F32, F16, Q8_0
-and Q4_0 (quantized by gguf.quants), so tests/test_gguf.c can check moekit's reader against an
-independent writer. `pip install gguf numpy`; deterministic output."""
+"""Writes the GGUF test fixtures (`pip install gguf numpy safetensors`; deterministic output):
+
+tests/fixtures/gguf/gguf_py.gguf  by the `gguf` PyPI package's GGUFWriter: metadata of every value
+    type (scalars, strings, arrays of numbers and of strings) and tensors of F32, F16, Q8_0 and Q4_0
+    (quantized by gguf.quants), so tests/test_gguf.c checks moekit's reader against an independent
+    writer;
+tests/fixtures/gguf/tiny_qwen3moe.gguf  a tiny random Qwen3-MoE (1 layer, d_model 64, 4 experts)
+    written by `build/moekit quantize --type q8_0` from a checkpoint made here, for the bad-input
+    tests (tests/cli/test_bad_gguf.sh) that damage it with tests/cli/gguf_edit.py.
+"""
+import json
 import os
+import subprocess
+import tempfile
 
 import numpy as np
 import gguf
@@ -37,3 +46,38 @@ w.write_kv_data_to_file()
 w.write_tensors_to_file()
 w.close()
 print("wrote", out)
+
+
+def tiny_qwen3moe(out_gguf):
+    from safetensors.numpy import save_file
+    H, NH, NKV, DH, E, K, I, V = 64, 2, 1, 32, 4, 2, 64, 96
+    cfg = {"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "vocab_size": V, "hidden_size": H,
+           "num_hidden_layers": 1, "num_attention_heads": NH, "num_key_value_heads": NKV, "head_dim": DH,
+           "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "max_position_embeddings": 128, "num_experts": E,
+           "num_experts_per_tok": K, "moe_intermediate_size": I, "intermediate_size": 128, "norm_topk_prob": True,
+           "tie_word_embeddings": False, "hidden_act": "silu"}
+    r = np.random.default_rng(3)
+    t = {"model.embed_tokens.weight": r.standard_normal((V, H)), "model.norm.weight": 1 + 0.1 * r.standard_normal(H),
+         "lm_head.weight": 0.1 * r.standard_normal((V, H))}
+    p = "model.layers.0."
+    t[p + "input_layernorm.weight"] = 1 + 0.1 * r.standard_normal(H)
+    t[p + "post_attention_layernorm.weight"] = 1 + 0.1 * r.standard_normal(H)
+    for n, shape in (("q_proj", (NH * DH, H)), ("k_proj", (NKV * DH, H)), ("v_proj", (NKV * DH, H)), ("o_proj", (H, NH * DH))):
+        t[p + f"self_attn.{n}.weight"] = 0.1 * r.standard_normal(shape)
+    t[p + "self_attn.q_norm.weight"] = 1 + 0.1 * r.standard_normal(DH)
+    t[p + "self_attn.k_norm.weight"] = 1 + 0.1 * r.standard_normal(DH)
+    t[p + "mlp.gate.weight"] = 0.3 * r.standard_normal((E, H))
+    for e in range(E):
+        t[p + f"mlp.experts.{e}.gate_proj.weight"] = 0.1 * r.standard_normal((I, H))
+        t[p + f"mlp.experts.{e}.up_proj.weight"] = 0.1 * r.standard_normal((I, H))
+        t[p + f"mlp.experts.{e}.down_proj.weight"] = 0.1 * r.standard_normal((H, I))
+    with tempfile.TemporaryDirectory() as td:
+        d = os.path.join(td, "tiny_qwen3moe")  # general.name
+        os.mkdir(d)
+        json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+        save_file({k: v.astype(np.float32) for k, v in t.items()}, os.path.join(d, "model.safetensors"))
+        moekit = os.path.join(os.path.dirname(__file__), "..", "build", "moekit")
+        subprocess.run([moekit, "quantize", "-m", d, "--type", "q8_0", "-o", out_gguf], check=True)
+
+
+tiny_qwen3moe(os.path.join(os.path.dirname(out), "tiny_qwen3moe.gguf"))

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define DIMS(...) ((const int64_t[]){__VA_ARGS__})
 
@@ -176,7 +177,8 @@ mk_status mk_model_load(mk_model **out, const char *dir) {
     char *cpath = mk_path_join(dir, "config.json"), *text = NULL;
     m->dir = mk_strdup(dir);
     if (!cpath || !m->dir) { st = MK_ERR_NOMEM; goto fail; }
-    if (mk_gguf_sniff(dir)) { /* a .gguf file: config from its metadata, tensors as HF-named views */
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode)) { /* a file: GGUF (config from its metadata, tensors as HF-named views) */
         if ((st = mk_gguf_model_open(m, dir))) goto fail;
     } else {
         if ((st = mk_read_file(cpath, &text, NULL))) goto fail;
