@@ -52,7 +52,7 @@ static void test_read_gguf_py(void) {
     CHECK(q8->t.nbytes == 4 * 68 && q4->t.nbytes == 4 * 36, "quant sizes %zu %zu", q8->t.nbytes, q4->t.nbytes);
     CHECK(e3->t.ndim == 3 && e3->t.shape[0] == 2 && e3->t.shape[1] == 3 && e3->t.shape[2] == 32, "3-d shape (row-major)");
     /* gguf-py's quantization of a.f32 equals moekit's, byte for byte. */
-    uint8_t buf[68];
+    uint8_t buf[128];
     const float *af = a->t.data;
     for (int r = 0; r < 4; r++) {
         mk_quantize_row(MK_DT_Q8_0, af + r * 64, buf, 64);

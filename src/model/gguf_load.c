@@ -308,19 +308,39 @@ static mk_status add(mk_model *m, const char *hf, const mk_tensor *t, const mk_g
     return mk_st_add(m->st, hf, t, (size_t)((const uint8_t *)src->t.data - m->gguf->map.data), src->name);
 }
 
+/* A tensor the model does not use (rope_freqs, say): kept under its own name when moekit can
+ * represent its type, else left out. */
+static mk_status add_other(mk_model *m, const mk_gguf_tensor *gt) {
+    return gt->t.dtype == MK_DT_COUNT ? MK_OK : add(m, gt->name, &gt->t, gt);
+}
+
+static bool is_ours(const char *name) {
+    for (size_t i = 0; i < 3; i++)
+        if (!strcmp(name, top_names[i][0])) return true;
+    if (strncmp(name, "blk.", 4)) return false;
+    const char *rest = strchr(name + 4, '.');
+    if (!rest) return false;
+    rest++;
+    for (size_t i = 0; i < N_LAYER_NAMES; i++)
+        if (!strcmp(rest, layer_names[i].gguf)) return true;
+    return !strncmp(rest, "ffn_gate", 8) || !strncmp(rest, "ffn_up", 6) || !strncmp(rest, "ffn_down", 8);
+}
+
 static mk_status add_tensor(mk_model *m, const mk_gguf_tensor *gt, const arch_desc *ad) {
     const char *path = m->gguf->map.path;
     const mk_config *c = &m->cfg;
     const mk_tensor *t = &gt->t;
-    if (t->dtype == MK_DT_COUNT)
+    if (t->dtype == MK_DT_COUNT) {
+        if (!is_ours(gt->name)) return MK_OK;
         return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': ggml type %s (%u) is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)",
                       path, gt->name, mk_ggml_type_name(gt->ggml_type), gt->ggml_type);
+    }
     for (size_t i = 0; i < 3; i++)
         if (!strcmp(gt->name, top_names[i][0])) return add(m, top_names[i][1], t, gt);
     long long l;
     int n = 0;
     if (sscanf(gt->name, "blk.%lld.%n", &l, &n) != 1 || n == 0 || l < 0 || l >= c->n_layer)
-        return add(m, gt->name, t, gt); /* not ours: kept under its own name */
+        return add_other(m, gt);
     const char *rest = gt->name + n;
     const bool mixtral = ad->arch == MK_ARCH_MIXTRAL;
     const char *moe = mixtral ? "block_sparse_moe" : "mlp";
@@ -374,7 +394,7 @@ static mk_status add_tensor(mk_model *m, const mk_gguf_tensor *gt, const arch_de
         }
         return add(m, hf, &v, gt);
     }
-    return add(m, gt->name, t, gt);
+    return add_other(m, gt);
 }
 
 mk_status mk_gguf_model_open(mk_model *m, const char *path) {

@@ -70,16 +70,10 @@ uint16_t mk_f32_to_f16(float f) {
 void mk_to_f32(float *dst, const void *src, mk_dtype dt, size_t n) {
     switch (dt) {
     case MK_DT_F32: memcpy(dst, src, n * sizeof(float)); break;
-    case MK_DT_BF16: {
-        const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++) dst[i] = mk_bf16_to_f32(s[i]);
+    case MK_DT_BF16:
+    case MK_DT_F16: /* byte-wise: safetensors data need not be 2-byte aligned */
+        mk_dequantize_row(dt, src, dst, n);
         break;
-    }
-    case MK_DT_F16: {
-        const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++) dst[i] = mk_f16_to_f32(s[i]);
-        break;
-    }
     default:
         if (mk_dtypes[dt].block_elems > 1) mk_dequantize_row(dt, src, dst, n);
         else memset(dst, 0, n * sizeof(float)); /* the loader admits only float weights */

@@ -1,5 +1,6 @@
-/* libFuzzer target: arbitrary bytes as a GGUF file must be read or refused, never crash. */
+/* libFuzzer target: arbitrary bytes as a GGUF file (and as a GGUF model) must be read or refused, never crash. */
 #include "format/gguf.h"
+#include "moekit.h"
 
 #include <stdio.h>
 #include <sys/mman.h>
@@ -34,6 +35,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         (void)acc;
         mk_gguf_free(g);
+        /* The same bytes as a model: metadata → config, tensors → HF-named views, shape checks. */
+        mk_model *m = NULL;
+        if (mk_model_load(&m, path) == MK_OK) mk_model_free(m);
     }
     close(fd);
     return 0;
