@@ -16,7 +16,9 @@ Tensors written (F32 input rows x are (6, 512); U8 blocks are (6, row bytes)):
 The gguf package has no Q4_K / Q6_K quantizer. With --ggml-lib (a libggml-base.so, e.g. from a
 llama-cpp-python build) the script also writes q4_k.q / q6_k.q from ggml's own
 quantize_row_q4_K_ref / quantize_row_q6_K_ref through ctypes (and q4_k.deq / q6_k.deq, gguf's
-dequantization of them), and the C test then checks those too. The committed fixture was made
+dequantization of them), an activation row `act` with act.q8_0 (gguf) / act.q8_k (ggml's
+quantize_row_q8_K_ref), and dot.<type> (6): ggml's scalar ggml_vec_dot_<type>_q8_*_generic of each
+row with it (from libggml-cpu.so beside libggml-base.so); the C test then checks those too. The committed fixture was made
 with the libggml-base.so of llama-cpp-python 0.3.36 (pip, built from source).
 """
 import argparse
@@ -85,6 +87,27 @@ def main():
                 f(xr.ctypes.data, q[r].ctypes.data, COLS)
             out[f"{name}.q"] = q
             out[f"{name}.deq"] = quants.dequantize(q, T.Q4_K if name == "q4_k" else T.Q6_K).astype(np.float32)
+        # activations quantized by ggml (Q8_K) / gguf (Q8_0), and ggml's scalar dot products
+        act = rng.standard_normal(COLS).astype(np.float32)
+        out["act"] = act
+        out["act.q8_0"] = np.ascontiguousarray(quants.quantize(act.reshape(1, -1), T.Q8_0))
+        q8k = np.zeros((1, COLS // 256 * 292), dtype=np.uint8)
+        f = lib.quantize_row_q8_K_ref
+        f.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+        f(act.ctypes.data, q8k.ctypes.data, COLS)
+        out["act.q8_k"] = q8k
+        cpu = ctypes.CDLL(os.path.join(os.path.dirname(a.ggml_lib), "libggml-cpu.so"))
+        cpu.ggml_cpu_init()  # fills the f16 → f32 table the CPU kernels read
+        for name, fn, act_q in (("q8_0", "ggml_vec_dot_q8_0_q8_0_generic", "act.q8_0"), ("q4_0", "ggml_vec_dot_q4_0_q8_0_generic", "act.q8_0"),
+                                ("q4_k", "ggml_vec_dot_q4_K_q8_K_generic", "act.q8_k"), ("q6_k", "ggml_vec_dot_q6_K_q8_K_generic", "act.q8_k")):
+            f = getattr(cpu, fn)
+            f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+            w, av = out[f"{name}.q"], out[act_q]
+            res = np.zeros(ROWS, dtype=np.float32)
+            for r in range(ROWS):
+                wr = np.ascontiguousarray(w[r])
+                f(COLS, res[r:].ctypes.data, 0, wr.ctypes.data, 0, av.ctypes.data, 0, 1)
+            out[f"dot.{name}"] = res
     os.makedirs(os.path.dirname(a.o), exist_ok=True)
     save_file({k: np.ascontiguousarray(v) for k, v in out.items()}, a.o)
     print(f"wrote {a.o}: {', '.join(sorted(out))}")

@@ -171,6 +171,9 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const arch_desc **o
     snprintf(c->model_type, sizeof c->model_type, "%s", ad->type);
 #define I(k, dflt, min, dst) if ((st = key_int(g, a, k, dflt, min, dst))) return st
     I("block_count", -1, 1, &c->n_layer);
+    if (c->n_layer > 4096 || (size_t)c->n_layer > g->n_tensors)
+        return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.block_count' = %lld is more than the file's %zu tensors can hold", path, a,
+                      (long long)c->n_layer, g->n_tensors);
     I("embedding_length", -1, 1, &c->d_model);
     I("attention.head_count", -1, 1, &c->n_head);
     I("attention.head_count_kv", c->n_head, 1, &c->n_kv_head);
@@ -193,6 +196,8 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const arch_desc **o
     I("expert_count", 0, 0, &c->n_expert);
     if (c->n_expert == 0)
         return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s.expert_count' is missing or 0: not a Mixture-of-Experts model", path, a);
+    if (c->n_expert > 4096) /* llama.cpp's LLAMA_MAX_EXPERTS is 1024 */
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s.expert_count' = %lld: at most 4096 experts are supported", path, a, (long long)c->n_expert);
     I("expert_used_count", -1, 1, &c->k_active);
     if (c->k_active > c->n_expert) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.expert_used_count' (%lld) exceeds expert_count (%lld)", path, a, (long long)c->k_active, (long long)c->n_expert);
     int64_t ff;
@@ -255,10 +260,12 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const arch_desc **o
     c->eos_id = token_id(g, "tokenizer.ggml.eos_token_id");
     c->layer_moe = mk_calloc((size_t)c->n_layer, sizeof(bool));
     if (!c->layer_moe) return MK_ERR_NOMEM;
+    bool dense = false;
     for (int64_t l = 0; l < c->n_layer; l++) {
         c->layer_moe[l] = has_tensor(g, "blk.%lld.ffn_gate_inp.weight", l);
-        if (!c->layer_moe[l] && c->d_ff_dense <= 0) c->d_ff_dense = tensor_ne(g, "blk.0.ffn_gate.weight", 1);
+        dense |= !c->layer_moe[l];
     }
+    if (dense && c->d_ff_dense <= 0) c->d_ff_dense = tensor_ne(g, "blk.0.ffn_gate.weight", 1);
     return MK_OK;
 }
 
