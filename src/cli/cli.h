@@ -17,5 +17,6 @@ int mk_cmd_merge(int argc, char **argv);
 int mk_cmd_synth(int argc, char **argv);
 int mk_cmd_bench(int argc, char **argv);
 int mk_cmd_tokenize(int argc, char **argv);
+int mk_cmd_quantize(int argc, char **argv);
 
 #endif

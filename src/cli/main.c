@@ -19,6 +19,7 @@ static const struct {
     {"synth", mk_cmd_synth, "write a random-weight model of any supported config (benchmarks)"},
     {"bench", mk_cmd_bench, "prompt and generation speed in tokens/s, like llama-bench"},
     {"tokenize", mk_cmd_tokenize, "encode text with a model's tokenizer and print ids and tokens"},
+    {"quantize", mk_cmd_quantize, "write a model as GGUF (llama.cpp names), quantized to q8_0/q4_0/q4_k/q6_k/bf16/f16/f32"},
     {NULL, NULL, NULL},
 };
 

@@ -412,8 +412,8 @@ static mk_status forward_batch(mk_ctx *c, const int32_t *tokens, size_t n, mk_lo
     const mk_config *cfg = &m->cfg;
     const size_t H = (size_t)cfg->d_model, V = (size_t)cfg->vocab;
     for (size_t t = 0; t < n; t++) {
-        const size_t es = mk_dtypes[m->embed.dtype].elem_bytes;
-        mk_to_f32(c->x + t * H, (const uint8_t *)m->embed.data + (size_t)tokens[t] * H * es, m->embed.dtype, H);
+        const size_t row_bytes = mk_dtype_row_bytes(m->embed.dtype, H);
+        mk_to_f32(c->x + t * H, (const uint8_t *)m->embed.data + (size_t)tokens[t] * row_bytes, m->embed.dtype, H);
     }
     for (int64_t l = 0; l < cfg->n_layer; l++) layer_forward(c, l, c->x, n, c->pos);
     c->pos += n;
