@@ -103,4 +103,13 @@ typedef struct mk_msmoe_opts {
 mk_status mk_msmoe_plan(const mk_model *m, const double *freq, int64_t keep, const mk_msmoe_opts *o, mk_expert_plan *plan,
                         float **buffers, int32_t *group_of);
 
+/* ---- CAMERA-P (Xu et al.): micro-expert (neuron) pruning ---- */
+/* Scores every neuron c of every routed expert e on the calibration tokens,
+ *   I(e,c) = ||W_down[:, c]||^2 * ((1 - rho) * Σ_t (g_te a_tec)^2 + rho * max_t (g_te a_tec)^2)
+ * (a = silu(gate x) * up x, g the token's gate weight for e, 0 when not routed), keeps the
+ * d_ff_keep best neurons of every expert (in their original order) and returns the plan of a
+ * model with moe_intermediate_size d_ff_keep. Weights owned by *buffers; plan->x malloc'd. */
+mk_status mk_camera_plan(const mk_model *m, const int32_t *tokens, size_t n_tok, size_t ctx, double rho, int64_t d_ff_keep,
+                         mk_expert_plan *plan, float **buffers);
+
 #endif
