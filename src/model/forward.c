@@ -180,7 +180,10 @@ static void mlp_forward(mk_ctx *c, const mk_mlp_w *w, const float *x, size_t n, 
     const size_t H = (size_t)c->m->cfg.d_model, F = (size_t)w->gate.shape[0];
     mk_matmul(c->gg, F, x, H, n, &w->gate, NULL);
     mk_matmul(c->gu, F, x, H, n, &w->up, NULL);
-    for (size_t i = 0; i < n * F; i++) c->gg[i] = silu(c->gg[i]) * c->gu[i];
+    float *gg = c->gg;
+    const float *gu = c->gu;
+    #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n * F >= 65536)
+    for (size_t i = 0; i < n * F; i++) gg[i] = silu(gg[i]) * gu[i];
     mk_matmul(out, H, c->gg, F, n, &w->down, NULL);
 }
 
@@ -280,11 +283,19 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
         const size_t cnt = (size_t)(start[e + 1] - start[e]);
         if (!cnt) continue;
         const int32_t *slots = c->grp + start[e];
-        for (size_t r = 0; r < cnt; r++) memcpy(c->gx + r * H, c->xn + (size_t)slots[r] / K * H, H * sizeof(float));
-        mlp_forward(c, &lw->experts[e], c->gx, cnt, c->go);
-        for (size_t r = 0; r < cnt; r++) memcpy(c->eo + (size_t)slots[r] * H, c->go + r * H, H * sizeof(float));
+        /* one token: its normed row is the expert's input as it stands, no gather */
+        const float *ex = c->xn + (size_t)slots[0] / K * H;
+        if (cnt > 1) {
+            for (size_t r = 0; r < cnt; r++) memcpy(c->gx + r * H, c->xn + (size_t)slots[r] / K * H, H * sizeof(float));
+            ex = c->gx;
+        }
+        float *eo = cnt > 1 ? c->go : c->eo + (size_t)slots[0] * H;
+        mlp_forward(c, &lw->experts[e], ex, cnt, eo);
+        if (cnt > 1)
+            for (size_t r = 0; r < cnt; r++) memcpy(c->eo + (size_t)slots[r] * H, c->go + r * H, H * sizeof(float));
     }
     /* Weighted sum in increasing expert id, as HF accumulates. */
+    #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n >= 16)
     for (size_t t = 0; t < n; t++) {
         float *o = c->moe_out + t * H;
         memset(o, 0, H * sizeof(float));

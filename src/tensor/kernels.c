@@ -123,6 +123,10 @@ bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
     int nth = omp_in_parallel() || work < 262144.0 ? 1 : omp_get_max_threads();
     const size_t max_units = (n_out + ROW_GRAIN - 1) / ROW_GRAIN;
     if ((size_t)nth > max_units) nth = (int)max_units;
+    /* about 8 chunks per thread, each a multiple of ROW_GRAIN rows, at most 256 rows */
+    size_t chunk = (n_out + (size_t)nth * 8 - 1) / ((size_t)nth * 8);
+    chunk = MK_MIN((size_t)256, MK_MAX((size_t)ROW_GRAIN, (chunk + ROW_GRAIN - 1) / ROW_GRAIN * ROW_GRAIN));
+    const size_t n_chunks = (n_out + chunk - 1) / chunk;
     bool ok = true;
     #pragma omp parallel num_threads(nth) if (nth > 1)
     {
@@ -132,17 +136,17 @@ bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
                 mk_kern_to_bf16_avx512bf16((uint16_t *)j.xb + t * n_in, x + t * ldx, n_in);
             #pragma omp barrier
         }
-        /* contiguous row ranges, ROW_GRAIN-aligned, as even as the grain allows */
-        const size_t units = max_units;
-        const size_t u0 = units * (size_t)tid / (size_t)nt, u1 = units * (size_t)(tid + 1) / (size_t)nt;
-        const size_t r0 = u0 * ROW_GRAIN, r1 = MK_MIN(n_out, u1 * ROW_GRAIN);
-        if (r0 < r1) {
-            float *wbuf = scratch(&tl_wbuf, &tl_wcap, MK_KERN_WBUF_ROWS * n_in * sizeof(float));
+        /* Rows in ROW_GRAIN-aligned chunks handed out dynamically: a thread that the OS
+         * deschedules (shared machines) or that runs slower does not hold the others up. */
+        float *wbuf = scratch(&tl_wbuf, &tl_wcap, MK_KERN_WBUF_ROWS * n_in * sizeof(float));
+        if (!wbuf) {
+            #pragma omp atomic write
+            ok = false;
+        }
+        #pragma omp for schedule(dynamic, 1)
+        for (size_t c = 0; c < n_chunks; c++) {
+            const size_t r0 = c * chunk, r1 = MK_MIN(n_out, r0 + chunk);
             if (wbuf) fn(&j, r0, r1, wbuf);
-            else {
-                #pragma omp atomic write
-                ok = false;
-            }
         }
     }
     if (!ok) return false; /* out of memory for scratch: the caller's fallback needs none */
