@@ -113,7 +113,33 @@ static void test_matmul_api(void) {
     printf("  dispatch: best %s, bf16 dot %s\n", mk_kern_isa_name(mk_kern_isa_detect()), mk_kern_has_bf16_dot() ? "yes" : "no");
 }
 
+/* Team products inside one parallel region equal the stand-alone driver's, bit for bit. */
+static void test_team(void) {
+    const size_t n_out = 75, n_in = 300, n_tok = 9;
+    float *x = malloc(n_tok * n_in * sizeof(float)), *y1 = malloc(2 * n_tok * n_out * sizeof(float));
+    float *y2 = malloc(2 * n_tok * n_out * sizeof(float));
+    uint16_t *w = malloc(2 * n_out * n_in * sizeof(uint16_t));
+    for (size_t i = 0; i < n_tok * n_in; i++) x[i] = frand();
+    for (size_t i = 0; i < 2 * n_out * n_in; i++) w[i] = mk_f32_to_bf16(frand());
+    for (int dot = 0; dot < 2; dot++) {
+        mk_kern_set_isa(mk_kern_isa_detect());
+        mk_kern_set_bf16_dot(dot);
+        for (int m = 0; m < 2; m++)
+            mk_kern_matmul(y1 + m * n_tok * n_out, n_out, x, n_in, n_tok, w + m * n_out * n_in, MK_DT_BF16, n_out, n_in, NULL);
+        omp_set_num_threads(3);
+        #pragma omp parallel
+        {
+            for (int m = 0; m < 2; m++)
+                mk_matmul_team(y2 + m * n_tok * n_out, n_out, x, n_in, n_tok, w + m * n_out * n_in, MK_DT_BF16, n_out, n_in, NULL);
+        }
+        CHECK(!memcmp(y1, y2, 2 * n_tok * n_out * sizeof(float)), "team == driver (bf16 dot %d)", dot);
+    }
+    mk_kern_set_bf16_dot(false);
+    free(x); free(y1); free(y2); free(w);
+}
+
 int main(void) {
+    RUN(test_team);
     RUN(test_variants);
     RUN(test_bf16_dot);
     RUN(test_matmul_api);

@@ -7,6 +7,7 @@
  * a whole-model prefill, a KV-cached decode step, and (later) layer-streamed calibration. */
 #include "model.h"
 #include "route/route.h"
+#include "tensor/kernels.h"
 
 #include <math.h>
 #include <omp.h>
@@ -30,6 +31,9 @@ struct mk_ctx {
     int32_t *grp_start;            /* (n_expert + 1) */
     int32_t *grp_cur;              /* (n_expert) */
     float *gx, *gg, *gu, *go;      /* (max_batch, d_model | d_ff_max) */
+    float *egx, *ego;              /* (max_batch·k_cap, d_model) expert inputs / outputs, grouped by expert */
+    float *egg, *egu;              /* (max_batch·k_cap, d_ff_expert) */
+    int32_t *active;               /* (n_expert) experts with tokens in this batch */
     float *logit_rows;             /* (max_batch, d_model) final-normed rows for the LM head */
     bool has_obs;
     mk_observer obs;
@@ -45,12 +49,13 @@ void mk_ctx_free(mk_ctx *c) {
     if (!c) return;
     float **bufs[] = {&c->k_cache, &c->v_cache, &c->rope_cos, &c->rope_sin, &c->x, &c->xn, &c->q, &c->att, &c->tmp,
                       &c->moe_out, &c->rlogits, &c->wts, &c->eo, &c->scores, &c->route_scratch, &c->gx, &c->gg, &c->gu,
-                      &c->go, &c->logit_rows};
+                      &c->go, &c->logit_rows, &c->egx, &c->ego, &c->egg, &c->egu};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) mk_free_aligned(*bufs[i]);
     free(c->ids);
     free(c->grp);
     free(c->grp_start);
     free(c->grp_cur);
+    free(c->active);
     free(c->mask);
     free(c);
 }
@@ -72,12 +77,17 @@ static float *falloc(size_t n, size_t m, bool *ok) {
 static mk_status alloc_slots(mk_ctx *c, int64_t k) {
     const mk_config *cfg = &c->m->cfg;
     bool ok = true;
-    mk_free_aligned(c->wts);
-    mk_free_aligned(c->eo);
+    float **bufs[] = {&c->wts, &c->eo, &c->egx, &c->ego, &c->egg, &c->egu};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) mk_free_aligned(*bufs[i]);
     free(c->ids);
     free(c->grp);
+    const size_t slots = c->max_batch * (size_t)k;
     c->wts = falloc(c->max_batch, (size_t)k, &ok);
-    c->eo = falloc(c->max_batch * (size_t)k, (size_t)cfg->d_model, &ok);
+    c->eo = falloc(slots, (size_t)cfg->d_model, &ok);
+    c->egx = falloc(slots, (size_t)cfg->d_model, &ok);
+    c->ego = falloc(slots, (size_t)cfg->d_model, &ok);
+    c->egg = falloc(slots, (size_t)cfg->d_ff_expert, &ok);
+    c->egu = falloc(slots, (size_t)cfg->d_ff_expert, &ok);
     c->ids = mk_calloc(c->max_batch * (size_t)k, sizeof(int32_t));
     c->grp = mk_calloc(c->max_batch * (size_t)k, sizeof(int32_t));
     if (!ok || !c->ids || !c->grp) return MK_ERR_NOMEM;
@@ -121,7 +131,8 @@ mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_b
     c->logit_rows = falloc(B, H, &ok);
     c->grp_start = mk_calloc(E + 1, sizeof(int32_t));
     c->grp_cur = mk_calloc(E, sizeof(int32_t));
-    if (!ok || !c->grp_start || !c->grp_cur || alloc_slots(c, cfg->k_active)) {
+    c->active = mk_calloc(E, sizeof(int32_t));
+    if (!ok || !c->grp_start || !c->grp_cur || !c->active || alloc_slots(c, cfg->k_active)) {
         mk_ctx_free(c);
         return mk_err(MK_ERR_NOMEM, "%s: cannot allocate the run state for a context of %zu tokens", m->dir, n_ctx);
     }
@@ -279,20 +290,38 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
     memcpy(cur, start, E * sizeof *cur);
     for (size_t s = 0; s < n * K; s++)
         if (c->ids[s] >= 0) c->grp[cur[c->ids[s]]++] = (int32_t)s;
-    for (size_t e = 0; e < E; e++) {
-        const size_t cnt = (size_t)(start[e + 1] - start[e]);
-        if (!cnt) continue;
-        const int32_t *slots = c->grp + start[e];
-        /* one token: its normed row is the expert's input as it stands, no gather */
-        const float *ex = c->xn + (size_t)slots[0] / K * H;
-        if (cnt > 1) {
-            for (size_t r = 0; r < cnt; r++) memcpy(c->gx + r * H, c->xn + (size_t)slots[r] / K * H, H * sizeof(float));
-            ex = c->gx;
+    /* All active experts in one parallel region: gather → every expert's gate and up products as
+     * one dynamic pool of row chunks → SwiGLU → every expert's down product → scatter. Three
+     * barriers per MoE block whatever the number of experts (decode is 24 products for k = 8). */
+    const size_t total = (size_t)start[E], F = (size_t)cfg->d_ff_expert;
+    size_t n_active = 0;
+    for (size_t e = 0; e < E; e++)
+        if (start[e + 1] > start[e]) c->active[n_active++] = (int32_t)e;
+    const int32_t *grp = c->grp, *act = c->active;
+    float *egx = c->egx, *egg = c->egg, *egu = c->egu, *ego = c->ego, *eout = c->eo;
+    const float *xn = c->xn;
+    const mk_mlp_w *ex = lw->experts;
+    #pragma omp parallel num_threads(c->n_threads)
+    {
+        #pragma omp for schedule(static)
+        for (size_t r = 0; r < total; r++) memcpy(egx + r * H, xn + (size_t)grp[r] / K * H, H * sizeof(float));
+        for (size_t a = 0; a < n_active; a++) {
+            const size_t e = (size_t)act[a], r0 = (size_t)start[e], cnt = (size_t)start[e + 1] - r0;
+            const mk_tensor *g = &ex[e].gate, *u = &ex[e].up;
+            mk_matmul_team(egg + r0 * F, F, egx + r0 * H, H, cnt, g->data, g->dtype, F, H, NULL);
+            mk_matmul_team(egu + r0 * F, F, egx + r0 * H, H, cnt, u->data, u->dtype, F, H, NULL);
         }
-        float *eo = cnt > 1 ? c->go : c->eo + (size_t)slots[0] * H;
-        mlp_forward(c, &lw->experts[e], ex, cnt, eo);
-        if (cnt > 1)
-            for (size_t r = 0; r < cnt; r++) memcpy(c->eo + (size_t)slots[r] * H, c->go + r * H, H * sizeof(float));
+        #pragma omp barrier
+        #pragma omp for schedule(static)
+        for (size_t i = 0; i < total * F; i++) egg[i] = silu(egg[i]) * egu[i];
+        for (size_t a = 0; a < n_active; a++) {
+            const size_t e = (size_t)act[a], r0 = (size_t)start[e], cnt = (size_t)start[e + 1] - r0;
+            const mk_tensor *d = &ex[e].down;
+            mk_matmul_team(ego + r0 * H, H, egg + r0 * F, F, cnt, d->data, d->dtype, H, F, NULL);
+        }
+        #pragma omp barrier
+        #pragma omp for schedule(static)
+        for (size_t r = 0; r < total; r++) memcpy(eout + (size_t)grp[r] * H, ego + r * H, H * sizeof(float));
     }
     /* Weighted sum in increasing expert id, as HF accumulates. */
     #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n >= 16)

@@ -27,6 +27,20 @@ void mk_kern_rows_scalar(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) {
     }
 }
 
+/* Element by element, no scratch: the out-of-memory path. */
+static void rows_noscratch(const mk_kjob *j, size_t r0, size_t r1) {
+    const size_t n = j->n_in;
+    const uint16_t *w = j->w;
+    for (size_t r = r0; r < r1; r++)
+        for (size_t t = 0; t < j->n_tok; t++) {
+            const float *x = j->x + t * j->ldx;
+            float s = 0;
+            for (size_t i = 0; i < n; i++)
+                s += x[i] * (j->dt == MK_DT_BF16 ? mk_bf16_to_f32(w[r * n + i]) : mk_f16_to_f32(w[r * n + i]));
+            j->y[t * j->ldy + r] = j->bias ? s + j->bias[r] : s;
+        }
+}
+
 /* ---- detection ---- */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static mk_isa g_best = MK_ISA_SCALAR, g_isa = MK_ISA_SCALAR;
@@ -151,6 +165,42 @@ bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
     }
     if (!ok) return false; /* out of memory for scratch: the caller's fallback needs none */
     return true;
+}
+
+void mk_matmul_team(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const void *w, mk_dtype dt,
+                    size_t n_out, size_t n_in, const float *bias) {
+    if (n_out == 0 || n_tok == 0) return;
+    if (dt != MK_DT_F32 && dt != MK_DT_BF16 && dt != MK_DT_F16) {
+        #pragma omp single nowait
+        mk_matmul_rows(y, ldy, x, ldx, n_tok, w, dt, n_out, n_in, bias);
+        return;
+    }
+    pthread_once(&g_once, detect);
+    static const mk_kern_fn fns[MK_ISA_COUNT] = {mk_kern_rows_scalar, mk_kern_rows_avx2, mk_kern_rows_avx512};
+    mk_kern_fn fn = fns[g_isa];
+    mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .dt = dt, .n_in = n_in, .bias = bias};
+    const bool bdot = dt == MK_DT_BF16 && n_tok >= 3 && g_bf16_dot && g_isa == MK_ISA_AVX512;
+    const int nt = omp_get_num_threads();
+    size_t chunk = (n_out + (size_t)nt * 4 - 1) / ((size_t)nt * 4);
+    chunk = MK_MIN((size_t)256, MK_MAX((size_t)ROW_GRAIN, (chunk + ROW_GRAIN - 1) / ROW_GRAIN * ROW_GRAIN));
+    const size_t n_chunks = (n_out + chunk - 1) / chunk;
+    float *wbuf = scratch(&tl_wbuf, &tl_wcap, MK_KERN_WBUF_ROWS * n_in * sizeof(float));
+    bool converted = false;
+    #pragma omp for schedule(dynamic, 1) nowait
+    for (size_t c = 0; c < n_chunks; c++) {
+        const size_t r0 = c * chunk, r1 = MK_MIN(n_out, r0 + chunk);
+        mk_kern_fn f = fn;
+        if (bdot && !converted) { /* each thread rounds the (small) activation block once, privately */
+            uint16_t *xb = scratch(&tl_xb, &tl_xcap, n_tok * n_in * sizeof(uint16_t));
+            if (xb)
+                for (size_t t = 0; t < n_tok; t++) mk_kern_to_bf16_avx512bf16(xb + t * n_in, x + t * ldx, n_in);
+            j.xb = xb;
+            converted = true;
+        }
+        if (j.xb) f = mk_kern_rows_avx512bf16;
+        if (wbuf || f == mk_kern_rows_avx512bf16 || dt == MK_DT_F32) f(&j, r0, r1, wbuf);
+        else rows_noscratch(&j, r0, r1); /* out of memory for scratch */
+    }
 }
 
 /* ---- public switches (include/moekit/synth.h) ---- */

@@ -73,4 +73,12 @@ bool mk_kern_bf16_dot(void);
 bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const void *w, mk_dtype dt,
                     size_t n_out, size_t n_in, const float *bias);
 
+/* The same product computed by the whole team of an enclosing OpenMP parallel region: every
+ * thread of the team must call it with the same arguments; the rows are shared out dynamically
+ * (an orphaned `omp for nowait`), so several calls in a row form one pool of work and only the
+ * caller's next barrier waits for them. Weight dtypes the kernels do not handle go to
+ * mk_matmul_rows on one thread of the team. */
+void mk_matmul_team(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const void *w, mk_dtype dt,
+                    size_t n_out, size_t n_in, const float *bias);
+
 #endif
