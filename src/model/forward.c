@@ -245,7 +245,11 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
             const size_t g = h / group;
             float mx = -INFINITY;
             for (size_t j = j0; j <= p; j++) {
-                sc[j] = mk_dot_f32(qh, kc + j * kv_dim + g * D, D) * scale;
+                const float *restrict kj = kc + j * kv_dim + g * D;
+                float d = 0;
+                #pragma omp simd reduction(+ : d)
+                for (size_t i = 0; i < D; i++) d += qh[i] * kj[i];
+                sc[j] = d * scale;
                 if (sc[j] > mx) mx = sc[j];
             }
             float sum = 0;
@@ -253,10 +257,11 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
                 sc[j] = expf(sc[j] - mx);
                 sum += sc[j];
             }
-            float *o = c->att + t * q_dim + h * D;
+            float *restrict o = c->att + t * q_dim + h * D;
             memset(o, 0, D * sizeof(float));
             for (size_t j = j0; j <= p; j++) {
-                const float a = sc[j] / sum, *vj = vc + j * kv_dim + g * D;
+                const float a = sc[j] / sum, *restrict vj = vc + j * kv_dim + g * D;
+                #pragma omp simd
                 for (size_t i = 0; i < D; i++) o[i] += a * vj[i];
             }
         }
