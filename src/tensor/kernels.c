@@ -152,7 +152,7 @@ bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
         }
         /* Rows in ROW_GRAIN-aligned chunks handed out dynamically: a thread that the OS
          * deschedules (shared machines) or that runs slower does not hold the others up. */
-        float *wbuf = scratch(&tl_wbuf, &tl_wcap, MK_KERN_WBUF_ROWS * n_in * sizeof(float));
+        float *wbuf = scratch(&tl_wbuf, &tl_wcap, mk_kern_block_rows(n_in, sizeof(float)) * n_in * sizeof(float));
         if (!wbuf) {
             #pragma omp atomic write
             ok = false;
@@ -184,7 +184,7 @@ void mk_matmul_team(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
     size_t chunk = (n_out + (size_t)nt * 4 - 1) / ((size_t)nt * 4);
     chunk = MK_MIN((size_t)256, MK_MAX((size_t)ROW_GRAIN, (chunk + ROW_GRAIN - 1) / ROW_GRAIN * ROW_GRAIN));
     const size_t n_chunks = (n_out + chunk - 1) / chunk;
-    float *wbuf = scratch(&tl_wbuf, &tl_wcap, MK_KERN_WBUF_ROWS * n_in * sizeof(float));
+    float *wbuf = scratch(&tl_wbuf, &tl_wcap, mk_kern_block_rows(n_in, sizeof(float)) * n_in * sizeof(float));
     bool converted = false;
     #pragma omp for schedule(dynamic, 1) nowait
     for (size_t c = 0; c < n_chunks; c++) {

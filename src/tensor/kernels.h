@@ -43,9 +43,16 @@ typedef struct mk_kjob {
     const float *bias;
 } mk_kjob;
 
-/* A variant computes rows [r0, r1) of y for all tokens. wbuf: per-thread scratch of at least
- * MK_KERN_WBUF_ROWS · n_in floats (weights expanded to f32). */
-#define MK_KERN_WBUF_ROWS 8
+/* Prefill (n_tok ≥ 3) walks the weights in blocks of mk_kern_block_rows(n_in, bytes per
+ * element) rows, about MK_KERN_WBLOCK_BYTES, which stay in L2 while every token passes over them
+ * (the tokens in register tiles, their activations in L1).
+ * A variant computes rows [r0, r1) of y for all tokens. wbuf: per-thread scratch of at least
+ * mk_kern_block_rows(n_in, 4) · n_in floats (weights expanded to f32). */
+#define MK_KERN_WBLOCK_BYTES ((size_t)256 * 1024)
+static inline size_t mk_kern_block_rows(size_t n_in, size_t es) {
+    size_t r = MK_KERN_WBLOCK_BYTES / (n_in * es) / 8 * 8;
+    return r < 8 ? 8 : r > 256 ? 256 : r;
+}
 typedef void (*mk_kern_fn)(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
 
 void mk_kern_rows_scalar(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);

@@ -2,6 +2,8 @@
  * build's -march, and called only when cpuid says the CPU has it (kernels.c). */
 #include "kernels.h"
 
+#include <string.h>
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
