@@ -26,7 +26,7 @@ static inline __attribute__((always_inline)) float hsum256(__m256 v) {
 #define VLOAD_BF16(p) \
     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
 #define VLOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-#define RM 4
+#define RM 6
 #define RN 2
 #define FN_ROWS mk_kern_rows_avx2
 #include "kernels_tmpl.h"

@@ -19,8 +19,8 @@
 #define VLOAD_BF16(p) \
     _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
 #define VLOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
-#define RM 4
-#define RN 4
+#define RM 8
+#define RN 3
 #define FN_ROWS mk_kern_rows_avx512
 #include "kernels_tmpl.h"
 
