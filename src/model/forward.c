@@ -25,6 +25,7 @@ struct mk_ctx {
     float *x, *xn, *q, *att, *tmp, *moe_out, *rlogits, *wts, *eo;
     int32_t *ids;
     float *scores;                 /* (n_threads, n_ctx) attention scratch */
+    float *head_scores;            /* (max_batch, n_ctx) one head's scores for a batch (prefill) */
     float *route_scratch;          /* (n_threads, n_expert) */
     /* expert grouping */
     int32_t *grp;                  /* (max_batch·k_cap) slot indices, grouped by expert */
@@ -48,7 +49,7 @@ static int64_t d_ff_max(const mk_config *c) {
 void mk_ctx_free(mk_ctx *c) {
     if (!c) return;
     float **bufs[] = {&c->k_cache, &c->v_cache, &c->rope_cos, &c->rope_sin, &c->x, &c->xn, &c->q, &c->att, &c->tmp,
-                      &c->moe_out, &c->rlogits, &c->wts, &c->eo, &c->scores, &c->route_scratch, &c->gx, &c->gg, &c->gu,
+                      &c->moe_out, &c->rlogits, &c->wts, &c->eo, &c->scores, &c->head_scores, &c->route_scratch, &c->gx, &c->gg, &c->gu,
                       &c->go, &c->logit_rows, &c->egx, &c->ego, &c->egg, &c->egu};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) mk_free_aligned(*bufs[i]);
     free(c->ids);
@@ -123,6 +124,7 @@ mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_b
     c->moe_out = falloc(B, H, &ok);
     c->rlogits = falloc(B, E, &ok);
     c->scores = falloc((size_t)c->n_threads, n_ctx, &ok);
+    c->head_scores = B > 1 ? falloc(B, n_ctx, &ok) : NULL;
     c->route_scratch = falloc((size_t)c->n_threads, E, &ok);
     c->gx = falloc(B, H, &ok);
     c->gg = falloc(B, F, &ok);
@@ -236,6 +238,40 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
 
     const float scale = 1.0f / sqrtf((float)D);
     const size_t win = cfg->sliding_window > 0 ? (size_t)cfg->sliding_window : 0;
+    if (n >= 8 && c->head_scores) {
+        /* Prefill: per head, all the batch's scores against keys [0, pos0 + n) as one product
+         * (q rows × cached k rows, the matmul kernels), then causal softmax and P·V per token. */
+        const size_t nk = pos0 + n;
+        float *S = c->head_scores;
+        #pragma omp parallel num_threads(c->n_threads)
+        for (size_t h = 0; h < nh; h++) {
+            const size_t g = h / group;
+            mk_matmul_team_f32_strided(S, nk, c->q + h * D, q_dim, n, kc + g * D, kv_dim, nk, D);
+            #pragma omp barrier
+            #pragma omp for schedule(dynamic, 4)
+            for (size_t t = 0; t < n; t++) {
+                const size_t p = pos0 + t, j0 = win && p + 1 > win ? p + 1 - win : 0;
+                float *sc = S + t * nk;
+                float mx = -INFINITY;
+                for (size_t j = j0; j <= p; j++) {
+                    sc[j] *= scale;
+                    if (sc[j] > mx) mx = sc[j];
+                }
+                float sum = 0;
+                for (size_t j = j0; j <= p; j++) {
+                    sc[j] = expf(sc[j] - mx);
+                    sum += sc[j];
+                }
+                float *restrict o = c->att + t * q_dim + h * D;
+                memset(o, 0, D * sizeof(float));
+                for (size_t j = j0; j <= p; j++) {
+                    const float a = sc[j] / sum, *restrict vj = vc + j * kv_dim + g * D;
+                    #pragma omp simd
+                    for (size_t i = 0; i < D; i++) o[i] += a * vj[i];
+                }
+            }
+        }
+    } else
     #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(c->n_threads) if (n * nh > 1)
     for (size_t t = 0; t < n; t++) {
         for (size_t h = 0; h < nh; h++) {

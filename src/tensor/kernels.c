@@ -15,7 +15,7 @@ void mk_kern_rows_scalar(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) {
     for (size_t r = r0; r < r1; r++) {
         const float *wf;
         if (j->dt == MK_DT_F32) {
-            wf = (const float *)j->w + r * n;
+            wf = (const float *)j->w + r * j->ldw;
         } else {
             mk_to_f32(wbuf, (const uint8_t *)j->w + r * n * es, j->dt, n);
             wf = wbuf;
@@ -125,7 +125,7 @@ bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
     pthread_once(&g_once, detect);
     static const mk_kern_fn fns[MK_ISA_COUNT] = {mk_kern_rows_scalar, mk_kern_rows_avx2, mk_kern_rows_avx512};
     mk_kern_fn fn = fns[g_isa];
-    mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .dt = dt, .n_in = n_in, .bias = bias};
+    mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .ldw = n_in, .dt = dt, .n_in = n_in, .bias = bias};
     if (dt == MK_DT_BF16 && n_tok >= 3 && g_bf16_dot && g_isa == MK_ISA_AVX512) {
         uint16_t *xb = scratch(&tl_xb, &tl_xcap, n_tok * n_in * sizeof(uint16_t));
         if (xb) {
@@ -178,7 +178,7 @@ void mk_matmul_team(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
     pthread_once(&g_once, detect);
     static const mk_kern_fn fns[MK_ISA_COUNT] = {mk_kern_rows_scalar, mk_kern_rows_avx2, mk_kern_rows_avx512};
     mk_kern_fn fn = fns[g_isa];
-    mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .dt = dt, .n_in = n_in, .bias = bias};
+    mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .ldw = n_in, .dt = dt, .n_in = n_in, .bias = bias};
     const bool bdot = dt == MK_DT_BF16 && n_tok >= 3 && g_bf16_dot && g_isa == MK_ISA_AVX512;
     const int nt = omp_get_num_threads();
     size_t chunk = (n_out + (size_t)nt * 4 - 1) / ((size_t)nt * 4);
@@ -200,6 +200,26 @@ void mk_matmul_team(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
         if (j.xb) f = mk_kern_rows_avx512bf16;
         if (wbuf || f == mk_kern_rows_avx512bf16 || dt == MK_DT_F32) f(&j, r0, r1, wbuf);
         else rows_noscratch(&j, r0, r1); /* out of memory for scratch */
+    }
+}
+
+void mk_matmul_team_f32_strided(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const float *w,
+                                size_t ldw, size_t n_out, size_t n_in) {
+    if (n_out == 0 || n_tok == 0) return;
+    pthread_once(&g_once, detect);
+    static const mk_kern_fn fns[MK_ISA_COUNT] = {mk_kern_rows_scalar, mk_kern_rows_avx2, mk_kern_rows_avx512};
+    const mk_kern_fn fn = fns[g_isa];
+    const mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .ldw = ldw, .dt = MK_DT_F32, .n_in = n_in};
+    const int nt = omp_get_num_threads();
+    size_t chunk = (n_out + (size_t)nt * 4 - 1) / ((size_t)nt * 4);
+    chunk = MK_MIN((size_t)256, MK_MAX((size_t)ROW_GRAIN, (chunk + ROW_GRAIN - 1) / ROW_GRAIN * ROW_GRAIN));
+    const size_t n_chunks = (n_out + chunk - 1) / chunk;
+    float *wbuf = scratch(&tl_wbuf, &tl_wcap, mk_kern_block_rows(n_in, sizeof(float)) * n_in * sizeof(float));
+    #pragma omp for schedule(dynamic, 1) nowait
+    for (size_t c = 0; c < n_chunks; c++) {
+        const size_t r0 = c * chunk, r1 = MK_MIN(n_out, r0 + chunk);
+        if (wbuf) fn(&j, r0, r1, wbuf);
+        else mk_kern_rows_scalar(&j, r0, r1, NULL); /* F32: the portable variant needs no scratch */
     }
 }
 

@@ -38,6 +38,7 @@ typedef struct mk_kjob {
     const uint16_t *xb;     /* (n_tok, n_in) x rounded to bf16, for the vdpbf16ps path; else NULL */
     size_t n_tok;
     const void *w;
+    size_t ldw;             /* row stride of W in elements (n_in unless strided, F32 only) */
     mk_dtype dt;
     size_t n_in;
     const float *bias;
@@ -87,5 +88,8 @@ bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
  * mk_matmul_rows on one thread of the team. */
 void mk_matmul_team(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const void *w, mk_dtype dt,
                     size_t n_out, size_t n_in, const float *bias);
+/* mk_matmul_team for an F32 W whose rows are ldw floats apart (a head's slice of a KV cache). */
+void mk_matmul_team_f32_strided(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const float *w,
+                                size_t ldw, size_t n_out, size_t n_in);
 
 #endif

@@ -60,11 +60,11 @@ AI void gemv_dt(const mk_kjob *j, size_t r0, size_t r1, int dt) {
     size_t r = r0;
     for (; r + RM <= r1; r += RM)
         for (size_t t = 0; t < j->n_tok; t++)
-            tile((const uint8_t *)j->w + r * n * es, n, dt, j->x + t * j->ldx, 0, j->y + t * j->ldy + r, 0, n,
+            tile((const uint8_t *)j->w + r * j->ldw * es, j->ldw, dt, j->x + t * j->ldx, 0, j->y + t * j->ldy + r, 0, n,
                  j->bias ? j->bias + r : NULL, RM, 1);
     for (; r < r1; r++)
         for (size_t t = 0; t < j->n_tok; t++)
-            tile((const uint8_t *)j->w + r * n * es, n, dt, j->x + t * j->ldx, 0, j->y + t * j->ldy + r, 0, n,
+            tile((const uint8_t *)j->w + r * j->ldw * es, j->ldw, dt, j->x + t * j->ldx, 0, j->y + t * j->ldy + r, 0, n,
                  j->bias ? j->bias + r : NULL, 1, 1);
 }
 
@@ -126,7 +126,8 @@ void FN_ROWS(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) {
             const size_t rb = MK_MIN(RB, r1 - r);
             /* f32 rows are copied too: a private L2-resident block measured 2× faster than
              * reading the rows in place */
-            if (j->dt == MK_DT_F32) memcpy(wbuf, (const float *)j->w + r * n, rb * n * sizeof(float));
+            if (j->dt == MK_DT_F32)
+                for (size_t i = 0; i < rb; i++) memcpy(wbuf + i * n, (const float *)j->w + (r + i) * j->ldw, n * sizeof(float));
             else expand_rows(j, r, (int)rb, wbuf);
             gemm_block(j, wbuf, r, rb, t0, t1);
         }
