@@ -135,6 +135,18 @@ static void test_team(void) {
         CHECK(!memcmp(y1, y2, 2 * n_tok * n_out * sizeof(float)), "team == driver (bf16 dot %d)", dot);
     }
     mk_kern_set_bf16_dot(false);
+    /* strided F32 rows (a head's slice of a KV cache): same as the rows copied out contiguously */
+    const size_t ldw = n_in + 37;
+    float *ws = malloc(n_out * ldw * sizeof(float)), *wc = malloc(n_out * n_in * sizeof(float));
+    for (size_t i = 0; i < n_out * ldw; i++) ws[i] = frand();
+    for (size_t r = 0; r < n_out; r++) memcpy(wc + r * n_in, ws + r * ldw + 5, n_in * sizeof(float));
+    for (size_t tok = 1; tok <= n_tok; tok += n_tok - 1) {
+        mk_kern_matmul(y1, n_out, x, n_in, tok, wc, MK_DT_F32, n_out, n_in, NULL);
+        #pragma omp parallel
+        mk_matmul_team_f32_strided(y2, n_out, x, n_in, tok, ws + 5, ldw, n_out, n_in);
+        CHECK(!memcmp(y1, y2, tok * n_out * sizeof(float)), "strided team == contiguous (%zu tokens)", tok);
+    }
+    free(ws); free(wc);
     free(x); free(y1); free(y2); free(w);
 }
 
