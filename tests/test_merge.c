@@ -155,7 +155,49 @@ static void test_written_qwen3(void) { check_written("qwen3_moe"); }
 static void test_written_mixtral(void) { check_written("mixtral"); }
 static void test_written_qwen3_fused(void) { check_written("qwen3_moe_fused"); }
 
+/* Sub-MoE at full rank is the usage-weighted average of the group (the SVD factors reassemble
+ * the members exactly), i.e. M-SMoE without alignment; a lower rank changes the weights. */
+static void test_submoe_full_rank(void) {
+    mk_model *m = NULL;
+    REQUIRE(mk_model_load(&m, "tests/fixtures/qwen3_moe") == MK_OK, "%s", mk_last_error());
+    const int64_t L = m->cfg.n_layer, E = m->cfg.n_expert;
+    const size_t mat = (size_t)(m->cfg.d_ff_expert * m->cfg.d_model);
+    double freq[24];
+    for (int i = 0; i < 24; i++) freq[i] = 1.0 + (i * 7) % 5;
+    int32_t ga[24], gb[24];
+    mk_expert_plan pa = {0}, pb = {0}, pc = {0};
+    float *ba = NULL, *bb = NULL, *bc = NULL;
+    mk_msmoe_opts mo = {.align = false};
+    REQUIRE(mk_msmoe_plan(m, freq, 5, &mo, &pa, &ba, ga) == MK_OK, "%s", mk_last_error());
+    REQUIRE(mk_submoe_plan(m, freq, 5, NULL, 1.0, &pb, &bb, gb) == MK_OK, "%s", mk_last_error());
+    REQUIRE(mk_submoe_plan(m, freq, 5, NULL, 0.25, &pc, &bc, gb) == MK_OK, "%s", mk_last_error());
+    CHECK(!memcmp(ga, gb, sizeof ga), "the same groups");
+    double d = 0, dl = 0;
+    int merged = 0;
+    for (int64_t i = 0; i < L * 5; i++) {
+        const mk_expert_out *a = &pa.x[i], *b = &pb.x[i], *c = &pc.x[i];
+        if (!m->layers[i / 5].is_moe) continue;
+        CHECK(a->copy_from == b->copy_from && a->router_from == b->router_from, "slot %lld differs", (long long)i);
+        if (a->copy_from >= 0) continue;
+        merged++;
+        for (size_t k = 0; k < mat; k++) {
+            d = fmax(d, fabs(a->gate[k] - b->gate[k]));
+            d = fmax(d, fabs(a->up[k] - b->up[k]));
+            d = fmax(d, fabs(a->down[k] - b->down[k]));
+            dl = fmax(dl, fabs(a->gate[k] - c->gate[k]));
+        }
+    }
+    printf("  submoe full rank vs weighted average: max |Δw| %.2e over %d merged experts; rank 1/4: %.2e\n", d, merged, dl);
+    CHECK(merged > 0 && d < 1e-5, "full-rank Sub-MoE differs from the weighted average by %g", d);
+    CHECK(dl > 1e-3, "rank truncation left the weights unchanged (%g)", dl);
+    (void)E;
+    free((void *)pa.x); free((void *)pb.x); free((void *)pc.x);
+    free(ba); free(bb); free(bc);
+    mk_model_free(m);
+}
+
 int main(void) {
+    RUN(test_submoe_full_rank);
     RUN(test_assign_brute_force);
     RUN(test_merge_permuted_copy);
     RUN(test_written_qwen3);

@@ -103,6 +103,14 @@ typedef struct mk_msmoe_opts {
 mk_status mk_msmoe_plan(const mk_model *m, const double *freq, int64_t keep, const mk_msmoe_opts *o, mk_expert_plan *plan,
                         float **buffers, int32_t *group_of);
 
+/* Sub-MoE (Li et al., AAAI 2026): groups as M-SMoE (similarity (n_layer, E, E), e.g. of expert
+ * outputs, or router rows), then per group and projection an SVD of the members' weights
+ * concatenated along the input axis, [W_1 … W_m] = U Σ [V_1 … V_m]ᵀ, kept to rank
+ * ceil(rank_frac · min(rows, cols)), and W = U Σ (Σ_i ω_i V_i)ᵀ with ω the usage shares. At
+ * rank_frac 1 this equals the usage-weighted average of the members (no alignment). */
+mk_status mk_submoe_plan(const mk_model *m, const double *freq, int64_t keep, const float *similarity, double rank_frac,
+                         mk_expert_plan *plan, float **buffers, int32_t *group_of);
+
 /* ---- CAMERA-P (Xu et al.): micro-expert (neuron) pruning ---- */
 /* Scores every neuron c of every routed expert e on the calibration tokens,
  *   I(e,c) = ||W_down[:, c]||^2 * ((1 - rho) * Σ_t (g_te a_tec)^2 + rho * max_t (g_te a_tec)^2)
