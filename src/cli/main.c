@@ -13,6 +13,7 @@ static const struct {
     /* one line per command: {"name", mk_cmd_name, "one-line help"}, */
     {"run", mk_cmd_run, "generate text from a prompt"},
     {"info", mk_cmd_info, "describe a model: architecture, experts, parameters, bytes by dtype"},
+    {"eval", mk_cmd_eval, "perplexity, KL divergence vs a base model, multiple-choice accuracy"},
     {NULL, NULL, NULL},
 };
 

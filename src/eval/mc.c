@@ -1,0 +1,77 @@
+/* Multiple-choice scoring as lm-evaluation-harness does it (lm_eval/api/task.py,
+ * ConfigurableTask.process_results for output_type multiple_choice; lm_eval/models/huggingface.py
+ * _loglikelihood_tokens for the truncation). */
+#include "eval/eval_internal.h"
+
+#include "base/base.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+mk_status mk_eval_loglik(const mk_model *m, mk_ctx *c, const int32_t *ctx_ids, size_t n_ctx, const int32_t *cont,
+                         size_t n_cont, size_t max_len, double *loglik, bool *greedy) {
+    const size_t V = (size_t)mk_model_get_info(m)->vocab;
+    if (n_ctx == 0) return mk_err(MK_ERR_ARG, "loglikelihood: empty context (put BOS/EOS there)");
+    if (n_cont == 0) return mk_err(MK_ERR_ARG, "loglikelihood: empty continuation");
+    if (n_cont > max_len) return mk_err(MK_ERR_ARG, "loglikelihood: continuation of %zu tokens does not fit the context of %zu", n_cont, max_len);
+    size_t total = n_ctx + n_cont, drop = total > max_len + 1 ? total - max_len - 1 : 0;
+    /* the input is all[drop .. total-1); the last n_cont input positions predict cont */
+    int32_t *all = mk_malloc(total * sizeof *all);
+    float *lg = mk_malloc(n_cont * V * sizeof(float));
+    mk_status st = MK_OK;
+    if (!all || !lg) { st = MK_ERR_NOMEM; goto out; }
+    memcpy(all, ctx_ids, n_ctx * sizeof *all);
+    memcpy(all + n_ctx, cont, n_cont * sizeof *all);
+    const size_t L = total - 1 - drop, pre = L - n_cont;
+    mk_ctx_reset(c);
+    if (pre && (st = mk_ctx_forward(c, all + drop, pre, MK_LOGITS_NONE, NULL))) goto out;
+    if ((st = mk_ctx_forward(c, all + drop + pre, n_cont, MK_LOGITS_ALL, lg))) goto out;
+    double ll = 0;
+    bool g = true;
+    for (size_t j = 0; j < n_cont; j++) {
+        const float *x = lg + j * V;
+        size_t b = 0;
+        for (size_t i = 1; i < V; i++) if (x[i] > x[b]) b = i;
+        double mx = x[b], s = 0;
+        for (size_t i = 0; i < V; i++) s += exp((double)x[i] - mx);
+        ll += (double)x[cont[j]] - mx - log(s);
+        if ((int32_t)b != cont[j]) g = false;
+    }
+    *loglik = ll;
+    if (greedy) *greedy = g;
+out:
+    free(all);
+    free(lg);
+    return st;
+}
+
+static size_t argmax_d(const double *x, const double *div, size_t n) {
+    size_t b = 0;
+    for (size_t i = 1; i < n; i++)
+        if ((div ? x[i] / div[i] : x[i]) > (div ? x[b] / div[b] : x[b])) b = i;
+    return b;
+}
+
+/* lm-eval's mean_stderr: sample standard deviation (n - 1) / sqrt(n). */
+static double stderr_of(double hits, size_t n) {
+    if (n < 2) return NAN;
+    double p = hits / (double)n;
+    double var = ((double)n * p * (1 - p)) / (double)(n - 1);
+    return sqrt(var / (double)n);
+}
+
+void mk_mc_score(const mk_mc_item *items, size_t n, mk_mc_summary *out) {
+    double a = 0, an = 0;
+    for (size_t i = 0; i < n; i++) {
+        const mk_mc_item *it = &items[i];
+        if (!it->n_choices) continue;
+        a += (int64_t)argmax_d(it->loglik, NULL, it->n_choices) == it->gold;
+        an += (int64_t)argmax_d(it->loglik, it->norm_len, it->n_choices) == it->gold;
+    }
+    out->n = n;
+    out->acc = n ? a / (double)n : NAN;
+    out->acc_norm = n ? an / (double)n : NAN;
+    out->acc_stderr = stderr_of(a, n);
+    out->acc_norm_stderr = stderr_of(an, n);
+}
