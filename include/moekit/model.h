@@ -76,6 +76,9 @@ typedef struct mk_route_opts {
     float top_p;             /* > 0: top-p routing: the fewest experts whose cumulative p first
                                 exceeds top_p (the crossing one included), at most k_max */
     int64_t k_max;           /* cap for top-p; 0 = all experts */
+    bool rank_only;          /* route each token to the single expert of probability rank
+                                `rank` (0 = the top one) with weight 1: SCMoE's weak pass */
+    int64_t rank;
     float skip_beta;         /* > 0: NAEE dynamic skipping: drop a chosen expert j > 0 when
                                 p_j < skip_beta * p_0 (p_0 the top expert's probability) */
     const float *skip_betas; /* (n_layer) per-layer beta (skip:auto), or NULL */
@@ -85,7 +88,7 @@ typedef struct mk_route_opts {
 } mk_route_opts;
 
 /* Parses one --route spec into opts (specs compose: call once per spec on the same opts):
- *   topk:K  topp:P[:KMAX]  skip:BETA  boost:LAYER:EXPERT:FACTOR
+ *   topk:K  topp:P[:KMAX]  skip:BETA  boost:LAYER:EXPERT:FACTOR  rank:R
  * Storage for boosts is malloc'd into *opts and released by mk_route_opts_clear. mask:FILE and
  * skip:auto are handled by the commands that read those files. */
 mk_status mk_route_parse(mk_route_opts *opts, const char *spec);
@@ -134,6 +137,10 @@ mk_status mk_sampler_new(mk_sampler **out, int64_t vocab, const mk_sampler_opts 
 void mk_sampler_free(mk_sampler *s);
 /* Picks the next token from logits (vocab). logits are not modified. */
 int32_t mk_sampler_pick(mk_sampler *s, const float *logits);
+/* SCMoE (self-contrast decoding): turns the strong pass's logits into contrast scores in place,
+ *   score_v = (1+beta) strong_v - beta weak_v   where strong_v >= log(alpha) + max strong,
+ *   -inf elsewhere. */
+void mk_scmoe_scores(float *strong, const float *weak, int64_t vocab, float alpha, float beta);
 #endif
 
 #ifdef __cplusplus

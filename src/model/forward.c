@@ -37,6 +37,7 @@ struct mk_ctx {
     int64_t route_k;               /* top-k k */
     int64_t slots;                 /* expert slots per token this policy may fill */
     float top_p, skip_beta;
+    int64_t rank;                  /* -1 = off */
     float *skip_betas;             /* (n_layer) or NULL */
     uint8_t *mask;                 /* (n_layer, n_expert) or NULL */
     mk_route_boost *boosts;
@@ -108,6 +109,7 @@ mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_b
     c->max_batch = max_batch;
     c->n_threads = omp_get_max_threads();
     c->route_k = c->slots = cfg->k_active;
+    c->rank = -1;
     const size_t H = (size_t)cfg->d_model, q_dim = (size_t)(cfg->n_head * cfg->d_head),
                  kv_dim = (size_t)(cfg->n_kv_head * cfg->d_head), E = (size_t)cfg->n_expert, B = max_batch,
                  half = (size_t)cfg->d_head / 2, F = (size_t)d_ff_max(cfg);
@@ -171,6 +173,10 @@ mk_status mk_ctx_set_route(mk_ctx *c, const mk_route_opts *r) {
         if (r->top_p > 1) return mk_err(MK_ERR_ARG, "route: top-p %g is not in (0, 1]", (double)r->top_p);
         slots = r->k_max > 0 ? MK_MIN(r->k_max, E) : E;
     }
+    if (r->rank_only) {
+        if (r->rank < 0 || r->rank >= E) return mk_err(MK_ERR_ARG, "route: rank %lld is outside the model's %lld experts", (long long)r->rank, (long long)E);
+        slots = MK_MAX(slots, r->rank + 1);
+    }
     if (r->skip_beta < 0 || r->skip_beta > 1) return mk_err(MK_ERR_ARG, "route: skip beta %g is not in [0, 1]", (double)r->skip_beta);
     for (size_t b = 0; b < r->n_boosts; b++)
         if (r->boosts[b].layer < 0 || r->boosts[b].layer >= NL || r->boosts[b].expert < 0 || r->boosts[b].expert >= E || !(r->boosts[b].factor >= 0))
@@ -209,6 +215,7 @@ mk_status mk_ctx_set_route(mk_ctx *c, const mk_route_opts *r) {
     c->slots = slots;
     c->top_p = r->top_p;
     c->skip_beta = r->skip_beta;
+    c->rank = r->rank_only ? r->rank : -1;
     mk_ctx_reset_route_stats(c);
     return MK_OK;
 }
@@ -313,7 +320,7 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
 
 /* MoE block over n rows of xn: moe_out (n, d_model). Tokens are grouped by expert so each
  * active expert runs one matrix-matrix product over all its tokens. */
-static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size_t pos0) {
+static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size_t pos0, const uint8_t *mask_row) {
     const mk_config *cfg = &c->m->cfg;
     const mk_layer_w *lw = &c->m->layers[l];
     const size_t H = (size_t)cfg->d_model, E = (size_t)cfg->n_expert, K = (size_t)c->slots;
@@ -324,8 +331,8 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
     for (size_t b = 0; b < c->n_boosts && nlb < 8; b++)
         if (c->boosts[b].layer == l) lb[nlb++] = c->boosts[b];
     mk_route_cfg rc = {.n_expert = cfg->n_expert, .k = c->route_k, .slots = c->slots, .norm_topk = cfg->norm_topk,
-                       .top_p = c->top_p, .skip_beta = c->skip_betas ? c->skip_betas[l] : c->skip_beta,
-                       .mask = c->mask ? c->mask + (size_t)l * E : NULL, .boosts = lb, .n_boosts = nlb};
+                       .top_p = c->top_p, .rank = c->rank, .skip_beta = c->skip_betas ? c->skip_betas[l] : c->skip_beta,
+                       .mask = mask_row ? mask_row : c->mask ? c->mask + (size_t)l * E : NULL, .boosts = lb, .n_boosts = nlb};
     int64_t used = 0;
     #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n > 16) reduction(+ : used)
     for (size_t t = 0; t < n; t++)
@@ -391,7 +398,7 @@ static void layer_forward(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0)
     attention(c, l, x, n, pos0);
     for (size_t t = 0; t < n; t++) mk_rmsnorm(c->xn + t * H, x + t * H, &lw->ffn_norm, H, cfg->rms_eps);
     if (lw->is_moe) {
-        moe_forward(c, l, x, n, pos0);
+        moe_forward(c, l, x, n, pos0, NULL);
         for (size_t i = 0; i < n * H; i++) x[i] += c->moe_out[i];
     } else {
         mlp_forward(c, &lw->dense, c->xn, n, c->tmp);
@@ -434,5 +441,24 @@ mk_status mk_ctx_forward(mk_ctx *c, const int32_t *tokens, size_t n, mk_logits_m
         if (st) return st;
         done += b;
     }
+    return MK_OK;
+}
+
+mk_status mk_ctx_moe_block(mk_ctx *c, int64_t l, const float *x, size_t n, const uint8_t *mask_row, float *out) {
+    const mk_config *cfg = &c->m->cfg;
+    if (l < 0 || l >= cfg->n_layer || !c->m->layers[l].is_moe) return mk_err(MK_ERR_ARG, "layer %lld has no MoE block", (long long)l);
+    if (n > c->max_batch) return mk_err(MK_ERR_ARG, "MoE block: %zu rows exceed the context's batch of %zu", n, c->max_batch);
+    if (mask_row) {
+        int64_t allowed = 0;
+        for (int64_t e = 0; e < cfg->n_expert; e++) allowed += mask_row[e] != 0;
+        if (!allowed) return mk_err(MK_ERR_ARG, "MoE block: the mask leaves no expert in layer %lld", (long long)l);
+    }
+    const size_t H = (size_t)cfg->d_model;
+    memcpy(c->xn, x, n * H * sizeof(float));
+    bool obs = c->has_obs;
+    c->has_obs = false;
+    moe_forward(c, l, NULL, n, 0, mask_row);
+    c->has_obs = obs;
+    memcpy(out, c->moe_out, n * H * sizeof(float));
     return MK_OK;
 }

@@ -74,4 +74,10 @@ struct mk_model {
     bool fused_experts;   /* the file stores experts as gate_up_proj/down_proj stacks */
 };
 
+/* Runs layer l's MoE block (router, the context's routing policy, experts, shared expert) on n
+ * rows x (n, d_model) of block input (already normed) and writes the block output (n, d_model).
+ * mask_row (n_expert) overrides the context's expert mask for this call (NULL: keep it). Uses the
+ * context's buffers, not its KV cache; no observer is called. n <= the context's max_batch. */
+mk_status mk_ctx_moe_block(mk_ctx *c, int64_t l, const float *x, size_t n, const uint8_t *mask_row, float *out);
+
 #endif

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char mk_route_syntax[] = "topk:K | topp:P[:KMAX] | skip:BETA | skip:auto | boost:LAYER:EXPERT:FACTOR | mask:FILE";
+const char mk_route_syntax[] = "topk:K | topp:P[:KMAX] | skip:BETA | skip:auto | boost:LAYER:EXPERT:FACTOR | rank:R | mask:FILE";
 
 int64_t mk_route_select(const mk_route_cfg *rc, const float *logits, int32_t *ids, float *weights, float *p) {
     const int64_t E = rc->n_expert;
@@ -21,7 +21,7 @@ int64_t mk_route_select(const mk_route_cfg *rc, const float *logits, int32_t *id
     for (size_t b = 0; b < rc->n_boosts; b++) p[rc->boosts[b].expert] *= rc->boosts[b].factor;
 
     /* Selection in descending probability, lower index first on ties. */
-    const int64_t want = rc->top_p > 0 ? rc->slots : rc->k;
+    const int64_t want = rc->rank >= 0 ? rc->rank + 1 : rc->top_p > 0 ? rc->slots : rc->k;
     int64_t n = 0;
     float cum = 0;
     for (; n < want; n++) {
@@ -39,6 +39,20 @@ int64_t mk_route_select(const mk_route_cfg *rc, const float *logits, int32_t *id
             n++;
             break;
         }
+    }
+    if (rc->rank >= 0) {
+        if (n == rc->rank + 1) {
+            ids[0] = ids[n - 1];
+            weights[0] = 1.0f;
+            n = 1;
+        } else {
+            n = 0;
+        }
+        for (int64_t j = n; j < rc->slots; j++) {
+            ids[j] = -1;
+            weights[j] = 0.0f;
+        }
+        return n;
     }
     if (rc->skip_beta > 0 && n > 1) {
         int64_t kept = 1;
@@ -110,6 +124,10 @@ mk_status mk_route_parse(mk_route_opts *o, const char *spec) {
         nb[o->n_boosts].factor = (float)x;
         o->boosts = nb;
         o->n_boosts++;
+    } else if (!strcmp(f[0], "rank")) {
+        if (nf != 2 || !parse_int(f[1], &a) || a < 0) BAD("R must be a non-negative integer");
+        o->rank_only = true;
+        o->rank = a;
     } else if (!strcmp(f[0], "mask")) {
         BAD("mask:FILE is read by the command (run, eval, profile), not by the library parser");
     } else {

@@ -12,6 +12,7 @@ typedef struct mk_route_cfg {
     bool norm_topk;         /* renormalise the chosen weights to sum to 1 */
     float top_p;            /* > 0: top-p selection capped at `slots` */
     float skip_beta;        /* > 0: drop chosen j > 0 with p_j < beta * p_0 */
+    int64_t rank;           /* >= 0: keep only the expert of this rank, weight 1; -1 = off */
     const uint8_t *mask;    /* (n_expert) 1 = allowed, or NULL */
     const mk_route_boost *boosts; /* this layer's boosts only */
     size_t n_boosts;
