@@ -7,7 +7,8 @@ For each F32 fixture checkpoint (mixtral, qwen2_moe, qwen3_moe, olmoe) this writ
 
   <name>.ids          token ids (whitespace-separated) of a fixed pseudo-random text (seeded; the
                       fixtures have no tokenizer, so inputs are token ids)
-  <name>.mc.jsonl     a few multiple-choice items as {context_ids, choice_ids, choices, gold}
+  <name>.mc.jsonl     a few multiple-choice items as {context_ids, choice_ids, choices, gold}, the
+                      last with one context per choice (WinoGrande-style)
   <name>.ref.json     reference numbers:
       ppl:    for each (ctx, stride) setting: nll_sum, n_scored, ppl -- HF's "Perplexity of
               fixed-length models" sliding window (windows of ctx tokens starting every stride
@@ -138,16 +139,17 @@ def main():
             choices = [[int(x) for x in rng.integers(0, V, int(rng.integers(1, 6)))] for _ in range(nch)]
             texts = ["x" * int(rng.integers(1, 30)) for _ in range(nch)]
             items.append({"context_ids": c, "choice_ids": choices, "choices": texts, "gold": int(rng.integers(0, nch))})
+        # WinoGrande-style: one context per choice, the same continuation
+        cont = [int(x) for x in rng.integers(0, V, 4)]
+        items.append({"context_ids": [[int(x) for x in rng.integers(0, V, 6)] for _ in range(2)],
+                      "choice_ids": [cont, cont], "gold": 1})
         with open(os.path.join(args.out, name + ".mc.jsonl"), "w") as f:
             for it in items:
                 f.write(json.dumps(it) + "\n")
-        prefix = model.config.eos_token_id if model.config.eos_token_id is not None else model.config.bos_token_id
         for it in items:
-            c = it["context_ids"] or ([prefix] if prefix is not None else None)
-            if c is None:
-                ref["mc"].append(None)
-                continue
-            ref["mc"].append([loglik(model, c, ch) for ch in it["choice_ids"]])
+            cs = it["context_ids"] if it["context_ids"] and isinstance(it["context_ids"][0], list) \
+                else [it["context_ids"]] * len(it["choice_ids"])
+            ref["mc"].append([loglik(model, c, ch) for c, ch in zip(cs, it["choice_ids"])])
         with open(os.path.join(args.out, name + ".ref.json"), "w") as f:
             json.dump(ref, f, indent=1)
         print(name, [(p["ctx"], p["stride"], round(p["ppl"], 4), round(p["ppl_guide"], 4)) for p in ref["ppl"]])

@@ -47,7 +47,7 @@ static void usage(FILE *f) {
             "                          tokenizer; each choice is scored as the continuation \" \"+choice, the\n"
             "                          delimiter given by \"delimiter\", default \" \", as lm-eval's target_delimiter)\n"
             "                          {\"contexts\": [str...], \"continuation\": str, \"gold\": int}  (WinoGrande-style)\n"
-            "                          {\"context_ids\": [int...], \"choice_ids\": [[int...]...], \"gold\": int,\n"
+            "                          {\"context_ids\": [int...] (or one array per choice), \"choice_ids\": [[int...]...], \"gold\": int,\n"
             "                           \"choices\": [str...] (optional, for acc_norm lengths)}\n"
             "                        acc: argmax of the summed loglik of the continuation tokens; acc_norm:\n"
             "                        argmax of loglik / length of the choice in characters (lm-eval's acc_norm;\n"
@@ -180,8 +180,9 @@ static bool mc_do_line(mc_run *r, const char *path, size_t lineno, const char *t
     json_error_t je;
     json_t *o = json_loads(text, 0, &je);
     bool ok = false;
-    int32_t *ctx = NULL, **conts = NULL;
-    size_t n_ctx = 0, *n_conts = NULL, nc = 0;
+    int32_t **ctxs = NULL, **conts = NULL;   /* per choice; ctxs[i] all equal to ctxs[0] when shared */
+    size_t *n_ctxs = NULL, *n_conts = NULL, nc = 0;
+    bool per_choice = false;
     double *ll = NULL, *len = NULL;
     const int64_t V = mk_model_get_info(r->m)->vocab;
 #define LBAD(...) do { fprintf(stderr, "moekit eval: %s: line %zu: ", path, lineno); fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); goto out; } while (0)
@@ -192,14 +193,25 @@ static bool mc_do_line(mc_run *r, const char *path, size_t lineno, const char *t
     json_t *cids = json_object_get(o, "choice_ids"), *ctxids = json_object_get(o, "context_ids");
     json_t *choices = json_object_get(o, "choices");
     if (cids || ctxids) {
-        if (!json_ids(ctxids, &ctx, &n_ctx, V)) LBAD("field 'context_ids' must be an array of token ids in [0, %lld)", (long long)V);
         if (!json_is_array(cids) || json_array_size(cids) < 1) LBAD("field 'choice_ids' must be a non-empty array of arrays of token ids");
         nc = json_array_size(cids);
+        ctxs = calloc(nc, sizeof *ctxs);
+        n_ctxs = calloc(nc, sizeof *n_ctxs);
         conts = calloc(nc, sizeof *conts);
         n_conts = calloc(nc, sizeof *n_conts);
         ll = calloc(nc, sizeof *ll);
         len = calloc(nc, sizeof *len);
-        if (!conts || !n_conts || !ll || !len) LBAD("out of memory");
+        if (!ctxs || !n_ctxs || !conts || !n_conts || !ll || !len) LBAD("out of memory");
+        per_choice = json_is_array(ctxids) && json_array_size(ctxids) && json_is_array(json_array_get(ctxids, 0));
+        if (per_choice) {
+            if (json_array_size(ctxids) != nc) LBAD("field 'context_ids' has %zu contexts for %zu choices", json_array_size(ctxids), nc);
+            for (size_t i = 0; i < nc; i++)
+                if (!json_ids(json_array_get(ctxids, i), &ctxs[i], &n_ctxs[i], V))
+                    LBAD("field 'context_ids[%zu]' must be an array of token ids in [0, %lld)", i, (long long)V);
+        } else {
+            if (!json_ids(ctxids, &ctxs[0], &n_ctxs[0], V))
+                LBAD("field 'context_ids' must be an array of token ids in [0, %lld) (or one such array per choice)", (long long)V);
+        }
         for (size_t i = 0; i < nc; i++)
             if (!json_ids(json_array_get(cids, i), &conts[i], &n_conts[i], V) || !n_conts[i])
                 LBAD("field 'choice_ids[%zu]' must be a non-empty array of token ids in [0, %lld)", i, (long long)V);
@@ -219,17 +231,20 @@ static bool mc_do_line(mc_run *r, const char *path, size_t lineno, const char *t
     }
     int64_t g = json_integer_value(gold);
     if (g < 0 || g >= (int64_t)nc) LBAD("field 'gold' = %lld is not a choice index in [0, %zu)", (long long)g, nc);
-    if (n_ctx == 0) {
+    for (size_t i = 0; i < (per_choice ? nc : 1); i++) {
+        if (n_ctxs[i]) continue;
+        /* lm-eval: an empty context is replaced by the prefix token (EOT, else BOS) */
         if (r->prefix < 0) LBAD("empty context and the model has no BOS/EOS token to stand in for it");
-        free(ctx);
-        ctx = malloc(sizeof *ctx);
-        if (!ctx) LBAD("out of memory");
-        ctx[0] = r->prefix;
-        n_ctx = 1;
+        free(ctxs[i]);
+        if (!(ctxs[i] = malloc(sizeof **ctxs))) LBAD("out of memory");
+        ctxs[i][0] = r->prefix;
+        n_ctxs[i] = 1;
     }
-    for (size_t i = 0; i < nc; i++)
-        if (mk_eval_loglik(r->m, r->c, ctx, n_ctx, conts[i], n_conts[i], r->max_len, &ll[i], NULL))
+    for (size_t i = 0; i < nc; i++) {
+        const size_t ci = per_choice ? i : 0;
+        if (mk_eval_loglik(r->m, r->c, ctxs[ci], n_ctxs[ci], conts[i], n_conts[i], r->max_len, &ll[i], NULL))
             LBAD("%s", mk_last_error());
+    }
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 64;
         mk_mc_item *ni = realloc(r->items, cap * sizeof *ni);
@@ -243,9 +258,11 @@ static bool mc_do_line(mc_run *r, const char *path, size_t lineno, const char *t
 #undef LBAD
 out:
     if (conts) for (size_t i = 0; i < nc; i++) free(conts[i]);
+    if (ctxs) for (size_t i = 0; i < nc; i++) free(ctxs[i]);
     free(conts);
     free(n_conts);
-    free(ctx);
+    free(ctxs);
+    free(n_ctxs);
     free(ll);
     free(len);
     json_decref(o);

@@ -18,6 +18,8 @@ mk_status mk_logits_writer_close(mk_logits_writer *w);
 void mk_logits_writer_abort(mk_logits_writer *w);
 
 size_t mk_logits_record_bytes(uint32_t top_k);
+/* Validates a whole stored-logits file image (header and every record); fills *h. */
+mk_status mk_logits_validate(const uint8_t *data, size_t size, const char *path, mk_logits_header *h);
 
 typedef struct mk_logits_rec {
     int32_t target;

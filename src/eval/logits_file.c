@@ -155,14 +155,24 @@ mk_status mk_logits_open(mk_logits_file **out, const char *path) {
     if (!f) return MK_ERR_NOMEM;
     mk_status st = mk_map_open(&f->map, path);
     if (st) { free(f); return st; }
-    const uint8_t *d = f->map.data;
-    const size_t sz = f->map.size;
+    if ((st = mk_logits_validate(f->map.data, f->map.size, path, &f->h))) {
+        mk_map_close(&f->map);
+        free(f);
+        return st;
+    }
+    f->rec_bytes = mk_logits_record_bytes(f->h.top_k);
+    *out = f;
+    return MK_OK;
+}
+
+mk_status mk_logits_validate(const uint8_t *d, size_t sz, const char *path, mk_logits_header *h) {
+    mk_status st = MK_OK;
+    size_t rec_bytes;
 #define BAD(...) do { st = mk_err(MK_ERR_FORMAT, __VA_ARGS__); goto fail; } while (0)
     if (sz < HDR_BYTES) BAD("%s: %zu bytes, shorter than the %d-byte header of a stored-logits file", path, sz, HDR_BYTES);
     if (memcmp(d, MK_LOGITS_MAGIC, 8)) BAD("%s: not a moekit stored-logits file (bad magic)", path);
     if (get32(d + 8) != MK_LOGITS_VERSION) BAD("%s: version %u, expected %u", path, get32(d + 8), MK_LOGITS_VERSION);
     if (get32(d + 12) != HDR_BYTES) BAD("%s: header_bytes %u, expected %d", path, get32(d + 12), HDR_BYTES);
-    mk_logits_header *h = &f->h;
     h->vocab = get64(d + 16);
     h->top_k = get32(d + 24);
     h->ctx = get64(d + 32);
@@ -178,13 +188,13 @@ mk_status mk_logits_open(mk_logits_file **out, const char *path) {
         BAD("%s: count %llu does not match %llu tokens in windows of %llu / stride %llu", path,
             (unsigned long long)h->count, (unsigned long long)h->n_tokens, (unsigned long long)h->ctx,
             (unsigned long long)h->stride);
-    f->rec_bytes = mk_logits_record_bytes(h->top_k);
+    rec_bytes = mk_logits_record_bytes(h->top_k);
     size_t body;
-    if (h->count > SIZE_MAX || !mk_mul_ok((size_t)h->count, f->rec_bytes, &body) || body != sz - HDR_BYTES)
+    if (h->count > SIZE_MAX || !mk_mul_ok((size_t)h->count, rec_bytes, &body) || body != sz - HDR_BYTES)
         BAD("%s: %llu records of %zu bytes do not fill the file's %zu bytes after the header (truncated?)", path,
-            (unsigned long long)h->count, f->rec_bytes, sz - HDR_BYTES);
+            (unsigned long long)h->count, rec_bytes, sz - HDR_BYTES);
     for (size_t r = 0; r < h->count; r++) {
-        const uint8_t *p = d + HDR_BYTES + r * f->rec_bytes;
+        const uint8_t *p = d + HDR_BYTES + r * rec_bytes;
         uint32_t tgt = get32(p);
         double lse = getd(p + 8);
         float tl = getf(p + 4);
@@ -201,11 +211,8 @@ mk_status mk_logits_open(mk_logits_file **out, const char *path) {
         }
     }
 #undef BAD
-    *out = f;
     return MK_OK;
 fail:
-    mk_map_close(&f->map);
-    free(f);
     return st;
 }
 

@@ -70,13 +70,9 @@ static double percentile(const float *sorted, size_t n, double q) {
 size_t mk_eval_count_scored(size_t n, size_t ctx, size_t stride) {
     if (!stride) stride = ctx;
     if (n < 2 || ctx < 2 || stride > ctx) return 0;
-    size_t prev_end = 0, cnt = 0;
-    for (size_t b = 0;; b += stride) {
-        const size_t e = MK_MIN(b + ctx, n), s = MK_MAX(prev_end, b + 1);
-        cnt += e - s;
-        prev_end = e;
-        if (e == n) return cnt;
-    }
+    /* stride < ctx: windows overlap, every token but the first is scored; stride == ctx: windows
+     * start at 0, ctx, 2·ctx, ... and each one's first token is not scored */
+    return stride < ctx ? n - 1 : n - (n / ctx + (n % ctx != 0));
 }
 
 void mk_eval_result_clear(mk_eval_result *res) {
