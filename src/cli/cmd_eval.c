@@ -123,6 +123,9 @@ static void on_progress(void *u, size_t done, size_t total) {
     fflush(stderr);
 }
 
+/* A JSON number, or null when not finite (a standard error of one item). */
+static json_t *jnum(double x) { return isfinite(x) ? json_real(x) : json_null(); }
+
 static uint64_t model_hash(const char *dir) {
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", dir);
@@ -327,6 +330,7 @@ int mk_cmd_eval(int argc, char **argv) {
     if (modes != 1) { fprintf(stderr, "moekit eval: give exactly one of --ppl, --ppl-ids, --mc (moekit eval --help)\n"); goto out; }
     if (mc && (base_dir || save || kld_file)) { fprintf(stderr, "moekit eval: --kld-base/--save-logits/--kld-logits go with --ppl, not --mc\n"); goto out; }
     if (base_dir && kld_file) { fprintf(stderr, "moekit eval: give --kld-base or --kld-logits, not both\n"); goto out; }
+    if (save && kld_file) { fprintf(stderr, "moekit eval: --save-logits stores a reference; it does not go with --kld-logits (which reads one)\n"); goto out; }
     if (!stride) stride = ctx / 2 ? ctx / 2 : 1;
     if (stride > ctx) { fprintf(stderr, "moekit eval: --stride %lld is larger than --ctx %lld (tokens would be skipped)\n", (long long)stride, (long long)ctx); goto out; }
     if (!dir && !(dir = mk_default_model())) { fprintf(stderr, "moekit eval: no model given (-m DIR) and no default model found\n"); goto out; }
@@ -436,12 +440,13 @@ int mk_cmd_eval(int argc, char **argv) {
             json_t *lls = json_array();
             for (size_t i = 0; i < r.n; i++) {
                 json_t *a = json_array();
-                for (size_t k = 0; k < r.items[i].n_choices; k++) json_array_append_new(a, json_real(r.items[i].loglik[k]));
+                for (size_t k = 0; k < r.items[i].n_choices; k++) json_array_append_new(a, jnum(r.items[i].loglik[k]));
                 json_array_append_new(lls, a);
             }
-            json_t *j = json_pack("{s:s, s:s, s:I, s:f, s:f, s:f, s:f, s:s, s:f, s:o}", "model", dir, "input", mc, "n",
-                                  (json_int_t)sm.n, "acc", sm.acc, "acc_stderr", sm.acc_stderr, "acc_norm", sm.acc_norm,
-                                  "acc_norm_stderr", sm.acc_norm_stderr, "acc_norm_by", norm, "seconds", dt, "loglik", lls);
+            json_t *j = json_pack("{s:s, s:s, s:I, s:o, s:o, s:o, s:o, s:s, s:f, s:o}", "model", dir, "input", mc, "n",
+                                  (json_int_t)sm.n, "acc", jnum(sm.acc), "acc_stderr", jnum(sm.acc_stderr), "acc_norm",
+                                  jnum(sm.acc_norm), "acc_norm_stderr", jnum(sm.acc_norm_stderr), "acc_norm_by", norm,
+                                  "seconds", dt, "loglik", lls);
             char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(12));
             if (s) puts(s);
             free(s);
