@@ -96,10 +96,47 @@ static void test_ppl_library(void) {
     json_decref(ref);
 }
 
+/* A toy GPT-2-like encoder: a token is a run of non-spaces with the spaces before it attached
+ * (" b" is one token, a trailing " " is its own token); id = the bytes' sum. */
+static mk_status toy_enc(void *u, const char *t, size_t len, bool add_special, int32_t **ids, size_t *n) {
+    (void)u;
+    (void)add_special;
+    int32_t *v = malloc((len + 1) * sizeof *v);
+    size_t k = 0, i = 0;
+    while (i < len) {
+        int32_t id = 0;
+        while (i < len && t[i] == ' ') id += t[i++];
+        while (i < len && t[i] != ' ') id += (unsigned char)t[i++];
+        v[k++] = id;
+    }
+    *ids = v;
+    *n = k;
+    return MK_OK;
+}
+
+static void test_encode_pair(void) {
+    int32_t *c, *k;
+    size_t nc, nk;
+    /* trailing space of the context moves to the continuation: ctx "a b", cont " c" */
+    REQUIRE(mk_eval_encode_pair(toy_enc, NULL, "a b ", "c", &c, &nc, &k, &nk) == MK_OK, "%s", mk_last_error());
+    CHECK(nc == 2 && c[0] == 'a' && c[1] == ' ' + 'b', "ctx %zu", nc);
+    CHECK(nk == 1 && k[0] == ' ' + 'c', "cont %zu", nk);
+    free(c); free(k);
+    /* the usual lm-eval request: context without trailing space, continuation " " + choice */
+    REQUIRE(mk_eval_encode_pair(toy_enc, NULL, "Answer:", " Paris is", &c, &nc, &k, &nk) == MK_OK, "%s", mk_last_error());
+    CHECK(nc == 1 && nk == 2 && k[1] == ' ' + 'i' + 's', "ctx %zu cont %zu", nc, nk);
+    free(c); free(k);
+    /* empty context: no context tokens, the continuation alone */
+    REQUIRE(mk_eval_encode_pair(toy_enc, NULL, "", " x y", &c, &nc, &k, &nk) == MK_OK, "%s", mk_last_error());
+    CHECK(nc == 0 && nk == 2, "ctx %zu cont %zu", nc, nk);
+    free(c); free(k);
+}
+
 int main(void) {
     RUN(test_count_scored);
     RUN(test_mc_score);
     RUN(test_loglik_truncation);
     RUN(test_ppl_library);
+    RUN(test_encode_pair);
     return TEST_SUMMARY("test_eval_core");
 }

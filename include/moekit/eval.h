@@ -111,6 +111,17 @@ void mk_eval_result_clear(mk_eval_result *res);
 mk_status mk_eval_loglik(const mk_model *m, mk_ctx *c, const int32_t *ctx_ids, size_t n_ctx, const int32_t *cont,
                          size_t n_cont, size_t max_len, double *loglik, bool *greedy);
 
+/* Text → token ids (special tokens as the tokenizer adds them when add_special); *ids malloc'd (the caller frees). The eval library never
+ * names a tokenizer: the CLI hands one in through this. */
+typedef mk_status (*mk_eval_encode_fn)(void *user, const char *text, size_t len, bool add_special, int32_t **ids,
+                                       size_t *n);
+
+/* lm-eval's HFLM._encode_pair (no special tokens): trailing white space of the context moves to the front of the
+ * continuation; whole = enc(context + continuation), ctx = enc(context), cont = whole[len(ctx):].
+ * Empty context → *n_ctx = 0 (callers substitute the prefix token). *ctx_ids / *cont_ids malloc'd. */
+mk_status mk_eval_encode_pair(mk_eval_encode_fn enc, void *user, const char *context, const char *continuation,
+                              int32_t **ctx_ids, size_t *n_ctx, int32_t **cont_ids, size_t *n_cont);
+
 typedef struct mk_mc_item {
     size_t n_choices;
     double *loglik;          /* (n_choices) */

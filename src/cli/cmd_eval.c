@@ -1,6 +1,7 @@
 /* moekit eval: perplexity, KL divergence against a base model, multiple-choice scoring. The
  * library part is src/eval/ (token ids in, numbers out); this file reads inputs, prints results. */
 #include "args.h"
+#include "base/base.h"
 #include "cli.h"
 #include "moekit.h"
 #include "moekit/eval.h"
@@ -102,10 +103,23 @@ static bool read_ids_file(const char *path, int32_t **out, size_t *n) {
     return true;
 }
 
-static bool text_needs_tokenizer(const char *what) {
+/* The text layer: a tokenizer behind mk_eval_encode_fn. The tokenizer (include/moekit/tokenizer.h)
+ * is not merged yet, so open_encoder refuses with one clear line; wiring it in means filling
+ * open_encoder / close_encoder with mk_tokenizer_load(dir) and an mk_tokenizer_encode wrapper. */
+typedef struct text_enc {
+    mk_eval_encode_fn fn;
+    void *user;
+} text_enc;
+
+static bool open_encoder(text_enc *e, const char *dir, const char *what) {
+    (void)dir;
+    e->fn = NULL;
+    e->user = NULL;
     fprintf(stderr, "moekit eval: %s needs the model's tokenizer, which this build does not have yet; give token ids (--ppl-ids, or context_ids/choice_ids in --mc)\n", what);
     return false;
 }
+
+static void close_encoder(text_enc *e) { (void)e; }
 
 /* ---- progress ---- */
 typedef struct progress { double t0; bool on; } progress;
@@ -176,6 +190,9 @@ typedef struct mc_run {
     mk_mc_item *items;
     size_t n, cap;
     bool norm_tokens, norm_chars;
+    const char *dir;
+    text_enc enc;        /* opened at the first text item */
+    bool enc_tried, enc_ok;
 } mc_run;
 
 /* One JSONL line → one scored item. Messages name the file and the line. */
@@ -228,7 +245,49 @@ static bool mc_do_line(mc_run *r, const char *path, size_t lineno, const char *t
         }
         if (choices) r->norm_chars = true; else r->norm_tokens = true;
     } else if (json_object_get(o, "context") || json_object_get(o, "contexts")) {
-        LBAD("text items need the model's tokenizer, which this build does not have yet; give context_ids + choice_ids");
+        json_t *jd = json_object_get(o, "delimiter"), *jctx = json_object_get(o, "context"),
+               *jctxs = json_object_get(o, "contexts"), *jcont = json_object_get(o, "continuation");
+        if (jd && !json_is_string(jd)) LBAD("field 'delimiter' must be a string");
+        const char *delim = jd ? json_string_value(jd) : " ";
+        json_t *list = jctx ? choices : jctxs;
+        const char *lname = jctx ? "choices" : "contexts";
+        if (jctx && !json_is_string(jctx)) LBAD("field 'context' must be a string");
+        if (!jctx && !json_is_string(jcont)) LBAD("field 'continuation' must be a string (with 'contexts')");
+        if (!json_is_array(list) || json_array_size(list) < 1) LBAD("field '%s' must be a non-empty array of strings", lname);
+        nc = json_array_size(list);
+        for (size_t i = 0; i < nc; i++)
+            if (!json_is_string(json_array_get(list, i))) LBAD("field '%s[%zu]' must be a string", lname, i);
+        if (!r->enc_tried) {
+            char what[64];
+            snprintf(what, sizeof what, "text items in --mc (line %zu)", lineno);
+            r->enc_tried = true;
+            r->enc_ok = open_encoder(&r->enc, r->dir, what);
+        }
+        if (!r->enc_ok) goto out;
+        ctxs = calloc(nc, sizeof *ctxs);
+        n_ctxs = calloc(nc, sizeof *n_ctxs);
+        conts = calloc(nc, sizeof *conts);
+        n_conts = calloc(nc, sizeof *n_conts);
+        ll = calloc(nc, sizeof *ll);
+        len = calloc(nc, sizeof *len);
+        if (!ctxs || !n_ctxs || !conts || !n_conts || !ll || !len) LBAD("out of memory");
+        per_choice = true;
+        for (size_t i = 0; i < nc; i++) {
+            const char *item = json_string_value(json_array_get(list, i));
+            const char *cx = jctx ? json_string_value(jctx) : item, *ct = jctx ? item : json_string_value(jcont);
+            size_t dl = strlen(delim), tl = strlen(ct);
+            char *cont = malloc(dl + tl + 1);
+            if (!cont) LBAD("out of memory");
+            memcpy(cont, delim, dl);
+            memcpy(cont + dl, ct, tl + 1);
+            mk_status st = mk_eval_encode_pair(r->enc.fn, r->enc.user, cx, cont, &ctxs[i], &n_ctxs[i], &conts[i], &n_conts[i]);
+            free(cont);
+            if (st) LBAD("%s", mk_last_error());
+            if (!n_conts[i]) LBAD("choice %zu encodes to no tokens", i);
+            len[i] = (double)utf8_chars(item);   /* lm-eval: len() of doc_to_choice's strings */
+            if (len[i] <= 0) len[i] = 1;
+        }
+        r->norm_chars = true;
     } else {
         LBAD("expected fields context + choices, contexts + continuation, or context_ids + choice_ids");
     }
@@ -341,8 +400,23 @@ int mk_cmd_eval(int argc, char **argv) {
     }
 
     rc = 1;
-    if (ppl_text) { text_needs_tokenizer("--ppl (text)"); goto out; }
     if (ppl_ids && !read_ids_file(ppl_ids, &ids, &n_ids)) goto out;
+    if (ppl_text) {
+        char *text = NULL;
+        size_t len = 0;
+        FILE *tf = fopen(ppl_text, "rb");
+        if (!tf) { fprintf(stderr, "moekit eval: %s: cannot open: %s\n", ppl_text, strerror(errno)); goto out; }
+        fclose(tf);
+        if (mk_read_file(ppl_text, &text, &len)) { rc = mk_cli_fail(); goto out; }
+        if (len == 0) { fprintf(stderr, "moekit eval: %s: empty file\n", ppl_text); free(text); goto out; }
+        text_enc te;
+        if (!open_encoder(&te, dir, "--ppl (text)")) { free(text); goto out; }
+        mk_status st = te.fn(te.user, text, len, true, &ids, &n_ids);
+        close_encoder(&te);
+        free(text);
+        if (st) { rc = mk_cli_fail(); goto out; }
+        ppl_ids = ppl_text;   /* names the input in messages and JSON */
+    }
 
     mk_model *m = NULL, *bm = NULL;
     mk_ctx *c = NULL, *bc = NULL;
@@ -429,7 +503,7 @@ int mk_cmd_eval(int argc, char **argv) {
         rc = 0;
     } else {
         if (mk_ctx_new(&c, m, (size_t)ctx, batch ? (size_t)batch : 0) || mk_cli_route_apply(&route, m, c)) { rc = mk_cli_fail(); goto done; }
-        r = (mc_run){.m = m, .c = c, .max_len = (size_t)ctx, .prefix = in->eos_id >= 0 ? in->eos_id : in->bos_id};
+        r = (mc_run){.m = m, .c = c, .max_len = (size_t)ctx, .prefix = in->eos_id >= 0 ? in->eos_id : in->bos_id, .dir = dir};
         double t0 = mk_wall();
         if (!mc_file(&r, mc, mc_limit)) goto done;
         double dt = mk_wall() - t0;
@@ -459,6 +533,7 @@ int mk_cmd_eval(int argc, char **argv) {
         rc = 0;
     }
 done:
+    if (r.enc_ok) close_encoder(&r.enc);
     for (size_t i = 0; i < r.n; i++) { free(r.items[i].loglik); free(r.items[i].norm_len); }
     free(r.items);
     mk_eval_result_clear(&res);

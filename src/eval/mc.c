@@ -75,3 +75,37 @@ void mk_mc_score(const mk_mc_item *items, size_t n, mk_mc_summary *out) {
     out->acc_stderr = stderr_of(a, n);
     out->acc_norm_stderr = stderr_of(an, n);
 }
+
+mk_status mk_eval_encode_pair(mk_eval_encode_fn enc, void *user, const char *context, const char *continuation,
+                              int32_t **ctx_ids, size_t *n_ctx, int32_t **cont_ids, size_t *n_cont) {
+    *ctx_ids = *cont_ids = NULL;
+    *n_ctx = *n_cont = 0;
+    size_t lc = strlen(context), lk = strlen(continuation), cut = lc;
+    while (cut > 0 && (context[cut - 1] == ' ' || context[cut - 1] == '\t' || context[cut - 1] == '\n' ||
+                       context[cut - 1] == '\r' || context[cut - 1] == '\v' || context[cut - 1] == '\f'))
+        cut--;
+    /* whole = context[:cut] + context[cut:] + continuation = context + continuation */
+    char *whole = mk_malloc(lc + lk + 1);
+    if (!whole) return MK_ERR_NOMEM;
+    memcpy(whole, context, lc);
+    memcpy(whole + lc, continuation, lk + 1);
+    int32_t *w = NULL, *c = NULL;
+    size_t nw = 0, nc = 0;
+    mk_status st = MK_OK;
+    if (lc + lk && (st = enc(user, whole, lc + lk, false, &w, &nw))) goto out;
+    if (cut && (st = enc(user, context, cut, false, &c, &nc))) goto out;
+    if (nc > nw) nc = nw;   /* cont = whole[len(ctx):] is then empty */
+    *n_cont = nw - nc;
+    *cont_ids = mk_malloc((*n_cont ? *n_cont : 1) * sizeof(int32_t));
+    if (!*cont_ids) { st = MK_ERR_NOMEM; goto out; }
+    if (*n_cont) memcpy(*cont_ids, w + nc, *n_cont * sizeof(int32_t));
+    *ctx_ids = c;
+    *n_ctx = cut ? nc : 0;
+    c = NULL;
+out:
+    free(whole);
+    free(w);
+    free(c);
+    if (st) { free(*cont_ids); *cont_ids = NULL; *n_cont = 0; }
+    return st;
+}

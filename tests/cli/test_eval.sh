@@ -46,6 +46,7 @@ check "--experts K applies" "-m $Q $QI --experts 2 --kld-base $Q" kld-range 0 10
 # ---- bad input ----
 : > "$TMPD/empty"
 expect_error "empty ids file" "empty: no tokens \(empty file\)" $EV -m $Q --ppl-ids "$TMPD/empty"
+expect_error "empty text file" "empty: empty file" $EV -m $Q --ppl "$TMPD/empty"
 echo "7" > "$TMPD/one"
 expect_error "one token" "1 token, perplexity needs at least 2" $EV -m $Q --ppl-ids "$TMPD/one"
 printf '1 2 3\n4 x 5\n' > "$TMPD/junk"
@@ -68,4 +69,8 @@ expect_error "gold out of range names the line" "gold.jsonl: line 2: field 'gold
 echo '{"context_ids": [1, 2], "choice_ids": [[3], []], "gold": 0}' > "$TMPD/emptych.jsonl"
 expect_error "empty choice names the line" "emptych.jsonl: line 1: field 'choice_ids\[1\]' must be a non-empty array" $EV -m $Q --mc "$TMPD/emptych.jsonl"
 expect_error "empty MC file" "empty: no items \(empty file\)" $EV -m $Q --mc "$TMPD/empty"
+echo '{"context": "Question: 1+1?\nAnswer:", "choices": ["2", "3"], "gold": 0}' > "$TMPD/text.jsonl"
+expect_error "text MC item: the text path is refused in one line until the tokenizer lands" "text items in --mc \(line 1\) needs the model's tokenizer" $EV -m $Q --mc "$TMPD/text.jsonl"
+echo '{"context": "Question", "choices": "2", "gold": 0}' > "$TMPD/textbad.jsonl"
+expect_error "text MC item with a malformed field names the line" "textbad.jsonl: line 1: field 'choices' must be a non-empty array of strings" $EV -m $Q --mc "$TMPD/textbad.jsonl"
 summary
