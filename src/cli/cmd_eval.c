@@ -122,17 +122,20 @@ static bool open_encoder(text_enc *e, const char *dir, const char *what) {
 static void close_encoder(text_enc *e) { (void)e; }
 
 /* ---- progress ---- */
-typedef struct progress { double t0; bool on; } progress;
+typedef struct progress { double t0, last; bool on; const char *unit; } progress;
 static void on_progress(void *u, size_t done, size_t total) {
     progress *p = u;
     if (!p->on) return;
-    double dt = mk_wall() - p->t0, rate = dt > 0 ? (double)done / dt : 0;
+    double now = mk_wall();
+    if (done < total && now - p->last < 0.1) return;   /* at most 10 redraws a second */
+    p->last = now;
+    double dt = now - p->t0, rate = dt > 0 ? (double)done / dt : 0;
     int w = 30, fill = total ? (int)((double)w * (double)done / (double)total) : w;
     char bar[64];
     for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
     bar[w] = 0;
     double eta = rate > 0 ? (double)(total - done) / rate : 0;
-    fprintf(stderr, "\r[%s] %zu/%zu tok  %.1f tok/s  ETA %.0fs ", bar, done, total, rate, eta);
+    fprintf(stderr, "\r[%s] %zu/%zu %s  %.1f %s/s  ETA %.0fs ", bar, done, total, p->unit, rate, p->unit, eta);
     if (done == total) fputc('\n', stderr);
     fflush(stderr);
 }
@@ -338,6 +341,18 @@ static bool mc_file(mc_run *r, const char *path, int64_t limit) {
     size_t cap = 0, lineno = 0;
     ssize_t k;
     bool ok = true;
+    /* progress on a terminal: count the items first */
+    progress pg = {.t0 = mk_wall(), .on = isatty(2) != 0, .unit = "items"};
+    size_t total = 0;
+    if (pg.on) {
+        while ((k = getline(&line, &cap, f)) >= 0) {
+            size_t j = 0;
+            while (j < (size_t)k && (line[j] == ' ' || line[j] == '\t' || line[j] == '\r' || line[j] == '\n')) j++;
+            total += j < (size_t)k;
+        }
+        if (limit && (size_t)limit < total) total = (size_t)limit;
+        rewind(f);
+    }
     while ((k = getline(&line, &cap, f)) >= 0) {
         lineno++;
         size_t j = 0;
@@ -345,7 +360,9 @@ static bool mc_file(mc_run *r, const char *path, int64_t limit) {
         if (j == (size_t)k) continue;   /* blank line */
         if (limit && (int64_t)r->n >= limit) break;
         if (!(ok = mc_do_line(r, path, lineno, line))) break;
+        if (pg.on && total) on_progress(&pg, r->n, total);
     }
+    if (pg.on && !ok) fputc('\n', stderr);
     free(line);
     fclose(f);
     if (ok && r->n == 0) { fprintf(stderr, "moekit eval: %s: no items (empty file)\n", path); ok = false; }
@@ -452,7 +469,7 @@ int mk_cmd_eval(int argc, char **argv) {
         size_t B = batch ? (size_t)batch : (wctx < 512 ? wctx : 512);
         if (mk_ctx_new(&c, m, wctx, B) || mk_cli_route_apply(&route, m, c)) { rc = mk_cli_fail(); goto done; }
         if (bm && mk_ctx_new(&bc, bm, wctx, B)) { rc = mk_cli_fail(); goto done; }
-        progress pg = {.t0 = mk_wall(), .on = isatty(2) != 0};
+        progress pg = {.t0 = mk_wall(), .on = isatty(2) != 0, .unit = "tok"};
         mk_eval_opts o = {.ctx = wctx, .stride = (size_t)stride, .batch = B, .base = bc, .base_model = bm,
                           .ref_logits = lf, .save_path = save, .save_top_k = (uint32_t)save_k,
                           .model_hash = model_hash(base_dir ? base_dir : dir), .progress = on_progress,
