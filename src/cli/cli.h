@@ -16,5 +16,6 @@ int mk_cmd_run(int argc, char **argv);
 int mk_cmd_prune(int argc, char **argv);
 int mk_cmd_synth(int argc, char **argv);
 int mk_cmd_bench(int argc, char **argv);
+int mk_cmd_tokenize(int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@ static const struct {
     {"eval", mk_cmd_eval, "perplexity, KL divergence vs a base model, multiple-choice accuracy"},
     {"synth", mk_cmd_synth, "write a random-weight model of any supported config (benchmarks)"},
     {"bench", mk_cmd_bench, "prompt and generation speed in tokens/s, like llama-bench"},
+    {"tokenize", mk_cmd_tokenize, "encode text with a model's tokenizer and print ids and tokens"},
     {NULL, NULL, NULL},
 };
 
