@@ -103,23 +103,41 @@ static bool read_ids_file(const char *path, int32_t **out, size_t *n) {
     return true;
 }
 
-/* The text layer: a tokenizer behind mk_eval_encode_fn. The tokenizer (include/moekit/tokenizer.h)
- * is not merged yet, so open_encoder refuses with one clear line; wiring it in means filling
- * open_encoder / close_encoder with mk_tokenizer_load(dir) and an mk_tokenizer_encode wrapper. */
+/* The text layer: the model's tokenizer (DIR/tokenizer.json) behind mk_eval_encode_fn. */
 typedef struct text_enc {
     mk_eval_encode_fn fn;
-    void *user;
+    void *user;          /* mk_tokenizer */
 } text_enc;
 
-static bool open_encoder(text_enc *e, const char *dir, const char *what) {
-    (void)dir;
-    e->fn = NULL;
-    e->user = NULL;
-    fprintf(stderr, "moekit eval: %s needs the model's tokenizer, which this build does not have yet; give token ids (--ppl-ids, or context_ids/choice_ids in --mc)\n", what);
-    return false;
+static mk_status tok_encode(void *user, const char *text, size_t len, bool add_special, int32_t **ids, size_t *n) {
+    return mk_tokenizer_encode(user, text, len, add_special, ids, n);
 }
 
-static void close_encoder(text_enc *e) { (void)e; }
+/* Loads DIR's tokenizer; false with one line printed if there is none or it does not load. */
+static bool open_encoder(text_enc *e, const char *dir, const char *what) {
+    e->fn = NULL;
+    e->user = NULL;
+    char *path = mk_path_join(dir, "tokenizer.json");
+    bool has = path && mk_file_exists(path);
+    free(path);
+    if (!has) {
+        fprintf(stderr, "moekit eval: %s: %s has no tokenizer.json; give token ids (--ppl-ids, or context_ids/choice_ids in --mc)\n", what, dir);
+        return false;
+    }
+    mk_tokenizer *t = NULL;
+    if (mk_tokenizer_load(dir, &t)) {
+        fprintf(stderr, "moekit eval: %s\n", mk_last_error());
+        return false;
+    }
+    e->fn = tok_encode;
+    e->user = t;
+    return true;
+}
+
+static void close_encoder(text_enc *e) {
+    mk_tokenizer_free(e->user);
+    e->user = NULL;
+}
 
 /* ---- progress ---- */
 typedef struct progress { double t0, last; bool on; const char *unit; } progress;
@@ -298,7 +316,11 @@ static bool mc_do_line(mc_run *r, const char *path, size_t lineno, const char *t
     if (g < 0 || g >= (int64_t)nc) LBAD("field 'gold' = %lld is not a choice index in [0, %zu)", (long long)g, nc);
     for (size_t i = 0; i < (per_choice ? nc : 1); i++) {
         if (n_ctxs[i]) continue;
-        /* lm-eval: an empty context is replaced by the prefix token (EOT, else BOS) */
+        /* lm-eval: an empty context is replaced by the prefix token */
+        if (r->enc_ok) {   /* lm-eval's HFLM.prefix_token_id: the tokenizer's BOS, else its EOS */
+            int32_t b = mk_tokenizer_bos_id(r->enc.user), e = mk_tokenizer_eos_id(r->enc.user);
+            if (b >= 0 || e >= 0) r->prefix = b >= 0 ? b : e;
+        }
         if (r->prefix < 0) LBAD("empty context and the model has no BOS/EOS token to stand in for it");
         free(ctxs[i]);
         if (!(ctxs[i] = malloc(sizeof **ctxs))) LBAD("out of memory");
@@ -520,7 +542,7 @@ int mk_cmd_eval(int argc, char **argv) {
         rc = 0;
     } else {
         if (mk_ctx_new(&c, m, (size_t)ctx, batch ? (size_t)batch : 0) || mk_cli_route_apply(&route, m, c)) { rc = mk_cli_fail(); goto done; }
-        r = (mc_run){.m = m, .c = c, .max_len = (size_t)ctx, .prefix = in->eos_id >= 0 ? in->eos_id : in->bos_id, .dir = dir};
+        r = (mc_run){.m = m, .c = c, .max_len = (size_t)ctx, .prefix = in->bos_id >= 0 ? in->bos_id : in->eos_id, .dir = dir};
         double t0 = mk_wall();
         if (!mc_file(&r, mc, mc_limit)) goto done;
         double dt = mk_wall() - t0;

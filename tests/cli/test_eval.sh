@@ -70,7 +70,33 @@ echo '{"context_ids": [1, 2], "choice_ids": [[3], []], "gold": 0}' > "$TMPD/empt
 expect_error "empty choice names the line" "emptych.jsonl: line 1: field 'choice_ids\[1\]' must be a non-empty array" $EV -m $Q --mc "$TMPD/emptych.jsonl"
 expect_error "empty MC file" "empty: no items \(empty file\)" $EV -m $Q --mc "$TMPD/empty"
 echo '{"context": "Question: 1+1?\nAnswer:", "choices": ["2", "3"], "gold": 0}' > "$TMPD/text.jsonl"
-expect_error "text MC item: the text path is refused in one line until the tokenizer lands" "text items in --mc \(line 1\) needs the model's tokenizer" $EV -m $Q --mc "$TMPD/text.jsonl"
+expect_error "text MC item on a model without a tokenizer" "text items in --mc \(line 1\): .*qwen3_moe has no tokenizer.json; give token ids" $EV -m $Q --mc "$TMPD/text.jsonl"
+expect_error "text ppl on a model without a tokenizer" "--ppl \(text\): .*qwen3_moe has no tokenizer.json" $EV -m $Q --ppl tests/fixtures/eval/mc_text.jsonl
 echo '{"context": "Question", "choices": "2", "gold": 0}' > "$TMPD/textbad.jsonl"
 expect_error "text MC item with a malformed field names the line" "textbad.jsonl: line 1: field 'choices' must be a non-empty array of strings" $EV -m $Q --mc "$TMPD/textbad.jsonl"
+
+# ---- text through the tokenizer: a random model with llama2's tokenizer (from ../shared) ----
+# MC text items must give exactly the logliks of the same items tokenized by lm-eval's
+# _encode_pair in Python (tools/mc_convert.py's Encoder, HF tokenizers: mc_text.llama2.jsonl);
+# --ppl TEXT must equal --ppl-ids of `moekit tokenize` (special tokens added, as HF tokenizer(text)).
+python3 -c "
+import json; c = json.load(open('$FIX/qwen3_moe/config.json')); c['vocab_size'] = 32000
+json.dump(c, open('$TMPD/cfg.json', 'w'))"
+if $MK synth --config "$TMPD/cfg.json" --std 0.1 -o "$TMPD/syn" >/dev/null 2>&1 && cp "$MK_SHARED/data/real/tokenizers/llama2/"tokenizer*.json "$TMPD/syn/"; then
+  $EV -m "$TMPD/syn" --mc $E/mc_text.jsonl --ctx 64 --json > "$TMPD/mc_text.json" 2>"$TMPD/err"
+  $EV -m "$TMPD/syn" --mc $E/mc_text.llama2.jsonl --ctx 64 --json > "$TMPD/mc_ids.json" 2>>"$TMPD/err"
+  if msg=$(python3 -c "
+import json, sys
+a = json.load(open('$TMPD/mc_text.json')); b = json.load(open('$TMPD/mc_ids.json'))
+ok = a['loglik'] == b['loglik'] and a['acc_norm'] == b['acc_norm'] and len(a['loglik']) == 6
+print(f\"{len(a['loglik'])} items, logliks identical: {a['loglik'] == b['loglik']}, acc_norm {a['acc_norm']} vs {b['acc_norm']}\")
+sys.exit(0 if ok else 1)" 2>&1); then ok "MC text items = lm-eval's encode_pair ids: $msg"; else bad "MC text vs ids" "$msg $(cat "$TMPD/err")"; fi
+  printf 'The quick brown fox jumps over the lazy dog.\nA second line, with some more words in it: 42!\n' > "$TMPD/text.txt"
+  $MK tokenize -m "$TMPD/syn" --ids -f "$TMPD/text.txt" > "$TMPD/text.ids"
+  a=$($EV -m "$TMPD/syn" --ppl "$TMPD/text.txt" --ctx 16 --stride 8 --json 2>/dev/null | python3 -c "import json,sys; j=json.load(sys.stdin); print(j['ppl'], j['n_tokens'])")
+  b=$($EV -m "$TMPD/syn" --ppl-ids "$TMPD/text.ids" --ctx 16 --stride 8 --json 2>/dev/null | python3 -c "import json,sys; j=json.load(sys.stdin); print(j['ppl'], j['n_tokens'])")
+  if [ -n "$a" ] && [ "$a" = "$b" ]; then ok "--ppl text = --ppl-ids of moekit tokenize ($a)"; else bad "--ppl text" "'$a' vs '$b'"; fi
+else
+  bad "synth for the text tests" "moekit synth failed"
+fi
 summary
