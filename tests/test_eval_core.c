@@ -56,6 +56,19 @@ static void test_loglik_truncation(void) {
     CHECK(mk_eval_loglik(m, c, ctx, 0, cont, 3, 16, &a, NULL) == MK_ERR_ARG, "empty context is an error");
     int32_t big[17] = {0};
     CHECK(mk_eval_loglik(m, c, ctx, 2, big, 17, 16, &a, NULL) == MK_ERR_ARG, "continuation longer than max_len");
+    /* one shared context, several continuations (KV reuse) = one request per choice */
+    int32_t c1[] = {9}, c2[] = {10, 11, 12, 13}, c3[] = {14, 15};
+    const int32_t *conts[] = {c1, c2, c3};
+    size_t ns[] = {1, 4, 2};
+    double sh[3], one;
+    size_t lens[] = {10, 14};   /* 10 + 4 <= 16 + 1: shared path; 14 + 4 > 17: per-choice fallback */
+    for (int t = 0; t < 2; t++) {
+        CHECK(mk_eval_loglik_shared(m, c, ctx, lens[t], conts, ns, 3, 16, sh, NULL) == MK_OK, "%s", mk_last_error());
+        for (int i = 0; i < 3; i++) {
+            CHECK(mk_eval_loglik(m, c, ctx, lens[t], conts[i], ns[i], 16, &one, NULL) == MK_OK, "%s", mk_last_error());
+            CHECK(fabs(sh[i] - one) <= 1e-9 * fabs(one), "ctx %zu choice %d: shared %.12g vs alone %.12g", lens[t], i, sh[i], one);
+        }
+    }
     mk_ctx_free(c);
     mk_model_free(m);
 }

@@ -122,6 +122,14 @@ typedef mk_status (*mk_eval_encode_fn)(void *user, const char *text, size_t len,
 mk_status mk_eval_encode_pair(mk_eval_encode_fn enc, void *user, const char *context, const char *continuation,
                               int32_t **ctx_ids, size_t *n_ctx, int32_t **cont_ids, size_t *n_cont);
 
+/* The logliks of several continuations of one context: the same numbers as mk_eval_loglik per
+ * choice, but the context runs once and each continuation reuses its KV cache (mk_ctx_truncate)
+ * when no left truncation is needed; otherwise it falls back to one mk_eval_loglik per choice.
+ * greedy may be NULL. */
+mk_status mk_eval_loglik_shared(const mk_model *m, mk_ctx *c, const int32_t *ctx_ids, size_t n_ctx,
+                                const int32_t *const *conts, const size_t *n_conts, size_t n_choices, size_t max_len,
+                                double *loglik, bool *greedy);
+
 typedef struct mk_mc_item {
     size_t n_choices;
     double *loglik;          /* (n_choices) */

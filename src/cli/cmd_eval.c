@@ -294,7 +294,7 @@ static bool mc_do_line(mc_run *r, const char *path, size_t lineno, const char *t
         ll = calloc(nc, sizeof *ll);
         len = calloc(nc, sizeof *len);
         if (!ctxs || !n_ctxs || !conts || !n_conts || !ll || !len) LBAD("out of memory");
-        per_choice = true;
+        per_choice = !jctx;   /* one context for all choices: ctxs[i] are equal, ctxs[0] is used */
         for (size_t i = 0; i < nc; i++) {
             const char *item = json_string_value(json_array_get(list, i));
             const char *cx = jctx ? json_string_value(jctx) : item, *ct = jctx ? item : json_string_value(jcont);
@@ -329,10 +329,13 @@ static bool mc_do_line(mc_run *r, const char *path, size_t lineno, const char *t
         ctxs[i][0] = r->prefix;
         n_ctxs[i] = 1;
     }
-    for (size_t i = 0; i < nc; i++) {
-        const size_t ci = per_choice ? i : 0;
-        if (mk_eval_loglik(r->m, r->c, ctxs[ci], n_ctxs[ci], conts[i], n_conts[i], r->max_len, &ll[i], NULL))
-            LBAD("%s", mk_last_error());
+    if (per_choice) {
+        for (size_t i = 0; i < nc; i++)
+            if (mk_eval_loglik(r->m, r->c, ctxs[i], n_ctxs[i], conts[i], n_conts[i], r->max_len, &ll[i], NULL))
+                LBAD("%s", mk_last_error());
+    } else if (mk_eval_loglik_shared(r->m, r->c, ctxs[0], n_ctxs[0], (const int32_t *const *)conts, n_conts, nc,
+                                     r->max_len, ll, NULL)) {
+        LBAD("%s", mk_last_error());
     }
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 64;

@@ -9,6 +9,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Sum of log-softmax (in double) of rows lg (n, V) at the targets; greedy: every target is the argmax. */
+static void score_rows(const float *lg, size_t V, const int32_t *tgt, size_t n, double *loglik, bool *greedy) {
+    double ll = 0;
+    bool g = true;
+    for (size_t j = 0; j < n; j++) {
+        const float *x = lg + j * V;
+        size_t b = 0;
+        for (size_t i = 1; i < V; i++) if (x[i] > x[b]) b = i;
+        double mx = x[b], s = 0;
+        for (size_t i = 0; i < V; i++) s += exp((double)x[i] - mx);
+        ll += (double)x[tgt[j]] - mx - log(s);
+        if ((int32_t)b != tgt[j]) g = false;
+    }
+    *loglik = ll;
+    if (greedy) *greedy = g;
+}
+
 mk_status mk_eval_loglik(const mk_model *m, mk_ctx *c, const int32_t *ctx_ids, size_t n_ctx, const int32_t *cont,
                          size_t n_cont, size_t max_len, double *loglik, bool *greedy) {
     const size_t V = (size_t)mk_model_get_info(m)->vocab;
@@ -27,22 +44,47 @@ mk_status mk_eval_loglik(const mk_model *m, mk_ctx *c, const int32_t *ctx_ids, s
     mk_ctx_reset(c);
     if (pre && (st = mk_ctx_forward(c, all + drop, pre, MK_LOGITS_NONE, NULL))) goto out;
     if ((st = mk_ctx_forward(c, all + drop + pre, n_cont, MK_LOGITS_ALL, lg))) goto out;
-    double ll = 0;
-    bool g = true;
-    for (size_t j = 0; j < n_cont; j++) {
-        const float *x = lg + j * V;
-        size_t b = 0;
-        for (size_t i = 1; i < V; i++) if (x[i] > x[b]) b = i;
-        double mx = x[b], s = 0;
-        for (size_t i = 0; i < V; i++) s += exp((double)x[i] - mx);
-        ll += (double)x[cont[j]] - mx - log(s);
-        if ((int32_t)b != cont[j]) g = false;
-    }
-    *loglik = ll;
-    if (greedy) *greedy = g;
+    score_rows(lg, V, cont, n_cont, loglik, greedy);
 out:
     free(all);
     free(lg);
+    return st;
+}
+
+mk_status mk_eval_loglik_shared(const mk_model *m, mk_ctx *c, const int32_t *ctx_ids, size_t n_ctx,
+                                const int32_t *const *conts, const size_t *n_conts, size_t n_choices, size_t max_len,
+                                double *loglik, bool *greedy) {
+    const size_t V = (size_t)mk_model_get_info(m)->vocab;
+    size_t longest = 0;
+    for (size_t i = 0; i < n_choices; i++) longest = MK_MAX(longest, n_conts[i]);
+    if (n_ctx == 0 || longest == 0 || n_ctx + longest > max_len + 1) {
+        /* empty pieces are refused by mk_eval_loglik; left truncation differs per choice */
+        for (size_t i = 0; i < n_choices; i++) {
+            mk_status st = mk_eval_loglik(m, c, ctx_ids, n_ctx, conts[i], n_conts[i], max_len, &loglik[i],
+                                          greedy ? &greedy[i] : NULL);
+            if (st) return st;
+        }
+        return MK_OK;
+    }
+    for (size_t i = 0; i < n_choices; i++)
+        if (n_conts[i] == 0) return mk_err(MK_ERR_ARG, "loglikelihood: empty continuation");
+    float *lg = mk_malloc(longest * V * sizeof(float));
+    int32_t *in = mk_malloc(longest * sizeof(int32_t));
+    mk_status st = MK_OK;
+    if (!lg || !in) { st = MK_ERR_NOMEM; goto out; }
+    /* the context but its last token once; per choice: [last context token] ++ cont[:-1] */
+    mk_ctx_reset(c);
+    if (n_ctx > 1 && (st = mk_ctx_forward(c, ctx_ids, n_ctx - 1, MK_LOGITS_NONE, NULL))) goto out;
+    for (size_t i = 0; i < n_choices; i++) {
+        mk_ctx_truncate(c, n_ctx - 1);
+        in[0] = ctx_ids[n_ctx - 1];
+        memcpy(in + 1, conts[i], (n_conts[i] - 1) * sizeof(int32_t));
+        if ((st = mk_ctx_forward(c, in, n_conts[i], MK_LOGITS_ALL, lg))) goto out;
+        score_rows(lg, V, conts[i], n_conts[i], &loglik[i], greedy ? &greedy[i] : NULL);
+    }
+out:
+    free(lg);
+    free(in);
     return st;
 }
 
