@@ -106,6 +106,9 @@ void mk_ctx_free(mk_ctx *c);
 /* Forgets the sequence (position back to 0). */
 void mk_ctx_reset(mk_ctx *c);
 size_t mk_ctx_pos(const mk_ctx *c);
+/* Forgets the tokens after the first pos (pos <= mk_ctx_pos): the next forward continues from
+ * there, reusing the KV cache of the kept prefix (e.g. one shared context, several continuations). */
+void mk_ctx_truncate(mk_ctx *c, size_t pos);
 void mk_ctx_set_observer(mk_ctx *c, const mk_observer *obs);  /* NULL to remove; copied */
 mk_status mk_ctx_set_route(mk_ctx *c, const mk_route_opts *r);  /* NULL for the default; copied */
 /* Average number of experts actually used per token in MoE layer l since the context was made

@@ -10,6 +10,7 @@ typedef int (*mk_cmd_fn)(int argc, char **argv);
 int mk_cli_fail(void);
 
 /* one declaration per command */
+int mk_cmd_eval(int argc, char **argv);
 int mk_cmd_info(int argc, char **argv);
 int mk_cmd_run(int argc, char **argv);
 int mk_cmd_prune(int argc, char **argv);

@@ -16,6 +16,7 @@ static const struct {
     {"prune", mk_cmd_prune, "drop experts by an importance criterion and write a new checkpoint"},
     {"merge", mk_cmd_merge, "fold experts together (M-SMoE) and write a new checkpoint"},
     {"info", mk_cmd_info, "describe a model: architecture, experts, parameters, bytes by dtype"},
+    {"eval", mk_cmd_eval, "perplexity, KL divergence vs a base model, multiple-choice accuracy"},
     {"synth", mk_cmd_synth, "write a random-weight model of any supported config (benchmarks)"},
     {"bench", mk_cmd_bench, "prompt and generation speed in tokens/s, like llama-bench"},
     {"tokenize", mk_cmd_tokenize, "encode text with a model's tokenizer and print ids and tokens"},

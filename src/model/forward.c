@@ -168,6 +168,9 @@ mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_b
 
 void mk_ctx_reset(mk_ctx *c) { c->pos = 0; }
 size_t mk_ctx_pos(const mk_ctx *c) { return c->pos; }
+void mk_ctx_truncate(mk_ctx *c, size_t pos) {
+    if (pos < c->pos) c->pos = pos;
+}
 
 void mk_ctx_set_observer(mk_ctx *c, const mk_observer *obs) {
     c->has_obs = obs != NULL;
