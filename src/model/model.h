@@ -74,4 +74,8 @@ struct mk_model {
     bool fused_experts;   /* the file stores experts as gate_up_proj/down_proj stacks */
 };
 
+/* Advises the kernel about the weight pages of layer l (l = -1: embeddings, final norm, LM
+ * head): willneed = prefetch, else drop them from this process (they are re-read on use). */
+void mk_model_advise_weights(const mk_model *m, int64_t l, bool willneed);
+
 #endif
