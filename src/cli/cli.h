@@ -12,5 +12,6 @@ int mk_cli_fail(void);
 /* one declaration per command */
 int mk_cmd_info(int argc, char **argv);
 int mk_cmd_run(int argc, char **argv);
+int mk_cmd_profile(int argc, char **argv);
 
 #endif

@@ -12,6 +12,7 @@ static const struct {
 } commands[] = {
     /* one line per command: {"name", mk_cmd_name, "one-line help"}, */
     {"run", mk_cmd_run, "generate text from a prompt"},
+    {"profile", mk_cmd_profile, "expert routing statistics over calibration data: stats.json and an HTML report"},
     {"info", mk_cmd_info, "describe a model: architecture, experts, parameters, bytes by dtype"},
     {NULL, NULL, NULL},
 };
