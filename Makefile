@@ -73,4 +73,6 @@ build-fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 fuzz-run: fuzz
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f); c=tests/fuzz/corpus_$${n#fuzz_}; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; mkdir -p build-fuzz/corpus_$$n; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus_$$n $$c 2>&1 | tail -n 3 || exit 1; done
+	  if ! $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus_$$n $$c > build-fuzz/$$n.log 2>&1; then \
+	    tail -n 40 build-fuzz/$$n.log; echo "$$n: FAILED (crash input saved in the working directory)"; exit 1; fi; \
+	  tail -n 1 build-fuzz/$$n.log; done

@@ -10,3 +10,7 @@ make test
 echo "== sanitizer build (ASan+UBSan) =="
 make -j"$jobs" SAN=1 all
 make SAN=1 test
+if command -v clang >/dev/null 2>&1; then
+  echo "== fuzz smoke (libFuzzer, ${FUZZ_SECONDS:-15}s per parser) =="
+  make fuzz-run FUZZ_SECONDS="${FUZZ_SECONDS:-15}"
+fi

@@ -63,10 +63,38 @@ typedef struct mk_observer {
 } mk_observer;
 
 /* ---- routing overrides (applied to the router logits the same way in every command) ---- */
+/* The routing policy, applied per token to the router's softmax probabilities p (over the
+ * allowed experts) in this order: boosts, selection (top-k, or top-p), skipping, then the
+ * architecture's weight rule (renormalise the chosen weights to 1 if the model does). */
+typedef struct mk_route_boost {
+    int64_t layer, expert;
+    float factor;            /* p[expert] *= factor before selection (RICE-style steering) */
+} mk_route_boost;
+
 typedef struct mk_route_opts {
-    int64_t k;               /* experts per token; 0 = the model's own */
+    int64_t k;               /* top-k: experts per token; 0 = the model's own */
+    float top_p;             /* > 0: top-p routing: the fewest experts whose cumulative p first
+                                exceeds top_p (the crossing one included), at most k_max */
+    int64_t k_max;           /* cap for top-p; 0 = all experts */
+    bool rank_only;          /* route each token to the single expert of probability rank
+                                `rank` (0 = the top one) with weight 1: SCMoE's weak pass */
+    int64_t rank;
+    float skip_beta;         /* > 0: NAEE dynamic skipping: drop a chosen expert j > 0 when
+                                p_j < skip_beta * p_0 (p_0 the top expert's probability) */
+    const float *skip_betas; /* (n_layer) per-layer beta (skip:auto), or NULL */
     const uint8_t *mask;     /* (n_layer, n_expert) 1 = allowed; NULL = all */
+    const mk_route_boost *boosts;
+    size_t n_boosts;
 } mk_route_opts;
+
+/* Parses one --route spec into opts (specs compose: call once per spec on the same opts):
+ *   topk:K  topp:P[:KMAX]  skip:BETA  boost:LAYER:EXPERT:FACTOR  rank:R
+ * Storage for boosts is malloc'd into *opts and released by mk_route_opts_clear. mask:FILE and
+ * skip:auto are handled by the commands that read those files. */
+mk_status mk_route_parse(mk_route_opts *opts, const char *spec);
+void mk_route_opts_clear(mk_route_opts *opts);
+/* The route syntax, for error messages and --help. */
+extern const char mk_route_syntax[];
 
 /* ---- contexts ---- */
 /* n_ctx: the most tokens the sequence may hold (KV cache capacity);
@@ -78,6 +106,10 @@ void mk_ctx_reset(mk_ctx *c);
 size_t mk_ctx_pos(const mk_ctx *c);
 void mk_ctx_set_observer(mk_ctx *c, const mk_observer *obs);  /* NULL to remove; copied */
 mk_status mk_ctx_set_route(mk_ctx *c, const mk_route_opts *r);  /* NULL for the default; copied */
+/* Average number of experts actually used per token in MoE layer l since the context was made
+ * (or reset_stats); 0 for dense layers. */
+double mk_ctx_experts_per_token(const mk_ctx *c, int64_t l);
+void mk_ctx_reset_route_stats(mk_ctx *c);
 
 typedef enum mk_logits_mode {
     MK_LOGITS_NONE = 0,  /* compute no logits */
@@ -124,6 +156,10 @@ mk_status mk_sampler_new(mk_sampler **out, int64_t vocab, const mk_sampler_opts 
 void mk_sampler_free(mk_sampler *s);
 /* Picks the next token from logits (vocab). logits are not modified. */
 int32_t mk_sampler_pick(mk_sampler *s, const float *logits);
+/* SCMoE (self-contrast decoding): turns the strong pass's logits into contrast scores in place,
+ *   score_v = (1+beta) strong_v - beta weak_v   where strong_v >= log(alpha) + max strong,
+ *   -inf elsewhere. */
+void mk_scmoe_scores(float *strong, const float *weak, int64_t vocab, float alpha, float beta);
 #endif
 
 #ifdef __cplusplus

@@ -2,6 +2,7 @@
 #include "args.h"
 #include "cli.h"
 #include "moekit.h"
+#include "route_cli.h"
 
 #include <omp.h>
 #include <stdio.h>
@@ -20,7 +21,12 @@ static void usage(FILE *f) {
             "  --top-k K             keep the K most likely tokens (default 0 = off)\n"
             "  --top-p P             nucleus sampling threshold (default 1 = off)\n"
             "  --seed S              random seed (default 0)\n"
-            "  --experts K           route each token to K experts instead of the model's k\n"
+            "  --experts K           the same as --route topk:K\n"
+            MK_CLI_ROUTE_HELP
+            "  --scmoe A:B[:R]       self-contrast decoding (SCMoE): a weak pass routes each token to\n"
+            "                        the expert of rank R only (default 2, i.e. the third) and the next\n"
+            "                        token maximises (1+B)*strong - B*weak over tokens whose strong logit\n"
+            "                        is within log(A) of the best (paper defaults A=0.1, B=0.5)\n"
             "  --ctx N               context size in tokens (default: prompt + N)\n"
             "  -t, --threads N       threads (default: all cores)\n"
             "  --ignore-eos          do not stop at the end-of-sequence token\n"
@@ -34,6 +40,11 @@ int mk_cmd_run(int argc, char **argv) {
     int64_t n_predict = 32, top_k = 0, experts = 0, n_ctx = 0, threads = 0, seed = 0;
     double temp = 0, top_p = 1;
     bool ignore_eos = false, stats = true;
+    mk_cli_route route = {0};
+    double sc_alpha = 0, sc_beta = 0;
+    int64_t sc_rank = 2;
+    bool scmoe = false;
+    char topk_spec[32];
     int rc = 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
@@ -47,6 +58,19 @@ int mk_cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--top-p")) { VAL(); if (!mk_arg_float(a, v, 1e-9, 1, &top_p)) goto out; }
         else if (!strcmp(a, "--seed")) { VAL(); if (!mk_arg_int(a, v, 0, INT64_MAX, &seed)) goto out; }
         else if (!strcmp(a, "--experts")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 20, &experts)) goto out; }
+        else if (!strcmp(a, "--route")) { VAL(); if (!mk_cli_route_add(&route, v)) goto out; }
+        else if (!strcmp(a, "--scmoe")) {
+            VAL();
+            char *e1, *e2;
+            sc_alpha = strtod(v, &e1);
+            sc_beta = *e1 == ':' ? strtod(e1 + 1, &e2) : -1;
+            if (*e1 == ':' && *e2 == ':') sc_rank = strtoll(e2 + 1, &e2, 10);
+            if (*e1 != ':' || *e2 || !(sc_alpha > 0 && sc_alpha <= 1) || !(sc_beta >= 0) || sc_rank < 0) {
+                fprintf(stderr, "moekit run: --scmoe '%s': expected ALPHA:BETA[:RANK] with 0 < ALPHA <= 1, BETA >= 0, RANK >= 0\n", v);
+                goto out;
+            }
+            scmoe = true;
+        }
         else if (!strcmp(a, "--ctx")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 24, &n_ctx)) goto out; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (!mk_arg_int(a, v, 1, 1024, &threads)) goto out; }
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
@@ -60,43 +84,58 @@ int mk_cmd_run(int argc, char **argv) {
 
     rc = 1;
     mk_model *m = NULL;
-    mk_ctx *c = NULL;
+    mk_ctx *c = NULL, *weak = NULL;
     mk_sampler *s = NULL;
-    float *logits = NULL;
+    float *logits = NULL, *wlogits = NULL;
     if (mk_model_load(&m, dir)) { rc = mk_cli_fail(); goto out; }
     const mk_model_info *in = mk_model_get_info(m);
     size_t need = n_prompt + (size_t)n_predict;
     if (!n_ctx) n_ctx = (int64_t)need;
     if ((size_t)n_ctx < need) { fprintf(stderr, "moekit run: --ctx %lld is smaller than prompt + n (%zu)\n", (long long)n_ctx, need); rc = 2; goto done; }
     mk_sampler_opts so = {.temp = (float)temp, .top_k = top_k, .top_p = (float)top_p, .seed = (uint64_t)seed};
-    mk_route_opts ro = {.k = experts};
-    if (mk_ctx_new(&c, m, (size_t)n_ctx, 512) || mk_ctx_set_route(c, &ro) || mk_sampler_new(&s, in->vocab, &so)) { rc = mk_cli_fail(); goto done; }
+    if (experts) {
+        snprintf(topk_spec, sizeof topk_spec, "topk:%lld", (long long)experts);
+        if (!mk_cli_route_add(&route, topk_spec)) goto done;
+    }
+    if (mk_ctx_new(&c, m, (size_t)n_ctx, 512) || mk_cli_route_apply(&route, m, c) || mk_sampler_new(&s, in->vocab, &so)) { rc = mk_cli_fail(); goto done; }
     logits = malloc((size_t)in->vocab * sizeof(float));
-    if (!logits) { fprintf(stderr, "moekit run: out of memory\n"); goto done; }
+    wlogits = malloc((size_t)in->vocab * sizeof(float));
+    if (!logits || !wlogits) { fprintf(stderr, "moekit run: out of memory\n"); goto done; }
+    if (scmoe) {
+        mk_route_opts wr = {.rank_only = true, .rank = sc_rank};
+        if (mk_ctx_new(&weak, m, (size_t)n_ctx, 512) || mk_ctx_set_route(weak, &wr)) { rc = mk_cli_fail(); goto done; }
+    }
 
     double t0 = mk_wall();
     if (mk_ctx_forward(c, prompt, n_prompt, MK_LOGITS_LAST, logits)) { rc = mk_cli_fail(); goto done; }
+    if (weak && mk_ctx_forward(weak, prompt, n_prompt, MK_LOGITS_LAST, wlogits)) { rc = mk_cli_fail(); goto done; }
     double t1 = mk_wall();
     int64_t made = 0;
     for (; made < n_predict; made++) {
+        if (weak) mk_scmoe_scores(logits, wlogits, in->vocab, (float)sc_alpha, (float)sc_beta);
         int32_t tok = mk_sampler_pick(s, logits);
         printf("%s%d", made ? " " : "", tok);
         fflush(stdout);
         if (!ignore_eos && tok == in->eos_id) { made++; break; }
         if (made + 1 < n_predict && mk_ctx_forward(c, &tok, 1, MK_LOGITS_LAST, logits)) { rc = mk_cli_fail(); goto done; }
+        if (weak && made + 1 < n_predict && mk_ctx_forward(weak, &tok, 1, MK_LOGITS_LAST, wlogits)) { rc = mk_cli_fail(); goto done; }
     }
     printf("\n");
     double t2 = mk_wall();
     if (stats)
         fprintf(stderr, "prompt: %zu tokens, %.1f tok/s; generated: %lld tokens, %.1f tok/s; %d threads\n", n_prompt,
                 (double)n_prompt / (t1 - t0), (long long)made, made > 1 ? (double)(made - 1) / (t2 - t1) : 0.0, omp_get_max_threads());
+    if (stats && route.n) mk_cli_route_report(m, c, stderr);
     rc = 0;
 done:
     free(logits);
+    free(wlogits);
+    mk_ctx_free(weak);
     mk_sampler_free(s);
     mk_ctx_free(c);
     mk_model_free(m);
 out:
+    mk_cli_route_free(&route);
     free(prompt);
     return rc;
 }

@@ -1,6 +1,5 @@
 #include "safetensors.h"
 
-#include <dirent.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +22,8 @@ void mk_st_free(mk_st_set *s) {
     free(s->files);
     for (size_t i = 0; i < s->n_entries; i++) free(s->entries[i].name);
     free(s->entries);
+    for (size_t i = 0; i < s->n_owned; i++) mk_free_aligned(s->owned[i]);
+    free(s->owned);
     free(s->source);
     free(s);
 }
@@ -100,6 +101,16 @@ static mk_status parse_file(mk_st_set *s, int fi, size_t *cap) {
         t.nbytes = nbytes;
         en->offset = base + (size_t)b;
         t.data = m->data + en->offset;
+        if (nbytes && (uintptr_t)t.data % mk_dtypes[dt].elem_bytes) {
+            void **no = mk_realloc(s->owned, (s->n_owned + 1) * sizeof *no);
+            if (!no) { st = MK_ERR_NOMEM; goto out; }
+            s->owned = no;
+            void *copy = mk_malloc_aligned(nbytes);
+            if (!copy) { st = MK_ERR_NOMEM; goto out; }
+            memcpy(copy, t.data, nbytes);
+            s->owned[s->n_owned++] = copy;
+            t.data = copy;
+        }
         en->t = t;
         en->file = fi;
     }
@@ -209,29 +220,7 @@ mk_status mk_st_open_dir(mk_st_set **out, const char *dir) {
         st = mk_st_open_file(&s, single);
         if (!st) { free(s->source); s->source = mk_strdup(dir); }
     } else {
-        /* Exactly one *.safetensors file in the directory. */
-        char *found = NULL;
-        int n = 0;
-        DIR *d = opendir(dir);
-        if (!d) st = mk_err(MK_ERR_IO, "%s: cannot open directory", dir);
-        else {
-            struct dirent *de;
-            while ((de = readdir(d))) {
-                size_t l = strlen(de->d_name);
-                if (l > 12 && strcmp(de->d_name + l - 12, ".safetensors") == 0) {
-                    n++;
-                    free(found);
-                    found = mk_path_join(dir, de->d_name);
-                }
-            }
-            closedir(d);
-            if (n == 1 && found) {
-                mk_st_free(s);
-                st = mk_st_open_file(&s, found);
-            } else if (n == 0) st = mk_err(MK_ERR_MISSING, "%s: no model.safetensors or model.safetensors.index.json", dir);
-            else st = mk_err(MK_ERR_FORMAT, "%s: %d .safetensors files but no model.safetensors.index.json", dir, n);
-        }
-        free(found);
+        st = mk_err(MK_ERR_MISSING, "%s: no model.safetensors or model.safetensors.index.json", dir);
     }
     free(idx);
     free(single);

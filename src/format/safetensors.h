@@ -1,7 +1,9 @@
 /* safetensors reader: one file or a sharded set (model.safetensors.index.json), memory-mapped.
  * Every header field is checked against the file: offsets (with overflow checks) against the
  * byte buffer, dtype names, shape × dtype size against the byte length, duplicate names.
- * Tensors are handed out as views into the mappings; they live as long as the set. */
+ * Tensors are handed out as views into the mappings; they live as long as the set. The format
+ * does not promise alignment: a tensor whose data is not aligned to its element size is copied
+ * once into an aligned buffer owned by the set (real files pad their header, so this is rare). */
 #ifndef MK_SAFETENSORS_H
 #define MK_SAFETENSORS_H
 
@@ -20,10 +22,11 @@ typedef struct mk_st_set {
     mk_st_entry *entries; /* sorted by name */
     size_t n_entries;
     char *source;         /* the directory or file it was opened from, for messages */
+    void **owned;         /* aligned copies of tensors whose bytes are misaligned in the file */
+    size_t n_owned;
 } mk_st_set;
 
-/* Opens a model directory: model.safetensors.index.json if present, else model.safetensors,
- * else the single *.safetensors file in it. */
+/* Opens a model directory: model.safetensors.index.json if present, else model.safetensors. */
 mk_status mk_st_open_dir(mk_st_set **out, const char *dir);
 /* Opens one safetensors file. */
 mk_status mk_st_open_file(mk_st_set **out, const char *path);

@@ -33,8 +33,16 @@ struct mk_ctx {
     float *logit_rows;             /* (max_batch, d_model) final-normed rows for the LM head */
     bool has_obs;
     mk_observer obs;
-    int64_t route_k;
+    /* routing policy (a private copy of the caller's mk_route_opts) */
+    int64_t route_k;               /* top-k k */
+    int64_t slots;                 /* expert slots per token this policy may fill */
+    float top_p, skip_beta;
+    int64_t rank;                  /* -1 = off */
+    float *skip_betas;             /* (n_layer) or NULL */
     uint8_t *mask;                 /* (n_layer, n_expert) or NULL */
+    mk_route_boost *boosts;
+    size_t n_boosts;
+    double *used, *routed;         /* (n_layer) experts used and tokens routed, for the average */
 };
 
 static int64_t d_ff_max(const mk_config *c) {
@@ -52,6 +60,10 @@ void mk_ctx_free(mk_ctx *c) {
     free(c->grp_start);
     free(c->grp_cur);
     free(c->mask);
+    free(c->skip_betas);
+    free(c->boosts);
+    free(c->used);
+    free(c->routed);
     free(c);
 }
 
@@ -96,7 +108,8 @@ mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_b
     c->n_ctx = n_ctx;
     c->max_batch = max_batch;
     c->n_threads = omp_get_max_threads();
-    c->route_k = cfg->k_active;
+    c->route_k = c->slots = cfg->k_active;
+    c->rank = -1;
     const size_t H = (size_t)cfg->d_model, q_dim = (size_t)(cfg->n_head * cfg->d_head),
                  kv_dim = (size_t)(cfg->n_kv_head * cfg->d_head), E = (size_t)cfg->n_expert, B = max_batch,
                  half = (size_t)cfg->d_head / 2, F = (size_t)d_ff_max(cfg);
@@ -121,7 +134,9 @@ mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_b
     c->logit_rows = falloc(B, H, &ok);
     c->grp_start = mk_calloc(E + 1, sizeof(int32_t));
     c->grp_cur = mk_calloc(E, sizeof(int32_t));
-    if (!ok || !c->grp_start || !c->grp_cur || alloc_slots(c, cfg->k_active)) {
+    c->used = mk_calloc((size_t)cfg->n_layer, sizeof(double));
+    c->routed = mk_calloc((size_t)cfg->n_layer, sizeof(double));
+    if (!ok || !c->grp_start || !c->grp_cur || !c->used || !c->routed || alloc_slots(c, cfg->k_active)) {
         mk_ctx_free(c);
         return mk_err(MK_ERR_NOMEM, "%s: cannot allocate the run state for a context of %zu tokens", m->dir, n_ctx);
     }
@@ -148,19 +163,71 @@ void mk_ctx_set_observer(mk_ctx *c, const mk_observer *obs) {
 
 mk_status mk_ctx_set_route(mk_ctx *c, const mk_route_opts *r) {
     const mk_config *cfg = &c->m->cfg;
-    int64_t k = r && r->k > 0 ? r->k : cfg->k_active;
-    if (k > cfg->n_expert) return mk_err(MK_ERR_ARG, "route: k = %lld exceeds the model's %lld experts", (long long)k, (long long)cfg->n_expert);
-    if (k > c->k_cap && alloc_slots(c, k)) return MK_ERR_NOMEM;
-    c->route_k = k;
-    free(c->mask);
-    c->mask = NULL;
-    if (r && r->mask) {
-        size_t n = (size_t)(cfg->n_layer * cfg->n_expert);
-        c->mask = mk_malloc(n);
-        if (!c->mask) return MK_ERR_NOMEM;
-        memcpy(c->mask, r->mask, n);
+    const int64_t E = cfg->n_expert, NL = cfg->n_layer;
+    mk_route_opts def = {0};
+    if (!r) r = &def;
+    int64_t k = r->k > 0 ? r->k : cfg->k_active;
+    if (k > E) return mk_err(MK_ERR_ARG, "route: k = %lld exceeds the model's %lld experts", (long long)k, (long long)E);
+    int64_t slots = k;
+    if (r->top_p > 0) {
+        if (r->top_p > 1) return mk_err(MK_ERR_ARG, "route: top-p %g is not in (0, 1]", (double)r->top_p);
+        slots = r->k_max > 0 ? MK_MIN(r->k_max, E) : E;
     }
+    if (r->rank_only) {
+        if (r->rank < 0 || r->rank >= E) return mk_err(MK_ERR_ARG, "route: rank %lld is outside the model's %lld experts", (long long)r->rank, (long long)E);
+        slots = MK_MAX(slots, r->rank + 1);
+    }
+    if (r->skip_beta < 0 || r->skip_beta > 1) return mk_err(MK_ERR_ARG, "route: skip beta %g is not in [0, 1]", (double)r->skip_beta);
+    for (size_t b = 0; b < r->n_boosts; b++)
+        if (r->boosts[b].layer < 0 || r->boosts[b].layer >= NL || r->boosts[b].expert < 0 || r->boosts[b].expert >= E || !(r->boosts[b].factor >= 0))
+            return mk_err(MK_ERR_ARG, "route: boost %lld:%lld:%g is outside the model (%lld layers, %lld experts)", (long long)r->boosts[b].layer,
+                          (long long)r->boosts[b].expert, (double)r->boosts[b].factor, (long long)NL, (long long)E);
+    for (int64_t l = 0; l < NL; l++) {
+        size_t nb = 0;
+        for (size_t b = 0; b < r->n_boosts; b++) nb += r->boosts[b].layer == l;
+        if (nb > 8) return mk_err(MK_ERR_ARG, "route: %zu boosts in layer %lld (at most 8 per layer)", nb, (long long)l);
+    }
+    if (r->mask)
+        for (int64_t l = 0; l < NL; l++) {
+            if (!c->m->layers[l].is_moe) continue;
+            int64_t allowed = 0;
+            for (int64_t e = 0; e < E; e++) allowed += r->mask[l * E + e] != 0;
+            if (allowed == 0) return mk_err(MK_ERR_ARG, "route: the expert mask leaves no expert in layer %lld", (long long)l);
+        }
+    if (slots > c->k_cap && alloc_slots(c, slots)) return MK_ERR_NOMEM;
+    uint8_t *mask = NULL;
+    float *betas = NULL;
+    mk_route_boost *boosts = NULL;
+    if (r->mask && !(mask = mk_malloc((size_t)(NL * E)))) return MK_ERR_NOMEM;
+    if (r->skip_betas && !(betas = mk_malloc((size_t)NL * sizeof *betas))) { free(mask); return MK_ERR_NOMEM; }
+    if (r->n_boosts && !(boosts = mk_malloc(r->n_boosts * sizeof *boosts))) { free(mask); free(betas); return MK_ERR_NOMEM; }
+    if (mask) memcpy(mask, r->mask, (size_t)(NL * E));
+    if (betas) memcpy(betas, r->skip_betas, (size_t)NL * sizeof *betas);
+    if (boosts) memcpy(boosts, r->boosts, r->n_boosts * sizeof *boosts);
+    free(c->mask);
+    free(c->skip_betas);
+    free(c->boosts);
+    c->mask = mask;
+    c->skip_betas = betas;
+    c->boosts = boosts;
+    c->n_boosts = r->n_boosts;
+    c->route_k = k;
+    c->slots = slots;
+    c->top_p = r->top_p;
+    c->skip_beta = r->skip_beta;
+    c->rank = r->rank_only ? r->rank : -1;
+    mk_ctx_reset_route_stats(c);
     return MK_OK;
+}
+
+double mk_ctx_experts_per_token(const mk_ctx *c, int64_t l) {
+    if (l < 0 || l >= c->m->cfg.n_layer || c->routed[l] == 0) return 0;
+    return c->used[l] / c->routed[l];
+}
+
+void mk_ctx_reset_route_stats(mk_ctx *c) {
+    memset(c->used, 0, (size_t)c->m->cfg.n_layer * sizeof *c->used);
+    memset(c->routed, 0, (size_t)c->m->cfg.n_layer * sizeof *c->routed);
 }
 
 static inline float silu(float x) { return x / (1.0f + expf(-x)); }
@@ -256,15 +323,23 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
 static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size_t pos0) {
     const mk_config *cfg = &c->m->cfg;
     const mk_layer_w *lw = &c->m->layers[l];
-    const size_t H = (size_t)cfg->d_model, E = (size_t)cfg->n_expert, K = (size_t)c->route_k;
+    const size_t H = (size_t)cfg->d_model, E = (size_t)cfg->n_expert, K = (size_t)c->slots;
 
     mk_matmul(c->rlogits, E, c->xn, H, n, &lw->router, NULL);
-    mk_route_cfg rc = {.n_expert = cfg->n_expert, .k = c->route_k, .norm_topk = cfg->norm_topk,
-                       .mask = c->mask ? c->mask + (size_t)l * E : NULL};
-    #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n > 16)
+    mk_route_boost lb[8];
+    size_t nlb = 0;
+    for (size_t b = 0; b < c->n_boosts && nlb < 8; b++)
+        if (c->boosts[b].layer == l) lb[nlb++] = c->boosts[b];
+    mk_route_cfg rc = {.n_expert = cfg->n_expert, .k = c->route_k, .slots = c->slots, .norm_topk = cfg->norm_topk,
+                       .top_p = c->top_p, .rank = c->rank, .skip_beta = c->skip_betas ? c->skip_betas[l] : c->skip_beta,
+                       .mask = c->mask ? c->mask + (size_t)l * E : NULL, .boosts = lb, .n_boosts = nlb};
+    int64_t used = 0;
+    #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n > 16) reduction(+ : used)
     for (size_t t = 0; t < n; t++)
-        mk_route_softmax_topk(&rc, c->rlogits + t * E, c->ids + t * K, c->wts + t * K,
-                              c->route_scratch + (size_t)omp_get_thread_num() * E);
+        used += mk_route_select(&rc, c->rlogits + t * E, c->ids + t * K, c->wts + t * K,
+                                c->route_scratch + (size_t)omp_get_thread_num() * E);
+    c->used[l] += (double)used;
+    c->routed[l] += (double)n;
 
     /* Counting sort of the (token, slot) pairs by expert. */
     int32_t *start = c->grp_start;
@@ -310,7 +385,7 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
     }
     if (c->has_obs && c->obs.on_moe) {
         mk_moe_event ev = {.layer = l, .n_tok = n, .pos0 = pos0, .d_model = cfg->d_model, .n_expert = cfg->n_expert,
-                           .k = c->route_k, .resid_in = resid, .block_in = c->xn, .router_logits = c->rlogits,
+                           .k = c->slots, .resid_in = resid, .block_in = c->xn, .router_logits = c->rlogits,
                            .expert_ids = c->ids, .expert_weights = c->wts, .expert_out = c->eo, .block_out = c->moe_out};
         c->obs.on_moe(c->obs.user, &ev);
     }

@@ -93,3 +93,10 @@ int32_t mk_sampler_pick(mk_sampler *s, const float *logits) {
     }
     return s->idx[n - 1];
 }
+
+void mk_scmoe_scores(float *z, const float *w, int64_t V, float alpha, float beta) {
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < V; i++) mx = fmaxf(mx, z[i]);
+    const float cutoff = logf(alpha) + mx;
+    for (int64_t i = 0; i < V; i++) z[i] = z[i] >= cutoff ? (1 + beta) * z[i] - beta * w[i] : -INFINITY;
+}

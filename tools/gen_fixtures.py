@@ -1,0 +1,489 @@
+#!/usr/bin/env python3
+"""Generate tiny random MoE checkpoints + HF transformers reference tensors.
+
+Usage:  python3 tools/gen_fixtures.py [--out tests/fixtures] [--only NAME ...]
+
+Every fixture directory under tests/fixtures/ holds a checkpoint exactly as
+`save_pretrained` wrote it (config.json, generation_config.json, *.safetensors
+[+ model.safetensors.index.json]) plus:
+
+  reference.safetensors  reference tensors (naming contract in tests/fixtures/README.md)
+  fixture.json           summary (model_type, layer split, parameter counts, versions...)
+
+Reference computation: float32 weights in memory, attn_implementation="eager",
+experts_implementation="eager", CPU, single forward over `input_ids` with
+forward hooks on model.model.layers[l] (hidden.{l}) and on each MoE router
+module `layers[l].mlp.gate` (router_logits / topk ids / applied weights are the
+router module's own outputs).  `greedy_ids` comes from an argmax loop that
+re-runs the full sequence each step (no KV cache); it is cross-checked against
+model.generate(do_sample=False, max_new_tokens=32).
+
+Seeds are rejected (and the next seed tried) when any routing decision is a
+near tie (gap between k-th and (k+1)-th routing probability <= 1e-4, checked on
+the whole input+generated sequence) or any greedy step's top-2 logits are
+closer than 1e-3, or the greedy continuation is degenerate (< 12 distinct
+tokens, or a token repeated > 4 times in a row).  For the bf16 variants the same checks run on the
+bf16-rounded model too.
+
+The script is deterministic: rerunning with the same library versions writes
+the same bytes.
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+import numpy as np
+import safetensors
+import tokenizers
+import torch
+import transformers
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+torch.use_deterministic_algorithms(True)
+torch.set_num_threads(1)
+
+T_PROMPT = 28
+N_NEW = 32
+ROUTE_GAP = 1e-4
+LOGIT_GAP = 1e-3
+MIN_DISTINCT = 12   # greedy continuation must not be degenerate:
+MAX_RUN = 4         # >= 12 distinct tokens, no token repeated > 4 times in a row
+
+VERSIONS = {
+    "torch": torch.__version__,
+    "transformers": transformers.__version__,
+    "safetensors": safetensors.__version__,
+    "tokenizers": tokenizers.__version__,
+    "numpy": np.__version__,
+    "python": "%d.%d.%d" % sys.version_info[:3],
+}
+
+# ----------------------------------------------------------------------------
+# Architectures.  rms_norm_eps = the architecture's real default.
+# ----------------------------------------------------------------------------
+ARCHS = {
+    "mixtral": dict(
+        cls="MixtralForCausalLM", cfg="MixtralConfig", seed=1000,
+        kw=dict(vocab_size=320, hidden_size=64, intermediate_size=32,
+                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                num_local_experts=8, num_experts_per_tok=2, rms_norm_eps=1e-5,
+                max_position_embeddings=512,
+                rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+                tie_word_embeddings=False)),
+    "qwen2_moe": dict(
+        cls="Qwen2MoeForCausalLM", cfg="Qwen2MoeConfig", seed=2000,
+        kw=dict(vocab_size=288, hidden_size=64, intermediate_size=96,
+                moe_intermediate_size=32, shared_expert_intermediate_size=48,
+                num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                num_experts=8, num_experts_per_tok=4, norm_topk_prob=False,
+                decoder_sparse_step=1, mlp_only_layers=[1], qkv_bias=True,
+                rms_norm_eps=1e-6, max_position_embeddings=512,
+                rope_parameters={"rope_type": "default", "rope_theta": 500000.0},
+                tie_word_embeddings=False)),
+    "qwen3_moe": dict(
+        cls="Qwen3MoeForCausalLM", cfg="Qwen3MoeConfig", seed=3000,
+        kw=dict(vocab_size=304, hidden_size=64, head_dim=32, intermediate_size=80,
+                moe_intermediate_size=32, num_hidden_layers=3,
+                num_attention_heads=4, num_key_value_heads=2,
+                num_experts=8, num_experts_per_tok=4, norm_topk_prob=True,
+                decoder_sparse_step=1, mlp_only_layers=[1], attention_bias=False,
+                rms_norm_eps=1e-6, max_position_embeddings=512,
+                rope_parameters={"rope_type": "default", "rope_theta": 150000.0},
+                tie_word_embeddings=False)),
+    "olmoe": dict(
+        cls="OlmoeForCausalLM", cfg="OlmoeConfig", seed=4000,
+        kw=dict(vocab_size=272, hidden_size=64, intermediate_size=32,
+                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                num_experts=8, num_experts_per_tok=3, norm_topk_prob=False,
+                rms_norm_eps=1e-5, max_position_embeddings=512,
+                rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+                tie_word_embeddings=False)),
+}
+
+# fixture name -> (arch, variant)
+FIXTURES = [
+    ("mixtral", "mixtral", "f32"),
+    ("qwen2_moe", "qwen2_moe", "f32"),
+    ("qwen3_moe", "qwen3_moe", "f32"),
+    ("olmoe", "olmoe", "f32"),
+    ("qwen3_moe_fused", "qwen3_moe", "fused"),
+    ("mixtral_sharded", "mixtral", "sharded"),
+    ("mixtral_bf16", "mixtral", "bf16"),
+    ("qwen2_moe_bf16", "qwen2_moe", "bf16"),
+    ("qwen3_moe_bf16", "qwen3_moe", "bf16"),
+    ("olmoe_bf16", "olmoe", "bf16"),
+]
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def prompt_ids(vocab):
+    g = torch.Generator().manual_seed(424242)
+    return torch.randint(0, vocab, (T_PROMPT,), generator=g, dtype=torch.int64)
+
+
+def make_config(arch, overrides=None):
+    spec = ARCHS[arch]
+    kw = dict(spec["kw"])
+    if overrides:
+        kw.update(overrides)
+    cfg = getattr(transformers, spec["cfg"])(**kw)
+    cfg.architectures = [spec["cls"]]
+    return cfg
+
+
+def build_model(arch, seed, overrides=None):
+    """Model with deterministic custom random init (std large enough that routing,
+    norms and biases are all non-trivial)."""
+    cfg = make_config(arch, overrides)
+    torch.manual_seed(seed)
+    cls = getattr(transformers, ARCHS[arch]["cls"])
+    model = cls._from_config(cfg, attn_implementation="eager", experts_implementation="eager",
+                             dtype=torch.float32)
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        tied = model.config.tie_word_embeddings
+        for name, p in sorted(model.named_parameters(), key=lambda x: x[0]):
+            if name == "model.norm.weight" and tied:
+                # tied embeddings: tiny embeddings (so the residual stream is not
+                # dominated by the current token, which makes greedy decoding
+                # repeat it) and a large final norm gain to keep logits spread
+                p.copy_(8.0 * (1.0 + 0.2 * torch.randn(p.shape, generator=g)))
+            elif name.endswith("norm.weight") or "layernorm" in name:
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
+            elif name.endswith(".bias"):
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            elif name.endswith("mlp.gate.weight"):  # router
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+            elif "embed_tokens" in name:
+                std = 0.02 if tied else 1.0
+                p.copy_(std * torch.randn(p.shape, generator=g))
+            elif name == "lm_head.weight":
+                p.copy_(0.25 * torch.randn(p.shape, generator=g))
+            else:  # linear / expert matrices, fan-in scaled (std ~ 1/sqrt(fan_in))
+                fan_in = p.shape[-1]
+                p.copy_(torch.randn(p.shape, generator=g) / (fan_in ** 0.5))
+    return model
+
+
+def moe_layer_ids(model):
+    return [l for l, layer in enumerate(model.model.layers) if hasattr(layer.mlp, "experts")]
+
+
+def run_reference(model, ids):
+    """Single forward with hooks.  Returns dict of tensors."""
+    layers = model.model.layers
+    out = {}
+    hooks = []
+
+    def layer_hook(l):
+        def f(mod, inp, o):
+            h = o[0] if isinstance(o, (tuple, list)) else o
+            out["hidden.%d" % l] = h[0].detach().float().clone()
+        return f
+
+    def gate_hook(l):
+        def f(mod, inp, o):
+            logits, scores, idx = o
+            out["router_logits.%d" % l] = logits.detach().float().clone()
+            out["topk_ids.%d" % l] = idx.detach().to(torch.int32).clone()
+            out["topk_weights.%d" % l] = scores.detach().float().clone()
+        return f
+
+    for l, layer in enumerate(layers):
+        hooks.append(layer.register_forward_hook(layer_hook(l)))
+        if hasattr(layer.mlp, "experts"):
+            hooks.append(layer.mlp.gate.register_forward_hook(gate_hook(l)))
+    try:
+        with torch.no_grad():
+            res = model(input_ids=ids[None], use_cache=False)
+    finally:
+        for h in hooks:
+            h.remove()
+    out["logits"] = res.logits[0].detach().float().clone()
+    return out
+
+
+def greedy(model, ids):
+    """Argmax loop, full recompute each step.  Returns (new_ids, min top-2 gap)."""
+    seq = ids.clone()
+    gaps = []
+    with torch.no_grad():
+        for _ in range(N_NEW):
+            logits = model(input_ids=seq[None], use_cache=False).logits[0, -1].float()
+            top2 = torch.topk(logits, 2).values
+            gaps.append((top2[0] - top2[1]).item())
+            nxt = int(torch.argmax(logits))
+            seq = torch.cat([seq, torch.tensor([nxt], dtype=seq.dtype)])
+    return seq[len(ids):], min(gaps)
+
+
+def hf_generate(model, ids):
+    gc = transformers.GenerationConfig(do_sample=False, max_new_tokens=N_NEW, min_new_tokens=0,
+                                       eos_token_id=None, pad_token_id=0, bos_token_id=None)
+    with torch.no_grad():
+        o = model.generate(input_ids=ids[None], attention_mask=torch.ones_like(ids)[None],
+                           generation_config=gc)
+    return o[0, len(ids):]
+
+
+def min_route_gap(model, seq):
+    """Smallest gap between k-th and (k+1)-th routing probability over all MoE
+    layers and all positions of `seq`."""
+    ref = run_reference(model, seq)
+    k = model.config.num_experts_per_tok
+    m = float("inf")
+    for l in moe_layer_ids(model):
+        p = torch.softmax(ref["router_logits.%d" % l].double(), dim=-1)
+        s = torch.sort(p, dim=-1, descending=True).values
+        m = min(m, (s[:, k - 1] - s[:, k]).min().item())
+    return m
+
+
+def check_model(model, ids):
+    """Returns (ok, reason, new_ids)."""
+    new, lgap = greedy(model, ids)
+    if lgap <= LOGIT_GAP:
+        return False, "greedy top-2 logit gap %.2e" % lgap, new
+    toks = new.tolist()
+    run = best = 1
+    for a, b in zip(toks, toks[1:]):
+        run = run + 1 if a == b else 1
+        best = max(best, run)
+    if len(set(toks)) < MIN_DISTINCT or best > MAX_RUN:
+        return False, "degenerate greedy (%d distinct, run %d)" % (len(set(toks)), best), new
+    rgap = min_route_gap(model, torch.cat([ids, new]))
+    if rgap <= ROUTE_GAP:
+        return False, "routing gap %.2e" % rgap, new
+    return True, "ok (route gap %.2e, logit gap %.2e)" % (rgap, lgap), new
+
+
+def bf16_round(model):
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(p.to(torch.bfloat16).float())
+    return model
+
+
+def pick_seed(arch, need_bf16, overrides=None, base=None):
+    seed = ARCHS[arch]["seed"] if base is None else base
+    ids = prompt_ids(ARCHS[arch]["kw"]["vocab_size"])
+    for attempt in range(200):
+        s = seed + attempt
+        m = build_model(arch, s, overrides)
+        ok, why, _ = check_model(m, ids)
+        if ok and need_bf16:
+            ok, why2, _ = check_model(bf16_round(build_model(arch, s, overrides)), ids)
+            why = why + " / bf16: " + why2
+        log("  %s seed %d: %s" % (arch, s, why))
+        if ok:
+            return s
+    raise RuntimeError("no tie-free seed found for " + arch)
+
+
+# ----------------------------------------------------------------------------
+# Checkpoint inspection
+# ----------------------------------------------------------------------------
+DT_BYTES = {"F32": 4, "BF16": 2, "F16": 2, "I32": 4, "I64": 8}
+
+
+def read_headers(d):
+    """name -> (dtype, shape) over all weight safetensors in d."""
+    out = {}
+    for fn in sorted(os.listdir(d)):
+        if fn.endswith(".safetensors") and fn != "reference.safetensors":
+            with open(os.path.join(d, fn), "rb") as f:
+                n = int.from_bytes(f.read(8), "little")
+                hdr = json.loads(f.read(n))
+            for k, v in hdr.items():
+                if k == "__metadata__":
+                    continue
+                assert k not in out, k
+                out[k] = (v["dtype"], v["shape"])
+    return out
+
+
+def describe(d, model, cfg, dtype, seed, fixture_name):
+    hdr = read_headers(d)
+    params_total = sum(int(np.prod(s)) for _, s in hdr.values())
+    bytes_total = sum(int(np.prod(s)) * DT_BYTES[t] for t, s in hdr.values())
+    moe = moe_layer_ids(model)
+    dense = [l for l in range(cfg.num_hidden_layers) if l not in moe]
+    E = cfg.num_experts if hasattr(cfg, "num_experts") else cfg.num_local_experts
+    k = cfg.num_experts_per_tok
+    I = getattr(cfg, "moe_intermediate_size", None) or cfg.intermediate_size
+    expert_params = 3 * I * cfg.hidden_size
+    params_active = params_total - len(moe) * (E - k) * expert_params
+    return {
+        "fixture": fixture_name,
+        "model_type": cfg.model_type,
+        "architectures": list(cfg.architectures),
+        "n_layer": cfg.num_hidden_layers,
+        "moe_layers": moe,
+        "dense_layers": dense,
+        "n_expert": E,
+        "k": k,
+        "hidden_size": cfg.hidden_size,
+        "head_dim": getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads,
+        "n_head": cfg.num_attention_heads,
+        "n_kv_head": cfg.num_key_value_heads,
+        "expert_intermediate_size": I,
+        "vocab_size": cfg.vocab_size,
+        "params_total": params_total,
+        "params_active": params_active,
+        "bytes_total": bytes_total,
+        "n_tensors": len(hdr),
+        "weight_files": sorted(fn for fn in os.listdir(d) if fn.endswith(".safetensors")
+                               and fn != "reference.safetensors"),
+        "dtype": dtype,
+        "seed": seed,
+        "t_prompt": T_PROMPT,
+        "n_new": N_NEW,
+        "greedy_method": "argmax loop, full-sequence recompute per step (no KV cache); "
+                         "verified equal to model.generate(do_sample=False, max_new_tokens=32)",
+        "versions": VERSIONS,
+    }
+
+
+def save_reference(d, ref, ids, greedy_ids, extra=None):
+    t = {"input_ids": ids.to(torch.int32).contiguous(),
+         "greedy_ids": greedy_ids.to(torch.int32).contiguous()}
+    for k, v in ref.items():
+        t[k] = v.contiguous()
+    if extra:
+        t.update({k: v.contiguous() for k, v in extra.items()})
+    save_file(t, os.path.join(d, "reference.safetensors"), metadata={"format": "pt"})
+
+
+def reload_f32(d):
+    return transformers.AutoModelForCausalLM.from_pretrained(
+        d, dtype=torch.float32, attn_implementation="eager", experts_implementation="eager").eval()
+
+
+def assert_same_logits(a, b, what, atol=0.0):
+    diff = (a - b).abs().max().item()
+    if diff > atol:
+        raise AssertionError("%s: reloaded logits differ by %g" % (what, diff))
+    return diff
+
+
+# ----------------------------------------------------------------------------
+def gen_fixture(out_root, name, arch, variant, seeds):
+    overrides = {"tie_word_embeddings": True} if variant == "fused" else None
+    skey = (arch, variant == "fused")
+    if skey not in seeds:
+        seeds[skey] = pick_seed(arch, need_bf16=(variant in ("f32", "bf16") and not overrides),
+                                overrides=overrides, base=5000 if variant == "fused" else None)
+    seed = seeds[skey]
+    d = os.path.join(out_root, name)
+    if os.path.exists(d):
+        shutil.rmtree(d)
+    os.makedirs(d)
+    ids = prompt_ids(ARCHS[arch]["kw"]["vocab_size"])
+    model = build_model(arch, seed, overrides)
+    cfg = model.config
+
+    extra = None
+    if variant == "bf16":
+        f32_logits = run_reference(model, ids)["logits"]
+        mb = build_model(arch, seed, overrides).to(torch.bfloat16)
+        mb.save_pretrained(d)
+        # reference = bf16-rounded weights upcast to f32, f32 compute
+        model = reload_f32(d)
+        extra = {"logits_f32model": f32_logits}
+        dtype = "bfloat16"
+    else:
+        if variant == "fused":
+            model.save_pretrained(d, save_original_format=False)
+        elif variant == "sharded":
+            model.save_pretrained(d, max_shard_size="200KB")
+        else:
+            model.save_pretrained(d)
+        dtype = "float32"
+
+    ref = run_reference(model, ids)
+    new, lgap = greedy(model, ids)
+    ok, why, _ = check_model(model, ids)
+    assert ok, (name, why)
+    gen = hf_generate(model, ids)
+    if not torch.equal(gen, new):
+        raise AssertionError("%s: generate() %s != argmax loop %s" % (name, gen.tolist(), new.tolist()))
+    rgap = min_route_gap(model, torch.cat([ids, new]))
+    assert rgap > ROUTE_GAP, (name, rgap)
+
+    # layout checks
+    hdr = read_headers(d)
+    if variant == "fused":
+        assert any(k.endswith("mlp.experts.gate_up_proj") for k in hdr), "fused names missing"
+        assert not any(".experts.0." in k for k in hdr)
+        assert "lm_head.weight" not in hdr
+    elif arch == "mixtral":
+        assert "model.layers.0.block_sparse_moe.experts.0.w1.weight" in hdr
+        assert "model.layers.0.block_sparse_moe.gate.weight" in hdr
+    else:
+        assert "model.layers.0.mlp.experts.0.gate_proj.weight" in hdr
+    if variant == "sharded":
+        shards = [fn for fn in os.listdir(d) if fn.startswith("model-") and fn.endswith(".safetensors")]
+        assert len(shards) >= 3, shards
+        assert os.path.exists(os.path.join(d, "model.safetensors.index.json"))
+    if variant == "bf16":
+        assert all(t == "BF16" for t, _ in hdr.values()), "non-bf16 tensor on disk"
+
+    # reload check (f32 variants: reloaded model must give bit-identical logits)
+    if variant != "bf16":
+        rl = reload_f32(d)
+        diff = assert_same_logits(run_reference(rl, ids)["logits"], ref["logits"], name)
+        log("  reload check %s: max |dlogits| = %g" % (name, diff))
+
+    save_reference(d, ref, ids, new, extra)
+    info = describe(d, model, cfg, dtype, seed, name)
+    info["min_route_gap"] = float("%.3g" % rgap)
+    info["min_greedy_logit_gap"] = float("%.3g" % lgap)
+    if variant == "fused":
+        info["layout"] = "fused (save_original_format=False), tied embeddings"
+    elif variant == "sharded":
+        info["layout"] = "per-expert, sharded (max_shard_size=200KB)"
+    else:
+        info["layout"] = "per-expert (save_pretrained default, original/hub format)"
+    with open(os.path.join(d, "fixture.json"), "w") as f:
+        json.dump(info, f, indent=2, sort_keys=True)
+        f.write("\n")
+    size = sum(os.path.getsize(os.path.join(d, fn)) for fn in os.listdir(d))
+    log("%-16s %7.1f KB  H=%d L=%d nh=%d nkv=%d hd=%d E=%d k=%d I=%d V=%d moe=%s dense=%s "
+        "params=%d active=%d greedy=%s" % (
+            name, size / 1024, info["hidden_size"], info["n_layer"], info["n_head"],
+            info["n_kv_head"], info["head_dim"], info["n_expert"], info["k"],
+            info["expert_intermediate_size"], info["vocab_size"], info["moe_layers"],
+            info["dense_layers"], info["params_total"], info["params_active"], new[:8].tolist()))
+    return size
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                  "..", "tests", "fixtures"))
+    ap.add_argument("--only", nargs="*")
+    a = ap.parse_args()
+    out = os.path.normpath(a.out)
+    os.makedirs(out, exist_ok=True)
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    log("versions: %s" % json.dumps(VERSIONS))
+    seeds = {}
+    total = 0
+    for name, arch, variant in FIXTURES:
+        if a.only and name not in a.only:
+            continue
+        total += gen_fixture(out, name, arch, variant, seeds)
+    log("total %.1f KB" % (total / 1024))
+
+
+if __name__ == "__main__":
+    main()
