@@ -312,6 +312,24 @@ static void on_moe(void *user, const mk_moe_event *ev) {
         fail(p, MK_ERR_INTERNAL, "profile: event for layer %lld, which is not a MoE layer", (long long)ev->layer);
         return;
     }
+    if (ev->k != p->K && ev->n_expert == p->E) {
+        /* the routing policy decides the slots per token; adopt it before the first token */
+        bool fresh = true;
+        for (int64_t i = 0; i < p->n_moe; i++) fresh = fresh && p->cursor[i] == 0;
+        int32_t *a = fresh ? mk_calloc(p->n_tok * (size_t)ev->k, sizeof(int32_t)) : NULL;
+        int32_t *b = fresh ? mk_calloc(p->n_tok * (size_t)ev->k, sizeof(int32_t)) : NULL;
+        if (a && b) {
+            free(p->ids_prev[0]);
+            free(p->ids_prev[1]);
+            p->ids_prev[0] = a;
+            p->ids_prev[1] = b;
+            p->K = ev->k;
+            p->scratch_cap = 0;
+        } else {
+            free(a);
+            free(b);
+        }
+    }
     if (ev->k != p->K || ev->n_expert != p->E) {
         fail(p, MK_ERR_INTERNAL, "profile: event with k = %lld, %lld experts (expected %lld, %lld)", (long long)ev->k,
              (long long)ev->n_expert, (long long)p->K, (long long)p->E);

@@ -4,6 +4,7 @@
 #include "analyze/profile.h"
 #include "args.h"
 #include "cli.h"
+#include "route_cli.h"
 #include "moekit.h"
 
 #include <ctype.h>
@@ -36,7 +37,8 @@ static void usage(FILE *f) {
             "                        (default: where the datasets diverge most)\n"
             "  --stream              layer by layer: every sequence through layer l before layer l+1,\n"
             "                        holding one layer's weights (for models larger than RAM)\n"
-            "  --experts K           route each token to K experts instead of the model's k\n"
+            MK_CLI_ROUTE_HELP
+            "  --experts K           the same as --route topk:K\n"
             "  -t, --threads N       threads (default: all cores)\n"
             "  -q, --quiet           no progress bar (it is shown only on a terminal anyway)\n");
 }
@@ -218,6 +220,8 @@ int mk_cmd_profile(int argc, char **argv) {
     int32_t *all = NULL, *seq_ds = NULL;
     size_t *seq_len = NULL;
     const char **names = NULL, **paths = NULL;
+    mk_cli_route route = {0};
+    char topk_spec[32];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
 #define VAL() if (!(v = mk_arg_value(argc, argv, &i))) goto out
@@ -249,6 +253,7 @@ int mk_cmd_profile(int argc, char **argv) {
         else if (!strcmp(a, "--html")) { VAL(); html = v; }
         else if (!strcmp(a, "--report-layer")) { VAL(); if (!mk_arg_int(a, v, 0, 1 << 20, &report_layer)) goto out; }
         else if (!strcmp(a, "--stream")) stream = true;
+        else if (!strcmp(a, "--route")) { VAL(); if (!mk_cli_route_add(&route, v)) goto out; }
         else if (!strcmp(a, "--experts")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 20, &experts)) goto out; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (!mk_arg_int(a, v, 1, 1024, &threads)) goto out; }
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = true;
@@ -325,10 +330,13 @@ int mk_cmd_profile(int argc, char **argv) {
     }
     size_t max_len = 0;
     for (size_t k = 0; k < n_seq; k++) max_len = MK_MAX(max_len, seq_len[k]);
-    mk_route_opts ro = {.k = experts};
-    if (mk_ctx_new(&c, m, max_len, MK_MIN(max_len, (size_t)512)) || mk_ctx_set_route(c, &ro)) { rc = mk_cli_fail(); goto out; }
+    if (experts) {
+        snprintf(topk_spec, sizeof topk_spec, "topk:%lld", (long long)experts);
+        if (!mk_cli_route_add(&route, topk_spec)) goto out;
+    }
+    if (mk_ctx_new(&c, m, max_len, MK_MIN(max_len, (size_t)512)) || mk_cli_route_apply(&route, m, c)) { rc = mk_cli_fail(); goto out; }
     mk_profile_layout lay = {.tokens = all, .n_tok = total, .seq_len = seq_len, .seq_dataset = seq_ds, .n_seq = n_seq,
-                             .n_dataset = n_ds, .dataset_names = names, .dataset_paths = paths, .k = experts};
+                             .n_dataset = n_ds, .dataset_names = names, .dataset_paths = paths, .k = 0};
     if (mk_profile_new(&prof, m, &lay)) { rc = mk_cli_fail(); goto out; }
     mk_observer obs = mk_profile_observer(prof);
     mk_ctx_set_observer(c, &obs);
@@ -359,6 +367,7 @@ int mk_cmd_profile(int argc, char **argv) {
                 html ? " and " : "", html ? html : "");
     rc = 0;
 out:
+    mk_cli_route_free(&route);
     mk_profile_free(prof);
     mk_ctx_free(c);
     mk_model_free(m);

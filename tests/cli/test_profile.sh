@@ -34,6 +34,12 @@ if expect_ok "--tokens 30" $MK profile -m $M "${DATA[@]}" --tokens 30 -q -o "$TM
   [ "$n" = 60 ] && ok "--tokens 30 uses 30 tokens per dataset" || bad "--tokens 30 uses 30 tokens per dataset" "n_tokens = $n"
 fi
 
+# routing overrides apply as in run: --experts 3 routes every token to 3 experts
+if expect_ok "--experts 3" $MK profile -m $M --data $P/alpha.ids -q --experts 3 -o "$TMPD/k3.json"; then
+  python3 -c "import json,sys; s=json.load(open(sys.argv[1])); assert all(abs(sum(r)-3)<1e-9 for r in s['overall']['freq'])" "$TMPD/k3.json" \
+    && ok "--experts 3: each layer's frequencies sum to 3" || bad "--experts 3: each layer's frequencies sum to 3" "see above"
+fi
+
 # bad input
 expect_error "missing data file" "nope\.ids: cannot open: No such file" $MK profile -m $M --data "$TMPD/nope.ids" -o "$TMPD/x.json"
 : > "$TMPD/empty.ids"
