@@ -12,6 +12,7 @@
 #include "moekit/base.h"
 #include "moekit/chat.h"
 #include "moekit/model.h"
+#include "moekit/synth.h"
 #include "moekit/tokenizer.h"
 
 #endif

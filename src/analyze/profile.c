@@ -520,7 +520,7 @@ void mk_prof_top_tokens(const mk_profile *p, int64_t li, int32_t *ids, int64_t *
 
 /* ---------------------------------------------------------------- atomic file write */
 
-mk_status mk_write_file_atomic(const char *path, const void *data, size_t len) {
+mk_status mk_prof_write_atomic(const char *path, const void *data, size_t len) {
     char *dcopy = mk_strdup(path), *tmp = mk_malloc(strlen(path) + 16);
     if (!dcopy || !tmp) {
         free(dcopy);
@@ -908,7 +908,7 @@ mk_status mk_profile_write_json(const mk_profile *p, const mk_profile_run_info *
     if (!text) return mk_err(MK_ERR_NOMEM, "%s: out of memory serialising the statistics", path);
     size_t len = strlen(text);
     text[len] = '\n';
-    mk_status st = mk_write_file_atomic(path, text, len + 1);
+    mk_status st = mk_prof_write_atomic(path, text, len + 1);
     free(text);
     return st;
 }

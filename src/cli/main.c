@@ -14,6 +14,8 @@ static const struct {
     {"run", mk_cmd_run, "generate text from a prompt"},
     {"profile", mk_cmd_profile, "expert routing statistics over calibration data: stats.json and an HTML report"},
     {"info", mk_cmd_info, "describe a model: architecture, experts, parameters, bytes by dtype"},
+    {"synth", mk_cmd_synth, "write a random-weight model of any supported config (benchmarks)"},
+    {"bench", mk_cmd_bench, "prompt and generation speed in tokens/s, like llama-bench"},
     {NULL, NULL, NULL},
 };
 

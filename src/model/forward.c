@@ -320,7 +320,7 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
 
 /* MoE block over n rows of xn: moe_out (n, d_model). Tokens are grouped by expert so each
  * active expert runs one matrix-matrix product over all its tokens. */
-static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size_t pos0) {
+static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size_t pos0, const uint8_t *mask_row) {
     const mk_config *cfg = &c->m->cfg;
     const mk_layer_w *lw = &c->m->layers[l];
     const size_t H = (size_t)cfg->d_model, E = (size_t)cfg->n_expert, K = (size_t)c->slots;
@@ -332,7 +332,7 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
         if (c->boosts[b].layer == l) lb[nlb++] = c->boosts[b];
     mk_route_cfg rc = {.n_expert = cfg->n_expert, .k = c->route_k, .slots = c->slots, .norm_topk = cfg->norm_topk,
                        .top_p = c->top_p, .rank = c->rank, .skip_beta = c->skip_betas ? c->skip_betas[l] : c->skip_beta,
-                       .mask = c->mask ? c->mask + (size_t)l * E : NULL, .boosts = lb, .n_boosts = nlb};
+                       .mask = mask_row ? mask_row : c->mask ? c->mask + (size_t)l * E : NULL, .boosts = lb, .n_boosts = nlb};
     int64_t used = 0;
     #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n > 16) reduction(+ : used)
     for (size_t t = 0; t < n; t++)
@@ -398,7 +398,7 @@ static void layer_forward(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0)
     attention(c, l, x, n, pos0);
     for (size_t t = 0; t < n; t++) mk_rmsnorm(c->xn + t * H, x + t * H, &lw->ffn_norm, H, cfg->rms_eps);
     if (lw->is_moe) {
-        moe_forward(c, l, x, n, pos0);
+        moe_forward(c, l, x, n, pos0, NULL);
         for (size_t i = 0; i < n * H; i++) x[i] += c->moe_out[i];
     } else {
         mlp_forward(c, &lw->dense, c->xn, n, c->tmp);
@@ -484,5 +484,24 @@ mk_status mk_forward_streamed(mk_ctx *c, const int32_t *tokens, const size_t *se
     }
     c->pos = 0;
     mk_free_aligned(X);
+    return MK_OK;
+}
+
+mk_status mk_ctx_moe_block(mk_ctx *c, int64_t l, const float *x, size_t n, const uint8_t *mask_row, float *out) {
+    const mk_config *cfg = &c->m->cfg;
+    if (l < 0 || l >= cfg->n_layer || !c->m->layers[l].is_moe) return mk_err(MK_ERR_ARG, "layer %lld has no MoE block", (long long)l);
+    if (n > c->max_batch) return mk_err(MK_ERR_ARG, "MoE block: %zu rows exceed the context's batch of %zu", n, c->max_batch);
+    if (mask_row) {
+        int64_t allowed = 0;
+        for (int64_t e = 0; e < cfg->n_expert; e++) allowed += mask_row[e] != 0;
+        if (!allowed) return mk_err(MK_ERR_ARG, "MoE block: the mask leaves no expert in layer %lld", (long long)l);
+    }
+    const size_t H = (size_t)cfg->d_model;
+    memcpy(c->xn, x, n * H * sizeof(float));
+    bool obs = c->has_obs;
+    c->has_obs = false;
+    moe_forward(c, l, NULL, n, 0, mask_row);
+    c->has_obs = obs;
+    memcpy(out, c->moe_out, n * H * sizeof(float));
     return MK_OK;
 }

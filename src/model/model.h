@@ -78,4 +78,10 @@ struct mk_model {
  * head): willneed = prefetch, else drop them from this process (they are re-read on use). */
 void mk_model_advise_weights(const mk_model *m, int64_t l, bool willneed);
 
+/* Runs layer l's MoE block (router, the context's routing policy, experts, shared expert) on n
+ * rows x (n, d_model) of block input (already normed) and writes the block output (n, d_model).
+ * mask_row (n_expert) overrides the context's expert mask for this call (NULL: keep it). Uses the
+ * context's buffers, not its KV cache; no observer is called. n <= the context's max_batch. */
+mk_status mk_ctx_moe_block(mk_ctx *c, int64_t l, const float *x, size_t n, const uint8_t *mask_row, float *out);
+
 #endif

@@ -1,4 +1,5 @@
 #include "tensor.h"
+#include "kernels.h"
 
 #include <math.h>
 #include <omp.h>
@@ -114,6 +115,8 @@ static float dot_mixed(const float *x, const void *w, mk_dtype dt, size_t n) {
 
 void mk_matmul_rows(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const void *w,
                     mk_dtype dt, size_t n_out, size_t n_in, const float *bias) {
+    /* float weights: the SIMD kernels with run-time dispatch (kernels.c) */
+    if (mk_kern_matmul(y, ldy, x, ldx, n_tok, w, dt, n_out, n_in, bias)) return;
     const size_t es = mk_dtypes[dt].elem_bytes;
     const size_t n_tiles = (n_out + TILE_ROWS - 1) / TILE_ROWS;
     const double work = (double)n_out * (double)n_in * (double)n_tok;

@@ -1,0 +1,118 @@
+/* moekit bench: prompt processing (pp) and token generation (tg) speed, like llama-bench. */
+#include "args.h"
+#include "cli.h"
+#include "moekit.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: moekit bench -m MODEL_DIR [-p 512] [-n 128] [-t THREADS] [-r REPS] [--bf16-dot]\n"
+            "Prints tokens/s for a prompt of P random tokens (pp, one batched forward) and for N\n"
+            "generated tokens (tg, one token per forward, KV cache growing from empty), as the mean and\n"
+            "standard deviation over REPS runs after one warm-up run.\n"
+            "  -m, --model DIR   HF checkpoint directory\n"
+            "  -p, --n-prompt P  prompt tokens (default 512; 0 = skip pp)\n"
+            "  -n, --n-gen N     generated tokens (default 128; 0 = skip tg)\n"
+            "  -t, --threads N   threads (default: all cores)\n"
+            "  -r, --reps R      repetitions (default 5)\n"
+            "  --bf16-dot        BF16 weights: AVX512-BF16 dot products on bf16-rounded activations for\n"
+            "                    prefill (faster, less exact; as llama.cpp does)\n");
+}
+
+static void stats(const double *v, int n, double *mean, double *sd) {
+    double s = 0, q = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    *mean = s / n;
+    for (int i = 0; i < n; i++) q += (v[i] - *mean) * (v[i] - *mean);
+    *sd = n > 1 ? sqrt(q / (n - 1)) : 0;
+}
+
+int mk_cmd_bench(int argc, char **argv) {
+    const char *dir = NULL;
+    int64_t np = 512, ng = 128, threads = 0, reps = 5;
+    bool bf16dot = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+#define VAL() if (!(v = mk_arg_value(argc, argv, &i))) return 2
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
+        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VAL(); dir = v; }
+        else if (!strcmp(a, "-p") || !strcmp(a, "--n-prompt")) { VAL(); if (!mk_arg_int(a, v, 0, 1 << 20, &np)) return 2; }
+        else if (!strcmp(a, "-n") || !strcmp(a, "--n-gen")) { VAL(); if (!mk_arg_int(a, v, 0, 1 << 20, &ng)) return 2; }
+        else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (!mk_arg_int(a, v, 1, 1024, &threads)) return 2; }
+        else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) { VAL(); if (!mk_arg_int(a, v, 1, 1000, &reps)) return 2; }
+        else if (!strcmp(a, "--bf16-dot")) bf16dot = true;
+        else { fprintf(stderr, "moekit bench: unknown option '%s' (moekit bench --help)\n", a); return 2; }
+#undef VAL
+    }
+    if (!dir && !(dir = mk_default_model())) { fprintf(stderr, "moekit bench: no model given (-m DIR)\n"); return 2; }
+    if (np == 0 && ng == 0) { fprintf(stderr, "moekit bench: nothing to do (-p 0 -n 0)\n"); return 2; }
+    if (threads) omp_set_num_threads((int)threads);
+    if (bf16dot && !mk_kernels_set_bf16_dot(true)) fprintf(stderr, "moekit bench: --bf16-dot: this CPU has no AVX512-BF16; ignored\n");
+
+    int rc = 1;
+    mk_model *m = NULL;
+    mk_ctx *c = NULL;
+    int32_t *tok = NULL;
+    float *logits = NULL;
+    double *tv = NULL;
+    if (mk_model_load(&m, dir)) { rc = mk_cli_fail(); goto done; }
+    const mk_model_info *in = mk_model_get_info(m);
+    const size_t n_ctx = (size_t)(np > ng ? np : ng) + 1;
+    if (mk_ctx_new(&c, m, n_ctx, np > 0 ? (size_t)np : 1)) { rc = mk_cli_fail(); goto done; }
+    tok = malloc(n_ctx * sizeof *tok);
+    logits = malloc((size_t)in->vocab * sizeof *logits);
+    tv = malloc((size_t)(reps + 1) * sizeof *tv);
+    if (!tok || !logits || !tv) { fprintf(stderr, "moekit bench: out of memory\n"); goto done; }
+    uint64_t s = 12345;
+    for (size_t i = 0; i < n_ctx; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        tok[i] = (int32_t)((s >> 33) % (uint64_t)in->vocab);
+    }
+    const char *names[8];
+    int64_t bytes[8];
+    size_t nd = mk_model_bytes_by_dtype(m, names, bytes, 8);
+    double gib = 0;
+    char dts[64] = "";
+    for (size_t i = 0; i < nd; i++) {
+        gib += (double)bytes[i] / (1024.0 * 1024 * 1024);
+        snprintf(dts + strlen(dts), sizeof dts - strlen(dts), "%s%s", i ? "+" : "", names[i]);
+    }
+    printf("| model | dtype | size | params | kernels | threads | test | t/s |\n");
+    printf("| ----- | ----- | ---: | -----: | ------- | ------: | ---: | --: |\n");
+    fflush(stdout);
+    for (int which = 0; which < 2; which++) {
+        const int64_t n = which == 0 ? np : ng;
+        if (n == 0) continue;
+        for (int64_t r = 0; r <= reps; r++) { /* r = 0: warm-up */
+            mk_ctx_reset(c);
+            double t0 = mk_wall();
+            if (which == 0) {
+                if (mk_ctx_forward(c, tok, (size_t)n, MK_LOGITS_LAST, logits)) { rc = mk_cli_fail(); goto done; }
+            } else {
+                for (int64_t i = 0; i < n; i++)
+                    if (mk_ctx_forward(c, tok + i, 1, MK_LOGITS_LAST, logits)) { rc = mk_cli_fail(); goto done; }
+            }
+            double dt = mk_wall() - t0;
+            if (r > 0) tv[r - 1] = (double)n / dt;
+        }
+        double mean, sd;
+        stats(tv, (int)reps, &mean, &sd);
+        printf("| %s %lldL | %s | %.2f GiB | %.2f B | %s | %d | %s%lld | %.2f ± %.2f |\n", in->model_type,
+               (long long)in->n_layer, dts, gib, (double)in->params_total / 1e9, mk_kernels_describe(), omp_get_max_threads(),
+               which == 0 ? "pp" : "tg", (long long)n, mean, sd);
+        fflush(stdout);
+    }
+    rc = 0;
+done:
+    free(tok);
+    free(logits);
+    free(tv);
+    mk_ctx_free(c);
+    mk_model_free(m);
+    return rc;
+}

@@ -1,0 +1,266 @@
+/* Random-weight HF checkpoints of any supported config (include/moekit/synth.h). The tensor
+ * names and shapes are the ones load.c asks for (HF hub layout, one tensor per expert). */
+#include "format/safetensors_write.h"
+#include "model.h"
+#include "moekit/synth.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <omp.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+typedef enum { FILL_RAND, FILL_ONES, FILL_ZEROS } fill_kind;
+
+typedef struct tlist {
+    mk_st_decl *d;
+    fill_kind *fill;
+    size_t n, cap;
+    mk_dtype dt;
+    bool oom;
+} tlist;
+
+static void add(tlist *L, fill_kind f, int ndim, int64_t d0, int64_t d1, const char *fmt, ...) MK_PRINTF(6, 7);
+static void add(tlist *L, fill_kind f, int ndim, int64_t d0, int64_t d1, const char *fmt, ...) {
+    if (L->oom) return;
+    if (L->n == L->cap) {
+        size_t nc = L->cap ? 2 * L->cap : 256;
+        mk_st_decl *d = mk_realloc(L->d, nc * sizeof *d);
+        if (d) L->d = d;
+        fill_kind *k = mk_realloc(L->fill, nc * sizeof *k);
+        if (k) L->fill = k;
+        if (!d || !k) { L->oom = true; return; }
+        L->cap = nc;
+    }
+    char name[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    mk_st_decl *e = &L->d[L->n];
+    memset(e, 0, sizeof *e);
+    e->name = mk_strdup(name);
+    if (!e->name) { L->oom = true; return; }
+    e->dtype = L->dt;
+    e->ndim = ndim;
+    e->shape[0] = d0;
+    e->shape[1] = d1;
+    L->fill[L->n++] = f;
+}
+
+static void tlist_free(tlist *L) {
+    for (size_t i = 0; i < L->n; i++) free((char *)L->d[i].name);
+    free(L->d);
+    free(L->fill);
+}
+
+static void add_mlp(tlist *L, const char *pre, const char *g, const char *u, const char *d, int64_t H, int64_t F) {
+    add(L, FILL_RAND, 2, F, H, "%s.%s.weight", pre, g);
+    add(L, FILL_RAND, 2, F, H, "%s.%s.weight", pre, u);
+    add(L, FILL_RAND, 2, H, F, "%s.%s.weight", pre, d);
+}
+
+/* Every tensor load.c reads for this config, in a streaming-friendly order. */
+static void build_list(tlist *L, const mk_config *c) {
+    const int64_t H = c->d_model, qd = c->n_head * c->d_head, kvd = c->n_kv_head * c->d_head;
+    add(L, FILL_RAND, 2, c->vocab, H, "model.embed_tokens.weight");
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        const long long li = (long long)l;
+        add(L, FILL_ONES, 1, H, 0, "model.layers.%lld.input_layernorm.weight", li);
+        add(L, FILL_ONES, 1, H, 0, "model.layers.%lld.post_attention_layernorm.weight", li);
+        add(L, FILL_RAND, 2, qd, H, "model.layers.%lld.self_attn.q_proj.weight", li);
+        add(L, FILL_RAND, 2, kvd, H, "model.layers.%lld.self_attn.k_proj.weight", li);
+        add(L, FILL_RAND, 2, kvd, H, "model.layers.%lld.self_attn.v_proj.weight", li);
+        add(L, FILL_RAND, 2, H, qd, "model.layers.%lld.self_attn.o_proj.weight", li);
+        if (c->attn_bias == 1) {
+            add(L, FILL_ZEROS, 1, qd, 0, "model.layers.%lld.self_attn.q_proj.bias", li);
+            add(L, FILL_ZEROS, 1, kvd, 0, "model.layers.%lld.self_attn.k_proj.bias", li);
+            add(L, FILL_ZEROS, 1, kvd, 0, "model.layers.%lld.self_attn.v_proj.bias", li);
+        }
+        if (c->qk_norm == MK_QKNORM_HEAD) {
+            add(L, FILL_ONES, 1, c->d_head, 0, "model.layers.%lld.self_attn.q_norm.weight", li);
+            add(L, FILL_ONES, 1, c->d_head, 0, "model.layers.%lld.self_attn.k_norm.weight", li);
+        } else if (c->qk_norm == MK_QKNORM_FULL) {
+            add(L, FILL_ONES, 1, qd, 0, "model.layers.%lld.self_attn.q_norm.weight", li);
+            add(L, FILL_ONES, 1, kvd, 0, "model.layers.%lld.self_attn.k_norm.weight", li);
+        }
+        char pre[128];
+        if (!c->layer_moe[l]) {
+            snprintf(pre, sizeof pre, "model.layers.%lld.mlp", li);
+            add_mlp(L, pre, "gate_proj", "up_proj", "down_proj", H, c->d_ff_dense);
+            continue;
+        }
+        const bool mix = c->arch == MK_ARCH_MIXTRAL;
+        const char *moe = mix ? "block_sparse_moe" : "mlp";
+        add(L, FILL_RAND, 2, c->n_expert, H, "model.layers.%lld.%s.gate.weight", li, moe);
+        for (int64_t e = 0; e < c->n_expert; e++) {
+            snprintf(pre, sizeof pre, "model.layers.%lld.%s.experts.%lld", li, moe, (long long)e);
+            add_mlp(L, pre, mix ? "w1" : "gate_proj", mix ? "w3" : "up_proj", mix ? "w2" : "down_proj", H, c->d_ff_expert);
+        }
+        if (c->shared_expert) {
+            snprintf(pre, sizeof pre, "model.layers.%lld.mlp.shared_expert", li);
+            add_mlp(L, pre, "gate_proj", "up_proj", "down_proj", H, c->d_ff_shared);
+            add(L, FILL_RAND, 2, 1, H, "model.layers.%lld.mlp.shared_expert_gate.weight", li);
+        }
+    }
+    add(L, FILL_ONES, 1, H, 0, "model.norm.weight");
+    if (!c->tie_embed) add(L, FILL_RAND, 2, c->vocab, H, "lm_head.weight");
+}
+
+static uint64_t splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+#define CHUNK ((size_t)1 << 20) /* elements per independently seeded piece */
+
+/* Fills elements [i0, i0 + n) of tensor ti into buf (already in dtype dt). Deterministic in
+ * (seed, ti, chunk index) whatever the thread count. */
+static void gen_chunk(void *buf, size_t n, mk_dtype dt, fill_kind f, uint64_t seed, size_t ti, size_t chunk, float a) {
+    uint64_t s = seed * 0x100000001b3ull ^ ((uint64_t)ti << 32) ^ (uint64_t)chunk;
+    s = splitmix(&s);
+    for (size_t i = 0; i < n; i++) {
+        float v = f == FILL_ONES ? 1.0f : 0.0f;
+        if (f == FILL_RAND) {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            v = a * (float)((double)(s >> 11) * (2.0 / 9007199254740992.0) - 1.0);
+        }
+        if (dt == MK_DT_F32) ((float *)buf)[i] = v;
+        else if (dt == MK_DT_BF16) ((uint16_t *)buf)[i] = mk_f32_to_bf16(v);
+        else ((uint16_t *)buf)[i] = mk_f32_to_f16(v);
+    }
+}
+
+static mk_status write_weights(const char *path, const tlist *L, const mk_synth_opts *o, float a) {
+    mk_st_writer *w;
+    mk_status st = mk_st_writer_open(&w, path, L->d, L->n, NULL);
+    if (st) return st;
+    const size_t es = mk_dtypes[L->dt].elem_bytes, total = mk_st_writer_remaining(w);
+    const int nth = omp_get_max_threads();
+    const size_t per = CHUNK * (size_t)nth;
+    uint8_t *buf = mk_malloc(per * es);
+    if (!buf) { mk_st_writer_abort(w); return MK_ERR_NOMEM; }
+    size_t done_bytes = 0;
+    double t0 = mk_now(), last = t0;
+    for (size_t ti = 0; ti < L->n && !st; ti++) {
+        size_t n = 1;
+        for (int k = 0; k < L->d[ti].ndim; k++) n *= (size_t)L->d[ti].shape[k];
+        for (size_t c0 = 0; c0 < n && !st; c0 += per) {
+            const size_t m = MK_MIN(per, n - c0);
+            const size_t nchunks = (m + CHUNK - 1) / CHUNK;
+            #pragma omp parallel for schedule(static) if (nchunks > 1)
+            for (size_t c = 0; c < nchunks; c++) {
+                const size_t cn = MK_MIN(CHUNK, m - c * CHUNK);
+                gen_chunk(buf + c * CHUNK * es, cn, L->dt, L->fill[ti], o->seed, ti, (c0 / CHUNK) + c, a);
+            }
+            st = mk_st_writer_write(w, buf, m * es);
+            done_bytes += m * es;
+            if (!o->quiet && mk_now() - last > 1.0) {
+                last = mk_now();
+                fprintf(stderr, "\rsynth: %.0f / %.0f MB", done_bytes / 1e6, total / 1e6);
+            }
+        }
+    }
+    free(buf);
+    if (st) { mk_st_writer_abort(w); return st; }
+    if (!o->quiet) fprintf(stderr, "\rsynth: %.0f MB in %.1f s, syncing...\n", total / 1e6, mk_now() - t0);
+    return mk_st_writer_close(w);
+}
+
+/* config.json text with n_layer and dtype applied; *cfg parsed from it. */
+static mk_status make_config(const char *config_path, const mk_synth_opts *o, const char *torch_dtype, char **text,
+                             mk_config *cfg) {
+    json_error_t jerr;
+    json_t *root = json_load_file(config_path, 0, &jerr);
+    if (!root) return mk_err(MK_ERR_FORMAT, "%s: %s (line %d)", config_path, jerr.text, jerr.line);
+    mk_status st = MK_OK;
+    if (!json_is_object(root)) { st = mk_err(MK_ERR_FORMAT, "%s: not a JSON object", config_path); goto out; }
+    if (o->n_layer > 0) {
+        json_t *nl = json_object_get(root, "num_hidden_layers");
+        if (json_is_integer(nl) && json_integer_value(nl) < o->n_layer) {
+            st = mk_err(MK_ERR_ARG, "%s: --layers %lld exceeds the config's %lld layers", config_path, (long long)o->n_layer, (long long)json_integer_value(nl));
+            goto out;
+        }
+        json_object_set_new(root, "num_hidden_layers", json_integer(o->n_layer));
+        json_t *mlo = json_object_get(root, "mlp_only_layers");
+        if (json_is_array(mlo)) {
+            json_t *keep = json_array();
+            size_t i;
+            json_t *v;
+            json_array_foreach(mlo, i, v) if (json_is_integer(v) && json_integer_value(v) < o->n_layer) json_array_append(keep, v);
+            json_object_set_new(root, "mlp_only_layers", keep);
+        }
+        if (json_object_get(root, "max_window_layers")) json_object_set_new(root, "max_window_layers", json_integer(o->n_layer));
+    }
+    json_object_set_new(root, "torch_dtype", json_string(torch_dtype));
+    *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    if (!*text) { st = MK_ERR_NOMEM; goto out; }
+    st = mk_config_parse(cfg, *text, config_path);
+    if (st) { free(*text); *text = NULL; }
+out:
+    json_decref(root);
+    return st;
+}
+
+mk_status mk_model_synth(const char *config_path, const char *out_dir, const mk_synth_opts *opts) {
+    mk_synth_opts o = opts ? *opts : (mk_synth_opts){0};
+    mk_dtype dt = MK_DT_BF16;
+    const char *torch_dtype = "bfloat16";
+    if (o.dtype && !strcmp(o.dtype, "f32")) { dt = MK_DT_F32; torch_dtype = "float32"; }
+    else if (o.dtype && !strcmp(o.dtype, "f16")) { dt = MK_DT_F16; torch_dtype = "float16"; }
+    else if (o.dtype && strcmp(o.dtype, "bf16")) return mk_err(MK_ERR_ARG, "synth: dtype '%s' is not one of bf16, f16, f32", o.dtype);
+    const float std = o.std > 0 ? o.std : 0.02f, a = std * 1.7320508f; /* uniform(-a, a) has std a/√3 */
+
+    char *text = NULL, *work = NULL, *wpath = NULL, *cpath = NULL;
+    mk_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    tlist L = {.dt = dt};
+    mk_status st = make_config(config_path, &o, torch_dtype, &text, &cfg);
+    if (st) return st;
+    build_list(&L, &cfg);
+    if (L.oom) { st = MK_ERR_NOMEM; goto out; }
+
+    struct stat sb;
+    bool fresh = stat(out_dir, &sb) != 0;
+    if (!fresh && !S_ISDIR(sb.st_mode)) { st = mk_err(MK_ERR_ARG, "%s: exists and is not a directory", out_dir); goto out; }
+    if (fresh) {
+        size_t n = strlen(out_dir) + 32;
+        work = mk_malloc(n);
+        if (!work) { st = MK_ERR_NOMEM; goto out; }
+        snprintf(work, n, "%s.tmp.%ld", out_dir, (long)getpid());
+        if (mkdir(work, 0755) != 0) { st = mk_err(MK_ERR_IO, "%s: cannot create: %s", work, strerror(errno)); free(work); work = NULL; goto out; }
+    } else {
+        char *idx = mk_path_join(out_dir, "model.safetensors.index.json");
+        bool has_idx = idx && mk_file_exists(idx);
+        free(idx);
+        if (has_idx) { st = mk_err(MK_ERR_ARG, "%s: holds a sharded model (model.safetensors.index.json); choose a new directory", out_dir); goto out; }
+    }
+    const char *dir = fresh ? work : out_dir;
+    wpath = mk_path_join(dir, "model.safetensors");
+    cpath = mk_path_join(dir, "config.json");
+    if (!wpath || !cpath) { st = MK_ERR_NOMEM; goto out; }
+    if ((st = write_weights(wpath, &L, &o, a))) goto out;
+    if ((st = mk_write_file_atomic(cpath, text, strlen(text)))) goto out;
+    if (fresh && rename(work, out_dir) != 0) { st = mk_err(MK_ERR_IO, "%s: cannot rename onto %s: %s", work, out_dir, strerror(errno)); goto out; }
+    if (fresh) { free(work); work = NULL; }
+out:
+    if (work) { /* a failed fresh build: remove what it holds */
+        if (wpath) unlink(wpath);
+        if (cpath) unlink(cpath);
+        rmdir(work);
+        free(work);
+    }
+    free(wpath);
+    free(cpath);
+    free(text);
+    tlist_free(&L);
+    mk_config_free(&cfg);
+    return st;
+}

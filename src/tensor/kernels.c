@@ -1,0 +1,160 @@
+/* Float-weight matmul: the portable variant, CPU detection, and the threaded driver. */
+#include "kernels.h"
+
+#include "moekit/synth.h"
+
+#include <omp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- portable variant: one row expanded to f32, then a 16-accumulator dot per token ---- */
+void mk_kern_rows_scalar(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) {
+    const size_t n = j->n_in, es = mk_dtypes[j->dt].elem_bytes;
+    for (size_t r = r0; r < r1; r++) {
+        const float *wf;
+        if (j->dt == MK_DT_F32) {
+            wf = (const float *)j->w + r * n;
+        } else {
+            mk_to_f32(wbuf, (const uint8_t *)j->w + r * n * es, j->dt, n);
+            wf = wbuf;
+        }
+        for (size_t t = 0; t < j->n_tok; t++) {
+            float s = mk_dot_f32(j->x + t * j->ldx, wf, n);
+            j->y[t * j->ldy + r] = j->bias ? s + j->bias[r] : s;
+        }
+    }
+}
+
+/* ---- detection ---- */
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static mk_isa g_best = MK_ISA_SCALAR, g_isa = MK_ISA_SCALAR;
+static bool g_has_bf16 = false, g_bf16_dot = false;
+
+static void detect(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) g_best = MK_ISA_AVX2;
+    /* F16C has no __builtin_cpu_supports name in every compiler; every AVX2 CPU has it. */
+    if (g_best == MK_ISA_AVX2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        g_best = MK_ISA_AVX512;
+    g_has_bf16 = g_best == MK_ISA_AVX512 && __builtin_cpu_supports("avx512bf16");
+#endif
+    g_isa = g_best;
+    const char *e = getenv("MOEKIT_ISA");
+    if (e && *e) {
+        for (int i = 0; i < MK_ISA_COUNT; i++)
+            if (!strcmp(e, mk_kern_isa_name((mk_isa)i)) && (mk_isa)i < g_isa) g_isa = (mk_isa)i;
+    }
+    const char *x = getenv("MOEKIT_BF16_DOT");
+    g_bf16_dot = g_has_bf16 && x && *x && strcmp(x, "0");
+}
+
+mk_isa mk_kern_isa_detect(void) {
+    pthread_once(&g_once, detect);
+    return g_best;
+}
+
+bool mk_kern_has_bf16_dot(void) {
+    pthread_once(&g_once, detect);
+    return g_has_bf16;
+}
+
+mk_isa mk_kern_isa(void) {
+    pthread_once(&g_once, detect);
+    return g_isa;
+}
+
+mk_isa mk_kern_set_isa(mk_isa isa) {
+    pthread_once(&g_once, detect);
+    g_isa = isa > g_best ? g_best : isa;
+    return g_isa;
+}
+
+bool mk_kern_set_bf16_dot(bool on) {
+    pthread_once(&g_once, detect);
+    g_bf16_dot = on && g_has_bf16;
+    return g_bf16_dot;
+}
+
+bool mk_kern_bf16_dot(void) {
+    pthread_once(&g_once, detect);
+    return g_bf16_dot;
+}
+
+const char *mk_kern_isa_name(mk_isa isa) {
+    static const char *names[MK_ISA_COUNT] = {"scalar", "avx2", "avx512"};
+    return isa < MK_ISA_COUNT ? names[isa] : "?";
+}
+
+/* ---- per-thread scratch (grows, kept for the thread's life) ---- */
+static _Thread_local void *tl_wbuf, *tl_xb;
+static _Thread_local size_t tl_wcap, tl_xcap;
+
+static void *scratch(void **p, size_t *cap, size_t need) {
+    if (need <= *cap) return *p;
+    mk_free_aligned(*p);
+    *p = mk_malloc_aligned(need);
+    *cap = *p ? need : 0;
+    return *p;
+}
+
+/* Rows per thread are a multiple of this (the variants' row tile). */
+#define ROW_GRAIN 8
+
+bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const void *w, mk_dtype dt,
+                    size_t n_out, size_t n_in, const float *bias) {
+    if (dt != MK_DT_F32 && dt != MK_DT_BF16 && dt != MK_DT_F16) return false;
+    if (n_out == 0 || n_tok == 0) return true;
+    pthread_once(&g_once, detect);
+    static const mk_kern_fn fns[MK_ISA_COUNT] = {mk_kern_rows_scalar, mk_kern_rows_avx2, mk_kern_rows_avx512};
+    mk_kern_fn fn = fns[g_isa];
+    mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .dt = dt, .n_in = n_in, .bias = bias};
+    if (dt == MK_DT_BF16 && n_tok >= 3 && g_bf16_dot && g_isa == MK_ISA_AVX512) {
+        uint16_t *xb = scratch(&tl_xb, &tl_xcap, n_tok * n_in * sizeof(uint16_t));
+        if (xb) {
+            j.xb = xb;
+            fn = mk_kern_rows_avx512bf16;
+        }
+    }
+    const double work = (double)n_out * (double)n_in * (double)n_tok;
+    int nth = omp_in_parallel() || work < 262144.0 ? 1 : omp_get_max_threads();
+    const size_t max_units = (n_out + ROW_GRAIN - 1) / ROW_GRAIN;
+    if ((size_t)nth > max_units) nth = (int)max_units;
+    bool ok = true;
+    #pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        const int tid = omp_get_thread_num(), nt = omp_get_num_threads();
+        if (j.xb) {
+            for (size_t t = (size_t)tid; t < n_tok; t += (size_t)nt)
+                mk_kern_to_bf16_avx512bf16((uint16_t *)j.xb + t * n_in, x + t * ldx, n_in);
+            #pragma omp barrier
+        }
+        /* contiguous row ranges, ROW_GRAIN-aligned, as even as the grain allows */
+        const size_t units = max_units;
+        const size_t u0 = units * (size_t)tid / (size_t)nt, u1 = units * (size_t)(tid + 1) / (size_t)nt;
+        const size_t r0 = u0 * ROW_GRAIN, r1 = MK_MIN(n_out, u1 * ROW_GRAIN);
+        if (r0 < r1) {
+            float *wbuf = scratch(&tl_wbuf, &tl_wcap, MK_KERN_WBUF_ROWS * n_in * sizeof(float));
+            if (wbuf) fn(&j, r0, r1, wbuf);
+            else {
+                #pragma omp atomic write
+                ok = false;
+            }
+        }
+    }
+    if (!ok) return false; /* out of memory for scratch: the caller's fallback needs none */
+    return true;
+}
+
+/* ---- public switches (include/moekit/synth.h) ---- */
+const char *mk_kernels_describe(void) {
+    static char buf[96];
+    pthread_once(&g_once, detect);
+    snprintf(buf, sizeof buf, "%s%s", mk_kern_isa_name(g_isa), g_bf16_dot ? "+bf16dot" : "");
+    return buf;
+}
+
+bool mk_kernels_set_bf16_dot(bool on) { return mk_kern_set_bf16_dot(on); }

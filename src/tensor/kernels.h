@@ -1,0 +1,76 @@
+/* Matmul kernels for float weights (F32, F16, BF16) with run-time CPU dispatch.
+ *
+ * One contract for every variant:  y[t, o] = Σ_i x[t, i] · W[o, i] (+ bias[o])
+ *   x (n_tok, n_in) f32, row stride ldx;  y (n_tok, n_out) f32, row stride ldy;
+ *   W (n_out, n_in) row-major in dtype dt;  bias (n_out) f32 or NULL.
+ * Variants (chosen once from cpuid, overridable with MOEKIT_ISA=scalar|avx2|avx512 and for
+ * tests with mk_kern_set_isa):
+ *   scalar   portable C, the reference the SIMD paths are tested against;
+ *   avx2     AVX2 + FMA + F16C, 8 lanes;
+ *   avx512   AVX-512 F/BW/VL/DQ, 16 lanes.
+ * Each variant computes in f32 with weights expanded exactly to f32 (bf16 → f32 and f16 → f32 are
+ * exact), so only the order of the f32 additions differs from the reference.
+ * Optional BF16 fast path (AVX512-BF16, vdpbf16ps): for BF16 weights and n_tok ≥ 2 the activation
+ * rows are rounded to bf16 once per call and multiplied pairwise with the raw bf16 weights. This
+ * is what llama.cpp does for BF16 weights, and about 2.5× faster than the exact path, but it breaks
+ * the 1e-4 agreement with HF that the fidelity tests ask of BF16 models, so it is off by default:
+ * MOEKIT_BF16_DOT=1 or mk_kern_set_bf16_dot(true) turns it on where the CPU has AVX512-BF16.
+ * Error bounds: see tests/test_kernels.c.
+ * Knows no files and no model. */
+#ifndef MK_KERNELS_H
+#define MK_KERNELS_H
+
+#include "tensor.h"
+
+typedef enum mk_isa {
+    MK_ISA_SCALAR = 0,
+    MK_ISA_AVX2,
+    MK_ISA_AVX512,
+    MK_ISA_COUNT
+} mk_isa;
+
+/* One matmul call's operands (shared by all threads of the call). */
+typedef struct mk_kjob {
+    float *y;
+    size_t ldy;
+    const float *x;
+    size_t ldx;
+    const uint16_t *xb;     /* (n_tok, n_in) x rounded to bf16, for the vdpbf16ps path; else NULL */
+    size_t n_tok;
+    const void *w;
+    mk_dtype dt;
+    size_t n_in;
+    const float *bias;
+} mk_kjob;
+
+/* A variant computes rows [r0, r1) of y for all tokens. wbuf: per-thread scratch of at least
+ * MK_KERN_WBUF_ROWS · n_in floats (weights expanded to f32). */
+#define MK_KERN_WBUF_ROWS 8
+typedef void (*mk_kern_fn)(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
+
+void mk_kern_rows_scalar(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
+void mk_kern_rows_avx2(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
+void mk_kern_rows_avx512(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
+/* BF16 weights only; j->xb must be set. */
+void mk_kern_rows_avx512bf16(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
+/* Rounds n f32 values to bf16 (round to nearest even), vectorized where available. */
+void mk_kern_to_bf16_avx512bf16(uint16_t *dst, const float *src, size_t n);
+
+/* Best ISA this CPU (and OS) supports; whether AVX512-BF16 is present. */
+mk_isa mk_kern_isa_detect(void);
+bool mk_kern_has_bf16_dot(void);
+/* The ISA in use (after MOEKIT_ISA); set clamps to what the CPU supports and returns what is used. */
+mk_isa mk_kern_isa(void);
+mk_isa mk_kern_set_isa(mk_isa isa);
+const char *mk_kern_isa_name(mk_isa isa);
+/* Whether BF16 weights with n_tok ≥ 2 use vdpbf16ps (false: exact f32 path). Returns the setting. */
+bool mk_kern_set_bf16_dot(bool on);
+bool mk_kern_bf16_dot(void);
+
+/* The threaded driver: splits output rows among the OpenMP threads (call from outside a parallel
+ * region, or inside one to run on the calling thread only). Returns false when dt is not a
+ * dtype these kernels handle (the caller falls back). */
+bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const void *w, mk_dtype dt,
+                    size_t n_out, size_t n_in, const float *bias);
+
+#endif

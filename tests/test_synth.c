@@ -1,0 +1,130 @@
+/* safetensors writer (streamed, atomic) and `synth` (random models of every architecture that
+ * load and run with finite logits). */
+#include "format/safetensors.h"
+#include "format/safetensors_write.h"
+#include "mk_test.h"
+#include "moekit.h"
+
+#include <dirent.h>
+#include <unistd.h>
+
+static char tmpdir[256];
+
+static void test_writer_roundtrip(void) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/w.safetensors", tmpdir);
+    mk_st_decl d[3] = {{"a.weight", MK_DT_F32, 2, {2, 3}}, {"b", MK_DT_BF16, 1, {5}}, {"empty", MK_DT_F16, 2, {0, 4}}};
+    mk_st_writer *w;
+    REQUIRE(mk_st_writer_open(&w, path, d, 3, NULL) == MK_OK, "%s", mk_last_error());
+    CHECK(mk_st_writer_remaining(w) == 24 + 10, "remaining %zu", mk_st_writer_remaining(w));
+    float a[6] = {1, 2, 3, 4, 5, 6};
+    uint16_t b[5];
+    for (int i = 0; i < 5; i++) b[i] = mk_f32_to_bf16((float)i - 2.5f);
+    CHECK(mk_st_writer_write(w, a, 10) == MK_OK, "piece 1");
+    CHECK(!mk_file_exists(path), "target absent before close");
+    CHECK(mk_st_writer_write(w, (uint8_t *)a + 10, 14) == MK_OK, "piece 2");
+    CHECK(mk_st_writer_write(w, b, 10) == MK_OK, "piece 3");
+    CHECK(mk_st_writer_write(w, b, 1) != MK_OK, "writing past the end fails");
+    REQUIRE(mk_st_writer_close(w) == MK_OK, "%s", mk_last_error());
+    mk_st_set *s;
+    REQUIRE(mk_st_open_file(&s, path) == MK_OK, "%s", mk_last_error());
+    const mk_st_entry *ea = mk_st_find(s, "a.weight"), *eb = mk_st_find(s, "b"), *ee = mk_st_find(s, "empty");
+    REQUIRE(ea && eb && ee, "all tensors present");
+    CHECK(ea->t.dtype == MK_DT_F32 && ea->t.shape[0] == 2 && ea->t.shape[1] == 3 && !memcmp(ea->t.data, a, 24), "a");
+    CHECK(eb->t.dtype == MK_DT_BF16 && !memcmp(eb->t.data, b, 10), "b");
+    CHECK(ee->t.nbytes == 0, "empty");
+    CHECK(ea->offset % 8 == 0, "data starts 8-aligned");
+    mk_st_free(s);
+    unlink(path);
+}
+
+static void test_writer_incomplete(void) {
+    char path[300];
+    snprintf(path, sizeof path, "%s/inc.safetensors", tmpdir);
+    mk_st_decl d[1] = {{"x", MK_DT_F32, 1, {4}}};
+    mk_st_writer *w;
+    REQUIRE(mk_st_writer_open(&w, path, d, 1, NULL) == MK_OK, "%s", mk_last_error());
+    float v[2] = {1, 2};
+    mk_st_writer_write(w, v, 8);
+    CHECK(mk_st_writer_close(w) != MK_OK, "close of an incomplete file fails");
+    CHECK(strstr(mk_last_error(), "only 8 of the declared 16 bytes") != NULL, "message: %s", mk_last_error());
+    CHECK(!mk_file_exists(path), "no file under the target name");
+    mk_st_decl dup[2] = {{"x", MK_DT_F32, 1, {1}}, {"x", MK_DT_F32, 1, {1}}};
+    CHECK(mk_st_writer_open(&w, path, dup, 2, NULL) != MK_OK, "duplicate names rejected");
+    mk_st_writer_abort(NULL);
+    DIR *dir = opendir(tmpdir);
+    int left = 0;
+    struct dirent *de;
+    while ((de = readdir(dir))) left += strstr(de->d_name, ".tmp.") != NULL;
+    closedir(dir);
+    CHECK(left == 0, "%d temporary files left behind", left);
+}
+
+static const char *configs[] = {
+    "{\"architectures\":[\"Qwen3MoeForCausalLM\"],\"vocab_size\":97,\"hidden_size\":32,\"num_hidden_layers\":3,"
+    "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"head_dim\":16,\"num_experts\":6,\"num_experts_per_tok\":2,"
+    "\"moe_intermediate_size\":24,\"intermediate_size\":40,\"mlp_only_layers\":[2],\"norm_topk_prob\":true,\"rms_norm_eps\":1e-6}",
+    "{\"architectures\":[\"Qwen2MoeForCausalLM\"],\"vocab_size\":97,\"hidden_size\":32,\"num_hidden_layers\":2,"
+    "\"num_attention_heads\":4,\"num_key_value_heads\":4,\"num_experts\":4,\"num_experts_per_tok\":2,"
+    "\"moe_intermediate_size\":24,\"shared_expert_intermediate_size\":48,\"intermediate_size\":40,\"rms_norm_eps\":1e-6}",
+    "{\"architectures\":[\"MixtralForCausalLM\"],\"vocab_size\":97,\"hidden_size\":32,\"num_hidden_layers\":2,"
+    "\"num_attention_heads\":4,\"num_key_value_heads\":2,\"num_local_experts\":4,\"num_experts_per_tok\":2,"
+    "\"intermediate_size\":24,\"rms_norm_eps\":1e-5}",
+    "{\"architectures\":[\"OlmoeForCausalLM\"],\"vocab_size\":97,\"hidden_size\":32,\"num_hidden_layers\":2,"
+    "\"num_attention_heads\":4,\"num_experts\":8,\"num_experts_per_tok\":3,\"intermediate_size\":24,"
+    "\"rms_norm_eps\":1e-5,\"clip_qkv\":null}",
+};
+
+static void test_synth_archs(void) {
+    const char *dts[] = {"f32", "bf16", "f16"};
+    for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++) {
+        char cpath[300], out[300];
+        snprintf(cpath, sizeof cpath, "%s/c%zu.json", tmpdir, i);
+        snprintf(out, sizeof out, "%s/m%zu", tmpdir, i);
+        FILE *f = fopen(cpath, "w");
+        REQUIRE(f, "write config");
+        fputs(configs[i], f);
+        fclose(f);
+        mk_synth_opts o = {.n_layer = i == 0 ? 3 : 0, .dtype = dts[i % 3], .seed = 7, .quiet = true};
+        REQUIRE(mk_model_synth(cpath, out, &o) == MK_OK, "config %zu: %s", i, mk_last_error());
+        mk_model *m;
+        REQUIRE(mk_model_load(&m, out) == MK_OK, "config %zu: %s", i, mk_last_error());
+        const mk_model_info *in = mk_model_get_info(m);
+        mk_ctx *c;
+        REQUIRE(mk_ctx_new(&c, m, 16, 8) == MK_OK, "%s", mk_last_error());
+        int32_t tok[5] = {1, 5, 9, 96, 0};
+        float *lg = malloc(5 * (size_t)in->vocab * sizeof(float));
+        CHECK(mk_ctx_forward(c, tok, 5, MK_LOGITS_ALL, lg) == MK_OK, "%s", mk_last_error());
+        bool finite = true, nonzero = false;
+        for (size_t k = 0; k < 5 * (size_t)in->vocab; k++) {
+            finite &= isfinite(lg[k]);
+            nonzero |= lg[k] != 0;
+        }
+        CHECK(finite && nonzero, "config %zu: logits finite and not all zero", i);
+        free(lg);
+        mk_ctx_free(c);
+        mk_model_free(m);
+        /* same seed, same bytes; synth into the existing directory replaces the files */
+        char out2[300];
+        snprintf(out2, sizeof out2, "%s/m%zu", tmpdir, i);
+        CHECK(mk_model_synth(cpath, out2, &o) == MK_OK, "re-synth into an existing dir: %s", mk_last_error());
+    }
+    char cpath[300], out[300];
+    snprintf(cpath, sizeof cpath, "%s/c0.json", tmpdir);
+    snprintf(out, sizeof out, "%s/too_many", tmpdir);
+    mk_synth_opts o = {.n_layer = 9, .quiet = true};
+    CHECK(mk_model_synth(cpath, out, &o) != MK_OK, "--layers beyond the config fails");
+    CHECK(!mk_file_exists(out), "and leaves nothing");
+}
+
+int main(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/mk_test_synth.XXXXXX");
+    if (!mkdtemp(tmpdir)) return 1;
+    RUN(test_writer_roundtrip);
+    RUN(test_writer_incomplete);
+    RUN(test_synth_archs);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd)) fprintf(stderr, "cannot remove %s\n", tmpdir);
+    return TEST_SUMMARY("test_synth");
+}
