@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static void usage(FILE *f) {
@@ -40,7 +41,9 @@ static void usage(FILE *f) {
             MK_CLI_ROUTE_HELP
             "  --experts K           the same as --route topk:K\n"
             "  -t, --threads N       threads (default: all cores)\n"
-            "  -q, --quiet           no progress bar (it is shown only on a terminal anyway)\n");
+            "  -q, --quiet           no progress bar (it is shown only on a terminal anyway)\n"
+            "  --forward-only        benchmarking: the same forward passes with no observer; writes\n"
+            "                        nothing (-o is still checked); compare its tok/s with a real run\n");
 }
 
 typedef struct dataset {
@@ -210,7 +213,7 @@ static void stream_progress(void *user, int64_t layer, size_t done, size_t total
 int mk_cmd_profile(int argc, char **argv) {
     const char *dir = NULL, *out = NULL, *html = NULL;
     int64_t tokens = 0, n_ctx = 512, threads = 0, experts = 0, report_layer = -1;
-    bool stream = false, quiet = false;
+    bool stream = false, quiet = false, fwd_only = false;
     dataset *ds = NULL;
     size_t n_ds = 0;
     int rc = 2;
@@ -257,6 +260,7 @@ int mk_cmd_profile(int argc, char **argv) {
         else if (!strcmp(a, "--experts")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 20, &experts)) goto out; }
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (!mk_arg_int(a, v, 1, 1024, &threads)) goto out; }
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = true;
+        else if (!strcmp(a, "--forward-only")) fwd_only = true;
         else { fprintf(stderr, "moekit profile: unknown option '%s' (moekit profile --help)\n", a); goto out; }
 #undef VAL
     }
@@ -339,7 +343,7 @@ int mk_cmd_profile(int argc, char **argv) {
                              .n_dataset = n_ds, .dataset_names = names, .dataset_paths = paths, .k = 0};
     if (mk_profile_new(&prof, m, &lay)) { rc = mk_cli_fail(); goto out; }
     mk_observer obs = mk_profile_observer(prof);
-    mk_ctx_set_observer(c, &obs);
+    if (!fwd_only) mk_ctx_set_observer(c, &obs);
 
     progress pg = {.on = !quiet && isatty(STDERR_FILENO), .t0 = mk_wall(), .total = total, .n_layer = in->n_layer};
     double t0 = mk_wall();
@@ -357,14 +361,24 @@ int mk_cmd_profile(int argc, char **argv) {
     }
     double secs = mk_wall() - t0;
     progress_show(&pg, (double)total * (double)in->n_layer, true, stream ? "profile (stream)" : "profile");
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    const double peak_mib = (double)ru.ru_maxrss / 1024.0;
+    if (fwd_only) {
+        if (!quiet)
+            fprintf(stderr, "profile --forward-only: %zu tokens in %zu sequences, %.2f s (%.1f tok/s)%s, peak RSS %.0f MiB; nothing written\n",
+                    total, n_seq, secs, secs > 0 ? (double)total / secs : 0.0, stream ? ", streamed" : "", peak_mib);
+        rc = 0;
+        goto out;
+    }
     if (mk_profile_status(prof)) { rc = mk_cli_fail(); goto out; }
     mk_profile_run_info run = {.model_dir = dir, .ctx = (size_t)n_ctx, .tokens_limit = tokens, .streamed = stream, .seconds = secs};
     if (mk_profile_write_json(prof, &run, NULL, NULL, out)) { rc = mk_cli_fail(); goto out; }
     if (html && mk_profile_write_html(prof, &run, NULL, NULL, report_layer, html)) { rc = mk_cli_fail(); goto out; }
     if (!quiet)
-        fprintf(stderr, "profile: %zu tokens in %zu sequences from %zu dataset%s, %.2f s (%.1f tok/s)%s; wrote %s%s%s\n", total, n_seq,
-                n_ds, n_ds > 1 ? "s" : "", secs, secs > 0 ? (double)total / secs : 0.0, stream ? ", streamed" : "", out,
-                html ? " and " : "", html ? html : "");
+        fprintf(stderr, "profile: %zu tokens in %zu sequences from %zu dataset%s, %.2f s (%.1f tok/s)%s, peak RSS %.0f MiB; wrote %s%s%s\n",
+                total, n_seq, n_ds, n_ds > 1 ? "s" : "", secs, secs > 0 ? (double)total / secs : 0.0, stream ? ", streamed" : "",
+                peak_mib, out, html ? " and " : "", html ? html : "");
     rc = 0;
 out:
     mk_cli_route_free(&route);
