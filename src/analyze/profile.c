@@ -20,40 +20,26 @@
 
 /* ---------------------------------------------------------------- token-expert counter */
 
-static bool tc_grow(mk_tokcount *t) {
-    size_t nc = t->cap ? t->cap * 2 : 1024;
-    uint64_t *k = mk_calloc(nc, sizeof *k);
-    int64_t *c = mk_calloc(nc, sizeof *c);
-    if (!k || !c) {
-        free(k);
-        free(c);
-        return false;
+static void tc_add(mk_tokcount *t, int32_t id) {
+    int32_t lo = 0;
+    for (int32_t i = 0; i < t->n; i++) {
+        if (t->id[i] == id) {
+            t->count[i]++;
+            return;
+        }
+        if (t->count[i] < t->count[lo]) lo = i;
     }
-    for (size_t i = 0; i < t->cap; i++) {
-        if (!t->keys[i]) continue;
-        size_t h = (size_t)((t->keys[i] * 0x9E3779B97F4A7C15ull) >> 17) & (nc - 1);
-        while (k[h]) h = (h + 1) & (nc - 1);
-        k[h] = t->keys[i];
-        c[h] = t->counts[i];
+    if (t->n < MK_PROFILE_TOKEN_SLOTS) {
+        t->id[t->n] = id;
+        t->count[t->n] = 1;
+        t->err[t->n++] = 0;
+        return;
     }
-    free(t->keys);
-    free(t->counts);
-    t->keys = k;
-    t->counts = c;
-    t->cap = nc;
-    return true;
-}
-
-static bool tc_add(mk_tokcount *t, uint64_t key) {
-    if ((t->used + 1) * 2 > t->cap && !tc_grow(t)) return false;
-    size_t h = (size_t)((key * 0x9E3779B97F4A7C15ull) >> 17) & (t->cap - 1);
-    while (t->keys[h] && t->keys[h] != key) h = (h + 1) & (t->cap - 1);
-    if (!t->keys[h]) {
-        t->keys[h] = key;
-        t->used++;
-    }
-    t->counts[h]++;
-    return true;
+    /* replace the smallest counter (the first of them): the newcomer inherits its count as error */
+    t->err[lo] = t->count[lo];
+    t->count[lo]++;
+    t->id[lo] = id;
+    t->evicted++;
 }
 
 /* ---------------------------------------------------------------- lifetime */
@@ -77,11 +63,6 @@ void mk_profile_free(mk_profile *p) {
     free(p->hist);
     free(p->coact);
     free(p->trans);
-    if (p->tc)
-        for (int64_t i = 0; i < p->n_moe; i++) {
-            free(p->tc[i].keys);
-            free(p->tc[i].counts);
-        }
     free(p->tc);
     free(p->ids_prev[0]);
     free(p->ids_prev[1]);
@@ -158,7 +139,7 @@ mk_status mk_profile_new(mk_profile **out, const mk_model *m, const mk_profile_l
     p->hist = mk_calloc(L * E * NB, sizeof(int64_t));
     p->coact = mk_calloc(L * E * E, sizeof(int64_t));
     p->trans = mk_calloc((L > 1 ? L - 1 : 1) * E * E, sizeof(int64_t));
-    p->tc = mk_calloc(L, sizeof *p->tc);
+    p->tc = mk_calloc(L * E, sizeof *p->tc);
     p->ids_prev[0] = mk_calloc(p->n_tok * K, sizeof(int32_t));
     p->ids_prev[1] = mk_calloc(p->n_tok * K, sizeof(int32_t));
     p->cursor = mk_calloc(L, sizeof(size_t));
@@ -394,11 +375,7 @@ static void on_moe(void *user, const mk_moe_event *ev) {
                     const int32_t pe = prev[g * K + s2];
                     if (pe >= 0) trans[(size_t)pe * E + (size_t)id[s]]++;
                 }
-            uint64_t key = (uint64_t)(uint32_t)p->tokens[g] * (uint64_t)E + (uint64_t)id[s] + 1;
-            if (!tc_add(&p->tc[li], key)) {
-                fail(p, MK_ERR_NOMEM, "profile: out of memory counting tokens per expert");
-                return;
-            }
+            tc_add(&p->tc[(size_t)li * E + (size_t)id[s]], p->tokens[g]);
         }
         memcpy(cur + g * K, id, K * sizeof(int32_t));
     }
@@ -491,30 +468,27 @@ mk_status mk_prof_super_experts(const mk_profile *p, mk_super_expert **out, size
 }
 
 void mk_prof_top_tokens(const mk_profile *p, int64_t li, int32_t *ids, int64_t *counts, int *n) {
-    const size_t E = (size_t)p->E;
-    memset(n, 0, E * sizeof *n);
-    const mk_tokcount *t = &p->tc[li];
-    for (size_t h = 0; h < t->cap; h++) {
-        if (!t->keys[h]) continue;
-        const uint64_t k = t->keys[h] - 1;
-        const size_t e = (size_t)(k % E);
-        const int32_t id = (int32_t)(k / E);
-        const int64_t c = t->counts[h];
-        int32_t *I = ids + e * TOP;
-        int64_t *C = counts + e * TOP;
-        int m = n[e];
-        /* insertion into a list sorted by count desc, id asc */
-        int pos = m;
-        while (pos > 0 && (C[pos - 1] < c || (C[pos - 1] == c && I[pos - 1] > id))) pos--;
-        if (pos >= TOP) continue;
-        int last = m < TOP ? m : TOP - 1;
-        for (int i = last; i > pos; i--) {
-            I[i] = I[i - 1];
-            C[i] = C[i - 1];
+    for (int64_t e = 0; e < p->E; e++) {
+        const mk_tokcount *t = mk_prof_tc(p, li, e);
+        int32_t *I = ids + (size_t)e * TOP;
+        int64_t *C = counts + (size_t)e * TOP;
+        int m = 0;
+        for (int32_t j = 0; j < t->n; j++) {
+            const int32_t id = t->id[j];
+            const int64_t c = t->count[j];
+            /* insertion into a list sorted by count desc, id asc */
+            int pos = m;
+            while (pos > 0 && (C[pos - 1] < c || (C[pos - 1] == c && I[pos - 1] > id))) pos--;
+            if (pos >= TOP) continue;
+            for (int i = (m < TOP ? m : TOP - 1); i > pos; i--) {
+                I[i] = I[i - 1];
+                C[i] = C[i - 1];
+            }
+            I[pos] = id;
+            C[pos] = c;
+            if (m < TOP) m++;
         }
-        I[pos] = id;
-        C[pos] = c;
-        if (m < TOP) n[e] = m + 1;
+        n[e] = m;
     }
 }
 
@@ -846,6 +820,11 @@ static json_t *build_json(const mk_profile *p, const mk_profile_run_info *run, m
                 json_t *o = json_object();
                 json_object_set_new(o, "id", json_integer(ids[e * TOP + (size_t)i]));
                 json_object_set_new(o, "count", json_integer(cnts[e * TOP + (size_t)i]));
+                const mk_tokcount *tcn = mk_prof_tc(p, (int64_t)li, (int64_t)e);
+                int64_t err = 0;
+                for (int32_t j = 0; j < tcn->n; j++)
+                    if (tcn->id[j] == ids[e * TOP + (size_t)i]) err = tcn->err[j];
+                json_object_set_new(o, "overcount_max", json_integer(err));
                 char buf[256];
                 if (decode && decode(du, ids[e * TOP + (size_t)i], buf, sizeof buf)) json_object_set_new(o, "token", json_string(buf));
                 json_array_append_new(lst, o);

@@ -4,11 +4,17 @@
 
 #include "analyze/profile.h"
 
-/* Open-addressing counter of (token id, expert) pairs of one layer. key = id·n_expert + e + 1. */
+/* Most frequent token ids of one (layer, expert): a space-saving summary (Metwally et al. 2005)
+ * of MK_PROFILE_TOKEN_SLOTS counters, so memory stays fixed however many tokens are profiled.
+ * Counts are exact while at most that many distinct ids have reached the expert (evicted == 0);
+ * afterwards a kept count overestimates the true one by at most its err, itself <= N_e / slots. */
+#define MK_PROFILE_TOKEN_SLOTS 64
 typedef struct mk_tokcount {
-    uint64_t *keys;
-    int64_t *counts;
-    size_t cap, used;
+    int32_t id[MK_PROFILE_TOKEN_SLOTS];
+    int32_t n;                            /* slots in use */
+    int64_t count[MK_PROFILE_TOKEN_SLOTS];
+    int64_t err[MK_PROFILE_TOKEN_SLOTS];
+    int64_t evicted;                      /* replacements made */
 } mk_tokcount;
 
 struct mk_profile {
@@ -34,7 +40,7 @@ struct mk_profile {
     int64_t *hist;                /* (n_moe, E, MK_PROFILE_HIST_BINS) */
     int64_t *coact;               /* (n_moe, E, E) tokens routed to both e1 and e2 (diagonal = count) */
     int64_t *trans;               /* (n_moe-1, E, E) tokens routed to e at MoE layer i and e' at i+1 */
-    mk_tokcount *tc;              /* (n_moe) */
+    mk_tokcount *tc;              /* (n_moe, E) */
     int32_t *ids_prev[2];         /* (n_tok, K) chosen experts of the last two MoE layers, by parity */
     size_t *cursor;               /* (n_moe) next global token index expected */
     /* per-event scratch, grown as needed: (n, K) norms, max|.|, channel; (n) s_t, entropy, top-1 */
@@ -64,6 +70,9 @@ mk_status mk_prof_super_experts(const mk_profile *p, mk_super_expert **out, size
 /* Top tokens of every expert of MoE layer li: for expert e, n[e] <= MK_PROFILE_TOP_TOKENS ids and
  * counts at ids[e·TOP..], by count desc, id asc. ids (E·TOP), counts (E·TOP), n (E). */
 void mk_prof_top_tokens(const mk_profile *p, int64_t li, int32_t *ids, int64_t *counts, int *n);
+static inline const mk_tokcount *mk_prof_tc(const mk_profile *p, int64_t li, int64_t e) {
+    return &p->tc[(size_t)li * (size_t)p->E + (size_t)e];
+}
 
 typedef struct spec_item {
     int64_t li, e;
