@@ -62,7 +62,9 @@ run_limited() {
 
 sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
 echo "== streamed, limited to $LIMIT_MB MiB"
-S1=$(run_limited $MK profile -m "$W/model" --data "$W/calib.ids" --ctx 128 -t "$THREADS" --stream -o "$W/stream.json" 2>&1 | tee /dev/stderr | grep -E '^profile|cgroup' | tr '\n' ' ')
+R1=$(run_limited $MK profile -m "$W/model" --data "$W/calib.ids" --ctx 128 -t "$THREADS" --stream -o "$W/stream.json" 2>&1)
+echo "$R1"
+S1=$(grep -E '^profile|cgroup' <<<"$R1" | tr '\n' ' ')
 
 echo "== streamed == sequential on the same data (no limit)"
 $MK profile -m "$W/model" --data "$W/calib.ids" --ctx 128 -t "$THREADS" -o "$W/seq.json"

@@ -9,6 +9,7 @@ tests/cli/test_profile.sh compares moekit's stats.json with (counts exactly, sco
 relative). Dev-only: needs torch + transformers (pip); CI only reads the committed files.
 
   python3 tools/gen_profile_reference.py --make-model --out tests/fixtures/profile
+  python3 tools/gen_profile_reference.py --model tests/fixtures/qwen2_moe --name qwen2_moe   # an existing fixture
 """
 import argparse
 import json
@@ -59,15 +60,18 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="tests/fixtures/profile")
     ap.add_argument("--make-model", action="store_true")
+    ap.add_argument("--model", help="checkpoint to profile (default: OUT/qwen3_moe)")
+    ap.add_argument("--name", help="writes OUT/reference_NAME.json (default: OUT/reference.json)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     if a.make_model:
         make_model(a.out)
     docs = make_data(a.out)
     from transformers import AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_pretrained(os.path.join(a.out, "qwen3_moe"), dtype=torch.float32).eval()
+    model = AutoModelForCausalLM.from_pretrained(a.model or os.path.join(a.out, "qwen3_moe"), dtype=torch.float32).eval()
     cfg = model.config
-    L, E, K = cfg.num_hidden_layers, cfg.num_experts, cfg.num_experts_per_tok
+    L, K = cfg.num_hidden_layers, cfg.num_experts_per_tok
+    E = getattr(cfg, "num_experts", None) or cfg.num_local_experts
     moe_layers = [l for l in range(L) if hasattr(model.model.layers[l].mlp, "gate")]
     M = len(moe_layers)
     names = list(docs)
@@ -126,7 +130,7 @@ def main():
                         for s in range(K):
                             e = int(ids[t, s])
                             o = outs[(t, s)].double()
-                            nrm = float(torch.linalg.vector_norm(o))
+                            nrm = float(torch.linalg.vector_norm(o.detach()))
                             gw = float(w[t, s])
                             count[slot, li, e] += 1
                             gate_sum[slot, li, e] += gw
@@ -192,9 +196,10 @@ def main():
         "transitions": [trans[i].tolist() for i in range(M - 1)],
         "js": [js(0, 1, li) for li in range(M)],
     }
-    with open(os.path.join(a.out, "reference.json"), "w") as f:
+    path = os.path.join(a.out, f"reference_{a.name}.json" if a.name else "reference.json")
+    with open(path, "w") as f:
         json.dump(ref, f)
-    print("wrote", os.path.join(a.out, "reference.json"), "tokens", int(ntok[S - 1, 0]), "super experts", len(se))
+    print("wrote", path, "tokens", int(ntok[S - 1, 0]), "super experts", len(se))
 
 
 if __name__ == "__main__":

@@ -210,7 +210,7 @@ static mk_status build(const mk_profile *p, const mk_profile_run_info *run, mk_d
     mk_buf_puts(b, "</table>\n");
 
     /* 1. layer × expert heatmaps */
-    const double cw = fit(560, E, 3, 22), ch = fit(360, L, 4, 20);
+    const double cw = fit(500, E, 3, 22), ch = fit(360, L, 4, 20);
     mk_buf_puts(b, "<h2>Expert usage, all data</h2>\n<p class=note>Frequency = share of tokens routed to the expert (a row sums to k). "
                    "REAP = mean over routed tokens of gate × ‖expert output‖₂. Hover a cell for its value.</p><div class=row>\n");
     grid_of(p, D, false, v);
@@ -221,7 +221,7 @@ static mk_status build(const mk_profile *p, const mk_profile_run_info *run, mk_d
 
     /* 2. per dataset */
     if (D > 1) {
-        const double pcw = fit(1180.0 / (double)(D < 4 ? D : 4) - 60, E, 2, 14), pch = fit(260, L, 3, 14);
+        const double pcw = fit(1180.0 / (double)(D < 3 ? D : 3) - 100, E, 2, 14), pch = fit(260, L, 3, 14);
         mk_buf_puts(b, "<h2>Expert frequency per dataset</h2>\n<div class=row>\n");
         for (size_t d = 0; d < D; d++) {
             grid_of(p, d, false, v);

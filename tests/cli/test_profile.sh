@@ -12,6 +12,12 @@ if expect_ok "profile (sequential) with HTML" $MK profile -m $M "${DATA[@]}" --c
   if out=$(python3 tests/cli/cmp_profile.py "$TMPD/seq.json" $P/reference.json); then ok "matches the transformers reference ($out)"
   else bad "matches the transformers reference" "$out"; fi
 fi
+# the same on main's fixtures: Qwen2-MoE (shared expert, no renormalisation), OLMoE
+for a in qwen2_moe olmoe; do
+  if $MK profile -m $FIX/$a "${DATA[@]}" --ctx 48 -q -o "$TMPD/$a.json" 2>"$TMPD/err" && \
+     out=$(python3 tests/cli/cmp_profile.py "$TMPD/$a.json" $P/reference_$a.json); then ok "$a matches the transformers reference ($out)"
+  else bad "$a matches the transformers reference" "$(cat "$TMPD/err") $out"; fi
+done
 if expect_ok "profile --stream" $MK profile -m $M "${DATA[@]}" --ctx 48 -q --stream -o "$TMPD/str.json"; then
   if out=$(python3 tests/cli/cmp_profile.py --same "$TMPD/seq.json" "$TMPD/str.json"); then ok "streamed and sequential stats.json are identical"
   else bad "streamed and sequential stats.json are identical" "$out"; fi
