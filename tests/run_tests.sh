@@ -22,8 +22,9 @@ run_one() {
   passed=$((passed + p)); failed=$((failed + f))
   if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then echo "BROKEN $name (exit $rc)"; failed=$((failed + 1)); broken+=("$name"); fi
 }
-for t in "$BUILD"/tests/test_*; do
-  [ -x "$t" ] || continue
+for src in tests/test_*.c; do
+  t=$BUILD/tests/$(basename "$src" .c)   # only programs whose source exists (no stale binaries)
+  if [ ! -x "$t" ]; then echo "BROKEN $(basename "$t") (not built)"; failed=$((failed + 1)); broken+=("$t"); continue; fi
   run_one "$(basename "$t")" "$t"
 done
 for s in tests/cli/test_*.sh; do

@@ -1,6 +1,7 @@
 #include "base.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -225,3 +226,40 @@ double mk_now(void) {
 }
 
 double mk_wall(void) { return mk_now(); }
+
+mk_status mk_read_ids_file(const char *path, int32_t **ids, size_t *n) {
+    *ids = NULL;
+    *n = 0;
+    char *text = NULL;
+    mk_status st = mk_read_file(path, &text, NULL);
+    if (st) return st;
+    size_t cap = 1024, k = 0;
+    int32_t *v = mk_malloc(cap * sizeof *v);
+    if (!v) { free(text); return MK_ERR_NOMEM; }
+    char *p = text;
+    for (;;) {
+        while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r' || *p == ',') p++;
+        if (!*p) break;
+        char *end;
+        errno = 0;
+        long x = strtol(p, &end, 10);
+        if (end == p || errno || x < 0 || x > INT32_MAX || (*end && !strchr(" \n\t\r,", *end))) {
+            free(v);
+            free(text);
+            return mk_err(MK_ERR_FORMAT, "%s: entry %zu is not a token id", path, k + 1);
+        }
+        if (k == cap) {
+            int32_t *nv = mk_realloc(v, 2 * cap * sizeof *v);
+            if (!nv) { free(v); free(text); return MK_ERR_NOMEM; }
+            v = nv;
+            cap *= 2;
+        }
+        v[k++] = (int32_t)x;
+        p = end;
+    }
+    free(text);
+    if (k == 0) { free(v); return mk_err(MK_ERR_FORMAT, "%s: no token ids", path); }
+    *ids = v;
+    *n = k;
+    return MK_OK;
+}

@@ -61,6 +61,10 @@ void mk_advise_range(const void *p, size_t len, bool willneed);
 /* Reads a whole (small) file into a NUL-terminated buffer the caller frees. */
 mk_status mk_read_file(const char *path, char **out, size_t *len);
 
+/* Reads a file of whitespace-separated non-negative token ids into a malloc'd array. An empty
+ * file or a malformed entry is an error naming the file and the entry's position. */
+mk_status mk_read_ids_file(const char *path, int32_t **ids, size_t *n);
+
 /* Joins a directory and a file name into a new string (caller frees). */
 char *mk_path_join(const char *dir, const char *name);
 bool mk_file_exists(const char *path);

@@ -13,7 +13,9 @@ int mk_cli_fail(void);
 int mk_cmd_info(int argc, char **argv);
 int mk_cmd_run(int argc, char **argv);
 int mk_cmd_profile(int argc, char **argv);
+int mk_cmd_prune(int argc, char **argv);
 int mk_cmd_synth(int argc, char **argv);
 int mk_cmd_bench(int argc, char **argv);
+int mk_cmd_tokenize(int argc, char **argv);
 
 #endif

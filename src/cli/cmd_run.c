@@ -1,5 +1,6 @@
 /* moekit run: generate from a prompt, streaming tokens as they are produced. */
 #include "args.h"
+#include "base/base.h"
 #include "cli.h"
 #include "moekit.h"
 #include "route_cli.h"
@@ -12,8 +13,15 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: moekit run [-m MODEL_DIR] --prompt-ids 1,2,3 [-n N] [options]\n"
-            "Generates N tokens after the prompt and prints them as they come.\n"
+            "usage: moekit run [-m MODEL_DIR] (-p TEXT | --prompt-ids 1,2,3) [-n N] [options]\n"
+            "Generates N tokens after the prompt and prints them as they come (text when the model\n"
+            "directory has a tokenizer.json, else token ids).\n"
+            "  -p, --prompt TEXT     prompt text, encoded with the model's tokenizer (special tokens added\n"
+            "                        as its post-processor says, e.g. BOS)\n"
+            "  --chat                treat TEXT as a user message: render it with the model's chat template\n"
+            "                        (add_generation_prompt) and encode that without adding special tokens,\n"
+            "                        as transformers' apply_chat_template(tokenize=True) does\n"
+            "  --system TEXT         with --chat: a system message first\n"
             "  -m, --model DIR       HF checkpoint directory (default: $MOEKIT_MODEL, else models/testbed)\n"
             "  --prompt-ids LIST     prompt as comma-separated token ids\n"
             "  -n, --n-predict N     tokens to generate (default 32)\n"
@@ -29,6 +37,7 @@ static void usage(FILE *f) {
             "                        is within log(A) of the best (paper defaults A=0.1, B=0.5)\n"
             "  --ctx N               context size in tokens (default: prompt + N)\n"
             "  -t, --threads N       threads (default: all cores)\n"
+            "  --ids                 print generated token ids even when a tokenizer is present\n"
             "  --ignore-eos          do not stop at the end-of-sequence token\n"
             "  --quiet-stats         do not print timings to stderr\n");
 }
@@ -36,6 +45,9 @@ static void usage(FILE *f) {
 int mk_cmd_run(int argc, char **argv) {
     const char *dir = NULL;
     int32_t *prompt = NULL;
+    const char *text = NULL;
+    bool print_ids = false, chat = false;
+    const char *system_msg = NULL;
     size_t n_prompt = 0;
     int64_t n_predict = 32, top_k = 0, experts = 0, n_ctx = 0, threads = 0, seed = 0;
     double temp = 0, top_p = 1;
@@ -51,6 +63,10 @@ int mk_cmd_run(int argc, char **argv) {
 #define VAL() if (!(v = mk_arg_value(argc, argv, &i))) goto out
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); rc = 0; goto out; }
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VAL(); dir = v; }
+        else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { VAL(); text = v; }
+        else if (!strcmp(a, "--ids")) print_ids = true;
+        else if (!strcmp(a, "--chat")) chat = true;
+        else if (!strcmp(a, "--system")) { VAL(); system_msg = v; }
         else if (!strcmp(a, "--prompt-ids")) { VAL(); free(prompt); if (!mk_arg_ids(a, v, &prompt, &n_prompt)) goto out; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { VAL(); if (!mk_arg_int(a, v, 0, 1 << 24, &n_predict)) goto out; }
         else if (!strcmp(a, "--temp")) { VAL(); if (!mk_arg_float(a, v, 0, 100, &temp)) goto out; }
@@ -78,7 +94,7 @@ int mk_cmd_run(int argc, char **argv) {
         else { fprintf(stderr, "moekit run: unknown option '%s' (moekit run --help)\n", a); goto out; }
 #undef VAL
     }
-    if (!prompt) { fprintf(stderr, "moekit run: give a prompt with --prompt-ids (moekit run --help)\n"); goto out; }
+    if (!prompt == !text) { fprintf(stderr, "moekit run: give a prompt with -p TEXT or --prompt-ids (moekit run --help)\n"); goto out; }
     if (!dir && !(dir = mk_default_model())) { fprintf(stderr, "moekit run: no model given (-m DIR) and no default model found\n"); goto out; }
     if (threads) omp_set_num_threads((int)threads);
 
@@ -86,9 +102,41 @@ int mk_cmd_run(int argc, char **argv) {
     mk_model *m = NULL;
     mk_ctx *c = NULL, *weak = NULL;
     mk_sampler *s = NULL;
+    mk_tokenizer *tkz = NULL;
+    mk_tokenizer_stream *tstream = NULL;
     float *logits = NULL, *wlogits = NULL;
     if (mk_model_load(&m, dir)) { rc = mk_cli_fail(); goto out; }
     const mk_model_info *in = mk_model_get_info(m);
+    char *tpath = mk_path_join(dir, "tokenizer.json");
+    bool has_tok = tpath && mk_file_exists(tpath);
+    free(tpath);
+    if (text && !has_tok) { fprintf(stderr, "moekit run: %s has no tokenizer.json; give the prompt as --prompt-ids\n", dir); goto done; }
+    if (has_tok && (text || !print_ids)) {
+        if (mk_tokenizer_load(dir, &tkz)) { rc = mk_cli_fail(); goto done; }
+        if (!print_ids && mk_tokenizer_stream_new(tkz, true, &tstream)) { rc = mk_cli_fail(); goto done; }
+    }
+    if (chat && !text) { fprintf(stderr, "moekit run: --chat needs the user message as -p TEXT\n"); rc = 2; goto done; }
+    if (chat) {
+        mk_chat_template *tpl = NULL;
+        mk_chat_message msgs[2];
+        size_t nm = 0;
+        if (system_msg) msgs[nm++] = (mk_chat_message){"system", system_msg};
+        msgs[nm++] = (mk_chat_message){"user", text};
+        char *rendered = NULL;
+        if (mk_chat_template_load(dir, NULL, &tpl) || mk_chat_template_render(tpl, msgs, nm, true, &rendered)) {
+            mk_chat_template_free(tpl);
+            rc = mk_cli_fail();
+            goto done;
+        }
+        mk_chat_template_free(tpl);
+        mk_status est = mk_tokenizer_encode(tkz, rendered, strlen(rendered), false, &prompt, &n_prompt);
+        free(rendered);
+        if (est) { rc = mk_cli_fail(); goto done; }
+    } else if (text) {
+        if (mk_tokenizer_encode(tkz, text, strlen(text), true, &prompt, &n_prompt)) { rc = mk_cli_fail(); goto done; }
+        if (n_prompt == 0) { fprintf(stderr, "moekit run: the prompt encodes to no tokens\n"); goto done; }
+    }
+    int32_t eos = tkz && mk_tokenizer_eos_id(tkz) >= 0 ? mk_tokenizer_eos_id(tkz) : in->eos_id;
     size_t need = n_prompt + (size_t)n_predict;
     if (!n_ctx) n_ctx = (int64_t)need;
     if ((size_t)n_ctx < need) { fprintf(stderr, "moekit run: --ctx %lld is smaller than prompt + n (%zu)\n", (long long)n_ctx, need); rc = 2; goto done; }
@@ -114,11 +162,23 @@ int mk_cmd_run(int argc, char **argv) {
     for (; made < n_predict; made++) {
         if (weak) mk_scmoe_scores(logits, wlogits, in->vocab, (float)sc_alpha, (float)sc_beta);
         int32_t tok = mk_sampler_pick(s, logits);
-        printf("%s%d", made ? " " : "", tok);
+        if (tstream) {
+            const char *piece;
+            size_t plen;
+            if (mk_tokenizer_stream_feed(tstream, tok, &piece, &plen)) { rc = mk_cli_fail(); goto done; }
+            fwrite(piece, 1, plen, stdout);
+        } else {
+            printf("%s%d", made ? " " : "", tok);
+        }
         fflush(stdout);
-        if (!ignore_eos && tok == in->eos_id) { made++; break; }
+        if (!ignore_eos && tok == eos) { made++; break; }
         if (made + 1 < n_predict && mk_ctx_forward(c, &tok, 1, MK_LOGITS_LAST, logits)) { rc = mk_cli_fail(); goto done; }
         if (weak && made + 1 < n_predict && mk_ctx_forward(weak, &tok, 1, MK_LOGITS_LAST, wlogits)) { rc = mk_cli_fail(); goto done; }
+    }
+    if (tstream) {
+        const char *piece;
+        size_t plen;
+        if (!mk_tokenizer_stream_flush(tstream, &piece, &plen)) fwrite(piece, 1, plen, stdout);
     }
     printf("\n");
     double t2 = mk_wall();
@@ -128,6 +188,8 @@ int mk_cmd_run(int argc, char **argv) {
     if (stats && route.n) mk_cli_route_report(m, c, stderr);
     rc = 0;
 done:
+    mk_tokenizer_stream_free(tstream);
+    mk_tokenizer_free(tkz);
     free(logits);
     free(wlogits);
     mk_ctx_free(weak);

@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "moekit.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,9 +14,11 @@ static const struct {
     /* one line per command: {"name", mk_cmd_name, "one-line help"}, */
     {"run", mk_cmd_run, "generate text from a prompt"},
     {"profile", mk_cmd_profile, "expert routing statistics over calibration data: stats.json and an HTML report"},
+    {"prune", mk_cmd_prune, "drop experts by an importance criterion and write a new checkpoint"},
     {"info", mk_cmd_info, "describe a model: architecture, experts, parameters, bytes by dtype"},
     {"synth", mk_cmd_synth, "write a random-weight model of any supported config (benchmarks)"},
     {"bench", mk_cmd_bench, "prompt and generation speed in tokens/s, like llama-bench"},
+    {"tokenize", mk_cmd_tokenize, "encode text with a model's tokenizer and print ids and tokens"},
     {NULL, NULL, NULL},
 };
 
@@ -32,6 +35,9 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* A write past a file-size limit then fails with EFBIG and a clear message instead of
+     * killing the process; writers clean up after themselves. */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -31,6 +31,32 @@ b5=$($MK run -m "$FIX/qwen3_moe" --prompt-ids 1,2,3,4 -n 12 --scmoe 0.1:0.5:2 --
 if [ "$plain" = "$b0" ]; then ok "scmoe beta=0 equals greedy"; else bad "scmoe beta=0" "'$b0' vs '$plain'"; fi
 if [ "$(wc -w <<<"$b5")" = 12 ] && [ "$b5" != "$plain" ]; then ok "scmoe beta=0.5 contrasts"; else bad "scmoe beta=0.5" "'$b5'"; fi
 expect_error "scmoe malformed" "--scmoe '0.1': expected ALPHA:BETA\[:RANK\]" $MK run -m "$FIX/qwen3_moe" --prompt-ids 1,2 --scmoe 0.1
+# Text prompts: a random model with a real tokenizer (llama2's, from ../shared) prompts from text
+# and streams decoded text; the prompt is encoded as moekit tokenize encodes it.
+python3 -c "
+import json; c = json.load(open('$FIX/qwen3_moe/config.json')); c['vocab_size'] = 32000
+json.dump(c, open('$TMPD/cfg.json', 'w'))"
+if $MK synth --config "$TMPD/cfg.json" --std 0.1 -o "$TMPD/syn" >/dev/null 2>&1 && cp "$MK_SHARED/data/real/tokenizers/llama2/"tokenizer*.json "$TMPD/syn/"; then
+  out=$($MK run -m "$TMPD/syn" -p "The capital of France is" -n 8 --ignore-eos 2>"$TMPD/err")
+  n_prompt=$(sed -n 's/^prompt: \([0-9]*\) tokens.*/\1/p' "$TMPD/err")
+  n_tok=$($MK tokenize -m "$TMPD/syn" --ids "The capital of France is" | wc -w)
+  if [ -n "$out" ] && [ "$n_prompt" = "$n_tok" ]; then ok "run -p: $n_prompt prompt tokens, text out"; else bad "run -p" "prompt $n_prompt vs tokenize $n_tok, out '$out'"; fi
+  ids=$($MK run -m "$TMPD/syn" -p "The capital of France is" -n 8 --ignore-eos --ids --quiet-stats)
+  dec=$($MK run -m "$TMPD/syn" -p "The capital of France is" -n 8 --ignore-eos --quiet-stats)
+  [ "$(wc -w <<<"$ids")" = 8 ] && [ -n "$dec" ] && ok "run --ids prints 8 ids" || bad "run --ids" "'$ids'"
+  # --chat renders the chat template (a small one added to llama2's tokenizer_config.json)
+  # before encoding: more prompt tokens than the bare text.
+  python3 -c "
+import json; p = '$TMPD/syn/tokenizer_config.json'; c = json.load(open(p))
+c['chat_template'] = '{% for m in messages %}<|{{ m.role }}|> {{ m.content }}\\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}'
+json.dump(c, open(p, 'w'))"
+  $MK run -m "$TMPD/syn" --chat -p "The capital of France is" -n 2 --ignore-eos >/dev/null 2>"$TMPD/err2"
+  n_chat=$(sed -n 's/^prompt: \([0-9]*\) tokens.*/\1/p' "$TMPD/err2")
+  [ -n "$n_chat" ] && [ "$n_chat" -gt "$n_prompt" ] && ok "run --chat renders the template ($n_chat > $n_prompt tokens)" || bad "run --chat" "$(cat "$TMPD/err2")"
+  expect_error "text prompt without a tokenizer" "has no tokenizer.json; give the prompt as --prompt-ids" $MK run -m "$FIX/olmoe" -p "hello"
+else
+  bad "synth for the text test" "moekit synth failed"
+fi
 expect_error "run without a prompt" "give a prompt" $MK run -m "$FIX/olmoe"
 expect_error "run with a bad route" "route 'topk:0': K must be a positive integer \(expected topk:K" $MK run -m "$FIX/olmoe" --prompt-ids 1,2 --route topk:0
 expect_error "run with k above the expert count" "route: k = 99 exceeds the model's 8 experts" $MK run -m "$FIX/olmoe" --prompt-ids 1,2 --route topk:99

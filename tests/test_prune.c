@@ -1,0 +1,150 @@
+/* Pruning writes checkpoints that (a) transformers computes the same logits on as moekit
+ * (tests/fixtures/prune/<name>.safetensors from tools/gen_prune_reference.py) and (b) equal a
+ * virtual-mask run of the base model with the same experts masked. One test per architecture. */
+#include "compress/compress.h"
+#include "format/safetensors.h"
+#include "mk_test.h"
+#include "moekit.h"
+
+#include <unistd.h>
+
+static double run(const char *dir, const int32_t *ids, size_t T, const uint8_t *mask, float *logits) {
+    mk_model *m = NULL;
+    mk_ctx *c = NULL;
+    if (mk_model_load(&m, dir) || mk_ctx_new(&c, m, T, 0)) {
+        fprintf(stderr, "  %s: %s\n", dir, mk_last_error());
+        mk_model_free(m);
+        return -1;
+    }
+    mk_route_opts ro = {.mask = mask};
+    mk_status st = mk_ctx_set_route(c, &ro);
+    if (!st) st = mk_ctx_forward(c, ids, T, MK_LOGITS_ALL, logits);
+    mk_ctx_free(c);
+    mk_model_free(m);
+    return st ? -1 : 0;
+}
+
+static double maxdiff(const float *a, const float *b, size_t n) {
+    double d = 0;
+    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - (double)b[i]));
+    return d;
+}
+
+static void check_arch(const char *name) {
+    char src[256], refp[300], out[300];
+    snprintf(src, sizeof src, "tests/fixtures/%s", name);
+    snprintf(refp, sizeof refp, "tests/fixtures/prune/%s.safetensors", name);
+    snprintf(out, sizeof out, "/tmp/mk_prune_%s_%d", name, (int)getpid());
+    mk_model *m = NULL;
+    mk_st_set *ref = NULL, *fx = NULL;
+    char fxp[300];
+    snprintf(fxp, sizeof fxp, "%s/reference.safetensors", src);
+    REQUIRE(mk_model_load(&m, src) == MK_OK && mk_st_open_file(&ref, refp) == MK_OK && mk_st_open_file(&fx, fxp) == MK_OK, "%s", mk_last_error());
+    const int64_t L = m->cfg.n_layer, E = m->cfg.n_expert, V = m->cfg.vocab;
+    const mk_tensor *tid = &mk_st_find(fx, "input_ids")->t, *tl = &mk_st_find(ref, "logits")->t, *tk = &mk_st_find(ref, "kept")->t;
+    const size_t T = (size_t)tid->shape[0];
+    /* The same plan as tools/gen_prune_reference.py: random, keep E-2, seed 7. */
+    double *scores = calloc((size_t)(L * E), sizeof *scores);
+    uint64_t x = 7ull * 0x9e3779b97f4a7c15ull + 1;
+    for (int64_t i = 0; i < L * E; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        scores[i] = (double)(x >> 11);
+    }
+    uint8_t *keep = calloc((size_t)(L * E), 1);
+    REQUIRE(mk_prune_select(m, scores, E - 2, MK_BUDGET_LAYER, m->cfg.k_active, NULL, keep) == MK_OK, "%s", mk_last_error());
+    size_t j = 0, same = 1;
+    for (int64_t l = 0; l < L; l++)
+        for (int64_t e = 0; e < E && m->layers[l].is_moe; e++)
+            if (keep[l * E + e]) same &= j < (size_t)tk->shape[0] && ((const int32_t *)tk->data)[j++] == e;
+    CHECK(same && j == (size_t)tk->shape[0], "%s: the plan differs from the one the reference was made with", name);
+    mk_write_opts wo = {.force = true, .record_json = "{\"kept_experts\": []}\n"};
+    REQUIRE(mk_write_pruned(m, keep, out, &wo) == MK_OK, "%s", mk_last_error());
+
+    float *pruned = calloc(T * (size_t)V, sizeof(float)), *virt = calloc(T * (size_t)V, sizeof(float));
+    CHECK(run(out, tid->data, T, NULL, pruned) == 0, "%s: run pruned", name);
+    CHECK(run(src, tid->data, T, keep, virt) == 0, "%s: run masked", name);
+    double d_hf = maxdiff(pruned, tl->data, T * (size_t)V), d_virt = maxdiff(pruned, virt, T * (size_t)V);
+    printf("  %-16s pruned vs transformers max|Δlogit| %.2e, pruned vs virtual mask %.2e\n", name, d_hf, d_virt);
+    CHECK(d_hf <= 1e-4, "%s: pruned model vs transformers max |Δlogit| %.3g", name, d_hf);
+    CHECK(d_virt <= 1e-5, "%s: pruned model vs virtual mask max |Δlogit| %.3g", name, d_virt);
+
+    /* An existing output directory is refused without force and left as it was. */
+    wo.force = false;
+    CHECK(mk_write_pruned(m, keep, out, &wo) == MK_ERR_ARG && strstr(mk_last_error(), "already exists"), "%s", mk_last_error());
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", out);
+    CHECK(system(cmd) == 0, "cleanup");
+    free(pruned);
+    free(virt);
+    free(keep);
+    free(scores);
+    mk_st_free(ref);
+    mk_st_free(fx);
+    mk_model_free(m);
+}
+
+static void test_mixtral(void) { check_arch("mixtral"); }
+static void test_qwen2_moe(void) { check_arch("qwen2_moe"); }
+static void test_qwen3_moe(void) { check_arch("qwen3_moe"); }
+static void test_olmoe(void) { check_arch("olmoe"); }
+static void test_qwen3_moe_fused(void) { check_arch("qwen3_moe_fused"); }
+
+static void test_budgets(void) {
+    mk_model *m = NULL;
+    REQUIRE(mk_model_load(&m, "tests/fixtures/qwen3_moe") == MK_OK, "%s", mk_last_error());
+    double s[24] = {0};
+    for (int e = 0; e < 8; e++) { s[0 * 8 + e] = 8 - e; s[2 * 8 + e] = e == 7 ? 100 : 1; }
+    uint8_t keep[24], prot[24] = {0};
+    CHECK(mk_prune_select(m, s, 5, MK_BUDGET_LAYER, 4, NULL, keep) == MK_OK, "%s", mk_last_error());
+    CHECK(keep[0] && keep[4] && !keep[5] && !keep[7], "layer 0 keeps its 5 best");
+    CHECK(keep[8] && keep[15], "dense layer kept whole");
+    prot[7] = 1; /* protect a weak expert of layer 0 */
+    CHECK(mk_prune_select(m, s, 5, MK_BUDGET_LAYER, 4, prot, keep) == MK_OK && keep[7] && !keep[4], "protected expert kept");
+    /* Global: 10 experts over 2 layers, at least 4 each; layer 2's mass is in one expert, so
+     * layer 0's flatter scores win the extra slots. */
+    CHECK(mk_prune_select(m, s, 5, MK_BUDGET_GLOBAL, 4, NULL, keep) == MK_OK, "%s", mk_last_error());
+    int n0 = 0, n2 = 0;
+    for (int e = 0; e < 8; e++) { n0 += keep[e]; n2 += keep[16 + e]; }
+    CHECK(n0 + n2 == 10 && n2 >= 4 && n0 == 6, "global split %d + %d", n0, n2);
+    CHECK(mk_prune_select(m, s, 3, MK_BUDGET_LAYER, 4, NULL, keep) == MK_ERR_ARG && strstr(mk_last_error(), "fewer than the 4"), "%s", mk_last_error());
+    CHECK(mk_prune_select(m, s, 9, MK_BUDGET_LAYER, 4, NULL, keep) == MK_ERR_ARG, "keep > E accepted");
+    mk_model_free(m);
+}
+
+/* NAEE: exhaustive and greedy searches agree where greedy is exact (one expert dropped), the
+ * exhaustive optimum is never worse than greedy, and keeping every expert costs nothing. */
+static void test_naee(void) {
+    mk_model *m = NULL;
+    REQUIRE(mk_model_load(&m, "tests/fixtures/olmoe") == MK_OK, "%s", mk_last_error()); /* E = 8, k = 3 */
+    int32_t toks[96];
+    for (int i = 0; i < 96; i++) toks[i] = (i * 53 + 7) % 272;
+    uint8_t a[16], b[16];
+    double la[2], lb[2];
+    int64_t ev = 0;
+    mk_naee_opts ex = {.ctx = 32, .exhaustive_max = 8}, gr = {.ctx = 32, .exhaustive_max = 1};
+    REQUIRE(mk_naee_select(m, toks, 96, &ex, 8, a, la, &ev) == MK_OK, "%s", mk_last_error());
+    CHECK(la[0] == 0 && la[1] == 0 && ev == 2, "keep all: loss %g %g, %lld evals", la[0], la[1], (long long)ev);
+    CHECK(mk_naee_select(m, toks, 96, &ex, 7, a, la, &ev) == MK_OK && ev == 16, "exhaustive C(8,7) x 2 = 16 evals, got %lld", (long long)ev);
+    CHECK(mk_naee_select(m, toks, 96, &gr, 7, b, lb, &ev) == MK_OK && ev == 16, "greedy 8 x 2 = 16 evals, got %lld", (long long)ev);
+    CHECK(!memcmp(a, b, 16) && la[0] == lb[0] && la[1] == lb[1], "one expert dropped: greedy = exhaustive");
+    CHECK(la[0] > 0 && la[1] > 0, "dropping an expert costs something");
+    CHECK(mk_naee_select(m, toks, 96, &ex, 5, a, la, &ev) == MK_OK && ev == 2 * 56, "C(8,5) x 2 evals, got %lld", (long long)ev);
+    CHECK(mk_naee_select(m, toks, 96, &gr, 5, b, lb, &ev) == MK_OK, "%s", mk_last_error());
+    CHECK(la[0] <= lb[0] && la[1] <= lb[1], "exhaustive %g %g worse than greedy %g %g", la[0], la[1], lb[0], lb[1]);
+    int n0 = 0;
+    for (int e = 0; e < 8; e++) n0 += a[e];
+    CHECK(n0 == 5, "layer 0 keeps %d", n0);
+    CHECK(mk_naee_select(m, toks, 96, &ex, 2, a, la, &ev) == MK_ERR_ARG, "keep below k accepted");
+    mk_model_free(m);
+}
+
+int main(void) {
+    RUN(test_naee);
+    RUN(test_mixtral);
+    RUN(test_qwen2_moe);
+    RUN(test_qwen3_moe);
+    RUN(test_olmoe);
+    RUN(test_qwen3_moe_fused);
+    RUN(test_budgets);
+    return TEST_SUMMARY("test_prune");
+}
