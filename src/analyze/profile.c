@@ -286,9 +286,19 @@ static void event_scratch(mk_profile *p, const mk_moe_event *ev) {
     }
 }
 
+static void on_moe_body(mk_profile *p, const mk_moe_event *ev);
+
 static void on_moe(void *user, const mk_moe_event *ev) {
     mk_profile *p = user;
     if (p->st) return;
+    const double t0 = mk_now();
+    on_moe_body(p, ev);
+    p->obs_seconds += mk_now() - t0;
+}
+
+double mk_profile_observer_seconds(const mk_profile *p) { return p->obs_seconds; }
+
+static void on_moe_body(mk_profile *p, const mk_moe_event *ev) {
     if (ev->layer < 0 || ev->layer >= p->n_layer || p->moe_index[ev->layer] < 0) {
         fail(p, MK_ERR_INTERNAL, "profile: event for layer %lld, which is not a MoE layer", (long long)ev->layer);
         return;

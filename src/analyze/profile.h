@@ -39,6 +39,8 @@ mk_status mk_profile_new(mk_profile **out, const mk_model *m, const mk_profile_l
 void mk_profile_free(mk_profile *p);
 /* The observer to hand to mk_ctx_set_observer; user points at p. */
 mk_observer mk_profile_observer(mk_profile *p);
+/* Wall-clock seconds spent inside the observer so far: the profiler's cost over a plain forward. */
+double mk_profile_observer_seconds(const mk_profile *p);
 /* MK_OK unless an event did not line up with the layout (a caller bug); then a message. */
 mk_status mk_profile_status(const mk_profile *p);
 

@@ -20,6 +20,7 @@ typedef struct mk_tokcount {
 struct mk_profile {
     const mk_model *m;
     mk_status st;
+    double obs_seconds;           /* wall time spent inside the observer */
     char err[256];
     /* layout */
     const int32_t *tokens;

@@ -27,9 +27,10 @@ static void usage(FILE *f) {
             "layer-to-layer transitions, top tokens, and the Jensen-Shannon divergence between datasets.\n"
             "Schema: docs/stats-schema.md.\n"
             "  -m, --model DIR       HF checkpoint directory (default: $MOEKIT_MODEL, else models/testbed)\n"
-            "  --data [NAME=]FILE    a dataset: token ids (decimal, separated by spaces or commas; one\n"
-            "                        document per line; '#' starts a comment line). NAME defaults to the\n"
-            "                        file name without its extension. Repeat for several datasets.\n"
+            "  --data [NAME=]FILE    a dataset: text (the whole file encoded with the model's tokenizer,\n"
+            "                        no special tokens added) or token ids (decimal, separated by spaces\n"
+            "                        or commas; one document per line; '#' starts a comment line). NAME\n"
+            "                        defaults to the file name up to its first dot. Repeat for several.\n"
             "  --tokens N            use the first N tokens of each dataset (default: all)\n"
             "  --ctx N               tokens per sequence; longer documents are cut (default 512)\n"
             "  -o, --output FILE     stats.json to write (atomically)\n"
@@ -53,6 +54,8 @@ typedef struct dataset {
     size_t n;
     size_t *doc_len;   /* (n_doc) tokens of each document (line) */
     size_t n_doc;
+    char *text;        /* a text file, until encoded with the model's tokenizer */
+    size_t text_len;
 } dataset;
 
 static bool is_token_text(const char *s, size_t len) {
@@ -76,9 +79,17 @@ static bool read_ids(dataset *d) {
         return false;
     }
     if (!is_token_text(text, len)) {
-        fprintf(stderr, "moekit profile: %s: not a token-id file (decimal ids separated by spaces or commas); text data needs the tokenizer, which this build does not have yet\n", d->path);
-        free(text);
-        return false;
+        /* text: encoded once the model (and its tokenizer) is loaded */
+        bool blank = true;
+        for (size_t i = 0; i < len && blank; i++) blank = isspace((unsigned char)text[i]) != 0;
+        if (blank) {
+            fprintf(stderr, "moekit profile: %s: no tokens (empty data file)\n", d->path);
+            free(text);
+            return false;
+        }
+        d->text = text;
+        d->text_len = len;
+        return true;
     }
     size_t cap = 1024, dcap = 64;
     d->ids = malloc(cap * sizeof *d->ids);
@@ -137,6 +148,38 @@ oom:
     free(text);
     fprintf(stderr, "moekit profile: %s: out of memory\n", d->path);
     return false;
+}
+
+/* --tokens N: keeps the first N tokens of the dataset; false (message printed) if it has fewer. */
+static bool trim_tokens(dataset *d, int64_t tokens) {
+    if (!tokens) return true;
+    if ((size_t)tokens > d->n) {
+        fprintf(stderr, "moekit profile: --tokens %lld is more than the %zu tokens in %s\n", (long long)tokens, d->n, d->path);
+        return false;
+    }
+    size_t acc = 0, k = 0;
+    while (acc < (size_t)tokens) {
+        size_t take = MK_MIN(d->doc_len[k], (size_t)tokens - acc);
+        d->doc_len[k++] = take;
+        acc += take;
+    }
+    d->n_doc = k;
+    d->n = acc;
+    return true;
+}
+
+/* Token text for "top tokens" and outliers: the decoded id, as HF decode([id]) gives it. */
+static bool decode_one(void *user, int32_t id, char *buf, size_t cap) {
+    char *t = NULL;
+    size_t len = 0;
+    if (mk_tokenizer_decode(user, &id, 1, false, &t, &len)) return false;
+    size_t n = MK_MIN(len, cap - 1);
+    /* do not cut a UTF-8 sequence */
+    while (n > 0 && n < len && ((unsigned char)t[n] & 0xC0) == 0x80) n--;
+    memcpy(buf, t, n);
+    buf[n] = 0;
+    free(t);
+    return true;
 }
 
 /* Fails early (before a long run) if `path` cannot be created: a probe file in its directory. */
@@ -225,6 +268,7 @@ int mk_cmd_profile(int argc, char **argv) {
     const char **names = NULL, **paths = NULL;
     mk_cli_route route = {0};
     char topk_spec[32];
+    mk_tokenizer *tkz = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
 #define VAL() if (!(v = mk_arg_value(argc, argv, &i))) goto out
@@ -278,28 +322,40 @@ int mk_cmd_profile(int argc, char **argv) {
     rc = 1;
     /* everything that can fail fast, before loading the model or running anything */
     if (!probe_writable(out) || (html && !probe_writable(html))) goto out;
-    size_t total = 0;
     for (size_t i = 0; i < n_ds; i++) {
         if (!read_ids(&ds[i])) goto out;
-        if (tokens) {
-            if ((size_t)tokens > ds[i].n) {
-                fprintf(stderr, "moekit profile: --tokens %lld is more than the %zu tokens in %s\n", (long long)tokens, ds[i].n, ds[i].path);
-                goto out;
-            }
-            /* keep the first N tokens: trim the document list */
-            size_t acc = 0, k = 0;
-            while (acc < (size_t)tokens) {
-                size_t take = MK_MIN(ds[i].doc_len[k], (size_t)tokens - acc);
-                ds[i].doc_len[k++] = take;
-                acc += take;
-            }
-            ds[i].n_doc = k;
-            ds[i].n = acc;
-        }
-        total += ds[i].n;
+        if (!ds[i].text && !trim_tokens(&ds[i], tokens)) goto out;
     }
     if (mk_model_load(&m, dir)) { rc = mk_cli_fail(); goto out; }
     const mk_model_info *in = mk_model_get_info(m);
+    /* the model's tokenizer, if it has one: text data, and decoded tokens in the output */
+    char *tpath = mk_path_join(dir, "tokenizer.json");
+    bool has_tok = tpath && mk_file_exists(tpath);
+    free(tpath);
+    if (has_tok && mk_tokenizer_load(dir, &tkz)) { rc = mk_cli_fail(); goto out; }
+    size_t total = 0;
+    for (size_t i = 0; i < n_ds; i++) {
+        if (ds[i].text) {
+            if (!tkz) {
+                fprintf(stderr, "moekit profile: %s is text, but %s has no tokenizer.json; give token ids (decimal, one document per line)\n", ds[i].path, dir);
+                goto out;
+            }
+            /* the whole file is one document, encoded without special tokens, then cut into --ctx sequences */
+            if (mk_tokenizer_encode(tkz, ds[i].text, ds[i].text_len, false, &ds[i].ids, &ds[i].n)) {
+                fprintf(stderr, "moekit profile: %s: %s\n", ds[i].path, mk_last_error());
+                goto out;
+            }
+            free(ds[i].text);
+            ds[i].text = NULL;
+            ds[i].doc_len = malloc(sizeof *ds[i].doc_len);
+            if (!ds[i].doc_len) goto out;
+            ds[i].doc_len[0] = ds[i].n;
+            ds[i].n_doc = ds[i].n ? 1 : 0;
+            if (!ds[i].n) { fprintf(stderr, "moekit profile: %s: no tokens (the tokenizer produced none)\n", ds[i].path); goto out; }
+            if (!trim_tokens(&ds[i], tokens)) goto out;
+        }
+        total += ds[i].n;
+    }
     if (html && report_layer >= 0 && !mk_model_layer_is_moe(m, report_layer)) {
         fprintf(stderr, "moekit profile: --report-layer %lld is not a MoE layer of this model\n", (long long)report_layer);
         goto out;
@@ -373,15 +429,17 @@ int mk_cmd_profile(int argc, char **argv) {
     }
     if (mk_profile_status(prof)) { rc = mk_cli_fail(); goto out; }
     mk_profile_run_info run = {.model_dir = dir, .ctx = (size_t)n_ctx, .tokens_limit = tokens, .streamed = stream, .seconds = secs};
-    if (mk_profile_write_json(prof, &run, NULL, NULL, out)) { rc = mk_cli_fail(); goto out; }
-    if (html && mk_profile_write_html(prof, &run, NULL, NULL, report_layer, html)) { rc = mk_cli_fail(); goto out; }
+    if (mk_profile_write_json(prof, &run, tkz ? decode_one : NULL, tkz, out)) { rc = mk_cli_fail(); goto out; }
+    if (html && mk_profile_write_html(prof, &run, tkz ? decode_one : NULL, tkz, report_layer, html)) { rc = mk_cli_fail(); goto out; }
     if (!quiet)
-        fprintf(stderr, "profile: %zu tokens in %zu sequences from %zu dataset%s, %.2f s (%.1f tok/s)%s, peak RSS %.0f MiB; wrote %s%s%s\n",
+        fprintf(stderr, "profile: %zu tokens in %zu sequences from %zu dataset%s, %.2f s (%.1f tok/s)%s, peak RSS %.0f MiB, statistics %.2f s (%.1f%% over the forward); wrote %s%s%s\n",
                 total, n_seq, n_ds, n_ds > 1 ? "s" : "", secs, secs > 0 ? (double)total / secs : 0.0, stream ? ", streamed" : "",
-                peak_mib, out, html ? " and " : "", html ? html : "");
+                peak_mib, mk_profile_observer_seconds(prof), secs > mk_profile_observer_seconds(prof) ? 100 * mk_profile_observer_seconds(prof) / (secs - mk_profile_observer_seconds(prof)) : 0.0,
+                out, html ? " and " : "", html ? html : "");
     rc = 0;
 out:
     mk_cli_route_free(&route);
+    mk_tokenizer_free(tkz);
     mk_profile_free(prof);
     mk_ctx_free(c);
     mk_model_free(m);
@@ -389,6 +447,7 @@ out:
         free(ds[i].name);
         free(ds[i].ids);
         free(ds[i].doc_len);
+        free(ds[i].text);
     }
     free(ds);
     free(all);

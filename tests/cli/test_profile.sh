@@ -34,6 +34,11 @@ assert s["max_down_proj"]["token"]["dataset"] in ("alpha", "beta")
 PY
 then ok "stats.json schema essentials"; else bad "stats.json schema essentials" "see above"; fi
 
+# stats.json feeds prune as written: REAP pruning with super experts protected, and the pruned model runs
+if [ -f "$TMPD/seq.json" ] && expect_ok "prune --method reap from this stats.json" $MK prune -m $M --stats "$TMPD/seq.json" --method reap --keep 6 --protect-super -o "$TMPD/pruned"; then
+  expect_ok "the pruned model runs" $MK run -m "$TMPD/pruned" --prompt-ids 1,2,3 -n 3 --quiet-stats
+fi
+
 # --tokens keeps the first N tokens of each dataset
 if expect_ok "--tokens 30" $MK profile -m $M "${DATA[@]}" --tokens 30 -q -o "$TMPD/t30.json"; then
   n=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['overall']['n_tokens'])" "$TMPD/t30.json")
@@ -60,7 +65,32 @@ expect_error "unwritable HTML path" "nodir/r\.html: cannot write" $MK profile -m
 echo "1 2 99999" > "$TMPD/big.ids"
 expect_error "token id beyond the vocabulary" "big\.ids: token id 99999 .*out of range" $MK profile -m $M --data "$TMPD/big.ids" -o "$TMPD/x.json"
 echo "the quick brown fox" > "$TMPD/text.txt"
-expect_error "text data without a tokenizer" "text\.txt: not a token-id file" $MK profile -m $M --data "$TMPD/text.txt" -o "$TMPD/x.json"
+expect_error "text data without a tokenizer" "text\.txt is text, but .* has no tokenizer\.json" $MK profile -m $M --data "$TMPD/text.txt" -o "$TMPD/x.json"
+printf '  \n\n' > "$TMPD/blank.txt"
+expect_error "blank text file" "blank\.txt: no tokens \(empty data file\)" $MK profile -m $M --data "$TMPD/blank.txt" -o "$TMPD/x.json"
+
+# text data through the model's tokenizer (a random model with llama2's tokenizer from ../shared);
+# tokens in the output are decoded
+python3 -c "
+import json; c = json.load(open('$FIX/qwen3_moe/config.json')); c['vocab_size'] = 32000
+json.dump(c, open('$TMPD/cfg.json', 'w'))"
+if $MK synth --config "$TMPD/cfg.json" --std 0.1 -o "$TMPD/syn" >/dev/null 2>&1 && cp "$MK_SHARED/data/real/tokenizers/llama2/"tokenizer*.json "$TMPD/syn/" 2>/dev/null; then
+  printf 'The capital of France is Paris. The capital of Germany is Berlin.\nRivers: the Seine, the Rhine.\n' > "$TMPD/geo.txt"
+  printf 'def add(a, b):\n    return a + b\n\nprint(add(2, 3))\n' > "$TMPD/code.txt"
+  if expect_ok "profile text data" $MK profile -m "$TMPD/syn" --data "$TMPD/geo.txt" --data "$TMPD/code.txt" --ctx 16 -q -o "$TMPD/txt.json" --html "$TMPD/txt.html"; then
+    n_tok=$($MK tokenize -m "$TMPD/syn" --ids --no-special -f "$TMPD/geo.txt" | wc -w)
+    python3 - "$TMPD/txt.json" "$n_tok" <<'PY' && ok "text encoded as moekit tokenize does; tokens decoded" || bad "text encoded as moekit tokenize does; tokens decoded" "see above"
+import json, sys
+s = json.load(open(sys.argv[1]))
+d = {x["name"]: x for x in s["datasets"]}
+assert d["geo"]["n_tokens"] == int(sys.argv[2]), (d["geo"]["n_tokens"], sys.argv[2])
+assert all("token" in t for row in s["top_tokens"] for lst in row for t in lst)
+assert "token" in s["max_down_proj"]["token"]
+PY
+  fi
+else
+  echo "skip text data: could not make a model with llama2's tokenizer (MK_SHARED=$MK_SHARED)"
+fi
 expect_error "two datasets with one name" "two datasets are named 'alpha'" $MK profile -m $M --data $P/alpha.ids --data $P/alpha.ids -o "$TMPD/x.json"
 expect_error "report layer that is not MoE" "--report-layer 2 is not a MoE layer" $MK profile -m $M --data $P/alpha.ids -q -o "$TMPD/y.json" --html "$TMPD/y.html" --report-layer 2
 
