@@ -79,11 +79,8 @@ static char *stream_decode(const mk_tokenizer *tok, const int32_t *ids, size_t n
         size_t tl;
         mk_status s = i < n ? mk_tokenizer_stream_feed(st, ids[i], &t, &tl) : mk_tokenizer_stream_flush(st, &t, &tl);
         if (s) { free(out); mk_tokenizer_stream_free(st); return NULL; }
-        if (tl && memchr(t, 0, tl) == NULL && i < n) {
-            /* only complete UTF-8 comes out before the flush */
-            const unsigned char *u = (const unsigned char *)t + tl;
-            (void)u;
-        }
+        /* before the flush, only complete UTF-8 comes out (never a trailing U+FFFD) */
+        CHECK(i == n || tl < 3 || memcmp(t + tl - 3, "\xEF\xBF\xBD", 3) != 0, "stream emitted an incomplete character");
         while (l + tl + 1 > cap) out = realloc(out, cap *= 2);
         memcpy(out + l, t, tl);
         l += tl;
