@@ -95,14 +95,11 @@ static bool str_eq(const char *a, size_t al, json_t *b) {
     return json_string_length(b) == al && !memcmp(a, json_string_value(b), al);
 }
 
-static void check_tokenizer(size_t ti) {
-    char *path = shared_path(TOKS[ti].path);
-    mk_tokenizer *tok = NULL;
-    mk_status s = mk_tokenizer_load(path, &tok);
-    free(path);
-    REQUIRE(s == MK_OK, "%s: load failed: %s", TOKS[ti].name, mk_last_error());
+/* Checks tok (freed here) against the fixture file of `name`. */
+static void check_fixture(const char *name, mk_tokenizer *tok) {
+    mk_status s;
     char fpath[256];
-    snprintf(fpath, sizeof fpath, FIX "/%s.jsonl", TOKS[ti].name);
+    snprintf(fpath, sizeof fpath, FIX "/%s.jsonl", name);
     size_t n_cases;
     json_t **cases = read_jsonl(fpath, &n_cases);
     if (!cases) {
@@ -130,7 +127,7 @@ static void check_tokenizer(size_t ti) {
             size_t k = 0;
             while (s == MK_OK && k < n && k < ne && ids[k] == exp[k]) k++;
             fprintf(stderr, "  %s: text %zu (add_special %d): %s; %zu ids vs %zu expected, first difference at %zu (%d vs %d)\n",
-                    TOKS[ti].name, ti_text, add, s ? mk_last_error() : "ids differ", n, ne, k, k < n ? ids[k] : -1,
+                    name, ti_text, add, s ? mk_last_error() : "ids differ", n, ne, k, k < n ? ids[k] : -1,
                     k < ne ? exp[k] : -1);
             print_excerpt("text", json_string_value(text), json_string_length(text));
         }
@@ -144,7 +141,7 @@ static void check_tokenizer(size_t ti) {
                    mk_tokenizer_decode(tok, exp, ne, true, &outs, &osl) == MK_OK && str_eq(outs, osl, want_skip);
         ok_dec += dok;
         if (!dok && shown++ < 5) {
-            fprintf(stderr, "  %s: text %zu: decode differs\n", TOKS[ti].name, ti_text);
+            fprintf(stderr, "  %s: text %zu: decode differs\n", name, ti_text);
             if (out) print_excerpt("got", out, ol);
             if (outs) print_excerpt("got (skip special)", outs, osl);
             print_excerpt("want", json_string_value(want), json_string_length(want));
@@ -156,7 +153,7 @@ static void check_tokenizer(size_t ti) {
         bool sok = st && out && sl == ol && !memcmp(st, out, ol);
         ok_stream += sok;
         if (!sok && shown++ < 5) {
-            fprintf(stderr, "  %s: text %zu: stream decode differs from decode\n", TOKS[ti].name, ti_text);
+            fprintf(stderr, "  %s: text %zu: stream decode differs from decode\n", name, ti_text);
             if (st) print_excerpt("stream", st, sl);
             if (out) print_excerpt("decode", out, ol);
         }
@@ -166,17 +163,60 @@ static void check_tokenizer(size_t ti) {
         free(ids);
         free(exp);
     }
-    printf("  %-12s %zu cases: ids identical %zu, decode identical %zu, stream = decode %zu\n", TOKS[ti].name,
+    printf("  %-12s %zu cases: ids identical %zu, decode identical %zu, stream = decode %zu\n", name,
            n_cases, ok_ids, ok_dec, ok_stream);
-    CHECK(ok_ids == n_cases, "%s: %zu of %zu encodings differ from HF", TOKS[ti].name, n_cases - ok_ids, n_cases);
-    CHECK(ok_dec == n_cases, "%s: %zu of %zu decodes differ from HF", TOKS[ti].name, n_cases - ok_dec, n_cases);
-    CHECK(ok_stream == n_cases, "%s: %zu of %zu stream decodes differ", TOKS[ti].name, n_cases - ok_stream, n_cases);
+    CHECK(ok_ids == n_cases, "%s: %zu of %zu encodings differ from HF", name, n_cases - ok_ids, n_cases);
+    CHECK(ok_dec == n_cases, "%s: %zu of %zu decodes differ from HF", name, n_cases - ok_dec, n_cases);
+    CHECK(ok_stream == n_cases, "%s: %zu of %zu stream decodes differ", name, n_cases - ok_stream, n_cases);
     total_cases += n_cases;
     total_ids_ok += ok_ids;
     total_dec_ok += ok_dec;
     total_stream_ok += ok_stream;
     free_jsonl(cases, n_cases);
     mk_tokenizer_free(tok);
+}
+
+static void check_tokenizer(size_t ti) {
+    char *path = shared_path(TOKS[ti].path);
+    mk_tokenizer *tok = NULL;
+    mk_status s = mk_tokenizer_load(path, &tok);
+    free(path);
+    REQUIRE(s == MK_OK, "%s: load failed: %s", TOKS[ti].name, mk_last_error());
+    check_fixture(TOKS[ti].name, tok);
+}
+
+/* Variants of the real files (tests/fixtures/tokenizer/variants.json: base tokenizer and the
+ * top-level keys to replace) cover pipeline pieces the real files do not use. */
+static void test_variants(void) {
+    json_error_t e;
+    json_t *vars = json_load_file(FIX "/variants.json", 0, &e);
+    REQUIRE(vars, "variants.json: %s", e.text);
+    const char *vname;
+    json_t *v;
+    json_object_foreach(vars, vname, v) {
+        const char *base = json_string_value(json_object_get(v, "base"));
+        size_t ti = 0;
+        while (ti < N_TOKS && (!base || strcmp(TOKS[ti].name, base))) ti++;
+        if (ti == N_TOKS) { CHECK(0, "%s: unknown base", vname); continue; }
+        char *path = shared_path(TOKS[ti].path);
+        json_t *root = json_load_file(path, JSON_ALLOW_NUL, &e);
+        free(path);
+        if (!root) { CHECK(0, "%s: %s", vname, e.text); continue; }
+        const char *key;
+        json_t *val;
+        json_object_foreach(json_object_get(v, "set"), key, val) json_object_set(root, key, val);
+        char tmp[128];
+        snprintf(tmp, sizeof tmp, "/tmp/mk_tok_variant_%d.json", (int)getpid());
+        int rc = json_dump_file(root, tmp, JSON_COMPACT);
+        json_decref(root);
+        if (rc) { CHECK(0, "%s: cannot write %s", vname, tmp); continue; }
+        mk_tokenizer *tok = NULL;
+        mk_status s = mk_tokenizer_load(tmp, &tok);
+        unlink(tmp);
+        if (s) { CHECK(0, "%s: load failed: %s", vname, mk_last_error()); continue; }
+        check_fixture(vname, tok);
+    }
+    json_decref(vars);
 }
 
 static void test_qwen3(void) { check_tokenizer(0); }
@@ -366,6 +406,7 @@ int main(void) {
         RUN(test_gptoss);
         RUN(test_llama2);
         RUN(test_olmoe);
+        RUN(test_variants);
         printf("  all tokenizers: %zu cases, ids identical %zu, decode identical %zu, stream %zu\n", total_cases,
                total_ids_ok, total_dec_ok, total_stream_ok);
         RUN(test_lookups_and_config);

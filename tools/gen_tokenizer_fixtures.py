@@ -32,6 +32,39 @@ TOKENIZERS = {
     "olmoe": "data/real/OLMoE-1B-7B.allenai_gpt-neox-olmo-dolma-v1_5.json",
 }
 
+# Variants: a real tokenizer.json with top-level keys replaced, to cover pipeline pieces the five
+# files do not use (Metaspace pre-tokenizer and decoder with each prepend_scheme, Split behaviors,
+# Digits, ByteLevel add_prefix_space, NFKC/NFD/Lowercase/Replace normalizers). Written to
+# variants.json, which the C test applies the same way (jansson) before loading.
+MS = "\u2581"
+VARIANTS = {
+    "llama2_metaspace_first": {"base": "llama2", "set": {
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Metaspace", "replacement": MS, "prepend_scheme": "first", "split": False}}},
+    "llama2_metaspace_always_split": {"base": "llama2", "set": {
+        "normalizer": None,
+        "pre_tokenizer": {"type": "Metaspace", "replacement": MS, "prepend_scheme": "always", "split": True},
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "ByteFallback"}, {"type": "Fuse"},
+            {"type": "Metaspace", "replacement": MS, "prepend_scheme": "always", "split": True}]}}},
+    "olmoe_nfkc_lower_digits": {"base": "olmoe", "set": {
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "NFKC"}, {"type": "Lowercase"},
+            {"type": "Replace", "pattern": {"Regex": "[0-9]{4,}"}, "content": "#"}]},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": False},
+            {"type": "ByteLevel", "add_prefix_space": True, "trim_offsets": True, "use_regex": True}]}}},
+    "qwen3_split_behaviors": {"base": "qwen3", "set": {
+        "normalizer": {"type": "NFD"},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"String": " "}, "behavior": "MergedWithNext", "invert": False},
+            {"type": "Split", "pattern": {"Regex": "\\p{P}+"}, "behavior": "MergedWithPrevious", "invert": False},
+            {"type": "Split", "pattern": {"Regex": "[aeiou]"}, "behavior": "Contiguous", "invert": False},
+            {"type": "Split", "pattern": {"Regex": "\\s+"}, "behavior": "Removed", "invert": False},
+            {"type": "Digits", "individual_digits": True},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]}}},
+}
+
 LOCALES = ["zh_CN", "zh_TW", "ja", "ko", "ru", "uk", "ar", "he", "fa", "hi", "bn", "ta", "th", "el", "tr", "vi",
            "pl", "cs", "ka", "hy", "am", "my", "km", "si", "ur", "gu", "ml", "te", "kn", "pa", "ne", "lo",
            "de", "fr", "es", "pt_BR", "it", "nl", "sv", "fi", "hu", "ro", "eo", "ga", "cy", "is", "lt", "lv"]
@@ -143,6 +176,13 @@ def main():
         texts.append(rng.choice(specials) + cut(rng, a, 5, 80) + rng.choice(specials) + "\n" + cut(rng, b, 5, 80))
     texts = [t for t in texts if isinstance(t, str)]
     os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "variants.json"), "w", encoding="utf-8") as f:
+        json.dump(VARIANTS, f, ensure_ascii=False, indent=1)
+    for vname, v in VARIANTS.items():
+        with open(os.path.join(sh, TOKENIZERS[v["base"]]), encoding="utf-8") as f:
+            j = json.load(f)
+        j.update(v["set"])
+        toks[vname] = Tokenizer.from_str(json.dumps(j))
     with open(os.path.join(args.out, "texts.jsonl"), "w", encoding="utf-8") as f:
         for t in texts:
             f.write(json.dumps(t, ensure_ascii=False) + "\n")
@@ -150,6 +190,8 @@ def main():
         n = 0
         with open(os.path.join(args.out, f"{name}.jsonl"), "w", encoding="utf-8") as f:
             for i, t in enumerate(texts):
+                if name in VARIANTS and i % 2:
+                    continue
                 for s in ([0, 1] if i % 4 == 0 else [0]):
                     ids = tok.encode(t, add_special_tokens=bool(s)).ids
                     rec = {"t": i, "s": s, "ids": ids}
