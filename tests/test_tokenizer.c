@@ -391,6 +391,99 @@ static void test_errors(void) {
     CHECK(system(cmd) == 0, "rm");
 }
 
+/* Robustness: mutated tokenizer.json files load or fail cleanly; random text and random ids
+ * (including out-of-range ones) encode, decode and stream without crashing (run under ASan). */
+static uint64_t rng_state = 88172645463325252ull;
+static uint32_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (uint32_t)rng_state;
+}
+
+static void test_fuzz(void) {
+    const char *base = "{\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFKC\"}, "
+                       "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"_\"}]}, "
+                       "\"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"\\\\p{L}+|\\\\s+\"}, "
+                       "\"behavior\": \"MergedWithNext\", \"invert\": false}, "
+                       "\"added_tokens\": [{\"id\": 3, \"content\": \"<x>\", \"special\": true, \"normalized\": false, "
+                       "\"lstrip\": true, \"rstrip\": true, \"single_word\": false}], "
+                       "\"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"ByteFallback\"}, {\"type\": \"Fuse\"}, "
+                       "{\"type\": \"Strip\", \"content\": \"_\", \"start\": 1, \"stop\": 1}]}, "
+                       "\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"fuse_unk\": true, \"byte_fallback\": true, "
+                       "\"vocab\": {\"<unk>\": 0, \"a\": 1, \"b\": 2, \"ab\": 4, \"<0x41>\": 5, \"_\": 6}, \"merges\": [\"a b\"]}}";
+    size_t bl = strlen(base);
+    char *buf = malloc(bl + 1);
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/mk_tok_fuzz_%d.json", (int)getpid());
+    int loaded = 0;
+    for (int it = 0; it < 400; it++) {
+        memcpy(buf, base, bl + 1);
+        int nmut = it == 0 ? 0 : 1 + (int)(rnd() % 4);
+        for (int k = 0; k < nmut; k++) buf[rnd() % bl] = "{}[]\":,0123456789abtrufnl \\"[rnd() % 28];
+        FILE *f = fopen(path, "wb");
+        fwrite(buf, 1, bl, f);
+        fclose(f);
+        mk_tokenizer *t = NULL;
+        if (mk_tokenizer_load(path, &t) != MK_OK) {
+            CHECK(t == NULL && strchr(mk_last_error(), '\n') == NULL && mk_last_error()[0], "bad failure");
+            continue;
+        }
+        loaded++;
+        const char *txt[] = {"ab a<x> b  AZ\xc3\xa9\xef\xac\x81 \xe4\xb8\xad!", "", "<x><x>", "  <x>  "};
+        for (size_t j = 0; j < 4; j++) {
+            int32_t *ids;
+            size_t n;
+            if (mk_tokenizer_encode(t, txt[j], strlen(txt[j]), j & 1, &ids, &n) == MK_OK) {
+                char *out;
+                if (mk_tokenizer_decode(t, ids, n, j & 2, &out, NULL) == MK_OK) free(out);
+                free(ids);
+            }
+        }
+        mk_tokenizer_free(t);
+    }
+    CHECK(loaded > 0, "the unmutated file did not load: %s", mk_last_error());
+    unlink(path);
+    free(buf);
+    /* random valid text and random ids on a real tokenizer */
+    char *p = shared_path(TOKS[3].path);
+    mk_tokenizer *t = NULL;
+    mk_status s = mk_tokenizer_load(p, &t);
+    free(p);
+    if (s) return; /* no shared data: covered by the skip message */
+    static const int32_t cps[] = {'a', ' ', '\n', 0xE9, 0x301, 0x4E2D, 0x1F600, 0x2581, '<', 's', '>', 0xA0, '0', 0x10FFFF};
+    for (int it = 0; it < 200; it++) {
+        char txt[256];
+        size_t l = 0;
+        int n = (int)(rnd() % 40);
+        for (int k = 0; k < n; k++) {
+            int32_t c = cps[rnd() % (sizeof cps / sizeof *cps)];
+            if (c < 0x80) txt[l++] = (char)c;
+            else if (c < 0x800) { txt[l++] = (char)(0xC0 | (c >> 6)); txt[l++] = (char)(0x80 | (c & 0x3F)); }
+            else if (c < 0x10000) {
+                txt[l++] = (char)(0xE0 | (c >> 12)); txt[l++] = (char)(0x80 | ((c >> 6) & 0x3F)); txt[l++] = (char)(0x80 | (c & 0x3F));
+            } else {
+                txt[l++] = (char)(0xF0 | (c >> 18)); txt[l++] = (char)(0x80 | ((c >> 12) & 0x3F));
+                txt[l++] = (char)(0x80 | ((c >> 6) & 0x3F)); txt[l++] = (char)(0x80 | (c & 0x3F));
+            }
+        }
+        int32_t *ids;
+        size_t ni;
+        CHECK(mk_tokenizer_encode(t, txt, l, it & 1, &ids, &ni) == MK_OK, "encode random text: %s", mk_last_error());
+        free(ids);
+        int32_t rid[32];
+        for (int k = 0; k < 32; k++) rid[k] = (int32_t)(rnd() % 33000) - 500;
+        char *out;
+        size_t ol, sl;
+        CHECK(mk_tokenizer_decode(t, rid, 32, it & 2, &out, &ol) == MK_OK, "decode random ids");
+        char *st = stream_decode(t, rid, 32, it & 2, &sl);
+        CHECK(st && sl == ol && !memcmp(st, out, ol), "stream differs on random ids");
+        free(st);
+        free(out);
+    }
+    mk_tokenizer_free(t);
+}
+
 int main(void) {
     texts = read_jsonl(FIX "/texts.jsonl", &n_texts);
     if (!texts) {
@@ -414,6 +507,7 @@ int main(void) {
     } else
         printf("skip fixture tests: no tokenizer files under %s (set MK_SHARED)\n", mk_t_shared());
     RUN(test_errors);
+    RUN(test_fuzz);
     free_jsonl(texts, n_texts);
     return TEST_SUMMARY("test_tokenizer");
 }
