@@ -25,3 +25,14 @@ if python3 -c 'import tokenizers' 2>/dev/null; then
 else
   echo "hf: python package 'tokenizers' not installed; skipped"
 fi
+
+# Optional second corpus (MULTI=1): the translations of this machine's gettext catalogues in 16
+# languages (zh_CN ja ko ru ar hi th el de fr es vi he uk fa ta), one message per line.
+if [ "${MULTI:-0}" = 1 ]; then
+  python3 bench/bench_tokenizer_hf.py --make-multi build/bench/multi.txt
+  echo "text: multilingual gettext corpus, $(wc -c < build/bench/multi.txt) bytes"
+  build/bench/bench_tokenizer "$TOK" 1 line build/bench/multi.txt
+  if python3 -c 'import tokenizers' 2>/dev/null; then
+    python3 bench/bench_tokenizer_hf.py "$TOK" 1 line build/bench/multi.txt
+  fi
+fi

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Tokenizer benchmark (HF side): load time and single-thread encode throughput, same measures
 (CPU time of the process) and checksum as bench_tokenizer.c.
-usage: bench_tokenizer_hf.py TOKENIZER_JSON LOAD_REPEATS doc|line FILE..."""
+usage: bench_tokenizer_hf.py TOKENIZER_JSON LOAD_REPEATS doc|line FILE...
+       bench_tokenizer_hf.py --make-multi OUT.txt   (writes the multilingual gettext corpus)"""
 import os
 import sys
 import time
@@ -20,7 +21,25 @@ def split_lines(d):
     return out
 
 
+def make_multi(out_path):
+    import gettext
+    import glob
+    out = []
+    for loc in ["zh_CN", "ja", "ko", "ru", "ar", "hi", "th", "el", "de", "fr", "es", "vi", "he", "uk", "fa", "ta"]:
+        for p in sorted(glob.glob(f"/usr/share/locale/{loc}/LC_MESSAGES/*.mo")):
+            try:
+                with open(p, "rb") as f:
+                    cat = gettext.GNUTranslations(f)._catalog
+            except Exception:
+                continue
+            out += [v for k, v in cat.items() if k and isinstance(v, str)]
+    with open(out_path, "w", encoding="utf-8") as f:
+        f.write("\n".join(out))
+
+
 def main():
+    if sys.argv[1] == "--make-multi":
+        return make_multi(sys.argv[2])
     path, reps, mode, files = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
     best = 1e9
     for _ in range(reps):
