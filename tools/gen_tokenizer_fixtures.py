@@ -34,7 +34,8 @@ TOKENIZERS = {
 
 # Variants: a real tokenizer.json with top-level keys replaced, to cover pipeline pieces the five
 # files do not use (Metaspace pre-tokenizer and decoder with each prepend_scheme, Split behaviors,
-# Digits, ByteLevel add_prefix_space, NFKC/NFD/Lowercase/Replace normalizers). Written to
+# Digits, ByteLevel add_prefix_space, NFKC/NFD/Lowercase/Replace normalizers,
+# added tokens with lstrip/rstrip/single_word/normalized). Written to
 # variants.json, which the C test applies the same way (jansson) before loading.
 MS = "\u2581"
 VARIANTS = {
@@ -64,6 +65,20 @@ VARIANTS = {
             {"type": "Digits", "individual_digits": True},
             {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]}}},
 }
+
+
+
+def qwen3_added_flags(shared):
+    """qwen3's added_tokens with lstrip/rstrip/single_word/normalized switched on for some."""
+    with open(os.path.join(shared, TOKENIZERS["qwen3"]), encoding="utf-8") as f:
+        added = json.load(f)["added_tokens"]
+    flags = {"<|im_start|>": {"lstrip": True}, "<|im_end|>": {"rstrip": True}, "<think>": {"single_word": True},
+             "</think>": {"normalized": True}, "<tool_call>": {"lstrip": True, "rstrip": True},
+             "<|endoftext|>": {"single_word": True, "special": False}}
+    for a in added:
+        a.update(flags.get(a["content"], {}))
+    return added
+
 
 LOCALES = ["zh_CN", "zh_TW", "ja", "ko", "ru", "uk", "ar", "he", "fa", "hi", "bn", "ta", "th", "el", "tr", "vi",
            "pl", "cs", "ka", "hy", "am", "my", "km", "si", "ur", "gu", "ml", "te", "kn", "pa", "ne", "lo",
@@ -120,6 +135,8 @@ def edge_cases(specials):
         "    ```python\n    print('hi')\n    ```", "$$\\frac{a}{b}$$ \\alpha_{i}^{2}", "--flag=value -v -- rest",
         "\"quoted\" 'single' `back` «guillemets» „low“ ‘curly’", "~!@#$%^&*()_+-={}[]|\\:;\"'<>,.?/",
     ]
+    for t in ["<|im_start|>", "<|im_end|>", "<think>", "</think>", "<tool_call>", "<|endoftext|>", "<s>", "</s>"]:
+        e += [f"a  {t}  b", f"word{t}word", f"{t}word", f"word {t} word", f"\t{t}\n", f"é{t}1", f"{t}", f" \u3000{t}\u00a0 "]
     for s in specials:
         e += [s, f"Hello{s}world", f" {s} ", f"{s}{s}", f"text before {s}\nafter", f"a{s[:-1]}", f"{s}\n\n"]
     return e
@@ -169,6 +186,7 @@ def main():
     specials = sorted({a.content for t in toks.values() for a in t.get_added_tokens_decoder().values()
                        if a.special and "reserved" not in a.content and "place▁holder" not in a.content})
     specials = [s for s in specials if s.strip()][:60]
+    edge_start = len(texts)
     texts += edge_cases(specials)
     # mixtures of special tokens and text, as in chat prompts
     for _ in range(20):
@@ -176,6 +194,7 @@ def main():
         texts.append(rng.choice(specials) + cut(rng, a, 5, 80) + rng.choice(specials) + "\n" + cut(rng, b, 5, 80))
     texts = [t for t in texts if isinstance(t, str)]
     os.makedirs(args.out, exist_ok=True)
+    VARIANTS["qwen3_added_flags"] = {"base": "qwen3", "set": {"added_tokens": qwen3_added_flags(sh)}}
     with open(os.path.join(args.out, "variants.json"), "w", encoding="utf-8") as f:
         json.dump(VARIANTS, f, ensure_ascii=False, indent=1)
     for vname, v in VARIANTS.items():
@@ -190,7 +209,7 @@ def main():
         n = 0
         with open(os.path.join(args.out, f"{name}.jsonl"), "w", encoding="utf-8") as f:
             for i, t in enumerate(texts):
-                if name in VARIANTS and i % 2:
+                if name in VARIANTS and i % 2 and i < edge_start:
                     continue
                 for s in ([0, 1] if i % 4 == 0 else [0]):
                     ids = tok.encode(t, add_special_tokens=bool(s)).ids
