@@ -5,6 +5,7 @@
 #include "moekit/tokenizer.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <unistd.h>
@@ -484,6 +485,44 @@ static void test_fuzz(void) {
     mk_tokenizer_free(t);
 }
 
+/* Concurrent encodes of one tokenizer give the same ids as sequential ones. */
+typedef struct { const mk_tokenizer *tok; size_t bad; } thr_arg;
+
+static void *thr_encode(void *p) {
+    thr_arg *a = p;
+    for (int rep = 0; rep < 2; rep++)
+        for (size_t i = 0; i < n_texts; i += 3) {
+            int32_t *x, *y;
+            size_t nx, ny;
+            const char *t = json_string_value(texts[i]);
+            size_t tl = json_string_length(texts[i]);
+            if (mk_tokenizer_encode(a->tok, t, tl, true, &x, &nx)) { a->bad++; continue; }
+            if (mk_tokenizer_encode(a->tok, t, tl, true, &y, &ny)) { a->bad++; free(x); continue; }
+            if (nx != ny || (nx && memcmp(x, y, nx * sizeof *x))) a->bad++;
+            free(x);
+            free(y);
+        }
+    return NULL;
+}
+
+static void test_threads(void) {
+    mk_tokenizer *q = load_rel("data/real/tokenizers/qwen3/tokenizer.json");
+    REQUIRE(q, "qwen3 load");
+    pthread_t th[4];
+    thr_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (thr_arg){q, 0};
+        REQUIRE(pthread_create(&th[i], NULL, thr_encode, &args[i]) == 0, "pthread_create");
+    }
+    size_t bad = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        bad += args[i].bad;
+    }
+    CHECK(bad == 0, "%zu concurrent encodes differ or failed", bad);
+    mk_tokenizer_free(q);
+}
+
 int main(void) {
     texts = read_jsonl(FIX "/texts.jsonl", &n_texts);
     if (!texts) {
@@ -504,6 +543,7 @@ int main(void) {
                total_ids_ok, total_dec_ok, total_stream_ok);
         RUN(test_lookups_and_config);
         RUN(test_stream_partial_utf8);
+        RUN(test_threads);
     } else
         printf("skip fixture tests: no tokenizer files under %s (set MK_SHARED)\n", mk_t_shared());
     RUN(test_errors);

@@ -124,7 +124,7 @@ def edge_cases(specials):
         "Hello, world!", "HELLO WORLD", "hello.world@example.com https://example.org/a?b=c&d=e#f",
         "😀😃😄 👍🏽 👨‍👩‍👧‍👦 🇫🇷🇩🇪 ❤️ ✨🔥", "emoji at end 🤖", "🤖start", "a😀b😀c",
         "e\u0301 n\u0303 a\u0308 o\u0302\u0323", "Ame\u0301lie cafe\u0301 re\u0301sume\u0301", "\u1100\u1161\u11a8 한국어",
-        "ﬁ ﬂ ﬀ Å Ω K ẛ̣", "\u00a0nbsp\u00a0here\u202fnarrow\u3000ideographic", "zero\u200bwidth\u200cjoin\u200d!",
+        "ﬁ ﬂ ﬀ Å Ω K ẛ̣", "İSTANBUL ΣΑΣ ẞ Ǆ ǅ", "\u00a0nbsp\u00a0here\u202fnarrow\u3000ideographic", "zero\u200bwidth\u200cjoin\u200d!",
         "a\u180eb", "tab\tsep\tvalues\t1\t2", "\x00nul\x01ctl\x7fdel", "\u2028line\u2029para", "\u0085nel",
         "<0x41> <0xFF> <unk> ▁ ▁▁x ▁hello", "Ġ Ċ ĠĠ", "<|", "|>", "<|im_start", "<s", "</", "<<>>", "<think>",
         "日本語のテキストです。漢字、ひらがな、カタカナ。", "中文文本，包含标点符号！以及数字123。", "混合English和中文",
