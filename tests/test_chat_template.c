@@ -5,6 +5,7 @@
 #include "mk_test.h"
 
 #include <jansson.h>
+#include <sys/stat.h>
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -212,6 +213,36 @@ static void test_load_named_and_errors(void) {
         mk_chat_template_free(t);
         rm_tmp_dir(dir);
     }
+    /* chat_template.jinja is the default; additional_chat_templates/<name>.jinja the named ones */
+    char *dir = write_tmp_dir("{\"eos_token\": \"E\", \"chat_template\": [{\"name\": \"rag\", \"template\": \"R\"}]}");
+    REQUIRE(dir, "mkdtemp");
+    char *p1 = mk_path_join(dir, "chat_template.jinja"), *p2 = mk_path_join(dir, "additional_chat_templates"),
+         *p3 = mk_path_join(p2, "tool_use.jinja");
+    FILE *f = fopen(p1, "w");
+    if (f) { fputs("J{{ eos_token }}\n", f); fclose(f); }
+    mkdir(p2, 0700);
+    f = fopen(p3, "w");
+    if (f) { fputs("T{{ eos_token }}", f); fclose(f); }
+    const char *names[] = {NULL, "default", "tool_use", "rag", "nope", "../x"};
+    const char *want[] = {"JE", "JE", "TE", "R", NULL, NULL};
+    for (size_t i = 0; i < 6; i++) {
+        mk_chat_template *t = NULL;
+        char *out = NULL;
+        mk_status st = mk_chat_template_load(dir, names[i], &t);
+        if (!st) st = mk_chat_template_render(t, NULL, 0, false, &out);
+        if (want[i]) CHECK(st == MK_OK && strcmp(out, want[i]) == 0, "name %s: %s", names[i], st ? mk_last_error() : out);
+        else CHECK(st == (i == 4 ? MK_ERR_MISSING : MK_ERR_ARG), "name %s: %s", names[i], mk_status_name(st));
+        free(out);
+        mk_chat_template_free(t);
+    }
+    remove(p3);
+    remove(p2);
+    remove(p1);
+    free(p1);
+    free(p2);
+    free(p3);
+    rm_tmp_dir(dir);
+
     mk_chat_template *t = NULL;
     CHECK(mk_chat_template_load("/nonexistent/dir", NULL, &t) == MK_ERR_MISSING, "missing dir");
     CHECK(t == NULL, "out stays NULL");
