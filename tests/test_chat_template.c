@@ -303,6 +303,10 @@ static void test_statements(void) {
     /* scoping: set in a loop does not leak; namespace attributes do */
     EXPECT("{% set a = 1 %}{% set ns = namespace(b=1) %}{% for i in [1] %}{% set a = 2 %}{% set ns.b = 2 %}{% endfor %}"
            "{{ a }}{{ ns.b }}", NULL, "12");
+    EXPECT("{% set x = 0 %}{% for i in [1,2,3] %}{% set x = x + 1 %}{{ x }}{% endfor %}{{ x }}|"
+           "{% for i in [1,2] %}{{ y is defined }}{% set y = i %}{% endfor %}|"
+           "{% for i in [1, 2] %}{% for j in [3] %}{{ loop.index }}{% endfor %}{{ loop.index }}{% endfor %}",
+           NULL, "1110|FalseFalse|1112");
     EXPECT("{% if false %}a{% elif 0 %}b{% elif 1 %}c{% else %}d{% endif %}", NULL, "c");
     EXPECT("{% set x, y = [1, 2] %}{{ y }}{{ x }}{% set t = 1, 2 %}{{ t }}", NULL, "21(1, 2)");
     EXPECT("{% set b %}in {{ 1 + 1 }}{% endset %}[{{ b }}]", NULL, "[in 2]");

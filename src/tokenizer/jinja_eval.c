@@ -2114,6 +2114,8 @@ static int exec_node(rctx *C, scope *S, const jnode *n, sbuf *out) {
             if (!li) return EX_ERR;
             *li = *lp;
             li->u.loop.i = i;
+            /* each iteration has its own scope: what the body sets does not carry to the next one */
+            if (!(L = scope_new(C, S))) return EX_ERR;
             if (!scope_set(C, L, "loop", li) || !assign(C, L, n->kw, n->n_kw, it->u.l.v[i], n->line)) return EX_ERR;
             int r = exec_body(C, L, n->c, out);
             if (r == EX_ERR) return EX_ERR;
