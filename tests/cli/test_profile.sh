@@ -118,8 +118,10 @@ else bad "stats.json replaced whole, no temp files left" "$(ls "$TMPD")"; fi
 if [ -f "$TMPD/r.html" ]; then
   grep -q -E '<script|https?://[^"]*\.(js|css)' "$TMPD/r.html" && bad "report is self-contained" "script or external resource" || ok "report is self-contained"
   CHROME=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
-  if [ -z "$CHROME" ]; then
-    echo "skip report renders in Chromium: chromium is not installed (apt-get install chromium)"
+  if [ -z "$CHROME" ] && [ "${MK_SETUP_CHROMIUM:-0}" = 1 ]; then
+    bad "report renders in Chromium" "MK_SETUP_CHROMIUM=1 (as in CI) but chromium is not installed"
+  elif [ -z "$CHROME" ]; then
+    echo "skip report renders in Chromium: chromium is not installed (MK_SETUP_CHROMIUM=1 bash scripts/setup.sh)"
   else
     # 4 MoE layers × 8 experts: frequency + REAP + 2 datasets = 4·32 cells, co-activation + transition = 2·64
     dom=$(timeout 120 "$CHROME" --headless --no-sandbox --disable-gpu --dump-dom "file://$(realpath "$TMPD/r.html")" 2>/dev/null)
