@@ -30,7 +30,9 @@ typedef struct mk_model_info {
     int32_t bos_id, eos_id;  /* -1 when unknown */
 } mk_model_info;
 
-/* Loads config.json and the safetensors weights (single or sharded) of an HF model directory. */
+/* Loads a model: an HF checkpoint directory (config.json and safetensors weights, single or
+ * sharded) or a .gguf file (llama.cpp's names and metadata for llama/Mixtral, qwen2moe, qwen3moe,
+ * olmoe; F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K tensors). */
 mk_status mk_model_load(mk_model **out, const char *dir);
 void mk_model_free(mk_model *m);
 const mk_model_info *mk_model_get_info(const mk_model *m);
@@ -104,6 +106,9 @@ void mk_ctx_free(mk_ctx *c);
 /* Forgets the sequence (position back to 0). */
 void mk_ctx_reset(mk_ctx *c);
 size_t mk_ctx_pos(const mk_ctx *c);
+/* Forgets the tokens after the first pos (pos <= mk_ctx_pos): the next forward continues from
+ * there, reusing the KV cache of the kept prefix (e.g. one shared context, several continuations). */
+void mk_ctx_truncate(mk_ctx *c, size_t pos);
 void mk_ctx_set_observer(mk_ctx *c, const mk_observer *obs);  /* NULL to remove; copied */
 mk_status mk_ctx_set_route(mk_ctx *c, const mk_route_opts *r);  /* NULL for the default; copied */
 /* Average number of experts actually used per token in MoE layer l since the context was made
