@@ -207,11 +207,13 @@ static mk_status build(const mk_profile *p, const mk_profile_run_info *run, mk_d
         mk_buf_html(b, p->ds_path[d]);
         mk_buf_printf(b, "</td><td>%zu</td><td>%zu</td></tr>\n", p->ds_tokens[d], p->ds_seqs[d]);
     }
-    mk_buf_puts(b, "</table>\n");
+    mk_buf_puts(b, "</table>\n<p class=note>Sections: <a href=#usage>usage</a> · <a href=#per-dataset>per dataset</a> · "
+                   "<a href=#super>super experts</a> · <a href=#detail>co-activation and transitions</a> · <a href=#divergence>divergence</a> · "
+                   "<a href=#entropy>entropy</a> · <a href=#specific>dataset-specific experts</a> · <a href=#numbers>the numbers</a></p>\n");
 
     /* 1. layer × expert heatmaps */
     const double cw = fit(500, E, 3, 22), ch = fit(360, L, 4, 20);
-    mk_buf_puts(b, "<h2>Expert usage, all data</h2>\n<p class=note>Frequency = share of tokens routed to the expert (a row sums to k). "
+    mk_buf_puts(b, "<h2 id=usage>Expert usage, all data</h2>\n<p class=note>Frequency = share of tokens routed to the expert (a row sums to k). "
                    "REAP = mean over routed tokens of gate × ‖expert output‖₂. Hover a cell for its value.</p><div class=row>\n");
     grid_of(p, D, false, v);
     heatmap(b, &(hm){"Frequency (layer × expert)", "layer", "expert", p->moe_layer, L, E, v, "%.4f", cw, ch, false});
@@ -222,7 +224,7 @@ static mk_status build(const mk_profile *p, const mk_profile_run_info *run, mk_d
     /* 2. per dataset */
     if (D > 1) {
         const double pcw = fit(1180.0 / (double)(D < 3 ? D : 3) - 100, E, 2, 14), pch = fit(260, L, 3, 14);
-        mk_buf_puts(b, "<h2>Expert frequency per dataset</h2>\n<div class=row>\n");
+        mk_buf_puts(b, "<h2 id=per-dataset>Expert frequency per dataset</h2>\n<div class=row>\n");
         for (size_t d = 0; d < D; d++) {
             grid_of(p, d, false, v);
             char t[200];
@@ -238,7 +240,7 @@ static mk_status build(const mk_profile *p, const mk_profile_run_info *run, mk_d
     int64_t incl = 0;
     double p995 = 0, fl = 0;
     if (mk_prof_super_experts(p, &se, &nse, &incl, &p995, &fl)) { free(v); return MK_ERR_NOMEM; }
-    mk_buf_printf(b, "<h2>Super experts</h2>\n<p class=note>Rule (Su et al. 2025): max |down_proj output| over all routed tokens above the "
+    mk_buf_printf(b, "<h2 id=super>Super experts</h2>\n<p class=note>Rule (Su et al. 2025): max |down_proj output| over all routed tokens above the "
                      "99.5th percentile of the per-expert maxima (%.4g) and above ⌊global max / 10⌋ (%.4g), in layers &lt; %lld (75%%). "
                      "Found: %zu.</p>\n",
                   p995, fl, (long long)incl, nse);
@@ -281,7 +283,7 @@ static mk_status build(const mk_profile *p, const mk_profile_run_info *run, mk_d
 
     /* 4. co-activation and transitions of the selected layer */
     const double ccw = fit(440, E, 3, 22);
-    mk_buf_printf(b, "<h2>Layer %lld in detail</h2>\n<p class=note>Co-activation: tokens routed to both experts (diagonal: to the expert). "
+    mk_buf_printf(b, "<h2 id=detail>Layer %lld in detail</h2>\n<p class=note>Co-activation: tokens routed to both experts (diagonal: to the expert). "
                      "Transition: tokens routed to expert i at this layer and expert j at the next MoE layer. "
                      "Choose another layer with <code>--report-layer</code>.</p><div class=row>\n",
                   (long long)p->moe_layer[sel]);
@@ -300,22 +302,51 @@ static mk_status build(const mk_profile *p, const mk_profile_run_info *run, mk_d
     }
     mk_buf_puts(b, "</div>\n");
 
-    /* 5. per-layer table: entropy, JS */
-    mk_buf_puts(b, "<h2>Per layer</h2>\n<p class=note>Entropy: mean over tokens of the entropy (nats) of the router's full softmax; "
-                   "JS: Jensen–Shannon divergence (bits, 0–1) between two datasets' expert-usage histograms.</p>\n<div class=scroll><table><tr><th>layer</th><th>entropy (all)</th>");
+    /* 5. divergence between datasets (pairs × layers, most divergent first), then entropy per layer */
+    if (D > 1) {
+        const size_t NP = D * (D - 1) / 2;
+        double *js = mk_malloc((NP * (size_t)L + NP) * sizeof(double) + 8);
+        size_t *ord = mk_malloc(NP * sizeof(size_t) + 8), *pa = mk_malloc(NP * sizeof(size_t) + 8), *pb = mk_malloc(NP * sizeof(size_t) + 8);
+        if (!js || !ord || !pa || !pb) {
+            free(js); free(ord); free(pa); free(pb); free(v);
+            return MK_ERR_NOMEM;
+        }
+        double *mean = js + NP * (size_t)L;
+        size_t k = 0;
+        for (size_t a = 0; a < D; a++)
+            for (size_t c = a + 1; c < D; c++, k++) {
+                pa[k] = a;
+                pb[k] = c;
+                ord[k] = k;
+                mean[k] = 0;
+                for (int64_t li = 0; li < L; li++) mean[k] += (js[k * (size_t)L + (size_t)li] = mk_prof_js(p, a, c, li)) / (double)L;
+            }
+        for (size_t i = 1; i < NP; i++)  /* insertion sort by mean, descending */
+            for (size_t j = i; j > 0 && mean[ord[j]] > mean[ord[j - 1]]; j--) { size_t t2 = ord[j]; ord[j] = ord[j - 1]; ord[j - 1] = t2; }
+        mk_buf_puts(b, "<h2 id=divergence>Divergence between datasets</h2>\n<p class=note>Jensen–Shannon divergence (bits, 0–1) between two datasets' "
+                       "expert-usage histograms at each MoE layer, most divergent pair first.</p>\n<div class=scroll><table><tr><th class=l>pair</th><th>mean</th>");
+        for (int64_t li = 0; li < L; li++) mk_buf_printf(b, "<th>L%lld</th>", (long long)p->moe_layer[li]);
+        mk_buf_puts(b, "</tr>\n");
+        for (size_t i = 0; i < NP; i++) {
+            const size_t q = ord[i];
+            mk_buf_puts(b, "<tr><td class=l>");
+            mk_buf_html(b, p->ds_name[pa[q]]);
+            mk_buf_puts(b, " / ");
+            mk_buf_html(b, p->ds_name[pb[q]]);
+            mk_buf_printf(b, "</td><td><b>%.4f</b></td>", mean[q]);
+            for (int64_t li = 0; li < L; li++) mk_buf_printf(b, "<td>%.3f</td>", js[q * (size_t)L + (size_t)li]);
+            mk_buf_puts(b, "</tr>\n");
+        }
+        mk_buf_puts(b, "</table></div>\n");
+        free(js); free(ord); free(pa); free(pb);
+    }
+    mk_buf_puts(b, "<h2 id=entropy>Routing entropy per layer</h2>\n<p class=note>Mean over tokens of the entropy (nats) of the router's full softmax "
+                   "(uniform over the experts: ln E).</p>\n<div class=scroll><table><tr><th>layer</th><th>all data</th>");
     for (size_t d = 0; D > 1 && d < D; d++) {
-        mk_buf_puts(b, "<th>entropy ");
+        mk_buf_puts(b, "<th>");
         mk_buf_html(b, p->ds_name[d]);
         mk_buf_puts(b, "</th>");
     }
-    for (size_t a = 0; a < D; a++)
-        for (size_t c = a + 1; c < D; c++) {
-            mk_buf_puts(b, "<th>JS ");
-            mk_buf_html(b, p->ds_name[a]);
-            mk_buf_puts(b, " / ");
-            mk_buf_html(b, p->ds_name[c]);
-            mk_buf_puts(b, "</th>");
-        }
     mk_buf_puts(b, "</tr>\n");
     for (int64_t li = 0; li < L; li++) {
         mk_buf_printf(b, "<tr><td>%lld</td>", (long long)p->moe_layer[li]);
@@ -324,15 +355,13 @@ static mk_status build(const mk_profile *p, const mk_profile_run_info *run, mk_d
             int64_t T = p->ntok[sl * (size_t)L + (size_t)li];
             mk_buf_printf(b, "<td>%.4f</td>", T ? p->ent_sum[sl * (size_t)L + (size_t)li] / (double)T : 0);
         }
-        for (size_t a = 0; a < D; a++)
-            for (size_t c = a + 1; c < D; c++) mk_buf_printf(b, "<td>%.4f</td>", mk_prof_js(p, a, c, li));
         mk_buf_puts(b, "</tr>\n");
     }
     mk_buf_puts(b, "</table></div>\n");
 
     /* 6. dataset-specific experts */
     if (D > 1) {
-        mk_buf_puts(b, "<h2>Most dataset-specific experts</h2>\n<p class=note>Share of the dataset's routing at that layer minus the share "
+        mk_buf_puts(b, "<h2 id=specific>Most dataset-specific experts</h2>\n<p class=note>Share of the dataset's routing at that layer minus the share "
                        "of the other datasets' routing.</p><div class=row>\n");
         spec_item items[10];
         for (size_t d = 0; d < D; d++) {
@@ -349,7 +378,7 @@ static mk_status build(const mk_profile *p, const mk_profile_run_info *run, mk_d
     }
 
     /* 7. the numbers */
-    mk_buf_puts(b, "<h2>The numbers</h2>\n");
+    mk_buf_puts(b, "<h2 id=numbers>The numbers</h2>\n");
     const char *names[2] = {"Frequency", "REAP score"};
     for (int k = 0; k < 2; k++) {
         grid_of(p, D, k == 1, v);

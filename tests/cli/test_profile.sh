@@ -63,6 +63,16 @@ if expect_ok "--experts 3" $MK profile -m $M --data $P/alpha.ids -q --experts 3 
     && ok "--experts 3: each layer's frequencies sum to 3" || bad "--experts 3: each layer's frequencies sum to 3" "see above"
 fi
 
+# progress bar: on a terminal only (util-linux `script` gives the command a pty)
+err=$($MK profile -m $M --data $P/alpha.ids -o "$TMPD/pb.json" 2>&1 >/dev/null)
+if grep -q "tok/s  ETA" <<<"$err"; then bad "no progress bar off a terminal" "$err"; else ok "no progress bar off a terminal"; fi
+if command -v script >/dev/null; then
+  tty_out=$(script -qec "$MK profile -m $M --data $P/alpha.ids --ctx 16 -o $TMPD/pb.json" /dev/null 2>&1 | tr '\r' '\n')
+  grep -q -E "profile \[#+\] 100%  152/152 tok  [0-9.]+ tok/s  ETA" <<<"$tty_out" && ok "progress bar on a terminal" || bad "progress bar on a terminal" "$tty_out"
+else
+  echo "skip progress bar on a terminal: util-linux script is not installed"
+fi
+
 # bad input
 expect_error "missing data file" "nope\.ids: cannot open: No such file" $MK profile -m $M --data "$TMPD/nope.ids" -o "$TMPD/x.json"
 : > "$TMPD/empty.ids"
