@@ -64,7 +64,7 @@ clean:
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 FUZZ_SECONDS ?= 30
-FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -O1 -g -fsanitize=fuzzer,address,undefined -fopenmp -Iinclude -Isrc $(PKG_CFLAGS)
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -O1 -g $(ARCH) -fsanitize=fuzzer,address,undefined -fopenmp -Iinclude -Isrc $(PKG_CFLAGS)
 .PHONY: fuzz fuzz-run
 fuzz: $(FUZZ_BIN)
 build-fuzz/%: tests/fuzz/%.c $(LIB_SRC)
@@ -73,6 +73,7 @@ build-fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 fuzz-run: fuzz
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f); c=tests/fuzz/corpus_$${n#fuzz_}; \
 	  echo "== $$n ($(FUZZ_SECONDS)s)"; mkdir -p build-fuzz/corpus_$$n; \
+	  [ -d $$c ] || c=; \
 	  if ! $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus_$$n $$c > build-fuzz/$$n.log 2>&1; then \
 	    tail -n 40 build-fuzz/$$n.log; echo "$$n: FAILED (crash input saved in the working directory)"; exit 1; fi; \
 	  tail -n 1 build-fuzz/$$n.log; done

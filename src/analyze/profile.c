@@ -502,53 +502,6 @@ void mk_prof_top_tokens(const mk_profile *p, int64_t li, int32_t *ids, int64_t *
     }
 }
 
-/* ---------------------------------------------------------------- atomic file write */
-
-mk_status mk_prof_write_atomic(const char *path, const void *data, size_t len) {
-    char *dcopy = mk_strdup(path), *tmp = mk_malloc(strlen(path) + 16);
-    if (!dcopy || !tmp) {
-        free(dcopy);
-        free(tmp);
-        return MK_ERR_NOMEM;
-    }
-    sprintf(tmp, "%s.tmp.XXXXXX", path);
-    mk_status st = MK_OK;
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        st = mk_err(MK_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-        goto out;
-    }
-    fchmod(fd, 0644);
-    const char *c = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, c, left);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            st = mk_err(MK_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-            break;
-        }
-        c += w;
-        left -= (size_t)w;
-    }
-    if (!st && fsync(fd) != 0) st = mk_err(MK_ERR_IO, "%s: fsync failed: %s", path, strerror(errno));
-    if (close(fd) != 0 && !st) st = mk_err(MK_ERR_IO, "%s: close failed: %s", path, strerror(errno));
-    if (!st && rename(tmp, path) != 0) st = mk_err(MK_ERR_IO, "%s: cannot rename the finished file into place: %s", path, strerror(errno));
-    if (st) {
-        unlink(tmp);
-        goto out;
-    }
-    int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd);
-        close(dfd);
-    }
-out:
-    free(dcopy);
-    free(tmp);
-    return st;
-}
-
 /* ---------------------------------------------------------------- stats.json */
 
 static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
@@ -897,7 +850,7 @@ mk_status mk_profile_write_json(const mk_profile *p, const mk_profile_run_info *
     if (!text) return mk_err(MK_ERR_NOMEM, "%s: out of memory serialising the statistics", path);
     size_t len = strlen(text);
     text[len] = '\n';
-    mk_status st = mk_prof_write_atomic(path, text, len + 1);
+    mk_status st = mk_write_file_atomic(path, text, len + 1);
     free(text);
     return st;
 }

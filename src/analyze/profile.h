@@ -76,9 +76,4 @@ typedef struct mk_expert_stats {
     int64_t out_token;
 } mk_expert_stats;
 
-/* Atomic file writing used by both writers: writes `len` bytes to path via a mkstemp temp file in
- * the same directory + fsync + rename (+ fsync of the directory). (format/ has the same helper for
- * the safetensors writer; analysis does not depend on format/, so one of them should move to base/.) */
-mk_status mk_prof_write_atomic(const char *path, const void *data, size_t len);
-
 #endif

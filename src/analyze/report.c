@@ -432,7 +432,7 @@ mk_status mk_profile_write_html(const mk_profile *p, const mk_profile_run_info *
     if (mk_profile_status(p)) return p->st;
     mk_buf b = {0};
     mk_status st = build(p, run, decode, decode_user, report_layer, &b);
-    if (!st) st = mk_prof_write_atomic(path, b.s, b.len);
+    if (!st) st = mk_write_file_atomic(path, b.s, b.len);
     free(b.s);
     return st;
 }

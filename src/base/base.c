@@ -1,6 +1,7 @@
 #include "base.h"
 
 #include <errno.h>
+#include <libgen.h>
 #include <limits.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -263,3 +264,49 @@ mk_status mk_read_ids_file(const char *path, int32_t **ids, size_t *n) {
     *n = k;
     return MK_OK;
 }
+
+mk_status mk_write_file_atomic(const char *path, const void *data, size_t len) {
+    char *dcopy = mk_strdup(path), *tmp = mk_malloc(strlen(path) + 16);
+    if (!dcopy || !tmp) {
+        free(dcopy);
+        free(tmp);
+        return MK_ERR_NOMEM;
+    }
+    sprintf(tmp, "%s.tmp.XXXXXX", path);
+    mk_status st = MK_OK;
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        st = mk_err(MK_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        goto out;
+    }
+    fchmod(fd, 0644);
+    const char *c = data;
+    size_t left = len;
+    while (left > 0) {
+        ssize_t w = write(fd, c, left);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            st = mk_err(MK_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+            break;
+        }
+        c += w;
+        left -= (size_t)w;
+    }
+    if (!st && fsync(fd) != 0) st = mk_err(MK_ERR_IO, "%s: fsync failed: %s", path, strerror(errno));
+    if (close(fd) != 0 && !st) st = mk_err(MK_ERR_IO, "%s: close failed: %s", path, strerror(errno));
+    if (!st && rename(tmp, path) != 0) st = mk_err(MK_ERR_IO, "%s: cannot rename the finished file into place: %s", path, strerror(errno));
+    if (st) {
+        unlink(tmp);
+        goto out;
+    }
+    int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+out:
+    free(dcopy);
+    free(tmp);
+    return st;
+}
+

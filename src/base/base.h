@@ -58,6 +58,10 @@ void mk_map_advise(const mk_map *m, size_t off, size_t len, bool willneed);
  * read-only file mapping is safe: they are read back from the file on the next access. */
 void mk_advise_range(const void *p, size_t len, bool willneed);
 
+/* Writes a whole file atomically: a unique temporary file beside it, fsync, rename onto path,
+ * fsync of the folder. On failure path is untouched and no temporary file is left. */
+mk_status mk_write_file_atomic(const char *path, const void *data, size_t len);
+
 /* Reads a whole (small) file into a NUL-terminated buffer the caller frees. */
 mk_status mk_read_file(const char *path, char **out, size_t *len);
 

@@ -157,23 +157,3 @@ mk_status mk_st_writer_close(mk_st_writer *w) {
     mk_st_writer_abort(w);
     return MK_OK;
 }
-
-mk_status mk_write_file_atomic(const char *path, const void *data, size_t n) {
-    char *tmp = tmp_name(path);
-    if (!tmp) return MK_ERR_NOMEM;
-    mk_status st = MK_OK;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        st = mk_err(MK_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-        free(tmp);
-        return st;
-    }
-    st = write_all(fd, data, n, tmp);
-    if (!st && fsync(fd) != 0) st = mk_err(MK_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-    if (close(fd) != 0 && !st) st = mk_err(MK_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (!st && rename(tmp, path) != 0) st = mk_err(MK_ERR_IO, "%s: cannot rename onto %s: %s", tmp, path, strerror(errno));
-    if (st) unlink(tmp);
-    else fsync_dir_of(path);
-    free(tmp);
-    return st;
-}

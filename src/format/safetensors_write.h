@@ -33,7 +33,5 @@ size_t mk_st_writer_remaining(const mk_st_writer *w);
 mk_status mk_st_writer_close(mk_st_writer *w);
 void mk_st_writer_abort(mk_st_writer *w);
 
-/* Writes a small whole file atomically (temporary name, fsync, rename, folder fsync). */
-mk_status mk_write_file_atomic(const char *path, const void *data, size_t n);
 
 #endif
