@@ -15,9 +15,9 @@ OPT     ?= -O2 -g
 LDSAN   :=
 endif
 
-PKGS    := jansson libpcre2-8 libutf8proc
+PKGS    := jansson libpcre2-8 libutf8proc lapacke
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lpcre2-8 -lutf8proc)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || echo -ljansson -lpcre2-8 -lutf8proc -llapacke)
 
 WARN    := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wvla
 ifeq ($(WERROR),1)

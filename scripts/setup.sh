@@ -2,7 +2,7 @@
 # Installs what moekit needs to build and test, from Debian's packages.
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
-pkgs=(build-essential pkg-config libjansson-dev libpcre2-dev libutf8proc-dev python3)
+pkgs=(build-essential pkg-config libjansson-dev libpcre2-dev libutf8proc-dev liblapacke-dev python3)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -113,7 +113,45 @@ static void test_matmul_api(void) {
     printf("  dispatch: best %s, bf16 dot %s\n", mk_kern_isa_name(mk_kern_isa_detect()), mk_kern_has_bf16_dot() ? "yes" : "no");
 }
 
+/* Team products inside one parallel region equal the stand-alone driver's, bit for bit. */
+static void test_team(void) {
+    const size_t n_out = 75, n_in = 300, n_tok = 9;
+    float *x = malloc(n_tok * n_in * sizeof(float)), *y1 = malloc(2 * n_tok * n_out * sizeof(float));
+    float *y2 = malloc(2 * n_tok * n_out * sizeof(float));
+    uint16_t *w = malloc(2 * n_out * n_in * sizeof(uint16_t));
+    for (size_t i = 0; i < n_tok * n_in; i++) x[i] = frand();
+    for (size_t i = 0; i < 2 * n_out * n_in; i++) w[i] = mk_f32_to_bf16(frand());
+    for (int dot = 0; dot < 2; dot++) {
+        mk_kern_set_isa(mk_kern_isa_detect());
+        mk_kern_set_bf16_dot(dot);
+        for (int m = 0; m < 2; m++)
+            mk_kern_matmul(y1 + m * n_tok * n_out, n_out, x, n_in, n_tok, w + m * n_out * n_in, MK_DT_BF16, n_out, n_in, NULL);
+        omp_set_num_threads(3);
+        #pragma omp parallel
+        {
+            for (int m = 0; m < 2; m++)
+                mk_matmul_team(y2 + m * n_tok * n_out, n_out, x, n_in, n_tok, w + m * n_out * n_in, MK_DT_BF16, n_out, n_in, NULL);
+        }
+        CHECK(!memcmp(y1, y2, 2 * n_tok * n_out * sizeof(float)), "team == driver (bf16 dot %d)", dot);
+    }
+    mk_kern_set_bf16_dot(false);
+    /* strided F32 rows (a head's slice of a KV cache): same as the rows copied out contiguously */
+    const size_t ldw = n_in + 37;
+    float *ws = malloc(n_out * ldw * sizeof(float)), *wc = malloc(n_out * n_in * sizeof(float));
+    for (size_t i = 0; i < n_out * ldw; i++) ws[i] = frand();
+    for (size_t r = 0; r < n_out; r++) memcpy(wc + r * n_in, ws + r * ldw + 5, n_in * sizeof(float));
+    for (size_t tok = 1; tok <= n_tok; tok += n_tok - 1) {
+        mk_kern_matmul(y1, n_out, x, n_in, tok, wc, MK_DT_F32, n_out, n_in, NULL);
+        #pragma omp parallel
+        mk_matmul_team_f32_strided(y2, n_out, x, n_in, tok, ws + 5, ldw, n_out, n_in);
+        CHECK(!memcmp(y1, y2, tok * n_out * sizeof(float)), "strided team == contiguous (%zu tokens)", tok);
+    }
+    free(ws); free(wc);
+    free(x); free(y1); free(y2); free(w);
+}
+
 int main(void) {
+    RUN(test_team);
     RUN(test_variants);
     RUN(test_bf16_dot);
     RUN(test_matmul_api);

@@ -138,7 +138,53 @@ static void test_naee(void) {
     mk_model_free(m);
 }
 
+/* CAMERA-P: keeping every neuron reproduces the model bit for bit; at keep-frac 0.5 the written
+ * model computes in moekit what transformers computes on it (tools/gen_prune_reference.py). */
+static void camera_case(const char *name) {
+    char src[128], refp[200], fxp[200], out[200], out1[200];
+    snprintf(src, sizeof src, "tests/fixtures/%s", name);
+    snprintf(refp, sizeof refp, "tests/fixtures/prune/camera_%s.safetensors", name);
+    snprintf(fxp, sizeof fxp, "%s/reference.safetensors", src);
+    snprintf(out, sizeof out, "/tmp/mk_camera_%s_%d", name, (int)getpid());
+    snprintf(out1, sizeof out1, "/tmp/mk_camera1_%s_%d", name, (int)getpid());
+    mk_model *m = NULL;
+    mk_st_set *ref = NULL, *fx = NULL;
+    REQUIRE(mk_model_load(&m, src) == MK_OK && mk_st_open_file(&ref, refp) == MK_OK && mk_st_open_file(&fx, fxp) == MK_OK, "%s", mk_last_error());
+    int32_t calib[256];
+    for (int i = 0; i < 256; i++) calib[i] = (i * 53 + 7) % 256;
+    const mk_tensor *tid = &mk_st_find(fx, "input_ids")->t, *tl = &mk_st_find(ref, "logits")->t;
+    const size_t T = (size_t)tid->shape[0], V = (size_t)m->cfg.vocab;
+    const int64_t F = m->cfg.d_ff_expert;
+    float *base = calloc(T * V, sizeof(float)), *a = calloc(T * V, sizeof(float)), *b = calloc(T * V, sizeof(float));
+    mk_write_opts wo = {.force = true};
+    for (int pass = 0; pass < 2; pass++) {
+        mk_expert_plan plan = {0};
+        float *buf = NULL;
+        REQUIRE(mk_camera_plan(m, calib, 256, 64, 0.9, pass ? F / 2 : F, &plan, &buf) == MK_OK, "%s", mk_last_error());
+        REQUIRE(mk_write_experts(m, &plan, pass ? out : out1, &wo) == MK_OK, "%s", mk_last_error());
+        free((void *)plan.x);
+        free(buf);
+    }
+    CHECK(run(src, tid->data, T, NULL, base) == 0 && run(out1, tid->data, T, NULL, a) == 0 && run(out, tid->data, T, NULL, b) == 0, "runs");
+    double d_all = maxdiff(base, a, T * V), d_hf = maxdiff(b, tl->data, T * V), d_half = maxdiff(base, b, T * V);
+    printf("  %-10s camera keep 1.0 vs original %.2e; keep 0.5 vs transformers %.2e (vs original %.2e)\n", name, d_all, d_hf, d_half);
+    CHECK(d_all == 0, "%s: keeping every neuron changed the logits by %g", name, d_all);
+    CHECK(d_hf <= 1e-4, "%s: neuron-pruned model vs transformers max |Δlogit| %g", name, d_hf);
+    CHECK(d_half > 1e-3, "%s: pruning half the neurons should change the logits", name);
+    char cmd[500];
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s", out, out1);
+    CHECK(system(cmd) == 0, "cleanup");
+    free(base); free(a); free(b);
+    mk_st_free(ref);
+    mk_st_free(fx);
+    mk_model_free(m);
+}
+static void test_camera_qwen3(void) { camera_case("qwen3_moe"); }
+static void test_camera_mixtral(void) { camera_case("mixtral"); }
+
 int main(void) {
+    RUN(test_camera_qwen3);
+    RUN(test_camera_mixtral);
     RUN(test_naee);
     RUN(test_mixtral);
     RUN(test_qwen2_moe);

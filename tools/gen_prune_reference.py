@@ -44,6 +44,26 @@ def main():
             save_file({"logits": logits, "kept": torch.tensor(kept, dtype=torch.int32)},
                       os.path.join(out_dir, name + ".safetensors"))
             print(f"{name}: kept {rec['kept_experts']}, transformers loaded it, logits {tuple(logits.shape)}")
+    # CAMERA-P neuron pruning at keep-frac 0.5, calibration ids (i * 53 + 7) % 256 for i < 256.
+    for name in ["qwen3_moe", "mixtral"]:
+        src = os.path.join(FIX, name)
+        with tempfile.TemporaryDirectory() as tmp:
+            ids_path = os.path.join(tmp, "calib.ids")
+            open(ids_path, "w").write(" ".join(str((i * 53 + 7) % 256) for i in range(256)))
+            dst = os.path.join(tmp, "camera")
+            subprocess.run([os.path.join(ROOT, "build", "moekit"), "prune", "-m", src, "--method", "camera",
+                            "--keep-frac", "0.5", "--calib-ids", ids_path, "--ctx", "64", "-o", dst], check=True)
+            model, info = AutoModelForCausalLM.from_pretrained(dst, dtype=torch.float32, attn_implementation="eager",
+                                                               experts_implementation="eager", output_loading_info=True)
+            model.eval()
+            bad = {k: v for k, v in info.items() if v}
+            if bad:
+                sys.exit(f"{name}: transformers did not load the neuron-pruned model cleanly: {bad}")
+            ids = load_file(os.path.join(src, "reference.safetensors"))["input_ids"].long()[None]
+            with torch.no_grad():
+                logits = model(ids).logits[0].float().contiguous()
+            save_file({"logits": logits}, os.path.join(out_dir, "camera_" + name + ".safetensors"))
+            print(f"camera {name}: d_ff {model.config.to_dict().get('moe_intermediate_size') or model.config.intermediate_size}, transformers loaded it")
     import transformers
     json.dump({"transformers": transformers.__version__, "torch": torch.__version__, "method": "random",
                "seed": 7, "keep": "n_expert - 2"}, open(os.path.join(out_dir, "versions.json"), "w"), indent=2)

@@ -30,7 +30,9 @@ typedef struct mk_model_info {
     int32_t bos_id, eos_id;  /* -1 when unknown */
 } mk_model_info;
 
-/* Loads config.json and the safetensors weights (single or sharded) of an HF model directory. */
+/* Loads a model: an HF checkpoint directory (config.json and safetensors weights, single or
+ * sharded) or a .gguf file (llama.cpp's names and metadata for llama/Mixtral, qwen2moe, qwen3moe,
+ * olmoe; F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K tensors). */
 mk_status mk_model_load(mk_model **out, const char *dir);
 void mk_model_free(mk_model *m);
 const mk_model_info *mk_model_get_info(const mk_model *m);

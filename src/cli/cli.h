@@ -14,8 +14,10 @@ int mk_cmd_eval(int argc, char **argv);
 int mk_cmd_info(int argc, char **argv);
 int mk_cmd_run(int argc, char **argv);
 int mk_cmd_prune(int argc, char **argv);
+int mk_cmd_merge(int argc, char **argv);
 int mk_cmd_synth(int argc, char **argv);
 int mk_cmd_bench(int argc, char **argv);
 int mk_cmd_tokenize(int argc, char **argv);
+int mk_cmd_quantize(int argc, char **argv);
 
 #endif

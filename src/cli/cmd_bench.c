@@ -8,13 +8,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+
+/* CPU seconds (user + system) this process has used. */
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+           1e-6 * (double)ru.ru_stime.tv_usec;
+}
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: moekit bench -m MODEL_DIR [-p 512] [-n 128] [-t THREADS] [-r REPS] [--bf16-dot]\n"
             "Prints tokens/s for a prompt of P random tokens (pp, one batched forward) and for N\n"
             "generated tokens (tg, one token per forward, KV cache growing from empty), as the mean and\n"
-            "standard deviation over REPS runs after one warm-up run.\n"
+            "standard deviation over REPS runs after one warm-up run. cpu%% is the CPU time the process got\n"
+            "over wall time × threads: well under 100%% means the machine is shared and the threads waited\n"
+            "for a core (or idled at barriers).\n"
             "  -m, --model DIR   HF checkpoint directory\n"
             "  -p, --n-prompt P  prompt tokens (default 512; 0 = skip pp)\n"
             "  -n, --n-gen N     generated tokens (default 128; 0 = skip tg)\n"
@@ -82,15 +93,16 @@ int mk_cmd_bench(int argc, char **argv) {
         gib += (double)bytes[i] / (1024.0 * 1024 * 1024);
         snprintf(dts + strlen(dts), sizeof dts - strlen(dts), "%s%s", i ? "+" : "", names[i]);
     }
-    printf("| model | dtype | size | params | kernels | threads | test | t/s |\n");
-    printf("| ----- | ----- | ---: | -----: | ------- | ------: | ---: | --: |\n");
+    printf("| model | dtype | size | params | kernels | threads | test | t/s | cpu%% |\n");
+    printf("| ----- | ----- | ---: | -----: | ------- | ------: | ---: | --: | ---: |\n");
     fflush(stdout);
     for (int which = 0; which < 2; which++) {
         const int64_t n = which == 0 ? np : ng;
         if (n == 0) continue;
+        double cpu_sum = 0, wall_sum = 0;
         for (int64_t r = 0; r <= reps; r++) { /* r = 0: warm-up */
             mk_ctx_reset(c);
-            double t0 = mk_wall();
+            double t0 = mk_wall(), c0 = cpu_seconds();
             if (which == 0) {
                 if (mk_ctx_forward(c, tok, (size_t)n, MK_LOGITS_LAST, logits)) { rc = mk_cli_fail(); goto done; }
             } else {
@@ -98,13 +110,17 @@ int mk_cmd_bench(int argc, char **argv) {
                     if (mk_ctx_forward(c, tok + i, 1, MK_LOGITS_LAST, logits)) { rc = mk_cli_fail(); goto done; }
             }
             double dt = mk_wall() - t0;
-            if (r > 0) tv[r - 1] = (double)n / dt;
+            if (r > 0) {
+                tv[r - 1] = (double)n / dt;
+                cpu_sum += cpu_seconds() - c0;
+                wall_sum += dt;
+            }
         }
         double mean, sd;
         stats(tv, (int)reps, &mean, &sd);
-        printf("| %s %lldL | %s | %.2f GiB | %.2f B | %s | %d | %s%lld | %.2f ± %.2f |\n", in->model_type,
+        printf("| %s %lldL | %s | %.2f GiB | %.2f B | %s | %d | %s%lld | %.2f ± %.2f | %.0f%% |\n", in->model_type,
                (long long)in->n_layer, dts, gib, (double)in->params_total / 1e9, mk_kernels_describe(), omp_get_max_threads(),
-               which == 0 ? "pp" : "tg", (long long)n, mean, sd);
+               which == 0 ? "pp" : "tg", (long long)n, mean, sd, 100.0 * cpu_sum / (wall_sum * omp_get_max_threads()));
         fflush(stdout);
     }
     rc = 0;

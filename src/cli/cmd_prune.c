@@ -20,6 +20,9 @@ static const struct {
     {"reap", "reap", "REAP: mean over routed tokens of gate x ||expert output||"},
     {"easy-ep", "easyep", "EASY-EP: gate x ||output|| x token contribution"},
     {"tcess", "tcess", "PreMoe TCESS"},
+    {"camera", NULL, "CAMERA-P: drop the same number of low-energy neurons (micro-experts) in every\n"
+                     "                                   expert; --keep-frac is the fraction of neurons kept, the output has a\n"
+                     "                                   smaller moe_intermediate_size (needs --calib-ids; --rho R, default 0.9)"},
     {"naee", NULL, "NAEE: the subset that best reconstructs each MoE block's output on calibration\n"
                    "                                   tokens (exhaustive up to 8 experts, greedy elimination beyond)"},
 };
@@ -43,14 +46,62 @@ static void usage(FILE *f) {
                "  --dataset NAME      use the statistics of one calibration dataset (task-specific pruning)\n"
                "  --protect-super     never drop a super expert found by profile\n"
                "  --seed S            seed for --method random (default 0)\n"
-               "  --calib-ids FILE    naee: calibration tokens (whitespace-separated ids)\n"
-               "  --ctx N             naee: calibration sequence length (default 512)\n"
+               "  --calib-ids FILE    naee, camera: calibration tokens (whitespace-separated ids)\n"
+               "  --ctx N             naee, camera: calibration sequence length (default 512)\n"
                "  --plan-only FILE    write only the plan (moekit_compression.json format) to FILE\n"
                "  --force             replace OUTDIR if it exists\n");
 }
 
+/* Neuron-level pruning writes experts of a new size: its own short path. */
+static int camera(const char *dir, const char *calib_ids, int64_t ctx, double rho, double keep_frac, const char *outdir, bool force) {
+    if (!calib_ids) { fprintf(stderr, "moekit prune: --method camera needs calibration tokens (--calib-ids FILE)\n"); return 2; }
+    if (!(keep_frac > 0)) { fprintf(stderr, "moekit prune: --method camera takes --keep-frac F (the fraction of neurons kept)\n"); return 2; }
+    if (!outdir) { fprintf(stderr, "moekit prune: give an output directory with -o\n"); return 2; }
+    if (!dir && !(dir = mk_default_model())) { fprintf(stderr, "moekit prune: no model given (-m DIR) and no default model found\n"); return 2; }
+    double t0 = mk_wall();
+    int rc = 1;
+    mk_model *m = NULL;
+    int32_t *toks = NULL;
+    size_t nt = 0;
+    float *buf = NULL;
+    mk_expert_plan plan = {0};
+    char *record = NULL;
+    if (mk_model_load(&m, dir) || mk_read_ids_file(calib_ids, &toks, &nt)) { rc = mk_cli_fail(); goto out; }
+    int64_t keep = (int64_t)llround(keep_frac * (double)m->cfg.d_ff_expert);
+    if (keep < 1) keep = 1;
+    if (mk_camera_plan(m, toks, nt, (size_t)ctx, rho, keep, &plan, &buf)) { rc = mk_cli_fail(); goto out; }
+    json_t *rec = json_object();
+    json_object_set_new(rec, "moekit_version", json_string(MK_VERSION));
+    json_object_set_new(rec, "operation", json_string("prune-neurons"));
+    json_object_set_new(rec, "method", json_string("camera"));
+    json_t *params = json_object();
+    json_object_set_new(params, "keep_frac", json_real(keep_frac));
+    json_object_set_new(params, "d_ff", json_integer(m->cfg.d_ff_expert));
+    json_object_set_new(params, "d_ff_kept", json_integer(keep));
+    json_object_set_new(params, "rho", json_real(rho));
+    json_object_set_new(params, "calibration", json_string(calib_ids));
+    json_object_set_new(params, "calibration_tokens", json_integer((json_int_t)nt));
+    json_object_set_new(rec, "params", params);
+    json_object_set_new(rec, "source_model", json_string(dir));
+    record = json_dumps(rec, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(rec);
+    mk_write_opts wo = {.force = force, .record_json = record};
+    if (!record || mk_write_experts(m, &plan, outdir, &wo)) { rc = mk_cli_fail(); goto out; }
+    fprintf(stderr, "neuron-pruned model written to %s: %lld of %lld neurons kept in every expert (camera), %.2f s\n", outdir,
+            (long long)keep, (long long)m->cfg.d_ff_expert, mk_wall() - t0);
+    rc = 0;
+out:
+    free(record);
+    free((void *)plan.x);
+    free(buf);
+    free(toks);
+    mk_model_free(m);
+    return rc;
+}
+
 int mk_cmd_prune(int argc, char **argv) {
     const char *calib_ids = NULL;
+    double rho = 0.9;
     int64_t ctx = 512;
     const char *dir = NULL, *stats_path = NULL, *method = NULL, *outdir = NULL, *dataset = NULL, *plan_only = NULL, *budget_s = "layer";
     int64_t keep = 0, seed = 0;
@@ -71,6 +122,7 @@ int mk_cmd_prune(int argc, char **argv) {
         else if (!strcmp(a, "--keep-frac")) { VAL(); if (!mk_arg_float(a, v, 1e-9, 1, &keep_frac)) return 2; }
         else if (!strcmp(a, "--seed")) { VAL(); if (!mk_arg_int(a, v, 0, INT64_MAX, &seed)) return 2; }
         else if (!strcmp(a, "--calib-ids")) { VAL(); calib_ids = v; }
+        else if (!strcmp(a, "--rho")) { VAL(); if (!mk_arg_float(a, v, 0, 1, &rho)) return 2; }
         else if (!strcmp(a, "--ctx")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 20, &ctx)) return 2; }
         else if (!strcmp(a, "--protect-super")) protect_super = true;
         else if (!strcmp(a, "--force")) force = true;
@@ -81,6 +133,7 @@ int mk_cmd_prune(int argc, char **argv) {
     for (size_t i = 0; method && i < sizeof methods / sizeof methods[0]; i++)
         if (!strcmp(method, methods[i].name)) mi = (int)i;
     bool naee = mi >= 0 && !strcmp(methods[mi].name, "naee");
+    if (mi >= 0 && !strcmp(methods[mi].name, "camera")) return camera(dir, calib_ids, ctx, rho, keep_frac, outdir, force);
     if (naee && !calib_ids) { fprintf(stderr, "moekit prune: --method naee needs calibration tokens (--calib-ids FILE)\n"); return 2; }
     if (naee && (budget_s[0] != 'l' || protect_super)) { fprintf(stderr, "moekit prune: --method naee chooses per layer (no --budget global or --protect-super)\n"); return 2; }
     if (mi < 0) { fprintf(stderr, "moekit prune: --method must be one of random, frequency, gate-mass, reap, easy-ep, tcess, naee%s%s%s\n", method ? " (got '" : "", method ? method : "", method ? "')" : ""); return 2; }

@@ -18,6 +18,10 @@ static void usage(FILE *f) {
             "directory has a tokenizer.json, else token ids).\n"
             "  -p, --prompt TEXT     prompt text, encoded with the model's tokenizer (special tokens added\n"
             "                        as its post-processor says, e.g. BOS)\n"
+            "  --chat                treat TEXT as a user message: render it with the model's chat template\n"
+            "                        (add_generation_prompt) and encode that without adding special tokens,\n"
+            "                        as transformers' apply_chat_template(tokenize=True) does\n"
+            "  --system TEXT         with --chat: a system message first\n"
             "  -m, --model DIR       HF checkpoint directory (default: $MOEKIT_MODEL, else models/testbed)\n"
             "  --prompt-ids LIST     prompt as comma-separated token ids\n"
             "  -n, --n-predict N     tokens to generate (default 32)\n"
@@ -42,7 +46,8 @@ int mk_cmd_run(int argc, char **argv) {
     const char *dir = NULL;
     int32_t *prompt = NULL;
     const char *text = NULL;
-    bool print_ids = false;
+    bool print_ids = false, chat = false;
+    const char *system_msg = NULL;
     size_t n_prompt = 0;
     int64_t n_predict = 32, top_k = 0, experts = 0, n_ctx = 0, threads = 0, seed = 0;
     double temp = 0, top_p = 1;
@@ -60,6 +65,8 @@ int mk_cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VAL(); dir = v; }
         else if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) { VAL(); text = v; }
         else if (!strcmp(a, "--ids")) print_ids = true;
+        else if (!strcmp(a, "--chat")) chat = true;
+        else if (!strcmp(a, "--system")) { VAL(); system_msg = v; }
         else if (!strcmp(a, "--prompt-ids")) { VAL(); free(prompt); if (!mk_arg_ids(a, v, &prompt, &n_prompt)) goto out; }
         else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) { VAL(); if (!mk_arg_int(a, v, 0, 1 << 24, &n_predict)) goto out; }
         else if (!strcmp(a, "--temp")) { VAL(); if (!mk_arg_float(a, v, 0, 100, &temp)) goto out; }
@@ -108,7 +115,24 @@ int mk_cmd_run(int argc, char **argv) {
         if (mk_tokenizer_load(dir, &tkz)) { rc = mk_cli_fail(); goto done; }
         if (!print_ids && mk_tokenizer_stream_new(tkz, true, &tstream)) { rc = mk_cli_fail(); goto done; }
     }
-    if (text) {
+    if (chat && !text) { fprintf(stderr, "moekit run: --chat needs the user message as -p TEXT\n"); rc = 2; goto done; }
+    if (chat) {
+        mk_chat_template *tpl = NULL;
+        mk_chat_message msgs[2];
+        size_t nm = 0;
+        if (system_msg) msgs[nm++] = (mk_chat_message){"system", system_msg};
+        msgs[nm++] = (mk_chat_message){"user", text};
+        char *rendered = NULL;
+        if (mk_chat_template_load(dir, NULL, &tpl) || mk_chat_template_render(tpl, msgs, nm, true, &rendered)) {
+            mk_chat_template_free(tpl);
+            rc = mk_cli_fail();
+            goto done;
+        }
+        mk_chat_template_free(tpl);
+        mk_status est = mk_tokenizer_encode(tkz, rendered, strlen(rendered), false, &prompt, &n_prompt);
+        free(rendered);
+        if (est) { rc = mk_cli_fail(); goto done; }
+    } else if (text) {
         if (mk_tokenizer_encode(tkz, text, strlen(text), true, &prompt, &n_prompt)) { rc = mk_cli_fail(); goto done; }
         if (n_prompt == 0) { fprintf(stderr, "moekit run: the prompt encodes to no tokens\n"); goto done; }
     }

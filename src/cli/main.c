@@ -14,11 +14,13 @@ static const struct {
     /* one line per command: {"name", mk_cmd_name, "one-line help"}, */
     {"run", mk_cmd_run, "generate text from a prompt"},
     {"prune", mk_cmd_prune, "drop experts by an importance criterion and write a new checkpoint"},
+    {"merge", mk_cmd_merge, "fold experts together (M-SMoE) and write a new checkpoint"},
     {"info", mk_cmd_info, "describe a model: architecture, experts, parameters, bytes by dtype"},
     {"eval", mk_cmd_eval, "perplexity, KL divergence vs a base model, multiple-choice accuracy"},
     {"synth", mk_cmd_synth, "write a random-weight model of any supported config (benchmarks)"},
     {"bench", mk_cmd_bench, "prompt and generation speed in tokens/s, like llama-bench"},
     {"tokenize", mk_cmd_tokenize, "encode text with a model's tokenizer and print ids and tokens"},
+    {"quantize", mk_cmd_quantize, "write a model as GGUF (llama.cpp names), quantized to q8_0/q4_0/q4_k/q6_k/bf16/f16/f32"},
     {NULL, NULL, NULL},
 };
 

@@ -36,6 +36,27 @@ typedef struct mk_write_opts {
     const char *record_json;  /* text of moekit_compression.json (NULL: none) */
 } mk_write_opts;
 
+/* What goes into output expert j of a MoE layer. */
+typedef struct mk_expert_out {
+    int32_t copy_from;        /* >= 0: the source expert's weights, unchanged (same d_ff only) */
+    const float *gate, *up;   /* copy_from < 0: new weights, f32 (d_ff_out, d_model) ... */
+    const float *down;        /* ... and (d_model, d_ff_out); written in the source's dtype */
+    int32_t router_from;      /* the source router row (and router bias entry) this expert gets */
+} mk_expert_out;
+
+typedef struct mk_expert_plan {
+    int64_t n_out;            /* experts per MoE layer in the output (the same in every layer) */
+    int64_t d_ff_out;         /* expert intermediate size of the output; 0 = the source's */
+    const mk_expert_out *x;   /* (n_layer, n_out); rows of dense layers are not read */
+} mk_expert_plan;
+
+/* Writes model m with the MoE layers rebuilt as the plan says, as a new HF directory: expert
+ * tensors in the source's layout (per-expert or fused) and dtype, router rows as chosen,
+ * config.json's expert count, k (clipped to n_out) and expert d_ff updated, tokenizer and
+ * generation files copied, moekit_compression.json from o->record_json. The directory appears
+ * under `outdir` only when complete; the source is never modified. */
+mk_status mk_write_experts(const mk_model *m, const mk_expert_plan *plan, const char *outdir, const mk_write_opts *o);
+
 /* Writes model m with only the experts marked in keep (n_layer, n_expert) as a new HF directory:
  * expert tensors removed and renumbered (per-expert or fused layout, as the source), router rows
  * sliced, config.json's expert count and k (clipped to the experts kept) updated, tokenizer and
@@ -59,5 +80,44 @@ typedef struct mk_naee_opts {
  * evals counts the subsets evaluated. */
 mk_status mk_naee_select(const mk_model *m, const int32_t *tokens, size_t n_tok, const mk_naee_opts *o, int64_t keep,
                          uint8_t *keep_map, double *loss, int64_t *evals);
+
+/* ---- merging ---- */
+/* Minimum-cost assignment: perm[i] = the column given to row i, minimising Σ cost[i][perm[i]]
+ * over permutations of n (cost is (n, n) row-major). */
+mk_status mk_assign_min(const double *cost, int64_t n, int64_t *perm);
+
+typedef struct mk_msmoe_opts {
+    bool align;               /* permute each member's neurons onto its dominant before averaging */
+    const float *similarity;  /* (n_layer, n_expert, n_expert) expert similarity, or NULL: cosine
+                                 of the router's weight rows */
+} mk_msmoe_opts;
+
+/* M-SMoE (Li et al.): per MoE layer, the keep most used experts (freq (n_layer, n_expert)) are
+ * dominant; every other expert joins the dominant it is most similar to; each group becomes one
+ * expert: members' neurons aligned to the dominant (weight matching as an assignment problem,
+ * cost Σ squared distances of gate rows, up rows and down columns), then averaged with weights
+ * proportional to usage. The router row of the merged expert is the dominant's (the members'
+ * rows are dropped, so the result is a standard HF checkpoint). Output: an expert plan whose new
+ * weights are owned by *buffers (free with free()); group_of (n_layer, n_expert) gets each
+ * expert's output slot. */
+mk_status mk_msmoe_plan(const mk_model *m, const double *freq, int64_t keep, const mk_msmoe_opts *o, mk_expert_plan *plan,
+                        float **buffers, int32_t *group_of);
+
+/* Sub-MoE (Li et al., AAAI 2026): groups as M-SMoE (similarity (n_layer, E, E), e.g. of expert
+ * outputs, or router rows), then per group and projection an SVD of the members' weights
+ * concatenated along the input axis, [W_1 … W_m] = U Σ [V_1 … V_m]ᵀ, kept to rank
+ * ceil(rank_frac · min(rows, cols)), and W = U Σ (Σ_i ω_i V_i)ᵀ with ω the usage shares. At
+ * rank_frac 1 this equals the usage-weighted average of the members (no alignment). */
+mk_status mk_submoe_plan(const mk_model *m, const double *freq, int64_t keep, const float *similarity, double rank_frac,
+                         mk_expert_plan *plan, float **buffers, int32_t *group_of);
+
+/* ---- CAMERA-P (Xu et al.): micro-expert (neuron) pruning ---- */
+/* Scores every neuron c of every routed expert e on the calibration tokens,
+ *   I(e,c) = ||W_down[:, c]||^2 * ((1 - rho) * Σ_t (g_te a_tec)^2 + rho * max_t (g_te a_tec)^2)
+ * (a = silu(gate x) * up x, g the token's gate weight for e, 0 when not routed), keeps the
+ * d_ff_keep best neurons of every expert (in their original order) and returns the plan of a
+ * model with moe_intermediate_size d_ff_keep. Weights owned by *buffers; plan->x malloc'd. */
+mk_status mk_camera_plan(const mk_model *m, const int32_t *tokens, size_t n_tok, size_t ctx, double rho, int64_t d_ff_keep,
+                         mk_expert_plan *plan, float **buffers);
 
 #endif

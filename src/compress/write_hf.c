@@ -12,13 +12,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* How one output tensor is made from the source. */
-typedef enum { SRC_COPY, SRC_ROWS, SRC_FUSED } src_kind;
+/* How one output tensor is made. */
+typedef enum { SRC_COPY, SRC_ROWS, SRC_FUSED, SRC_EXPERT } src_kind;
+typedef enum { PROJ_GATE, PROJ_UP, PROJ_DOWN } proj;
 typedef struct out_tensor {
     char *name;
-    const mk_st_entry *src;
+    const mk_st_entry *src;   /* SRC_COPY / SRC_ROWS / SRC_FUSED: the source tensor */
     src_kind kind;
-    int64_t layer;            /* SRC_ROWS / SRC_FUSED: whose kept experts select the rows / slabs */
+    int64_t layer, j;         /* SRC_EXPERT: output expert j of layer; SRC_ROWS/FUSED: layer */
+    proj p;                   /* SRC_EXPERT: which projection; SRC_FUSED: GATE = gate_up, DOWN = down */
+    char tail[64];            /* SRC_EXPERT: the source name after "experts.<e>" */
 } out_tensor;
 
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
@@ -66,8 +69,8 @@ static mk_status copy_file(const char *from, const char *to) {
     return st;
 }
 
-/* config.json with the new expert count and k. */
-static mk_status write_config(const mk_model *m, int64_t n_keep, const char *dir) {
+/* config.json with the new expert count, k and expert d_ff. */
+static mk_status write_config(const mk_model *m, int64_t n_keep, int64_t dff, const char *dir) {
     char *src = mk_path_join(m->dir, "config.json"), *dst = mk_path_join(dir, "config.json");
     mk_status st = MK_OK;
     json_error_t jerr;
@@ -85,6 +88,8 @@ static mk_status write_config(const mk_model *m, int64_t n_keep, const char *dir
         }
     if (!set) { st = mk_err(MK_ERR_FORMAT, "%s: no expert count field to update", src); goto out; }
     json_object_set_new(root, "num_experts_per_tok", json_integer(MK_MIN(m->cfg.k_active, n_keep)));
+    const char *ff_key = json_is_integer(json_object_get(root, "moe_intermediate_size")) ? "moe_intermediate_size" : "intermediate_size";
+    if (dff != m->cfg.d_ff_expert) json_object_set_new(root, ff_key, json_integer(dff));
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (!text) { st = MK_ERR_NOMEM; goto out; }
     size_t len = strlen(text);
@@ -103,11 +108,43 @@ out:
     return st;
 }
 
-static mk_status write_weights(const mk_model *m, const uint8_t *keep, int64_t n_keep, const char *dir) {
+static proj proj_of(const char *tail) {
+    if (strstr(tail, "w1") || strstr(tail, "gate_proj")) return PROJ_GATE;
+    if (strstr(tail, "w3") || strstr(tail, "up_proj")) return PROJ_UP;
+    return PROJ_DOWN;
+}
+
+/* Writes n f32 values as dtype dt (round to nearest even for BF16/F16). */
+static mk_status write_converted(mk_st_writer *w, const float *x, size_t n, mk_dtype dt) {
+    if (dt == MK_DT_F32) return mk_st_writer_write(w, x, n * sizeof(float));
+    uint16_t buf[4096];
+    for (size_t i = 0; i < n;) {
+        size_t k = MK_MIN(n - i, sizeof buf / sizeof buf[0]);
+        for (size_t j = 0; j < k; j++) buf[j] = dt == MK_DT_BF16 ? mk_f32_to_bf16(x[i + j]) : mk_f32_to_f16(x[i + j]);
+        mk_status st = mk_st_writer_write(w, buf, k * sizeof(uint16_t));
+        if (st) return st;
+        i += k;
+    }
+    return MK_OK;
+}
+
+/* One projection of output expert x: a copy of source expert copy_from's, or the new f32 data. */
+static mk_status write_proj(mk_st_writer *w, const mk_model *m, int64_t l, const mk_expert_out *x, proj p, int64_t dff) {
+    const mk_mlp_w *src = x->copy_from >= 0 ? &m->layers[l].experts[x->copy_from] : NULL;
+    const mk_tensor *t = src ? (p == PROJ_GATE ? &src->gate : p == PROJ_UP ? &src->up : &src->down) : NULL;
+    if (t) return mk_st_writer_write(w, t->data, t->nbytes);
+    const float *data = p == PROJ_GATE ? x->gate : p == PROJ_UP ? x->up : x->down;
+    mk_dtype dt = m->layers[l].experts[0].gate.dtype;
+    return write_converted(w, data, (size_t)dff * (size_t)m->cfg.d_model, dt);
+}
+
+static mk_status write_weights(const mk_model *m, const mk_expert_plan *plan, const char *dir) {
     const mk_st_set *s = m->st;
-    const int64_t E = m->cfg.n_expert;
-    out_tensor *ot = mk_calloc(s->n_entries, sizeof *ot);
-    mk_st_decl *decl = mk_calloc(s->n_entries, sizeof *decl);
+    const int64_t E = m->cfg.n_expert, L = m->cfg.n_layer, NO = plan->n_out, H = m->cfg.d_model;
+    const int64_t dff = plan->d_ff_out ? plan->d_ff_out : m->cfg.d_ff_expert;
+    size_t cap = s->n_entries + (size_t)(L * NO * 3);
+    out_tensor *ot = mk_calloc(cap, sizeof *ot);
+    mk_st_decl *decl = mk_calloc(cap, sizeof *decl);
     mk_status st = MK_OK;
     size_t n = 0;
     if (!ot || !decl) { st = MK_ERR_NOMEM; goto out; }
@@ -115,41 +152,55 @@ static mk_status write_weights(const mk_model *m, const uint8_t *keep, int64_t n
         const mk_st_entry *en = &s->entries[i];
         const char *rest = NULL;
         int64_t l = layer_of(en->name, &rest);
-        bool moe = l >= 0 && l < m->cfg.n_layer && m->layers[l].is_moe;
+        bool moe = l >= 0 && l < L && m->layers[l].is_moe;
+        size_t at;
+        const char *tail;
+        int64_t e = moe ? expert_of(rest, &at, &tail) : -1;
+        if (e >= E) { st = mk_err(MK_ERR_FORMAT, "%s: tensor '%s' names expert %lld of %lld", m->dir, en->name, (long long)e, (long long)E); goto out; }
+        if (e > 0) continue; /* expert 0's tensors stand for the pattern of every output expert */
+        if (e == 0) {
+            for (int64_t j = 0; j < NO; j++) {
+                out_tensor *o = &ot[n];
+                mk_st_decl *d = &decl[n];
+                size_t len = strlen(en->name) + 24;
+                if (!(o->name = mk_malloc(len))) { st = MK_ERR_NOMEM; goto out; }
+                snprintf(o->name, len, "%.*s%lld%s", (int)(rest - en->name + (ptrdiff_t)at), en->name, (long long)j, tail);
+                snprintf(o->tail, sizeof o->tail, "%s", tail);
+                o->kind = SRC_EXPERT;
+                o->layer = l;
+                o->j = j;
+                o->p = proj_of(tail);
+                d->name = o->name;
+                d->dtype = en->t.dtype;
+                d->ndim = 2;
+                d->shape[0] = o->p == PROJ_DOWN ? H : dff;
+                d->shape[1] = o->p == PROJ_DOWN ? dff : H;
+                n++;
+            }
+            continue;
+        }
         out_tensor *o = &ot[n];
         mk_st_decl *d = &decl[n];
+        if (!(o->name = mk_strdup(en->name))) { st = MK_ERR_NOMEM; goto out; }
+        d->name = o->name;
         d->dtype = en->t.dtype;
         d->ndim = en->t.ndim;
         memcpy(d->shape, en->t.shape, sizeof d->shape);
         o->src = en;
         o->kind = SRC_COPY;
         o->layer = l;
-        size_t at;
-        const char *tail;
-        int64_t e = moe ? expert_of(rest, &at, &tail) : -1;
-        if (e >= 0) {
-            if (e >= E) { st = mk_err(MK_ERR_FORMAT, "%s: tensor '%s' names expert %lld of %lld", m->dir, en->name, (long long)e, (long long)E); goto out; }
-            if (!keep[l * E + e]) continue;
-            int64_t ne = 0;
-            for (int64_t j = 0; j < e; j++) ne += keep[l * E + j];
-            size_t len = strlen(en->name) + 24;
-            o->name = mk_malloc(len);
-            if (!o->name) { st = MK_ERR_NOMEM; goto out; }
-            snprintf(o->name, len, "%.*s%lld%s", (int)(rest - en->name + (ptrdiff_t)at), en->name, (long long)ne, tail);
-        } else {
-            o->name = mk_strdup(en->name);
-            if (!o->name) { st = MK_ERR_NOMEM; goto out; }
-            if (moe && (ends_with(rest, "experts.gate_up_proj") || ends_with(rest, "experts.down_proj"))) {
-                o->kind = SRC_FUSED;
-                d->shape[0] = n_keep;
-            } else if (moe && en->t.ndim >= 1 && en->t.shape[0] == E &&
-                       (!strcmp(rest, "mlp.gate.weight") || !strcmp(rest, "block_sparse_moe.gate.weight") ||
-                        ends_with(rest, "gate.bias") || ends_with(rest, "gate.e_score_correction_bias"))) {
-                o->kind = SRC_ROWS;
-                d->shape[0] = n_keep;
-            }
+        if (moe && (ends_with(rest, "experts.gate_up_proj") || ends_with(rest, "experts.down_proj"))) {
+            o->kind = SRC_FUSED;
+            o->p = ends_with(rest, "gate_up_proj") ? PROJ_GATE : PROJ_DOWN;
+            d->shape[0] = NO;
+            if (o->p == PROJ_GATE) d->shape[1] = 2 * dff;
+            else d->shape[2] = dff;
+        } else if (moe && en->t.ndim >= 1 && en->t.shape[0] == E &&
+                   (!strcmp(rest, "mlp.gate.weight") || !strcmp(rest, "block_sparse_moe.gate.weight") ||
+                    ends_with(rest, "gate.bias") || ends_with(rest, "gate.e_score_correction_bias"))) {
+            o->kind = SRC_ROWS;
+            d->shape[0] = NO;
         }
-        d->name = o->name;
         n++;
     }
     char *path = mk_path_join(dir, "model.safetensors");
@@ -159,19 +210,29 @@ static mk_status write_weights(const mk_model *m, const uint8_t *keep, int64_t n
     free(path);
     for (size_t i = 0; !st && i < n; i++) {
         const out_tensor *o = &ot[i];
-        const mk_tensor *t = &o->src->t;
+        const mk_expert_out *xs = plan->x + o->layer * NO;
         if (o->kind == SRC_COPY) {
-            st = mk_st_writer_write(w, t->data, t->nbytes);
-            continue;
+            st = mk_st_writer_write(w, o->src->t.data, o->src->t.nbytes);
+        } else if (o->kind == SRC_ROWS) {
+            size_t row = o->src->t.nbytes / (size_t)E;
+            for (int64_t j = 0; !st && j < NO; j++) st = mk_st_writer_write(w, (const uint8_t *)o->src->t.data + (size_t)xs[j].router_from * row, row);
+        } else if (o->kind == SRC_EXPERT) {
+            st = write_proj(w, m, o->layer, &xs[o->j], o->p, dff);
+        } else { /* fused: gate rows then up rows, or down, per output expert */
+            for (int64_t j = 0; !st && j < NO; j++) {
+                if (o->p == PROJ_GATE) {
+                    st = write_proj(w, m, o->layer, &xs[j], PROJ_GATE, dff);
+                    if (!st) st = write_proj(w, m, o->layer, &xs[j], PROJ_UP, dff);
+                } else {
+                    st = write_proj(w, m, o->layer, &xs[j], PROJ_DOWN, dff);
+                }
+            }
         }
-        size_t slab = t->nbytes / (size_t)t->shape[0]; /* one expert's row or matrix */
-        for (int64_t e = 0; !st && e < E; e++)
-            if (keep[o->layer * E + e]) st = mk_st_writer_write(w, (const uint8_t *)t->data + (size_t)e * slab, slab);
     }
     if (st) mk_st_writer_abort(w);
     else st = mk_st_writer_close(w);
 out:
-    for (size_t i = 0; i < s->n_entries && ot; i++) free(ot[i].name);
+    for (size_t i = 0; i < cap && ot; i++) free(ot[i].name);
     free(ot);
     free(decl);
     return st;
@@ -180,19 +241,23 @@ out:
 static const char *const carried[] = {"tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json",
                                       "vocab.json", "merges.txt", "tokenizer.model", "added_tokens.json", "chat_template.jinja", NULL};
 
-mk_status mk_write_pruned(const mk_model *m, const uint8_t *keep, const char *outdir, const mk_write_opts *o) {
-    const int64_t L = m->cfg.n_layer, E = m->cfg.n_expert;
-    int64_t n_keep = -1;
+mk_status mk_write_experts(const mk_model *m, const mk_expert_plan *plan, const char *outdir, const mk_write_opts *o) {
+    const int64_t L = m->cfg.n_layer, E = m->cfg.n_expert, NO = plan->n_out;
+    const int64_t dff = plan->d_ff_out ? plan->d_ff_out : m->cfg.d_ff_expert;
+    if (NO < 1) return mk_err(MK_ERR_ARG, "write: no experts per layer");
+    bool any_moe = false;
     for (int64_t l = 0; l < L; l++) {
         if (!m->layers[l].is_moe) continue;
-        int64_t c = 0;
-        for (int64_t e = 0; e < E; e++) c += keep[l * E + e] != 0;
-        if (c == 0) return mk_err(MK_ERR_ARG, "prune: layer %lld keeps no expert", (long long)l);
-        if (n_keep >= 0 && c != n_keep)
-            return mk_err(MK_ERR_UNSUPPORTED, "prune: layers keep different numbers of experts (%lld and %lld); an HF config holds one expert count, so such a plan can be evaluated with --route mask:FILE but not written yet", (long long)n_keep, (long long)c);
-        n_keep = c;
+        any_moe = true;
+        for (int64_t j = 0; j < NO; j++) {
+            const mk_expert_out *x = &plan->x[l * NO + j];
+            if (x->router_from < 0 || x->router_from >= E) return mk_err(MK_ERR_ARG, "write: layer %lld expert %lld takes router row %d of %lld", (long long)l, (long long)j, x->router_from, (long long)E);
+            if (x->copy_from >= E) return mk_err(MK_ERR_ARG, "write: layer %lld expert %lld copies expert %d of %lld", (long long)l, (long long)j, x->copy_from, (long long)E);
+            if (x->copy_from >= 0 && dff != m->cfg.d_ff_expert) return mk_err(MK_ERR_ARG, "write: a copied expert cannot change size (d_ff %lld -> %lld)", (long long)m->cfg.d_ff_expert, (long long)dff);
+            if (x->copy_from < 0 && (!x->gate || !x->up || !x->down)) return mk_err(MK_ERR_ARG, "write: layer %lld expert %lld has no weights", (long long)l, (long long)j);
+        }
     }
-    if (n_keep < 0) return mk_err(MK_ERR_ARG, "prune: the model has no MoE layer");
+    if (!any_moe) return mk_err(MK_ERR_ARG, "write: the model has no MoE layer");
     struct stat sb;
     if (stat(outdir, &sb) == 0 && !o->force) return mk_err(MK_ERR_ARG, "%s: already exists (use --force to replace it)", outdir);
     size_t len = strlen(outdir) + 48;
@@ -203,8 +268,8 @@ mk_status mk_write_pruned(const mk_model *m, const uint8_t *keep, const char *ou
     rm_rf(tmp);
     mk_status st = MK_OK;
     if (mkdir(tmp, 0755) != 0) { st = mk_err(MK_ERR_IO, "%s: cannot create directory: %s", tmp, strerror(errno)); goto fail; }
-    if ((st = write_weights(m, keep, n_keep, tmp))) goto fail;
-    if ((st = write_config(m, n_keep, tmp))) goto fail;
+    if ((st = write_weights(m, plan, tmp))) goto fail;
+    if ((st = write_config(m, NO, dff, tmp))) goto fail;
     for (int i = 0; carried[i]; i++) {
         char *from = mk_path_join(m->dir, carried[i]), *to = mk_path_join(tmp, carried[i]);
         if (!from || !to) st = MK_ERR_NOMEM;
@@ -237,5 +302,34 @@ fail:
     rm_rf(tmp);
     free(tmp);
     free(old);
+    return st;
+}
+
+mk_status mk_write_pruned(const mk_model *m, const uint8_t *keep, const char *outdir, const mk_write_opts *o) {
+    const int64_t L = m->cfg.n_layer, E = m->cfg.n_expert;
+    int64_t n_keep = -1;
+    for (int64_t l = 0; l < L; l++) {
+        if (!m->layers[l].is_moe) continue;
+        int64_t c = 0;
+        for (int64_t e = 0; e < E; e++) c += keep[l * E + e] != 0;
+        if (c == 0) return mk_err(MK_ERR_ARG, "prune: layer %lld keeps no expert", (long long)l);
+        if (n_keep >= 0 && c != n_keep)
+            return mk_err(MK_ERR_UNSUPPORTED, "prune: layers keep different numbers of experts (%lld and %lld); an HF config holds one expert count, so such a plan can be evaluated with --route mask:FILE but not written yet", (long long)n_keep, (long long)c);
+        n_keep = c;
+    }
+    if (n_keep < 0) return mk_err(MK_ERR_ARG, "prune: the model has no MoE layer");
+    mk_expert_out *x = mk_calloc((size_t)(L * n_keep), sizeof *x);
+    if (!x) return MK_ERR_NOMEM;
+    for (int64_t l = 0; l < L; l++) {
+        int64_t j = 0;
+        for (int64_t e = 0; e < E && m->layers[l].is_moe; e++)
+            if (keep[l * E + e]) {
+                x[l * n_keep + j].copy_from = (int32_t)e;
+                x[l * n_keep + j++].router_from = (int32_t)e;
+            }
+    }
+    mk_expert_plan plan = {.n_out = n_keep, .x = x};
+    mk_status st = mk_write_experts(m, &plan, outdir, o);
+    free(x);
     return st;
 }

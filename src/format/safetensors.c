@@ -20,7 +20,10 @@ void mk_st_free(mk_st_set *s) {
     if (!s) return;
     for (int i = 0; i < s->n_files; i++) mk_map_close(&s->files[i]);
     free(s->files);
-    for (size_t i = 0; i < s->n_entries; i++) free(s->entries[i].name);
+    for (size_t i = 0; i < s->n_entries; i++) {
+        free(s->entries[i].name);
+        free(s->entries[i].src_name);
+    }
     free(s->entries);
     for (size_t i = 0; i < s->n_owned; i++) mk_free_aligned(s->owned[i]);
     free(s->owned);
@@ -68,7 +71,7 @@ static mk_status parse_file(mk_st_set *s, int fi, size_t *cap) {
         json_t *jd = json_object_get(val, "dtype"), *js = json_object_get(val, "shape"), *jo = json_object_get(val, "data_offsets");
         if (!json_is_string(jd)) { st = mk_err(MK_ERR_FORMAT, "%s: tensor '%s': field 'dtype' missing or not a string", path, key); goto out; }
         mk_dtype dt;
-        if (!mk_dtype_from_name(json_string_value(jd), &dt)) { st = mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': unsupported dtype '%s'", path, key, json_string_value(jd)); goto out; }
+        if (!mk_dtype_from_name(json_string_value(jd), &dt) || mk_dtypes[dt].block_elems != 1) { st = mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': unsupported dtype '%s'", path, key, json_string_value(jd)); goto out; }
         if (!json_is_array(js)) { st = mk_err(MK_ERR_FORMAT, "%s: tensor '%s': field 'shape' missing or not an array", path, key); goto out; }
         size_t nd = json_array_size(js);
         if (nd > MK_MAX_DIMS) { st = mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': %zu dimensions (at most %d supported)", path, key, nd, MK_MAX_DIMS); goto out; }
@@ -95,6 +98,7 @@ static mk_status parse_file(mk_st_set *s, int fi, size_t *cap) {
         }
         if ((st = grow_entries(s, cap, s->n_entries + 1))) goto out;
         mk_st_entry *en = &s->entries[s->n_entries];
+        en->src_name = NULL;
         en->name = mk_strdup(key);
         if (!en->name) { st = MK_ERR_NOMEM; goto out; }
         s->n_entries++;
@@ -242,3 +246,44 @@ const mk_st_entry *mk_st_find(const mk_st_set *s, const char *name) {
 }
 
 const char *mk_st_file_of(const mk_st_set *s, const mk_st_entry *e) { return s->files[e->file].path; }
+
+mk_status mk_st_new_table(mk_st_set **out, const char *source, const char *file) {
+    *out = NULL;
+    mk_st_set *s = mk_calloc(1, sizeof *s);
+    if (!s) return MK_ERR_NOMEM;
+    s->source = mk_strdup(source);
+    s->files = mk_calloc(1, sizeof *s->files);
+    if (!s->source || !s->files || !(s->files[0].path = mk_strdup(file))) {
+        mk_st_free(s);
+        return MK_ERR_NOMEM;
+    }
+    s->n_files = 1;
+    s->n_entries = 0;
+    *out = s;
+    return MK_OK;
+}
+
+mk_status mk_st_add(mk_st_set *s, const char *name, const mk_tensor *t, size_t offset, const char *src_name) {
+    /* The allocation always holds at least the next power of two of n_entries (grow_entries
+     * doubles from 64), so that is a safe capacity to start from. */
+    size_t pow2 = 1;
+    while (pow2 < s->n_entries) pow2 *= 2;
+    if (!s->entries) pow2 = 0;
+    mk_status st = grow_entries(s, &pow2, s->n_entries + 1);
+    if (st) return st;
+    mk_st_entry *e = &s->entries[s->n_entries];
+    memset(e, 0, sizeof *e);
+    e->name = mk_strdup(name);
+    e->src_name = src_name ? mk_strdup(src_name) : NULL;
+    if (!e->name || (src_name && !e->src_name)) {
+        free(e->name);
+        free(e->src_name);
+        return MK_ERR_NOMEM;
+    }
+    e->t = *t;
+    e->offset = offset;
+    s->n_entries++;
+    return MK_OK;
+}
+
+mk_status mk_st_finish(mk_st_set *s) { return finish(s); }

@@ -14,6 +14,7 @@ typedef struct mk_st_entry {
     mk_tensor t;      /* view into the file's mapping */
     int file;         /* index into the set's files */
     size_t offset;    /* absolute byte offset of the data in that file */
+    char *src_name;   /* tables built from other formats: the tensor's name there (GGUF), else NULL */
 } mk_st_entry;
 
 typedef struct mk_st_set {
@@ -31,6 +32,13 @@ mk_status mk_st_open_dir(mk_st_set **out, const char *dir);
 /* Opens one safetensors file. */
 mk_status mk_st_open_file(mk_st_set **out, const char *path);
 void mk_st_free(mk_st_set *s);
+
+/* Tables built by other readers (GGUF → HF names): an empty set naming `file` in messages, whose
+ * entries are views into memory the caller keeps alive as long as the set. mk_st_add copies name
+ * and src_name (may be NULL); mk_st_finish sorts and rejects duplicate names. */
+mk_status mk_st_new_table(mk_st_set **out, const char *source, const char *file);
+mk_status mk_st_add(mk_st_set *s, const char *name, const mk_tensor *t, size_t offset, const char *src_name);
+mk_status mk_st_finish(mk_st_set *s);
 
 /* NULL if absent. */
 const mk_st_entry *mk_st_find(const mk_st_set *s, const char *name);

@@ -7,6 +7,7 @@
  * a whole-model prefill, a KV-cached decode step, and (later) layer-streamed calibration. */
 #include "model.h"
 #include "route/route.h"
+#include "tensor/kernels.h"
 
 #include <math.h>
 #include <omp.h>
@@ -24,12 +25,16 @@ struct mk_ctx {
     float *x, *xn, *q, *att, *tmp, *moe_out, *rlogits, *wts, *eo;
     int32_t *ids;
     float *scores;                 /* (n_threads, n_ctx) attention scratch */
+    float *head_scores;            /* (max_batch, n_ctx) one head's scores for a batch (prefill) */
     float *route_scratch;          /* (n_threads, n_expert) */
     /* expert grouping */
     int32_t *grp;                  /* (max_batch·k_cap) slot indices, grouped by expert */
     int32_t *grp_start;            /* (n_expert + 1) */
     int32_t *grp_cur;              /* (n_expert) */
     float *gx, *gg, *gu, *go;      /* (max_batch, d_model | d_ff_max) */
+    float *egx, *ego;              /* (max_batch·k_cap, d_model) expert inputs / outputs, grouped by expert */
+    float *egg, *egu;              /* (max_batch·k_cap, d_ff_expert) */
+    int32_t *active;               /* (n_expert) experts with tokens in this batch */
     float *logit_rows;             /* (max_batch, d_model) final-normed rows for the LM head */
     bool has_obs;
     mk_observer obs;
@@ -52,13 +57,14 @@ static int64_t d_ff_max(const mk_config *c) {
 void mk_ctx_free(mk_ctx *c) {
     if (!c) return;
     float **bufs[] = {&c->k_cache, &c->v_cache, &c->rope_cos, &c->rope_sin, &c->x, &c->xn, &c->q, &c->att, &c->tmp,
-                      &c->moe_out, &c->rlogits, &c->wts, &c->eo, &c->scores, &c->route_scratch, &c->gx, &c->gg, &c->gu,
-                      &c->go, &c->logit_rows};
+                      &c->moe_out, &c->rlogits, &c->wts, &c->eo, &c->scores, &c->head_scores, &c->route_scratch, &c->gx, &c->gg, &c->gu,
+                      &c->go, &c->logit_rows, &c->egx, &c->ego, &c->egg, &c->egu};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) mk_free_aligned(*bufs[i]);
     free(c->ids);
     free(c->grp);
     free(c->grp_start);
     free(c->grp_cur);
+    free(c->active);
     free(c->mask);
     free(c->skip_betas);
     free(c->boosts);
@@ -84,12 +90,17 @@ static float *falloc(size_t n, size_t m, bool *ok) {
 static mk_status alloc_slots(mk_ctx *c, int64_t k) {
     const mk_config *cfg = &c->m->cfg;
     bool ok = true;
-    mk_free_aligned(c->wts);
-    mk_free_aligned(c->eo);
+    float **bufs[] = {&c->wts, &c->eo, &c->egx, &c->ego, &c->egg, &c->egu};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) mk_free_aligned(*bufs[i]);
     free(c->ids);
     free(c->grp);
+    const size_t slots = c->max_batch * (size_t)k;
     c->wts = falloc(c->max_batch, (size_t)k, &ok);
-    c->eo = falloc(c->max_batch * (size_t)k, (size_t)cfg->d_model, &ok);
+    c->eo = falloc(slots, (size_t)cfg->d_model, &ok);
+    c->egx = falloc(slots, (size_t)cfg->d_model, &ok);
+    c->ego = falloc(slots, (size_t)cfg->d_model, &ok);
+    c->egg = falloc(slots, (size_t)cfg->d_ff_expert, &ok);
+    c->egu = falloc(slots, (size_t)cfg->d_ff_expert, &ok);
     c->ids = mk_calloc(c->max_batch * (size_t)k, sizeof(int32_t));
     c->grp = mk_calloc(c->max_batch * (size_t)k, sizeof(int32_t));
     if (!ok || !c->ids || !c->grp) return MK_ERR_NOMEM;
@@ -126,6 +137,7 @@ mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_b
     c->moe_out = falloc(B, H, &ok);
     c->rlogits = falloc(B, E, &ok);
     c->scores = falloc((size_t)c->n_threads, n_ctx, &ok);
+    c->head_scores = B > 1 ? falloc(B, n_ctx, &ok) : NULL;
     c->route_scratch = falloc((size_t)c->n_threads, E, &ok);
     c->gx = falloc(B, H, &ok);
     c->gg = falloc(B, F, &ok);
@@ -136,7 +148,8 @@ mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_b
     c->grp_cur = mk_calloc(E, sizeof(int32_t));
     c->used = mk_calloc((size_t)cfg->n_layer, sizeof(double));
     c->routed = mk_calloc((size_t)cfg->n_layer, sizeof(double));
-    if (!ok || !c->grp_start || !c->grp_cur || !c->used || !c->routed || alloc_slots(c, cfg->k_active)) {
+    c->active = mk_calloc(E, sizeof(int32_t));
+    if (!ok || !c->grp_start || !c->grp_cur || !c->used || !c->routed || !c->active || alloc_slots(c, cfg->k_active)) {
         mk_ctx_free(c);
         return mk_err(MK_ERR_NOMEM, "%s: cannot allocate the run state for a context of %zu tokens", m->dir, n_ctx);
     }
@@ -250,7 +263,10 @@ static void mlp_forward(mk_ctx *c, const mk_mlp_w *w, const float *x, size_t n, 
     const size_t H = (size_t)c->m->cfg.d_model, F = (size_t)w->gate.shape[0];
     mk_matmul(c->gg, F, x, H, n, &w->gate, NULL);
     mk_matmul(c->gu, F, x, H, n, &w->up, NULL);
-    for (size_t i = 0; i < n * F; i++) c->gg[i] = silu(c->gg[i]) * c->gu[i];
+    float *gg = c->gg;
+    const float *gu = c->gu;
+    #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n * F >= 65536)
+    for (size_t i = 0; i < n * F; i++) gg[i] = silu(gg[i]) * gu[i];
     mk_matmul(out, H, c->gg, F, n, &w->down, NULL);
 }
 
@@ -292,6 +308,40 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
 
     const float scale = 1.0f / sqrtf((float)D);
     const size_t win = cfg->sliding_window > 0 ? (size_t)cfg->sliding_window : 0;
+    if (n >= 8 && c->head_scores) {
+        /* Prefill: per head, all the batch's scores against keys [0, pos0 + n) as one product
+         * (q rows × cached k rows, the matmul kernels), then causal softmax and P·V per token. */
+        const size_t nk = pos0 + n;
+        float *S = c->head_scores;
+        #pragma omp parallel num_threads(c->n_threads)
+        for (size_t h = 0; h < nh; h++) {
+            const size_t g = h / group;
+            mk_matmul_team_f32_strided(S, nk, c->q + h * D, q_dim, n, kc + g * D, kv_dim, nk, D);
+            #pragma omp barrier
+            #pragma omp for schedule(dynamic, 4)
+            for (size_t t = 0; t < n; t++) {
+                const size_t p = pos0 + t, j0 = win && p + 1 > win ? p + 1 - win : 0;
+                float *sc = S + t * nk;
+                float mx = -INFINITY;
+                for (size_t j = j0; j <= p; j++) {
+                    sc[j] *= scale;
+                    if (sc[j] > mx) mx = sc[j];
+                }
+                float sum = 0;
+                for (size_t j = j0; j <= p; j++) {
+                    sc[j] = expf(sc[j] - mx);
+                    sum += sc[j];
+                }
+                float *restrict o = c->att + t * q_dim + h * D;
+                memset(o, 0, D * sizeof(float));
+                for (size_t j = j0; j <= p; j++) {
+                    const float a = sc[j] / sum, *restrict vj = vc + j * kv_dim + g * D;
+                    #pragma omp simd
+                    for (size_t i = 0; i < D; i++) o[i] += a * vj[i];
+                }
+            }
+        }
+    } else
     #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(c->n_threads) if (n * nh > 1)
     for (size_t t = 0; t < n; t++) {
         for (size_t h = 0; h < nh; h++) {
@@ -301,7 +351,11 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
             const size_t g = h / group;
             float mx = -INFINITY;
             for (size_t j = j0; j <= p; j++) {
-                sc[j] = mk_dot_f32(qh, kc + j * kv_dim + g * D, D) * scale;
+                const float *restrict kj = kc + j * kv_dim + g * D;
+                float d = 0;
+                #pragma omp simd reduction(+ : d)
+                for (size_t i = 0; i < D; i++) d += qh[i] * kj[i];
+                sc[j] = d * scale;
                 if (sc[j] > mx) mx = sc[j];
             }
             float sum = 0;
@@ -309,10 +363,11 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
                 sc[j] = expf(sc[j] - mx);
                 sum += sc[j];
             }
-            float *o = c->att + t * q_dim + h * D;
+            float *restrict o = c->att + t * q_dim + h * D;
             memset(o, 0, D * sizeof(float));
             for (size_t j = j0; j <= p; j++) {
-                const float a = sc[j] / sum, *vj = vc + j * kv_dim + g * D;
+                const float a = sc[j] / sum, *restrict vj = vc + j * kv_dim + g * D;
+                #pragma omp simd
                 for (size_t i = 0; i < D; i++) o[i] += a * vj[i];
             }
         }
@@ -354,15 +409,41 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
     memcpy(cur, start, E * sizeof *cur);
     for (size_t s = 0; s < n * K; s++)
         if (c->ids[s] >= 0) c->grp[cur[c->ids[s]]++] = (int32_t)s;
-    for (size_t e = 0; e < E; e++) {
-        const size_t cnt = (size_t)(start[e + 1] - start[e]);
-        if (!cnt) continue;
-        const int32_t *slots = c->grp + start[e];
-        for (size_t r = 0; r < cnt; r++) memcpy(c->gx + r * H, c->xn + (size_t)slots[r] / K * H, H * sizeof(float));
-        mlp_forward(c, &lw->experts[e], c->gx, cnt, c->go);
-        for (size_t r = 0; r < cnt; r++) memcpy(c->eo + (size_t)slots[r] * H, c->go + r * H, H * sizeof(float));
+    /* All active experts in one parallel region: gather → every expert's gate and up products as
+     * one dynamic pool of row chunks → SwiGLU → every expert's down product → scatter. Three
+     * barriers per MoE block whatever the number of experts (decode is 24 products for k = 8). */
+    const size_t total = (size_t)start[E], F = (size_t)cfg->d_ff_expert;
+    size_t n_active = 0;
+    for (size_t e = 0; e < E; e++)
+        if (start[e + 1] > start[e]) c->active[n_active++] = (int32_t)e;
+    const int32_t *grp = c->grp, *act = c->active;
+    float *egx = c->egx, *egg = c->egg, *egu = c->egu, *ego = c->ego, *eout = c->eo;
+    const float *xn = c->xn;
+    const mk_mlp_w *ex = lw->experts;
+    #pragma omp parallel num_threads(c->n_threads)
+    {
+        #pragma omp for schedule(static)
+        for (size_t r = 0; r < total; r++) memcpy(egx + r * H, xn + (size_t)grp[r] / K * H, H * sizeof(float));
+        for (size_t a = 0; a < n_active; a++) {
+            const size_t e = (size_t)act[a], r0 = (size_t)start[e], cnt = (size_t)start[e + 1] - r0;
+            const mk_tensor *g = &ex[e].gate, *u = &ex[e].up;
+            mk_matmul_team(egg + r0 * F, F, egx + r0 * H, H, cnt, g->data, g->dtype, F, H, NULL);
+            mk_matmul_team(egu + r0 * F, F, egx + r0 * H, H, cnt, u->data, u->dtype, F, H, NULL);
+        }
+        #pragma omp barrier
+        #pragma omp for schedule(static)
+        for (size_t i = 0; i < total * F; i++) egg[i] = silu(egg[i]) * egu[i];
+        for (size_t a = 0; a < n_active; a++) {
+            const size_t e = (size_t)act[a], r0 = (size_t)start[e], cnt = (size_t)start[e + 1] - r0;
+            const mk_tensor *d = &ex[e].down;
+            mk_matmul_team(ego + r0 * H, H, egg + r0 * F, F, cnt, d->data, d->dtype, H, F, NULL);
+        }
+        #pragma omp barrier
+        #pragma omp for schedule(static)
+        for (size_t r = 0; r < total; r++) memcpy(eout + (size_t)grp[r] * H, ego + r * H, H * sizeof(float));
     }
     /* Weighted sum in increasing expert id, as HF accumulates. */
+    #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n >= 16)
     for (size_t t = 0; t < n; t++) {
         float *o = c->moe_out + t * H;
         memset(o, 0, H * sizeof(float));
@@ -415,8 +496,8 @@ static mk_status forward_batch(mk_ctx *c, const int32_t *tokens, size_t n, mk_lo
     const mk_config *cfg = &m->cfg;
     const size_t H = (size_t)cfg->d_model, V = (size_t)cfg->vocab;
     for (size_t t = 0; t < n; t++) {
-        const size_t es = mk_dtypes[m->embed.dtype].elem_bytes;
-        mk_to_f32(c->x + t * H, (const uint8_t *)m->embed.data + (size_t)tokens[t] * H * es, m->embed.dtype, H);
+        const size_t row_bytes = mk_dtype_row_bytes(m->embed.dtype, H);
+        mk_to_f32(c->x + t * H, (const uint8_t *)m->embed.data + (size_t)tokens[t] * row_bytes, m->embed.dtype, H);
     }
     for (int64_t l = 0; l < cfg->n_layer; l++) layer_forward(c, l, c->x, n, c->pos);
     c->pos += n;

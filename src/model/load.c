@@ -1,9 +1,11 @@
 /* Loading: config.json + safetensors → mk_model, with every tensor checked against the config. */
+#include "format/gguf.h"
 #include "model.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define DIMS(...) ((const int64_t[]){__VA_ARGS__})
 
@@ -33,17 +35,23 @@ static mk_status get_tensor(loader *L, mk_tensor *t, bool optional, int ndim, co
     const mk_st_entry *e = mk_st_find(L->m->st, L->name);
     if (!e) {
         if (optional) return MK_OK;
+        char gn[192];
+        if (L->m->gguf) /* name the tensor as the GGUF file does */
+            return mk_err(MK_ERR_MISSING, "%s: tensor '%s' is missing", L->m->dir, mk_gguf_name_of(L->name, gn, sizeof gn));
         return mk_err(MK_ERR_MISSING, "%s: tensor '%s' is missing", L->m->dir, L->name);
     }
     const char *file = mk_st_file_of(L->m->st, e);
+    const char *tname = e->src_name ? e->src_name : L->name, *cfg_src = L->m->gguf ? "the GGUF metadata" : "config.json";
     if (!mk_dtypes[e->t.dtype].is_float)
-        return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s is not a supported weight dtype (F32, F16, BF16)", file, L->name, mk_dtypes[e->t.dtype].name);
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s is not a supported weight dtype (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)", file, tname, mk_dtypes[e->t.dtype].name);
+    if (ndim == 1 && mk_dtypes[e->t.dtype].block_elems != 1)
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': 1-D tensors (norms, biases) must be F32, F16 or BF16, not %s", file, tname, mk_dtypes[e->t.dtype].name);
     bool same = e->t.ndim == ndim;
     for (int i = 0; same && i < ndim; i++) same = e->t.shape[i] == want[i];
     if (!same) {
         char a[96], b[96];
-        return mk_err(MK_ERR_SHAPE, "%s: tensor '%s': shape %s does not match config.json (expected %s)", file, L->name,
-                      fmt_shape(a, sizeof a, e->t.ndim, e->t.shape), fmt_shape(b, sizeof b, ndim, want));
+        return mk_err(MK_ERR_SHAPE, "%s: tensor '%s': shape %s does not match %s (expected %s)", file, tname,
+                      fmt_shape(a, sizeof a, e->t.ndim, e->t.shape), cfg_src, fmt_shape(b, sizeof b, ndim, want));
     }
     *t = e->t;
     L->params += mk_tensor_numel(t);
@@ -53,13 +61,13 @@ static mk_status get_tensor(loader *L, mk_tensor *t, bool optional, int ndim, co
 /* A 2-D view of rows [r0, r0+rows) of matrix e of a stacked (E, R, C) tensor. */
 static mk_tensor slice3(const mk_tensor *t, int64_t e, int64_t r0, int64_t rows) {
     mk_tensor v = {0};
-    size_t es = mk_dtypes[t->dtype].elem_bytes;
+    size_t row_bytes = mk_dtype_row_bytes(t->dtype, (size_t)t->shape[2]); /* rows are whole blocks */
     v.dtype = t->dtype;
     v.ndim = 2;
     v.shape[0] = rows;
     v.shape[1] = t->shape[2];
-    v.nbytes = (size_t)rows * (size_t)t->shape[2] * es;
-    v.data = (const uint8_t *)t->data + ((size_t)e * (size_t)t->shape[1] + (size_t)r0) * (size_t)t->shape[2] * es;
+    v.nbytes = (size_t)rows * row_bytes;
+    v.data = (const uint8_t *)t->data + ((size_t)e * (size_t)t->shape[1] + (size_t)r0) * row_bytes;
     return v;
 }
 
@@ -154,6 +162,9 @@ void mk_model_free(mk_model *m) {
     free(m->layers);
     mk_config_free(&m->cfg);
     mk_st_free(m->st);
+    mk_gguf_free(m->gguf);
+    for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
     free(m->dir);
     free(m);
 }
@@ -166,9 +177,14 @@ mk_status mk_model_load(mk_model **out, const char *dir) {
     char *cpath = mk_path_join(dir, "config.json"), *text = NULL;
     m->dir = mk_strdup(dir);
     if (!cpath || !m->dir) { st = MK_ERR_NOMEM; goto fail; }
-    if ((st = mk_read_file(cpath, &text, NULL))) goto fail;
-    if ((st = mk_config_parse(&m->cfg, text, cpath))) goto fail;
-    if ((st = mk_st_open_dir(&m->st, dir))) goto fail;
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode)) { /* a file: GGUF (config from its metadata, tensors as HF-named views) */
+        if ((st = mk_gguf_model_open(m, dir))) goto fail;
+    } else {
+        if ((st = mk_read_file(cpath, &text, NULL))) goto fail;
+        if ((st = mk_config_parse(&m->cfg, text, cpath))) goto fail;
+        if ((st = mk_st_open_dir(&m->st, dir))) goto fail;
+    }
 
     const mk_config *c = &m->cfg;
     loader L = {.m = m};

@@ -38,6 +38,7 @@ typedef struct mk_config {
     int64_t sliding_window; /* 0 = full causal attention */
     bool *layer_moe;      /* (n_layer) */
     int32_t bos_id, eos_id;
+    int64_t n_ctx_train;  /* max_position_embeddings / <arch>.context_length; 0 = not stated */
 } mk_config;
 
 /* Parses config.json text; `path` is for messages. cfg->layer_moe is allocated. */
@@ -62,11 +63,16 @@ typedef struct mk_layer_w {
     mk_mlp_w dense;                          /* dense layers */
 } mk_layer_w;
 
+struct mk_gguf;
+
 struct mk_model {
     mk_config cfg;
     mk_model_info info;
     char *dir;
-    mk_st_set *st;
+    mk_st_set *st;        /* tensors by HF name: the safetensors files, or a table of views into a GGUF */
+    struct mk_gguf *gguf; /* the GGUF file the views point into (NULL for HF checkpoints) */
+    void **owned;         /* (n_owned) buffers views point into (un-permuted GGUF q/k rows) */
+    size_t n_owned;
     mk_tensor embed;      /* (vocab, d_model) */
     mk_tensor final_norm; /* (d_model) */
     mk_tensor lm_head;    /* (vocab, d_model); = embed when tied */
@@ -79,5 +85,12 @@ struct mk_model {
  * mask_row (n_expert) overrides the context's expert mask for this call (NULL: keep it). Uses the
  * context's buffers, not its KV cache; no observer is called. n <= the context's max_batch. */
 mk_status mk_ctx_moe_block(mk_ctx *c, int64_t l, const float *x, size_t n, const uint8_t *mask_row, float *out);
+
+/* GGUF models (gguf_load.c): reads the file at path into m->gguf, fills m->cfg from its metadata
+ * (llama.cpp's keys) and m->st with HF-named views of its tensors, so the safetensors loader's
+ * checks and the forward pass apply unchanged. */
+mk_status mk_gguf_model_open(mk_model *m, const char *path);
+/* The GGUF name of an HF tensor name (for messages); buf on success, else hf itself. */
+const char *mk_gguf_name_of(const char *hf, char *buf, size_t cap);
 
 #endif

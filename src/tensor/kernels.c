@@ -15,7 +15,7 @@ void mk_kern_rows_scalar(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) {
     for (size_t r = r0; r < r1; r++) {
         const float *wf;
         if (j->dt == MK_DT_F32) {
-            wf = (const float *)j->w + r * n;
+            wf = (const float *)j->w + r * j->ldw;
         } else {
             mk_to_f32(wbuf, (const uint8_t *)j->w + r * n * es, j->dt, n);
             wf = wbuf;
@@ -25,6 +25,20 @@ void mk_kern_rows_scalar(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) {
             j->y[t * j->ldy + r] = j->bias ? s + j->bias[r] : s;
         }
     }
+}
+
+/* Element by element, no scratch: the out-of-memory path. */
+static void rows_noscratch(const mk_kjob *j, size_t r0, size_t r1) {
+    const size_t n = j->n_in;
+    const uint16_t *w = j->w;
+    for (size_t r = r0; r < r1; r++)
+        for (size_t t = 0; t < j->n_tok; t++) {
+            const float *x = j->x + t * j->ldx;
+            float s = 0;
+            for (size_t i = 0; i < n; i++)
+                s += x[i] * (j->dt == MK_DT_BF16 ? mk_bf16_to_f32(w[r * n + i]) : mk_f16_to_f32(w[r * n + i]));
+            j->y[t * j->ldy + r] = j->bias ? s + j->bias[r] : s;
+        }
 }
 
 /* ---- detection ---- */
@@ -111,7 +125,7 @@ bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
     pthread_once(&g_once, detect);
     static const mk_kern_fn fns[MK_ISA_COUNT] = {mk_kern_rows_scalar, mk_kern_rows_avx2, mk_kern_rows_avx512};
     mk_kern_fn fn = fns[g_isa];
-    mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .dt = dt, .n_in = n_in, .bias = bias};
+    mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .ldw = n_in, .dt = dt, .n_in = n_in, .bias = bias};
     if (dt == MK_DT_BF16 && n_tok >= 3 && g_bf16_dot && g_isa == MK_ISA_AVX512) {
         uint16_t *xb = scratch(&tl_xb, &tl_xcap, n_tok * n_in * sizeof(uint16_t));
         if (xb) {
@@ -123,6 +137,10 @@ bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
     int nth = omp_in_parallel() || work < 262144.0 ? 1 : omp_get_max_threads();
     const size_t max_units = (n_out + ROW_GRAIN - 1) / ROW_GRAIN;
     if ((size_t)nth > max_units) nth = (int)max_units;
+    /* about 8 chunks per thread, each a multiple of ROW_GRAIN rows, at most 256 rows */
+    size_t chunk = (n_out + (size_t)nth * 8 - 1) / ((size_t)nth * 8);
+    chunk = MK_MIN((size_t)256, MK_MAX((size_t)ROW_GRAIN, (chunk + ROW_GRAIN - 1) / ROW_GRAIN * ROW_GRAIN));
+    const size_t n_chunks = (n_out + chunk - 1) / chunk;
     bool ok = true;
     #pragma omp parallel num_threads(nth) if (nth > 1)
     {
@@ -132,21 +150,77 @@ bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
                 mk_kern_to_bf16_avx512bf16((uint16_t *)j.xb + t * n_in, x + t * ldx, n_in);
             #pragma omp barrier
         }
-        /* contiguous row ranges, ROW_GRAIN-aligned, as even as the grain allows */
-        const size_t units = max_units;
-        const size_t u0 = units * (size_t)tid / (size_t)nt, u1 = units * (size_t)(tid + 1) / (size_t)nt;
-        const size_t r0 = u0 * ROW_GRAIN, r1 = MK_MIN(n_out, u1 * ROW_GRAIN);
-        if (r0 < r1) {
-            float *wbuf = scratch(&tl_wbuf, &tl_wcap, MK_KERN_WBUF_ROWS * n_in * sizeof(float));
+        /* Rows in ROW_GRAIN-aligned chunks handed out dynamically: a thread that the OS
+         * deschedules (shared machines) or that runs slower does not hold the others up. */
+        float *wbuf = scratch(&tl_wbuf, &tl_wcap, mk_kern_block_rows(n_in, sizeof(float)) * n_in * sizeof(float));
+        if (!wbuf) {
+            #pragma omp atomic write
+            ok = false;
+        }
+        #pragma omp for schedule(dynamic, 1)
+        for (size_t c = 0; c < n_chunks; c++) {
+            const size_t r0 = c * chunk, r1 = MK_MIN(n_out, r0 + chunk);
             if (wbuf) fn(&j, r0, r1, wbuf);
-            else {
-                #pragma omp atomic write
-                ok = false;
-            }
         }
     }
     if (!ok) return false; /* out of memory for scratch: the caller's fallback needs none */
     return true;
+}
+
+void mk_matmul_team(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const void *w, mk_dtype dt,
+                    size_t n_out, size_t n_in, const float *bias) {
+    if (n_out == 0 || n_tok == 0) return;
+    if (dt != MK_DT_F32 && dt != MK_DT_BF16 && dt != MK_DT_F16) {
+        #pragma omp single nowait
+        mk_matmul_rows(y, ldy, x, ldx, n_tok, w, dt, n_out, n_in, bias);
+        return;
+    }
+    pthread_once(&g_once, detect);
+    static const mk_kern_fn fns[MK_ISA_COUNT] = {mk_kern_rows_scalar, mk_kern_rows_avx2, mk_kern_rows_avx512};
+    mk_kern_fn fn = fns[g_isa];
+    mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .ldw = n_in, .dt = dt, .n_in = n_in, .bias = bias};
+    const bool bdot = dt == MK_DT_BF16 && n_tok >= 3 && g_bf16_dot && g_isa == MK_ISA_AVX512;
+    const int nt = omp_get_num_threads();
+    size_t chunk = (n_out + (size_t)nt * 4 - 1) / ((size_t)nt * 4);
+    chunk = MK_MIN((size_t)256, MK_MAX((size_t)ROW_GRAIN, (chunk + ROW_GRAIN - 1) / ROW_GRAIN * ROW_GRAIN));
+    const size_t n_chunks = (n_out + chunk - 1) / chunk;
+    float *wbuf = scratch(&tl_wbuf, &tl_wcap, mk_kern_block_rows(n_in, sizeof(float)) * n_in * sizeof(float));
+    bool converted = false;
+    #pragma omp for schedule(dynamic, 1) nowait
+    for (size_t c = 0; c < n_chunks; c++) {
+        const size_t r0 = c * chunk, r1 = MK_MIN(n_out, r0 + chunk);
+        mk_kern_fn f = fn;
+        if (bdot && !converted) { /* each thread rounds the (small) activation block once, privately */
+            uint16_t *xb = scratch(&tl_xb, &tl_xcap, n_tok * n_in * sizeof(uint16_t));
+            if (xb)
+                for (size_t t = 0; t < n_tok; t++) mk_kern_to_bf16_avx512bf16(xb + t * n_in, x + t * ldx, n_in);
+            j.xb = xb;
+            converted = true;
+        }
+        if (j.xb) f = mk_kern_rows_avx512bf16;
+        if (wbuf || f == mk_kern_rows_avx512bf16 || dt == MK_DT_F32) f(&j, r0, r1, wbuf);
+        else rows_noscratch(&j, r0, r1); /* out of memory for scratch */
+    }
+}
+
+void mk_matmul_team_f32_strided(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const float *w,
+                                size_t ldw, size_t n_out, size_t n_in) {
+    if (n_out == 0 || n_tok == 0) return;
+    pthread_once(&g_once, detect);
+    static const mk_kern_fn fns[MK_ISA_COUNT] = {mk_kern_rows_scalar, mk_kern_rows_avx2, mk_kern_rows_avx512};
+    const mk_kern_fn fn = fns[g_isa];
+    const mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .ldw = ldw, .dt = MK_DT_F32, .n_in = n_in};
+    const int nt = omp_get_num_threads();
+    size_t chunk = (n_out + (size_t)nt * 4 - 1) / ((size_t)nt * 4);
+    chunk = MK_MIN((size_t)256, MK_MAX((size_t)ROW_GRAIN, (chunk + ROW_GRAIN - 1) / ROW_GRAIN * ROW_GRAIN));
+    const size_t n_chunks = (n_out + chunk - 1) / chunk;
+    float *wbuf = scratch(&tl_wbuf, &tl_wcap, mk_kern_block_rows(n_in, sizeof(float)) * n_in * sizeof(float));
+    #pragma omp for schedule(dynamic, 1) nowait
+    for (size_t c = 0; c < n_chunks; c++) {
+        const size_t r0 = c * chunk, r1 = MK_MIN(n_out, r0 + chunk);
+        if (wbuf) fn(&j, r0, r1, wbuf);
+        else mk_kern_rows_scalar(&j, r0, r1, NULL); /* F32: the portable variant needs no scratch */
+    }
 }
 
 /* ---- public switches (include/moekit/synth.h) ---- */

@@ -38,14 +38,22 @@ typedef struct mk_kjob {
     const uint16_t *xb;     /* (n_tok, n_in) x rounded to bf16, for the vdpbf16ps path; else NULL */
     size_t n_tok;
     const void *w;
+    size_t ldw;             /* row stride of W in elements (n_in unless strided, F32 only) */
     mk_dtype dt;
     size_t n_in;
     const float *bias;
 } mk_kjob;
 
-/* A variant computes rows [r0, r1) of y for all tokens. wbuf: per-thread scratch of at least
- * MK_KERN_WBUF_ROWS · n_in floats (weights expanded to f32). */
-#define MK_KERN_WBUF_ROWS 8
+/* Prefill (n_tok ≥ 3) walks the weights in blocks of mk_kern_block_rows(n_in, bytes per
+ * element) rows, about MK_KERN_WBLOCK_BYTES, which stay in L2 while every token passes over them
+ * (the tokens in register tiles, their activations in L1).
+ * A variant computes rows [r0, r1) of y for all tokens. wbuf: per-thread scratch of at least
+ * mk_kern_block_rows(n_in, 4) · n_in floats (weights expanded to f32). */
+#define MK_KERN_WBLOCK_BYTES ((size_t)256 * 1024)
+static inline size_t mk_kern_block_rows(size_t n_in, size_t es) {
+    size_t r = MK_KERN_WBLOCK_BYTES / (n_in * es) / 8 * 8;
+    return r < 8 ? 8 : r > 256 ? 256 : r;
+}
 typedef void (*mk_kern_fn)(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
 
 void mk_kern_rows_scalar(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
@@ -72,5 +80,16 @@ bool mk_kern_bf16_dot(void);
  * dtype these kernels handle (the caller falls back). */
 bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const void *w, mk_dtype dt,
                     size_t n_out, size_t n_in, const float *bias);
+
+/* The same product computed by the whole team of an enclosing OpenMP parallel region: every
+ * thread of the team must call it with the same arguments; the rows are shared out dynamically
+ * (an orphaned `omp for nowait`), so several calls in a row form one pool of work and only the
+ * caller's next barrier waits for them. Weight dtypes the kernels do not handle go to
+ * mk_matmul_rows on one thread of the team. */
+void mk_matmul_team(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const void *w, mk_dtype dt,
+                    size_t n_out, size_t n_in, const float *bias);
+/* mk_matmul_team for an F32 W whose rows are ldw floats apart (a head's slice of a KV cache). */
+void mk_matmul_team_f32_strided(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const float *w,
+                                size_t ldw, size_t n_out, size_t n_in);
 
 #endif

@@ -2,6 +2,8 @@
  * build's -march, and called only when cpuid says the CPU has it (kernels.c). */
 #include "kernels.h"
 
+#include <string.h>
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
@@ -24,7 +26,7 @@ static inline __attribute__((always_inline)) float hsum256(__m256 v) {
 #define VLOAD_BF16(p) \
     _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
 #define VLOAD_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
-#define RM 4
+#define RM 6
 #define RN 2
 #define FN_ROWS mk_kern_rows_avx2
 #include "kernels_tmpl.h"

@@ -2,6 +2,8 @@
  * build's -march, and called only when cpuid says the CPU has it (kernels.c). */
 #include "kernels.h"
 
+#include <string.h>
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
@@ -17,8 +19,8 @@
 #define VLOAD_BF16(p) \
     _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(p))), 16))
 #define VLOAD_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
-#define RM 4
-#define RN 4
+#define RM 8
+#define RN 3
 #define FN_ROWS mk_kern_rows_avx512
 #include "kernels_tmpl.h"
 

@@ -11,7 +11,6 @@
 #define AI static inline __attribute__((always_inline))
 #define RM 4
 #define RN 4
-#define TB 64
 
 /* rm bf16 rows of w (stride n) × rn bf16 rows of xb (stride n) → y[t·ldy + r] (+ bias[r]). */
 AI void tile(const uint16_t *w, const uint16_t *xb, float *y, size_t ldy, size_t n, const float *bias, const int rm,
@@ -48,20 +47,19 @@ void mk_kern_rows_avx512bf16(const mk_kjob *j, size_t r0, size_t r1, float *wbuf
     (void)wbuf;
     const size_t n = j->n_in, ldy = j->ldy;
     const uint16_t *w = j->w, *xb = j->xb;
-    for (size_t t0 = 0; t0 < j->n_tok; t0 += TB) {
-        const size_t t1 = MK_MIN(j->n_tok, t0 + TB);
-        size_t r = r0;
-        for (; r + RM <= r1; r += RM) {
-            const float *b = j->bias ? j->bias + r : NULL;
-            size_t t = t0;
-            for (; t + RN <= t1; t += RN) tile(w + r * n, xb + t * n, j->y + t * ldy + r, ldy, n, b, RM, RN);
-            for (; t < t1; t++) tile(w + r * n, xb + t * n, j->y + t * ldy + r, ldy, n, b, RM, 1);
+    const size_t RB = mk_kern_block_rows(n, sizeof(uint16_t)), T = j->n_tok;
+    for (size_t rb0 = r0; rb0 < r1; rb0 += RB) {
+        const size_t rb1 = MK_MIN(r1, rb0 + RB);
+        size_t t = 0;
+        for (; t + RN <= T; t += RN) {
+            size_t r = rb0;
+            for (; r + RM <= rb1; r += RM) tile(w + r * n, xb + t * n, j->y + t * ldy + r, ldy, n, j->bias ? j->bias + r : NULL, RM, RN);
+            for (; r < rb1; r++) tile(w + r * n, xb + t * n, j->y + t * ldy + r, ldy, n, j->bias ? j->bias + r : NULL, 1, RN);
         }
-        for (; r < r1; r++) {
-            const float *b = j->bias ? j->bias + r : NULL;
-            size_t t = t0;
-            for (; t + RN <= t1; t += RN) tile(w + r * n, xb + t * n, j->y + t * ldy + r, ldy, n, b, 1, RN);
-            for (; t < t1; t++) tile(w + r * n, xb + t * n, j->y + t * ldy + r, ldy, n, b, 1, 1);
+        for (; t < T; t++) {
+            size_t r = rb0;
+            for (; r + RM <= rb1; r += RM) tile(w + r * n, xb + t * n, j->y + t * ldy + r, ldy, n, j->bias ? j->bias + r : NULL, RM, 1);
+            for (; r < rb1; r++) tile(w + r * n, xb + t * n, j->y + t * ldy + r, ldy, n, j->bias ? j->bias + r : NULL, 1, 1);
         }
     }
 }

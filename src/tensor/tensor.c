@@ -1,5 +1,6 @@
 #include "tensor.h"
 #include "kernels.h"
+#include "quant.h"
 
 #include <math.h>
 #include <omp.h>
@@ -7,13 +8,17 @@
 #include <string.h>
 
 const mk_dtype_traits mk_dtypes[MK_DT_COUNT] = {
-    [MK_DT_F32] = {"F32", 4, true},  [MK_DT_F16] = {"F16", 2, true},
-    [MK_DT_BF16] = {"BF16", 2, true}, [MK_DT_F64] = {"F64", 8, false},
-    [MK_DT_I8] = {"I8", 1, false},   [MK_DT_U8] = {"U8", 1, false},
-    [MK_DT_I16] = {"I16", 2, false}, [MK_DT_U16] = {"U16", 2, false},
-    [MK_DT_I32] = {"I32", 4, false}, [MK_DT_U32] = {"U32", 4, false},
-    [MK_DT_I64] = {"I64", 8, false}, [MK_DT_U64] = {"U64", 8, false},
-    [MK_DT_BOOL] = {"BOOL", 1, false},
+    [MK_DT_F32] = {"F32", 4, true, 1, 4},   [MK_DT_F16] = {"F16", 2, true, 1, 2},
+    [MK_DT_BF16] = {"BF16", 2, true, 1, 2}, [MK_DT_F64] = {"F64", 8, false, 1, 8},
+    [MK_DT_I8] = {"I8", 1, false, 1, 1},    [MK_DT_U8] = {"U8", 1, false, 1, 1},
+    [MK_DT_I16] = {"I16", 2, false, 1, 2},  [MK_DT_U16] = {"U16", 2, false, 1, 2},
+    [MK_DT_I32] = {"I32", 4, false, 1, 4},  [MK_DT_U32] = {"U32", 4, false, 1, 4},
+    [MK_DT_I64] = {"I64", 8, false, 1, 8},  [MK_DT_U64] = {"U64", 8, false, 1, 8},
+    [MK_DT_BOOL] = {"BOOL", 1, false, 1, 1},
+    /* block types: layouts in quant.h */
+    [MK_DT_Q8_0] = {"Q8_0", 0, true, 32, 34},   [MK_DT_Q4_0] = {"Q4_0", 0, true, 32, 18},
+    [MK_DT_Q4_K] = {"Q4_K", 0, true, 256, 144}, [MK_DT_Q6_K] = {"Q6_K", 0, true, 256, 210},
+    [MK_DT_Q8_K] = {"Q8_K", 0, false, 256, 292},
 };
 
 bool mk_dtype_from_name(const char *name, mk_dtype *out) {
@@ -66,18 +71,13 @@ uint16_t mk_f32_to_f16(float f) {
 void mk_to_f32(float *dst, const void *src, mk_dtype dt, size_t n) {
     switch (dt) {
     case MK_DT_F32: memcpy(dst, src, n * sizeof(float)); break;
-    case MK_DT_BF16: {
-        const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++) dst[i] = mk_bf16_to_f32(s[i]);
+    case MK_DT_BF16:
+    case MK_DT_F16: /* byte-wise: safetensors data need not be 2-byte aligned */
+        mk_dequantize_row(dt, src, dst, n);
         break;
-    }
-    case MK_DT_F16: {
-        const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++) dst[i] = mk_f16_to_f32(s[i]);
-        break;
-    }
-    default: /* the loader admits only float weights */
-        memset(dst, 0, n * sizeof(float));
+    default:
+        if (mk_dtypes[dt].block_elems > 1) mk_dequantize_row(dt, src, dst, n);
+        else memset(dst, 0, n * sizeof(float)); /* the loader admits only float weights */
         break;
     }
 }
@@ -100,12 +100,16 @@ void mk_set_threads(int n) {
 
 int mk_get_threads(void) { return omp_get_max_threads(); }
 
-/* x · w_row for a non-f32 row, converting element by element (the allocation-free fallback). */
+/* x · w_row for a non-f32 row, converting 256 elements (a whole number of blocks of every type)
+ * at a time on the stack (the allocation-free fallback). */
 static float dot_mixed(const float *x, const void *w, mk_dtype dt, size_t n) {
-    const uint16_t *h = w;
+    float buf[256];
     double s = 0;
-    for (size_t i = 0; i < n; i++)
-        s += (double)x[i] * (double)(dt == MK_DT_BF16 ? mk_bf16_to_f32(h[i]) : mk_f16_to_f32(h[i]));
+    for (size_t i = 0; i < n; i += 256) {
+        size_t m = MK_MIN((size_t)256, n - i);
+        mk_to_f32(buf, (const uint8_t *)w + mk_dtype_row_bytes(dt, i), dt, m);
+        for (size_t j = 0; j < m; j++) s += (double)x[i + j] * (double)buf[j];
+    }
     return (float)s;
 }
 
@@ -117,7 +121,7 @@ void mk_matmul_rows(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
                     mk_dtype dt, size_t n_out, size_t n_in, const float *bias) {
     /* float weights: the SIMD kernels with run-time dispatch (kernels.c) */
     if (mk_kern_matmul(y, ldy, x, ldx, n_tok, w, dt, n_out, n_in, bias)) return;
-    const size_t es = mk_dtypes[dt].elem_bytes;
+    const size_t row_bytes = mk_dtype_row_bytes(dt, n_in); /* rows are whole blocks */
     const size_t n_tiles = (n_out + TILE_ROWS - 1) / TILE_ROWS;
     const double work = (double)n_out * (double)n_in * (double)n_tok;
     #pragma omp parallel if (work > 65536.0)
@@ -131,7 +135,7 @@ void mk_matmul_rows(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
             if (dt != MK_DT_F32 && !tile) {
                 for (size_t t = 0; t < n_tok; t++)
                     for (size_t r = 0; r < nr; r++) {
-                        const void *wr = (const uint8_t *)w + (r0 + r) * n_in * es;
+                        const void *wr = (const uint8_t *)w + (r0 + r) * row_bytes;
                         float s = dot_mixed(x + t * ldx, wr, dt, n_in);
                         y[t * ldy + r0 + r] = bias ? s + bias[r0 + r] : s;
                     }
@@ -140,7 +144,7 @@ void mk_matmul_rows(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
             if (dt == MK_DT_F32) {
                 wf = (const float *)w + r0 * n_in;
             } else {
-                mk_to_f32(tile, (const uint8_t *)w + r0 * n_in * es, dt, nr * n_in);
+                mk_to_f32(tile, (const uint8_t *)w + r0 * row_bytes, dt, nr * n_in);
                 wf = tile;
             }
             for (size_t t = 0; t < n_tok; t++) {

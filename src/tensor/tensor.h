@@ -24,19 +24,33 @@ typedef enum mk_dtype {
     MK_DT_I64,
     MK_DT_U64,
     MK_DT_BOOL,
+    /* ---- block-quantized types (quant.h; GGUF-compatible layouts) ---- */
+    MK_DT_Q8_0,
+    MK_DT_Q4_0,
+    MK_DT_Q4_K,
+    MK_DT_Q6_K,
+    MK_DT_Q8_K,       /* activations only (the dot-product partner of Q4_K/Q6_K), not a weight */
     MK_DT_COUNT
 } mk_dtype;
 
 typedef struct mk_dtype_traits {
-    const char *name;     /* safetensors spelling: "F32", "BF16", ... */
-    size_t elem_bytes;    /* bytes per element */
+    const char *name;     /* safetensors spelling: "F32", "BF16", ...; ggml's for block types ("Q4_K") */
+    size_t elem_bytes;    /* bytes per element; 0 for block types (use block_bytes / block_elems) */
     bool is_float;        /* usable as a weight by the kernels */
+    size_t block_elems;   /* elements per block: 1 for plain types, 32 (Q8_0, Q4_0), 256 (K-quants) */
+    size_t block_bytes;   /* bytes per block: = elem_bytes for plain types */
 } mk_dtype_traits;
 
 extern const mk_dtype_traits mk_dtypes[MK_DT_COUNT];
 
-/* Looks up a dtype by its safetensors name; false if unknown. */
+/* Looks up a dtype by its name; false if unknown. */
 bool mk_dtype_from_name(const char *name, mk_dtype *out);
+
+/* Bytes of a run of n elements (a row); n must be a multiple of block_elems (mk_dtype_row_ok). */
+static inline size_t mk_dtype_row_bytes(mk_dtype dt, size_t n) {
+    return n / mk_dtypes[dt].block_elems * mk_dtypes[dt].block_bytes;
+}
+static inline bool mk_dtype_row_ok(mk_dtype dt, size_t n) { return n % mk_dtypes[dt].block_elems == 0; }
 
 typedef struct mk_tensor {
     const void *data;              /* NULL when the tensor is absent */
@@ -63,7 +77,8 @@ static inline uint16_t mk_f32_to_bf16(float f) {
 float mk_f16_to_f32(uint16_t h);
 uint16_t mk_f32_to_f16(float f);
 
-/* Converts n elements of row r (of a 2-D weight [rows, n]) or any contiguous run to f32. */
+/* Converts n elements of row r (of a 2-D weight [rows, n]) or any contiguous run to f32.
+ * Block types: src is the start of a block and n a multiple of block_elems (dequantizes). */
 void mk_to_f32(float *dst, const void *src, mk_dtype dt, size_t n);
 
 /* ---- kernels (the dispatch point: callers never branch on dtype) ---- */

@@ -95,7 +95,7 @@ mk_status mk_chat_template_load(const char *model_dir, const char *name, mk_chat
         size_t len;
         if ((st = mk_read_file(cfg_path, &text, &len))) goto done;
         json_error_t je;
-        cfg = json_loadb(text, len, 0, &je);
+        cfg = json_loadb(text, len, JSON_DECODE_INT_AS_REAL, &je); /* model_max_length can exceed int64 */
         free(text);
         text = NULL;
         if (!cfg) {

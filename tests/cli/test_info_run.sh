@@ -44,6 +44,15 @@ if $MK synth --config "$TMPD/cfg.json" --std 0.1 -o "$TMPD/syn" >/dev/null 2>&1 
   ids=$($MK run -m "$TMPD/syn" -p "The capital of France is" -n 8 --ignore-eos --ids --quiet-stats)
   dec=$($MK run -m "$TMPD/syn" -p "The capital of France is" -n 8 --ignore-eos --quiet-stats)
   [ "$(wc -w <<<"$ids")" = 8 ] && [ -n "$dec" ] && ok "run --ids prints 8 ids" || bad "run --ids" "'$ids'"
+  # --chat renders the chat template (a small one added to llama2's tokenizer_config.json)
+  # before encoding: more prompt tokens than the bare text.
+  python3 -c "
+import json; p = '$TMPD/syn/tokenizer_config.json'; c = json.load(open(p))
+c['chat_template'] = '{% for m in messages %}<|{{ m.role }}|> {{ m.content }}\\n{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}'
+json.dump(c, open(p, 'w'))"
+  $MK run -m "$TMPD/syn" --chat -p "The capital of France is" -n 2 --ignore-eos >/dev/null 2>"$TMPD/err2"
+  n_chat=$(sed -n 's/^prompt: \([0-9]*\) tokens.*/\1/p' "$TMPD/err2")
+  [ -n "$n_chat" ] && [ "$n_chat" -gt "$n_prompt" ] && ok "run --chat renders the template ($n_chat > $n_prompt tokens)" || bad "run --chat" "$(cat "$TMPD/err2")"
   expect_error "text prompt without a tokenizer" "has no tokenizer.json; give the prompt as --prompt-ids" $MK run -m "$FIX/olmoe" -p "hello"
 else
   bad "synth for the text test" "moekit synth failed"

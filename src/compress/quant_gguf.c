@@ -1,0 +1,276 @@
+/* mk_model → GGUF (quant_gguf.h). One job per GGUF tensor: its name, type, ggml dims, and the
+ * model's tensor views that make it up (one, or one per expert for the stacked expert tensors). */
+#include "quant_gguf.h"
+
+#include "format/gguf_write.h"
+#include "tensor/quant.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct job {
+    char name[96];
+    mk_dtype type;
+    int n_dims;
+    int64_t ne[MK_MAX_DIMS];
+    const mk_tensor **parts;  /* (n_parts) sources, each (rows, cols) or (cols) */
+    size_t n_parts;
+    int64_t perm_heads;       /* > 0: llama.cpp's rope row permutation with this many heads */
+    bool owns_part;           /* parts[0] was allocated for this job */
+} job;
+
+typedef struct writer_ctx {
+    const mk_model *m;
+    job *jobs;
+    size_t n_jobs, cap_jobs;
+    float *row;               /* (max cols) scratch */
+    size_t row_cap;
+} writer_ctx;
+
+static mk_dtype pick_type(mk_dtype want, int64_t cols) {
+    if (cols % (int64_t)mk_dtypes[want].block_elems == 0) return want;
+    if (cols % 32 == 0) return MK_DT_Q8_0;
+    return MK_DT_F16;
+}
+
+/* Adds a job with n_parts sources (copied pointers). `matrix` selects the weight type rule. */
+static mk_status add_job(writer_ctx *w, const char *name, mk_dtype want, bool matrix, const mk_tensor *const *parts, size_t n_parts,
+                         int64_t perm_heads) {
+    if (!parts[0]->data) return MK_OK; /* absent optional tensor */
+    if (w->n_jobs == w->cap_jobs) {
+        size_t nc = w->cap_jobs ? 2 * w->cap_jobs : 64;
+        job *j = mk_realloc(w->jobs, nc * sizeof *j);
+        if (!j) return MK_ERR_NOMEM;
+        w->jobs = j;
+        w->cap_jobs = nc;
+    }
+    job *j = &w->jobs[w->n_jobs];
+    memset(j, 0, sizeof *j);
+    snprintf(j->name, sizeof j->name, "%s", name);
+    j->parts = mk_malloc(n_parts * sizeof *j->parts);
+    if (!j->parts) return MK_ERR_NOMEM;
+    memcpy(j->parts, parts, n_parts * sizeof *parts);
+    j->n_parts = n_parts;
+    w->n_jobs++;
+    const mk_tensor *t = parts[0];
+    const int64_t cols = t->ndim == 1 ? t->shape[0] : t->shape[1];
+    j->type = matrix && t->ndim == 2 ? pick_type(want, cols) : MK_DT_F32;
+    j->perm_heads = perm_heads;
+    if (t->ndim == 1) {
+        j->n_dims = 1;
+        j->ne[0] = cols;
+    } else {
+        j->n_dims = n_parts > 1 ? 3 : 2;
+        j->ne[0] = cols;
+        j->ne[1] = t->shape[0];
+        j->ne[2] = (int64_t)n_parts;
+    }
+    if ((size_t)cols > w->row_cap) {
+        float *r = mk_realloc(w->row, (size_t)cols * sizeof(float));
+        if (!r) return MK_ERR_NOMEM;
+        w->row = r;
+        w->row_cap = (size_t)cols;
+    }
+    return MK_OK;
+}
+
+static mk_status add1(writer_ctx *w, const char *name, mk_dtype want, bool matrix, const mk_tensor *t, int64_t perm_heads) {
+    return add_job(w, name, want, matrix, &t, 1, perm_heads);
+}
+
+/* Source row r of a part after llama.cpp's permutation: GGUF row h·d + 2i + j ← HF row h·d + j·d/2 + i. */
+static int64_t src_row(int64_t r, int64_t rows, int64_t heads) {
+    if (heads <= 0) return r;
+    const int64_t d = rows / heads, h = r / d, k = r % d, i = k / 2, j = k % 2;
+    return h * d + j * (d / 2) + i;
+}
+
+static mk_status fill(void *user, size_t index, uint8_t *dst, size_t nbytes) {
+    writer_ctx *w = user;
+    const job *j = &w->jobs[index];
+    const size_t cols = (size_t)j->ne[0], out_rb = mk_dtype_row_bytes(j->type, cols);
+    uint8_t *o = dst;
+    for (size_t p = 0; p < j->n_parts; p++) {
+        const mk_tensor *t = j->parts[p];
+        const int64_t rows = t->ndim == 1 ? 1 : t->shape[0];
+        const size_t in_rb = mk_dtype_row_bytes(t->dtype, cols);
+        for (int64_t r = 0; r < rows; r++, o += out_rb) {
+            const uint8_t *src = (const uint8_t *)t->data + (size_t)src_row(r, rows, j->perm_heads) * in_rb;
+            if (t->dtype == j->type) {
+                memcpy(o, src, out_rb);
+            } else {
+                mk_to_f32(w->row, src, t->dtype, cols);
+                mk_quantize_row(j->type, w->row, o, cols);
+            }
+        }
+    }
+    if ((size_t)(o - dst) != nbytes) return mk_err(MK_ERR_INTERNAL, "gguf writer: tensor '%s': %zu bytes produced, %zu declared", j->name, (size_t)(o - dst), nbytes);
+    return MK_OK;
+}
+
+static const char *gguf_arch(mk_arch a) {
+    switch (a) {
+    case MK_ARCH_MIXTRAL: return "llama";
+    case MK_ARCH_QWEN2_MOE: return "qwen2moe";
+    case MK_ARCH_QWEN3_MOE: return "qwen3moe";
+    case MK_ARCH_OLMOE: return "olmoe";
+    }
+    return "?";
+}
+
+/* llama.cpp's general.file_type for a whole-file type. */
+static uint32_t file_type(mk_dtype t) {
+    switch (t) {
+    case MK_DT_F32: return 0;
+    case MK_DT_F16: return 1;
+    case MK_DT_Q4_0: return 2;
+    case MK_DT_Q8_0: return 7;
+    case MK_DT_Q4_K: return 14; /* MOSTLY_Q4_K_S: the closest llama.cpp file type to all-Q4_K */
+    case MK_DT_Q6_K: return 18;
+    case MK_DT_BF16: return 32;
+    default: return 1024;       /* GUESSED */
+    }
+}
+
+static mk_status write_meta(mk_gguf_writer *gw, const mk_model *m, mk_dtype type, const char *name) {
+    const mk_config *c = &m->cfg;
+    const char *a = gguf_arch(c->arch);
+    char k[128];
+    mk_status st = MK_OK;
+#define KEY(s) (snprintf(k, sizeof k, "%s.%s", a, s), k)
+#define W(expr) do { if (!st) st = (expr); } while (0)
+    W(mk_gguf_w_str(gw, "general.architecture", a));
+    W(mk_gguf_w_str(gw, "general.type", "model"));
+    if (name) W(mk_gguf_w_str(gw, "general.name", name));
+    W(mk_gguf_w_u32(gw, "general.file_type", file_type(type)));
+    W(mk_gguf_w_u32(gw, "general.quantization_version", 2));
+    W(mk_gguf_w_u32(gw, KEY("block_count"), (uint32_t)c->n_layer));
+    W(mk_gguf_w_u32(gw, KEY("context_length"), (uint32_t)(c->n_ctx_train > 0 ? c->n_ctx_train : 4096)));
+    W(mk_gguf_w_u32(gw, KEY("embedding_length"), (uint32_t)c->d_model));
+    /* llama and olmoe size their experts by feed_forward_length; the Qwens by expert_feed_forward_length */
+    const bool ff_is_expert = c->arch == MK_ARCH_MIXTRAL || c->arch == MK_ARCH_OLMOE;
+    if (ff_is_expert) W(mk_gguf_w_u32(gw, KEY("feed_forward_length"), (uint32_t)c->d_ff_expert));
+    else if (c->d_ff_dense > 0) W(mk_gguf_w_u32(gw, KEY("feed_forward_length"), (uint32_t)c->d_ff_dense));
+    W(mk_gguf_w_u32(gw, KEY("expert_feed_forward_length"), (uint32_t)c->d_ff_expert));
+    if (c->shared_expert) W(mk_gguf_w_u32(gw, KEY("expert_shared_feed_forward_length"), (uint32_t)c->d_ff_shared));
+    W(mk_gguf_w_u32(gw, KEY("attention.head_count"), (uint32_t)c->n_head));
+    W(mk_gguf_w_u32(gw, KEY("attention.head_count_kv"), (uint32_t)c->n_kv_head));
+    W(mk_gguf_w_u32(gw, KEY("attention.key_length"), (uint32_t)c->d_head));
+    W(mk_gguf_w_u32(gw, KEY("attention.value_length"), (uint32_t)c->d_head));
+    W(mk_gguf_w_u32(gw, KEY("rope.dimension_count"), (uint32_t)c->d_head));
+    W(mk_gguf_w_f32(gw, KEY("rope.freq_base"), c->rope_theta));
+    W(mk_gguf_w_f32(gw, KEY("attention.layer_norm_rms_epsilon"), c->rms_eps));
+    W(mk_gguf_w_u32(gw, KEY("expert_count"), (uint32_t)c->n_expert));
+    W(mk_gguf_w_u32(gw, KEY("expert_used_count"), (uint32_t)c->k_active));
+    W(mk_gguf_w_bool(gw, KEY("expert_weights_norm"), c->norm_topk));
+    W(mk_gguf_w_u32(gw, KEY("vocab_size"), (uint32_t)c->vocab));
+    if (c->clip_qkv > 0) W(mk_gguf_w_f32(gw, KEY("attention.clamp_kqv"), c->clip_qkv));
+    if (c->sliding_window > 0) W(mk_gguf_w_u32(gw, KEY("attention.sliding_window"), (uint32_t)c->sliding_window));
+    W(mk_gguf_w_str(gw, "tokenizer.ggml.model", "none"));
+    if (c->bos_id >= 0) W(mk_gguf_w_u32(gw, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_id));
+    if (c->eos_id >= 0) W(mk_gguf_w_u32(gw, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_id));
+#undef KEY
+#undef W
+    return st;
+}
+
+static mk_status build_jobs(writer_ctx *w, mk_dtype type) {
+    const mk_model *m = w->m;
+    const mk_config *c = &m->cfg;
+    const bool mixtral = c->arch == MK_ARCH_MIXTRAL;
+    char n[96];
+    mk_status st = MK_OK;
+#define J(name_fmt, want, matrix, t, heads) do { if (!st) { snprintf(n, sizeof n, name_fmt, (long long)l); st = add1(w, n, want, matrix, t, heads); } } while (0)
+    long long l;
+    st = add1(w, "token_embd.weight", type, true, &m->embed, 0);
+    if (!st) st = add1(w, "output_norm.weight", type, false, &m->final_norm, 0);
+    if (!st && !c->tie_embed) st = add1(w, "output.weight", type, true, &m->lm_head, 0);
+    const mk_tensor **parts = mk_malloc((size_t)c->n_expert * sizeof *parts);
+    if (!parts) return MK_ERR_NOMEM;
+    for (l = 0; l < c->n_layer && !st; l++) {
+        const mk_layer_w *lw = &m->layers[l];
+        J("blk.%lld.attn_norm.weight", type, false, &lw->attn_norm, 0);
+        J("blk.%lld.attn_q.weight", type, true, &lw->wq, mixtral ? c->n_head : 0);
+        J("blk.%lld.attn_k.weight", type, true, &lw->wk, mixtral ? c->n_kv_head : 0);
+        J("blk.%lld.attn_v.weight", type, true, &lw->wv, 0);
+        J("blk.%lld.attn_output.weight", type, true, &lw->wo, 0);
+        J("blk.%lld.attn_q.bias", type, false, &lw->bq, mixtral ? c->n_head : 0);
+        J("blk.%lld.attn_k.bias", type, false, &lw->bk, mixtral ? c->n_kv_head : 0);
+        J("blk.%lld.attn_v.bias", type, false, &lw->bv, 0);
+        J("blk.%lld.attn_q_norm.weight", type, false, &lw->q_norm, 0);
+        J("blk.%lld.attn_k_norm.weight", type, false, &lw->k_norm, 0);
+        J("blk.%lld.ffn_norm.weight", type, false, &lw->ffn_norm, 0);
+        if (!lw->is_moe) {
+            J("blk.%lld.ffn_gate.weight", type, true, &lw->dense.gate, 0);
+            J("blk.%lld.ffn_up.weight", type, true, &lw->dense.up, 0);
+            J("blk.%lld.ffn_down.weight", type, true, &lw->dense.down, 0);
+            continue;
+        }
+        J("blk.%lld.ffn_gate_inp.weight", type, false, &lw->router, 0); /* router: F32 */
+        static const char *const exps[3] = {"blk.%lld.ffn_gate_exps.weight", "blk.%lld.ffn_up_exps.weight", "blk.%lld.ffn_down_exps.weight"};
+        for (int k = 0; k < 3 && !st; k++) {
+            for (int64_t e = 0; e < c->n_expert; e++)
+                parts[e] = k == 0 ? &lw->experts[e].gate : k == 1 ? &lw->experts[e].up : &lw->experts[e].down;
+            snprintf(n, sizeof n, exps[k], l);
+            st = add_job(w, n, type, true, parts, (size_t)c->n_expert, 0);
+        }
+        if (c->shared_expert) {
+            J("blk.%lld.ffn_gate_shexp.weight", type, true, &lw->shared.gate, 0);
+            J("blk.%lld.ffn_up_shexp.weight", type, true, &lw->shared.up, 0);
+            J("blk.%lld.ffn_down_shexp.weight", type, true, &lw->shared.down, 0);
+            if (!st && lw->shared_gate.data) {
+                /* HF [1, H] → llama.cpp's {n_embd}: a 1-D F32 tensor */
+                mk_tensor g1 = lw->shared_gate;
+                g1.ndim = 1;
+                g1.shape[0] = lw->shared_gate.shape[1];
+                mk_tensor *keep = mk_malloc(sizeof *keep); /* the job keeps a pointer */
+                if (!keep) st = MK_ERR_NOMEM;
+                else {
+                    *keep = g1;
+                    size_t before = w->n_jobs;
+                    J("blk.%lld.ffn_gate_inp_shexp.weight", type, false, keep, 0);
+                    if (w->n_jobs > before) w->jobs[w->n_jobs - 1].owns_part = true;
+                    else free(keep);
+                }
+            }
+        }
+    }
+#undef J
+    free(parts);
+    return st;
+}
+
+mk_status mk_gguf_write_model(const mk_model *m, mk_dtype type, const char *out_path, const char *name, mk_gguf_write_report *rep) {
+    if (!(type == MK_DT_F32 || type == MK_DT_F16 || type == MK_DT_BF16 || type == MK_DT_Q8_0 || type == MK_DT_Q4_0 ||
+          type == MK_DT_Q4_K || type == MK_DT_Q6_K))
+        return mk_err(MK_ERR_ARG, "gguf writer: type %s cannot be written", mk_dtypes[type].name);
+    writer_ctx w = {.m = m};
+    mk_gguf_writer *gw = NULL;
+    mk_status st = mk_gguf_writer_new(&gw, out_path);
+    if (!st) st = write_meta(gw, m, type, name);
+    if (!st) st = build_jobs(&w, type);
+    for (size_t i = 0; i < w.n_jobs && !st; i++) {
+        uint32_t gt;
+        job *j = &w.jobs[i];
+        if (!mk_dtype_to_ggml(j->type, &gt)) { st = mk_err(MK_ERR_INTERNAL, "no ggml type for %s", mk_dtypes[j->type].name); break; }
+        st = mk_gguf_w_tensor(gw, j->name, gt, j->n_dims, j->ne, fill, &w);
+    }
+    if (!st) st = mk_gguf_writer_finish(gw);
+    if (!st && rep) {
+        memset(rep, 0, sizeof *rep);
+        rep->n_tensors = w.n_jobs;
+        for (size_t i = 0; i < w.n_jobs; i++) {
+            size_t rows = 1;
+            for (int d = 1; d < w.jobs[i].n_dims; d++) rows *= (size_t)w.jobs[i].ne[d];
+            rep->bytes_by_dtype[w.jobs[i].type] += (int64_t)(rows * mk_dtype_row_bytes(w.jobs[i].type, (size_t)w.jobs[i].ne[0]));
+        }
+    }
+    mk_gguf_writer_free(gw);
+    for (size_t i = 0; i < w.n_jobs; i++) {
+        if (w.jobs[i].owns_part) free((void *)w.jobs[i].parts[0]);
+        free(w.jobs[i].parts);
+    }
+    free(w.jobs);
+    free(w.row);
+    return st;
+}

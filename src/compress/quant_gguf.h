@@ -1,0 +1,30 @@
+/* Writes a loaded model as a GGUF file with llama.cpp's tensor names and metadata (research/
+ * formats.md §12, research/llamacpp.md §2a), quantizing its weights to one type.
+ *
+ * Type rule (as llama.cpp's quantizer does, simplified to one type per file):
+ *   - 1-D tensors (norms, biases, q/k norms) stay F32;
+ *   - the routers (ffn_gate_inp) and Qwen2-MoE's shared-expert gate (ffn_gate_inp_shexp) stay F32
+ *     ("do not quantize expert gating tensors");
+ *   - every other matrix (token_embd, output, attention, experts, shared experts, dense FFNs) gets
+ *     the requested type. When a matrix's row length is not a multiple of that type's block
+ *     (Q4_K/Q6_K need 256, Q8_0/Q4_0 32), it falls back to Q8_0 if the row length is a multiple
+ *     of 32, else F16.
+ * A source tensor already in the target type is copied byte for byte; anything else goes
+ * through f32 (so a GGUF can be re-quantized). Mixtral (GGUF arch "llama") gets llama.cpp's q/k
+ * row permutation. No tokenizer is written yet: tokenizer.ggml.model = "none" with
+ * <arch>.vocab_size, which llama.cpp loads as a model without vocabulary. */
+#ifndef MK_QUANT_GGUF_H
+#define MK_QUANT_GGUF_H
+
+#include "model/model.h"
+
+typedef struct mk_gguf_write_report {
+    size_t n_tensors;
+    int64_t bytes_by_dtype[MK_DT_COUNT]; /* tensor bytes written, by type */
+} mk_gguf_write_report;
+
+/* Writes m to out_path (atomically). type: F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K. name: the
+ * general.name to record (NULL: none). rep may be NULL. */
+mk_status mk_gguf_write_model(const mk_model *m, mk_dtype type, const char *out_path, const char *name, mk_gguf_write_report *rep);
+
+#endif

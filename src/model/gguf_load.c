@@ -1,0 +1,416 @@
+/* GGUF models → the same mk_model as HF checkpoints (research/formats.md §0.3, §12).
+ *
+ * The metadata (llama.cpp's keys for llama = Mixtral with expert_count, qwen2moe, qwen3moe, olmoe)
+ * becomes an mk_config; the tensors become a table of HF-named views, so load.c checks shapes and
+ * forward.c runs exactly as for safetensors:
+ *   token_embd / output_norm / output            → model.embed_tokens / model.norm / lm_head
+ *   blk.N.attn_{norm,q,k,v,output,q_norm,k_norm}  → model.layers.N.{input_layernorm, self_attn.*}
+ *   blk.N.ffn_gate_inp                            → <moe>.gate (router; <moe> = block_sparse_moe for Mixtral, else mlp)
+ *   blk.N.ffn_{gate,up,down}_exps [E, rows, cols] → per-expert 2-D views <moe>.experts.E.{w1,w3,w2 | gate,up,down_proj}
+ *   blk.N.ffn_gate_up_exps [E, 2I, H]             → the same views (gate = rows [0, I), up = rows [I, 2I))
+ *   blk.N.ffn_{gate,up,down}.E (2023 Mixtral)     → the same names
+ *   blk.N.ffn_*_shexp, ffn_gate_inp_shexp         → mlp.shared_expert.*, mlp.shared_expert_gate ([H] → [1, H])
+ *   blk.N.ffn_{gate,up,down}                      → mlp.{gate,up,down}_proj (dense layers)
+ * Expert views are slices of whole rows, and a row of any type is a whole number of blocks.
+ *
+ * RoPE pairing: llama.cpp converts Mixtral as rope type NORM and permutes the rows of q_proj and
+ * k_proj (per head, HF row j·d/2 + i becomes GGUF row 2i + j) so that interleaved RoPE on the GGUF
+ * weights equals half-rotation RoPE on the HF weights. moekit un-permutes those rows at load into
+ * owned buffers (a copy of wq and wk only, about 1-2% of an MoE model) instead of adding an
+ * interleaved-RoPE flag: every consumer (forward pass, observer, analyses, writers of HF
+ * safetensors or GGUF) then sees one layout, the HF one. qwen2moe/qwen3moe/olmoe are NEOX in
+ * llama.cpp and are not permuted. */
+#include "format/gguf.h"
+#include "model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct arch_desc {
+    const char *gguf;         /* general.architecture */
+    mk_arch arch;
+    const char *cls, *type;   /* HF class and model_type */
+    bool norm_topk;           /* llama.cpp's hard-wired top-k renormalisation for the arch */
+} arch_desc;
+
+static const arch_desc archs[] = {
+    {"llama", MK_ARCH_MIXTRAL, "MixtralForCausalLM", "mixtral", true},
+    {"qwen2moe", MK_ARCH_QWEN2_MOE, "Qwen2MoeForCausalLM", "qwen2_moe", false},
+    {"qwen3moe", MK_ARCH_QWEN3_MOE, "Qwen3MoeForCausalLM", "qwen3_moe", true},
+    {"olmoe", MK_ARCH_OLMOE, "OlmoeForCausalLM", "olmoe", false},
+};
+
+/* Per-layer names: GGUF suffix after "blk.N." ↔ HF suffix after "model.layers.N." ("%s" = <moe>). */
+static const struct { const char *gguf, *hf; } layer_names[] = {
+    {"attn_norm.weight", "input_layernorm.weight"},
+    {"ffn_norm.weight", "post_attention_layernorm.weight"},
+    {"attn_q.weight", "self_attn.q_proj.weight"},
+    {"attn_k.weight", "self_attn.k_proj.weight"},
+    {"attn_v.weight", "self_attn.v_proj.weight"},
+    {"attn_output.weight", "self_attn.o_proj.weight"},
+    {"attn_q.bias", "self_attn.q_proj.bias"},
+    {"attn_k.bias", "self_attn.k_proj.bias"},
+    {"attn_v.bias", "self_attn.v_proj.bias"},
+    {"attn_q_norm.weight", "self_attn.q_norm.weight"},
+    {"attn_k_norm.weight", "self_attn.k_norm.weight"},
+    {"ffn_gate_inp.weight", "%s.gate.weight"},
+    {"ffn_gate_shexp.weight", "mlp.shared_expert.gate_proj.weight"},
+    {"ffn_up_shexp.weight", "mlp.shared_expert.up_proj.weight"},
+    {"ffn_down_shexp.weight", "mlp.shared_expert.down_proj.weight"},
+    {"ffn_gate_inp_shexp.weight", "mlp.shared_expert_gate.weight"},
+    {"ffn_gate.weight", "mlp.gate_proj.weight"},
+    {"ffn_up.weight", "mlp.up_proj.weight"},
+    {"ffn_down.weight", "mlp.down_proj.weight"},
+};
+#define N_LAYER_NAMES (sizeof layer_names / sizeof layer_names[0])
+
+/* Expert parts: index 0 gate, 1 up, 2 down. */
+static const char *const exps_gguf[3] = {"ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight"};
+static const char *const legacy_gguf[3] = {"ffn_gate", "ffn_up", "ffn_down"};
+static const char *const hf_w123[3] = {"w1", "w3", "w2"};
+static const char *const hf_proj[3] = {"gate_proj", "up_proj", "down_proj"};
+
+static const char *top_names[][2] = {
+    {"token_embd.weight", "model.embed_tokens.weight"},
+    {"output_norm.weight", "model.norm.weight"},
+    {"output.weight", "lm_head.weight"},
+};
+
+const char *mk_gguf_name_of(const char *hf, char *buf, size_t cap) {
+    for (size_t i = 0; i < 3; i++)
+        if (!strcmp(hf, top_names[i][1])) return top_names[i][0];
+    long long l, e;
+    int n = 0;
+    if (sscanf(hf, "model.layers.%lld.%n", &l, &n) != 1 || n == 0) return hf;
+    const char *rest = hf + n;
+    for (size_t i = 0; i < N_LAYER_NAMES; i++) {
+        char pat[96];
+        snprintf(pat, sizeof pat, layer_names[i].hf, strncmp(rest, "block_sparse_moe", 16) ? "mlp" : "block_sparse_moe");
+        if (!strcmp(rest, pat)) {
+            snprintf(buf, cap, "blk.%lld.%s", l, layer_names[i].gguf);
+            return buf;
+        }
+    }
+    int m = 0;
+    char part[16];
+    if ((sscanf(rest, "mlp.experts.%lld.%15[a-z0-9_]%n", &e, part, &m) == 2 ||
+         sscanf(rest, "block_sparse_moe.experts.%lld.%15[a-z0-9_]%n", &e, part, &m) == 2) && m > 0) {
+        for (int k = 0; k < 3; k++)
+            if (!strcmp(part, hf_w123[k]) || !strcmp(part, hf_proj[k])) {
+                snprintf(buf, cap, "blk.%lld.%s (expert %lld)", l, exps_gguf[k], e);
+                return buf;
+            }
+    }
+    return hf;
+}
+
+/* ---- metadata → mk_config ---- */
+
+static mk_status key_int(const mk_gguf *g, const char *arch, const char *k, int64_t dflt, int64_t min, int64_t *out) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, k);
+    const mk_gguf_kv *kv = mk_gguf_find(g, key);
+    if (!kv) {
+        if (dflt < 0) return mk_err(MK_ERR_MISSING, "%s: metadata key '%s' is missing", g->map.path, key);
+        *out = dflt;
+        return MK_OK;
+    }
+    if (kv->type == MK_GGUF_ARRAY)
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s': per-layer values are not supported", g->map.path, key);
+    mk_status st = mk_gguf_get_int(g, key, out);
+    if (st) return st;
+    if (*out < min || *out > (int64_t)1 << 40)
+        return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s' = %lld is out of range (at least %lld)", g->map.path, key, (long long)*out, (long long)min);
+    return MK_OK;
+}
+
+static mk_status key_float(const mk_gguf *g, const char *arch, const char *k, double dflt, bool required, double *out) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, k);
+    if (!mk_gguf_find(g, key)) {
+        if (required) return mk_err(MK_ERR_MISSING, "%s: metadata key '%s' is missing", g->map.path, key);
+        *out = dflt;
+        return MK_OK;
+    }
+    return mk_gguf_get_float(g, key, out);
+}
+
+static int32_t token_id(const mk_gguf *g, const char *key) {
+    int64_t v;
+    if (!mk_gguf_find(g, key) || mk_gguf_get_int(g, key, &v) || v < 0 || v > INT32_MAX) return -1;
+    return (int32_t)v;
+}
+
+static bool has_tensor(const mk_gguf *g, const char *fmt, long long l) {
+    char name[128];
+    snprintf(name, sizeof name, fmt, l);
+    return mk_gguf_find_tensor(g, name) != NULL;
+}
+
+/* Row count (ne[1]) of a 2-D/3-D GGUF tensor, or 0 when absent. */
+static int64_t tensor_ne(const mk_gguf *g, const char *name, int d) {
+    const mk_gguf_tensor *t = mk_gguf_find_tensor(g, name);
+    return t && (uint32_t)d < t->n_dims ? t->ne[d] : 0;
+}
+
+static mk_status gguf_config(mk_config *c, const mk_gguf *g, const arch_desc **out_arch) {
+    const char *path = g->map.path;
+    memset(c, 0, sizeof *c);
+    char a[64];
+    mk_status st = mk_gguf_get_str(g, "general.architecture", a, sizeof a);
+    if (st) return st;
+    const arch_desc *ad = NULL;
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        if (!strcmp(a, archs[i].gguf)) ad = &archs[i];
+    if (!ad)
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key 'general.architecture' = '%s' is not a supported architecture (supported: llama with experts (Mixtral), qwen2moe, qwen3moe, olmoe)",
+                      path, a);
+    *out_arch = ad;
+    c->arch = ad->arch;
+    snprintf(c->arch_name, sizeof c->arch_name, "%s", ad->cls);
+    snprintf(c->model_type, sizeof c->model_type, "%s", ad->type);
+#define I(k, dflt, min, dst) if ((st = key_int(g, a, k, dflt, min, dst))) return st
+    I("block_count", -1, 1, &c->n_layer);
+    if (c->n_layer > 4096 || (size_t)c->n_layer > g->n_tensors)
+        return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.block_count' = %lld is more than the file's %zu tensors can hold", path, a,
+                      (long long)c->n_layer, g->n_tensors);
+    I("embedding_length", -1, 1, &c->d_model);
+    I("attention.head_count", -1, 1, &c->n_head);
+    I("attention.head_count_kv", c->n_head, 1, &c->n_kv_head);
+    I("context_length", 0, 0, &c->n_ctx_train);
+    if (c->d_model % c->n_head) {
+        char key[96];
+        snprintf(key, sizeof key, "%s.attention.key_length", a);
+        if (!mk_gguf_find(g, key))
+            return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.embedding_length' (%lld) is not divisible by the head count (%lld)", path, a,
+                          (long long)c->d_model, (long long)c->n_head);
+    }
+    I("attention.key_length", c->d_model / c->n_head, 1, &c->d_head);
+    int64_t vlen, rot;
+    I("attention.value_length", c->d_head, 1, &vlen);
+    I("rope.dimension_count", c->d_head, 1, &rot);
+    if (vlen != c->d_head) return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s.attention.value_length' (%lld) differs from key_length (%lld)", path, a, (long long)vlen, (long long)c->d_head);
+    if (rot != c->d_head) return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s.rope.dimension_count' = %lld: partial rotary embeddings are not supported (head dim %lld)", path, a, (long long)rot, (long long)c->d_head);
+    if (c->n_head % c->n_kv_head) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.attention.head_count' (%lld) is not a multiple of head_count_kv (%lld)", path, a, (long long)c->n_head, (long long)c->n_kv_head);
+    if (c->d_head % 2) return mk_err(MK_ERR_FORMAT, "%s: head dimension %lld must be even for RoPE", path, (long long)c->d_head);
+    I("expert_count", 0, 0, &c->n_expert);
+    if (c->n_expert == 0)
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s.expert_count' is missing or 0: not a Mixture-of-Experts model", path, a);
+    if (c->n_expert > 4096) /* llama.cpp's LLAMA_MAX_EXPERTS is 1024 */
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s.expert_count' = %lld: at most 4096 experts are supported", path, a, (long long)c->n_expert);
+    I("expert_used_count", -1, 1, &c->k_active);
+    if (c->k_active > c->n_expert) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.expert_used_count' (%lld) exceeds expert_count (%lld)", path, a, (long long)c->k_active, (long long)c->n_expert);
+    int64_t ff;
+    I("feed_forward_length", 0, 0, &ff);
+    char key[128];
+    snprintf(key, sizeof key, "%s.expert_feed_forward_length", a);
+    if (mk_gguf_find(g, key)) {
+        I("expert_feed_forward_length", -1, 1, &c->d_ff_expert);
+        c->d_ff_dense = ff;
+    } else {
+        c->d_ff_expert = ff ? ff : tensor_ne(g, "blk.0.ffn_gate_exps.weight", 1);
+    }
+    if (c->d_ff_expert <= 0) return mk_err(MK_ERR_MISSING, "%s: metadata key '%s.expert_feed_forward_length' is missing", path, a);
+    double eps, theta;
+    if ((st = key_float(g, a, "attention.layer_norm_rms_epsilon", 0, true, &eps))) return st;
+    if (!(eps > 0 && eps < 1)) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.attention.layer_norm_rms_epsilon' must be in (0, 1)", path, a);
+    c->rms_eps = (float)eps;
+    if ((st = key_float(g, a, "rope.freq_base", 10000.0, false, &theta))) return st;
+    if (!(theta > 0)) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.rope.freq_base' must be positive", path, a);
+    c->rope_theta = (float)theta;
+    snprintf(key, sizeof key, "%s.rope.scaling.type", a);
+    if (mk_gguf_find(g, key)) {
+        char sc[32];
+        if ((st = mk_gguf_get_str(g, key, sc, sizeof sc))) return st;
+        if (strcmp(sc, "none") && strcmp(sc, "linear"))
+            return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s' = '%s' is not supported yet (only default RoPE)", path, key, sc);
+        double f;
+        if (!strcmp(sc, "linear") && !key_float(g, a, "rope.scaling.factor", 1.0, false, &f) && f != 1.0 && f != 0.0)
+            return mk_err(MK_ERR_UNSUPPORTED, "%s: linear RoPE scaling (factor %g) is not supported yet", path, f);
+    }
+    snprintf(key, sizeof key, "%s.expert_weights_norm", a);
+    c->norm_topk = ad->norm_topk;
+    if (mk_gguf_find(g, key) && (st = mk_gguf_get_bool(g, key, &c->norm_topk))) return st;
+    double clip = 0;
+    if (ad->arch == MK_ARCH_OLMOE && (st = key_float(g, a, "attention.clamp_kqv", 0, false, &clip))) return st;
+    if (clip < 0) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.attention.clamp_kqv' must not be negative", path, a);
+    c->clip_qkv = (float)clip;
+    if (ad->arch == MK_ARCH_MIXTRAL) I("attention.sliding_window", 0, 0, &c->sliding_window);
+    c->qk_norm = ad->arch == MK_ARCH_QWEN3_MOE ? MK_QKNORM_HEAD : ad->arch == MK_ARCH_OLMOE ? MK_QKNORM_FULL : MK_QKNORM_NONE;
+    c->attn_bias = has_tensor(g, "blk.%lld.attn_q.bias", 0) ? 1 : 0;
+    c->tie_embed = !mk_gguf_find_tensor(g, "output.weight");
+    if (ad->arch == MK_ARCH_QWEN2_MOE && has_tensor(g, "blk.%lld.ffn_gate_shexp.weight", 0)) {
+        c->shared_expert = true;
+        I("expert_shared_feed_forward_length", 0, 0, &c->d_ff_shared);
+        if (!c->d_ff_shared) c->d_ff_shared = tensor_ne(g, "blk.0.ffn_gate_shexp.weight", 1);
+    }
+    /* vocabulary: <arch>.vocab_size, else the token list, else the embedding's rows */
+    snprintf(key, sizeof key, "%s.vocab_size", a);
+    const mk_gguf_kv *tok = mk_gguf_find(g, "tokenizer.ggml.tokens");
+    if (mk_gguf_find(g, key)) {
+        I("vocab_size", -1, 1, &c->vocab);
+    } else if (tok && tok->type == MK_GGUF_ARRAY) {
+        c->vocab = (int64_t)tok->n;
+    } else {
+        c->vocab = tensor_ne(g, "token_embd.weight", 1);
+    }
+    if (c->vocab <= 0) return mk_err(MK_ERR_MISSING, "%s: no vocabulary size ('%s', tokenizer.ggml.tokens or token_embd.weight)", path, key);
+#undef I
+    c->bos_id = token_id(g, "tokenizer.ggml.bos_token_id");
+    c->eos_id = token_id(g, "tokenizer.ggml.eos_token_id");
+    c->layer_moe = mk_calloc((size_t)c->n_layer, sizeof(bool));
+    if (!c->layer_moe) return MK_ERR_NOMEM;
+    bool dense = false;
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        c->layer_moe[l] = has_tensor(g, "blk.%lld.ffn_gate_inp.weight", l);
+        dense |= !c->layer_moe[l];
+    }
+    if (dense && c->d_ff_dense <= 0) c->d_ff_dense = tensor_ne(g, "blk.0.ffn_gate.weight", 1);
+    return MK_OK;
+}
+
+/* ---- tensors → HF-named table ---- */
+
+/* Rows [r0, r0+rows) of matrix e of a 3-D tensor (row-major [E, R, C]). */
+static mk_tensor slice_rows(const mk_tensor *t, int64_t e, int64_t r0, int64_t rows) {
+    mk_tensor v = *t;
+    const size_t rb = mk_dtype_row_bytes(t->dtype, (size_t)t->shape[2]);
+    v.ndim = 2;
+    v.shape[0] = rows;
+    v.shape[1] = t->shape[2];
+    v.shape[2] = v.shape[3] = 0;
+    v.nbytes = (size_t)rows * rb;
+    v.data = (const uint8_t *)t->data + ((size_t)e * (size_t)t->shape[1] + (size_t)r0) * rb;
+    return v;
+}
+
+/* llama.cpp's Mixtral q/k permutation undone: GGUF row h·d + 2i + j → HF row h·d + j·d/2 + i. */
+static mk_status unpermute(mk_model *m, const mk_gguf_tensor *gt, int64_t n_heads, mk_tensor *out) {
+    const mk_tensor *t = &gt->t;
+    const int64_t rows = t->shape[0];
+    if (rows % n_heads || (rows / n_heads) % 2)
+        return mk_err(MK_ERR_SHAPE, "%s: tensor '%s': %lld rows do not split into %lld heads of even size", m->gguf->map.path, gt->name,
+                      (long long)rows, (long long)n_heads);
+    const size_t rb = t->ndim == 1 ? mk_dtypes[t->dtype].block_bytes : mk_dtype_row_bytes(t->dtype, (size_t)t->shape[1]);
+    if (t->ndim == 1 && mk_dtypes[t->dtype].block_elems != 1)
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': a quantized 1-D tensor", m->gguf->map.path, gt->name);
+    void **ow = mk_realloc(m->owned, (m->n_owned + 1) * sizeof *ow);
+    if (!ow) return MK_ERR_NOMEM;
+    m->owned = ow;
+    uint8_t *buf = mk_malloc(t->nbytes);
+    if (!buf) return MK_ERR_NOMEM;
+    m->owned[m->n_owned++] = buf;
+    const int64_t d = rows / n_heads, half = d / 2;
+    const uint8_t *src = t->data;
+    for (int64_t h = 0; h < n_heads; h++)
+        for (int64_t i = 0; i < half; i++)
+            for (int64_t j = 0; j < 2; j++)
+                memcpy(buf + (size_t)(h * d + j * half + i) * rb, src + (size_t)(h * d + 2 * i + j) * rb, rb);
+    *out = *t;
+    out->data = buf;
+    return MK_OK;
+}
+
+static mk_status add(mk_model *m, const char *hf, const mk_tensor *t, const mk_gguf_tensor *src) {
+    return mk_st_add(m->st, hf, t, (size_t)((const uint8_t *)src->t.data - m->gguf->map.data), src->name);
+}
+
+/* A tensor the model does not use (rope_freqs, say): kept under its own name when moekit can
+ * represent its type, else left out. */
+static mk_status add_other(mk_model *m, const mk_gguf_tensor *gt) {
+    return gt->t.dtype == MK_DT_COUNT ? MK_OK : add(m, gt->name, &gt->t, gt);
+}
+
+static bool is_ours(const char *name) {
+    for (size_t i = 0; i < 3; i++)
+        if (!strcmp(name, top_names[i][0])) return true;
+    if (strncmp(name, "blk.", 4)) return false;
+    const char *rest = strchr(name + 4, '.');
+    if (!rest) return false;
+    rest++;
+    for (size_t i = 0; i < N_LAYER_NAMES; i++)
+        if (!strcmp(rest, layer_names[i].gguf)) return true;
+    return !strncmp(rest, "ffn_gate", 8) || !strncmp(rest, "ffn_up", 6) || !strncmp(rest, "ffn_down", 8);
+}
+
+static mk_status add_tensor(mk_model *m, const mk_gguf_tensor *gt, const arch_desc *ad) {
+    const char *path = m->gguf->map.path;
+    const mk_config *c = &m->cfg;
+    const mk_tensor *t = &gt->t;
+    if (t->dtype == MK_DT_COUNT) {
+        if (!is_ours(gt->name)) return MK_OK;
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': ggml type %s (%u) is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)",
+                      path, gt->name, mk_ggml_type_name(gt->ggml_type), gt->ggml_type);
+    }
+    for (size_t i = 0; i < 3; i++)
+        if (!strcmp(gt->name, top_names[i][0])) return add(m, top_names[i][1], t, gt);
+    long long l;
+    int n = 0;
+    if (sscanf(gt->name, "blk.%lld.%n", &l, &n) != 1 || n == 0 || l < 0 || l >= c->n_layer)
+        return add_other(m, gt);
+    const char *rest = gt->name + n;
+    const bool mixtral = ad->arch == MK_ARCH_MIXTRAL;
+    const char *moe = mixtral ? "block_sparse_moe" : "mlp";
+    char hf[192], pat[96];
+    /* stacked experts */
+    for (int k = 0; k < 4; k++) {
+        const bool fused = k == 3;
+        if (strcmp(rest, fused ? "ffn_gate_up_exps.weight" : exps_gguf[k])) continue;
+        if (t->ndim != 3 || t->shape[0] != c->n_expert || (fused && t->shape[1] % 2))
+            return mk_err(MK_ERR_SHAPE, "%s: tensor '%s': shape [%lld, %lld, %lld] (row-major) does not hold %lld experts%s", path, gt->name,
+                          (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0), (long long)(t->ndim > 2 ? t->shape[2] : 0),
+                          (long long)c->n_expert, fused ? " of gate and up halves" : "");
+        const int64_t rows = fused ? t->shape[1] / 2 : t->shape[1];
+        mk_status st;
+        for (int64_t e = 0; e < c->n_expert; e++)
+            for (int part = 0; part < (fused ? 2 : 1); part++) {
+                const int kk = fused ? part : k;
+                snprintf(hf, sizeof hf, "model.layers.%lld.%s.experts.%lld.%s.weight", l, moe, (long long)e, mixtral ? hf_w123[kk] : hf_proj[kk]);
+                mk_tensor v = slice_rows(t, e, part * rows, rows);
+                if ((st = add(m, hf, &v, gt))) return st;
+            }
+        return MK_OK;
+    }
+    /* 2023-style per-expert 2-D tensors: blk.N.ffn_gate.E.weight */
+    for (int k = 0; k < 3; k++) {
+        long long e;
+        int m2 = 0;
+        snprintf(pat, sizeof pat, "%s.%%lld.weight%%n", legacy_gguf[k]);
+        if (sscanf(rest, pat, &e, &m2) == 1 && m2 > 0 && rest[m2] == 0) {
+            snprintf(hf, sizeof hf, "model.layers.%lld.%s.experts.%lld.%s.weight", l, moe, e, mixtral ? hf_w123[k] : hf_proj[k]);
+            return add(m, hf, t, gt);
+        }
+    }
+    for (size_t i = 0; i < N_LAYER_NAMES; i++) {
+        if (strcmp(rest, layer_names[i].gguf)) continue;
+        snprintf(pat, sizeof pat, "model.layers.%%lld.%s", layer_names[i].hf);
+        snprintf(hf, sizeof hf, pat, l, moe);
+        mk_tensor v = *t;
+        if (!strcmp(rest, "ffn_gate_inp_shexp.weight") && t->ndim == 1) { /* llama.cpp's [H] → HF's [1, H] */
+            v.ndim = 2;
+            v.shape[0] = 1;
+            v.shape[1] = t->shape[0];
+        }
+        if (!strcmp(rest, "ffn_gate_inp_shexp.weight") && t->ndim == 2 && t->shape[1] == 1 && t->shape[0] != 1) {
+            v.shape[0] = 1; /* ne [1, H] written transposed: same bytes */
+            v.shape[1] = t->shape[0];
+        }
+        if (mixtral && (!strncmp(rest, "attn_q.", 7) || !strncmp(rest, "attn_k.", 7))) {
+            mk_status st = unpermute(m, gt, rest[5] == 'q' ? c->n_head : c->n_kv_head, &v);
+            if (st) return st;
+        }
+        return add(m, hf, &v, gt);
+    }
+    return add_other(m, gt);
+}
+
+mk_status mk_gguf_model_open(mk_model *m, const char *path) {
+    mk_status st = mk_gguf_open(&m->gguf, path);
+    if (st) return st;
+    const arch_desc *ad = NULL;
+    if ((st = gguf_config(&m->cfg, m->gguf, &ad))) return st;
+    if ((st = mk_st_new_table(&m->st, path, path))) return st;
+    for (size_t i = 0; i < m->gguf->n_tensors; i++)
+        if ((st = add_tensor(m, &m->gguf->tensors[i], ad))) return st;
+    return mk_st_finish(m->st);
+}

@@ -1,0 +1,41 @@
+/* Block-quantized weight types with ggml/GGUF-compatible layouts (research/formats.md §12;
+ * ggml-common.h), scalar reference code only. The SIMD kernels (kernels_*.c) are tested against
+ * these functions.
+ *
+ * Layouts (little-endian, packed, no padding; "f16" = IEEE binary16 bits):
+ *   Q8_0  32 elems / 34 B:  f16 d; i8 qs[32]                          y[j] = d·qs[j]
+ *   Q4_0  32 elems / 18 B:  f16 d; u8 qs[16]                          y[j] = d·((qs[j]&15)-8), y[j+16] = d·((qs[j]>>4)-8)
+ *   Q4_K 256 elems / 144 B: f16 d, dmin; u8 scales[12]; u8 qs[128]    8 sub-blocks of 32, 6-bit scale/min each
+ *   Q6_K 256 elems / 210 B: u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d (d last)
+ *   Q8_K 256 elems / 292 B: f32 d; i8 qs[256]; i16 bsums[16]           activations only
+ * Blocks are read and written byte-wise, so they need no alignment. A row of a quantized matrix
+ * is a whole number of blocks (n % block_elems == 0), so row slicing is plain byte arithmetic.
+ *
+ * Quantizers reproduce ggml's reference quantizers (quantize_row_*_ref) bit for bit: the same
+ * float operations in the same order, roundf (Q8_0), truncation after +8.5 (Q4_0), and ggml's
+ * nearest_int (round half to even via the 1.5·2^23 trick) in the K-quants. Built without
+ * -ffast-math and with FP contraction off (-std=c11), as moekit is. */
+#ifndef MK_QUANT_H
+#define MK_QUANT_H
+
+#include "tensor/tensor.h"
+
+#define MK_QK8_0 32
+#define MK_QK4_0 32
+#define MK_QK_K 256
+
+/* x (n f32) → y (n elements of dt). dt: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K or Q8_K;
+ * n % block_elems == 0 (the caller checks with mk_dtype_row_ok). */
+void mk_quantize_row(mk_dtype dt, const float *x, void *y, size_t n);
+/* x (n elements of dt) → y (n f32): any float dtype or block type (Q8_K included). */
+void mk_dequantize_row(mk_dtype dt, const void *x, float *y, size_t n);
+
+/* The activation type a weight type's dot product takes, as in llama.cpp: Q8_0 for Q8_0/Q4_0,
+ * Q8_K for Q4_K/Q6_K, F32 for F32/F16/BF16. */
+mk_dtype mk_vec_dot_type(mk_dtype w);
+/* Σ w[i]·a[i] over n elements: w a row of weight type wt, a the activations quantized to
+ * mk_vec_dot_type(wt) with mk_quantize_row. The scalar reference of ggml's vec_dot kernels
+ * (ggml_vec_dot_*_generic, same integer sums and float accumulation order). */
+float mk_vec_dot_ref(mk_dtype wt, size_t n, const void *w, const void *a);
+
+#endif

@@ -1,0 +1,303 @@
+/* Block quantization (src/tensor/quant.c): bit-exact agreement with the gguf PyPI package's numpy
+ * quantizers (fixture from tools/gen_quant_fixtures.py), known-answer blocks, round-trip error
+ * bounds on random data, the reference dot products, and the mk_to_f32 / matmul hook. */
+#include "format/safetensors.h"
+#include "mk_test.h"
+#include "tensor/quant.h"
+
+#define FIXTURE "tests/fixtures/quant/quant_ref.safetensors"
+
+static const mk_tensor *get(const mk_st_set *s, const char *name) {
+    const mk_st_entry *e = mk_st_find(s, name);
+    return e ? &e->t : NULL;
+}
+
+/* Simple deterministic generator (xorshift64* → Box-Muller). */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
+static double urand(void) {
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (double)((rng_state * 2685821657736338717ull) >> 11) / 9007199254740992.0;
+}
+static float nrand(void) {
+    double u = urand() + 1e-300, v = urand();
+    return (float)(sqrt(-2 * log(u)) * cos(6.283185307179586 * v));
+}
+
+static void test_traits(void) {
+    const struct { mk_dtype dt; size_t be, bb; } want[] = {
+        {MK_DT_F32, 1, 4},     {MK_DT_F16, 1, 2},      {MK_DT_BF16, 1, 2},     {MK_DT_Q8_0, 32, 34},
+        {MK_DT_Q4_0, 32, 18},  {MK_DT_Q4_K, 256, 144}, {MK_DT_Q6_K, 256, 210}, {MK_DT_Q8_K, 256, 292},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        CHECK(mk_dtypes[want[i].dt].block_elems == want[i].be, "%s block_elems", mk_dtypes[want[i].dt].name);
+        CHECK(mk_dtypes[want[i].dt].block_bytes == want[i].bb, "%s block_bytes", mk_dtypes[want[i].dt].name);
+    }
+    CHECK(mk_dtype_row_bytes(MK_DT_Q4_K, 4096) == 16 * 144, "Q4_K row bytes");
+    CHECK(mk_dtype_row_bytes(MK_DT_Q8_0, 64) == 68, "Q8_0 row bytes");
+    CHECK(!mk_dtype_row_ok(MK_DT_Q6_K, 128) && mk_dtype_row_ok(MK_DT_Q6_K, 512), "Q6_K row_ok");
+    mk_dtype dt;
+    CHECK(mk_dtype_from_name("Q4_K", &dt) && dt == MK_DT_Q4_K, "name lookup");
+}
+
+/* Bytes of the fixture's U8 tensor `name` equal buf (n bytes); prints the first difference. */
+static bool same_bytes(const char *what, const uint8_t *want, const uint8_t *got, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (want[i] != got[i]) {
+            fprintf(stderr, "  %s: first byte difference at %zu: want 0x%02x, got 0x%02x\n", what, i, want[i], got[i]);
+            return false;
+        }
+    return true;
+}
+
+static bool same_floats(const char *what, const float *want, const float *got, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&want[i], &got[i], 4) != 0) {
+            fprintf(stderr, "  %s: first value difference at %zu: want %.9g, got %.9g\n", what, i, want[i], got[i]);
+            return false;
+        }
+    return true;
+}
+
+static void test_gguf_py_fixture(void) {
+    mk_st_set *s = NULL;
+    REQUIRE(mk_st_open_file(&s, FIXTURE) == MK_OK, "%s", mk_last_error());
+    const mk_tensor *x = get(s, "x");
+    REQUIRE(x && x->dtype == MK_DT_F32 && x->ndim == 2, "x");
+    const size_t R = (size_t)x->shape[0], C = (size_t)x->shape[1];
+    const float *xf = x->data;
+    uint8_t *q = malloc(C * 4);
+    float *d = malloc(C * sizeof(float));
+    const struct { const char *name; mk_dtype dt; } types[] = {
+        {"q8_0", MK_DT_Q8_0}, {"q4_0", MK_DT_Q4_0}, {"bf16", MK_DT_BF16}, {"f16", MK_DT_F16},
+        {"q4_k", MK_DT_Q4_K}, {"q6_k", MK_DT_Q6_K},
+    };
+    int checked_k = 0;
+    for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+        char nq[32], nd[32];
+        snprintf(nq, sizeof nq, "%s.q", types[ti].name);
+        snprintf(nd, sizeof nd, "%s.deq", types[ti].name);
+        const mk_tensor *tq = get(s, nq), *td = get(s, nd);
+        if (!tq) {
+            /* Q4_K/Q6_K quantize expectations exist only when generated with --ggml-lib (ggml's own
+             * quantize_row_q4_K_ref / _q6_K_ref through ctypes; gguf-py has no K-quant quantizer) */
+            CHECK(types[ti].dt == MK_DT_Q4_K || types[ti].dt == MK_DT_Q6_K, "%s missing", nq);
+            continue;
+        }
+        const size_t rb = mk_dtype_row_bytes(types[ti].dt, C);
+        REQUIRE((size_t)tq->nbytes == R * rb, "%s: %zu bytes, expected %zu", nq, tq->nbytes, R * rb);
+        for (size_t r = 0; r < R; r++) {
+            char what[64];
+            snprintf(what, sizeof what, "%s row %zu", nq, r);
+            mk_quantize_row(types[ti].dt, xf + r * C, q, C);
+            CHECK(same_bytes(what, (const uint8_t *)tq->data + r * rb, q, rb), "%s: quantized bytes differ from gguf-py", what);
+            if (td) {
+                snprintf(what, sizeof what, "%s row %zu", nd, r);
+                mk_dequantize_row(types[ti].dt, (const uint8_t *)tq->data + r * rb, d, C);
+                CHECK(same_floats(what, (const float *)td->data + r * C, d, C), "%s: dequantized values differ from gguf-py", what);
+            }
+        }
+        checked_k += types[ti].dt == MK_DT_Q4_K || types[ti].dt == MK_DT_Q6_K;
+    }
+    if (!checked_k) printf("  (fixture has no ggml Q4_K/Q6_K quantize expectations; regenerate with --ggml-lib to check them)\n");
+    /* K-quant dequantization of random valid blocks */
+    const struct { const char *name; mk_dtype dt; } kq[] = {{"q4_k", MK_DT_Q4_K}, {"q6_k", MK_DT_Q6_K}};
+    for (size_t ki = 0; ki < 2; ki++) {
+        char nb[32], nd[32];
+        snprintf(nb, sizeof nb, "%s.blocks", kq[ki].name);
+        snprintf(nd, sizeof nd, "%s.blocks_deq", kq[ki].name);
+        const mk_tensor *tb = get(s, nb), *td = get(s, nd);
+        REQUIRE(tb && td, "%s / %s", nb, nd);
+        size_t n = (size_t)mk_tensor_numel(td);
+        float *y = malloc(n * sizeof(float));
+        mk_dequantize_row(kq[ki].dt, tb->data, y, n);
+        CHECK(same_floats(nd, td->data, y, n), "%s: dequantized values differ from gguf-py", nd);
+        free(y);
+    }
+    /* ggml's scalar dot products (with --ggml-lib): activations quantized identically (bit for
+     * bit), and mk_vec_dot_ref equal to ggml_vec_dot_*_generic up to float rounding: the integer
+     * sums are the same, but ggml's build may contract `sums += d * aux32` into FMAs (gnu11 +
+     * -march=native) where moekit (-std=c11) does not; measured: Q8_0/Q4_0/Q6_K identical,
+     * Q4_K within 4e-7 relative. */
+    const mk_tensor *act = get(s, "act"), *a8 = get(s, "act.q8_0"), *ak = get(s, "act.q8_k");
+    if (act && a8 && ak) {
+        mk_quantize_row(MK_DT_Q8_0, act->data, q, C);
+        CHECK(same_bytes("act.q8_0", a8->data, q, mk_dtype_row_bytes(MK_DT_Q8_0, C)), "Q8_0 activations differ from gguf-py");
+        mk_quantize_row(MK_DT_Q8_K, act->data, q, C);
+        CHECK(same_bytes("act.q8_k", ak->data, q, mk_dtype_row_bytes(MK_DT_Q8_K, C)), "Q8_K activations differ from ggml");
+        const struct { const char *name; mk_dtype dt; } dt4[] = {{"q8_0", MK_DT_Q8_0}, {"q4_0", MK_DT_Q4_0}, {"q4_k", MK_DT_Q4_K}, {"q6_k", MK_DT_Q6_K}};
+        for (size_t k = 0; k < 4; k++) {
+            char nq[32], nd[32];
+            snprintf(nq, sizeof nq, "%s.q", dt4[k].name);
+            snprintf(nd, sizeof nd, "dot.%s", dt4[k].name);
+            const mk_tensor *tq = get(s, nq), *td = get(s, nd);
+            REQUIRE(tq && td, "%s / %s", nq, nd);
+            const void *av = mk_vec_dot_type(dt4[k].dt) == MK_DT_Q8_K ? ak->data : a8->data;
+            const size_t rb = mk_dtype_row_bytes(dt4[k].dt, C);
+            for (size_t r = 0; r < R; r++) {
+                float got = mk_vec_dot_ref(dt4[k].dt, C, (const uint8_t *)tq->data + r * rb, av), want = ((const float *)td->data)[r];
+                CHECK(fabsf(got - want) <= 2e-6f * fabsf(want) + 1e-9f, "%s row %zu: mk_vec_dot_ref %.9g, ggml %.9g", nd, r, got, want);
+            }
+        }
+    } else {
+        printf("  (fixture has no ggml dot products; regenerate with --ggml-lib to check them)\n");
+    }
+    free(q);
+    free(d);
+    mk_st_free(s);
+}
+
+static void test_known_answers(void) {
+    float y[256];
+    /* Q8_0: d = 0.5 (f16 0x3800), qs[j] = j - 16 */
+    uint8_t b8[34] = {0x00, 0x38};
+    for (int j = 0; j < 32; j++) b8[2 + j] = (uint8_t)(int8_t)(j - 16);
+    mk_dequantize_row(MK_DT_Q8_0, b8, y, 32);
+    for (int j = 0; j < 32; j++) CHECK(y[j] == 0.5f * (float)(j - 16), "q8_0 y[%d] = %g", j, y[j]);
+    /* Q4_0: d = 2 (0x4000), qs[j] = 0x21 → y[j] = (1-8)·2, y[j+16] = (2-8)·2 */
+    uint8_t b4[18] = {0x00, 0x40};
+    memset(b4 + 2, 0x21, 16);
+    mk_dequantize_row(MK_DT_Q4_0, b4, y, 32);
+    for (int j = 0; j < 16; j++) CHECK(y[j] == -14.0f && y[j + 16] == -12.0f, "q4_0 y[%d] = %g, y[%d] = %g", j, y[j], j + 16, y[j + 16]);
+    /* Q4_K: d = 1, dmin = 0.5; scales: sc0..3 = 1..4, m0..3 = 0, sc4..7 = 5, m4..7 = 1; all nibbles lo 1, hi 3 */
+    uint8_t bk[144] = {0x00, 0x3c, 0x00, 0x38, 1, 2, 3, 4, 0, 0, 0, 0, 0x15, 0x15, 0x15, 0x15};
+    memset(bk + 16, 0x31, 128);
+    mk_dequantize_row(MK_DT_Q4_K, bk, y, 256);
+    const float want_k[8] = {1 * 1, 2 * 3, 3 * 1, 4 * 3, 5 * 1 - 0.5f, 5 * 3 - 0.5f, 5 * 1 - 0.5f, 5 * 3 - 0.5f};
+    for (int i = 0; i < 256; i++) CHECK(y[i] == want_k[i / 32], "q4_k y[%d] = %g, want %g", i, y[i], want_k[i / 32]);
+    /* Q6_K: d = 0.25 (0x3400), all scales 2, ql = 0x21, qh = 0xff → q = (1|48)-32 = 17 (low), (2|48)-32 = 18 (high) */
+    uint8_t b6[210];
+    memset(b6, 0x21, 128);
+    memset(b6 + 128, 0xff, 64);
+    memset(b6 + 192, 2, 16);
+    b6[208] = 0x00;
+    b6[209] = 0x34;
+    mk_dequantize_row(MK_DT_Q6_K, b6, y, 256);
+    for (int i = 0; i < 256; i++) {
+        float want = (i % 128) < 64 ? 0.25f * 2 * 17 : 0.25f * 2 * 18;
+        CHECK(y[i] == want, "q6_k y[%d] = %g, want %g", i, y[i], want);
+    }
+    /* Quantizing exactly representable data gives it back exactly. */
+    float x[32], z[32];
+    for (int j = 0; j < 32; j++) x[j] = (float)(j - 16) * 0.25f;
+    x[0] = -31.75f; /* amax 31.75 = 127 · 0.25 */
+    mk_quantize_row(MK_DT_Q8_0, x, b8, 32);
+    mk_dequantize_row(MK_DT_Q8_0, b8, z, 32);
+    CHECK(memcmp(x, z, sizeof x) == 0, "q8_0 exact round trip");
+}
+
+static void test_error_bounds(void) {
+    enum { N = 4096 };
+    static float x[N], y[N];
+    static uint8_t q[N * 4];
+    for (int i = 0; i < N; i++) x[i] = nrand() * 0.05f;
+    x[100] = 1.5f; /* one outlier */
+    const struct { mk_dtype dt; double max_rel_rmse; } t[] = {
+        {MK_DT_F16, 1e-3}, {MK_DT_BF16, 5e-3}, {MK_DT_Q8_0, 8e-3}, {MK_DT_Q6_K, 2.5e-2}, {MK_DT_Q4_K, 0.12}, {MK_DT_Q4_0, 0.15},
+    };
+    double ss = 0;
+    for (int i = 0; i < N; i++) ss += (double)x[i] * x[i];
+    for (size_t k = 0; k < sizeof t / sizeof t[0]; k++) {
+        mk_quantize_row(t[k].dt, x, q, N);
+        mk_dequantize_row(t[k].dt, q, y, N);
+        double se = 0, worst_blk = 0;
+        const size_t be = mk_dtypes[t[k].dt].block_elems > 1 ? mk_dtypes[t[k].dt].block_elems : 32;
+        for (size_t b = 0; b < N / be; b++) {
+            double amax = 0, emax = 0;
+            for (size_t i = b * be; i < (b + 1) * be; i++) {
+                amax = fmax(amax, fabs(x[i]));
+                emax = fmax(emax, fabs((double)x[i] - y[i]));
+                se += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+            }
+            if (amax > 0) worst_blk = fmax(worst_blk, emax / amax);
+        }
+        double rel = sqrt(se / ss);
+        printf("  %-5s relative RMS error %.4f, worst |error|/block amax %.4f\n", mk_dtypes[t[k].dt].name, rel, worst_blk);
+        CHECK(rel <= t[k].max_rel_rmse, "%s: relative RMS error %.4g > %.4g", mk_dtypes[t[k].dt].name, rel, t[k].max_rel_rmse);
+        /* per-block max error: half a step plus the f16 rounding of the scale */
+        if (t[k].dt == MK_DT_Q8_0) CHECK(worst_blk <= 0.5 / 127 * 1.2, "Q8_0 block error %.4g", worst_blk);
+        if (t[k].dt == MK_DT_Q4_0) CHECK(worst_blk <= 1.0 / 8 * 1.01, "Q4_0 block error %.4g", worst_blk);
+    }
+    /* All-zero input stays zero. */
+    memset(x, 0, sizeof x);
+    const mk_dtype all[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K, MK_DT_Q8_K};
+    for (size_t k = 0; k < 5; k++) {
+        mk_quantize_row(all[k], x, q, N);
+        mk_dequantize_row(all[k], q, y, N);
+        double m = 0;
+        for (int i = 0; i < N; i++) m = fmax(m, fabs(y[i]));
+        CHECK(m == 0, "%s: zeros come back as %g", mk_dtypes[all[k]].name, m);
+    }
+}
+
+static void test_vec_dot(void) {
+    enum { N = 1024 };
+    static float w[N], a[N], wd[N], ad[N];
+    static uint8_t qw[N * 4], qa[N * 4];
+    for (int i = 0; i < N; i++) {
+        w[i] = nrand() * 0.05f;
+        a[i] = nrand();
+    }
+    double exact = 0, mag = 0;
+    for (int i = 0; i < N; i++) {
+        exact += (double)w[i] * a[i];
+        mag += fabs((double)w[i] * a[i]);
+    }
+    const mk_dtype wt[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K, MK_DT_F16, MK_DT_BF16, MK_DT_F32};
+    const double tol_q[] = {0.01, 0.1, 0.1, 0.03, 1e-3, 1e-2, 1e-5}; /* vs the exact f32 dot, relative to Σ|w·a| */
+    for (size_t k = 0; k < sizeof wt / sizeof wt[0]; k++) {
+        const mk_dtype vt = mk_vec_dot_type(wt[k]);
+        mk_quantize_row(wt[k], w, qw, N);
+        mk_quantize_row(vt, a, qa, N);
+        float s = mk_vec_dot_ref(wt[k], N, qw, qa);
+        /* The same sum over dequantized operands: equal up to float summation order. */
+        mk_dequantize_row(wt[k], qw, wd, N);
+        mk_dequantize_row(vt, qa, ad, N);
+        double dq = 0;
+        for (int i = 0; i < N; i++) dq += (double)wd[i] * ad[i];
+        printf("  dot %-5s x %-4s = %+.6f  (dequantized operands %+.6f, f32 %+.6f)\n", mk_dtypes[wt[k]].name, mk_dtypes[vt].name, s, dq, exact);
+        CHECK(fabs(s - dq) <= 1e-5 * mag, "%s: vec_dot %g vs dequantized dot %g", mk_dtypes[wt[k]].name, s, dq);
+        CHECK(fabs(s - exact) <= tol_q[k] * mag, "%s: vec_dot %g vs f32 dot %g", mk_dtypes[wt[k]].name, s, exact);
+    }
+}
+
+/* mk_to_f32 dequantizes, and mk_matmul_rows on a quantized weight equals the f32 matmul on its
+ * dequantized copy (rows sliced at block boundaries). */
+static void test_matmul_hook(void) {
+    enum { OUT = 40, IN = 512, TOK = 3 };
+    static float w[OUT * IN], wd[OUT * IN], x[TOK * IN], y1[TOK * OUT], y2[TOK * OUT];
+    static uint8_t q[OUT * IN * 2];
+    for (int i = 0; i < OUT * IN; i++) w[i] = nrand() * 0.05f;
+    for (int i = 0; i < TOK * IN; i++) x[i] = nrand();
+    const mk_dtype dts[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K};
+    for (size_t k = 0; k < 4; k++) {
+        const size_t rb = mk_dtype_row_bytes(dts[k], IN);
+        for (int r = 0; r < OUT; r++) mk_quantize_row(dts[k], w + r * IN, q + r * rb, IN);
+        mk_to_f32(wd, q, dts[k], (size_t)OUT * IN);
+        float row[IN];
+        mk_dequantize_row(dts[k], q + 7 * rb, row, IN);
+        CHECK(memcmp(row, wd + 7 * IN, sizeof row) == 0, "%s: row slice", mk_dtypes[dts[k]].name);
+        mk_matmul_rows(y1, OUT, x, IN, TOK, q, dts[k], OUT, IN, NULL);
+        mk_matmul_rows(y2, OUT, x, IN, TOK, wd, MK_DT_F32, OUT, IN, NULL);
+        double m = 0;
+        for (int i = 0; i < TOK * OUT; i++) m = fmax(m, fabs((double)y1[i] - y2[i]));
+        CHECK(m <= 1e-5, "%s: matmul on blocks vs dequantized f32: max diff %g", mk_dtypes[dts[k]].name, m);
+        /* A row range that starts mid-matrix (an expert's slice) */
+        mk_matmul_rows(y1, 8, x, IN, TOK, q + 16 * rb, dts[k], 8, IN, NULL);
+        m = 0;
+        for (int t = 0; t < TOK; t++)
+            for (int r = 0; r < 8; r++) m = fmax(m, fabs((double)y1[t * 8 + r] - y2[t * OUT + 16 + r]));
+        CHECK(m <= 1e-5, "%s: row-range matmul max diff %g", mk_dtypes[dts[k]].name, m);
+    }
+}
+
+int main(void) {
+    RUN(test_traits);
+    RUN(test_gguf_py_fixture);
+    RUN(test_known_answers);
+    RUN(test_error_bounds);
+    RUN(test_vec_dot);
+    RUN(test_matmul_hook);
+    return TEST_SUMMARY("test_quant");
+}
