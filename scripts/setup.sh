@@ -3,6 +3,10 @@
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
 pkgs=(build-essential pkg-config libjansson-dev libpcre2-dev libutf8proc-dev liblapacke-dev python3)
+# Headless Chromium lets tests/cli/test_profile.sh check that the HTML report renders (that check
+# skips, saying so, without it). It is large (~300 MB with its libraries), so it is opt-in:
+#   MK_SETUP_CHROMIUM=1 bash scripts/setup.sh
+if [ "${MK_SETUP_CHROMIUM:-0}" = 1 ]; then pkgs+=(chromium); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

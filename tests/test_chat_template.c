@@ -5,6 +5,7 @@
 #include "mk_test.h"
 
 #include <jansson.h>
+#include <sys/stat.h>
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -212,6 +213,36 @@ static void test_load_named_and_errors(void) {
         mk_chat_template_free(t);
         rm_tmp_dir(dir);
     }
+    /* chat_template.jinja is the default; additional_chat_templates/<name>.jinja the named ones */
+    char *dir = write_tmp_dir("{\"eos_token\": \"E\", \"chat_template\": [{\"name\": \"rag\", \"template\": \"R\"}]}");
+    REQUIRE(dir, "mkdtemp");
+    char *p1 = mk_path_join(dir, "chat_template.jinja"), *p2 = mk_path_join(dir, "additional_chat_templates"),
+         *p3 = mk_path_join(p2, "tool_use.jinja");
+    FILE *f = fopen(p1, "w");
+    if (f) { fputs("J{{ eos_token }}\n", f); fclose(f); }
+    mkdir(p2, 0700);
+    f = fopen(p3, "w");
+    if (f) { fputs("T{{ eos_token }}", f); fclose(f); }
+    const char *names[] = {NULL, "default", "tool_use", "rag", "nope", "../x"};
+    const char *want[] = {"JE", "JE", "TE", "R", NULL, NULL};
+    for (size_t i = 0; i < 6; i++) {
+        mk_chat_template *t = NULL;
+        char *out = NULL;
+        mk_status st = mk_chat_template_load(dir, names[i], &t);
+        if (!st) st = mk_chat_template_render(t, NULL, 0, false, &out);
+        if (want[i]) CHECK(st == MK_OK && strcmp(out, want[i]) == 0, "name %s: %s", names[i], st ? mk_last_error() : out);
+        else CHECK(st == (i == 4 ? MK_ERR_MISSING : MK_ERR_ARG), "name %s: %s", names[i], mk_status_name(st));
+        free(out);
+        mk_chat_template_free(t);
+    }
+    remove(p3);
+    remove(p2);
+    remove(p1);
+    free(p1);
+    free(p2);
+    free(p3);
+    rm_tmp_dir(dir);
+
     mk_chat_template *t = NULL;
     CHECK(mk_chat_template_load("/nonexistent/dir", NULL, &t) == MK_ERR_MISSING, "missing dir");
     CHECK(t == NULL, "out stays NULL");
@@ -272,6 +303,10 @@ static void test_statements(void) {
     /* scoping: set in a loop does not leak; namespace attributes do */
     EXPECT("{% set a = 1 %}{% set ns = namespace(b=1) %}{% for i in [1] %}{% set a = 2 %}{% set ns.b = 2 %}{% endfor %}"
            "{{ a }}{{ ns.b }}", NULL, "12");
+    EXPECT("{% set x = 0 %}{% for i in [1,2,3] %}{% set x = x + 1 %}{{ x }}{% endfor %}{{ x }}|"
+           "{% for i in [1,2] %}{{ y is defined }}{% set y = i %}{% endfor %}|"
+           "{% for i in [1, 2] %}{% for j in [3] %}{{ loop.index }}{% endfor %}{{ loop.index }}{% endfor %}",
+           NULL, "1110|FalseFalse|1112");
     EXPECT("{% if false %}a{% elif 0 %}b{% elif 1 %}c{% else %}d{% endif %}", NULL, "c");
     EXPECT("{% set x, y = [1, 2] %}{{ y }}{{ x }}{% set t = 1, 2 %}{{ t }}", NULL, "21(1, 2)");
     EXPECT("{% set b %}in {{ 1 + 1 }}{% endset %}[{{ b }}]", NULL, "[in 2]");
@@ -311,6 +346,8 @@ static void test_filters(void) {
     EXPECT("{{ ['b', 'A', 'a']|unique|list }} {{ [2, 3]|sum }} {{ [2, 9, 3]|max }} {{ -2|abs }} {{ '3'|int + 1 }} "
            "{{ 'x'|int }} {{ 2.5|round }} {{ 3.14159|round(2) }} {{ '<a&b>'|e }} {{ 'one two'|wordcount }}",
            NULL, "['b', 'A'] 5 9 2 4 0 2.0 3.14 &lt;a&amp;b&gt; 2");
+    EXPECT("{{ 'Hello'|center(9) }}|{{ 'Hi'|center(7) }}|{{ 'Hello World and more'|truncate(9) }}|"
+           "{{ 'Hello World and more'|truncate(6, true) }}|{{ '0x10'|int }}", NULL, "  Hello  |   Hi  |Hello...|Hel...|0");
     EXPECT("{{ 'a\nb\n\nc'|indent(2) }}|{{ 'x'|indent(2, true) }}", NULL, "a\n  b\n\n  c|  x");
     EXPECT("{{ {'b': 1, 'a': 2}|dictsort }} {{ x|items|list }}", NULL, "[('a', 2), ('b', 1)] []");
 }
@@ -364,7 +401,7 @@ static void test_errors(void) {
     /* unsupported constructs */
     EXPECT_ERR("\n{% include 'other.jinja' %}", NULL, MK_ERR_UNSUPPORTED, "line 2: unsupported construct: '{% include %}' tag");
     EXPECT_ERR("{% extends 'base' %}", NULL, MK_ERR_UNSUPPORTED, "'{% extends %}' tag");
-    EXPECT_ERR("{% filter center %}x{% endfilter %}", NULL, MK_ERR_UNSUPPORTED, "unsupported filter 'center'");
+    EXPECT_ERR("{% filter groupby('a') %}x{% endfilter %}", NULL, MK_ERR_UNSUPPORTED, "unsupported filter 'groupby'");
     EXPECT_ERR("{{ x|urlize }}", NULL, MK_ERR_UNSUPPORTED, "unsupported filter 'urlize'");
     EXPECT_ERR("{{ x|nosuchfilter }}", NULL, MK_ERR_UNSUPPORTED, "unsupported filter 'nosuchfilter'");
     EXPECT_ERR("{{ x is nosuchtest }}", NULL, MK_ERR_UNSUPPORTED, "unsupported test 'nosuchtest'");

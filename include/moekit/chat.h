@@ -30,7 +30,8 @@ typedef struct mk_chat_message {
 
 /* Loads the chat template of a model directory: chat_template.jinja if present, else the
  * "chat_template" of tokenizer_config.json, which is a string or a list of {"name", "template"}
- * objects. name picks one of a list (NULL: "default", or the only one). The special-token variables
+ * objects. name picks one of a list (NULL: "default", or the only one); a named template may also be
+ * a file additional_chat_templates/<name>.jinja (transformers' layout). The special-token variables
  * (bos_token, eos_token, unk_token, sep_token, pad_token, cls_token, mask_token) come from
  * tokenizer_config.json, where each is a string, a {"content": ...} object, or null (then unset).
  * Errors: MK_ERR_IO/MK_ERR_FORMAT (files), MK_ERR_MISSING (no template, or no template of that name),
@@ -43,7 +44,13 @@ mk_status mk_chat_template_load(const char *model_dir, const char *name, mk_chat
 mk_status mk_chat_template_new(const char *source, const char *label, const char *special_tokens_json,
                                mk_chat_template **out);
 
-/* Renders messages into a new string (*out, caller frees). add_generation_prompt as in transformers. */
+/* Renders messages into a new string (*out, caller frees). add_generation_prompt as in transformers.
+ * The template sees messages, add_generation_prompt, tools and documents (none unless given), and the
+ * special tokens, as apply_chat_template passes them.
+ * Errors: MK_ERR_ARG where transformers would raise too: the template rejects the conversation
+ * (raise_exception), uses an undefined value, or applies an operation to the wrong type; the message
+ * names the template and line. MK_ERR_UNSUPPORTED for constructs moekit does not interpret and for
+ * renders past the limits (10M loop iterations, 256 MiB of text). */
 mk_status mk_chat_template_render(const mk_chat_template *t, const mk_chat_message *msgs, size_t n_msg,
                                   bool add_generation_prompt, char **out);
 

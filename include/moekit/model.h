@@ -127,6 +127,25 @@ typedef enum mk_logits_mode {
 mk_status mk_ctx_forward(mk_ctx *c, const int32_t *tokens, size_t n, mk_logits_mode mode, float *logits);
 
 
+/* ---- layer streaming (calibration over models larger than RAM) ---- */
+typedef struct mk_stream_opts {
+    bool release;  /* drop each layer's weight pages once every sequence has passed it, and
+                      prefetch the next layer's: only about one layer's weights stay resident */
+    void *user;
+    /* Called after each sequence at each layer: tokens done at `layer` out of `total`. */
+    void (*on_progress)(void *user, int64_t layer, size_t done, size_t total);
+} mk_stream_opts;
+
+/* Runs n_seq independent sequences (tokens: their concatenation; seq_len: (n_seq) lengths, each
+ * at most the context's n_ctx) through the model layer by layer: all sequences through layer l
+ * before any enters layer l+1. Holds the residual stream of every token (sum(seq_len) × d_model
+ * floats) and the context's run state; computes no logits. The context's observer sees, for each
+ * layer, the same events with the same values as mk_ctx_forward over each sequence from position
+ * 0 would give, but ordered by layer, then sequence. The context's sequence is reset. o: NULL for
+ * the defaults. */
+mk_status mk_forward_streamed(mk_ctx *c, const int32_t *tokens, const size_t *seq_len, size_t n_seq,
+                              const mk_stream_opts *o);
+
 /* ---- sampling ---- */
 #ifndef MOEKIT_SAMPLER_DEFINED
 #define MOEKIT_SAMPLER_DEFINED

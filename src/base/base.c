@@ -159,6 +159,13 @@ void mk_map_advise(const mk_map *m, size_t off, size_t len, bool willneed) {
     madvise((void *)(m->data + a), len + (off - a), willneed ? MADV_WILLNEED : MADV_DONTNEED);
 }
 
+void mk_advise_range(const void *p, size_t len, bool willneed) {
+    if (!p || !len) return;
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(pg - 1), e = ((uintptr_t)p + len + pg - 1) & ~(uintptr_t)(pg - 1);
+    madvise((void *)a, (size_t)(e - a), willneed ? MADV_WILLNEED : MADV_DONTNEED);
+}
+
 mk_status mk_read_file(const char *path, char **out, size_t *len) {
     *out = NULL;
     FILE *f = fopen(path, "rb");

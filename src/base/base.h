@@ -54,6 +54,10 @@ void mk_map_close(mk_map *m);
 /* Advise the kernel that [off, off+len) will (not) be needed soon; no-op on failure. */
 void mk_map_advise(const mk_map *m, size_t off, size_t len, bool willneed);
 
+/* The same for any mapped range [p, p+len) (widened to whole pages). Dropping pages of a
+ * read-only file mapping is safe: they are read back from the file on the next access. */
+void mk_advise_range(const void *p, size_t len, bool willneed);
+
 /* Reads a whole (small) file into a NUL-terminated buffer the caller frees. */
 mk_status mk_read_file(const char *path, char **out, size_t *len);
 

@@ -1,6 +1,7 @@
 #include "args.h"
 
 #include "base/base.h"
+#include "moekit/tokenizer.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -89,4 +90,20 @@ const char *mk_default_model(void) {
     char cfg[4200];
     snprintf(cfg, sizeof cfg, "%s/config.json", path);
     return mk_file_exists(cfg) ? path : NULL;
+}
+
+int mk_cli_calib_tokens(const char *model_dir, const char *text_path, const char *ids_path, int32_t **toks, size_t *n) {
+    *toks = NULL;
+    *n = 0;
+    if (ids_path) return mk_read_ids_file(ids_path, toks, n);
+    char *text = NULL;
+    size_t len = 0;
+    mk_tokenizer *tk = NULL;
+    mk_status st = mk_read_file(text_path, &text, &len);
+    if (!st) st = mk_tokenizer_load(model_dir, &tk);
+    if (!st) st = mk_tokenizer_encode(tk, text, len, false, toks, n);
+    if (!st && *n == 0) st = mk_err(MK_ERR_FORMAT, "%s: no tokens in the calibration text", text_path);
+    mk_tokenizer_free(tk);
+    free(text);
+    return st;
 }

@@ -17,4 +17,9 @@ const char *mk_arg_value(int argc, char **argv, int *i);
  * model (models/testbed beside the binary's repository), else NULL. */
 const char *mk_default_model(void);
 
+/* Calibration tokens for a model: text_path (encoded with the model directory's tokenizer, no
+ * special tokens added) or ids_path (whitespace-separated ids); exactly one is non-NULL.
+ * Returns an mk_status (the library's error message is set). */
+int mk_cli_calib_tokens(const char *model_dir, const char *text_path, const char *ids_path, int32_t **toks, size_t *n);
+
 #endif

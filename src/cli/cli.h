@@ -13,6 +13,7 @@ int mk_cli_fail(void);
 int mk_cmd_eval(int argc, char **argv);
 int mk_cmd_info(int argc, char **argv);
 int mk_cmd_run(int argc, char **argv);
+int mk_cmd_profile(int argc, char **argv);
 int mk_cmd_prune(int argc, char **argv);
 int mk_cmd_merge(int argc, char **argv);
 int mk_cmd_synth(int argc, char **argv);

@@ -22,6 +22,7 @@ static void usage(FILE *f) {
                "are dropped, so the output is a standard HF checkpoint (a token that chose a member now\n"
                "routes among the remaining experts).\n"
                "  --stats FILE        usage frequencies from moekit profile (with --dataset NAME: one domain's)\n"
+               "  --calib FILE        calibration text (the model's tokenizer), or\n"
                "  --calib-ids FILE    calibration tokens: expert similarity = cosine of router logits over\n"
                "                      them (the paper's default); also the usage when --stats is absent.\n"
                "                      Without it similarity is the cosine of the router's weight rows\n"
@@ -98,7 +99,7 @@ static mk_status expert_output_similarity(const mk_model *m, const calib *cb, fl
 }
 
 int mk_cmd_merge(int argc, char **argv) {
-    const char *dir = NULL, *stats_path = NULL, *method = NULL, *outdir = NULL, *dataset = NULL, *calib_ids = NULL;
+    const char *dir = NULL, *stats_path = NULL, *method = NULL, *outdir = NULL, *dataset = NULL, *calib_ids = NULL, *calib_text = NULL;
     int64_t keep = 0, ctx = 512;
     double keep_frac = 0;
     bool force = false, do_align = true;
@@ -113,6 +114,7 @@ int mk_cmd_merge(int argc, char **argv) {
         else if (!strcmp(a, "-o") || !strcmp(a, "--out")) { VAL(); outdir = v; }
         else if (!strcmp(a, "--dataset")) { VAL(); dataset = v; }
         else if (!strcmp(a, "--calib-ids")) { VAL(); calib_ids = v; }
+        else if (!strcmp(a, "--calib")) { VAL(); calib_text = v; }
         else if (!strcmp(a, "--keep")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 20, &keep)) return 2; }
         else if (!strcmp(a, "--keep-frac")) { VAL(); if (!mk_arg_float(a, v, 1e-9, 1, &keep_frac)) return 2; }
         else if (!strcmp(a, "--ctx")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 20, &ctx)) return 2; }
@@ -125,7 +127,9 @@ int mk_cmd_merge(int argc, char **argv) {
     bool submoe = method && !strcmp(method, "submoe");
     if (!method || (strcmp(method, "msmoe") && !submoe)) { fprintf(stderr, "moekit merge: --method must be msmoe or submoe%s%s%s\n", method ? " (got '" : "", method ? method : "", method ? "')" : ""); return 2; }
     if (!keep == !(keep_frac > 0)) { fprintf(stderr, "moekit merge: give exactly one of --keep N or --keep-frac F\n"); return 2; }
-    if (!stats_path && !calib_ids) { fprintf(stderr, "moekit merge: give --stats stats.json or --calib-ids FILE (usage frequencies)\n"); return 2; }
+    if (calib_ids && calib_text) { fprintf(stderr, "moekit merge: give --calib or --calib-ids, not both\n"); return 2; }
+    const char *calib_src = calib_ids ? calib_ids : calib_text;
+    if (!stats_path && !calib_src) { fprintf(stderr, "moekit merge: give --stats stats.json or --calib FILE / --calib-ids FILE (usage frequencies)\n"); return 2; }
     if (dataset && !stats_path) { fprintf(stderr, "moekit merge: --dataset needs --stats\n"); return 2; }
     if (!outdir) { fprintf(stderr, "moekit merge: give an output directory with -o\n"); return 2; }
     if (!dir && !(dir = mk_default_model())) { fprintf(stderr, "moekit merge: no model given (-m DIR) and no default model found\n"); return 2; }
@@ -155,8 +159,8 @@ int mk_cmd_merge(int argc, char **argv) {
     if (!freq || !group_of) { rc = mk_cli_fail(); goto out; }
     if (stats_path && (mk_stats_load(&stats, stats_path, m) || mk_stats_field(stats, dataset, "freq", freq))) { rc = mk_cli_fail(); goto out; }
     size_t nt = 0;
-    if (calib_ids) {
-        if (mk_read_ids_file(calib_ids, &toks, &nt)) { rc = mk_cli_fail(); goto out; }
+    if (calib_src) {
+        if (mk_cli_calib_tokens(dir, calib_text, calib_ids, &toks, &nt)) { rc = mk_cli_fail(); goto out; }
         cb.E = E;
         cb.H = (size_t)m->cfg.d_model;
         cb.rows = mk_calloc((size_t)L * SIM_ROWS * cb.H, sizeof(float));
@@ -202,10 +206,10 @@ int mk_cmd_merge(int argc, char **argv) {
     json_object_set_new(params, "keep", json_integer(keep));
     if (submoe) json_object_set_new(params, "rank_frac", json_real(rank_frac));
     else json_object_set_new(params, "align", json_boolean(do_align));
-    json_object_set_new(params, "similarity", json_string(!calib_ids ? "router-weights" : submoe ? "expert-outputs" : "router-logits"));
+    json_object_set_new(params, "similarity", json_string(!calib_src ? "router-weights" : submoe ? "expert-outputs" : "router-logits"));
     json_object_set_new(params, "usage", json_string(stats ? "stats" : "calibration"));
     json_object_set_new(params, "dataset", dataset ? json_string(dataset) : json_null());
-    if (calib_ids) json_object_set_new(params, "calibration", json_string(calib_ids));
+    if (calib_src) json_object_set_new(params, "calibration", json_string(calib_src));
     json_object_set_new(params, "router", json_string("merged expert takes its dominant's router row; members' rows dropped"));
     json_object_set_new(rec, "params", params);
     json_object_set_new(rec, "source_model", json_string(dir));

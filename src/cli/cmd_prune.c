@@ -46,6 +46,7 @@ static void usage(FILE *f) {
                "  --dataset NAME      use the statistics of one calibration dataset (task-specific pruning)\n"
                "  --protect-super     never drop a super expert found by profile\n"
                "  --seed S            seed for --method random (default 0)\n"
+               "  --calib FILE        naee, camera: calibration text (encoded with the model's tokenizer)\n"
                "  --calib-ids FILE    naee, camera: calibration tokens (whitespace-separated ids)\n"
                "  --ctx N             naee, camera: calibration sequence length (default 512)\n"
                "  --plan-only FILE    write only the plan (moekit_compression.json format) to FILE\n"
@@ -53,8 +54,9 @@ static void usage(FILE *f) {
 }
 
 /* Neuron-level pruning writes experts of a new size: its own short path. */
-static int camera(const char *dir, const char *calib_ids, int64_t ctx, double rho, double keep_frac, const char *outdir, bool force) {
-    if (!calib_ids) { fprintf(stderr, "moekit prune: --method camera needs calibration tokens (--calib-ids FILE)\n"); return 2; }
+static int camera(const char *dir, const char *calib_text, const char *calib_ids, int64_t ctx, double rho, double keep_frac, const char *outdir,
+                  bool force) {
+    if (!calib_ids && !calib_text) { fprintf(stderr, "moekit prune: --method camera needs calibration data (--calib FILE or --calib-ids FILE)\n"); return 2; }
     if (!(keep_frac > 0)) { fprintf(stderr, "moekit prune: --method camera takes --keep-frac F (the fraction of neurons kept)\n"); return 2; }
     if (!outdir) { fprintf(stderr, "moekit prune: give an output directory with -o\n"); return 2; }
     if (!dir && !(dir = mk_default_model())) { fprintf(stderr, "moekit prune: no model given (-m DIR) and no default model found\n"); return 2; }
@@ -66,7 +68,7 @@ static int camera(const char *dir, const char *calib_ids, int64_t ctx, double rh
     float *buf = NULL;
     mk_expert_plan plan = {0};
     char *record = NULL;
-    if (mk_model_load(&m, dir) || mk_read_ids_file(calib_ids, &toks, &nt)) { rc = mk_cli_fail(); goto out; }
+    if (mk_model_load(&m, dir) || mk_cli_calib_tokens(dir, calib_text, calib_ids, &toks, &nt)) { rc = mk_cli_fail(); goto out; }
     int64_t keep = (int64_t)llround(keep_frac * (double)m->cfg.d_ff_expert);
     if (keep < 1) keep = 1;
     if (mk_camera_plan(m, toks, nt, (size_t)ctx, rho, keep, &plan, &buf)) { rc = mk_cli_fail(); goto out; }
@@ -79,7 +81,7 @@ static int camera(const char *dir, const char *calib_ids, int64_t ctx, double rh
     json_object_set_new(params, "d_ff", json_integer(m->cfg.d_ff_expert));
     json_object_set_new(params, "d_ff_kept", json_integer(keep));
     json_object_set_new(params, "rho", json_real(rho));
-    json_object_set_new(params, "calibration", json_string(calib_ids));
+    json_object_set_new(params, "calibration", json_string(calib_ids ? calib_ids : calib_text));
     json_object_set_new(params, "calibration_tokens", json_integer((json_int_t)nt));
     json_object_set_new(rec, "params", params);
     json_object_set_new(rec, "source_model", json_string(dir));
@@ -100,7 +102,7 @@ out:
 }
 
 int mk_cmd_prune(int argc, char **argv) {
-    const char *calib_ids = NULL;
+    const char *calib_ids = NULL, *calib_text = NULL;
     double rho = 0.9;
     int64_t ctx = 512;
     const char *dir = NULL, *stats_path = NULL, *method = NULL, *outdir = NULL, *dataset = NULL, *plan_only = NULL, *budget_s = "layer";
@@ -122,6 +124,7 @@ int mk_cmd_prune(int argc, char **argv) {
         else if (!strcmp(a, "--keep-frac")) { VAL(); if (!mk_arg_float(a, v, 1e-9, 1, &keep_frac)) return 2; }
         else if (!strcmp(a, "--seed")) { VAL(); if (!mk_arg_int(a, v, 0, INT64_MAX, &seed)) return 2; }
         else if (!strcmp(a, "--calib-ids")) { VAL(); calib_ids = v; }
+        else if (!strcmp(a, "--calib")) { VAL(); calib_text = v; }
         else if (!strcmp(a, "--rho")) { VAL(); if (!mk_arg_float(a, v, 0, 1, &rho)) return 2; }
         else if (!strcmp(a, "--ctx")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 20, &ctx)) return 2; }
         else if (!strcmp(a, "--protect-super")) protect_super = true;
@@ -133,8 +136,9 @@ int mk_cmd_prune(int argc, char **argv) {
     for (size_t i = 0; method && i < sizeof methods / sizeof methods[0]; i++)
         if (!strcmp(method, methods[i].name)) mi = (int)i;
     bool naee = mi >= 0 && !strcmp(methods[mi].name, "naee");
-    if (mi >= 0 && !strcmp(methods[mi].name, "camera")) return camera(dir, calib_ids, ctx, rho, keep_frac, outdir, force);
-    if (naee && !calib_ids) { fprintf(stderr, "moekit prune: --method naee needs calibration tokens (--calib-ids FILE)\n"); return 2; }
+    if (mi >= 0 && !strcmp(methods[mi].name, "camera")) return camera(dir, calib_text, calib_ids, ctx, rho, keep_frac, outdir, force);
+    if (naee && !calib_ids && !calib_text) { fprintf(stderr, "moekit prune: --method naee needs calibration data (--calib FILE or --calib-ids FILE)\n"); return 2; }
+    if (calib_ids && calib_text) { fprintf(stderr, "moekit prune: give --calib or --calib-ids, not both\n"); return 2; }
     if (naee && (budget_s[0] != 'l' || protect_super)) { fprintf(stderr, "moekit prune: --method naee chooses per layer (no --budget global or --protect-super)\n"); return 2; }
     if (mi < 0) { fprintf(stderr, "moekit prune: --method must be one of random, frequency, gate-mass, reap, easy-ep, tcess, naee%s%s%s\n", method ? " (got '" : "", method ? method : "", method ? "')" : ""); return 2; }
     if (!keep == !(keep_frac > 0)) { fprintf(stderr, "moekit prune: give exactly one of --keep N or --keep-frac F\n"); return 2; }
@@ -168,13 +172,15 @@ int mk_cmd_prune(int argc, char **argv) {
     if (stats_path && mk_stats_load(&stats, stats_path, m)) { rc = mk_cli_fail(); goto out; }
     double naee_s = 0;
     int64_t naee_evals = 0;
+    size_t nt_naee = 0;
     if (naee) {
         int32_t *toks = NULL;
         size_t nt = 0;
-        if (mk_read_ids_file(calib_ids, &toks, &nt)) { rc = mk_cli_fail(); goto out; }
+        if (mk_cli_calib_tokens(dir, calib_text, calib_ids, &toks, &nt)) { rc = mk_cli_fail(); goto out; }
         mk_naee_opts no = {.ctx = (size_t)ctx};
         double t1 = mk_wall();
         mk_status st = mk_naee_select(m, toks, nt, &no, keep, keepmap, NULL, &naee_evals);
+        nt_naee = nt;
         naee_s = mk_wall() - t1;
         free(toks);
         if (st) { rc = mk_cli_fail(); goto out; }
@@ -204,7 +210,8 @@ int mk_cmd_prune(int argc, char **argv) {
     if (protect_super) json_object_set_new(params, "super_experts_protected", json_integer(n_super));
     if (mi == 0) json_object_set_new(params, "seed", json_integer(seed));
     if (naee) {
-        json_object_set_new(params, "calibration", json_string(calib_ids));
+        json_object_set_new(params, "calibration", json_string(calib_ids ? calib_ids : calib_text));
+        json_object_set_new(params, "calibration_tokens", json_integer((json_int_t)nt_naee));
         json_object_set_new(params, "ctx", json_integer(ctx));
         json_object_set_new(params, "subsets_evaluated", json_integer(naee_evals));
         json_object_set_new(params, "search", json_string(m->cfg.n_expert <= 8 ? "exhaustive" : "greedy elimination"));

@@ -13,6 +13,7 @@ static const struct {
 } commands[] = {
     /* one line per command: {"name", mk_cmd_name, "one-line help"}, */
     {"run", mk_cmd_run, "generate text from a prompt"},
+    {"profile", mk_cmd_profile, "expert routing statistics over calibration data: stats.json and an HTML report"},
     {"prune", mk_cmd_prune, "drop experts by an importance criterion and write a new checkpoint"},
     {"merge", mk_cmd_merge, "fold experts together (M-SMoE) and write a new checkpoint"},
     {"info", mk_cmd_info, "describe a model: architecture, experts, parameters, bytes by dtype"},

@@ -528,6 +528,49 @@ mk_status mk_ctx_forward(mk_ctx *c, const int32_t *tokens, size_t n, mk_logits_m
     return MK_OK;
 }
 
+/* Layer-streamed forward (see mk_forward_streamed in moekit/model.h): every sequence goes
+ * through layer l before any goes through layer l+1, using the same layer_forward as a
+ * prefill (same batches, same positions), so the observer sees bit-identical values. */
+mk_status mk_forward_streamed(mk_ctx *c, const int32_t *tokens, const size_t *seq_len, size_t n_seq,
+                              const mk_stream_opts *o) {
+    const mk_model *m = c->m;
+    const mk_config *cfg = &m->cfg;
+    const size_t H = (size_t)cfg->d_model, es = mk_dtypes[m->embed.dtype].elem_bytes;
+    size_t total = 0;
+    for (size_t s = 0; s < n_seq; s++) {
+        if (seq_len[s] == 0 || seq_len[s] > c->n_ctx)
+            return mk_err(MK_ERR_ARG, "stream: sequence %zu has %zu tokens (context %zu)", s, seq_len[s], c->n_ctx);
+        total += seq_len[s];
+    }
+    if (total == 0) return mk_err(MK_ERR_ARG, "stream: no tokens");
+    for (size_t t = 0; t < total; t++)
+        if (tokens[t] < 0 || (int64_t)tokens[t] >= cfg->vocab)
+            return mk_err(MK_ERR_ARG, "token id %d at index %zu is out of range (vocab %lld)", tokens[t], t, (long long)cfg->vocab);
+    bool ok = true;
+    float *X = falloc(total, H, &ok);   /* (total, d_model) the residual stream of every token */
+    if (!ok) return mk_err(MK_ERR_NOMEM, "stream: cannot hold the activations of %zu tokens", total);
+    for (size_t t = 0; t < total; t++)
+        mk_to_f32(X + t * H, (const uint8_t *)m->embed.data + (size_t)tokens[t] * H * es, m->embed.dtype, H);
+    if (o && o->release) mk_model_advise_weights(m, -1, false);
+    for (int64_t l = 0; l < cfg->n_layer; l++) {
+        if (o && o->release && l + 1 < cfg->n_layer) mk_model_advise_weights(m, l + 1, true);
+        size_t off = 0;
+        for (size_t s = 0; s < n_seq; s++) {
+            for (size_t done = 0; done < seq_len[s];) {
+                size_t b = MK_MIN(c->max_batch, seq_len[s] - done);
+                layer_forward(c, l, X + (off + done) * H, b, done);
+                done += b;
+            }
+            off += seq_len[s];
+            if (o && o->on_progress) o->on_progress(o->user, l, off, total);
+        }
+        if (o && o->release) mk_model_advise_weights(m, l, false);
+    }
+    c->pos = 0;
+    mk_free_aligned(X);
+    return MK_OK;
+}
+
 mk_status mk_ctx_moe_block(mk_ctx *c, int64_t l, const float *x, size_t n, const uint8_t *mask_row, float *out) {
     const mk_config *cfg = &c->m->cfg;
     if (l < 0 || l >= cfg->n_layer || !c->m->layers[l].is_moe) return mk_err(MK_ERR_ARG, "layer %lld has no MoE block", (long long)l);

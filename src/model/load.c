@@ -250,3 +250,43 @@ size_t mk_model_bytes_by_dtype(const mk_model *m, const char **names, int64_t *b
         }
     return n;
 }
+
+/* Only ranges inside a file mapping: a tensor copied to the heap (misaligned in its file) must
+ * never be dropped, as MADV_DONTNEED zeroes anonymous memory. */
+static void advise_tensor(const mk_model *m, const mk_tensor *t, bool willneed) {
+    if (!mk_tensor_present(t)) return;
+    const uint8_t *p = t->data;
+    for (int i = 0; i < m->st->n_files; i++) {
+        const mk_map *f = &m->st->files[i];
+        if (f->data && p >= f->data && t->nbytes <= f->size && (size_t)(p - f->data) <= f->size - t->nbytes) {
+            mk_advise_range(p, t->nbytes, willneed);
+            return;
+        }
+    }
+}
+
+static void advise_mlp(const mk_model *m, const mk_mlp_w *w, bool willneed) {
+    advise_tensor(m, &w->gate, willneed);
+    advise_tensor(m, &w->up, willneed);
+    advise_tensor(m, &w->down, willneed);
+}
+
+void mk_model_advise_weights(const mk_model *m, int64_t l, bool willneed) {
+    if (l < 0) {
+        advise_tensor(m, &m->embed, willneed);
+        advise_tensor(m, &m->final_norm, willneed);
+        advise_tensor(m, &m->lm_head, willneed);
+        return;
+    }
+    if (l >= m->cfg.n_layer) return;
+    const mk_layer_w *lw = &m->layers[l];
+    const mk_tensor *ts[] = {&lw->attn_norm, &lw->ffn_norm, &lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->bq, &lw->bk,
+                             &lw->bv, &lw->q_norm, &lw->k_norm, &lw->router, &lw->shared_gate};
+    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) advise_tensor(m, ts[i], willneed);
+    if (lw->is_moe) {
+        for (int64_t e = 0; e < m->cfg.n_expert; e++) advise_mlp(m, &lw->experts[e], willneed);
+        if (m->cfg.shared_expert) advise_mlp(m, &lw->shared, willneed);
+    } else {
+        advise_mlp(m, &lw->dense, willneed);
+    }
+}

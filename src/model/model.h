@@ -80,6 +80,10 @@ struct mk_model {
     bool fused_experts;   /* the file stores experts as gate_up_proj/down_proj stacks */
 };
 
+/* Advises the kernel about the weight pages of layer l (l = -1: embeddings, final norm, LM
+ * head): willneed = prefetch, else drop them from this process (they are re-read on use). */
+void mk_model_advise_weights(const mk_model *m, int64_t l, bool willneed);
+
 /* Runs layer l's MoE block (router, the context's routing policy, experts, shared expert) on n
  * rows x (n, d_model) of block input (already normed) and writes the block output (n, d_model).
  * mask_row (n_expert) overrides the context's expert mask for this call (NULL: keep it). Uses the

@@ -86,9 +86,30 @@ mk_status mk_chat_template_load(const char *model_dir, const char *name, mk_chat
     char *text = NULL;
     mk_status st = MK_OK;
     if (!cfg_path || !jinja_path) { st = MK_ERR_NOMEM; goto done; }
+    if (name && strcmp(name, "default") != 0) { /* additional_chat_templates/<name>.jinja */
+        if (!*name || strchr(name, '/') || strchr(name, '\\') || name[0] == '.') {
+            st = mk_err(MK_ERR_ARG, "%s: bad chat template name '%s'", model_dir, name);
+            goto done;
+        }
+        char rel[300];
+        snprintf(rel, sizeof rel, "additional_chat_templates/%.256s.jinja", name);
+        char *extra_path = mk_path_join(model_dir, rel);
+        if (!extra_path) { st = MK_ERR_NOMEM; goto done; }
+        if (mk_file_exists(extra_path)) {
+            free(jinja_path);
+            jinja_path = extra_path;
+        } else {
+            free(extra_path);
+        }
+    }
     bool have_cfg = mk_file_exists(cfg_path), have_jinja = mk_file_exists(jinja_path);
+    if (have_jinja && name && strcmp(name, "default") != 0 && !strstr(jinja_path, "additional_chat_templates/"))
+        have_jinja = false; /* chat_template.jinja is the default template; a named one is looked up below */
     if (!have_cfg && !have_jinja) {
-        st = mk_err(MK_ERR_MISSING, "%s: no tokenizer_config.json or chat_template.jinja", model_dir);
+        if (name && strcmp(name, "default") != 0)
+            st = mk_err(MK_ERR_MISSING, "%s: no chat template named '%s'", model_dir, name);
+        else
+            st = mk_err(MK_ERR_MISSING, "%s: no tokenizer_config.json or chat_template.jinja", model_dir);
         goto done;
     }
     if (have_cfg) {

@@ -13,10 +13,10 @@
  *            // % ** ~, == != < <= > >= (chained), in / not in, and/or/not, a if c else b, attribute and
  *            item access, slices [a:b:c] by code point, calls.
  *   globals  range, namespace, dict, raise_exception, strftime_now.
- *   filters  abs attr capitalize count d default dictsort e escape first float indent int items join last
- *            length list lower map max min reject rejectattr replace reverse round safe select selectattr
- *            sort string sum title tojson (transformers': ensure_ascii/indent/separators/sort_keys) trim
- *            unique upper wordcount.
+ *   filters  abs attr capitalize center count d default dictsort e escape first float indent int items join
+ *            last length list lower map max min reject rejectattr replace reverse round safe select
+ *            selectattr sort string sum title tojson (transformers': ensure_ascii/indent/separators/
+ *            sort_keys) trim truncate unique upper wordcount.
  *   tests    defined undefined none boolean true false integer float number string mapping iterable
  *            sequence callable sameas equalto eq ne lt le gt ge in odd even divisibleby lower upper.
  *   methods  str: startswith endswith strip lstrip rstrip split replace upper lower title capitalize find

@@ -1500,10 +1500,9 @@ static const char *const FILTERS[] = {
     "abs", "attr", "capitalize", "count", "d", "default", "dictsort", "e", "escape", "first", "float", "indent",
     "int", "items", "join", "last", "length", "list", "lower", "map", "max", "min", "reject", "rejectattr",
     "replace", "reverse", "round", "safe", "select", "selectattr", "sort", "string", "sum", "title", "tojson", "trim",
-    "unique", "upper", "wordcount", "center", "batch", "slice", "groupby", "pprint", "striptags", "truncate",
+    "unique", "upper", "wordcount", "center", "truncate", "batch", "slice", "groupby", "pprint", "striptags",
     "urlencode", "forceescape", "format", "random", "filesizeformat", "wordwrap", "xmlattr", "urlize"};
-static const char *const UNIMPLEMENTED_FILTERS[] = {"center", "batch", "slice", "groupby", "pprint", "striptags",
-                                                    "truncate", "urlencode", "forceescape", "format", "random",
+static const char *const UNIMPLEMENTED_FILTERS[] = {"batch", "slice", "groupby", "pprint", "striptags", "urlencode", "forceescape", "format", "random",
                                                     "filesizeformat", "wordwrap", "xmlattr", "urlize"};
 bool jinja_has_filter(const char *name) {
     return IN_NAMES(FILTERS, name, strlen(name)) && !IN_NAMES(UNIMPLEMENTED_FILTERS, name, strlen(name));
@@ -1768,8 +1767,8 @@ static jv *apply_filter(rctx *C, const char *name, jv *v, jargs *a, int line) {
         if (v->k == JV_STR) {
             char buf[128];
             snprintf(buf, sizeof buf, "%.*s", (int)MK_MIN(v->u.s.n, 127), v->u.s.p);
-            char *end;
-            double d = strtod(buf, &end);
+            char *end = buf;
+            double d = strpbrk(buf, "xXpP") ? 0.0 : strtod(buf, &end); /* no C hex floats */
             while (*end == ' ' || *end == '\t' || *end == '\n') end++;
             if (end != buf && !*end) return fl ? v_float(C, d) : v_int(C, (int64_t)d);
         }
@@ -1838,6 +1837,45 @@ static jv *apply_filter(rctx *C, const char *name, jv *v, jargs *a, int line) {
         free(pad.p);
         if (!ok) { free(b.p); return NULL; }
         return v_from_sb(C, &b);
+    }
+    if (!strcmp(name, "center")) {
+        jv *s = to_str_v(C, v), *w = arg(a, 1, "width");
+        if (!s) return NULL;
+        int64_t width = w && is_intlike(w) ? as_int(w) : 80, len = (int64_t)u8_count(s->u.s.p, s->u.s.n);
+        if (width > 1 << 20) return rerr(C, MK_ERR_UNSUPPORTED, line, "center: width too large");
+        if (width <= len) return s;
+        int64_t marg = width - len, left = marg / 2 + (marg & width & 1); /* Python's str.center */
+        sbuf b = {0};
+        bool ok = true;
+        for (int64_t i = 0; i < left && ok; i++) ok = sb_putc(C, &b, ' ');
+        ok = ok && sb_put(C, &b, s->u.s.p, s->u.s.n);
+        for (int64_t i = 0; i < marg - left && ok; i++) ok = sb_putc(C, &b, ' ');
+        if (!ok) { free(b.p); return NULL; }
+        return v_from_sb(C, &b);
+    }
+    if (!strcmp(name, "truncate")) { /* Jinja: length=255, killwords=False, end='...', leeway=5 */
+        jv *s = to_str_v(C, v), *len_v = arg(a, 1, "length"), *kill = arg(a, 2, "killwords"), *end = arg(a, 3, "end"),
+           *lee = arg(a, 4, "leeway");
+        if (!s) return NULL;
+        int64_t length = len_v && is_intlike(len_v) ? as_int(len_v) : 255, leeway = lee && is_intlike(lee) ? as_int(lee) : 5;
+        if (end && !(end = to_str_v(C, end))) return NULL;
+        const char *ep = end ? end->u.s.p : "...";
+        size_t en = end ? end->u.s.n : 3;
+        int64_t n_end = (int64_t)u8_count(ep, en);
+        size_t ncp;
+        size_t *off = u8_offsets(C, s->u.s.p, s->u.s.n, &ncp);
+        if (!off) return NULL;
+        if (length < n_end) return rerr(C, MK_ERR_ARG, line, "truncate: expected length >= %lld", (long long)n_end);
+        if (leeway < 0) return rerr(C, MK_ERR_ARG, line, "truncate: expected leeway >= 0");
+        if ((int64_t)ncp <= length + leeway) return s;
+        size_t cut = off[length - n_end];
+        if (!(kill && truthy(kill))) { /* s[:length - len(end)].rsplit(" ", 1)[0] */
+            const char *sp = NULL;
+            for (size_t i = cut; i-- > 0;)
+                if (s->u.s.p[i] == ' ') { sp = s->u.s.p + i; break; }
+            if (sp) cut = (size_t)(sp - s->u.s.p);
+        }
+        return concat_str(C, s->u.s.p, cut, ep, en);
     }
     if (!strcmp(name, "wordcount")) {
         jv *s = to_str_v(C, v);
@@ -2114,6 +2152,8 @@ static int exec_node(rctx *C, scope *S, const jnode *n, sbuf *out) {
             if (!li) return EX_ERR;
             *li = *lp;
             li->u.loop.i = i;
+            /* each iteration has its own scope: what the body sets does not carry to the next one */
+            if (!(L = scope_new(C, S))) return EX_ERR;
             if (!scope_set(C, L, "loop", li) || !assign(C, L, n->kw, n->n_kw, it->u.l.v[i], n->line)) return EX_ERR;
             int r = exec_body(C, L, n->c, out);
             if (r == EX_ERR) return EX_ERR;

@@ -254,7 +254,9 @@ static mk_status norm_apply(const tk_norm *nz, tk_buf *cur, tk_buf *tmp, pcre2_m
             }
             size_t l;
             int32_t cp = tk_utf8_decode(cur->p + i, &l);
-            if (!tk_utf8_put(tmp, utf8proc_tolower(cp))) return MK_ERR_NOMEM;
+            /* Rust char::to_lowercase: U+0130 is the one code point whose lowercase is two */
+            bool ok = cp == 0x130 ? tk_buf_put(tmp, "i\xCC\x87", 3) : tk_utf8_put(tmp, utf8proc_tolower(cp));
+            if (!ok) return MK_ERR_NOMEM;
             i += l;
         }
         swap_buf(cur, tmp);

@@ -14,7 +14,7 @@ sim=$(python3 -c "import json;print(json.load(open('$TMPD/b/moekit_compression.j
 expect_ok "submoe model runs" $MK run -m "$TMPD/b" --prompt-ids 1,2,3 -n 4
 expect_error "unknown method" "--method must be msmoe or submoe \(got 'avg'\)" $MK merge -m $SRC --method avg --keep 6 --calib-ids "$TMPD/calib.ids" -o "$TMPD/x"
 expect_error "keep below k" "--keep 3 must be between the model's k \(4\) and its 8 experts" $MK merge -m $SRC --method msmoe --keep 3 --calib-ids "$TMPD/calib.ids" -o "$TMPD/x"
-expect_error "no usage source" "give --stats stats.json or --calib-ids FILE" $MK merge -m $SRC --method msmoe --keep 6 -o "$TMPD/x"
+expect_error "no usage source" "give --stats stats.json or --calib FILE / --calib-ids FILE" $MK merge -m $SRC --method msmoe --keep 6 -o "$TMPD/x"
 expect_error "bad rank fraction" "--rank-frac: '0' is not a number in" $MK merge -m $SRC --method submoe --keep 6 --rank-frac 0 --calib-ids "$TMPD/calib.ids" -o "$TMPD/x"
 expect_error "existing output" "a: already exists" $MK merge -m $SRC --method msmoe --keep 6 --calib-ids "$TMPD/calib.ids" -o "$TMPD/a"
 [ ! -e "$TMPD/x" ] && ok "nothing written for refused requests" || bad "refused" "$TMPD/x exists"

@@ -35,7 +35,7 @@ python3 -c "print(' '.join(str((i * 53 + 7) % 304) for i in range(128)))" > "$TM
 expect_ok "naee" $MK prune -m $SRC --method naee --calib-ids "$TMPD/calib.ids" --ctx 64 --keep 6 -o "$TMPD/pn"
 ev=$(python3 -c "import json;p=json.load(open('$TMPD/pn/moekit_compression.json'))['params'];print(p['subsets_evaluated'], p['search'])")
 [ "$ev" = "56 exhaustive" ] && ok "naee searched C(8,6) subsets in each of 2 layers" || bad "naee record" "$ev"
-expect_error "naee without calibration" "--method naee needs calibration tokens" $MK prune -m $SRC --method naee --keep 6 -o "$TMPD/x0"
+expect_error "naee without calibration" "--method naee needs calibration data \\(--calib FILE or --calib-ids FILE\\)" $MK prune -m $SRC --method naee --keep 6 -o "$TMPD/x0"
 echo "1 2 x" > "$TMPD/bad.ids"
 expect_error "naee with a malformed ids file" "bad.ids: entry 3 is not a token id" $MK prune -m $SRC --method naee --calib-ids "$TMPD/bad.ids" --keep 6 -o "$TMPD/x0"
 expect_error "stats of a different model" "other.json: field 'model.n_expert' = 16, but the model has 8 experts" \
