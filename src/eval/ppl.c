@@ -119,11 +119,19 @@ mk_status mk_eval_ppl(const mk_model *m, mk_ctx *c, const int32_t *ids, size_t n
     B = MK_MIN(B, ctx);
     mk_status st = MK_OK;
     float *lg = NULL, *blg = NULL;
+    double *row_l = NULL, *brow_l = NULL, *row_kl = NULL;   /* (B) per-row logsumexp, base's, KL */
+    int32_t *row_a = NULL, *brow_a = NULL;                  /* (B) per-row argmax, base's */
     uint8_t *mark = NULL;
     mk_logits_writer *w = NULL;
     size_t rows;
     if (!mk_mul_ok(B, V, &rows)) return mk_err(MK_ERR_NOMEM, "logits buffer too large");
     lg = mk_malloc(rows * sizeof(float));
+    row_l = mk_malloc(B * sizeof(double));
+    brow_l = mk_malloc(B * sizeof(double));
+    row_kl = mk_malloc(B * sizeof(double));
+    row_a = mk_malloc(B * sizeof(int32_t));
+    brow_a = mk_malloc(B * sizeof(int32_t));
+    if (!row_l || !brow_l || !row_kl || !row_a || !brow_a) { st = MK_ERR_NOMEM; goto out; }
     if (o->base) blg = mk_malloc(rows * sizeof(float));
     if (o->ref_logits) mark = mk_calloc(V, 1);
     const size_t total = mk_eval_count_scored(n, ctx, stride);
@@ -153,18 +161,29 @@ mk_status mk_eval_ppl(const mk_model *m, mk_ctx *c, const int32_t *ids, size_t n
             if ((st = mk_ctx_forward(c, ids + p, k, MK_LOGITS_ALL, lg))) goto out;
             if (o->base && (st = mk_ctx_forward(o->base, ids + p, k, MK_LOGITS_ALL, blg))) goto out;
             res->n_fed += k;
+            /* per-row logsumexp / argmax / full KL in parallel (rows are independent, so the
+             * numbers do not depend on the thread count); the sums below stay in order */
+            #pragma omp parallel for schedule(static) if (k > 1)
+            for (size_t j = 0; j < k; j++) {
+                row_l[j] = row_lse(lg + j * V, V, &row_a[j]);
+                if (o->base) {
+                    brow_l[j] = row_lse(blg + j * V, V, &brow_a[j]);
+                    row_kl[j] = kl_full(blg + j * V, brow_l[j], lg + j * V, row_l[j], V);
+                }
+            }
             for (size_t j = 0; j < k; j++) {
                 const size_t t = p + j + 1, r = res->n_scored;
                 const int32_t tgt = ids[t];
                 const float *q = lg + j * V;
-                int32_t qa, pa = -1;
-                const double lq = row_lse(q, V, &qa);
+                int32_t qa = row_a[j], pa = -1;
+                const double lq = row_l[j];
                 res->nll_sum += lq - (double)q[tgt];
                 if (o->base) {
                     const float *pr = blg + j * V;
-                    const double lp = row_lse(pr, V, &pa);
+                    const double lp = brow_l[j];
+                    pa = brow_a[j];
                     res->base_nll_sum += lp - (double)pr[tgt];
-                    res->kld[r] = (float)kl_full(pr, lp, q, lq, V);
+                    res->kld[r] = (float)row_kl[j];
                     if (w && (st = mk_logits_writer_add(w, pr, lp, tgt))) goto out;
                 } else if (o->ref_logits) {
                     mk_logits_rec rec;
@@ -226,6 +245,11 @@ out:
     mk_logits_writer_abort(w);
     free(lg);
     free(blg);
+    free(row_l);
+    free(brow_l);
+    free(row_kl);
+    free(row_a);
+    free(brow_a);
     free(mark);
     if (st) mk_eval_result_clear(res);
     return st;

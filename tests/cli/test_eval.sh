@@ -35,6 +35,15 @@ check "KLD of a model against itself" "-m $Q $QI --kld-base $Q" kld-zero
 for n in mixtral qwen3_moe; do
   check "KLD bf16 vs f32 $n" "-m $FIX/${n}_bf16 --ppl-ids $E/$n.ids --ctx 64 --kld-base $FIX/$n" kld-range 0 5e-3 0.9
 done
+# Q8_0 / Q4_0 GGUF copies (moekit quantize) vs F32: measured mean KLD 3.5e-4..1.0e-3 (Q8_0) and
+# 0.08..0.12 (Q4_0) on the four fixtures; bound for Q8_0 (0, 5e-3) with top-1 >= 90 %, and Q4_0 > Q8_0
+if $MK quantize -m $Q --type q8_0 -o "$TMPD/q8.gguf" >/dev/null 2>&1 && $MK quantize -m $Q --type q4_0 -o "$TMPD/q4.gguf" >/dev/null 2>&1; then
+  check "KLD q8_0 GGUF vs f32 qwen3_moe" "-m $TMPD/q8.gguf $QI --kld-base $Q" kld-range 0 5e-3 0.9
+  $EV -m "$TMPD/q8.gguf" $QI --kld-base $Q --json > "$TMPD/q8.json" 2>/dev/null
+  check "KLD q4_0 > q8_0" "-m $TMPD/q4.gguf $QI --kld-base $Q" kld-range "$(python3 -c "import json; print(json.load(open('$TMPD/q8.json'))['kld']['kld_mean'])")" 1 0.5
+else
+  bad "quantize for the KLD tests" "moekit quantize failed"
+fi
 $EV -m $FIX/qwen3_moe_bf16 $QI --kld-base $Q --json > "$TMPD/exact.json" 2>/dev/null
 expect_ok "save base logits (top-k = vocab)" $EV -m $Q $QI --save-logits "$TMPD/full.lg" --save-top-k 304
 check "stored full logits give the exact KLD" "-m $FIX/qwen3_moe_bf16 $QI --kld-logits $TMPD/full.lg" same "$TMPD/exact.json" kld_mean kld_p99 top1_agree base_ppl
