@@ -513,6 +513,20 @@ int mk_cmd_eval(int argc, char **argv) {
                 for (int i = 0; i < route.n; i++) json_array_append_new(rs, json_string(route.specs[i]));
                 json_object_set_new(j, "route", rs);
             }
+            {
+                json_t *ept = json_array();
+                double sum = 0;
+                int64_t nl = 0;
+                for (int64_t l = 0; l < mk_model_get_info(m)->n_layer; l++) {
+                    if (!mk_model_layer_is_moe(m, l)) continue;
+                    double v = mk_ctx_experts_per_token(c, l);
+                    json_array_append_new(ept, json_real(v));
+                    sum += v;
+                    nl++;
+                }
+                json_object_set_new(j, "experts_per_token", ept);
+                json_object_set_new(j, "experts_per_token_mean", json_real(nl ? sum / (double)nl : 0));
+            }
             if (res.has_kld) {
                 json_t *k = json_pack("{s:s, s:b, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "reference",
                                       base_dir ? base_dir : kld_file, "exact", res.kld_exact, "kld_mean", res.kld_mean,

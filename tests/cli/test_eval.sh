@@ -108,4 +108,11 @@ sys.exit(0 if ok else 1)" 2>&1); then ok "MC text items = lm-eval's encode_pair 
 else
   bad "synth for the text tests" "moekit synth failed"
 fi
+# Routing policies report the experts actually used per token (qwen3_moe: k = 4 of 8).
+python3 -c "print(' '.join(str((i * 53 + 7) % 304) for i in range(128)))" > "$TMPD/ept.ids"
+for spec in "topk:4 4" "topk:2 2" "topp:1.0 8"; do
+  set -- $spec
+  got=$($MK eval -m "$FIX/qwen3_moe" --ppl-ids "$TMPD/ept.ids" --ctx 64 --route "$1" --json 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['experts_per_token_mean'])")
+  python3 -c "import sys; sys.exit(0 if abs($got - $2) < 1e-9 else 1)" && ok "eval --route $1 uses $2 experts per token" || bad "eval --route $1" "experts_per_token_mean $got, expected $2"
+done
 summary
