@@ -61,6 +61,7 @@ void mk_profile_free(mk_profile *p) {
     free(p->ent_sum);
     free(p->ntok);
     free(p->hist);
+    free(p->ratio_hist);
     free(p->coact);
     free(p->trans);
     free(p->tc);
@@ -72,6 +73,7 @@ void mk_profile_free(mk_profile *p) {
     free(p->sc_s);
     free(p->sc_ent);
     free(p->sc_top1v);
+    free(p->sc_ratio);
     free(p->sc_chan);
     free(p->sc_top1);
     free(p);
@@ -137,13 +139,14 @@ mk_status mk_profile_new(mk_profile **out, const mk_model *m, const mk_profile_l
     p->ent_sum = mk_calloc(S * L, sizeof(double));
     p->ntok = mk_calloc(S * L, sizeof(int64_t));
     p->hist = mk_calloc(L * E * NB, sizeof(int64_t));
+    p->ratio_hist = mk_calloc(L * MK_PROFILE_RATIO_BINS, sizeof(int64_t));
     p->coact = mk_calloc(L * E * E, sizeof(int64_t));
     p->trans = mk_calloc((L > 1 ? L - 1 : 1) * E * E, sizeof(int64_t));
     p->tc = mk_calloc(L * E, sizeof *p->tc);
     p->ids_prev[0] = mk_calloc(p->n_tok * K, sizeof(int32_t));
     p->ids_prev[1] = mk_calloc(p->n_tok * K, sizeof(int32_t));
     p->cursor = mk_calloc(L, sizeof(size_t));
-    if (!p->ex || !p->ent_sum || !p->ntok || !p->hist || !p->coact || !p->trans || !p->tc || !p->ids_prev[0] ||
+    if (!p->ex || !p->ent_sum || !p->ntok || !p->hist || !p->ratio_hist || !p->coact || !p->trans || !p->tc || !p->ids_prev[0] ||
         !p->ids_prev[1] || !p->cursor)
         goto nomem;
     for (size_t i = 0; i < S * L * E; i++) {
@@ -198,8 +201,8 @@ static bool grow_scratch(mk_profile *p, size_t n) {
         free(*d[i]);
         *d[i] = mk_malloc(n * K * sizeof(double));
     }
-    double **d1[] = {&p->sc_s, &p->sc_ent, &p->sc_top1v};
-    for (size_t i = 0; i < 3; i++) {
+    double **d1[] = {&p->sc_s, &p->sc_ent, &p->sc_top1v, &p->sc_ratio};
+    for (size_t i = 0; i < 4; i++) {
         free(*d1[i]);
         *d1[i] = mk_malloc(n * sizeof(double));
     }
@@ -207,7 +210,7 @@ static bool grow_scratch(mk_profile *p, size_t n) {
     free(p->sc_top1);
     p->sc_chan = mk_malloc(n * K * sizeof(int32_t));
     p->sc_top1 = mk_malloc(n * sizeof(int32_t));
-    if (!p->sc_norm || !p->sc_absmax || !p->sc_s || !p->sc_ent || !p->sc_top1v || !p->sc_chan || !p->sc_top1) {
+    if (!p->sc_norm || !p->sc_absmax || !p->sc_s || !p->sc_ent || !p->sc_top1v || !p->sc_ratio || !p->sc_chan || !p->sc_top1) {
         p->scratch_cap = 0;
         return false;
     }
@@ -281,6 +284,11 @@ static void event_scratch(mk_profile *p, const mk_moe_event *ev) {
             sz += w * ((double)z[e] - mxz);
         }
         p->sc_ent[t] = log(se) - sz / se;
+        /* NAEE: p(2)/p(1) of the full softmax = exp(z(2) - z(1)) */
+        double z2 = -INFINITY;
+        for (size_t e = 0; e < E; e++)
+            if ((int32_t)e != arg && z[e] > z2) z2 = z[e];
+        p->sc_ratio[t] = E > 1 ? exp(z2 - mxz) : 0.0;
         p->sc_top1[t] = arg;
         p->sc_top1v[t] = z[arg];
     }
@@ -353,6 +361,10 @@ static void on_moe_body(mk_profile *p, const mk_moe_event *ev) {
         for (int si = 0; si < 2; si++) {
             const size_t sl = slots[si];
             p->ent_sum[sl * (size_t)p->n_moe + (size_t)li] += p->sc_ent[t];
+            if (si == 1) {
+                size_t b = (size_t)(p->sc_ratio[t] * MK_PROFILE_RATIO_BINS);
+                p->ratio_hist[(size_t)li * MK_PROFILE_RATIO_BINS + (b < MK_PROFILE_RATIO_BINS ? b : MK_PROFILE_RATIO_BINS - 1)]++;
+            }
             p->ntok[sl * (size_t)p->n_moe + (size_t)li]++;
             mk_prof_ex(p, sl, li, p->sc_top1[t])->tcess_sum += p->sc_top1v[t];
             for (size_t s = 0; s < K; s++) {
@@ -753,6 +765,26 @@ static json_t *build_json(const mk_profile *p, const mk_profile_run_info *run, m
         json_object_set_new(o, "value", jnum(bv));
         json_object_set_new(o, "token", token_ref(p, x->out_token, decode, du));
         json_object_set_new(root, "max_down_proj", o);
+    }
+    {
+        /* NAEE dynamic skipping's per-layer beta: the median over tokens of p(2)/p(1) of the full
+         * router softmax, from a 4096-bin histogram (resolution 1/4096). */
+        json_t *nb = json_array();
+        for (int64_t li = 0; li < p->n_moe; li++) {
+            const int64_t *rh = p->ratio_hist + (size_t)li * MK_PROFILE_RATIO_BINS;
+            int64_t tot = 0, acc = 0;
+            for (size_t b = 0; b < MK_PROFILE_RATIO_BINS; b++) tot += rh[b];
+            double med = 0;
+            for (size_t b = 0; b < MK_PROFILE_RATIO_BINS && tot; b++) {
+                acc += rh[b];
+                if (2 * acc >= tot) {
+                    med = ((double)b + 0.5) / MK_PROFILE_RATIO_BINS;
+                    break;
+                }
+            }
+            json_array_append_new(nb, json_real(med));
+        }
+        json_object_set_new(root, "naee_beta", nb);
     }
 
     /* co-activation and transitions (overall) */

@@ -39,6 +39,7 @@ struct mk_profile {
     int64_t *ntok;                /* (n_ds+1, n_moe) tokens seen */
     /* overall only */
     int64_t *hist;                /* (n_moe, E, MK_PROFILE_HIST_BINS) */
+    int64_t *ratio_hist;          /* (n_moe, MK_PROFILE_RATIO_BINS) p(2)/p(1) of the full softmax (NAEE's beta) */
     int64_t *coact;               /* (n_moe, E, E) tokens routed to both e1 and e2 (diagonal = count) */
     int64_t *trans;               /* (n_moe-1, E, E) tokens routed to e at MoE layer i and e' at i+1 */
     mk_tokcount *tc;              /* (n_moe, E) */
@@ -46,9 +47,11 @@ struct mk_profile {
     size_t *cursor;               /* (n_moe) next global token index expected */
     /* per-event scratch, grown as needed: (n, K) norms, max|.|, channel; (n) s_t, entropy, top-1 */
     size_t scratch_cap;
-    double *sc_norm, *sc_absmax, *sc_s, *sc_ent, *sc_top1v;
+    double *sc_norm, *sc_absmax, *sc_s, *sc_ent, *sc_top1v, *sc_ratio;
     int32_t *sc_chan, *sc_top1;
 };
+
+#define MK_PROFILE_RATIO_BINS 4096
 
 static inline mk_expert_stats *mk_prof_ex(const mk_profile *p, size_t slot, int64_t li, int64_t e) {
     return &p->ex[(slot * (size_t)p->n_moe + (size_t)li) * (size_t)p->E + (size_t)e];

@@ -1,5 +1,6 @@
 #include "route_cli.h"
 
+#include "compress/compress.h"
 #include "route/route.h"
 
 #include <stdlib.h>
@@ -19,7 +20,16 @@ mk_status mk_cli_route_apply(mk_cli_route *r, const mk_model *m, mk_ctx *c) {
     for (int i = 0; i < r->n; i++) {
         const char *s = r->specs[i];
         mk_status st;
-        if (!strncmp(s, "mask:", 5)) {
+        if (!strncmp(s, "skip:auto:", 10)) {
+            mk_stats *stats = NULL;
+            free(r->betas);
+            r->betas = mk_calloc((size_t)in->n_layer, sizeof(float));
+            if (!r->betas) return MK_ERR_NOMEM;
+            st = mk_stats_load(&stats, s + 10, m);
+            if (!st) st = mk_stats_naee_beta(stats, r->betas);
+            mk_stats_free(stats);
+            r->opts.skip_betas = r->betas;
+        } else if (!strncmp(s, "mask:", 5)) {
             free(r->mask);
             r->mask = NULL;
             st = mk_route_mask_load(s + 5, in->n_layer, in->n_expert, &r->mask);
@@ -50,5 +60,6 @@ void mk_cli_route_report(const mk_model *m, const mk_ctx *c, FILE *f) {
 void mk_cli_route_free(mk_cli_route *r) {
     mk_route_opts_clear(&r->opts);
     free(r->mask);
+    free(r->betas);
     memset(r, 0, sizeof *r);
 }

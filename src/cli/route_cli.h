@@ -14,6 +14,7 @@ typedef struct mk_cli_route {
     int n;
     mk_route_opts opts;
     uint8_t *mask;
+    float *betas;
 } mk_cli_route;
 
 /* Records one spec; false (message printed) if there are too many. */
@@ -29,6 +30,8 @@ void mk_cli_route_free(mk_cli_route *r);
     "                          topk:K         K experts per token instead of the model's k\n" \
     "                          topp:P[:KMAX]  fewest experts whose probabilities first exceed P\n" \
     "                          skip:BETA      drop a chosen expert whose probability < BETA x the top one's\n" \
+    "                          skip:auto:STATS  the same with NAEE's per-layer beta (median p2/p1) from\n" \
+    "                                         a stats.json of moekit profile\n" \
     "                          boost:L:E:F    multiply expert E's probability in layer L by F before selection\n" \
     "                          mask:FILE      only the experts kept in FILE (\"kept_experts\", e.g. a\n" \
     "                                         moekit_compression.json): virtual pruning\n" \

@@ -17,6 +17,9 @@ void mk_stats_free(mk_stats *s);
 mk_status mk_stats_field(const mk_stats *s, const char *dataset, const char *field, double *scores);
 /* Super experts as a (n_layer, n_expert) 0/1 map; returns how many. */
 int64_t mk_stats_super(const mk_stats *s, uint8_t *map);
+/* NAEE's per-layer skip threshold beta (field "naee_beta": median p(2)/p(1)) into betas (n_layer);
+ * dense layers get 0. */
+mk_status mk_stats_naee_beta(const mk_stats *s, float *betas);
 const char *mk_stats_sha256(const mk_stats *s);
 const char *mk_stats_path(const mk_stats *s);
 

@@ -118,5 +118,19 @@ int64_t mk_stats_super(const mk_stats *s, uint8_t *map) {
     return n;
 }
 
+mk_status mk_stats_naee_beta(const mk_stats *s, float *betas) {
+    json_t *nb = json_object_get(s->root, "naee_beta");
+    if (!json_is_array(nb) || (int64_t)json_array_size(nb) != s->n_moe)
+        return mk_err(MK_ERR_MISSING, "%s: field 'naee_beta' missing or not one value per MoE layer (profile it with this moekit)", s->path);
+    memset(betas, 0, (size_t)s->n_layer * sizeof *betas);
+    for (int64_t i = 0; i < s->n_moe; i++) {
+        json_t *v = json_array_get(nb, (size_t)i);
+        if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)
+            return mk_err(MK_ERR_FORMAT, "%s: field 'naee_beta[%lld]' is not a number in [0, 1]", s->path, (long long)i);
+        betas[s->moe_layer[i]] = (float)json_number_value(v);
+    }
+    return MK_OK;
+}
+
 const char *mk_stats_sha256(const mk_stats *s) { return s->sha; }
 const char *mk_stats_path(const mk_stats *s) { return s->path; }

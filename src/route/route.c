@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char mk_route_syntax[] = "topk:K | topp:P[:KMAX] | skip:BETA | skip:auto | boost:LAYER:EXPERT:FACTOR | rank:R | mask:FILE";
+const char mk_route_syntax[] = "topk:K | topp:P[:KMAX] | skip:BETA | skip:auto:STATS | boost:LAYER:EXPERT:FACTOR | rank:R | mask:FILE";
 
 int64_t mk_route_select(const mk_route_cfg *rc, const float *logits, int32_t *ids, float *weights, float *p) {
     const int64_t E = rc->n_expert;
@@ -111,7 +111,7 @@ mk_status mk_route_parse(mk_route_opts *o, const char *spec) {
         if (nf == 3) o->k_max = a;
     } else if (!strcmp(f[0], "skip")) {
         if (nf != 2) BAD("give BETA or auto");
-        if (!strcmp(f[1], "auto")) BAD("skip:auto needs a stats.json (give it to the command that reads one)");
+        if (!strcmp(f[1], "auto")) BAD("skip:auto needs a stats.json: skip:auto:STATS (read by run, eval and profile)");
         if (!parse_num(f[1], &x) || x < 0 || x > 1) BAD("BETA must be in [0, 1]");
         o->skip_beta = (float)x;
     } else if (!strcmp(f[0], "boost")) {

@@ -115,4 +115,11 @@ for spec in "topk:4 4" "topk:2 2" "topp:1.0 8"; do
   got=$($MK eval -m "$FIX/qwen3_moe" --ppl-ids "$TMPD/ept.ids" --ctx 64 --route "$1" --json 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['experts_per_token_mean'])")
   python3 -c "import sys; sys.exit(0 if abs($got - $2) < 1e-9 else 1)" && ok "eval --route $1 uses $2 experts per token" || bad "eval --route $1" "experts_per_token_mean $got, expected $2"
 done
+# skip:auto:STATS uses the per-layer NAEE beta (median p(2)/p(1)) that profile records.
+$MK profile -m "$FIX/qwen3_moe" --data "$TMPD/ept.ids" --ctx 64 -q -o "$TMPD/st.json" 2>/dev/null
+nb=$(python3 -c "import json; b=json.load(open('$TMPD/st.json'))['naee_beta']; print(len(b), all(0 < x < 1 for x in b))")
+[ "$nb" = "2 True" ] && ok "profile records naee_beta for both MoE layers" || bad "naee_beta" "$nb"
+got=$($MK eval -m "$FIX/qwen3_moe" --ppl-ids "$TMPD/ept.ids" --ctx 64 --route "skip:auto:$TMPD/st.json" --json 2>/dev/null | python3 -c "import json,sys; print(json.load(sys.stdin)['experts_per_token_mean'])")
+python3 -c "import sys; sys.exit(0 if 1 <= $got < 4 else 1)" && ok "skip:auto skips experts ($got per token of 4)" || bad "skip:auto" "experts_per_token_mean $got"
+expect_error "skip:auto without stats" "skip:auto needs a stats.json: skip:auto:STATS" $MK eval -m "$FIX/qwen3_moe" --ppl-ids "$TMPD/ept.ids" --ctx 64 --route skip:auto
 summary
