@@ -112,6 +112,12 @@ static void expand_rows(const mk_kjob *j, size_t r, int rm, float *wbuf) {
 
 void FN_ROWS(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) {
     if (j->n_tok <= 2) {
+#ifdef GEMV_BF16_FAST
+        if (j->dt == MK_DT_BF16 && j->n_in % 32 == 0 && j->ldw == j->n_in && wbuf) {
+            GEMV_BF16_FAST(j, r0, r1, wbuf); /* wbuf holds ≥ 8·n_in floats: room for 2 tokens */
+            return;
+        }
+#endif
         if (j->dt == MK_DT_F32) gemv_dt(j, r0, r1, MK_DT_F32);
         else if (j->dt == MK_DT_BF16) gemv_dt(j, r0, r1, MK_DT_BF16);
         else gemv_dt(j, r0, r1, MK_DT_F16);
