@@ -66,14 +66,22 @@ uint16_t mk_f32_to_f16(float f) {
 void mk_to_f32(float *dst, const void *src, mk_dtype dt, size_t n) {
     switch (dt) {
     case MK_DT_F32: memcpy(dst, src, n * sizeof(float)); break;
-    case MK_DT_BF16: {
-        const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++) dst[i] = mk_bf16_to_f32(s[i]);
+    case MK_DT_BF16: { /* memcpy: a tensor in a file need not be 2-byte aligned */
+        const uint8_t *s = src;
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, s + 2 * i, 2);
+            dst[i] = mk_bf16_to_f32(h);
+        }
         break;
     }
     case MK_DT_F16: {
-        const uint16_t *s = src;
-        for (size_t i = 0; i < n; i++) dst[i] = mk_f16_to_f32(s[i]);
+        const uint8_t *s = src;
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, s + 2 * i, 2);
+            dst[i] = mk_f16_to_f32(h);
+        }
         break;
     }
     default: /* the loader admits only float weights */
