@@ -36,7 +36,7 @@ static void rows_noscratch(const mk_kjob *j, size_t r0, size_t r1) {
             const float *x = j->x + t * j->ldx;
             float s = 0;
             for (size_t i = 0; i < n; i++)
-                s += x[i] * (j->dt == MK_DT_BF16 ? mk_bf16_to_f32(w[r * n + i]) : mk_f16_to_f32(w[r * n + i]));
+                s += x[i] * (j->dt == MK_DT_BF16 ? mk_bf16_to_f32(mk_kern_ld16(w, r * n + i)) : mk_f16_to_f32(mk_kern_ld16(w, r * n + i)));
             j->y[t * j->ldy + r] = j->bias ? s + j->bias[r] : s;
         }
 }

@@ -22,6 +22,15 @@
 
 #include "tensor.h"
 
+#include <string.h>
+
+/* The i-th 16-bit element at p, which need not be 2-byte aligned (tensors in files need not be). */
+static inline uint16_t mk_kern_ld16(const void *p, size_t i) {
+    uint16_t h;
+    memcpy(&h, (const uint8_t *)p + 2 * i, 2);
+    return h;
+}
+
 typedef enum mk_isa {
     MK_ISA_SCALAR = 0,
     MK_ISA_AVX2,

@@ -38,7 +38,7 @@ AI void tile(const uint16_t *w, const uint16_t *xb, float *y, size_t ldy, size_t
         for (int t = 0; t < rn; t++) {
             float s = _mm512_reduce_add_ps(acc[r][t]);
             for (size_t kk = k; kk < n; kk++)
-                s += mk_bf16_to_f32(w[(size_t)r * n + kk]) * mk_bf16_to_f32(xb[(size_t)t * n + kk]);
+                s += mk_bf16_to_f32(mk_kern_ld16(w, (size_t)r * n + kk)) * mk_bf16_to_f32(xb[(size_t)t * n + kk]);
             y[(size_t)t * ldy + r] = bias ? s + bias[r] : s;
         }
 }

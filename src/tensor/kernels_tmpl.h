@@ -19,8 +19,8 @@ AI V load_w(const void *w, size_t i, int dt) {
 
 AI float w_scalar(const void *w, size_t i, int dt) {
     if (dt == MK_DT_F32) return ((const float *)w)[i];
-    if (dt == MK_DT_BF16) return mk_bf16_to_f32(((const uint16_t *)w)[i]);
-    return mk_f16_to_f32(((const uint16_t *)w)[i]);
+    if (dt == MK_DT_BF16) return mk_bf16_to_f32(mk_kern_ld16(w, i));
+    return mk_f16_to_f32(mk_kern_ld16(w, i));
 }
 
 /* rm rows of w (row stride ldw elements) × rn rows of x (stride ldx) over n values; writes
@@ -102,16 +102,22 @@ static void expand_rows(const mk_kjob *j, size_t r, int rm, float *wbuf) {
         size_t k = 0;
         if (j->dt == MK_DT_BF16) {
             for (; k + KV <= n; k += KV) VSTORE(o + k, VLOAD_BF16(wr + k));
-            for (; k < n; k++) o[k] = mk_bf16_to_f32(wr[k]);
+            for (; k < n; k++) o[k] = mk_bf16_to_f32(mk_kern_ld16(wr, k));
         } else {
             for (; k + KV <= n; k += KV) VSTORE(o + k, VLOAD_F16(wr + k));
-            for (; k < n; k++) o[k] = mk_f16_to_f32(wr[k]);
+            for (; k < n; k++) o[k] = mk_f16_to_f32(mk_kern_ld16(wr, k));
         }
     }
 }
 
 void FN_ROWS(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) {
     if (j->n_tok <= 2) {
+#ifdef GEMV_BF16_FAST
+        if (j->dt == MK_DT_BF16 && j->n_in % 32 == 0 && j->ldw == j->n_in && wbuf) {
+            GEMV_BF16_FAST(j, r0, r1, wbuf); /* wbuf holds ≥ 8·n_in floats: room for 2 tokens */
+            return;
+        }
+#endif
         if (j->dt == MK_DT_F32) gemv_dt(j, r0, r1, MK_DT_F32);
         else if (j->dt == MK_DT_BF16) gemv_dt(j, r0, r1, MK_DT_BF16);
         else gemv_dt(j, r0, r1, MK_DT_F16);
