@@ -91,7 +91,7 @@ def main():
     cfg = model.config
     L, E, K = cfg.num_hidden_layers, cfg.num_experts, cfg.num_experts_per_tok
     V = cfg.vocab_size
-    res = {"model": a.model, "ctx": a.ctx, "dtype": "bfloat16", "domains": {}}
+    res = {"model": a.model, "ctx": a.ctx, "dtype": "bfloat16", "limit_tokens": a.limit_tokens, "domains": {}}
     usage = {}
     for d in DOMAINS:
         r = {}
@@ -162,7 +162,7 @@ def write_card(a, res, cfg, tok):
     for d in D:
         t, c = dom[d]["test"], dom[d]["calib"]
         ppl_rows.append([d, "%d" % t["scored"], "%.2f" % c["ppl"], "%.2f" % t["ppl"], "%.1f" % t.get("unigram_train_ppl", float("nan")),
-                         "%.1f" % t["unigram_oracle_ppl"], "%.1fx" % (t["unigram_oracle_ppl"] / t["ppl"]),
+                         "%.1f" % t["unigram_oracle_ppl"], "%.1fx" % (t.get("unigram_train_ppl", float("nan")) / t["ppl"]), "%.1fx" % (t["unigram_oracle_ppl"] / t["ppl"]),
                          "%.3f" % t["bits_per_byte"]])
     # usage summary: top-3 experts per layer and domain
     top_rows = []
@@ -200,10 +200,14 @@ def write_card(a, res, cfg, tok):
          ds["techdoc"]["train"]["bytes"], ds["techdoc"]["validation"]["bytes"], ds["techdoc"]["test"]["bytes"]],
     ])
     first, last = log[0], log[-1]
-    curve = [log[0]] + [log[i] for i in np.linspace(0, len(log) - 1, 9).astype(int)[1:]]
+    curve = [log[i] for i in sorted(set(np.linspace(0, len(log) - 1, min(len(log), 12)).astype(int).tolist()))]
     curve_rows = [[r["step"], "%.2fM" % (int(r["tokens"]) / 1e6), r["lr"], r["train_loss"]] + [r["val_" + d] for d in D] for r in curve]
     gens = "\n\n".join("**%s** (prompt: `%s`)\n\n```\n%s\n```" % (d, PROMPTS[d].replace("\n", "\\n"), res["generations"][d].replace("```", "'''")) for d in D)
     hours = state["train_seconds"] / 3600
+    lim = (" (only the first %d tokens of each slice were scored, to finish evaluation on the busy CPU; "
+           "`--limit-tokens 0` scores them whole)" % a.limit_tokens) if a.limit_tokens else ""
+    np_ = os.path.join(HERE, "run_notes.md")
+    notes = ("\n" + open(np_).read().strip() + "\n") if os.path.exists(np_) else ""
     md = f"""---
 license: other
 language: [en, de]
@@ -287,6 +291,7 @@ domains ({5*args['per_domain']*args['seq']:,} tokens/step). Load-balancing auxil
 - compute: {hours:.2f} h on 2 shared CPU cores (AMD Zen 4, AVX-512 BF16), `nice 19`, torch {torch.__version__.split('+')[0]} — no GPU;
   the machine was shared with other developers' compile jobs, so throughput varied
   ({state['tokens']/state['train_seconds']:.0f} tokens/s on average)
+{notes}
 - training curve: `tools/testbed/training_log.csv` (validation loss on fixed 32×256-token windows per domain)
 
 {fmt_table(["step", "tokens", "lr", "train loss"] + ["val " + d for d in D], curve_rows)}
@@ -298,12 +303,12 @@ BF16 in memory {st['verify']['loss_bf16_in_memory']:.4f}, BF16 reloaded {st['ver
 ## Evaluation (transformers {__import__('transformers').__version__}, BF16, `tools/testbed/evaluate.py`)
 
 Perplexity on the shipped held-out slices `data/testbed/<domain>.test.txt` (test split) and
-`<domain>.calib.txt` (validation split), ~256 KB each, non-overlapping {a.ctx}-token windows (every token but
+`<domain>.calib.txt` (validation split), ~256 KB each{lim}, non-overlapping {a.ctx}-token windows (every token but
 the first of each window scored). Unigram baselines use the same tokenizer and score the same tokens:
 *unigram (train)* = add-one-smoothed token frequencies of the domain's training split; *unigram (oracle)* =
-frequencies of the scored text itself, the best any unigram model can do. The ratio is oracle-unigram / model.
+frequencies of the scored text itself, the best any unigram model can do. The ratios are unigram perplexity / model perplexity.
 
-{fmt_table(["domain", "scored tokens", "ppl (calib)", "**ppl (test)**", "unigram ppl (train)", "unigram ppl (oracle)", "oracle/model", "bits/byte (test)"], ppl_rows)}
+{fmt_table(["domain", "scored tokens", "ppl (calib)", "**ppl (test)**", "unigram ppl (train)", "unigram ppl (oracle)", "unigram(train)/model", "unigram(oracle)/model", "bits/byte (test)"], ppl_rows)}
 
 ### Expert usage per domain (test slices)
 

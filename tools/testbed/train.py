@@ -80,7 +80,7 @@ def evaluate(model, val, a):
         tot = 0.0
         for j in range(0, len(xb), a.per_domain * 2):
             b = xb[j:j + a.per_domain * 2]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(a.bf16)):
                 out = model(input_ids=b[:, :-1], output_router_logits=False)
             logits = out.logits.float()
             tot += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), b[:, 1:].reshape(-1),
