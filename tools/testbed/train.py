@@ -40,6 +40,16 @@ def tokenize_corpus(corpus, tokdir, cache):
     os.makedirs(cache, exist_ok=True)
     tok = Tokenizer.from_file(os.path.join(tokdir, "tokenizer.json"))
     eos = tok.token_to_id("<|endoftext|>")
+    # the cache is only valid for the tokenizer it was made with
+    import hashlib
+    tsha = hashlib.sha256(open(os.path.join(tokdir, "tokenizer.json"), "rb").read()).hexdigest()
+    stamp = os.path.join(cache, "tokenizer.sha256")
+    if not os.path.exists(stamp) or open(stamp).read().strip() != tsha:
+        for f in os.listdir(cache):
+            if f.endswith(".npy"):
+                os.remove(os.path.join(cache, f))
+        with open(stamp, "w") as f:
+            f.write(tsha + "\n")
     out = {}
     for d in DOMAINS:
         for split in ("train", "validation"):
@@ -96,6 +106,7 @@ def main():
     ap.add_argument("--tokenizer", default="models/testbed")
     ap.add_argument("--scratch", default="/work/testbed-data/run")
     ap.add_argument("--log", default="tools/testbed/training_log.csv")
+    ap.add_argument("--cache", default=None, help="token cache dir (default: <scratch>/../tokens)")
     # architecture
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--layers", type=int, default=6)
@@ -131,7 +142,7 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     from transformers import Qwen3MoeForCausalLM
-    data, eos, vocab = tokenize_corpus(a.corpus, a.tokenizer, os.path.join(os.path.dirname(a.scratch.rstrip("/")), "tokens"))
+    data, eos, vocab = tokenize_corpus(a.corpus, a.tokenizer, a.cache or os.path.join(os.path.dirname(a.scratch.rstrip("/")), "tokens"))
     cfg = model_config(a, vocab, eos)
     model = Qwen3MoeForCausalLM(cfg)
     model.set_experts_implementation(a.experts_impl) if hasattr(model, "set_experts_implementation") else None
