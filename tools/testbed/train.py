@@ -129,7 +129,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=150)
     ap.add_argument("--max-steps", type=int, default=10**9)
     ap.add_argument("--stop-at", default=None, help="UTC wall-clock time HH:MM at which training must end")
-    ap.add_argument("--time-budget-min", type=float, default=None)
+    ap.add_argument("--time-budget-min", type=float, default=None, help="train this many more minutes (on resume too)")
     ap.add_argument("--bf16", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1234)
@@ -166,14 +166,14 @@ def main():
         opt.load_state_dict(s["opt"])
         state = s["state"]
         print("resumed", state, flush=True)
-    if state["budget"] is None or a.stop_at:
+    if state["budget"] is None or a.stop_at or a.time_budget_min:
         if a.stop_at:  # (re)computed on every start: a crash or restart does not move the end time
             now = dt.datetime.now(dt.timezone.utc)
             hh, mm = map(int, a.stop_at.split(":"))
             end = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
             state["budget"] = state["train_seconds"] + (end - now).total_seconds()
         elif a.time_budget_min:
-            state["budget"] = a.time_budget_min * 60
+            state["budget"] = state["train_seconds"] + a.time_budget_min * 60  # minutes from now
         else:
             state["budget"] = float("inf")
         print("time budget %.0f s" % state["budget"], flush=True)
