@@ -81,10 +81,16 @@ def main():
     ap.add_argument("--gen-tokens", type=int, default=80)
     ap.add_argument("--experts-impl", default="grouped_mm")
     ap.add_argument("--no-card", action="store_true")
+    ap.add_argument("--card-only", action="store_true", help="rewrite the card from eval_results.json without evaluating")
     ap.add_argument("--limit-tokens", type=int, default=0, help="score only the first N tokens of each slice (quick checks)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    if a.card_only:
+        res = json.load(open(os.path.join(HERE, "eval_results.json")))
+        a.limit_tokens, a.ctx = res.get("limit_tokens", 0), res["ctx"]
+        write_card(a, res, AutoConfig.from_pretrained(a.model), None)
+        return
     t0 = time.time()
     tok = AutoTokenizer.from_pretrained(a.model)
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.bfloat16, experts_implementation=a.experts_impl).eval()
@@ -162,7 +168,7 @@ def write_card(a, res, cfg, tok):
     for d in D:
         t, c = dom[d]["test"], dom[d]["calib"]
         ppl_rows.append([d, "%d" % t["scored"], "%.2f" % c["ppl"], "%.2f" % t["ppl"], "%.1f" % t.get("unigram_train_ppl", float("nan")),
-                         "%.1f" % t["unigram_oracle_ppl"], "%.1fx" % (t.get("unigram_train_ppl", float("nan")) / t["ppl"]), "%.1fx" % (t["unigram_oracle_ppl"] / t["ppl"]),
+                         "%.1f" % t["unigram_oracle_ppl"], "%.2fx" % (t.get("unigram_train_ppl", float("nan")) / t["ppl"]), "%.2fx" % (t["unigram_oracle_ppl"] / t["ppl"]),
                          "%.3f" % t["bits_per_byte"]])
     # usage summary: top-3 experts per layer and domain
     top_rows = []
@@ -204,6 +210,14 @@ def write_card(a, res, cfg, tok):
     curve_rows = [[r["step"], "%.2fM" % (int(r["tokens"]) / 1e6), r["lr"], r["train_loss"]] + [r["val_" + d] for d in D] for r in curve]
     gens = "\n\n".join("**%s** (prompt: `%s`)\n\n```\n%s\n```" % (d, PROMPTS[d].replace("\n", "\\n"), res["generations"][d].replace("```", "'''")) for d in D)
     hours = state["train_seconds"] / 3600
+    ratios = {d: dom[d]["test"]["unigram_oracle_ppl"] / dom[d]["test"]["ppl"] for d in D}
+    ok = [d for d in D if ratios[d] >= 3.0]
+    verdict = ("**Target (test perplexity at least 3x below the unigram model's): %s.** Against the oracle unigram, "
+               "%d of 5 domains reach 3x (%s); the model is undertrained (see Training), so this is a floor, not what the recipe "
+               "can do. The validation losses in `training_log.csv` use random 256-token windows of the whole validation "
+               "split, which are weighted towards long files (for C: large generated tables in glibc, which are easy), so "
+               "they are lower than the perplexities on these slices." % (
+                   "met" if len(ok) == 5 else "NOT met for every domain", len(ok), ", ".join(ok) or "none"))
     lim = (" (only the first %d tokens of each slice were scored, to finish evaluation on the busy CPU; "
            "`--limit-tokens 0` scores them whole)" % a.limit_tokens) if a.limit_tokens else ""
     np_ = os.path.join(HERE, "run_notes.md")
@@ -308,6 +322,8 @@ the first of each window scored). Unigram baselines use the same tokenizer and s
 *unigram (train)* = add-one-smoothed token frequencies of the domain's training split; *unigram (oracle)* =
 frequencies of the scored text itself, the best any unigram model can do. The ratios are unigram perplexity / model perplexity.
 
+{verdict}
+
 {fmt_table(["domain", "scored tokens", "ppl (calib)", "**ppl (test)**", "unigram ppl (train)", "unigram ppl (oracle)", "unigram(train)/model", "unigram(oracle)/model", "bits/byte (test)"], ppl_rows)}
 
 ### Expert usage per domain (test slices)
@@ -341,6 +357,9 @@ Seeded sampling (temperature 0.8, top-p 0.95, top-k 40, {a.gen_tokens} new token
 - Tiny and briefly trained ({state['tokens']/1e6:.0f}M tokens on a CPU): the text is locally plausible in style and
   vocabulary but incoherent beyond a sentence or a few lines of code; it knows no facts worth asking for.
 - Context: trained on 256-token windows only.
+- The HTML-to-text conversion of the LibreOffice help kept navigation and debug boilerplate ("Index", "This page is:",
+  "Help content debug info", file ids), which the model reproduces in German generations; the corpus builder should
+  strip it before a retraining.
 - Narrow domains: "English" is mostly 19th/20th-century political addresses and 19th-century novels; "German" is
   LibreOffice help and fortune-cookie sayings (no modern news/web German); "C" is only glibc; "Python" only the
   CPython standard library; "technical documentation" only Linux kernel and Python reST docs. The German domain is
