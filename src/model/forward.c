@@ -270,6 +270,22 @@ static void mlp_forward(mk_ctx *c, const mk_mlp_w *w, const float *x, size_t n, 
     mk_matmul(out, H, c->gg, F, n, &w->down, NULL);
 }
 
+/* o (D) = Σ_j softmax(sc)_j · v_j over keys j0..p, where mx = max sc; v_j = v + j·ld. sc is
+ * overwritten with the unnormalised weights. */
+static inline void softmax_weighted_sum(float *sc, size_t j0, size_t p, float mx, const float *v, size_t ld, size_t D, float *restrict o) {
+    float sum = 0;
+    for (size_t j = j0; j <= p; j++) {
+        sc[j] = expf(sc[j] - mx);
+        sum += sc[j];
+    }
+    memset(o, 0, D * sizeof(float));
+    for (size_t j = j0; j <= p; j++) {
+        const float a = sc[j] / sum, *restrict vj = v + j * ld;
+        #pragma omp simd
+        for (size_t i = 0; i < D; i++) o[i] += a * vj[i];
+    }
+}
+
 /* Attention sub-block: x (n, d_model) += o_proj(attn(RMSNorm(x))), tokens at positions pos0... */
 static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
     const mk_config *cfg = &c->m->cfg;
@@ -327,18 +343,7 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
                     sc[j] *= scale;
                     if (sc[j] > mx) mx = sc[j];
                 }
-                float sum = 0;
-                for (size_t j = j0; j <= p; j++) {
-                    sc[j] = expf(sc[j] - mx);
-                    sum += sc[j];
-                }
-                float *restrict o = c->att + t * q_dim + h * D;
-                memset(o, 0, D * sizeof(float));
-                for (size_t j = j0; j <= p; j++) {
-                    const float a = sc[j] / sum, *restrict vj = vc + j * kv_dim + g * D;
-                    #pragma omp simd
-                    for (size_t i = 0; i < D; i++) o[i] += a * vj[i];
-                }
+                softmax_weighted_sum(sc, j0, p, mx, vc + g * D, kv_dim, D, c->att + t * q_dim + h * D);
             }
         }
     } else
@@ -358,18 +363,7 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
                 sc[j] = d * scale;
                 if (sc[j] > mx) mx = sc[j];
             }
-            float sum = 0;
-            for (size_t j = j0; j <= p; j++) {
-                sc[j] = expf(sc[j] - mx);
-                sum += sc[j];
-            }
-            float *restrict o = c->att + t * q_dim + h * D;
-            memset(o, 0, D * sizeof(float));
-            for (size_t j = j0; j <= p; j++) {
-                const float a = sc[j] / sum, *restrict vj = vc + j * kv_dim + g * D;
-                #pragma omp simd
-                for (size_t i = 0; i < D; i++) o[i] += a * vj[i];
-            }
+            softmax_weighted_sum(sc, j0, p, mx, vc + g * D, kv_dim, D, c->att + t * q_dim + h * D);
         }
     }
     mk_matmul(c->tmp, H, c->att, q_dim, n, &lw->wo, NULL);
