@@ -64,6 +64,10 @@ clean:
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 FUZZ_SECONDS ?= 30
+# FUZZ_RUNS=N: a fixed number of runs from seed 1 and a fresh corpus each time, so the run is
+# reproducible (CI uses this); otherwise FUZZ_SECONDS of open-ended fuzzing.
+FUZZ_RUNS ?=
+FUZZ_LIMIT = $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS) -seed=1,-max_total_time=$(FUZZ_SECONDS))
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -O1 -g $(ARCH) -fsanitize=fuzzer,address,undefined -fopenmp -Iinclude -Isrc $(PKG_CFLAGS)
 .PHONY: fuzz fuzz-run
 fuzz: $(FUZZ_BIN)
@@ -72,8 +76,8 @@ build-fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	clang $(FUZZ_FLAGS) $< $(LIB_SRC) -o $@ $(PKG_LIBS) -lm -lpthread
 fuzz-run: fuzz
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f); c=tests/fuzz/corpus_$${n#fuzz_}; \
-	  echo "== $$n ($(FUZZ_SECONDS)s)"; mkdir -p build-fuzz/corpus_$$n; \
+	  echo "== $$n ($(FUZZ_LIMIT))"; $(if $(FUZZ_RUNS),rm -rf build-fuzz/corpus_$$n;) mkdir -p build-fuzz/corpus_$$n; \
 	  [ -d $$c ] || c=; \
-	  if ! $$f -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus_$$n $$c > build-fuzz/$$n.log 2>&1; then \
+	  if ! $$f $(FUZZ_LIMIT) -max_len=65536 build-fuzz/corpus_$$n $$c > build-fuzz/$$n.log 2>&1; then \
 	    tail -n 40 build-fuzz/$$n.log; echo "$$n: FAILED (crash input saved in the working directory)"; exit 1; fi; \
 	  tail -n 1 build-fuzz/$$n.log; done

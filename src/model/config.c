@@ -15,6 +15,24 @@ static const struct {
     {"OlmoeForCausalLM", "olmoe", MK_ARCH_OLMOE},
 };
 
+/* The largest value moekit accepts for a size field: far above any real model, small enough that
+ * what is allocated from it stays sane (a malformed config must not ask for terabytes). */
+static int64_t limit_of(const char *key) {
+    static const struct {
+        const char *key;
+        int64_t max;
+    } lim[] = {
+        {"num_hidden_layers", 4096},     {"num_attention_heads", 4096},  {"num_key_value_heads", 4096},
+        {"head_dim", 65536},             {"num_local_experts", 65536},   {"num_experts", 65536},
+        {"num_experts_per_tok", 65536},  {"vocab_size", 1 << 24},        {"hidden_size", 1 << 20},
+        {"intermediate_size", 1 << 24},  {"moe_intermediate_size", 1 << 24}, {"shared_expert_intermediate_size", 1 << 24},
+        {"decoder_sparse_step", 4096},
+    };
+    for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++)
+        if (!strcmp(key, lim[i].key)) return lim[i].max;
+    return (int64_t)1 << 40;
+}
+
 /* Reads an integer field; `dflt` < 0 means required. */
 static mk_status get_int(json_t *root, const char *path, const char *key, int64_t dflt, int64_t min, int64_t *out) {
     json_t *v = json_object_get(root, key);
@@ -25,8 +43,8 @@ static mk_status get_int(json_t *root, const char *path, const char *key, int64_
     }
     if (!json_is_integer(v)) return mk_err(MK_ERR_FORMAT, "%s: field '%s' must be an integer", path, key);
     json_int_t x = json_integer_value(v);
-    if (x < min || x > (json_int_t)1 << 40)
-        return mk_err(MK_ERR_FORMAT, "%s: field '%s' = %lld is out of range (at least %lld)", path, key, (long long)x, (long long)min);
+    if (x < min || x > limit_of(key))
+        return mk_err(MK_ERR_FORMAT, "%s: field '%s' = %lld is out of range [%lld, %lld]", path, key, (long long)x, (long long)min, (long long)limit_of(key));
     *out = (int64_t)x;
     return MK_OK;
 }

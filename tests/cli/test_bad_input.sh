@@ -43,6 +43,9 @@ expect_error "unknown architecture" "m/config.json: field 'architectures' = 'Foo
 fresh; sed -i 's/"hidden_size": [0-9]*/"hidden_size": "wide"/' "$TMPD/m/config.json"
 expect_error "config field of the wrong type" "m/config.json: field 'hidden_size' must be an integer" $MK info -m "$TMPD/m"
 
+fresh; sed -i 's/"num_hidden_layers": [0-9]*/"num_hidden_layers": 4222222222/' "$TMPD/m/config.json"
+expect_error "absurd layer count" "m/config.json: field 'num_hidden_layers' = 4222222222 is out of range \[1, 4096\]" $MK info -m "$TMPD/m"
+
 fresh; rm "$TMPD/m/config.json"
 expect_error "missing config.json" "m/config.json: cannot open" $MK info -m "$TMPD/m"
 
