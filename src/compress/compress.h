@@ -101,7 +101,7 @@ typedef struct mk_msmoe_opts {
  * cost Σ squared distances of gate rows, up rows and down columns), then averaged with weights
  * proportional to usage. The router row of the merged expert is the dominant's (the members'
  * rows are dropped, so the result is a standard HF checkpoint). Output: an expert plan whose new
- * weights are owned by *buffers (free with free()); group_of (n_layer, n_expert) gets each
+ * weights are owned by *buffers (free with free()); group_of (n_layer, n_expert; -1 in dense layers) gets each
  * expert's output slot. */
 mk_status mk_msmoe_plan(const mk_model *m, const double *freq, int64_t keep, const mk_msmoe_opts *o, mk_expert_plan *plan,
                         float **buffers, int32_t *group_of);

@@ -78,6 +78,7 @@ mk_status mk_msmoe_plan(const mk_model *m, const double *freq, int64_t keep, con
                         float **buffers, int32_t *group_of) {
     const mk_config *cfg = &m->cfg;
     const int64_t L = cfg->n_layer, E = cfg->n_expert;
+    for (int64_t i = 0; i < L * E; i++) group_of[i] = -1; /* dense layers: no group */
     const size_t H = (size_t)cfg->d_model, F = (size_t)cfg->d_ff_expert, mat = F * H;
     *buffers = NULL;
     if (keep < cfg->k_active || keep > E)
@@ -191,6 +192,7 @@ mk_status mk_submoe_plan(const mk_model *m, const double *freq, int64_t keep, co
                          mk_expert_plan *plan, float **buffers, int32_t *group_of) {
     const mk_config *cfg = &m->cfg;
     const int64_t L = cfg->n_layer, E = cfg->n_expert;
+    for (int64_t i = 0; i < L * E; i++) group_of[i] = -1; /* dense layers: no group */
     const size_t H = (size_t)cfg->d_model, F = (size_t)cfg->d_ff_expert, mat = F * H;
     *buffers = NULL;
     if (keep < cfg->k_active || keep > E)
