@@ -1,9 +1,13 @@
 /* Block quantization (src/tensor/quant.c): bit-exact agreement with the gguf PyPI package's numpy
  * quantizers (fixture from tools/gen_quant_fixtures.py), known-answer blocks, round-trip error
- * bounds on random data, the reference dot products, and the mk_to_f32 / matmul hook. */
+ * bounds on random data, the reference dot products, the SIMD dot products and quantizer against
+ * the reference, and the quantized matmul drivers (plain and team, every ISA of this CPU). */
 #include "format/safetensors.h"
 #include "mk_test.h"
+#include "tensor/kernels.h"
 #include "tensor/quant.h"
+
+#include <omp.h>
 
 #define FIXTURE "tests/fixtures/quant/quant_ref.safetensors"
 
@@ -262,34 +266,130 @@ static void test_vec_dot(void) {
     }
 }
 
-/* mk_to_f32 dequantizes, and mk_matmul_rows on a quantized weight equals the f32 matmul on its
- * dequantized copy (rows sliced at block boundaries). */
+/* Σ|w_i·a_i| over dequantized operands: the scale of a dot product's rounding error. */
+static double dot_mag(mk_dtype wt, const void *qw, const void *qa, size_t n) {
+    static float wd[4096], ad[4096];
+    mk_dequantize_row(wt, qw, wd, n);
+    mk_dequantize_row(mk_vec_dot_type(wt), qa, ad, n);
+    double m = 0;
+    for (size_t i = 0; i < n; i++) m += fabs((double)wd[i] * ad[i]);
+    return m;
+}
+
+/* The AVX2 dot products against the scalar reference on random rows of several widths, with
+ * outliers (one huge value per row: a block scale at its limit) and the extreme codes (-128 in a
+ * Q8_0 weight, which the quantizer never writes but a file may hold). The integer block sums are
+ * exact in both; only the float accumulation order differs: bound 1e-6 · Σ|w·a|. */
+static void test_simd_vec_dot(void) {
+    const mk_dtype wt[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K};
+    if (mk_kern_isa_detect() < MK_ISA_AVX2) {
+        printf("  this CPU has no AVX2: only the reference runs here\n");
+        return;
+    }
+    static float w[4096], a[4096];
+    static uint8_t qw[4096 * 2], qa[4096 * 2];
+    const size_t widths[] = {256, 512, 768, 2048, 4096};
+    double worst[4] = {0};
+    for (size_t k = 0; k < 4; k++) {
+        mk_qdot_fn ref = mk_qdot_ref(wt[k]), simd = mk_qdot_avx2(wt[k]);
+        CHECK(ref && simd, "%s: kernels exist", mk_dtypes[wt[k]].name);
+        if (!ref || !simd) continue;
+        for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++)
+            for (int rep = 0; rep < 20; rep++) {
+                const size_t n = widths[wi];
+                for (size_t i = 0; i < n; i++) {
+                    w[i] = nrand() * 0.05f;
+                    a[i] = nrand() * (rep % 3 ? 1.0f : 40.0f);
+                }
+                a[(size_t)rep * 37 % n] = 900.0f; /* a massive activation */
+                mk_quantize_row(wt[k], w, qw, n);
+                mk_quantize_row(mk_vec_dot_type(wt[k]), a, qa, n);
+                if (wt[k] == MK_DT_Q8_0 && rep % 4 == 1) qw[2 + rep] = 0x80; /* code -128 */
+                const double r = ref(n, qw, qa), s = simd(n, qw, qa), mag = dot_mag(wt[k], qw, qa, n);
+                const double e = fabs(r - s) / (mag + 1e-30);
+                if (e > worst[k]) worst[k] = e;
+                CHECK(fabs(r - s) <= 1e-6 * mag + 1e-30, "%s n=%zu rep %d: avx2 %.9g vs reference %.9g", mk_dtypes[wt[k]].name, n, rep, s, r);
+            }
+        printf("  %-5s avx2 vs reference: worst |diff| / sum|w*a| = %.3g (bound 1e-6)\n", mk_dtypes[wt[k]].name, worst[k]);
+    }
+}
+
+/* The AVX2 Q8_0 activation quantizer is bit-identical to the reference, ties included (roundf
+ * rounds half away from zero; the hardware's nearest mode would round half to even). */
+static void test_simd_quantize(void) {
+    mk_qquant_fn q = mk_kern_isa_detect() >= MK_ISA_AVX2 ? mk_qquant_avx2(MK_DT_Q8_0) : NULL;
+    if (!q) {
+        printf("  no SIMD quantizer on this CPU\n");
+        return;
+    }
+    enum { N = 2048 };
+    static float x[N];
+    static uint8_t want[N * 2], got[N * 2];
+    for (int rep = 0; rep < 50; rep++) {
+        for (int i = 0; i < N; i++) x[i] = nrand() * (rep % 5 == 0 ? 1e-3f : rep % 5 == 1 ? 300.0f : 1.0f);
+        if (rep % 7 == 0)
+            for (int i = 0; i < 32; i++) x[i] = 0;   /* an all-zero block: d = 0 */
+        if (rep % 3 == 0)
+            for (int b = 32; b < N; b += 32) {        /* ties: amax 127 → d = 1, values k + 0.5 */
+                x[b] = 127.0f;
+                for (int i = 1; i < 32; i++) x[b + i] = (float)((i * 7 + rep) % 251 - 125) + ((i & 1) ? 0.5f : -0.5f);
+            }
+        mk_quantize_row(MK_DT_Q8_0, x, want, N);
+        q(x, got, N);
+        CHECK(memcmp(want, got, mk_dtype_row_bytes(MK_DT_Q8_0, N)) == 0, "rep %d: avx2 Q8_0 quantizer differs from the reference", rep);
+    }
+}
+
+/* The quantized matmul drivers (mk_matmul_rows → mk_kern_matmul, mk_matmul_team inside a parallel
+ * region, mk_matmul_team_q with shared pre-quantized activations) on every ISA this CPU has:
+ * every output equals the reference vec_dot of the weight row with the reference-quantized
+ * activation row — bit for bit on the scalar ISA, within 1e-6 · Σ|w·a| on SIMD — also for a row
+ * range starting mid-matrix (an expert's slice) and a bias. */
 static void test_matmul_hook(void) {
-    enum { OUT = 40, IN = 512, TOK = 3 };
-    static float w[OUT * IN], wd[OUT * IN], x[TOK * IN], y1[TOK * OUT], y2[TOK * OUT];
-    static uint8_t q[OUT * IN * 2];
+    enum { OUT = 40, IN = 512, TOK = 19 };
+    static float w[OUT * IN], x[TOK * IN], y[TOK * OUT], bias[OUT];
+    static uint8_t q[OUT * IN * 2], xq[TOK * IN * 2];
     for (int i = 0; i < OUT * IN; i++) w[i] = nrand() * 0.05f;
     for (int i = 0; i < TOK * IN; i++) x[i] = nrand();
+    for (int i = 0; i < OUT; i++) bias[i] = nrand();
     const mk_dtype dts[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K};
-    for (size_t k = 0; k < 4; k++) {
-        const size_t rb = mk_dtype_row_bytes(dts[k], IN);
-        for (int r = 0; r < OUT; r++) mk_quantize_row(dts[k], w + r * IN, q + r * rb, IN);
-        mk_to_f32(wd, q, dts[k], (size_t)OUT * IN);
-        float row[IN];
-        mk_dequantize_row(dts[k], q + 7 * rb, row, IN);
-        CHECK(memcmp(row, wd + 7 * IN, sizeof row) == 0, "%s: row slice", mk_dtypes[dts[k]].name);
-        mk_matmul_rows(y1, OUT, x, IN, TOK, q, dts[k], OUT, IN, NULL);
-        mk_matmul_rows(y2, OUT, x, IN, TOK, wd, MK_DT_F32, OUT, IN, NULL);
-        double m = 0;
-        for (int i = 0; i < TOK * OUT; i++) m = fmax(m, fabs((double)y1[i] - y2[i]));
-        CHECK(m <= 1e-5, "%s: matmul on blocks vs dequantized f32: max diff %g", mk_dtypes[dts[k]].name, m);
-        /* A row range that starts mid-matrix (an expert's slice) */
-        mk_matmul_rows(y1, 8, x, IN, TOK, q + 16 * rb, dts[k], 8, IN, NULL);
-        m = 0;
-        for (int t = 0; t < TOK; t++)
-            for (int r = 0; r < 8; r++) m = fmax(m, fabs((double)y1[t * 8 + r] - y2[t * OUT + 16 + r]));
-        CHECK(m <= 1e-5, "%s: row-range matmul max diff %g", mk_dtypes[dts[k]].name, m);
+    const mk_isa best = mk_kern_isa_detect();
+    for (int isa = MK_ISA_SCALAR; isa <= (int)best; isa++) {
+        mk_kern_set_isa((mk_isa)isa);
+        for (size_t k = 0; k < 4; k++) {
+            const mk_dtype vt = mk_vec_dot_type(dts[k]);
+            const size_t rb = mk_dtype_row_bytes(dts[k], IN), ab = mk_dtype_row_bytes(vt, IN);
+            CHECK(mk_kern_qact_bytes(dts[k], IN) == ab, "activation row bytes");
+            for (int r = 0; r < OUT; r++) mk_quantize_row(dts[k], w + r * IN, q + r * rb, IN);
+            for (int t = 0; t < TOK; t++) mk_quantize_row(vt, x + t * IN, xq + t * ab, IN);
+            for (int mode = 0; mode < 4; mode++) {
+                /* 0: mk_matmul_rows; 1: team; 2: team_q; 3: rows 16.. of W (8 rows) with bias */
+                const size_t r0 = mode == 3 ? 16 : 0, nout = mode == 3 ? 8 : OUT;
+                memset(y, 0, sizeof y);
+                if (mode == 0 || mode == 3) {
+                    mk_matmul_rows(y, nout, x, IN, TOK, q + r0 * rb, dts[k], nout, IN, mode == 3 ? bias : NULL);
+                } else {
+                    #pragma omp parallel num_threads(2)
+                    {
+                        if (mode == 1) mk_matmul_team(y, nout, x, IN, TOK, q, dts[k], nout, IN, NULL);
+                        else mk_matmul_team_q(y, nout, xq, TOK, q, dts[k], nout, IN, NULL);
+                    }
+                }
+                double worst = 0;
+                for (int t = 0; t < TOK; t++)
+                    for (size_t r = 0; r < nout; r++) {
+                        const uint8_t *wr = q + (r0 + r) * rb, *ar = xq + (size_t)t * ab;
+                        float want = mk_vec_dot_ref(dts[k], IN, wr, ar);
+                        if (mode == 3) want += bias[r];
+                        const double d = fabs((double)y[(size_t)t * nout + r] - want);
+                        const double bound = isa == MK_ISA_SCALAR ? 0 : 1e-6 * dot_mag(dts[k], wr, ar, IN) + (mode == 3 ? 1e-6 * fabs(want) : 0);
+                        if (d > bound && d > worst) worst = d;
+                    }
+                CHECK(worst == 0, "%s %s mode %d: max excess over the bound %g", mk_kern_isa_name((mk_isa)isa), mk_dtypes[dts[k]].name, mode, worst);
+            }
+        }
     }
+    mk_kern_set_isa(best);
 }
 
 int main(void) {
@@ -298,6 +398,8 @@ int main(void) {
     RUN(test_known_answers);
     RUN(test_error_bounds);
     RUN(test_vec_dot);
+    RUN(test_simd_vec_dot);
+    RUN(test_simd_quantize);
     RUN(test_matmul_hook);
     return TEST_SUMMARY("test_quant");
 }

@@ -34,6 +34,7 @@ struct mk_ctx {
     float *gx, *gg, *gu, *go;      /* (max_batch, d_model | d_ff_max) */
     float *egx, *ego;              /* (max_batch·k_cap, d_model) expert inputs / outputs, grouped by expert */
     float *egg, *egu;              /* (max_batch·k_cap, d_ff_expert) */
+    uint8_t *egq;                  /* (max_batch·k_cap) expert input rows quantized for block-quantized experts */
     int32_t *active;               /* (n_expert) experts with tokens in this batch */
     float *logit_rows;             /* (max_batch, d_model) final-normed rows for the LM head */
     bool has_obs;
@@ -62,6 +63,7 @@ void mk_ctx_free(mk_ctx *c) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) mk_free_aligned(*bufs[i]);
     free(c->ids);
     free(c->grp);
+    mk_free_aligned(c->egq);
     free(c->grp_start);
     free(c->grp_cur);
     free(c->active);
@@ -94,6 +96,8 @@ static mk_status alloc_slots(mk_ctx *c, int64_t k) {
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) mk_free_aligned(*bufs[i]);
     free(c->ids);
     free(c->grp);
+    mk_free_aligned(c->egq);
+    c->egq = NULL;
     const size_t slots = c->max_batch * (size_t)k;
     c->wts = falloc(c->max_batch, (size_t)k, &ok);
     c->eo = falloc(slots, (size_t)cfg->d_model, &ok);
@@ -103,7 +107,11 @@ static mk_status alloc_slots(mk_ctx *c, int64_t k) {
     c->egu = falloc(slots, (size_t)cfg->d_ff_expert, &ok);
     c->ids = mk_calloc(c->max_batch * (size_t)k, sizeof(int32_t));
     c->grp = mk_calloc(c->max_batch * (size_t)k, sizeof(int32_t));
-    if (!ok || !c->ids || !c->grp) return MK_ERR_NOMEM;
+    /* quantized rows take at most 37 bytes per 32 values (Q8_0: 34, Q8_K: 36.5) */
+    const size_t qrow = ((size_t)MK_MAX(cfg->d_model, cfg->d_ff_expert) + 31) / 32 * 37;
+    size_t qbytes;
+    c->egq = mk_mul_ok(slots, qrow, &qbytes) ? mk_malloc_aligned(qbytes) : NULL;
+    if (!ok || !c->ids || !c->grp || !c->egq) return MK_ERR_NOMEM;
     c->k_cap = k;
     return MK_OK;
 }
@@ -405,32 +413,56 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
         if (c->ids[s] >= 0) c->grp[cur[c->ids[s]]++] = (int32_t)s;
     /* All active experts in one parallel region: gather → every expert's gate and up products as
      * one dynamic pool of row chunks → SwiGLU → every expert's down product → scatter. Three
-     * barriers per MoE block whatever the number of experts (decode is 24 products for k = 8). */
+     * barriers per MoE block whatever the number of experts (decode is 24 products for k = 8).
+     * Block-quantized experts take their input rows quantized once, shared by gate and up (and
+     * the SwiGLU output quantized once for down), instead of once per product and thread. */
     const size_t total = (size_t)start[E], F = (size_t)cfg->d_ff_expert;
     size_t n_active = 0;
     for (size_t e = 0; e < E; e++)
         if (start[e + 1] > start[e]) c->active[n_active++] = (int32_t)e;
     const int32_t *grp = c->grp, *act = c->active;
     float *egx = c->egx, *egg = c->egg, *egu = c->egu, *ego = c->ego, *eout = c->eo;
+    uint8_t *egq = c->egq;
     const float *xn = c->xn;
     const mk_mlp_w *ex = lw->experts;
+    const mk_dtype gdt = n_active ? ex[act[0]].gate.dtype : MK_DT_F32, ddt = n_active ? ex[act[0]].down.dtype : MK_DT_F32;
+    size_t gqb = mk_kern_qact_bytes(gdt, H), dqb = mk_kern_qact_bytes(ddt, F);
+    for (size_t a = 0; a < n_active; a++) { /* one activation format for all experts, or none */
+        if (ex[act[a]].gate.dtype != gdt || ex[act[a]].up.dtype != gdt) gqb = 0;
+        if (ex[act[a]].down.dtype != ddt) dqb = 0;
+    }
     #pragma omp parallel num_threads(c->n_threads)
     {
         #pragma omp for schedule(static)
-        for (size_t r = 0; r < total; r++) memcpy(egx + r * H, xn + (size_t)grp[r] / K * H, H * sizeof(float));
+        for (size_t r = 0; r < total; r++) {
+            const float *src = xn + (size_t)grp[r] / K * H;
+            if (gqb) mk_kern_quantize_act(gdt, src, egq + r * gqb, H);
+            else memcpy(egx + r * H, src, H * sizeof(float));
+        }
         for (size_t a = 0; a < n_active; a++) {
             const size_t e = (size_t)act[a], r0 = (size_t)start[e], cnt = (size_t)start[e + 1] - r0;
             const mk_tensor *g = &ex[e].gate, *u = &ex[e].up;
-            mk_matmul_team(egg + r0 * F, F, egx + r0 * H, H, cnt, g->data, g->dtype, F, H, NULL);
-            mk_matmul_team(egu + r0 * F, F, egx + r0 * H, H, cnt, u->data, u->dtype, F, H, NULL);
+            if (gqb) {
+                mk_matmul_team_q(egg + r0 * F, F, egq + r0 * gqb, cnt, g->data, g->dtype, F, H, NULL);
+                mk_matmul_team_q(egu + r0 * F, F, egq + r0 * gqb, cnt, u->data, u->dtype, F, H, NULL);
+            } else {
+                mk_matmul_team(egg + r0 * F, F, egx + r0 * H, H, cnt, g->data, g->dtype, F, H, NULL);
+                mk_matmul_team(egu + r0 * F, F, egx + r0 * H, H, cnt, u->data, u->dtype, F, H, NULL);
+            }
         }
         #pragma omp barrier
         #pragma omp for schedule(static)
-        for (size_t i = 0; i < total * F; i++) egg[i] = silu(egg[i]) * egu[i];
+        for (size_t r = 0; r < total; r++) {
+            float *gr = egg + r * F;
+            const float *ur = egu + r * F;
+            for (size_t i = 0; i < F; i++) gr[i] = silu(gr[i]) * ur[i];
+            if (dqb) mk_kern_quantize_act(ddt, gr, egq + r * dqb, F);
+        }
         for (size_t a = 0; a < n_active; a++) {
             const size_t e = (size_t)act[a], r0 = (size_t)start[e], cnt = (size_t)start[e + 1] - r0;
             const mk_tensor *d = &ex[e].down;
-            mk_matmul_team(ego + r0 * H, H, egg + r0 * F, F, cnt, d->data, d->dtype, H, F, NULL);
+            if (dqb) mk_matmul_team_q(ego + r0 * H, H, egq + r0 * dqb, cnt, d->data, d->dtype, H, F, NULL);
+            else mk_matmul_team(ego + r0 * H, H, egg + r0 * F, F, cnt, d->data, d->dtype, H, F, NULL);
         }
         #pragma omp barrier
         #pragma omp for schedule(static)

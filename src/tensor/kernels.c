@@ -2,6 +2,7 @@
 #include "kernels.h"
 
 #include "moekit/synth.h"
+#include "quant.h"
 
 #include <omp.h>
 #include <pthread.h>
@@ -104,8 +105,8 @@ const char *mk_kern_isa_name(mk_isa isa) {
 }
 
 /* ---- per-thread scratch (grows, kept for the thread's life) ---- */
-static _Thread_local void *tl_wbuf, *tl_xb;
-static _Thread_local size_t tl_wcap, tl_xcap;
+static _Thread_local void *tl_wbuf, *tl_xb, *tl_xq;
+static _Thread_local size_t tl_wcap, tl_xcap, tl_xqcap;
 
 static void *scratch(void **p, size_t *cap, size_t need) {
     if (need <= *cap) return *p;
@@ -118,11 +119,115 @@ static void *scratch(void **p, size_t *cap, size_t need) {
 /* Rows per thread are a multiple of this (the variants' row tile). */
 #define ROW_GRAIN 8
 
+/* ---- block-quantized weights (Q8_0, Q4_0, Q4_K, Q6_K) ----
+ * As llama.cpp: the activations are quantized once per call to the weight type's vec_dot type
+ * (Q8_0 or Q8_K) and every output is an integer block dot product (quant.h). */
+typedef struct qsel {
+    mk_qdot_fn dot;
+    mk_qquant_fn quant;   /* SIMD quantizer of the activation type, or NULL: the reference */
+    mk_dtype at;          /* activation type */
+    size_t arb, wrb;      /* bytes of one activation row, of one weight row */
+} qsel;
+
+static bool qselect(mk_dtype dt, size_t n_in, qsel *q) {
+    q->dot = mk_qdot_ref(dt);
+    if (!q->dot) return false;
+    q->at = mk_vec_dot_type(dt);
+    q->quant = NULL;
+    if (g_isa >= MK_ISA_AVX2) {
+        mk_qdot_fn f = mk_qdot_avx2(dt);
+        if (f) q->dot = f;
+        q->quant = mk_qquant_avx2(q->at);
+    }
+    q->arb = mk_dtype_row_bytes(q->at, n_in);
+    q->wrb = mk_dtype_row_bytes(dt, n_in);
+    return true;
+}
+
+static void qquant_rows(const qsel *q, const float *x, size_t ldx, size_t t0, size_t t1, size_t n_in, uint8_t *xq) {
+    for (size_t t = t0; t < t1; t++) {
+        if (q->quant) q->quant(x + t * ldx, xq + t * q->arb, n_in);
+        else mk_quantize_row(q->at, x + t * ldx, xq + t * q->arb, n_in);
+    }
+}
+
+size_t mk_kern_qact_bytes(mk_dtype wt, size_t n_in) {
+    pthread_once(&g_once, detect);
+    qsel q;
+    return qselect(wt, n_in, &q) ? q.arb : 0;
+}
+
+void mk_kern_quantize_act(mk_dtype wt, const float *x, void *xq, size_t n_in) {
+    pthread_once(&g_once, detect);
+    qsel q;
+    if (qselect(wt, n_in, &q)) qquant_rows(&q, x, 0, 0, 1, n_in, xq);
+}
+
+/* Tokens per block in the quantized GEMM: a block's activation rows (about 2 KB each for
+ * d_model 2048) stay in L1/L2 while a chunk of weight rows passes under them. */
+#define QTB 16
+
+/* Rows [r0, r1) of y for every token; xq holds the n_tok quantized activation rows. */
+static void qrows(const qsel *q, float *y, size_t ldy, const uint8_t *xq, size_t n_tok, const uint8_t *w, size_t n_in,
+                  const float *bias, size_t r0, size_t r1) {
+    for (size_t t0 = 0; t0 < n_tok; t0 += QTB) {
+        const size_t t1 = MK_MIN(n_tok, t0 + QTB);
+        for (size_t r = r0; r < r1; r++) {
+            const uint8_t *wr = w + r * q->wrb;
+            for (size_t t = t0; t < t1; t++) {
+                const float v = q->dot(n_in, wr, xq + t * q->arb);
+                y[t * ldy + r] = bias ? v + bias[r] : v;
+            }
+        }
+    }
+}
+
+/* Rows per chunk handed out dynamically: about 8 chunks per thread, a multiple of ROW_GRAIN. */
+static size_t chunk_rows(size_t n_out, int nth, int per_thread);
+
+static bool qmatmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const void *w, mk_dtype dt,
+                    size_t n_out, size_t n_in, const float *bias) {
+    qsel q;
+    if (!qselect(dt, n_in, &q)) return false;
+    size_t bytes;
+    if (!mk_mul_ok(n_tok, q.arb, &bytes)) return false;
+    uint8_t *xq = scratch(&tl_xq, &tl_xqcap, bytes);
+    if (!xq) return false;
+    const double work = (double)n_out * (double)n_in * (double)n_tok;
+    int nth = omp_in_parallel() || work < 262144.0 ? 1 : omp_get_max_threads();
+    const size_t chunk = chunk_rows(n_out, nth, 8), n_chunks = (n_out + chunk - 1) / chunk;
+    #pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        #pragma omp for schedule(static)
+        for (size_t t = 0; t < n_tok; t++) qquant_rows(&q, x, ldx, t, t + 1, n_in, xq);
+        #pragma omp for schedule(dynamic, 1)
+        for (size_t c = 0; c < n_chunks; c++)
+            qrows(&q, y, ldy, xq, n_tok, w, n_in, bias, c * chunk, MK_MIN(n_out, c * chunk + chunk));
+    }
+    return true;
+}
+
+void mk_matmul_team_q(float *y, size_t ldy, const void *xq, size_t n_tok, const void *w, mk_dtype dt, size_t n_out,
+                      size_t n_in, const float *bias) {
+    if (n_out == 0 || n_tok == 0) return;
+    pthread_once(&g_once, detect);
+    qsel q;
+    if (!qselect(dt, n_in, &q)) return;
+    const size_t chunk = chunk_rows(n_out, omp_get_num_threads(), 4), n_chunks = (n_out + chunk - 1) / chunk;
+    #pragma omp for schedule(dynamic, 1) nowait
+    for (size_t c = 0; c < n_chunks; c++) qrows(&q, y, ldy, xq, n_tok, w, n_in, bias, c * chunk, MK_MIN(n_out, c * chunk + chunk));
+}
+
+static size_t chunk_rows(size_t n_out, int nth, int per_thread) {
+    size_t chunk = (n_out + (size_t)nth * (size_t)per_thread - 1) / ((size_t)nth * (size_t)per_thread);
+    return MK_MIN((size_t)256, MK_MAX((size_t)ROW_GRAIN, (chunk + ROW_GRAIN - 1) / ROW_GRAIN * ROW_GRAIN));
+}
+
 bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const void *w, mk_dtype dt,
                     size_t n_out, size_t n_in, const float *bias) {
-    if (dt != MK_DT_F32 && dt != MK_DT_BF16 && dt != MK_DT_F16) return false;
     if (n_out == 0 || n_tok == 0) return true;
     pthread_once(&g_once, detect);
+    if (dt != MK_DT_F32 && dt != MK_DT_BF16 && dt != MK_DT_F16) return qmatmul(y, ldy, x, ldx, n_tok, w, dt, n_out, n_in, bias);
     static const mk_kern_fn fns[MK_ISA_COUNT] = {mk_kern_rows_scalar, mk_kern_rows_avx2, mk_kern_rows_avx512};
     mk_kern_fn fn = fns[g_isa];
     mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .ldw = n_in, .dt = dt, .n_in = n_in, .bias = bias};
@@ -170,12 +275,23 @@ bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
 void mk_matmul_team(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const void *w, mk_dtype dt,
                     size_t n_out, size_t n_in, const float *bias) {
     if (n_out == 0 || n_tok == 0) return;
+    pthread_once(&g_once, detect);
     if (dt != MK_DT_F32 && dt != MK_DT_BF16 && dt != MK_DT_F16) {
-        #pragma omp single nowait
-        mk_matmul_rows(y, ldy, x, ldx, n_tok, w, dt, n_out, n_in, bias);
+        qsel q;
+        size_t bytes;
+        uint8_t *xq = qselect(dt, n_in, &q) && mk_mul_ok(n_tok, q.arb, &bytes) ? scratch(&tl_xq, &tl_xqcap, bytes) : NULL;
+        if (!xq) { /* not a block type, or no memory for the activations: the allocation-free path */
+            #pragma omp single nowait
+            mk_matmul_rows(y, ldy, x, ldx, n_tok, w, dt, n_out, n_in, bias);
+            return;
+        }
+        /* each thread quantizes the (small) activation block privately: no barrier needed */
+        qquant_rows(&q, x, ldx, 0, n_tok, n_in, xq);
+        const size_t chunk = chunk_rows(n_out, omp_get_num_threads(), 4), n_chunks = (n_out + chunk - 1) / chunk;
+        #pragma omp for schedule(dynamic, 1) nowait
+        for (size_t c = 0; c < n_chunks; c++) qrows(&q, y, ldy, xq, n_tok, w, n_in, bias, c * chunk, MK_MIN(n_out, c * chunk + chunk));
         return;
     }
-    pthread_once(&g_once, detect);
     static const mk_kern_fn fns[MK_ISA_COUNT] = {mk_kern_rows_scalar, mk_kern_rows_avx2, mk_kern_rows_avx512};
     mk_kern_fn fn = fns[g_isa];
     mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .ldw = n_in, .dt = dt, .n_in = n_in, .bias = bias};

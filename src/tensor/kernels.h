@@ -85,8 +85,11 @@ bool mk_kern_set_bf16_dot(bool on);
 bool mk_kern_bf16_dot(void);
 
 /* The threaded driver: splits output rows among the OpenMP threads (call from outside a parallel
- * region, or inside one to run on the calling thread only). Returns false when dt is not a
- * dtype these kernels handle (the caller falls back). */
+ * region, or inside one to run on the calling thread only). Float weights as above; block-quantized
+ * weights (Q8_0, Q4_0, Q4_K, Q6_K) as llama.cpp computes them: the activations quantized once to
+ * the type's vec_dot type (quant.h), integer block dot products (AVX2, or the scalar reference).
+ * Returns false when dt is not a dtype these kernels handle or scratch memory ran out (the caller
+ * falls back). */
 bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const void *w, mk_dtype dt,
                     size_t n_out, size_t n_in, const float *bias);
 
@@ -97,6 +100,15 @@ bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
  * mk_matmul_rows on one thread of the team. */
 void mk_matmul_team(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const void *w, mk_dtype dt,
                     size_t n_out, size_t n_in, const float *bias);
+/* Quantized weights with activations quantized beforehand and shared by the team: xq holds n_tok
+ * rows of mk_kern_qact_bytes(dt, n_in) bytes made with mk_kern_quantize_act (so gate and up
+ * projections of the same tokens quantize them once). Team semantics as mk_matmul_team. */
+void mk_matmul_team_q(float *y, size_t ldy, const void *xq, size_t n_tok, const void *w, mk_dtype dt, size_t n_out,
+                      size_t n_in, const float *bias);
+/* Bytes of one activation row for weight type wt (0: wt is not block-quantized). */
+size_t mk_kern_qact_bytes(mk_dtype wt, size_t n_in);
+/* One activation row x (n_in f32) → xq in wt's vec_dot type, with the CPU's quantizer. */
+void mk_kern_quantize_act(mk_dtype wt, const float *x, void *xq, size_t n_in);
 /* mk_matmul_team for an F32 W whose rows are ldw floats apart (a head's slice of a KV cache). */
 void mk_matmul_team_f32_strided(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const float *w,
                                 size_t ldw, size_t n_out, size_t n_in);

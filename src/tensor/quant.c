@@ -553,6 +553,21 @@ static float dot_q6_K_q8_K(size_t n, const uint8_t *x, const uint8_t *y) {
     return sumf;
 }
 
+static float ref_q8_0(size_t n, const void *w, const void *a) { return dot_q8_0_q8_0(n, w, a); }
+static float ref_q4_0(size_t n, const void *w, const void *a) { return dot_q4_0_q8_0(n, w, a); }
+static float ref_q4_K(size_t n, const void *w, const void *a) { return dot_q4_K_q8_K(n, w, a); }
+static float ref_q6_K(size_t n, const void *w, const void *a) { return dot_q6_K_q8_K(n, w, a); }
+
+mk_qdot_fn mk_qdot_ref(mk_dtype wt) {
+    switch (wt) {
+    case MK_DT_Q8_0: return ref_q8_0;
+    case MK_DT_Q4_0: return ref_q4_0;
+    case MK_DT_Q4_K: return ref_q4_K;
+    case MK_DT_Q6_K: return ref_q6_K;
+    default: return NULL;
+    }
+}
+
 float mk_vec_dot_ref(mk_dtype wt, size_t n, const void *w, const void *a) {
     switch (wt) {
     case MK_DT_Q8_0: return dot_q8_0_q8_0(n, w, a);

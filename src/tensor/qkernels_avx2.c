@@ -1,0 +1,225 @@
+/* AVX2 dot products of block-quantized weight rows with quantized activations (the SIMD variants
+ * of mk_vec_dot_ref, quant.h): Q8_0 and Q4_0 against Q8_0 activations, Q4_K and Q6_K against
+ * Q8_K. Compiled for AVX2/FMA/F16C whatever the build's -march and called only when cpuid says
+ * the CPU has them (kernels.c). The integer part of every block is exact, as in the reference;
+ * only the order of the float additions differs (bound: tests/test_quant.c).
+ *
+ * The integer products use the unsigned × signed byte multiply (vpmaddubsw): for two signed
+ * operands the weight's sign moves onto the activation first (|w| · sign(w)·a); 4-bit and 6-bit
+ * weights are unsigned already, and their offsets (-8, -32) are applied through the activation sums. */
+#include "kernels.h"
+#include "quant.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#include <immintrin.h>
+
+#define AI static inline __attribute__((always_inline))
+
+AI float ld_f16(const uint8_t *p) { return _cvtsh_ss((unsigned short)(p[0] | (p[1] << 8))); }
+AI float ld_f32(const uint8_t *p) {
+    float f;
+    memcpy(&f, p, 4);
+    return f;
+}
+
+AI float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* Σ pairs of signed bytes a·b as 8 int32 lanes (each lane: 4 products). */
+AI __m256i dot_i8(__m256i a, __m256i b) {
+    const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(a, a), _mm256_sign_epi8(b, a));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+/* ---- Q8_0 · Q8_0: 32 weights (f16 d, i8 q[32]) per block */
+static float dot_q8_0(size_t n, const void *vw, const void *va) {
+    const uint8_t *w = vw, *a = va;
+    const size_t nb = n / MK_QK8_0;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    size_t b = 0;
+    for (; b + 2 <= nb; b += 2, w += 68, a += 68) {
+        const __m256i p0 = dot_i8(_mm256_loadu_si256((const __m256i *)(w + 2)), _mm256_loadu_si256((const __m256i *)(a + 2)));
+        const __m256i p1 = dot_i8(_mm256_loadu_si256((const __m256i *)(w + 36)), _mm256_loadu_si256((const __m256i *)(a + 36)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w) * ld_f16(a)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w + 34) * ld_f16(a + 34)), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; b < nb; b++, w += 34, a += 34) {
+        const __m256i p = dot_i8(_mm256_loadu_si256((const __m256i *)(w + 2)), _mm256_loadu_si256((const __m256i *)(a + 2)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w) * ld_f16(a)), _mm256_cvtepi32_ps(p), acc0);
+    }
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+/* ---- Q4_0 · Q8_0: 32 weights (f16 d, 16 bytes of nibbles: low = elements 0-15, high = 16-31),
+ * value = nibble - 8 */
+AI __m256i q4_0_bytes(const uint8_t *q) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)q);
+    const __m256i b = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+    return _mm256_sub_epi8(_mm256_and_si256(b, _mm256_set1_epi8(0x0F)), _mm256_set1_epi8(8));
+}
+
+static float dot_q4_0(size_t n, const void *vw, const void *va) {
+    const uint8_t *w = vw, *a = va;
+    const size_t nb = n / MK_QK4_0;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    size_t b = 0;
+    for (; b + 2 <= nb; b += 2, w += 36, a += 68) {
+        const __m256i p0 = dot_i8(q4_0_bytes(w + 2), _mm256_loadu_si256((const __m256i *)(a + 2)));
+        const __m256i p1 = dot_i8(q4_0_bytes(w + 20), _mm256_loadu_si256((const __m256i *)(a + 36)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w) * ld_f16(a)), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w + 18) * ld_f16(a + 34)), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; b < nb; b++, w += 18, a += 34) {
+        const __m256i p = dot_i8(q4_0_bytes(w + 2), _mm256_loadu_si256((const __m256i *)(a + 2)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w) * ld_f16(a)), _mm256_cvtepi32_ps(p), acc0);
+    }
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+/* ---- Q4_K · Q8_K: 256 weights = 8 sub-blocks of 32 with 6-bit scale s_j and min m_j;
+ * w = d·s_j·q − dmin·m_j. Σ w·a = d·da·Σ_j s_j Σ q·a − dmin·da·Σ_j m_j·(a's sum over sub-block j),
+ * the second sum from the activation block's 16-element sums. */
+AI void q4k_scales(const uint8_t *q, uint8_t *sc, uint8_t *mn) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = q[j] & 63;
+        mn[j] = q[j + 4] & 63;
+    }
+    for (int j = 4; j < 8; j++) {
+        sc[j] = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        mn[j] = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+    }
+}
+
+static float dot_q4_K(size_t n, const void *vw, const void *va) {
+    const uint8_t *w = vw, *a = va;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    __m256 acc = _mm256_setzero_ps();
+    float summ = 0;
+    for (size_t b = 0; b < n / MK_QK_K; b++, w += 144, a += 292) {
+        uint8_t sc[8], mn[8];
+        q4k_scales(w + 4, sc, mn);
+        const float da = ld_f32(a);
+        int msum = 0;
+        for (int j = 0; j < 8; j++) {
+            int16_t s0, s1;
+            memcpy(&s0, a + 260 + 4 * j, 2);
+            memcpy(&s1, a + 262 + 4 * j, 2);
+            msum += mn[j] * (s0 + s1);
+        }
+        summ += ld_f16(w + 2) * da * (float)msum;
+        const uint8_t *q4 = w + 16;
+        const int8_t *q8 = (const int8_t *)(a + 4);
+        __m256i isum = _mm256_setzero_si256();
+        for (int j = 0; j < 4; j++, q4 += 32, q8 += 64) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)q4);
+            const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+            const __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
+            const __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * j])));
+            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * j + 1])));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w) * da), _mm256_cvtepi32_ps(isum), acc);
+    }
+    return hsum(acc) - summ;
+}
+
+/* ---- Q6_K · Q8_K: 256 weights = 16 sub-blocks of 16 with an int8 scale; 6-bit q (low 4 bits in
+ * ql, high 2 in qh), w = d·s_j·(q − 32). Σ w·a = d·da·(Σ_j s_j Σ q·a − 32 Σ_j s_j·bsum_j). */
+static float dot_q6_K(size_t n, const void *vw, const void *va) {
+    const uint8_t *w = vw, *a = va;
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t b = 0; b < n / MK_QK_K; b++, w += 210, a += 292) {
+        const int8_t *sc = (const int8_t *)(w + 192);
+        const float d = ld_f16(w + 208) * ld_f32(a);
+        int corr = 0;
+        for (int j = 0; j < 16; j++) {
+            int16_t s;
+            memcpy(&s, a + 260 + 2 * j, 2);
+            corr += sc[j] * s;
+        }
+        const uint8_t *ql = w, *qh = w + 128;
+        const int8_t *q8 = (const int8_t *)(a + 4);
+        __m256i isum = _mm256_setzero_si256();
+        for (int h = 0; h < 2; h++, ql += 64, qh += 32, q8 += 128, sc += 8) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+            for (int k = 0; k < 4; k++) {
+                const __m256i p = _mm256_maddubs_epi16(q[k], _mm256_loadu_si256((const __m256i *)(q8 + 32 * k)));
+                const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+                isum = _mm256_add_epi32(isum, _mm256_madd_epi16(p, s));
+            }
+        }
+        isum = _mm256_sub_epi32(isum, _mm256_setr_epi32(32 * corr, 0, 0, 0, 0, 0, 0, 0));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
+    }
+    return hsum(acc);
+}
+
+/* ---- activations: f32 → Q8_0, bit-identical to the reference quantizer (roundf = half away
+ * from zero, done as trunc + (fraction ≥ 0.5)) */
+static void quantize_q8_0(const float *x, void *vy, size_t n) {
+    uint8_t *y = vy;
+    const __m256 sign = _mm256_set1_ps(-0.0f), half = _mm256_set1_ps(0.5f);
+    for (size_t b = 0; b < n / MK_QK8_0; b++, x += MK_QK8_0, y += 34) {
+        __m256 v[4], mx = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(x + 8 * i);
+            mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, v[i]));
+        }
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float amax = _mm_cvtss_f32(m), d = amax / 127, id = d ? 1.0f / d : 0.0f;
+        const unsigned short h = _cvtss_sh(d, 0);
+        y[0] = (uint8_t)h;
+        y[1] = (uint8_t)(h >> 8);
+        __m256i q[4];
+        for (int i = 0; i < 4; i++) {
+            const __m256 s = _mm256_mul_ps(v[i], _mm256_set1_ps(id)), as = _mm256_andnot_ps(sign, s);
+            const __m256 t = _mm256_round_ps(as, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+            const __m256 up = _mm256_and_ps(_mm256_cmp_ps(_mm256_sub_ps(as, t), half, _CMP_GE_OQ), _mm256_set1_ps(1.0f));
+            const __m256 r = _mm256_or_ps(_mm256_add_ps(t, up), _mm256_and_ps(sign, s));
+            q[i] = _mm256_cvtps_epi32(r);
+        }
+        /* 32 int32 → 32 int8 in order (packs work per 128-bit lane, the permute restores order) */
+        const __m256i p01 = _mm256_packs_epi32(q[0], q[1]), p23 = _mm256_packs_epi32(q[2], q[3]);
+        const __m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)(y + 2), p);
+    }
+}
+
+mk_qdot_fn mk_qdot_avx2(mk_dtype wt) {
+    switch (wt) {
+    case MK_DT_Q8_0: return dot_q8_0;
+    case MK_DT_Q4_0: return dot_q4_0;
+    case MK_DT_Q4_K: return dot_q4_K;
+    case MK_DT_Q6_K: return dot_q6_K;
+    default: return NULL;
+    }
+}
+
+mk_qquant_fn mk_qquant_avx2(mk_dtype at) { return at == MK_DT_Q8_0 ? quantize_q8_0 : NULL; }
+
+#pragma GCC pop_options
+#else
+mk_qdot_fn mk_qdot_avx2(mk_dtype wt) {
+    (void)wt;
+    return NULL;
+}
+mk_qquant_fn mk_qquant_avx2(mk_dtype at) {
+    (void)at;
+    return NULL;
+}
+#endif
