@@ -341,54 +341,82 @@ static void test_simd_quantize(void) {
 }
 
 /* The quantized matmul drivers (mk_matmul_rows → mk_kern_matmul, mk_matmul_team inside a parallel
- * region, mk_matmul_team_q with shared pre-quantized activations) on every ISA this CPU has:
- * every output equals the reference vec_dot of the weight row with the reference-quantized
- * activation row — bit for bit on the scalar ISA, within 1e-6 · Σ|w·a| on SIMD — also for a row
- * range starting mid-matrix (an expert's slice) and a bias. */
+ * region, mk_matmul_team_q with shared pre-quantized activations) on every ISA this CPU has, for
+ * a decode-sized batch (3 tokens) and a prefill-sized one (19):
+ *  - where mk_kern_q_act says so (every batch on the scalar ISA, small ones on SIMD) each output
+ *    equals the reference vec_dot of the weight row with the reference-quantized activation row:
+ *    bit for bit on the scalar ISA, within 1e-6 · Σ|w·a| on SIMD;
+ *  - otherwise (the packed GEMM) it equals the f32 product with the exactly dequantized weights
+ *    within n_in · 2^-24 · Σ|w·x|;
+ * also for a row range starting mid-matrix (an expert's slice) with a bias. */
 static void test_matmul_hook(void) {
-    enum { OUT = 40, IN = 512, TOK = 19 };
-    static float w[OUT * IN], x[TOK * IN], y[TOK * OUT], bias[OUT];
-    static uint8_t q[OUT * IN * 2], xq[TOK * IN * 2];
+    enum { OUT = 40, IN = 512, TOKMAX = 19 };
+    static float w[OUT * IN], wd[OUT * IN], x[TOKMAX * IN], y[TOKMAX * OUT], bias[OUT];
+    static uint8_t q[OUT * IN * 2], xq[TOKMAX * IN * 2];
     for (int i = 0; i < OUT * IN; i++) w[i] = nrand() * 0.05f;
-    for (int i = 0; i < TOK * IN; i++) x[i] = nrand();
+    for (int i = 0; i < TOKMAX * IN; i++) x[i] = nrand();
     for (int i = 0; i < OUT; i++) bias[i] = nrand();
     const mk_dtype dts[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K};
     const mk_isa best = mk_kern_isa_detect();
+    int n_qact = 0, n_gemm = 0;
     for (int isa = MK_ISA_SCALAR; isa <= (int)best; isa++) {
         mk_kern_set_isa((mk_isa)isa);
-        for (size_t k = 0; k < 4; k++) {
-            const mk_dtype vt = mk_vec_dot_type(dts[k]);
-            const size_t rb = mk_dtype_row_bytes(dts[k], IN), ab = mk_dtype_row_bytes(vt, IN);
-            CHECK(mk_kern_qact_bytes(dts[k], IN) == ab, "activation row bytes");
-            for (int r = 0; r < OUT; r++) mk_quantize_row(dts[k], w + r * IN, q + r * rb, IN);
-            for (int t = 0; t < TOK; t++) mk_quantize_row(vt, x + t * IN, xq + t * ab, IN);
-            for (int mode = 0; mode < 4; mode++) {
-                /* 0: mk_matmul_rows; 1: team; 2: team_q; 3: rows 16.. of W (8 rows) with bias */
-                const size_t r0 = mode == 3 ? 16 : 0, nout = mode == 3 ? 8 : OUT;
-                memset(y, 0, sizeof y);
-                if (mode == 0 || mode == 3) {
-                    mk_matmul_rows(y, nout, x, IN, TOK, q + r0 * rb, dts[k], nout, IN, mode == 3 ? bias : NULL);
-                } else {
-                    #pragma omp parallel num_threads(2)
-                    {
-                        if (mode == 1) mk_matmul_team(y, nout, x, IN, TOK, q, dts[k], nout, IN, NULL);
-                        else mk_matmul_team_q(y, nout, xq, TOK, q, dts[k], nout, IN, NULL);
+        for (int TOK = 3; TOK <= TOKMAX; TOK += TOKMAX - 3) {
+            for (size_t k = 0; k < 4; k++) {
+                const mk_dtype vt = mk_vec_dot_type(dts[k]);
+                const size_t rb = mk_dtype_row_bytes(dts[k], IN), ab = mk_dtype_row_bytes(vt, IN);
+                const bool qact = mk_kern_q_act(dts[k], (size_t)TOK);
+                CHECK(qact == (isa == MK_ISA_SCALAR || TOK < 8), "%s: q_act(%d tokens) = %d", mk_kern_isa_name((mk_isa)isa), TOK, qact);
+                CHECK(mk_kern_qact_bytes(dts[k], IN) == ab, "activation row bytes");
+                for (int r = 0; r < OUT; r++) mk_quantize_row(dts[k], w + r * IN, q + r * rb, IN);
+                mk_to_f32(wd, q, dts[k], (size_t)OUT * IN);
+                for (int t = 0; t < TOK; t++) mk_quantize_row(vt, x + t * IN, xq + t * ab, IN);
+                for (int mode = 0; mode < 4; mode++) {
+                    /* 0: mk_matmul_rows; 1: team; 2: team_q (always quantized activations);
+                     * 3: rows 16.. of W (8 rows) with bias */
+                    const size_t r0 = mode == 3 ? 16 : 0, nout = mode == 3 ? 8 : OUT;
+                    const bool qa = mode == 2 || qact;
+                    memset(y, 0, sizeof y);
+                    if (mode == 0 || mode == 3) {
+                        mk_matmul_rows(y, nout, x, IN, (size_t)TOK, q + r0 * rb, dts[k], nout, IN, mode == 3 ? bias : NULL);
+                    } else {
+                        #pragma omp parallel num_threads(2)
+                        {
+                            if (mode == 1) mk_matmul_team(y, nout, x, IN, (size_t)TOK, q, dts[k], nout, IN, NULL);
+                            else mk_matmul_team_q(y, nout, xq, (size_t)TOK, q, dts[k], nout, IN, NULL);
+                        }
                     }
+                    double worst = 0;
+                    for (int t = 0; t < TOK; t++)
+                        for (size_t r = 0; r < nout; r++) {
+                            double want, bound;
+                            if (qa) {
+                                const uint8_t *wr = q + (r0 + r) * rb, *ar = xq + (size_t)t * ab;
+                                want = mk_vec_dot_ref(dts[k], IN, wr, ar);
+                                bound = isa == MK_ISA_SCALAR ? 0 : 1e-6 * dot_mag(dts[k], wr, ar, IN);
+                            } else {
+                                double s = 0, mag = 0;
+                                for (int i = 0; i < IN; i++) {
+                                    s += (double)wd[(r0 + r) * IN + (size_t)i] * x[t * IN + i];
+                                    mag += fabs((double)wd[(r0 + r) * IN + (size_t)i] * x[t * IN + i]);
+                                }
+                                want = s;
+                                bound = IN * 0x1p-24 * mag;
+                            }
+                            if (mode == 3) {
+                                want += bias[r];
+                                bound += 1e-6 * fabs(want);
+                            }
+                            const double d = fabs((double)y[(size_t)t * nout + r] - want);
+                            if (d > bound && d > worst) worst = d;
+                        }
+                    qa ? n_qact++ : n_gemm++;
+                    CHECK(worst == 0, "%s %s %d tokens mode %d: max excess over the bound %g", mk_kern_isa_name((mk_isa)isa), mk_dtypes[dts[k]].name, TOK, mode, worst);
                 }
-                double worst = 0;
-                for (int t = 0; t < TOK; t++)
-                    for (size_t r = 0; r < nout; r++) {
-                        const uint8_t *wr = q + (r0 + r) * rb, *ar = xq + (size_t)t * ab;
-                        float want = mk_vec_dot_ref(dts[k], IN, wr, ar);
-                        if (mode == 3) want += bias[r];
-                        const double d = fabs((double)y[(size_t)t * nout + r] - want);
-                        const double bound = isa == MK_ISA_SCALAR ? 0 : 1e-6 * dot_mag(dts[k], wr, ar, IN) + (mode == 3 ? 1e-6 * fabs(want) : 0);
-                        if (d > bound && d > worst) worst = d;
-                    }
-                CHECK(worst == 0, "%s %s mode %d: max excess over the bound %g", mk_kern_isa_name((mk_isa)isa), mk_dtypes[dts[k]].name, mode, worst);
             }
         }
     }
+    printf("  %d products checked with quantized activations, %d through the packed f32 GEMM\n", n_qact, n_gemm);
     mk_kern_set_isa(best);
 }
 

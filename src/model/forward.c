@@ -433,16 +433,21 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
     }
     #pragma omp parallel num_threads(c->n_threads)
     {
-        #pragma omp for schedule(static)
-        for (size_t r = 0; r < total; r++) {
-            const float *src = xn + (size_t)grp[r] / K * H;
-            if (gqb) mk_kern_quantize_act(gdt, src, egq + r * gqb, H);
-            else memcpy(egx + r * H, src, H * sizeof(float));
+        /* expert by expert: an expert's rows go in quantized form where its batch is decode-sized */
+        #pragma omp for schedule(dynamic, 1)
+        for (size_t a = 0; a < n_active; a++) {
+            const size_t e = (size_t)act[a], r0 = (size_t)start[e], cnt = (size_t)start[e + 1] - r0;
+            const bool q = gqb && mk_kern_q_act(gdt, cnt);
+            for (size_t r = r0; r < r0 + cnt; r++) {
+                const float *src = xn + (size_t)grp[r] / K * H;
+                if (q) mk_kern_quantize_act(gdt, src, egq + r * gqb, H);
+                else memcpy(egx + r * H, src, H * sizeof(float));
+            }
         }
         for (size_t a = 0; a < n_active; a++) {
             const size_t e = (size_t)act[a], r0 = (size_t)start[e], cnt = (size_t)start[e + 1] - r0;
             const mk_tensor *g = &ex[e].gate, *u = &ex[e].up;
-            if (gqb) {
+            if (gqb && mk_kern_q_act(gdt, cnt)) {
                 mk_matmul_team_q(egg + r0 * F, F, egq + r0 * gqb, cnt, g->data, g->dtype, F, H, NULL);
                 mk_matmul_team_q(egu + r0 * F, F, egq + r0 * gqb, cnt, u->data, u->dtype, F, H, NULL);
             } else {
@@ -451,17 +456,21 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
             }
         }
         #pragma omp barrier
-        #pragma omp for schedule(static)
-        for (size_t r = 0; r < total; r++) {
-            float *gr = egg + r * F;
-            const float *ur = egu + r * F;
-            for (size_t i = 0; i < F; i++) gr[i] = silu(gr[i]) * ur[i];
-            if (dqb) mk_kern_quantize_act(ddt, gr, egq + r * dqb, F);
+        #pragma omp for schedule(dynamic, 1)
+        for (size_t a = 0; a < n_active; a++) {
+            const size_t e = (size_t)act[a], r0 = (size_t)start[e], cnt = (size_t)start[e + 1] - r0;
+            const bool q = dqb && mk_kern_q_act(ddt, cnt);
+            for (size_t r = r0; r < r0 + cnt; r++) {
+                float *gr = egg + r * F;
+                const float *ur = egu + r * F;
+                for (size_t i = 0; i < F; i++) gr[i] = silu(gr[i]) * ur[i];
+                if (q) mk_kern_quantize_act(ddt, gr, egq + r * dqb, F);
+            }
         }
         for (size_t a = 0; a < n_active; a++) {
             const size_t e = (size_t)act[a], r0 = (size_t)start[e], cnt = (size_t)start[e + 1] - r0;
             const mk_tensor *d = &ex[e].down;
-            if (dqb) mk_matmul_team_q(ego + r0 * H, H, egq + r0 * dqb, cnt, d->data, d->dtype, H, F, NULL);
+            if (dqb && mk_kern_q_act(ddt, cnt)) mk_matmul_team_q(ego + r0 * H, H, egq + r0 * dqb, cnt, d->data, d->dtype, H, F, NULL);
             else mk_matmul_team(ego + r0 * H, H, egg + r0 * F, F, cnt, d->data, d->dtype, H, F, NULL);
         }
         #pragma omp barrier

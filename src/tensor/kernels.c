@@ -185,10 +185,50 @@ static void qrows(const qsel *q, float *y, size_t ldy, const uint8_t *xq, size_t
 /* Rows per chunk handed out dynamically: about 8 chunks per thread, a multiple of ROW_GRAIN. */
 static size_t chunk_rows(size_t n_out, int nth, int per_thread);
 
+/* Batches of at least this many tokens multiply block-quantized weights dequantized exactly into
+ * the packed f32 GEMM (the activations stay f32) where the CPU has it; smaller ones (decode)
+ * quantize the activations and use the integer dot products, which read each weight byte once. */
+#define QGEMM_MIN_TOK 8
+
+bool mk_kern_q_act(mk_dtype wt, size_t n_tok) {
+    pthread_once(&g_once, detect);
+    return mk_qdot_ref(wt) && !(n_tok >= QGEMM_MIN_TOK && g_isa >= MK_ISA_AVX2);
+}
+
+/* The packed GEMM over rows [0, n_out) by the calling team (orphaned omp for) or one thread. */
+static void qgemm_rows(const mk_kjob *j, size_t n_out, size_t chunk) {
+    float *wbuf = scratch(&tl_wbuf, &tl_wcap, mk_kern_block_rows(j->n_in, sizeof(float)) * j->n_in * sizeof(float));
+    const size_t n_chunks = (n_out + chunk - 1) / chunk;
+    #pragma omp for schedule(dynamic, 1) nowait
+    for (size_t c = 0; c < n_chunks; c++) {
+        const size_t r0 = c * chunk, r1 = MK_MIN(n_out, r0 + chunk);
+        if (wbuf) mk_kern_gemm_avx2(j, r0, r1, wbuf);
+        else for (size_t r = r0; r < r1; r++) /* out of memory for scratch: one row at a time */
+            for (size_t t = 0; t < j->n_tok; t++) {
+                float wr[256], s = 0;
+                const size_t rb = mk_dtype_row_bytes(j->dt, j->n_in);
+                for (size_t k = 0; k < j->n_in; k += 256) {
+                    const size_t m = MK_MIN((size_t)256, j->n_in - k);
+                    mk_dequantize_row(j->dt, (const uint8_t *)j->w + r * rb + mk_dtype_row_bytes(j->dt, k), wr, m);
+                    for (size_t i = 0; i < m; i++) s += wr[i] * j->x[t * j->ldx + k + i];
+                }
+                j->y[t * j->ldy + r] = j->bias ? s + j->bias[r] : s;
+            }
+    }
+}
+
 static bool qmatmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const void *w, mk_dtype dt,
                     size_t n_out, size_t n_in, const float *bias) {
     qsel q;
     if (!qselect(dt, n_in, &q)) return false;
+    if (!mk_kern_q_act(dt, n_tok)) {
+        const mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .ldw = n_in, .dt = dt, .n_in = n_in, .bias = bias};
+        const int nth = omp_in_parallel() ? 1 : omp_get_max_threads();
+        const size_t chunk = chunk_rows(n_out, nth, 8);
+        #pragma omp parallel num_threads(nth) if (nth > 1)
+        qgemm_rows(&j, n_out, chunk);
+        return true;
+    }
     size_t bytes;
     if (!mk_mul_ok(n_tok, q.arb, &bytes)) return false;
     uint8_t *xq = scratch(&tl_xq, &tl_xqcap, bytes);
@@ -276,6 +316,11 @@ void mk_matmul_team(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
                     size_t n_out, size_t n_in, const float *bias) {
     if (n_out == 0 || n_tok == 0) return;
     pthread_once(&g_once, detect);
+    if (dt != MK_DT_F32 && dt != MK_DT_BF16 && dt != MK_DT_F16 && mk_qdot_ref(dt) && !mk_kern_q_act(dt, n_tok)) {
+        const mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .ldw = n_in, .dt = dt, .n_in = n_in, .bias = bias};
+        qgemm_rows(&j, n_out, chunk_rows(n_out, omp_get_num_threads(), 4));
+        return;
+    }
     if (dt != MK_DT_F32 && dt != MK_DT_BF16 && dt != MK_DT_F16) {
         qsel q;
         size_t bytes;

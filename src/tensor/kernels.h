@@ -68,6 +68,9 @@ typedef void (*mk_kern_fn)(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
 void mk_kern_rows_scalar(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
 void mk_kern_rows_avx2(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
 void mk_kern_rows_avx512(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
+/* The packed (outer-product) GEMM of the AVX2 variant for n_tok ≥ 4, for float weights and
+ * block-quantized ones (dequantized exactly into the packed panels). wbuf as above. */
+void mk_kern_gemm_avx2(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
 /* BF16 weights only; j->xb must be set. */
 void mk_kern_rows_avx512bf16(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
 /* Rounds n f32 values to bf16 (round to nearest even), vectorized where available. */
@@ -105,6 +108,10 @@ void mk_matmul_team(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
  * projections of the same tokens quantize them once). Team semantics as mk_matmul_team. */
 void mk_matmul_team_q(float *y, size_t ldy, const void *xq, size_t n_tok, const void *w, mk_dtype dt, size_t n_out,
                       size_t n_in, const float *bias);
+/* Whether a product of block-quantized weights wt with a batch of n_tok tokens uses quantized
+ * activations (decode-sized batches: integer dot products, as llama.cpp) — else the weights are
+ * dequantized exactly into the packed f32 GEMM and the activations stay f32. False for float types. */
+bool mk_kern_q_act(mk_dtype wt, size_t n_tok);
 /* Bytes of one activation row for weight type wt (0: wt is not block-quantized). */
 size_t mk_kern_qact_bytes(mk_dtype wt, size_t n_in);
 /* One activation row x (n_in f32) → xq in wt's vec_dot type, with the CPU's quantizer. */

@@ -1,6 +1,7 @@
 /* AVX2 + FMA + F16C variant of the float-weight matmul; compiled for that target whatever the
  * build's -march, and called only when cpuid says the CPU has it (kernels.c). */
 #include "kernels.h"
+#include "quant.h"
 
 #include <string.h>
 
@@ -29,9 +30,14 @@ static inline __attribute__((always_inline)) float hsum256(__m256 v) {
 #define RM 6
 #define RN 2
 #define FN_ROWS mk_kern_rows_avx2
+#define VBCAST(p) _mm256_broadcast_ss(p)
+#define PACKED_GEMM
+#define PACKED_MIN_TOK 4
+#define FN_GEMM mk_kern_gemm_avx2
 #include "kernels_tmpl.h"
 
 #pragma GCC pop_options
 #else
 void mk_kern_rows_avx2(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) { mk_kern_rows_scalar(j, r0, r1, wbuf); }
+void mk_kern_gemm_avx2(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) { mk_kern_rows_scalar(j, r0, r1, wbuf); }
 #endif

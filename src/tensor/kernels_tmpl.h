@@ -110,6 +110,173 @@ static void expand_rows(const mk_kjob *j, size_t r, int rm, float *wbuf) {
     }
 }
 
+#ifdef PACKED_GEMM
+/* Prefill as an outer-product GEMM (the BLIS layout): weight rows are packed k-major into panels
+ * of MR = 2 vectors of rows, so one k step is 2 vector loads of weights, NR broadcasts of
+ * activations and 2·NR FMAs into NR·2 accumulators that stay in registers for a whole k-chunk.
+ * The packed block (PR rows × KC values of k, f32) sits in L2, the NR tokens' KC activations in
+ * L1. Each output's sum runs over k in order (chunk by chunk through y), so the f32 error bound
+ * of the header holds. */
+#define MR (2 * KV)
+#define NR 6
+#define KC 256
+
+/* C (nt tokens × MR rows, rows nr valid) += panel (kc × MR) · x (nt × kc); first: C = bias or 0. */
+AI void ukern(const float *pan, const float *x, size_t ldx, size_t kc, float *y, size_t ldy, const float *bias,
+              bool first, int nr, const int nt) {
+    V c0[NR], c1[NR];
+    float tmp[2 * KV];
+#pragma GCC unroll 6
+    for (int t = 0; t < nt; t++) {
+        if (!first) {
+            if (nr == MR) {
+                c0[t] = VLOAD(y + (size_t)t * ldy);
+                c1[t] = VLOAD(y + (size_t)t * ldy + KV);
+            } else {
+                for (int i = 0; i < MR; i++) tmp[i] = i < nr ? y[(size_t)t * ldy + (size_t)i] : 0.0f;
+                c0[t] = VLOAD(tmp);
+                c1[t] = VLOAD(tmp + KV);
+            }
+        } else if (bias) {
+            for (int i = 0; i < MR; i++) tmp[i] = i < nr ? bias[i] : 0.0f;
+            c0[t] = VLOAD(tmp);
+            c1[t] = VLOAD(tmp + KV);
+        } else {
+            c0[t] = VZERO();
+            c1[t] = VZERO();
+        }
+    }
+    for (size_t k = 0; k < kc; k++) {
+        const V a0 = VLOAD(pan + k * MR), a1 = VLOAD(pan + k * MR + KV);
+#pragma GCC unroll 6
+        for (int t = 0; t < nt; t++) {
+            const V b = VBCAST(x + (size_t)t * ldx + k);
+            c0[t] = VFMA(a0, b, c0[t]);
+            c1[t] = VFMA(a1, b, c1[t]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int t = 0; t < nt; t++) {
+        if (nr == MR) {
+            VSTORE(y + (size_t)t * ldy, c0[t]);
+            VSTORE(y + (size_t)t * ldy + KV, c1[t]);
+        } else {
+            VSTORE(tmp, c0[t]);
+            VSTORE(tmp + KV, c1[t]);
+            for (int i = 0; i < nr; i++) y[(size_t)t * ldy + (size_t)i] = tmp[i];
+        }
+    }
+}
+
+/* Row rr of the job's weights, values [k0, k0 + kc), as f32 into out. Block-quantized rows are
+ * dequantized exactly (k0 and kc are multiples of the block size: KC is 256). */
+AI void weight_row_f32(const mk_kjob *j, size_t rr, size_t k0, size_t kc, float *out) {
+    size_t k = 0;
+    if (j->dt == MK_DT_F32) {
+        memcpy(out, (const float *)j->w + rr * j->ldw + k0, kc * sizeof(float));
+    } else if (j->dt == MK_DT_BF16) {
+        const uint16_t *w = (const uint16_t *)j->w + rr * j->ldw + k0;
+        for (; k + KV <= kc; k += KV) VSTORE(out + k, VLOAD_BF16(w + k));
+        for (; k < kc; k++) out[k] = mk_bf16_to_f32(mk_kern_ld16(w, k));
+    } else if (j->dt == MK_DT_F16) {
+        const uint16_t *w = (const uint16_t *)j->w + rr * j->ldw + k0;
+        for (; k + KV <= kc; k += KV) VSTORE(out + k, VLOAD_F16(w + k));
+        for (; k < kc; k++) out[k] = mk_f16_to_f32(mk_kern_ld16(w, k));
+    } else {
+        const size_t rb = mk_dtype_row_bytes(j->dt, j->n_in);
+        mk_dequantize_row(j->dt, (const uint8_t *)j->w + rr * rb + mk_dtype_row_bytes(j->dt, k0), out, kc);
+    }
+}
+
+/* Packs rows [r, r + rb) × k [k0, k0 + kc) of the job's weights into panels of MR rows
+ * (k-major, rows past rb zero): pan[p·kc·MR + k·MR + i] = W[r + p·MR + i][k0 + k]. */
+static void pack_panels(const mk_kjob *j, size_t r, size_t rb, size_t k0, size_t kc, float *pan) {
+    const size_t np = (rb + MR - 1) / MR;
+    float rows[8][KC];
+    for (size_t p = 0; p < np; p++) {
+        float *dst = pan + p * kc * MR;
+        for (size_t i0 = 0; i0 < MR; i0 += 8) {
+            size_t nv = 0; /* valid rows of this group of 8 */
+            for (size_t i = 0; i < 8; i++) {
+                const size_t rr = p * MR + i0 + i;
+                if (rr < rb) {
+                    weight_row_f32(j, r + rr, k0, kc, rows[i]);
+                    nv++;
+                } else {
+                    memset(rows[i], 0, kc * sizeof(float));
+                }
+            }
+            (void)nv;
+#if KV == 8
+            /* 8 × 8 transposes in registers */
+            size_t k = 0;
+            for (; k + 8 <= kc; k += 8) {
+                __m256 v[8];
+                for (int i = 0; i < 8; i++) v[i] = VLOAD(rows[i] + k);
+                const __m256 a0 = _mm256_unpacklo_ps(v[0], v[1]), a1 = _mm256_unpackhi_ps(v[0], v[1]);
+                const __m256 a2 = _mm256_unpacklo_ps(v[2], v[3]), a3 = _mm256_unpackhi_ps(v[2], v[3]);
+                const __m256 a4 = _mm256_unpacklo_ps(v[4], v[5]), a5 = _mm256_unpackhi_ps(v[4], v[5]);
+                const __m256 a6 = _mm256_unpacklo_ps(v[6], v[7]), a7 = _mm256_unpackhi_ps(v[6], v[7]);
+                const __m256 b0 = _mm256_shuffle_ps(a0, a2, 0x44), b1 = _mm256_shuffle_ps(a0, a2, 0xEE);
+                const __m256 b2 = _mm256_shuffle_ps(a1, a3, 0x44), b3 = _mm256_shuffle_ps(a1, a3, 0xEE);
+                const __m256 b4 = _mm256_shuffle_ps(a4, a6, 0x44), b5 = _mm256_shuffle_ps(a4, a6, 0xEE);
+                const __m256 b6 = _mm256_shuffle_ps(a5, a7, 0x44), b7 = _mm256_shuffle_ps(a5, a7, 0xEE);
+                float *o = dst + k * MR + i0;
+                VSTORE(o + 0 * MR, _mm256_permute2f128_ps(b0, b4, 0x20));
+                VSTORE(o + 1 * MR, _mm256_permute2f128_ps(b1, b5, 0x20));
+                VSTORE(o + 2 * MR, _mm256_permute2f128_ps(b2, b6, 0x20));
+                VSTORE(o + 3 * MR, _mm256_permute2f128_ps(b3, b7, 0x20));
+                VSTORE(o + 4 * MR, _mm256_permute2f128_ps(b0, b4, 0x31));
+                VSTORE(o + 5 * MR, _mm256_permute2f128_ps(b1, b5, 0x31));
+                VSTORE(o + 6 * MR, _mm256_permute2f128_ps(b2, b6, 0x31));
+                VSTORE(o + 7 * MR, _mm256_permute2f128_ps(b3, b7, 0x31));
+            }
+            for (; k < kc; k++)
+                for (size_t i = 0; i < 8; i++) dst[k * MR + i0 + i] = rows[i][k];
+#else
+            for (size_t k = 0; k < kc; k++)
+                for (size_t i = 0; i < 8; i++) dst[k * MR + i0 + i] = rows[i][k];
+#endif
+        }
+    }
+}
+
+void FN_GEMM(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) {
+    const size_t n = j->n_in, T = j->n_tok;
+    const size_t cap = mk_kern_block_rows(n, sizeof(float)) * n; /* floats in wbuf */
+    const size_t kcmax = MK_MIN((size_t)KC, n);
+    size_t PR = MK_MIN((size_t)128, cap / kcmax / MR * MR);
+    for (size_t k0 = 0; k0 < n; k0 += KC) {
+        const size_t kc = MK_MIN((size_t)KC, n - k0);
+        const bool first = k0 == 0;
+        for (size_t r = r0; r < r1; r += PR) {
+            const size_t rb = MK_MIN(PR, r1 - r), np = (rb + MR - 1) / MR;
+            pack_panels(j, r, rb, k0, kc, wbuf);
+            size_t t = 0;
+            for (; t + NR <= T; t += NR)
+                for (size_t p = 0; p < np; p++)
+                    ukern(wbuf + p * kc * MR, j->x + t * j->ldx + k0, j->ldx, kc, j->y + t * j->ldy + r + p * MR, j->ldy,
+                          j->bias ? j->bias + r + p * MR : NULL, first, (int)MK_MIN((size_t)MR, rb - p * MR), NR);
+            if (t < T) {
+                const int nt = (int)(T - t);
+                for (size_t p = 0; p < np; p++) {
+                    float *pan = wbuf + p * kc * MR, *yy = j->y + t * j->ldy + r + p * MR;
+                    const float *xx = j->x + t * j->ldx + k0, *bb = j->bias ? j->bias + r + p * MR : NULL;
+                    const int nr = (int)MK_MIN((size_t)MR, rb - p * MR);
+                    switch (nt) {
+                    case 1: ukern(pan, xx, j->ldx, kc, yy, j->ldy, bb, first, nr, 1); break;
+                    case 2: ukern(pan, xx, j->ldx, kc, yy, j->ldy, bb, first, nr, 2); break;
+                    case 3: ukern(pan, xx, j->ldx, kc, yy, j->ldy, bb, first, nr, 3); break;
+                    case 4: ukern(pan, xx, j->ldx, kc, yy, j->ldy, bb, first, nr, 4); break;
+                    default: ukern(pan, xx, j->ldx, kc, yy, j->ldy, bb, first, nr, 5); break;
+                    }
+                }
+            }
+        }
+    }
+}
+#endif
+
 void FN_ROWS(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) {
     if (j->n_tok <= 2) {
 #ifdef GEMV_BF16_FAST
@@ -123,6 +290,12 @@ void FN_ROWS(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) {
         else gemv_dt(j, r0, r1, MK_DT_F16);
         return;
     }
+#ifdef PACKED_GEMM
+    if (j->n_tok >= PACKED_MIN_TOK) {
+        FN_GEMM(j, r0, r1, wbuf);
+        return;
+    }
+#endif
     /* f32 activations are twice the bytes of bf16 ones: tokens also go in blocks of TB so a
      * block's activations and the row block share L2 */
     const size_t n = j->n_in, RB = mk_kern_block_rows(n, sizeof(float)), TB = 64;
