@@ -304,9 +304,21 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
     float *k = kc + pos0 * kv_dim, *v = vc + pos0 * kv_dim;
 
     for (size_t t = 0; t < n; t++) mk_rmsnorm(c->xn + t * H, x + t * H, &lw->attn_norm, H, cfg->rms_eps);
-    mk_matmul(c->q, q_dim, c->xn, H, n, &lw->wq, &lw->bq);
-    mk_matmul(k, kv_dim, c->xn, H, n, &lw->wk, &lw->bk);
-    mk_matmul(v, kv_dim, c->xn, H, n, &lw->wv, &lw->bv);
+    const mk_tensor *bq = &lw->bq, *bk = &lw->bk, *bv = &lw->bv;
+    const bool f32_bias = (!bq->data || bq->dtype == MK_DT_F32) && (!bk->data || bk->dtype == MK_DT_F32) &&
+                          (!bv->data || bv->dtype == MK_DT_F32);
+    if (f32_bias) { /* q, k and v as one pool of row chunks: one fork and one barrier, not three */
+        #pragma omp parallel num_threads(c->n_threads)
+        {
+            mk_matmul_team(c->q, q_dim, c->xn, H, n, lw->wq.data, lw->wq.dtype, q_dim, H, bq->data);
+            mk_matmul_team(k, kv_dim, c->xn, H, n, lw->wk.data, lw->wk.dtype, kv_dim, H, bk->data);
+            mk_matmul_team(v, kv_dim, c->xn, H, n, lw->wv.data, lw->wv.dtype, kv_dim, H, bv->data);
+        }
+    } else {
+        mk_matmul(c->q, q_dim, c->xn, H, n, &lw->wq, bq);
+        mk_matmul(k, kv_dim, c->xn, H, n, &lw->wk, bk);
+        mk_matmul(v, kv_dim, c->xn, H, n, &lw->wv, bv);
+    }
 
     for (size_t t = 0; t < n; t++) {
         float *qt = c->q + t * q_dim, *kt = k + t * kv_dim, *vt = v + t * kv_dim;
