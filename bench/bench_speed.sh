@@ -1,30 +1,38 @@
 #!/usr/bin/env bash
 # Speed of moekit against llama.cpp on an OLMoE-1B-7B-shaped random-weight model cut to 4 layers
-# (d_model 2048, 64 experts, k 8, d_ff 1024, vocab 50304), BF16 weights. In one run:
-#   1. read bandwidth with THREADS threads (bench/bw.c, best of 10 passes over 2 GiB);
-#   2. `moekit synth` of the model (kept in $WORK between runs);
-#   3. `moekit bench` pp$P / tg$N, exact kernels and the AVX512-BF16 (--bf16-dot) prefill;
-#   4. llama.cpp's llama-bench on the same weights as GGUF (BF16 and F16), if LLAMA_CPP_DIR points
-#      to a llama.cpp checkout with build/bin/llama-bench (built outside this repository);
-#   5. a summary: pp and tg for both engines, ratios, decode as % of the bandwidth roof
-#      (roof = bandwidth / bytes of weights one decoded token reads).
-# Usage: bash bench/bench_speed.sh | tee bench/results-speed.md
-# Env: LLAMA_CPP_VERSION (a label printed with llama.cpp's results), THREADS (2), REPS (3), P (512), N (128), WORK (/tmp/moekit-speed-bench), LLAMA_CPP_DIR (unset),
-#      OMP_WAIT_POLICY for moekit (passive: idle OpenMP threads sleep instead of spinning, which
-#      on a shared 2-core machine was 2-5× faster; `active` is libgomp's spinning).
+# (d_model 2048, 64 experts, k 8, d_ff 1024, vocab 50304), in one run on this machine:
+#   1. read bandwidth with THREADS threads (bench/bw.c, best of 10 passes over 2 GiB), at the start
+#      and at the end (the roof uses the higher);
+#   2. `moekit synth` of the model in BF16 (kept in $WORK between runs), and `moekit quantize` of it
+#      to GGUF files of each type in TYPES (bf16 q8_0 q4_k): the files both engines read;
+#   3. `moekit bench` and llama.cpp's `llama-bench` (if LLAMA_CPP_DIR points to a llama.cpp build
+#      with build/bin/llama-bench, made outside this repository) on each file, alternately;
+#   4. a summary: pp and tg for both engines, the ratios, and each decode figure as % of the
+#      bandwidth roof (roof = bandwidth / weight bytes one decoded token reads).
+# Both engines get random token ids (llama-bench has no text input; with random weights the
+# routing does not depend on the text).
+# Usage: LLAMA_CPP_DIR=/path/to/llama.cpp bash bench/bench_speed.sh | tee bench/results-speed.md
+# Env: THREADS (2), REPS (3), P (512), N (128), TYPES ("bf16 q8_0 q4_k"), WORK (/tmp/moekit-speed-bench),
+#      LLAMA_CPP_DIR (unset: moekit only), OMP_WAIT_POLICY (unset: libgomp's default, spin a while
+#      then sleep — what a user gets; `passive` sleeps at once, `active` only spins).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 THREADS=${THREADS:-2}; REPS=${REPS:-3}; P=${P:-512}; N=${N:-128}; WORK=${WORK:-/tmp/moekit-speed-bench}
+TYPES=${TYPES:-bf16 q8_0 q4_k}
 mkdir -p "$WORK"
 MK=build/moekit
 make -s -j2 "$MK" >&2
 cc -O2 -march=native -fopenmp bench/bw.c -o "$WORK/bw"
+LB=${LLAMA_CPP_DIR:+$LLAMA_CPP_DIR/build/bin/llama-bench}
+[ -n "$LB" ] && [ ! -x "$LB" ] && { echo "bench_speed: $LB is not an executable" >&2; exit 1; }
 
-echo "# moekit speed vs llama.cpp — OLMoE-1B-7B shape, 4 layers, BF16"
+echo "# moekit speed vs llama.cpp — OLMoE-1B-7B shape, 4 layers"
 echo
-echo "Run: \`OMP_WAIT_POLICY=$OMP_WAIT_POLICY THREADS=$THREADS REPS=$REPS P=$P N=$N LLAMA_CPP_DIR=${LLAMA_CPP_DIR:-} bash bench/bench_speed.sh\`  "
-echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "Run: \`THREADS=$THREADS REPS=$REPS P=$P N=$N TYPES=\"$TYPES\" OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-} LLAMA_CPP_DIR=${LLAMA_CPP_DIR:-} bash bench/bench_speed.sh\`  "
+echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); moekit commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -n "$LB" ]; then
+  echo "llama.cpp: $LLAMA_CPP_DIR, commit $(git -C "$LLAMA_CPP_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')"
+fi
 echo
 
 BW=$(OMP_NUM_THREADS=$THREADS "$WORK/bw" 2048 10 2>/dev/null)
@@ -40,72 +48,53 @@ fi
 info=$("$MK" info -m "$MODEL")
 field() { printf '%s\n' "$info" | awk -v k="$1" -F': *' '$1 == k {print $2}' | awk '{print $1}'; }
 V=$(field vocab); H=$(field d_model); ACT=$(field "params active")
-# per decoded token: every active weight once, except the embedding (one row); 2 bytes each (BF16)
-BYTES=$(( (ACT - V * H + H) * 2 ))
-ROOF=$(awk -v bw="$BW" -v b="$BYTES" 'BEGIN {printf "%.1f", bw * 1e9 / b}')
+# weights one decoded token reads: every active weight once except the embedding (one row)
+WEIGHTS=$(( ACT - V * H + H ))
+bpw() { case $1 in bf16|f16) echo 2;; q8_0) echo "34/32";; q4_0) echo "18/32";; q4_k) echo "144/256";; q6_k) echo "210/256";; esac; }
 echo "## Model"
 echo
-echo "\`moekit synth --config bench/OLMoE-1B-7B.config.json --layers 4 --dtype bf16 -o $MODEL\`  "
-echo "Active weight bytes per decoded token: $BYTES ($(awk -v b="$BYTES" 'BEGIN {printf "%.0f", b / 1e6}') MB) → bandwidth roof $ROOF tokens/s."
+echo "\`moekit synth --config bench/OLMoE-1B-7B.config.json --layers 4 --dtype bf16 -o $MODEL\`, then"
+echo "\`moekit quantize -m $MODEL --type T -o $WORK/olmoe4-T.gguf\` for T in $TYPES. Weights read per decoded"
+echo "token: $WEIGHTS (every matrix is of the file's type; norms and router F32)."
 echo
 
-# last_num TEST FILE: the mean t/s of the row whose test column matches TEST in a markdown table
-# best_num TEST FILE: the highest t/s among the rows whose test column matches TEST
-best_num() { awk -F'|' -v t="$1" '{for (i = 1; i <= NF; i++) if ($i ~ "^ *" t " *$") {split($(i + 1), a, " "); print a[1]}}' "$2" | sort -g | tail -n 1; }
-last_num() { awk -F'|' -v t="$1" '{for (i = 1; i <= NF; i++) if ($i ~ "^ *" t " *$") {split($(i + 1), a, " "); print a[1]}}' "$2" | tail -n 1; }
-echo "## moekit"
-echo
-cat "$MODEL/model.safetensors" > /dev/null   # into the page cache before timing
-echo "\`$MK bench -m $MODEL -p $P -n $N -t $THREADS -r $REPS\`"
-echo
-"$MK" bench -m "$MODEL" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" | tee "$WORK/mk.md"
-echo
-echo "\`$MK bench -m $MODEL -p $P -n 0 -t $THREADS -r $REPS --bf16-dot\`"
-echo
-"$MK" bench -m "$MODEL" -p "$P" -n 0 -t "$THREADS" -r "$REPS" --bf16-dot | tee "$WORK/mk_dot.md"
-echo
-MK_PP=$(last_num "pp$P" "$WORK/mk.md"); MK_TG=$(last_num "tg$N" "$WORK/mk.md"); MK_PPD=$(last_num "pp$P" "$WORK/mk_dot.md")
-
-LB_PP_BF=""; LB_TG_BF=""; LB_PP_F16=""; LB_TG_F16=""
-LB=${LLAMA_CPP_DIR:+$LLAMA_CPP_DIR/build/bin/llama-bench}
-echo "## llama.cpp"
-echo
-if [ -n "$LB" ] && [ -x "$LB" ]; then
-  for t in bf16 f16; do
-    G=$WORK/olmoe4-$t.gguf
-    [ -f "$G" ] || python3 bench/synth_to_gguf.py "$MODEL" "$G" --outtype $t >&2
-    cat "$G" > /dev/null
-    # --poll 0,50: llama.cpp's threads sleeping at once (like OMP_WAIT_POLICY=passive) and polling (its default)
-    echo "\`llama-bench -m $G -p $P -n $N -t $THREADS -r $REPS --poll 0,50 -o md\` (llama.cpp ${LLAMA_CPP_VERSION:-version not given})"
-    echo
-    "$LB" -m "$G" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" --poll 0,50 -o md 2>/dev/null | tee "$WORK/lb_$t.md"
-    echo
-  done
-  # llama.cpp's better poll setting for each figure
-  LB_PP_BF=$(best_num "pp$P" "$WORK/lb_bf16.md"); LB_TG_BF=$(best_num "tg$N" "$WORK/lb_bf16.md")
-  LB_PP_F16=$(best_num "pp$P" "$WORK/lb_f16.md"); LB_TG_F16=$(best_num "tg$N" "$WORK/lb_f16.md")
-else
-  echo "LLAMA_CPP_DIR is not set (or has no build/bin/llama-bench): llama.cpp not run. To compare, build"
-  echo "llama.cpp outside this repository and set LLAMA_CPP_DIR; the GGUF files are made from the synth"
-  echo "model by bench/synth_to_gguf.py (gguf-py from PyPI). Issue 9's figures for llama.cpp on this"
-  echo "machine kind (F16, 2 threads): pp512 157 t/s, tg128 36.5 t/s."
+# mean TEST FILE: the t/s of the row whose test column is TEST in a markdown table (the last such row)
+mean_of() { awk -F'|' -v t="$1" '{for (i = 1; i <= NF; i++) if ($i ~ "^ *" t " *$") {split($(i + 1), a, " "); v = a[1]}} END {print v}' "$2"; }
+declare -A MKPP MKTG LBPP LBTG
+for T in $TYPES; do
+  G=$WORK/olmoe4-$T.gguf
+  [ -f "$G" ] || "$MK" quantize -m "$MODEL" --type "$T" -o "$G" >&2
+  cat "$G" > /dev/null   # into the page cache before timing
+  echo "## $T"
   echo
-fi
+  echo "\`$MK bench -m $G -p $P -n $N -t $THREADS -r $REPS\`"
+  echo
+  "$MK" bench -m "$G" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" | tee "$WORK/mk_$T.md"
+  echo
+  MKPP[$T]=$(mean_of "pp$P" "$WORK/mk_$T.md"); MKTG[$T]=$(mean_of "tg$N" "$WORK/mk_$T.md")
+  if [ -n "$LB" ]; then
+    echo "\`llama-bench -m $G -p $P -n $N -t $THREADS -r $REPS -o md\` (default polling)"
+    echo
+    "$LB" -m "$G" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" -o md 2>/dev/null | tee "$WORK/lb_$T.md"
+    echo
+    LBPP[$T]=$(mean_of "pp$P" "$WORK/lb_$T.md"); LBTG[$T]=$(mean_of "tg$N" "$WORK/lb_$T.md")
+  fi
+done
 
 BW_END=$(OMP_NUM_THREADS=$THREADS "$WORK/bw" 2048 10 2>/dev/null)
-BW=$(awk -v a="$BW" -v b="$BW_END" 'BEGIN {print (b > a ? b : a)}')
-ROOF=$(awk -v bw="$BW" -v b="$BYTES" 'BEGIN {printf "%.1f", bw * 1e9 / b}')
-echo "Read bandwidth measured again at the end: $BW_END GB/s; the roof below uses the higher of the two ($BW GB/s → $ROOF t/s)."
+BWM=$(awk -v a="$BW" -v b="$BW_END" 'BEGIN {print (b > a ? b : a)}')
+echo "Read bandwidth measured again at the end: $BW_END GB/s; the roofs use the higher ($BWM GB/s)."
 echo
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "" || b == 0) print "–"; else printf "%.2f×", a / b}'; }
-pct() { awk -v a="$1" -v r="$ROOF" 'BEGIN {if (a == "") print "–"; else printf "%.0f%%", 100 * a / r}'; }
-echo "## Summary ($THREADS threads; mean of $REPS runs; bandwidth $BW GB/s, roof $ROOF t/s)"
+echo "## Summary ($THREADS threads; mean of $REPS runs; bandwidth $BWM GB/s)"
 echo
-echo "| engine | weights | pp$P t/s | tg$N t/s | decode % of roof | pp vs llama.cpp BF16 | tg vs llama.cpp BF16 |"
-echo "| ------ | ------- | -------: | -------: | ---------------: | ---: | ---: |"
-echo "| moekit (exact f32 math) | BF16 | $MK_PP | $MK_TG | $(pct "$MK_TG") | $(ratio "$MK_PP" "$LB_PP_BF") | $(ratio "$MK_TG" "$LB_TG_BF") |"
-echo "| moekit --bf16-dot | BF16 | $MK_PPD | (same) | | $(ratio "$MK_PPD" "$LB_PP_BF") | |"
-[ -n "$LB_PP_BF" ] && echo "| llama.cpp | BF16 | $LB_PP_BF | $LB_TG_BF | $(pct "$LB_TG_BF") | 1.00× | 1.00× |"
-[ -n "$LB_PP_F16" ] && echo "| llama.cpp | F16 | $LB_PP_F16 | $LB_TG_F16 | $(pct "$LB_TG_F16") | | |"
+echo "| weights | bytes/token | roof t/s | moekit pp$P | llama.cpp pp$P | pp ratio | moekit tg$N | llama.cpp tg$N | tg ratio | moekit % of roof | llama.cpp % of roof |"
+echo "| ------- | ----------: | -------: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+for T in $TYPES; do
+  BYTES=$(awk -v w="$WEIGHTS" -v b="$(bpw "$T")" 'BEGIN {split(b, f, "/"); r = (f[2] ? f[1] / f[2] : f[1]); printf "%.0f", w * r}')
+  ROOF=$(awk -v bw="$BWM" -v b="$BYTES" 'BEGIN {printf "%.1f", bw * 1e9 / b}')
+  pct() { awk -v a="$1" -v r="$ROOF" 'BEGIN {if (a == "") print "–"; else printf "%.0f%%", 100 * a / r}'; }
+  echo "| $T | $(awk -v b="$BYTES" 'BEGIN {printf "%.0f MB", b / 1e6}') | $ROOF | ${MKPP[$T]} | ${LBPP[$T]:-–} | $(ratio "${MKPP[$T]}" "${LBPP[$T]:-}") | ${MKTG[$T]} | ${LBTG[$T]:-–} | $(ratio "${MKTG[$T]}" "${LBTG[$T]:-}") | $(pct "${MKTG[$T]}") | $(pct "${LBTG[$T]:-}") |"
+done
 echo
-echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared; see the notes in bench/results-speed.md)."
+echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg)."

@@ -198,6 +198,52 @@ AI void weight_row_f32(const mk_kjob *j, size_t rr, size_t k0, size_t kc, float 
             }
             return;
         }
+        if (j->dt == MK_DT_Q4_K) { /* d·s_j·q − dmin·m_j, multiply then subtract, as the reference */
+            for (size_t b = 0; b < kc / 256; b++, q += 144) {
+                uint8_t sc[8], mn[8];
+                for (int i = 0; i < 4; i++) {
+                    sc[i] = q[4 + i] & 63;
+                    mn[i] = q[8 + i] & 63;
+                    sc[i + 4] = (uint8_t)((q[12 + i] & 0xF) | ((q[4 + i] >> 6) << 4));
+                    mn[i + 4] = (uint8_t)((q[12 + i] >> 4) | ((q[8 + i] >> 6) << 4));
+                }
+                const float d = mk_f16_to_f32(mk_kern_ld16(q, 0)), dm = mk_f16_to_f32(mk_kern_ld16(q, 1));
+                const uint8_t *qs = q + 16;
+                for (int jj = 0; jj < 4; jj++, qs += 32) {
+                    for (int h = 0; h < 2; h++, out += 32) {
+                        const __m256 d1 = _mm256_set1_ps(d * sc[2 * jj + h]), m1 = _mm256_set1_ps(dm * mn[2 * jj + h]);
+                        for (int l = 0; l < 32; l += 8) {
+                            __m128i v = _mm_loadl_epi64((const __m128i *)(qs + l));
+                            v = h ? _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0F)) : _mm_and_si128(v, _mm_set1_epi8(0x0F));
+                            const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
+                            VSTORE(out + l, _mm256_sub_ps(_mm256_mul_ps(d1, f), m1));
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        if (j->dt == MK_DT_Q6_K) { /* (d·s) · (q − 32), as the reference */
+            for (size_t b = 0; b < kc / 256; b++, q += 210) {
+                const float d = mk_f16_to_f32(mk_kern_ld16(q, 104));
+                const int8_t *sc = (const int8_t *)(q + 192);
+                const uint8_t *ql = q, *qh = q + 128;
+                for (int hh = 0; hh < 2; hh++, ql += 64, qh += 32, sc += 8, out += 128) {
+                    for (int kq = 0; kq < 4; kq++)        /* 32 values: nibble kq/2 of ql[(kq&1)·32 + l], qh bits 2kq */
+                        for (int l = 0; l < 32; l += 8) {
+                            __m128i lo = _mm_loadl_epi64((const __m128i *)(ql + (kq & 1) * 32 + l));
+                            lo = kq >= 2 ? _mm_srli_epi16(lo, 4) : lo;
+                            lo = _mm_and_si128(lo, _mm_set1_epi8(0x0F));
+                            __m128i hi = _mm_loadl_epi64((const __m128i *)(qh + l));
+                            hi = _mm_and_si128(_mm_srl_epi16(hi, _mm_cvtsi32_si128(2 * kq)), _mm_set1_epi8(3));
+                            const __m128i v = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
+                            const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+                            VSTORE(out + 32 * kq + l, _mm256_mul_ps(_mm256_set1_ps(d * sc[2 * kq + l / 16]), f));
+                        }
+                }
+            }
+            return;
+        }
 #endif
         mk_dequantize_row(j->dt, q, out, kc);
     }

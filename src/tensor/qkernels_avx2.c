@@ -85,48 +85,46 @@ static float dot_q4_0(size_t n, const void *vw, const void *va) {
 /* ---- Q4_K · Q8_K: 256 weights = 8 sub-blocks of 32 with 6-bit scale s_j and min m_j;
  * w = d·s_j·q − dmin·m_j. Σ w·a = d·da·Σ_j s_j Σ q·a − dmin·da·Σ_j m_j·(a's sum over sub-block j),
  * the second sum from the activation block's 16-element sums. */
-AI void q4k_scales(const uint8_t *q, uint8_t *sc, uint8_t *mn) {
-    for (int j = 0; j < 4; j++) {
-        sc[j] = q[j] & 63;
-        mn[j] = q[j + 4] & 63;
-    }
-    for (int j = 4; j < 8; j++) {
-        sc[j] = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
-        mn[j] = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
-    }
-}
-
 static float dot_q4_K(size_t n, const void *vw, const void *va) {
     const uint8_t *w = vw, *a = va;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     __m256 acc = _mm256_setzero_ps();
-    float summ = 0;
+    __m128 accm = _mm_setzero_ps();
     for (size_t b = 0; b < n / MK_QK_K; b++, w += 144, a += 292) {
-        uint8_t sc[8], mn[8];
-        q4k_scales(w + 4, sc, mn);
+        /* the 12 scale bytes → 8 scales (bytes 0-7) and 8 mins (bytes 8-15), ggml's bit layout */
+        uint32_t u[4];
+        memcpy(u, w + 4, 12);
+        u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+        const uint32_t t1 = u[1] & 0x3f3f3f3fu;
+        u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+        u[2] = t1;
+        u[0] &= 0x3f3f3f3fu;
+        const __m128i mn = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(u + 2)));     /* mins, i16 */
         const float da = ld_f32(a);
-        int msum = 0;
-        for (int j = 0; j < 8; j++) {
-            int16_t s0, s1;
-            memcpy(&s0, a + 260 + 4 * j, 2);
-            memcpy(&s1, a + 262 + 4 * j, 2);
-            msum += mn[j] * (s0 + s1);
-        }
-        summ += ld_f16(w + 2) * da * (float)msum;
+        /* Σ_j m_j · (bsum[2j] + bsum[2j+1]) */
+        const __m128i bs0 = _mm_loadu_si128((const __m128i *)(a + 260)), bs1 = _mm_loadu_si128((const __m128i *)(a + 276));
+        const __m128i pm = _mm_madd_epi16(mn, _mm_hadd_epi16(bs0, bs1));
+        accm = _mm_fmadd_ps(_mm_set1_ps(ld_f16(w + 2) * da), _mm_cvtepi32_ps(pm), accm);
         const uint8_t *q4 = w + 16;
         const int8_t *q8 = (const int8_t *)(a + 4);
+        /* the 8 scales as i16 in both 128-bit lanes; sub-block i's scale is the i16 pair (2i, 2i+1) */
+        const __m256i sc = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)u)));
         __m256i isum = _mm256_setzero_si256();
+#pragma GCC unroll 4
         for (int j = 0; j < 4; j++, q4 += 32, q8 += 64) {
             const __m256i v = _mm256_loadu_si256((const __m256i *)q4);
             const __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
             const __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
             const __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
-            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(pl, _mm256_set1_epi16(sc[2 * j])));
-            isum = _mm256_add_epi32(isum, _mm256_madd_epi16(ph, _mm256_set1_epi16(sc[2 * j + 1])));
+            const __m256i sl = _mm256_shuffle_epi8(sc, _mm256_set1_epi16((short)(((4 * j + 1) << 8) | (4 * j))));
+            const __m256i sh = _mm256_shuffle_epi8(sc, _mm256_set1_epi16((short)(((4 * j + 3) << 8) | (4 * j + 2))));
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(pl, sl), _mm256_madd_epi16(ph, sh)));
         }
         acc = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w) * da), _mm256_cvtepi32_ps(isum), acc);
     }
-    return hsum(acc) - summ;
+    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    return hsum(acc) - _mm_cvtss_f32(m);
 }
 
 /* ---- Q6_K · Q8_K: 256 weights = 16 sub-blocks of 16 with an int8 scale; 6-bit q (low 4 bits in
@@ -138,12 +136,13 @@ static float dot_q6_K(size_t n, const void *vw, const void *va) {
     for (size_t b = 0; b < n / MK_QK_K; b++, w += 210, a += 292) {
         const int8_t *sc = (const int8_t *)(w + 192);
         const float d = ld_f16(w + 208) * ld_f32(a);
-        int corr = 0;
-        for (int j = 0; j < 16; j++) {
-            int16_t s;
-            memcpy(&s, a + 260 + 2 * j, 2);
-            corr += sc[j] * s;
-        }
+        /* Σ_j s_j · bsum_j over the 16 sub-blocks */
+        const __m256i pc = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc)),
+                                             _mm256_loadu_si256((const __m256i *)(a + 260)));
+        __m128i c4 = _mm_add_epi32(_mm256_castsi256_si128(pc), _mm256_extracti128_si256(pc, 1));
+        c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0x4E));
+        c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0xB1));
+        const int corr = _mm_cvtsi128_si32(c4);
         const uint8_t *ql = w, *qh = w + 128;
         const int8_t *q8 = (const int8_t *)(a + 4);
         __m256i isum = _mm256_setzero_si256();
