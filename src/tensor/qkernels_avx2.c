@@ -16,6 +16,10 @@
 #include <immintrin.h>
 
 #define AI static inline __attribute__((always_inline))
+#define QPF 4096
+
+
+
 
 AI float ld_f16(const uint8_t *p) { return _cvtsh_ss((unsigned short)(p[0] | (p[1] << 8))); }
 AI float ld_f32(const uint8_t *p) {
@@ -44,6 +48,7 @@ static float dot_q8_0(size_t n, const void *vw, const void *va) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     size_t b = 0;
     for (; b + 2 <= nb; b += 2, w += 68, a += 68) {
+        _mm_prefetch((const char *)w + QPF, _MM_HINT_T0);
         const __m256i p0 = dot_i8(_mm256_loadu_si256((const __m256i *)(w + 2)), _mm256_loadu_si256((const __m256i *)(a + 2)));
         const __m256i p1 = dot_i8(_mm256_loadu_si256((const __m256i *)(w + 36)), _mm256_loadu_si256((const __m256i *)(a + 36)));
         acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w) * ld_f16(a)), _mm256_cvtepi32_ps(p0), acc0);
@@ -70,6 +75,7 @@ static float dot_q4_0(size_t n, const void *vw, const void *va) {
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     size_t b = 0;
     for (; b + 2 <= nb; b += 2, w += 36, a += 68) {
+        _mm_prefetch((const char *)w + QPF, _MM_HINT_T0);
         const __m256i p0 = dot_i8(q4_0_bytes(w + 2), _mm256_loadu_si256((const __m256i *)(a + 2)));
         const __m256i p1 = dot_i8(q4_0_bytes(w + 20), _mm256_loadu_si256((const __m256i *)(a + 36)));
         acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w) * ld_f16(a)), _mm256_cvtepi32_ps(p0), acc0);
@@ -91,6 +97,9 @@ static float dot_q4_K(size_t n, const void *vw, const void *va) {
     __m256 acc = _mm256_setzero_ps();
     __m128 accm = _mm_setzero_ps();
     for (size_t b = 0; b < n / MK_QK_K; b++, w += 144, a += 292) {
+        _mm_prefetch((const char *)w + QPF, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + QPF + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)w + QPF + 128, _MM_HINT_T0);
         /* the 12 scale bytes → 8 scales (bytes 0-7) and 8 mins (bytes 8-15), ggml's bit layout */
         uint32_t u[4];
         memcpy(u, w + 4, 12);
@@ -134,6 +143,7 @@ static float dot_q6_K(size_t n, const void *vw, const void *va) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
     __m256 acc = _mm256_setzero_ps();
     for (size_t b = 0; b < n / MK_QK_K; b++, w += 210, a += 292) {
+        for (int i = 0; i < 4; i++) _mm_prefetch((const char *)w + QPF + 64 * i, _MM_HINT_T0);
         const int8_t *sc = (const int8_t *)(w + 192);
         const float d = ld_f16(w + 208) * ld_f32(a);
         /* Σ_j s_j · bsum_j over the 16 sub-blocks */
