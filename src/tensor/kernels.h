@@ -1,4 +1,5 @@
-/* Matmul kernels for float weights (F32, F16, BF16) with run-time CPU dispatch.
+/* Matmul kernels with run-time CPU dispatch: float weights (F32, F16, BF16) and GGUF block types
+ * (Q8_0, Q4_0, Q4_K, Q6_K).
  *
  * One contract for every variant:  y[t, o] = Σ_i x[t, i] · W[o, i] (+ bias[o])
  *   x (n_tok, n_in) f32, row stride ldx;  y (n_tok, n_out) f32, row stride ldy;
@@ -9,7 +10,16 @@
  *   avx2     AVX2 + FMA + F16C, 8 lanes;
  *   avx512   AVX-512 F/BW/VL/DQ, 16 lanes.
  * Each variant computes in f32 with weights expanded exactly to f32 (bf16 → f32 and f16 → f32 are
- * exact), so only the order of the f32 additions differs from the reference.
+ * exact), so only the order of the f32 additions differs from the reference. Shapes:
+ *   n_tok ≤ 2 (decode)  GEMV, every weight byte read once from memory, expanded in registers;
+ *   n_tok ≥ 3/4         avx512: register tiles over L2 blocks of expanded rows; avx2: a packed
+ *                       outer-product GEMM (16 rows × 6 tokens of accumulators, weights packed
+ *                       k-major into L2-sized panels), also used for block-quantized weights,
+ *                       which are dequantized exactly into the panels (batches of 8+ tokens).
+ * Block-quantized weights in decode-sized batches quantize the activations to the type's vec_dot
+ * type (Q8_0 or Q8_K) and sum integer block products (qkernels_avx2.c, the scalar reference in
+ * quant.c), as llama.cpp does: that reads each weight byte once, at the cost of rounding the
+ * activations to 8 bits (bounds in tests/test_quant.c).
  * Optional BF16 fast path (AVX512-BF16, vdpbf16ps): for BF16 weights and n_tok ≥ 2 the activation
  * rows are rounded to bf16 once per call and multiplied pairwise with the raw bf16 weights. This
  * is what llama.cpp does for BF16 weights, and about 2.5× faster than the exact path, but it breaks
