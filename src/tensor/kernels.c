@@ -45,7 +45,7 @@ static void rows_noscratch(const mk_kjob *j, size_t r0, size_t r1) {
 /* ---- detection ---- */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static mk_isa g_best = MK_ISA_SCALAR, g_isa = MK_ISA_SCALAR;
-static bool g_has_bf16 = false, g_bf16_dot = false;
+static bool g_has_bf16 = false, g_bf16_dot = false, g_qact_always = false;
 
 static void detect(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -65,6 +65,8 @@ static void detect(void) {
     }
     const char *x = getenv("MOEKIT_BF16_DOT");
     g_bf16_dot = g_has_bf16 && x && *x && strcmp(x, "0");
+    const char *qa = getenv("MOEKIT_QACT"); /* 1: quantized activations for every batch size (llama.cpp's arithmetic) */
+    g_qact_always = qa && *qa && strcmp(qa, "0");
 }
 
 mk_isa mk_kern_isa_detect(void) {
@@ -192,7 +194,7 @@ static size_t chunk_rows(size_t n_out, int nth, int per_thread);
 
 bool mk_kern_q_act(mk_dtype wt, size_t n_tok) {
     pthread_once(&g_once, detect);
-    return mk_qdot_ref(wt) && !(n_tok >= QGEMM_MIN_TOK && g_isa >= MK_ISA_AVX2);
+    return mk_qdot_ref(wt) && (g_qact_always || !(n_tok >= QGEMM_MIN_TOK && g_isa >= MK_ISA_AVX2));
 }
 
 /* The packed GEMM over rows [0, n_out) by the calling team (orphaned omp for) or one thread. */

@@ -19,7 +19,8 @@
  * Block-quantized weights in decode-sized batches quantize the activations to the type's vec_dot
  * type (Q8_0 or Q8_K) and sum integer block products (qkernels_avx2.c, the scalar reference in
  * quant.c), as llama.cpp does: that reads each weight byte once, at the cost of rounding the
- * activations to 8 bits (bounds in tests/test_quant.c).
+ * activations to 8 bits (bounds in tests/test_quant.c). MOEKIT_QACT=1 makes every batch size
+ * do so (llama.cpp's arithmetic for prefill too, for comparisons; slower on AVX2).
  * Optional BF16 fast path (AVX512-BF16, vdpbf16ps): for BF16 weights and n_tok ≥ 2 the activation
  * rows are rounded to bf16 once per call and multiplied pairwise with the raw bf16 weights. This
  * is what llama.cpp does for BF16 weights, and about 2.5× faster than the exact path, but it breaks

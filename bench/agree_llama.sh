@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Do moekit and llama.cpp compute the same model? On the project's testbed model (Qwen3-MoE,
+# llama.cpp arch qwen3moe) written to GGUF by `moekit quantize` (F32, Q8_0, Q4_K), over the first
+# BYTES of each domain's real test text, window by window (CTX tokens, no overlap):
+#   llama.cpp (libllama, through bench/llama_logits.c) stores its distributions in moekit's
+#   stored-logits format; `moekit eval --kld-logits` then reports KL(llama.cpp ‖ moekit) and top-1
+#   agreement position by position, and both perplexities.
+# moekit runs twice for quantized files: as it computes by default (batched products in f32 with the
+# weights dequantized exactly) and with MOEKIT_QACT=1 (activations quantized to Q8_0/Q8_K for every
+# product, llama.cpp's arithmetic). Against the F32 file's llama.cpp logits it also shows how far
+# each quantized run is from the unquantized model.
+# Usage: LLAMA_CPP_DIR=/path/to/llama.cpp bash bench/agree_llama.sh | tee bench/results-agree-llama.md
+# Env: MODEL (models/testbed), DATA (data/testbed), BYTES (4000), CTX (256), TYPES ("f32 q8_0 q4_k"),
+#      THREADS (2), WORK (/tmp/moekit-agree).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${LLAMA_CPP_DIR:?set LLAMA_CPP_DIR to a llama.cpp build (build/bin/libllama.so)}"
+MODEL=${MODEL:-models/testbed}; DATA=${DATA:-data/testbed}; BYTES=${BYTES:-4000}; CTX=${CTX:-256}
+TYPES=${TYPES:-f32 q8_0 q4_k}; THREADS=${THREADS:-2}; WORK=${WORK:-/tmp/moekit-agree}
+MK=build/moekit
+mkdir -p "$WORK"
+make -s -j2 "$MK" build/libmoekit.a >&2
+L=$LLAMA_CPP_DIR
+cc -O2 -std=c11 -D_GNU_SOURCE -Isrc -Iinclude -I"$L/include" -I"$L/ggml/include" bench/llama_logits.c build/libmoekit.a \
+  -o "$WORK/llama_logits" -L"$L/build/bin" -lllama -lggml -lggml-base -Wl,-rpath,"$L/build/bin" \
+  -fopenmp -ljansson -lpcre2-8 -lutf8proc -llapacke -lm
+V=$(python3 -c "import json;print(json.load(open('$MODEL/config.json'))['vocab_size'])")
+domains=$(ls "$DATA" | sed -n 's/\.test\.txt$//p' | sort)
+
+echo "# moekit and llama.cpp on the same GGUF files"
+echo
+echo "Run: \`LLAMA_CPP_DIR=$L BYTES=$BYTES CTX=$CTX TYPES=\"$TYPES\" bash bench/agree_llama.sh\`  "
+echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); moekit commit $(git rev-parse --short HEAD); llama.cpp commit $(git -C "$L" rev-parse --short HEAD 2>/dev/null || echo '?'); model $MODEL (GGUF written by \`moekit quantize\`, which llama.cpp loads)."
+echo "Text: the first $BYTES bytes of each domain's test split, tokenized by moekit; windows of $CTX tokens, each"
+echo "scoring its tokens 2..$CTX. KLD = mean over positions of KL(llama.cpp ‖ moekit), from llama.cpp's top-32"
+echo "logits plus a tail bucket (a lower bound of the exact value)."
+echo
+echo "| GGUF | domain | positions | moekit mode | KLD mean | KLD max | top-1 agree | ppl llama.cpp | ppl moekit | KLD vs llama.cpp F32 |"
+echo "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+for T in $TYPES; do
+  G=$WORK/testbed-$T.gguf
+  [ -f "$G" ] || "$MK" quantize -m "$MODEL" --type "$T" -o "$G" >&2
+done
+for d in $domains; do
+  head -c "$BYTES" "$DATA/$d.test.txt" > "$WORK/$d.txt"
+  "$MK" tokenize -m "$MODEL" --ids -f "$WORK/$d.txt" > "$WORK/$d.ids"
+  for T in $TYPES; do
+    THREADS=$THREADS VOCAB=$V "$WORK/llama_logits" "$WORK/testbed-$T.gguf" "$WORK/$d.ids" "$CTX" 32 "$WORK/$d.$T.llama" > "$WORK/$d.$T.llama.json"
+  done
+done
+for T in $TYPES; do
+  modes="default"; [ "$T" != f32 ] && modes="default qact"
+  for d in $domains; do
+    for mode in $modes; do
+      q=0; [ "$mode" = qact ] && q=1
+      r=$(MOEKIT_QACT=$q "$MK" eval -m "$WORK/testbed-$T.gguf" --ppl-ids "$WORK/$d.ids" --ctx "$CTX" --stride "$CTX" -t "$THREADS" \
+            --kld-logits "$WORK/$d.$T.llama" --json 2>/dev/null)
+      rf=$(MOEKIT_QACT=$q "$MK" eval -m "$WORK/testbed-$T.gguf" --ppl-ids "$WORK/$d.ids" --ctx "$CTX" --stride "$CTX" -t "$THREADS" \
+            --kld-logits "$WORK/$d.f32.llama" --json 2>/dev/null || echo '{}')
+      python3 - "$T" "$d" "$mode" "$r" "$rf" "$(cat "$WORK/$d.$T.llama.json")" <<'PY'
+import json, sys
+t, d, mode, r, rf, l = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), json.loads(sys.argv[5]), json.loads(sys.argv[6])
+k, kf = r["kld"], rf.get("kld", {})
+m = {"default": "f32 activations in batches", "qact": "MOEKIT_QACT=1"}[mode]
+vf = "-" if t == "f32" or "kld_mean" not in kf else f"{kf['kld_mean']:.3g}"
+print(f"| {t} | {d} | {l['scored']} | {m} | {k['kld_mean']:.3g} | {k['kld_max']:.3g} | {100 * k['top1_agree']:.2f}% | {l['ppl']:.4f} | {r['ppl']:.4f} | {vf} |")
+PY
+    done
+  done
+done
