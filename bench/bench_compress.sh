@@ -10,16 +10,24 @@
 #   bash bench/bench_compress.sh                 # the whole table (long: hours on 2 cores)
 #   QUICK=1 bash bench/bench_compress.sh         # two methods, one budget, for a smoke run
 # Environment: MODEL (default models/testbed), DATA (default data/testbed), EVAL_BYTES (bytes of
-# each test slice evaluated, default 60000), CTX (default 256), OUT (default bench/results-compress.md).
+# each test slice evaluated, default 60000), CTX (window, default 256), STRIDE (default CTX: windows
+# do not overlap), CALIB_BYTES (bytes of each domain's calib split used for profile, NAEE, merging and
+# CAMERA, default 60000), NAEE_CALIB_BYTES (per domain for NAEE, whose greedy search re-runs a MoE
+# block per candidate: default 6000), WORK (default /tmp/moekit-compress-work: kept, so an
+# interrupted run resumes where it stopped; rm -rf it to start over), OUT (default bench/results-compress.md; the routing plot goes beside it as .svg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MK=${MK:-./build/moekit}
 MODEL=${MODEL:-models/testbed}
 DATA=${DATA:-data/testbed}
 CTX=${CTX:-256}
+STRIDE=${STRIDE:-$CTX}
+CALIB_BYTES=${CALIB_BYTES:-60000}
 EVAL_BYTES=${EVAL_BYTES:-60000}
 OUT=${OUT:-bench/results-compress.md}
-W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
+NAEE_CALIB_BYTES=${NAEE_CALIB_BYTES:-6000}
+W=${WORK:-/tmp/moekit-compress-work}
+mkdir -p "$W"
 [ -x "$MK" ] || make -j"$(nproc)" build/moekit >/dev/null
 [ -f "$MODEL/config.json" ] || { echo "bench_compress: no model in $MODEL" >&2; exit 1; }
 domains=$(ls "$DATA" | sed -n 's/\.test\.txt$//p' | sort)
@@ -31,18 +39,42 @@ K=$(python3 -c "import json;print(json.load(open('$MODEL/config.json'))['num_exp
 
 # Evaluation slices, the base model's stored logits per domain, and the calibration statistics.
 for d in $domains; do
+  [ -s "$W/$d.logits" ] && continue
   head -c "$EVAL_BYTES" "$DATA/$d.test.txt" > "$W/$d.test.txt"
-  "$MK" eval -m "$MODEL" --ppl "$W/$d.test.txt" --ctx "$CTX" --save-logits "$W/$d.logits" --json > "$W/$d.base.json" 2>/dev/null
+  "$MK" eval -m "$MODEL" --ppl "$W/$d.test.txt" --ctx "$CTX" --stride "$STRIDE" --save-logits "$W/$d.logits" --json > "$W/$d.base.json" 2>/dev/null
 done
-"$MK" profile -m "$MODEL" $(for d in $domains; do printf -- '--data %s=%s ' "$d" "$DATA/$d.calib.txt"; done) --ctx "$CTX" -q -o "$W/stats.json"
-cat "$DATA"/*.calib.txt > "$W/mixed.calib.txt"
+for d in $domains; do
+  head -c "$CALIB_BYTES" "$DATA/$d.calib.txt" > "$W/$d.calib.txt"
+  head -c "$NAEE_CALIB_BYTES" "$DATA/$d.calib.txt" > "$W/$d.naee.txt"
+done
+[ -s "$W/stats.json" ] || "$MK" profile -m "$MODEL" $(for d in $domains; do printf -- '--data %s=%s ' "$d" "$W/$d.calib.txt"; done) --ctx "$CTX" -q -o "$W/stats.json"
+for d in $domains; do cat "$W/$d.calib.txt"; done > "$W/mixed.calib.txt"
+for d in $domains; do cat "$W/$d.naee.txt"; done > "$W/mixed.naee.txt"
 
 # eval_row LABEL MODEL_DIR DOMAINS [ROUTE...]: one JSON line per domain into $W/rows.jsonl
+# have LABEL DOMAINS: true when every (LABEL, domain) row is already in rows.jsonl (a resumed run)
+have() {
+  local d
+  for d in $2; do grep -qF "{\"label\": \"$1\", \"domain\": \"$d\"" "$W/rows.jsonl" || return 1; done
+}
+
+# timed LABEL CMD...: runs CMD, appends {"label", "seconds"} to $W/times.jsonl (rewrite/search time)
+timed() {
+  local label=$1; shift
+  local t0 t1
+  rm -rf "$W/p" "$W/g" "$W/c"   # a failed command must not leave an earlier model to be evaluated
+  t0=$(date +%s.%N)
+  "$@" 2>/dev/null || echo "bench_compress: failed: $*" >&2
+  t1=$(date +%s.%N)
+  printf '{"label": "%s", "seconds": %s}\n' "$label" "$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f", b - a}')" >> "$W/times.jsonl"
+}
+
 eval_row() {
   local label=$1 m=$2 doms=$3; shift 3
   for d in $doms; do
+    have "$label" "$d" && continue
     local r
-    r=$("$MK" eval -m "$m" --ppl "$W/$d.test.txt" --ctx "$CTX" --kld-logits "$W/$d.logits" --json "$@" 2>/dev/null) || r='{"error": true}'
+    r=$("$MK" eval -m "$m" --ppl "$W/$d.test.txt" --ctx "$CTX" --stride "$STRIDE" --kld-logits "$W/$d.logits" --json "$@" 2>/dev/null) || r='{"error": true}'
     python3 - "$label" "$d" "$r" >> "$W/rows.jsonl" <<'PY'
 import json, sys
 label, dom, r = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
@@ -51,19 +83,20 @@ PY
   done
 }
 
-: > "$W/rows.jsonl"
+touch "$W/rows.jsonl" "$W/times.jsonl"
 eval_row "base" "$MODEL" "$domains"
 for pct in $removals; do
   keep=$(( E - E * pct / 100 )); [ "$keep" -lt "$K" ] && keep=$K
   for meth in $methods; do
-    calib_opt=(--stats "$W/stats.json"); [ "$meth" = naee ] && calib_opt=(--calib "$W/mixed.calib.txt" --ctx "$CTX")
+    calib_opt=(--stats "$W/stats.json"); [ "$meth" = naee ] && calib_opt=(--calib "$W/mixed.naee.txt" --ctx "$CTX")
     [ "$meth" = random ] && calib_opt=()
-    "$MK" prune -m "$MODEL" --method "$meth" --keep "$keep" "${calib_opt[@]}" -o "$W/p" --force 2>/dev/null
+    have "$meth -$pct% mixed" "$domains" || timed "$meth -$pct% mixed" "$MK" prune -m "$MODEL" --method "$meth" --keep "$keep" "${calib_opt[@]}" -o "$W/p" --force
     eval_row "$meth -$pct% mixed" "$W/p" "$domains"
     [ "$meth" = random ] && continue
     for d in $domains; do
-      dom_opt=(--stats "$W/stats.json" --dataset "$d"); [ "$meth" = naee ] && dom_opt=(--calib "$DATA/$d.calib.txt" --ctx "$CTX")
-      "$MK" prune -m "$MODEL" --method "$meth" --keep "$keep" "${dom_opt[@]}" -o "$W/p" --force 2>/dev/null
+      dom_opt=(--stats "$W/stats.json" --dataset "$d"); [ "$meth" = naee ] && dom_opt=(--calib "$W/$d.naee.txt" --ctx "$CTX")
+      have "$meth -$pct% domain" "$d" && continue
+      timed "$meth -$pct% domain $d" "$MK" prune -m "$MODEL" --method "$meth" --keep "$keep" "${dom_opt[@]}" -o "$W/p" --force
       eval_row "$meth -$pct% domain" "$W/p" "$d"
     done
   done
@@ -91,39 +124,23 @@ for pct in 25 50; do
   [ "${QUICK:-0}" = 1 ] && [ "$pct" = 25 ] && continue
   keep=$(( E - E * pct / 100 ))
   for mm in msmoe submoe; do
-    "$MK" merge -m "$MODEL" --method "$mm" --keep "$keep" --stats "$W/stats.json" --calib "$W/mixed.calib.txt" --ctx "$CTX" -o "$W/g" --force 2>/dev/null
+    have "$mm -$pct% mixed" "$domains" || timed "$mm -$pct% mixed" "$MK" merge -m "$MODEL" --method "$mm" --keep "$keep" --stats "$W/stats.json" --calib "$W/mixed.calib.txt" --ctx "$CTX" -o "$W/g" --force
     eval_row "$mm -$pct% mixed" "$W/g" "$domains"
   done
-  "$MK" prune -m "$MODEL" --method camera --keep-frac "0.$(( 100 - pct ))" --calib "$W/mixed.calib.txt" --ctx "$CTX" -o "$W/c" --force 2>/dev/null
+  have "camera neurons -$pct%" "$domains" || timed "camera neurons -$pct%" "$MK" prune -m "$MODEL" --method camera --keep-frac "0.$(( 100 - pct ))" --calib "$W/mixed.calib.txt" --ctx "$CTX" -o "$W/c" --force
   eval_row "camera neurons -$pct%" "$W/c" "$domains"
 done
 # Routing policies (no weights change): compute saved against quality.
 for kk in $(seq 1 "$K"); do eval_row "route topk:$kk" "$MODEL" "$domains" --route "topk:$kk"; done
-for pp in 0.3 0.5 0.7 0.9; do eval_row "route topp:$pp" "$MODEL" "$domains" --route "topp:$pp"; done
-for bb in 0.1 0.3 0.5; do eval_row "route skip:$bb" "$MODEL" "$domains" --route "skip:$bb"; done
+# top-p without a cap (the paper's dynamic routing: more experts where the router is unsure) and capped
+# at the model's k (fewer experts where it is sure); skip at several beta and NAEE's per-layer auto beta.
+for pp in 0.1 0.2 0.3 0.5 0.7 0.9; do eval_row "route topp:$pp" "$MODEL" "$domains" --route "topp:$pp"; done
+for pp in 0.1 0.2 0.3 0.4; do eval_row "route topp:$pp:$K" "$MODEL" "$domains" --route "topp:$pp:$K"; done
+for bb in 0.1 0.2 0.3 0.5 0.7 0.9; do eval_row "route skip:$bb" "$MODEL" "$domains" --route "skip:$bb"; done
+eval_row "route skip:auto" "$MODEL" "$domains" --route "skip:auto:$W/stats.json"
 
-python3 - "$W/rows.jsonl" "$OUT" "$MODEL" <<'PY'
-import collections, json, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-by = collections.OrderedDict()
-for r in rows:
-    by.setdefault(r["label"], {})[r["domain"]] = r["result"]
-doms = sorted({r["domain"] for r in rows})
-def cell(res, key):
-    v = res.get(key) if isinstance(res, dict) else None
-    if isinstance(v, dict): v = v.get("mean")
-    return "-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
-out = [f"# Compression quality on {sys.argv[3]}", "", "Per-domain test perplexity; mean KLD and top-1 agreement (%) against the base model, averaged over the domains evaluated. Produced by `bash bench/bench_compress.sh`.", "",
-       "| row | " + " | ".join(doms) + " | mean KLD | top-1 % | experts/token |", "|---|" + "---|" * (len(doms) + 3)]
-for label, res in by.items():
-    ppl = [cell(res[d], "ppl") if d in res else "" for d in doms]
-    kl = [res[d]["kld"] for d in res if isinstance(res[d].get("kld"), dict)]
-    klds = [k["kld_mean"] for k in kl if "kld_mean" in k]
-    top1 = [100 * k["top1_agree"] for k in kl if "top1_agree" in k]
-    ept = [res[d]["experts_per_token_mean"] for d in res if res[d].get("experts_per_token_mean") is not None]
-    f = lambda xs, s="{:.4f}": s.format(sum(xs) / len(xs)) if xs else "-"
-    out.append(f"| {label} | " + " | ".join(ppl) + f" | {f(klds)} | {f(top1, '{:.1f}')} | {f(ept, '{:.2f}')} |")
-open(sys.argv[2], "w").write("\n".join(out) + "\n")
-print("\n".join(out))
-PY
-cp "$W/rows.jsonl" "${OUT%.md}.jsonl"
+nsuper=$(python3 -c "import json;print(len(json.load(open('$W/super.json'))['removed']))")
+python3 bench/compress_report.py --rows "$W/rows.jsonl" --times "$W/times.jsonl" --out "$OUT" --model "$MODEL" \
+  --n-super "$nsuper" --ctx "$CTX" --stride "$STRIDE" --eval-bytes "$EVAL_BYTES" --calib-bytes "$CALIB_BYTES" --naee-calib-bytes "$NAEE_CALIB_BYTES" --quick "${QUICK:-0}" \
+  --auto-beta "$(python3 -c "import json;s=json.load(open('$W/stats.json'));print(' '.join('%.3f' % b for b in s['naee_beta']))" 2>/dev/null || true)"
+cp "$W/rows.jsonl" "${OUT%.md}.jsonl"; cp "$W/times.jsonl" "${OUT%.md}-times.jsonl"
