@@ -6,8 +6,14 @@
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
+/* gcc: a target pragma for the whole file; clang ignores it and takes the same features as an
+ * attribute on every function (the intrinsics need them whatever the build's -march) */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#endif
 #include <immintrin.h>
 
 static inline __attribute__((always_inline)) float hsum256(__m256 v) {
@@ -36,7 +42,11 @@ static inline __attribute__((always_inline)) float hsum256(__m256 v) {
 #define FN_GEMM mk_kern_gemm_avx2
 #include "kernels_tmpl.h"
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #else
 void mk_kern_rows_avx2(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) { mk_kern_rows_scalar(j, r0, r1, wbuf); }
 void mk_kern_gemm_avx2(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) { mk_kern_rows_scalar(j, r0, r1, wbuf); }

@@ -5,8 +5,14 @@
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
+/* gcc: a target pragma for the whole file; clang ignores it and takes the same features as an
+ * attribute on every function (the intrinsics need them whatever the build's -march) */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")
+#endif
 #include <immintrin.h>
 
 #define V __m512
@@ -83,7 +89,11 @@ static void gemv_bf16_fast(const mk_kjob *j, size_t r0, size_t r1, float *xd) {
 
 #include "kernels_tmpl.h"
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #else
 void mk_kern_rows_avx512(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) { mk_kern_rows_scalar(j, r0, r1, wbuf); }
 #endif

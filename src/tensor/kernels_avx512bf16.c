@@ -4,8 +4,14 @@
 #include "kernels.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
+/* gcc: a target pragma for the whole file; clang ignores it and takes the same features as an
+ * attribute on every function (the intrinsics need them whatever the build's -march) */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,avx2,fma,f16c")
+#endif
 #include <immintrin.h>
 
 #define AI static inline __attribute__((always_inline))
@@ -71,7 +77,11 @@ void mk_kern_to_bf16_avx512bf16(uint16_t *dst, const float *src, size_t n) {
     for (; i < n; i++) dst[i] = mk_f32_to_bf16(src[i]);
 }
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #else
 void mk_kern_rows_avx512bf16(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) { mk_kern_rows_scalar(j, r0, r1, wbuf); }
 void mk_kern_to_bf16_avx512bf16(uint16_t *dst, const float *src, size_t n) {

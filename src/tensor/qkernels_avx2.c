@@ -11,8 +11,14 @@
 #include "quant.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
+/* gcc: a target pragma for the whole file; clang ignores it and takes the same features as an
+ * attribute on every function (the intrinsics need them whatever the build's -march) */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#endif
 #include <immintrin.h>
 
 #define AI static inline __attribute__((always_inline))
@@ -221,7 +227,11 @@ mk_qdot_fn mk_qdot_avx2(mk_dtype wt) {
 
 mk_qquant_fn mk_qquant_avx2(mk_dtype at) { return at == MK_DT_Q8_0 ? quantize_q8_0 : NULL; }
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
 #pragma GCC pop_options
+#endif
 #else
 mk_qdot_fn mk_qdot_avx2(mk_dtype wt) {
     (void)wt;
