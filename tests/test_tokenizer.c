@@ -1,8 +1,11 @@
 /* Tokenizer tests: exact ids and decodes against HF `tokenizers` fixtures
  * (tests/fixtures/tokenizer, made by tools/gen_tokenizer_fixtures.py) for the real tokenizer.json
  * files in $MK_SHARED, streaming decode, and error cases. */
+#include "format/gguf.h"
+#include "format/gguf_write.h"
 #include "mk_test.h"
 #include "moekit/tokenizer.h"
+#include "tokenizer/tok_gguf.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -225,6 +228,54 @@ static void test_deepseek_v3(void) { check_tokenizer(1); }
 static void test_gptoss(void) { check_tokenizer(2); }
 static void test_llama2(void) { check_tokenizer(3); }
 static void test_olmoe(void) { check_tokenizer(4); }
+
+/* ---- the same tokenizers through GGUF metadata ------------------------------------------------- */
+
+/* Writes the tokenizer of src (a model directory or a tokenizer.json) as GGUF metadata, padded to
+ * `pad` ids past its vocabulary, into path; false (with a message) on failure. */
+static bool write_tok_gguf(const char *src, const char *path, size_t pad, mk_tok_gguf_info *info) {
+    mk_tokenizer *t = NULL;
+    if (mk_tokenizer_load(src, &t)) { CHECK(0, "load %s: %s", src, mk_last_error()); return false; }
+    int64_t n_vocab = (int64_t)(mk_tokenizer_vocab_size(t) + pad);
+    mk_tokenizer_free(t);
+    mk_gguf_writer *w = NULL;
+    mk_status s = mk_gguf_writer_new(&w, path);
+    if (!s) s = mk_gguf_w_str(w, "general.architecture", "qwen3moe");
+    if (!s) s = mk_tokenizer_gguf_write(w, src, n_vocab, info);
+    if (!s) s = mk_gguf_writer_finish(w);
+    mk_gguf_writer_free(w);
+    CHECK(s == MK_OK, "write %s: %s", path, mk_last_error());
+    return s == MK_OK;
+}
+
+/* Each real tokenizer written into GGUF metadata (llama.cpp's keys) and read back gives the HF
+ * ids, decodes and stream decodes of its fixture: the whole fixture again, through the GGUF. */
+static void test_gguf_roundtrip(void) {
+    static const char *const srcs[N_TOKS] = {
+        "data/real/tokenizers/qwen3", "data/real/tokenizers/deepseek_v3", "data/real/tokenizers/gptoss",
+        "data/real/tokenizers/llama2", "data/real/OLMoE-1B-7B.allenai_gpt-neox-olmo-dolma-v1_5.json"};
+    static const char *const want_model[N_TOKS] = {"gpt2", "gpt2", "gpt2", "llama", "gpt2"};
+    static const char *const want_pre[N_TOKS] = {"qwen2", "deepseek-v3", "gpt-4o", "", "olmo"};
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/mk_tok_gguf_%d.gguf", (int)getpid());
+    for (size_t ti = 0; ti < N_TOKS; ti++) {
+        char *src = shared_path(srcs[ti]);
+        mk_tok_gguf_info info;
+        bool ok = write_tok_gguf(src, path, 7, &info);
+        free(src);
+        if (!ok) continue;
+        printf("  %-12s GGUF %s/%s: %zu tokens, %zu merges, %zu chat templates%s%s\n", TOKS[ti].name, info.model, info.pre,
+               info.n_tokens, info.n_merges, info.n_templates, info.warning[0] ? "; warning: " : "", info.warning);
+        CHECK(!strcmp(info.model, want_model[ti]) && !strcmp(info.pre, want_pre[ti]), "%s: written as %s/%s", TOKS[ti].name,
+              info.model, info.pre);
+        CHECK(!info.warning[0], "%s: warning: %s", TOKS[ti].name, info.warning);
+        mk_tokenizer *tok = NULL;
+        mk_status s = mk_tokenizer_load(path, &tok);
+        if (s) { CHECK(0, "%s: GGUF load: %s", TOKS[ti].name, mk_last_error()); continue; }
+        check_fixture(TOKS[ti].name, tok);
+    }
+    unlink(path);
+}
 
 /* ---- API details -------------------------------------------------------------------------- */
 
@@ -539,6 +590,7 @@ int main(void) {
         RUN(test_llama2);
         RUN(test_olmoe);
         RUN(test_variants);
+        RUN(test_gguf_roundtrip);
         printf("  all tokenizers: %zu cases, ids identical %zu, decode identical %zu, stream %zu\n", total_cases,
                total_ids_ok, total_dec_ok, total_stream_ok);
         RUN(test_lookups_and_config);

@@ -265,6 +265,13 @@ mk_status tk_merge_put(mk_tokenizer *tok, const char *a, size_t al, const char *
 /* The added-token tries (contents of normalized tokens go through the normalizer). */
 mk_status tk_build_tries(mk_tokenizer *tok);
 
+/* chat_template.c: calls fn(user, name, source) for each chat template of a model without
+ * compiling it, name NULL for the default one: a directory's chat_template.jinja or
+ * tokenizer_config.json "chat_template" (a string, or a list of named templates), or a GGUF file's
+ * tokenizer.chat_template and tokenizer.chat_template.<name>. */
+typedef mk_status (*tk_template_fn)(void *user, const char *name, const char *source);
+mk_status tk_chat_templates_each(const char *model_path, tk_template_fn fn, void *user);
+
 /* tok_encode.c */
 tk_scratch *tk_scratch_new(void);
 void tk_scratch_free(tk_scratch *sc);

@@ -1,5 +1,6 @@
 /* Loading tokenizer.json (+ tokenizer_config.json, config.json) into an mk_tokenizer, and the
  * lookup functions. Every error names the file and the JSON field. */
+#include "tok_gguf.h"
 #include "tok_internal.h"
 
 #include <jansson.h>
@@ -648,12 +649,35 @@ mk_tokenizer *tk_new(const char *path) {
     return tok;
 }
 
+bool mk_tokenizer_present(const char *path) {
+    struct stat sb;
+    if (!path || stat(path, &sb) != 0) return false;
+    if (S_ISDIR(sb.st_mode)) {
+        char *file = mk_path_join(path, "tokenizer.json");
+        bool ok = file && mk_file_exists(file);
+        free(file);
+        return ok;
+    }
+    if (!mk_gguf_sniff(path)) return true;
+    mk_gguf *g = NULL;
+    bool ok = mk_gguf_open(&g, path) == MK_OK && mk_tokenizer_gguf_present(g);
+    mk_gguf_free(g);
+    return ok;
+}
+
 mk_status mk_tokenizer_load(const char *path, mk_tokenizer **out) {
     if (!path || !out) return mk_err(MK_ERR_ARG, "mk_tokenizer_load: NULL argument");
     *out = NULL;
     tk_bytelevel_init();
     struct stat sb;
     if (stat(path, &sb) != 0) return mk_err(MK_ERR_IO, "%s: no such file or directory", path);
+    if (S_ISREG(sb.st_mode) && mk_gguf_sniff(path)) {
+        mk_gguf *g = NULL;
+        mk_status st = mk_gguf_open(&g, path);
+        if (!st) st = mk_tokenizer_from_gguf(g, out);
+        mk_gguf_free(g);
+        return st;
+    }
     char *file, *dir = NULL;
     if (S_ISDIR(sb.st_mode)) {
         file = mk_path_join(path, "tokenizer.json");
