@@ -7,6 +7,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 struct mk_chat_template {
@@ -162,6 +163,36 @@ static bool is_gguf_file(const char *path) {
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && mk_gguf_sniff(path);
 }
 
+/* additional_chat_templates/<name>.jinja (transformers' layout), in name order. */
+static mk_status each_additional(const char *model_dir, tk_template_fn fn, void *user) {
+    char *dir = mk_path_join(model_dir, "additional_chat_templates");
+    if (!dir) return MK_ERR_NOMEM;
+    struct dirent **ents = NULL;
+    int n = scandir(dir, &ents, NULL, alphasort);
+    mk_status st = MK_OK;
+    for (int i = 0; i < n; i++) {
+        const char *nm = ents[i]->d_name;
+        size_t l = strlen(nm);
+        if (!st && nm[0] != '.' && l > 6 && !strcmp(nm + l - 6, ".jinja")) {
+            char *path = mk_path_join(dir, nm), *text = NULL, *name = mk_malloc(l - 5);
+            size_t len;
+            if (!path || !name) st = MK_ERR_NOMEM;
+            else if (!(st = mk_read_file(path, &text, &len))) {
+                memcpy(name, nm, l - 6);
+                name[l - 6] = 0;
+                st = strlen(text) != len ? mk_err(MK_ERR_FORMAT, "%s: contains a NUL byte", path) : fn(user, name, text);
+            }
+            free(text);
+            free(name);
+            free(path);
+        }
+        free(ents[i]);
+    }
+    free(ents);
+    free(dir);
+    return st;
+}
+
 mk_status tk_chat_templates_each(const char *model_path, tk_template_fn fn, void *user) {
     mk_status st = MK_OK;
     if (is_gguf_file(model_path)) {
@@ -200,7 +231,10 @@ mk_status tk_chat_templates_each(const char *model_path, tk_template_fn fn, void
         free(text);
         text = NULL;
     }
-    if (!mk_file_exists(cfg_path)) goto done;
+    if (!mk_file_exists(cfg_path)) {
+        st = each_additional(model_path, fn, user);
+        goto done;
+    }
     if ((st = mk_read_file(cfg_path, &text, &len))) goto done;
     json_error_t je;
     cfg = json_loadb(text, len, JSON_DECODE_INT_AS_REAL, &je);
@@ -230,6 +264,7 @@ mk_status tk_chat_templates_each(const char *model_path, tk_template_fn fn, void
     } else if (ct && !json_is_null(ct)) {
         st = mk_err(MK_ERR_FORMAT, "%s: 'chat_template': expected a string or a list of named templates", cfg_path);
     }
+    if (!st) st = each_additional(model_path, fn, user);
 done:
     free(text);
     json_decref(cfg);

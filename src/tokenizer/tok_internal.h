@@ -267,7 +267,8 @@ mk_status tk_build_tries(mk_tokenizer *tok);
 
 /* chat_template.c: calls fn(user, name, source) for each chat template of a model without
  * compiling it, name NULL for the default one: a directory's chat_template.jinja or
- * tokenizer_config.json "chat_template" (a string, or a list of named templates), or a GGUF file's
+ * tokenizer_config.json "chat_template" (a string, or a list of named templates) and
+ * additional_chat_templates/<name>.jinja, or a GGUF file's
  * tokenizer.chat_template and tokenizer.chat_template.<name>. */
 typedef mk_status (*tk_template_fn)(void *user, const char *name, const char *source);
 mk_status tk_chat_templates_each(const char *model_path, tk_template_fn fn, void *user);
