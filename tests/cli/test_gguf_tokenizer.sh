@@ -59,6 +59,29 @@ expect_error "run -p on a GGUF without a tokenizer" "none.gguf has no tokenizer 
 expect_error "eval text on a GGUF without a tokenizer" "none.gguf has no tokenizer in its metadata" $MK eval -m $TMPD/none.gguf --ppl "$TMPD/en.txt"
 expect_ok "--prompt-ids still runs" $MK run -m $TMPD/none.gguf --prompt-ids 1,2,3 -n 2 --quiet-stats
 
+# Real tokenizers through moekit quantize: random models with Qwen3's (gpt2, qwen2) and Llama-2's
+# (llama, scores) tokenizer give the ids of their tokenizer.json on all the tokenizer fixture texts
+SH=${MK_SHARED:-../shared}
+python3 -c "
+import json
+t = [json.loads(l) for l in open('$FIX/tokenizer/texts.jsonl')]
+open('$TMPD/texts.txt', 'w', encoding='utf-8', newline='').write('\n\n'.join(t))"
+for tk in qwen3:151936:gpt2.pre.qwen2 llama2:32000:llama; do
+  IFS=: read -r name vocab kind <<<"$tk"
+  if [ ! -f "$SH/data/real/tokenizers/$name/tokenizer.json" ]; then echo "skip $name: no $SH/data/real/tokenizers/$name (set MK_SHARED)"; continue; fi
+  python3 -c "
+import json; c = json.load(open('$FIX/qwen3_moe/config.json')); c['vocab_size'] = $vocab
+json.dump(c, open('$TMPD/cfg.json', 'w'))"
+  rm -rf "$TMPD/syn"
+  if ! $MK synth --config "$TMPD/cfg.json" -o "$TMPD/syn" >/dev/null 2>&1 || ! cp "$SH/data/real/tokenizers/$name/"tokenizer*.json "$TMPD/syn/"; then
+    bad "synth with the $name tokenizer" "moekit synth failed"; continue
+  fi
+  out=$($MK quantize -m "$TMPD/syn" --type q8_0 -o "$TMPD/syn.gguf" 2>&1)
+  grep -q "^tokenizer: ${kind//./ }, $vocab tokens" <<<"$out" && ok "quantize with the $name tokenizer: $(grep '^tokenizer:' <<<"$out")" || bad "quantize $name" "$out"
+  a=$($MK tokenize -m "$TMPD/syn" --ids -f "$TMPD/texts.txt" 2>&1); b=$($MK tokenize -m "$TMPD/syn.gguf" --ids -f "$TMPD/texts.txt" 2>&1)
+  [ -n "$a" ] && [ "$a" = "$b" ] && ok "$name: GGUF = tokenizer.json on the fixture texts ($(wc -w <<<"$a") ids)" || bad "$name fixture texts" "ids differ"
+done
+
 # damaged tokenizer metadata
 EDIT="python3 tests/cli/gguf_edit.py $TMPD/q8.gguf $TMPD/bad.gguf"
 $EDIT set-str tokenizer.ggml.pre nope
