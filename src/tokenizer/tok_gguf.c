@@ -27,6 +27,9 @@ enum { TT_UNDEFINED = 0, TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER 
 #define K_TEMPLATES "tokenizer.chat_templates"
 
 #define MAX_TOKEN_BYTES (1u << 20)
+/* SentencePiece pieces are at most 16 characters by default; longer tokens get no rebuilt merges
+ * (the rebuild costs the square of a token's length). */
+#define MAX_SPM_MERGED_BYTES 1024
 #define SPM_SPACE "\xE2\x96\x81" /* ▁ U+2581 */
 
 /* ---- pre-tokenizers by llama.cpp name ------------------------------------------------------------
@@ -257,7 +260,7 @@ static mk_status spm_merges(rd *R) {
     size_t n = 0, cap = 0;
     for (size_t id = 0; id < tok->n_ids; id++) {
         const tk_str *s = &tok->tokens[id];
-        if (!s->s || R->type[id] != TT_NORMAL || s->len < 2) continue;
+        if (!s->s || R->type[id] != TT_NORMAL || s->len < 2 || s->len > MAX_SPM_MERGED_BYTES) continue;
         double score = 0;
         if (sc && !mk_gguf_arr_float(sc, id, &score)) score = 0;
         float f = score == score ? (float)MK_MAX(MK_MIN(score, (double)FLT_MAX), -(double)FLT_MAX) : -FLT_MAX;
@@ -653,7 +656,7 @@ static mk_status write_vocab(mk_gguf_writer *w, const mk_tokenizer *tok, int64_t
         } else {
             strs[id] = t->s;
             lens[id] = t->len;
-            types[id] = (int32_t)id == tok->unk_id ? TT_UNKNOWN : a ? (tok->special[id] ? TT_CONTROL : TT_USER) : TT_NORMAL;
+            types[id] = spm && (int32_t)id == tok->unk_id ? TT_UNKNOWN : a ? (tok->special[id] ? TT_CONTROL : TT_USER) : TT_NORMAL;
             if (spm && types[id] == TT_NORMAL && t->len == 6 && !memcmp(t->s, "<0x", 3)) {
                 unsigned b;
                 if (sscanf(t->s + 3, "%2X", &b) == 1 && tok->byte_fb[b & 255] == (int32_t)id) types[id] = TT_BYTE;
@@ -738,11 +741,16 @@ mk_status mk_tokenizer_gguf_write(mk_gguf_writer *w, const char *model_path, int
     bool written = false;
     if (mk_tokenizer_present(model_path)) {
         mk_tokenizer *tok = NULL;
-        if ((st = mk_tokenizer_load(model_path, &tok))) return st;
-        if ((int64_t)tok->n_ids > n_vocab)
+        st = mk_tokenizer_load(model_path, &tok);
+        if (st == MK_ERR_UNSUPPORTED) { /* a tokenizer moekit cannot read (e.g. Unigram): the model is still written */
+            warn(info, "%s: tokenizer not written", mk_last_error());
+            st = MK_OK;
+        }
+        if (st) return st;
+        if (tok && (int64_t)tok->n_ids > n_vocab)
             st = mk_err(MK_ERR_FORMAT, "%s: the tokenizer has %zu ids, more than the model's vocab_size %lld", tok->path, tok->n_ids,
                         (long long)n_vocab);
-        else
+        else if (tok)
             st = write_vocab(w, tok, n_vocab, info, &written);
         mk_tokenizer_free(tok);
         if (st) return st;

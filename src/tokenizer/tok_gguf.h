@@ -49,8 +49,9 @@ typedef struct mk_tok_gguf_info {
  * padding ids, add_bos/add_eos, and its chat templates (tokenizer.chat_template, and
  * tokenizer.chat_template.<name> for named ones). A model without a tokenizer, or one no GGUF
  * vocabulary type can hold, gets tokenizer.ggml.model = "none" (the latter with a warning).
- * info may be NULL. Errors: the tokenizer does not load (the loader's message), it has more ids
- * than n_vocab, or a chat template file cannot be read. */
+ * A tokenizer moekit cannot read (MK_ERR_UNSUPPORTED from mk_tokenizer_load, e.g. Unigram) is not
+ * written either, with a warning. info may be NULL. Errors: the tokenizer is malformed (the
+ * loader's message), it has more ids than n_vocab, or a chat template file cannot be read. */
 mk_status mk_tokenizer_gguf_write(mk_gguf_writer *w, const char *model_path, int64_t n_vocab, mk_tok_gguf_info *info);
 
 #endif

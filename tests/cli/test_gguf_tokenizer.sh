@@ -59,6 +59,18 @@ expect_error "run -p on a GGUF without a tokenizer" "none.gguf has no tokenizer 
 expect_error "eval text on a GGUF without a tokenizer" "none.gguf has no tokenizer in its metadata" $MK eval -m $TMPD/none.gguf --ppl "$TMPD/en.txt"
 expect_ok "--prompt-ids still runs" $MK run -m $TMPD/none.gguf --prompt-ids 1,2,3 -n 2 --quiet-stats
 
+# a tokenizer moekit cannot read is left out with a warning; a malformed one, or one larger than
+# the model's vocabulary, is an error
+mkdir -p "$TMPD/m"; cp $FIX/qwen3_moe/config.json $FIX/qwen3_moe/model.safetensors "$TMPD/m/"
+printf '{"model": {"type": "Unigram", "vocab": []}}' > "$TMPD/m/tokenizer.json"
+out=$($MK quantize -m "$TMPD/m" --type f32 -o "$TMPD/m.gguf" 2>&1)
+grep -q "^tokenizer: none" <<<"$out" && grep -q "warning: .*tokenizer.json: model.type: 'Unigram' is not supported (only BPE): tokenizer not written" <<<"$out" &&
+  ok "quantize: unsupported tokenizer left out with a warning" || bad "unsupported tokenizer" "$out"
+printf '{"model": {"type": "BPE", "vocab": {' > "$TMPD/m/tokenizer.json"
+expect_error "quantize: malformed tokenizer.json" "m/tokenizer.json: line 1: malformed JSON" $MK quantize -m "$TMPD/m" --type f32 -o "$TMPD/m.gguf"
+cp $TB/tokenizer.json "$TMPD/m/"
+expect_error "quantize: tokenizer larger than the vocabulary" "m/tokenizer.json: the tokenizer has 8192 ids, more than the model's vocab_size 304" $MK quantize -m "$TMPD/m" --type f32 -o "$TMPD/m.gguf"
+
 # Real tokenizers through moekit quantize: random models with Qwen3's (gpt2, qwen2) and Llama-2's
 # (llama, scores) tokenizer give the ids of their tokenizer.json on all the tokenizer fixture texts
 SH=${MK_SHARED:-../shared}
