@@ -1,11 +1,15 @@
 /* Chat templates: byte-exact rendering against transformers' apply_chat_template (fixtures from
  * tools/gen_chat_fixtures.py), unit tests of the Jinja interpreter, and error cases. */
 #include "base/base.h"
+#include "format/gguf.h"
+#include "format/gguf_write.h"
 #include "moekit/chat.h"
 #include "mk_test.h"
+#include "tokenizer/tok_gguf.h"
 
 #include <jansson.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -127,6 +131,130 @@ static void test_fixture_deepseek_v3(void) {
 }
 static void test_fixture_llama2_style(void) { run_fixture("llama2_style", "tests/fixtures/chat/llama2_style"); }
 static void test_fixture_features(void) { run_fixture("features", "tests/fixtures/chat/features"); }
+
+/* ---------------------------------------------------------------- GGUF */
+
+/* Writes model_dir's tokenizer and chat templates as GGUF metadata (what moekit quantize writes)
+ * into path; n_vocab 0: the tokenizer's own size. */
+static bool write_gguf(const char *model_dir, const char *path, mk_tok_gguf_info *info) {
+    int64_t n_vocab = 16;
+    mk_tokenizer *tok = NULL;
+    if (mk_tokenizer_present(model_dir)) {
+        if (mk_tokenizer_load(model_dir, &tok)) { CHECK(0, "%s: %s", model_dir, mk_last_error()); return false; }
+        n_vocab = (int64_t)mk_tokenizer_vocab_size(tok);
+        mk_tokenizer_free(tok);
+    }
+    mk_gguf_writer *w = NULL;
+    mk_status st = mk_gguf_writer_new(&w, path);
+    if (!st) st = mk_gguf_w_str(w, "general.architecture", "qwen3moe");
+    if (!st) st = mk_tokenizer_gguf_write(w, model_dir, n_vocab, info);
+    if (!st) st = mk_gguf_writer_finish(w);
+    mk_gguf_writer_free(w);
+    CHECK(st == MK_OK, "write %s: %s", path, mk_last_error());
+    return st == MK_OK;
+}
+
+static const char *const SPECIAL_TOKENS[] = {"bos_token", "eos_token", "unk_token", "sep_token",
+                                             "pad_token", "cls_token", "mask_token"};
+
+/* The real templates stored in a GGUF file render byte-identically to the fixtures (the
+ * special-token variables come from the token ids). */
+static void test_fixture_gguf(void) {
+    const char *names[] = {"qwen3", "deepseek_v3"};
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/mk_chat_gguf_%d.gguf", (int)getpid());
+    for (size_t i = 0; i < 2; i++) {
+        char d[512];
+        real_dir(d, sizeof d, names[i]);
+        mk_tok_gguf_info info;
+        if (!write_gguf(d, path, &info)) continue;
+        CHECK(info.n_templates == 1, "%s: %zu templates written", names[i], info.n_templates);
+        mk_chat_template *a = NULL, *b = NULL;
+        REQUIRE(mk_chat_template_load(d, NULL, &a) == MK_OK && mk_chat_template_load(path, NULL, &b) == MK_OK, "%s", mk_last_error());
+        CHECK(!strcmp(mk_chat_template_source(a), mk_chat_template_source(b)), "%s: sources differ", names[i]);
+        for (size_t k = 0; k < sizeof SPECIAL_TOKENS / sizeof SPECIAL_TOKENS[0]; k++) {
+            const char *x = mk_chat_template_token(a, SPECIAL_TOKENS[k]), *y = mk_chat_template_token(b, SPECIAL_TOKENS[k]);
+            CHECK((!x && !y) || (x && y && !strcmp(x, y)), "%s: %s is '%s' in tokenizer_config.json, '%s' in the GGUF", names[i],
+                  SPECIAL_TOKENS[k], x ? x : "(unset)", y ? y : "(unset)");
+        }
+        mk_chat_template_free(a);
+        mk_chat_template_free(b);
+        run_fixture(names[i], path);
+    }
+    unlink(path);
+}
+
+/* Named templates (a list in tokenizer_config.json, additional_chat_templates/) become
+ * tokenizer.chat_template.<name> with gguf-py's key names, and load back by name. */
+static void test_gguf_named(void) {
+    char tmpl[] = "/tmp/mk_chat_XXXXXX";
+    REQUIRE(mkdtemp(tmpl), "mkdtemp");
+    char p[256], q[256], g[300];
+    snprintf(p, sizeof p, "%s/tokenizer_config.json", tmpl);
+    FILE *f = fopen(p, "w");
+    REQUIRE(f, "write %s", p);
+    fputs("{\"chat_template\": [{\"name\": \"default\", \"template\": \"D{{ messages|length }}\"}, "
+          "{\"name\": \"tool-use\", \"template\": \"T\"}]}", f);
+    fclose(f);
+    snprintf(q, sizeof q, "%s/additional_chat_templates", tmpl);
+    mkdir(q, 0700);
+    snprintf(q, sizeof q, "%s/additional_chat_templates/rag.jinja", tmpl);
+    f = fopen(q, "w");
+    if (f) { fputs("R", f); fclose(f); }
+    snprintf(g, sizeof g, "%s/m.gguf", tmpl);
+    mk_tok_gguf_info info;
+    if (write_gguf(tmpl, g, &info)) {
+        CHECK(!strcmp(info.model, "none") && info.n_templates == 3, "model %s, %zu templates", info.model, info.n_templates);
+        mk_gguf *gg = NULL;
+        REQUIRE(mk_gguf_open(&gg, g) == MK_OK, "%s", mk_last_error());
+        const mk_gguf_kv *names = mk_gguf_find(gg, "tokenizer.chat_templates");
+        const char *s0, *s1;
+        uint64_t l0, l1;
+        CHECK(names && names->n == 2 && mk_gguf_arr_str(names, 0, &s0, &l0) && mk_gguf_arr_str(names, 1, &s1, &l1) &&
+                  l0 == 8 && !memcmp(s0, "tool_use", 8) && l1 == 3 && !memcmp(s1, "rag", 3),
+              "tokenizer.chat_templates");
+        CHECK(mk_gguf_find(gg, "tokenizer.chat_template.tool_use") && mk_gguf_find(gg, "tokenizer.chat_template.rag"), "named keys");
+        mk_gguf_free(gg);
+        const char *want_name[] = {NULL, "default", "tool_use", "rag"}, *want[] = {"D1", "D1", "T", "R"};
+        mk_chat_message m = {"user", "x"};
+        for (size_t i = 0; i < 4; i++) {
+            mk_chat_template *t = NULL;
+            char *out = NULL;
+            mk_status st = mk_chat_template_load(g, want_name[i], &t);
+            if (!st) st = mk_chat_template_render(t, &m, 1, false, &out);
+            CHECK(st == MK_OK && !strcmp(out, want[i]), "name %s: %s", want_name[i] ? want_name[i] : "(default)", st ? mk_last_error() : out);
+            free(out);
+            mk_chat_template_free(t);
+        }
+        mk_chat_template *t = NULL;
+        CHECK(mk_chat_template_load(g, "nope", &t) == MK_ERR_MISSING &&
+                  strstr(mk_last_error(), "m.gguf: no chat template (metadata key 'tokenizer.chat_template.nope' is missing)"),
+              "missing name: %s", mk_last_error());
+    }
+    /* a GGUF without templates */
+    remove(q);
+    snprintf(q, sizeof q, "%s/additional_chat_templates", tmpl);
+    remove(q);
+    remove(p);
+    if (write_gguf(tmpl, g, &info)) {
+        mk_chat_template *t = NULL;
+        CHECK(info.n_templates == 0, "%zu templates", info.n_templates);
+        CHECK(mk_chat_template_load(g, NULL, &t) == MK_ERR_MISSING &&
+                  strstr(mk_last_error(), "m.gguf: no chat template (metadata key 'tokenizer.chat_template' is missing)"),
+              "no template: %s", mk_last_error());
+    }
+    /* a template that is not a string */
+    mk_gguf_writer *w = NULL;
+    if (mk_gguf_writer_new(&w, g) == MK_OK && mk_gguf_w_u32(w, "tokenizer.chat_template", 7) == MK_OK && mk_gguf_writer_finish(w) == MK_OK) {
+        mk_chat_template *t = NULL;
+        CHECK(mk_chat_template_load(g, NULL, &t) == MK_ERR_FORMAT &&
+                  strstr(mk_last_error(), "m.gguf: metadata key 'tokenizer.chat_template' must be a string, not u32"),
+              "wrong type: %s", mk_last_error());
+    }
+    mk_gguf_writer_free(w);
+    remove(g);
+    remove(tmpl);
+}
 
 /* ---------------------------------------------------------------- loading */
 
@@ -474,9 +602,11 @@ int main(void) {
     RUN(test_fixture_deepseek_v3);
     RUN(test_fixture_llama2_style);
     RUN(test_fixture_features);
+    RUN(test_fixture_gguf);
     printf("     fixtures: %d/%d cases byte-identical\n", g_exact, g_cases);
     RUN(test_load_tokens);
     RUN(test_load_named_and_errors);
+    RUN(test_gguf_named);
     RUN(test_whitespace_control);
     RUN(test_expressions);
     RUN(test_statements);

@@ -1,8 +1,11 @@
 /* Tokenizer tests: exact ids and decodes against HF `tokenizers` fixtures
  * (tests/fixtures/tokenizer, made by tools/gen_tokenizer_fixtures.py) for the real tokenizer.json
  * files in $MK_SHARED, streaming decode, and error cases. */
+#include "format/gguf.h"
+#include "format/gguf_write.h"
 #include "mk_test.h"
 #include "moekit/tokenizer.h"
+#include "tokenizer/tok_gguf.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -225,6 +228,148 @@ static void test_deepseek_v3(void) { check_tokenizer(1); }
 static void test_gptoss(void) { check_tokenizer(2); }
 static void test_llama2(void) { check_tokenizer(3); }
 static void test_olmoe(void) { check_tokenizer(4); }
+
+/* ---- the same tokenizers through GGUF metadata ------------------------------------------------- */
+
+/* Writes the tokenizer of src (a model directory or a tokenizer.json) as GGUF metadata, padded to
+ * `pad` ids past its vocabulary, into path; false (with a message) on failure. */
+static bool write_tok_gguf(const char *src, const char *path, size_t pad, mk_tok_gguf_info *info) {
+    mk_tokenizer *t = NULL;
+    if (mk_tokenizer_load(src, &t)) { CHECK(0, "load %s: %s", src, mk_last_error()); return false; }
+    int64_t n_vocab = (int64_t)(mk_tokenizer_vocab_size(t) + pad);
+    mk_tokenizer_free(t);
+    mk_gguf_writer *w = NULL;
+    mk_status s = mk_gguf_writer_new(&w, path);
+    if (!s) s = mk_gguf_w_str(w, "general.architecture", "qwen3moe");
+    if (!s) s = mk_tokenizer_gguf_write(w, src, n_vocab, info);
+    if (!s) s = mk_gguf_writer_finish(w);
+    mk_gguf_writer_free(w);
+    CHECK(s == MK_OK, "write %s: %s", path, mk_last_error());
+    return s == MK_OK;
+}
+
+/* Each real tokenizer written into GGUF metadata (llama.cpp's keys) and read back gives the HF
+ * ids, decodes and stream decodes of its fixture: the whole fixture again, through the GGUF. */
+static void test_gguf_roundtrip(void) {
+    static const char *const srcs[N_TOKS] = {
+        "data/real/tokenizers/qwen3", "data/real/tokenizers/deepseek_v3", "data/real/tokenizers/gptoss",
+        "data/real/tokenizers/llama2", "data/real/OLMoE-1B-7B.allenai_gpt-neox-olmo-dolma-v1_5.json"};
+    static const char *const want_model[N_TOKS] = {"gpt2", "gpt2", "gpt2", "llama", "gpt2"};
+    static const char *const want_pre[N_TOKS] = {"qwen2", "deepseek-v3", "gpt-4o", "", "olmo"};
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/mk_tok_gguf_%d.gguf", (int)getpid());
+    for (size_t ti = 0; ti < N_TOKS; ti++) {
+        char *src = shared_path(srcs[ti]);
+        mk_tok_gguf_info info;
+        bool ok = write_tok_gguf(src, path, 7, &info);
+        free(src);
+        if (!ok) continue;
+        printf("  %-12s GGUF %s/%s: %zu tokens, %zu merges, %zu chat templates%s%s\n", TOKS[ti].name, info.model, info.pre,
+               info.n_tokens, info.n_merges, info.n_templates, info.warning[0] ? "; warning: " : "", info.warning);
+        CHECK(!strcmp(info.model, want_model[ti]) && !strcmp(info.pre, want_pre[ti]), "%s: written as %s/%s", TOKS[ti].name,
+              info.model, info.pre);
+        CHECK(!info.warning[0], "%s: warning: %s", TOKS[ti].name, info.warning);
+        mk_tokenizer *tok = NULL;
+        mk_status s = mk_tokenizer_load(path, &tok);
+        if (s) { CHECK(0, "%s: GGUF load: %s", TOKS[ti].name, mk_last_error()); continue; }
+        check_fixture(TOKS[ti].name, tok);
+    }
+    unlink(path);
+}
+
+/* A tiny gpt2 vocabulary in GGUF metadata with one thing wrong (case), for the error tests. */
+enum {
+    BAD_NONE, BAD_TOKENS_I32, BAD_TOKENS_STR, BAD_NO_TOKENS, BAD_TYPES_COUNT, BAD_TYPES_TYPE, BAD_TYPES_VALUE, BAD_MERGE_UNKNOWN,
+    BAD_MERGE_RESULT, BAD_MERGE_NOSPACE, BAD_NO_MERGES, BAD_MERGES_I32, BAD_BOS_RANGE, BAD_BOS_STR, BAD_ADD_BOS, BAD_ADD_BOS_U32,
+    BAD_DUP, BAD_ALL_UNUSED, BAD_MODEL, BAD_MODEL_NONE, BAD_NO_MODEL, BAD_PRE, BAD_SCORES_COUNT, BAD_SCORES_TYPE, BAD_N
+};
+static mk_status write_bad_gguf(const char *path, int bad) {
+    const bool spm = bad == BAD_SCORES_COUNT || bad == BAD_SCORES_TYPE;
+    const char *toks[] = {"a", "b", "ab", bad == BAD_DUP ? "a" : "<|end|>"};
+    const int32_t types[] = {1, 1, 1, bad == BAD_TYPES_VALUE ? 9 : 3}, unused[] = {5, 5, 5, 5}, ints[] = {1, 2, 3, 4};
+    const char *merges[] = {bad == BAD_MERGE_UNKNOWN ? "a c" : bad == BAD_MERGE_NOSPACE ? "ab" : bad == BAD_MERGE_RESULT ? "b a" : "a b"};
+    const float scores[] = {0, 0, -1};
+    const char *junk[] = {"x", "y", "z"};
+    mk_gguf_writer *w = NULL;
+    mk_status st = mk_gguf_writer_new(&w, path);
+#define W(e) do { if (!st) st = (e); } while (0)
+    W(mk_gguf_w_str(w, "general.architecture", "qwen3moe"));
+    if (bad != BAD_NO_MODEL)
+        W(mk_gguf_w_str(w, "tokenizer.ggml.model", spm ? "llama" : bad == BAD_MODEL ? "bert" : bad == BAD_MODEL_NONE ? "none" : "gpt2"));
+    if (!spm) W(mk_gguf_w_str(w, "tokenizer.ggml.pre", bad == BAD_PRE ? "falcon" : "gpt-2"));
+    if (bad == BAD_TOKENS_I32) W(mk_gguf_w_arr_i32(w, "tokenizer.ggml.tokens", ints, 4));
+    else if (bad == BAD_TOKENS_STR) W(mk_gguf_w_str(w, "tokenizer.ggml.tokens", "a"));
+    else if (bad != BAD_NO_TOKENS) W(mk_gguf_w_arr_str(w, "tokenizer.ggml.tokens", toks, 4));
+    if (bad == BAD_TYPES_TYPE) W(mk_gguf_w_arr_str(w, "tokenizer.ggml.token_type", toks, 4));
+    else W(mk_gguf_w_arr_i32(w, "tokenizer.ggml.token_type", bad == BAD_ALL_UNUSED ? unused : types, bad == BAD_TYPES_COUNT ? 3 : 4));
+    if (bad == BAD_MERGES_I32) W(mk_gguf_w_arr_i32(w, "tokenizer.ggml.merges", ints, 1));
+    else if (bad != BAD_NO_MERGES && !spm) W(mk_gguf_w_arr_str(w, "tokenizer.ggml.merges", merges, 1));
+    if (bad == BAD_SCORES_COUNT) W(mk_gguf_w_arr_f32(w, "tokenizer.ggml.scores", scores, 3));
+    if (bad == BAD_SCORES_TYPE) W(mk_gguf_w_arr_str(w, "tokenizer.ggml.scores", junk, 3));
+    if (bad == BAD_BOS_STR) W(mk_gguf_w_str(w, "tokenizer.ggml.bos_token_id", "3"));
+    else if (bad != BAD_ADD_BOS) W(mk_gguf_w_u32(w, "tokenizer.ggml.bos_token_id", bad == BAD_BOS_RANGE ? 4 : 3));
+    W(mk_gguf_w_u32(w, "tokenizer.ggml.eos_token_id", 3));
+    if (bad == BAD_ADD_BOS_U32) W(mk_gguf_w_u32(w, "tokenizer.ggml.add_bos_token", 1));
+    else W(mk_gguf_w_bool(w, "tokenizer.ggml.add_bos_token", bad == BAD_ADD_BOS));
+    W(mk_gguf_writer_finish(w));
+#undef W
+    mk_gguf_writer_free(w);
+    return st;
+}
+
+/* Malformed tokenizer metadata: a one-line error naming the file and the key, never a crash. */
+static void test_gguf_errors(void) {
+    static const struct { int bad; mk_status st; const char *msg; } cases[] = {
+        {BAD_TOKENS_I32, MK_ERR_FORMAT, "tokenizer.ggml.tokens: expected an array of string, not an array of i32"},
+        {BAD_TOKENS_STR, MK_ERR_FORMAT, "tokenizer.ggml.tokens: expected an array of string, not a string"},
+        {BAD_NO_TOKENS, MK_ERR_FORMAT, "metadata key 'tokenizer.ggml.tokens' is missing"},
+        {BAD_TYPES_COUNT, MK_ERR_FORMAT, "tokenizer.ggml.token_type: 3 entries, but tokenizer.ggml.tokens has 4"},
+        {BAD_TYPES_TYPE, MK_ERR_FORMAT, "tokenizer.ggml.token_type: expected an array of i32, not an array of string"},
+        {BAD_TYPES_VALUE, MK_ERR_FORMAT, "tokenizer.ggml.token_type: entry 3 is 9, not a token type (1..6)"},
+        {BAD_MERGE_UNKNOWN, MK_ERR_FORMAT, "tokenizer.ggml.merges[0]: token 'c' is not in tokenizer.ggml.tokens"},
+        {BAD_MERGE_RESULT, MK_ERR_FORMAT, "tokenizer.ggml.merges[0]: merged token 'ba' is not in tokenizer.ggml.tokens"},
+        {BAD_MERGE_NOSPACE, MK_ERR_FORMAT, "tokenizer.ggml.merges[0]: expected two tokens separated by a space"},
+        {BAD_NO_MERGES, MK_ERR_FORMAT, "metadata key 'tokenizer.ggml.merges' is missing"},
+        {BAD_MERGES_I32, MK_ERR_FORMAT, "tokenizer.ggml.merges: expected an array of string, not an array of i32"},
+        {BAD_BOS_RANGE, MK_ERR_FORMAT, "tokenizer.ggml.bos_token_id: token id 4 is out of range (tokenizer.ggml.tokens has 4 entries)"},
+        {BAD_BOS_STR, MK_ERR_FORMAT, "metadata key 'tokenizer.ggml.bos_token_id' must be an integer, not string"},
+        {BAD_ADD_BOS, MK_ERR_FORMAT, "tokenizer.ggml.add_bos_token: true, but there is no tokenizer.ggml.bos_token_id"},
+        {BAD_ADD_BOS_U32, MK_ERR_FORMAT, "metadata key 'tokenizer.ggml.add_bos_token' must be a bool, not u32"},
+        {BAD_DUP, MK_ERR_FORMAT, "tokenizer.ggml.tokens: entries 0 and 3 are the same token 'a'"},
+        {BAD_ALL_UNUSED, MK_ERR_FORMAT, "tokenizer.ggml.tokens: no token in use (all 4 are unused or empty)"},
+        {BAD_MODEL, MK_ERR_UNSUPPORTED, "tokenizer.ggml.model 'bert' is not supported (only gpt2 and llama)"},
+        {BAD_MODEL_NONE, MK_ERR_MISSING, "no tokenizer in this GGUF file (tokenizer.ggml.model is 'none')"},
+        {BAD_NO_MODEL, MK_ERR_MISSING, "no tokenizer in this GGUF file (metadata key 'tokenizer.ggml.model' is missing)"},
+        {BAD_PRE, MK_ERR_UNSUPPORTED, "tokenizer.ggml.pre 'falcon' is not supported"},
+        {BAD_SCORES_COUNT, MK_ERR_FORMAT, "tokenizer.ggml.scores: 3 entries, but tokenizer.ggml.tokens has 4"},
+        {BAD_SCORES_TYPE, MK_ERR_FORMAT, "tokenizer.ggml.scores: expected an array of f32, not an array of string"},
+    };
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/mk_tok_bad_%d.gguf", (int)getpid());
+    /* the intact file loads and encodes: "ab" is one merged token, "<|end|>" a control token */
+    REQUIRE(write_bad_gguf(path, BAD_NONE) == MK_OK, "%s", mk_last_error());
+    mk_tokenizer *t = NULL;
+    REQUIRE(mk_tokenizer_load(path, &t) == MK_OK, "intact file: %s", mk_last_error());
+    int32_t *ids = NULL;
+    size_t n = 0;
+    CHECK(mk_tokenizer_encode(t, "abab<|end|>", 11, true, &ids, &n) == MK_OK && n == 3 && ids[0] == 2 && ids[1] == 2 && ids[2] == 3,
+          "encode: %zu ids", n);
+    CHECK(mk_tokenizer_is_special(t, 3) && mk_tokenizer_bos_id(t) == 3 && !mk_tokenizer_add_bos(t), "special/bos");
+    free(ids);
+    mk_tokenizer_free(t);
+    CHECK(mk_tokenizer_present(path), "present");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (write_bad_gguf(path, cases[i].bad)) { CHECK(0, "case %d: write: %s", cases[i].bad, mk_last_error()); continue; }
+        t = (mk_tokenizer *)1;
+        mk_status s = mk_tokenizer_load(path, &t);
+        const char *e = mk_last_error();
+        CHECK(s == cases[i].st && t == NULL, "case %d: status %s, want %s (%s)", cases[i].bad, mk_status_name(s), mk_status_name(cases[i].st), e);
+        CHECK(strstr(e, path) == e && strstr(e, cases[i].msg) && !strchr(e, '\n'), "case %d: message '%s', want '%s: ...%s'", cases[i].bad,
+              e, path, cases[i].msg);
+        if (cases[i].bad == BAD_MODEL_NONE || cases[i].bad == BAD_NO_MODEL) CHECK(!mk_tokenizer_present(path), "present without a tokenizer");
+    }
+    unlink(path);
+}
 
 /* ---- API details -------------------------------------------------------------------------- */
 
@@ -539,6 +684,7 @@ int main(void) {
         RUN(test_llama2);
         RUN(test_olmoe);
         RUN(test_variants);
+        RUN(test_gguf_roundtrip);
         printf("  all tokenizers: %zu cases, ids identical %zu, decode identical %zu, stream %zu\n", total_cases,
                total_ids_ok, total_dec_ok, total_stream_ok);
         RUN(test_lookups_and_config);
@@ -547,6 +693,7 @@ int main(void) {
     } else
         printf("skip fixture tests: no tokenizer files under %s (set MK_SHARED)\n", mk_t_shared());
     RUN(test_errors);
+    RUN(test_gguf_errors);
     RUN(test_fuzz);
     free_jsonl(texts, n_texts);
     return TEST_SUMMARY("test_tokenizer");

@@ -35,7 +35,10 @@ typedef struct mk_chat_message {
  * (bos_token, eos_token, unk_token, sep_token, pad_token, cls_token, mask_token) come from
  * tokenizer_config.json, where each is a string, a {"content": ...} object, or null (then unset).
  * Errors: MK_ERR_IO/MK_ERR_FORMAT (files), MK_ERR_MISSING (no template, or no template of that name),
- * MK_ERR_FORMAT (Jinja syntax error), MK_ERR_UNSUPPORTED (a construct moekit does not interpret). */
+ * MK_ERR_FORMAT (Jinja syntax error), MK_ERR_UNSUPPORTED (a construct moekit does not interpret).
+ * model_dir may also be a GGUF file: its tokenizer.chat_template (a named one:
+ * tokenizer.chat_template.<name>), with the special-token variables taken from the strings of its
+ * tokenizer.ggml.{bos,eos,unknown,seperator,padding,cls,mask}_token_id in tokenizer.ggml.tokens. */
 mk_status mk_chat_template_load(const char *model_dir, const char *name, mk_chat_template **out);
 
 /* Compiles a template from its source. label names it in error messages (NULL: "chat template").

@@ -24,11 +24,17 @@ extern "C" {
 
 typedef struct mk_tokenizer mk_tokenizer;
 
-/* Loads a tokenizer from `path`: either a tokenizer.json file or a model directory containing
+/* Loads a tokenizer from `path`: a tokenizer.json file, a model directory containing
  * tokenizer.json (and optionally tokenizer_config.json and config.json, which give the BOS/EOS
- * tokens and add_bos_token). Errors: MK_ERR_IO (missing/unreadable), MK_ERR_FORMAT (malformed
- * JSON or field, message names file and field), MK_ERR_UNSUPPORTED (e.g. model type Unigram). */
+ * tokens and add_bos_token), or a GGUF file with llama.cpp's tokenizer metadata (tokenizer.ggml.*,
+ * vocabulary types gpt2 and llama; see src/tokenizer/tok_gguf.h for what a GGUF keeps of a
+ * tokenizer.json). Errors: MK_ERR_IO (missing/unreadable), MK_ERR_FORMAT (malformed JSON, field
+ * or metadata key, message names file and field), MK_ERR_UNSUPPORTED (e.g. model type Unigram),
+ * MK_ERR_MISSING (a directory without tokenizer.json, a GGUF without a tokenizer). */
 mk_status mk_tokenizer_load(const char *path, mk_tokenizer **out);
+/* True if path has a tokenizer to load: a directory with tokenizer.json, a GGUF file whose
+ * tokenizer.ggml.model is set and not "none", or any other file (taken as a tokenizer.json). */
+bool mk_tokenizer_present(const char *path);
 void mk_tokenizer_free(mk_tokenizer *tok);
 
 /* Encodes text[0..len) (UTF-8; need not be NUL-terminated) into *ids (n_ids entries; caller

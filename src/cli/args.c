@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 bool mk_arg_int(const char *opt, const char *s, int64_t min, int64_t max, int64_t *out) {
@@ -90,6 +91,12 @@ const char *mk_default_model(void) {
     char cfg[4200];
     snprintf(cfg, sizeof cfg, "%s/config.json", path);
     return mk_file_exists(cfg) ? path : NULL;
+}
+
+const char *mk_cli_no_tokenizer(const char *model) {
+    struct stat sb;
+    return stat(model, &sb) == 0 && S_ISREG(sb.st_mode) ? "has no tokenizer in its metadata (tokenizer.ggml.model is missing or 'none')"
+                                                        : "has no tokenizer.json";
 }
 
 int mk_cli_calib_tokens(const char *model_dir, const char *text_path, const char *ids_path, int32_t **toks, size_t *n) {

@@ -17,8 +17,12 @@ const char *mk_arg_value(int argc, char **argv, int *i);
  * model (models/testbed beside the binary's repository), else NULL. */
 const char *mk_default_model(void);
 
-/* Calibration tokens for a model: text_path (encoded with the model directory's tokenizer, no
- * special tokens added) or ids_path (whitespace-separated ids); exactly one is non-NULL.
+/* How to say that model (a directory or a GGUF file) has no tokenizer, after its path:
+ * "has no tokenizer.json", or for a file "has no tokenizer in its metadata (...)". */
+const char *mk_cli_no_tokenizer(const char *model);
+
+/* Calibration tokens for a model: text_path (encoded with the model's tokenizer, from its
+ * directory or GGUF file, no special tokens added) or ids_path (whitespace-separated ids); exactly one is non-NULL.
  * Returns an mk_status (the library's error message is set). */
 int mk_cli_calib_tokens(const char *model_dir, const char *text_path, const char *ids_path, int32_t **toks, size_t *n);
 

@@ -30,7 +30,8 @@ static void usage(FILE *f) {
             "\n"
             "  -m, --model DIR       HF checkpoint directory (default: $MOEKIT_MODEL, else models/testbed)\n"
             "  --ppl FILE            perplexity of a text file, taken verbatim and encoded with the model's\n"
-            "                        tokenizer (DIR/tokenizer.json) with its special tokens, as HF tokenizer(text)\n"
+            "                        tokenizer (DIR/tokenizer.json, or the GGUF file's) with its special\n"
+            "                        tokens, as HF tokenizer(text)\n"
             "  --ppl-ids FILE        perplexity of token ids (whitespace- or comma-separated integers)\n"
             "  --ctx N               window length in tokens (default 512)\n"
             "  --stride S            window step, 1..ctx (default ctx/2)\n"
@@ -105,7 +106,7 @@ static bool read_ids_file(const char *path, int32_t **out, size_t *n) {
     return true;
 }
 
-/* The text layer: the model's tokenizer (DIR/tokenizer.json) behind mk_eval_encode_fn. */
+/* The text layer: the model's tokenizer (DIR/tokenizer.json, or a GGUF file's) behind mk_eval_encode_fn. */
 typedef struct text_enc {
     mk_eval_encode_fn fn;
     void *user;          /* mk_tokenizer */
@@ -119,11 +120,9 @@ static mk_status tok_encode(void *user, const char *text, size_t len, bool add_s
 static bool open_encoder(text_enc *e, const char *dir, const char *what) {
     e->fn = NULL;
     e->user = NULL;
-    char *path = mk_path_join(dir, "tokenizer.json");
-    bool has = path && mk_file_exists(path);
-    free(path);
-    if (!has) {
-        fprintf(stderr, "moekit eval: %s: %s has no tokenizer.json; give token ids (--ppl-ids, or context_ids/choice_ids in --mc)\n", what, dir);
+    if (!mk_tokenizer_present(dir)) {
+        fprintf(stderr, "moekit eval: %s: %s %s; give token ids (--ppl-ids, or context_ids/choice_ids in --mc)\n", what, dir,
+                mk_cli_no_tokenizer(dir));
         return false;
     }
     mk_tokenizer *t = NULL;

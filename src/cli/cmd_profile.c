@@ -329,15 +329,13 @@ int mk_cmd_profile(int argc, char **argv) {
     if (mk_model_load(&m, dir)) { rc = mk_cli_fail(); goto out; }
     const mk_model_info *in = mk_model_get_info(m);
     /* the model's tokenizer, if it has one: text data, and decoded tokens in the output */
-    char *tpath = mk_path_join(dir, "tokenizer.json");
-    bool has_tok = tpath && mk_file_exists(tpath);
-    free(tpath);
-    if (has_tok && mk_tokenizer_load(dir, &tkz)) { rc = mk_cli_fail(); goto out; }
+    if (mk_tokenizer_present(dir) && mk_tokenizer_load(dir, &tkz)) { rc = mk_cli_fail(); goto out; }
     size_t total = 0;
     for (size_t i = 0; i < n_ds; i++) {
         if (ds[i].text) {
             if (!tkz) {
-                fprintf(stderr, "moekit profile: %s is text, but %s has no tokenizer.json; give token ids (decimal, one document per line)\n", ds[i].path, dir);
+                fprintf(stderr, "moekit profile: %s is text, but %s %s; give token ids (decimal, one document per line)\n", ds[i].path, dir,
+                        mk_cli_no_tokenizer(dir));
                 goto out;
             }
             /* the whole file is one document, encoded without special tokens, then cut into --ctx sequences */

@@ -17,7 +17,8 @@ static void usage(FILE *f) {
                "  --type TYPE        q8_0, q4_0, q4_k, q6_k, bf16, f16 or f32\n"
                "  -o, --output FILE  GGUF file to write (atomically: temporary file, fsync, rename)\n"
                "Norms, biases and the routers stay F32; a matrix whose rows are not whole blocks of TYPE\n"
-               "falls back to Q8_0 (rows a multiple of 32) or F16. No tokenizer is written yet.\n");
+               "falls back to Q8_0 (rows a multiple of 32) or F16. The model's tokenizer (tokenizer.json, or the\n"
+               "source GGUF's) is written as llama.cpp's tokenizer.ggml.* keys with its chat template.\n");
 }
 
 static const struct { const char *name; mk_dtype dt; } types[] = {
@@ -55,5 +56,12 @@ int mk_cmd_quantize(int argc, char **argv) {
     for (int d = 0; d < MK_DT_COUNT; d++)
         if (rep.bytes_by_dtype[d]) printf(", %s %.2f MiB", mk_dtypes[d].name, (double)rep.bytes_by_dtype[d] / (1 << 20));
     printf("\n");
+    const mk_tok_gguf_info *tk = &rep.tokenizer;
+    if (strcmp(tk->model, "none"))
+        printf("tokenizer: %s%s%s, %zu tokens, %zu merges, %zu chat template%s\n", tk->model, tk->pre[0] ? " pre " : "", tk->pre,
+               tk->n_tokens, tk->n_merges, tk->n_templates, tk->n_templates == 1 ? "" : "s");
+    else
+        printf("tokenizer: none\n");
+    if (tk->warning[0]) fprintf(stderr, "moekit quantize: warning: %s\n", tk->warning);
     return 0;
 }

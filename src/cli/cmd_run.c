@@ -15,14 +15,16 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: moekit run [-m MODEL_DIR] (-p TEXT | --prompt-ids 1,2,3) [-n N] [options]\n"
             "Generates N tokens after the prompt and prints them as they come (text when the model\n"
-            "directory has a tokenizer.json, else token ids).\n"
+            "has a tokenizer: a tokenizer.json in its directory, or tokenizer metadata in its GGUF file;\n"
+            "else token ids).\n"
             "  -p, --prompt TEXT     prompt text, encoded with the model's tokenizer (special tokens added\n"
             "                        as its post-processor says, e.g. BOS)\n"
             "  --chat                treat TEXT as a user message: render it with the model's chat template\n"
             "                        (add_generation_prompt) and encode that without adding special tokens,\n"
             "                        as transformers' apply_chat_template(tokenize=True) does\n"
             "  --system TEXT         with --chat: a system message first\n"
-            "  -m, --model DIR       HF checkpoint directory (default: $MOEKIT_MODEL, else models/testbed)\n"
+            "  -m, --model DIR       HF checkpoint directory or GGUF file (default: $MOEKIT_MODEL, else\n"
+            "                        models/testbed)\n"
             "  --prompt-ids LIST     prompt as comma-separated token ids\n"
             "  -n, --n-predict N     tokens to generate (default 32)\n"
             "  --temp T              sampling temperature; 0 = greedy (default 0)\n"
@@ -107,10 +109,8 @@ int mk_cmd_run(int argc, char **argv) {
     float *logits = NULL, *wlogits = NULL;
     if (mk_model_load(&m, dir)) { rc = mk_cli_fail(); goto out; }
     const mk_model_info *in = mk_model_get_info(m);
-    char *tpath = mk_path_join(dir, "tokenizer.json");
-    bool has_tok = tpath && mk_file_exists(tpath);
-    free(tpath);
-    if (text && !has_tok) { fprintf(stderr, "moekit run: %s has no tokenizer.json; give the prompt as --prompt-ids\n", dir); goto done; }
+    bool has_tok = mk_tokenizer_present(dir);
+    if (text && !has_tok) { fprintf(stderr, "moekit run: %s %s; give the prompt as --prompt-ids\n", dir, mk_cli_no_tokenizer(dir)); goto done; }
     if (has_tok && (text || !print_ids)) {
         if (mk_tokenizer_load(dir, &tkz)) { rc = mk_cli_fail(); goto done; }
         if (!print_ids && mk_tokenizer_stream_new(tkz, true, &tstream)) { rc = mk_cli_fail(); goto done; }

@@ -8,7 +8,7 @@
 #include <string.h>
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: moekit tokenize -m DIR|tokenizer.json [--ids] [--no-special] (TEXT | -f FILE | -)\n"
+    fprintf(f, "usage: moekit tokenize -m DIR|tokenizer.json|FILE.gguf [--ids] [--no-special] (TEXT | -f FILE | -)\n"
                "  Encodes TEXT (or FILE, or stdin with '-') and prints one line per token: id and token string.\n"
                "  --ids         print only the ids, space-separated, on one line\n"
                "  --no-special  do not add the post-processor's special tokens (e.g. BOS)\n");

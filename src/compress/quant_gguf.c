@@ -4,6 +4,7 @@
 
 #include "format/gguf_write.h"
 #include "tensor/quant.h"
+#include "tokenizer/tok_gguf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -132,7 +133,7 @@ static uint32_t file_type(mk_dtype t) {
     }
 }
 
-static mk_status write_meta(mk_gguf_writer *gw, const mk_model *m, mk_dtype type, const char *name) {
+static mk_status write_meta(mk_gguf_writer *gw, const mk_model *m, mk_dtype type, const char *name, mk_tok_gguf_info *tinfo) {
     const mk_config *c = &m->cfg;
     const char *a = gguf_arch(c->arch);
     char k[128];
@@ -166,9 +167,12 @@ static mk_status write_meta(mk_gguf_writer *gw, const mk_model *m, mk_dtype type
     W(mk_gguf_w_u32(gw, KEY("vocab_size"), (uint32_t)c->vocab));
     if (c->clip_qkv > 0) W(mk_gguf_w_f32(gw, KEY("attention.clamp_kqv"), c->clip_qkv));
     if (c->sliding_window > 0) W(mk_gguf_w_u32(gw, KEY("attention.sliding_window"), (uint32_t)c->sliding_window));
-    W(mk_gguf_w_str(gw, "tokenizer.ggml.model", "none"));
-    if (c->bos_id >= 0) W(mk_gguf_w_u32(gw, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_id));
-    if (c->eos_id >= 0) W(mk_gguf_w_u32(gw, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_id));
+    /* the source's tokenizer (tokenizer.json beside config.json, or the source GGUF's metadata) */
+    W(mk_tokenizer_gguf_write(gw, m->dir, c->vocab, tinfo));
+    if (!strcmp(tinfo->model, "none")) {
+        if (c->bos_id >= 0) W(mk_gguf_w_u32(gw, "tokenizer.ggml.bos_token_id", (uint32_t)c->bos_id));
+        if (c->eos_id >= 0) W(mk_gguf_w_u32(gw, "tokenizer.ggml.eos_token_id", (uint32_t)c->eos_id));
+    }
 #undef KEY
 #undef W
     return st;
@@ -246,8 +250,9 @@ mk_status mk_gguf_write_model(const mk_model *m, mk_dtype type, const char *out_
         return mk_err(MK_ERR_ARG, "gguf writer: type %s cannot be written", mk_dtypes[type].name);
     writer_ctx w = {.m = m};
     mk_gguf_writer *gw = NULL;
+    mk_tok_gguf_info tinfo;
     mk_status st = mk_gguf_writer_new(&gw, out_path);
-    if (!st) st = write_meta(gw, m, type, name);
+    if (!st) st = write_meta(gw, m, type, name, &tinfo);
     if (!st) st = build_jobs(&w, type);
     for (size_t i = 0; i < w.n_jobs && !st; i++) {
         uint32_t gt;
@@ -259,6 +264,7 @@ mk_status mk_gguf_write_model(const mk_model *m, mk_dtype type, const char *out_
     if (!st && rep) {
         memset(rep, 0, sizeof *rep);
         rep->n_tensors = w.n_jobs;
+        rep->tokenizer = tinfo;
         for (size_t i = 0; i < w.n_jobs; i++) {
             size_t rows = 1;
             for (int d = 1; d < w.jobs[i].n_dims; d++) rows *= (size_t)w.jobs[i].ne[d];

@@ -11,16 +11,20 @@
  *     of 32, else F16.
  * A source tensor already in the target type is copied byte for byte; anything else goes
  * through f32 (so a GGUF can be re-quantized). Mixtral (GGUF arch "llama") gets llama.cpp's q/k
- * row permutation. No tokenizer is written yet: tokenizer.ggml.model = "none" with
+ * row permutation. The source's tokenizer (tokenizer.json beside config.json, or the source GGUF's
+ * metadata) is written as llama.cpp's tokenizer.* keys with its chat templates
+ * (tokenizer/tok_gguf.h); a source without one gets tokenizer.ggml.model = "none" with
  * <arch>.vocab_size, which llama.cpp loads as a model without vocabulary. */
 #ifndef MK_QUANT_GGUF_H
 #define MK_QUANT_GGUF_H
 
 #include "model/model.h"
+#include "tokenizer/tok_gguf.h"
 
 typedef struct mk_gguf_write_report {
     size_t n_tensors;
     int64_t bytes_by_dtype[MK_DT_COUNT]; /* tensor bytes written, by type */
+    mk_tok_gguf_info tokenizer;          /* what was written of the tokenizer */
 } mk_gguf_write_report;
 
 /* Writes m to out_path (atomically). type: F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K. name: the

@@ -471,3 +471,11 @@ bool mk_gguf_arr_int(const mk_gguf_kv *kv, uint64_t i, int64_t *out) {
     }
     return true;
 }
+
+bool mk_gguf_arr_float(const mk_gguf_kv *kv, uint64_t i, double *out) {
+    if (kv->type != MK_GGUF_ARRAY || kv->arr_type == MK_GGUF_STRING || kv->arr_type == MK_GGUF_BOOL || i >= kv->n) return false;
+    int64_t v;
+    bool is_int;
+    if (!scalar_num(kv->arr_type, kv->data + i * vtype_size[kv->arr_type], &v, out, &is_int)) return false;
+    return true;
+}

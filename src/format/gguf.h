@@ -73,6 +73,7 @@ mk_status mk_gguf_get_str(const mk_gguf *g, const char *key, char *buf, size_t c
 bool mk_gguf_arr_str(const mk_gguf_kv *kv, uint64_t i, const char **p, uint64_t *len);
 /* Element i of an array of numbers, as int64 / double; false if not such an array or i >= n. */
 bool mk_gguf_arr_int(const mk_gguf_kv *kv, uint64_t i, int64_t *out);
+bool mk_gguf_arr_float(const mk_gguf_kv *kv, uint64_t i, double *out);
 
 /* ggml type ids ↔ moekit dtypes. */
 const char *mk_ggml_type_name(uint32_t t);      /* "Q4_K", or NULL for an unknown id */

@@ -115,6 +115,27 @@ mk_status mk_gguf_w_arr_str(mk_gguf_writer *w, const char *key, const char *cons
     for (size_t i = 0; !st && i < n; i++) st = put_str(w, v[i]);
     return st;
 }
+mk_status mk_gguf_w_arr_strn(mk_gguf_writer *w, const char *key, const char *const *v, const size_t *lens, size_t n) {
+    mk_status st = put_key(w, key, MK_GGUF_ARRAY);
+    if (!st) st = put_le(w, MK_GGUF_STRING, 4);
+    if (!st) st = put_le(w, n, 8);
+    for (size_t i = 0; !st && i < n; i++) {
+        st = put_le(w, lens[i], 8);
+        if (!st) st = put(w, v[i], lens[i]);
+    }
+    return st;
+}
+mk_status mk_gguf_w_arr_f32(mk_gguf_writer *w, const char *key, const float *v, size_t n) {
+    mk_status st = put_key(w, key, MK_GGUF_ARRAY);
+    if (!st) st = put_le(w, MK_GGUF_F32, 4);
+    if (!st) st = put_le(w, n, 8);
+    for (size_t i = 0; !st && i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        st = put_le(w, u, 4);
+    }
+    return st;
+}
 mk_status mk_gguf_w_arr_i32(mk_gguf_writer *w, const char *key, const int32_t *v, size_t n) {
     mk_status st = put_key(w, key, MK_GGUF_ARRAY);
     if (!st) st = put_le(w, MK_GGUF_I32, 4);

@@ -26,6 +26,9 @@ mk_status mk_gguf_w_f32(mk_gguf_writer *w, const char *key, float v);
 mk_status mk_gguf_w_bool(mk_gguf_writer *w, const char *key, bool v);
 mk_status mk_gguf_w_str(mk_gguf_writer *w, const char *key, const char *v);
 mk_status mk_gguf_w_arr_str(mk_gguf_writer *w, const char *key, const char *const *v, size_t n);
+/* Strings of given byte lengths (they may hold any bytes, NUL included). */
+mk_status mk_gguf_w_arr_strn(mk_gguf_writer *w, const char *key, const char *const *v, const size_t *lens, size_t n);
+mk_status mk_gguf_w_arr_f32(mk_gguf_writer *w, const char *key, const float *v, size_t n);
 mk_status mk_gguf_w_arr_i32(mk_gguf_writer *w, const char *key, const int32_t *v, size_t n);
 
 /* Declares a tensor: ggml type id, dims in ggml order (ne[0] = row length, a multiple of the

@@ -309,6 +309,7 @@ void tk_norm_free(tk_norm *nz) {
     free(nz->kids);
     if (nz->re) pcre2_code_free(nz->re);
     free(nz->content);
+    free(nz->src.s);
 }
 
 /* ---- added-token trie ---------------------------------------------------------------------- */

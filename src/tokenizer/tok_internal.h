@@ -95,6 +95,16 @@ void tk_pairmap_free(tk_pairmap *m);
  * (message names `where`). literal: the pattern is a plain string to be matched verbatim. */
 pcre2_code *tk_regex_compile(const char *pat, size_t len, bool literal, const char *where);
 
+/* Source of a pattern as tokenizer.json gives it (owned; s NULL if not kept). */
+typedef struct tk_src {
+    char *s;
+    size_t len;
+    bool literal; /* {"String": ...} rather than {"Regex": ...} */
+} tk_src;
+
+/* The GPT-2 pattern of the ByteLevel pre-tokenizer with use_regex. */
+#define TK_GPT2_PATTERN "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
+
 /* ---- normalizers ------------------------------------------------------------------------ */
 typedef enum tk_norm_kind {
     TN_SEQ, TN_NFC, TN_NFD, TN_NFKC, TN_NFKD, TN_LOWER, TN_REPLACE, TN_PREPEND, TN_STRIP
@@ -104,6 +114,7 @@ typedef struct tk_norm {
     struct tk_norm *kids; /* TN_SEQ */
     size_t n_kids;
     pcre2_code *re;       /* TN_REPLACE */
+    tk_src src;           /* TN_REPLACE pattern */
     char *content;        /* TN_REPLACE replacement, TN_PREPEND prefix */
     size_t content_len;
     bool left, right;     /* TN_STRIP */
@@ -116,6 +127,7 @@ typedef enum tk_prepend { TS_ALWAYS, TS_FIRST, TS_NEVER } tk_prepend;
 typedef struct tk_pre {
     tk_pre_kind kind;
     pcre2_code *re;        /* TP_SPLIT; TP_BYTELEVEL with use_regex (GPT-2 pattern) */
+    tk_src src;            /* TP_SPLIT pattern */
     tk_behavior behavior;  /* TP_SPLIT */
     bool invert;           /* TP_SPLIT */
     bool add_prefix_space; /* TP_BYTELEVEL */
@@ -229,7 +241,7 @@ struct mk_tokenizer {
     bool has_decoder;
     tk_post post;
     /* config */
-    int32_t bos_id, eos_id;
+    int32_t bos_id, eos_id, pad_id;
     bool add_bos;
     /* arenas */
     tk_buf arena;
@@ -237,6 +249,29 @@ struct mk_tokenizer {
     pthread_mutex_t lock;
     tk_scratch *shared;
 };
+
+/* tok_load.c: the construction steps shared by the tokenizer.json and GGUF loaders. */
+/* A new empty tokenizer (bos/eos/pad/unk -1) whose messages name path; NULL if out of memory. */
+mk_tokenizer *tk_new(const char *path);
+/* Copies s[0..n) and a NUL into tok->arena; *off gets its offset (the arena moves until loading ends). */
+bool tk_arena_put(mk_tokenizer *tok, const char *s, size_t n, size_t *off);
+/* Once tokens[] (nv model tokens) and added[] are final: the vocabulary map, the added-token map
+ * and the byte-fallback ids. */
+mk_status tk_index_vocab(mk_tokenizer *tok, size_t nv);
+/* Registers merge (a, b) with this rank (the merged token must be in the vocabulary too). Errors
+ * name file, field and, as the vocabulary, vocab_name. cat is scratch. */
+mk_status tk_merge_put(mk_tokenizer *tok, const char *a, size_t al, const char *b, size_t bl, uint32_t rank,
+                       const char *file, const char *field, const char *vocab_name, tk_buf *cat);
+/* The added-token tries (contents of normalized tokens go through the normalizer). */
+mk_status tk_build_tries(mk_tokenizer *tok);
+
+/* chat_template.c: calls fn(user, name, source) for each chat template of a model without
+ * compiling it, name NULL for the default one: a directory's chat_template.jinja or
+ * tokenizer_config.json "chat_template" (a string, or a list of named templates) and
+ * additional_chat_templates/<name>.jinja, or a GGUF file's
+ * tokenizer.chat_template and tokenizer.chat_template.<name>. */
+typedef mk_status (*tk_template_fn)(void *user, const char *name, const char *source);
+mk_status tk_chat_templates_each(const char *model_path, tk_template_fn fn, void *user);
 
 /* tok_encode.c */
 tk_scratch *tk_scratch_new(void);

@@ -1,13 +1,12 @@
 /* Loading tokenizer.json (+ tokenizer_config.json, config.json) into an mk_tokenizer, and the
  * lookup functions. Every error names the file and the JSON field. */
+#include "tok_gguf.h"
 #include "tok_internal.h"
 
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-#define GPT2_PATTERN "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"
 
 typedef struct ld {
     mk_tokenizer *tok;
@@ -44,8 +43,8 @@ static char *dup_n(const char *s, size_t n) {
     return p;
 }
 
-/* {"String": s} or {"Regex": r} -> compiled regex */
-static mk_status get_pattern(const ld *L, json_t *o, const char *where, pcre2_code **re) {
+/* {"String": s} or {"Regex": r} -> compiled regex; its source (owned copy) and kind if src. */
+static mk_status get_pattern(const ld *L, json_t *o, const char *where, pcre2_code **re, tk_src *src) {
     json_t *p = json_object_get(o, "pattern");
     char f[160];
     snprintf(f, sizeof f, "%s.pattern", where);
@@ -56,7 +55,13 @@ static mk_status get_pattern(const ld *L, json_t *o, const char *where, pcre2_co
     char w[400];
     snprintf(w, sizeof w, "%s: %s", L->file, f);
     *re = tk_regex_compile(json_string_value(v), json_string_length(v), s != NULL, w);
-    return *re ? MK_OK : MK_ERR_FORMAT;
+    if (!*re) return MK_ERR_FORMAT;
+    if (src) {
+        if (!(src->s = dup_n(json_string_value(v), json_string_length(v)))) return MK_ERR_NOMEM;
+        src->len = json_string_length(v);
+        src->literal = s != NULL;
+    }
+    return MK_OK;
 }
 
 static const char *type_of(json_t *o) {
@@ -95,7 +100,7 @@ static mk_status parse_norm(const ld *L, json_t *o, tk_norm *n, const char *wher
         n->kind = TN_REPLACE;
         const char *c;
         size_t cl;
-        if ((st = get_pattern(L, o, where, &n->re)) || (st = get_str(L, o, "content", &c, &cl, where))) return st;
+        if ((st = get_pattern(L, o, where, &n->re, &n->src)) || (st = get_str(L, o, "content", &c, &cl, where))) return st;
         n->content = dup_n(c, cl);
         n->content_len = cl;
         return n->content ? MK_OK : MK_ERR_NOMEM;
@@ -179,7 +184,7 @@ static mk_status parse_pre(const ld *L, json_t *o, tk_pre **arr, size_t *n, cons
     if (!strcmp(t, "Split")) {
         if ((st = pre_push(L, arr, n, &p))) return st;
         p->kind = TP_SPLIT;
-        if ((st = get_pattern(L, o, where, &p->re))) return st;
+        if ((st = get_pattern(L, o, where, &p->re, &p->src))) return st;
         const char *b;
         size_t bl;
         if ((st = get_str(L, o, "behavior", &b, &bl, where))) return st;
@@ -198,7 +203,7 @@ static mk_status parse_pre(const ld *L, json_t *o, tk_pre **arr, size_t *n, cons
         if ((st = get_bool(L, o, "add_prefix_space", true, &p->add_prefix_space, where)) ||
             (st = get_bool(L, o, "use_regex", true, &use_regex, where)))
             return st;
-        if (use_regex && !(p->re = tk_regex_compile(GPT2_PATTERN, strlen(GPT2_PATTERN), false, "ByteLevel")))
+        if (use_regex && !(p->re = tk_regex_compile(TK_GPT2_PATTERN, strlen(TK_GPT2_PATTERN), false, "ByteLevel")))
             return MK_ERR_INTERNAL;
         return MK_OK;
     }
@@ -287,7 +292,7 @@ static mk_status parse_dec(const ld *L, json_t *o, tk_dec **arr, size_t *n, cons
         d->kind = TD_REPLACE;
         const char *c;
         size_t cl;
-        if ((st = get_pattern(L, o, where, &d->re)) || (st = get_str(L, o, "content", &c, &cl, where))) return st;
+        if ((st = get_pattern(L, o, where, &d->re, NULL)) || (st = get_str(L, o, "content", &c, &cl, where))) return st;
         d->content = dup_n(c, cl);
         d->content_len = cl;
         return d->content ? MK_OK : MK_ERR_NOMEM;
@@ -365,10 +370,45 @@ static mk_status parse_post(const ld *L, json_t *o, tk_post *pp, const char *whe
 
 /* ---- model and added tokens ---------------------------------------------------------------- */
 
-/* Copies s into the arena; returns its offset (the arena may move until loading ends). */
-static bool arena_put(mk_tokenizer *tok, const char *s, size_t n, size_t *off) {
+bool tk_arena_put(mk_tokenizer *tok, const char *s, size_t n, size_t *off) {
     *off = tok->arena.len;
     return tk_buf_put(&tok->arena, s, n) && tk_buf_putc(&tok->arena, 0);
+}
+
+mk_status tk_index_vocab(mk_tokenizer *tok, size_t nv) {
+    if (!tk_strmap_init(&tok->vocab, nv)) return MK_ERR_NOMEM;
+    for (size_t id = 0; id < tok->n_ids; id++)
+        if (tok->tokens[id].s) tk_strmap_put(&tok->vocab, tok->tokens, (uint32_t)id);
+    tok->added_keys = mk_calloc(tok->n_added + 1, sizeof *tok->added_keys);
+    if (!tok->added_keys || !tk_strmap_init(&tok->added_map, tok->n_added)) return MK_ERR_NOMEM;
+    for (size_t i = 0; i < tok->n_added; i++) {
+        tok->added_keys[i] = tok->added[i].content;
+        if (tk_strmap_get(&tok->added_map, tok->added_keys, tok->added_keys[i].s, tok->added_keys[i].len) < 0)
+            tk_strmap_put(&tok->added_map, tok->added_keys, (uint32_t)i);
+    }
+    for (int b = 0; b < 256; b++) {
+        char name[8];
+        snprintf(name, sizeof name, "<0x%02X>", b);
+        tok->byte_fb[b] = (int32_t)tk_strmap_get(&tok->vocab, tok->tokens, name, 6);
+    }
+    return MK_OK;
+}
+
+mk_status tk_merge_put(mk_tokenizer *tok, const char *a, size_t al, const char *b, size_t bl, uint32_t rank,
+                       const char *file, const char *field, const char *vocab_name, tk_buf *cat) {
+    int64_t ia = tk_strmap_get(&tok->vocab, tok->tokens, a, al), ib = tk_strmap_get(&tok->vocab, tok->tokens, b, bl);
+    if (ia < 0 || ib < 0)
+        return mk_err(MK_ERR_FORMAT, "%s: %s: token '%.*s' is not in %s", file, field,
+                      (int)(ia < 0 ? MK_MIN(al, 40) : MK_MIN(bl, 40)), ia < 0 ? a : b, vocab_name);
+    cat->len = 0;
+    size_t skip = tok->csp && bl >= tok->csp_len && !memcmp(b, tok->csp, tok->csp_len) ? tok->csp_len : 0;
+    if (!tk_buf_put(cat, a, al) || !tk_buf_put(cat, b + skip, bl - skip)) return MK_ERR_NOMEM;
+    int64_t in = tk_strmap_get(&tok->vocab, tok->tokens, cat->p, cat->len);
+    if (in < 0)
+        return mk_err(MK_ERR_FORMAT, "%s: %s: merged token '%.*s' is not in %s", file, field, (int)MK_MIN(cat->len, 40),
+                      cat->p, vocab_name);
+    tk_pairmap_put(&tok->merges, (uint32_t)ia, (uint32_t)ib, rank, (uint32_t)in);
+    return MK_OK;
 }
 
 static mk_status id_of(const ld *L, json_t *v, const char *field, int64_t *id) {
@@ -424,7 +464,7 @@ static mk_status load_model(const ld *L, json_t *root) {
     size_t nv = 0;
     json_object_foreach(vocab, key, val) {
         size_t id = (size_t)json_integer_value(val), kl = strlen(key);
-        if (!arena_put(tok, key, kl, &offs[id])) { free(offs); return MK_ERR_NOMEM; }
+        if (!tk_arena_put(tok, key, kl, &offs[id])) { free(offs); return MK_ERR_NOMEM; }
         tok->tokens[id].len = (uint32_t)kl;
         tok->tokens[id].s = (const char *)1; /* marks presence until the arena is final */
         nv++;
@@ -441,7 +481,7 @@ static mk_status load_model(const ld *L, json_t *root) {
         json_t *c = json_object_get(a, "content");
         ad->id = (int32_t)json_integer_value(json_object_get(a, "id"));
         ad->content.len = (uint32_t)json_string_length(c);
-        if (!arena_put(tok, json_string_value(c), json_string_length(c), &aoffs[i])) { st = MK_ERR_NOMEM; goto fail; }
+        if (!tk_arena_put(tok, json_string_value(c), json_string_length(c), &aoffs[i])) { st = MK_ERR_NOMEM; goto fail; }
         if ((st = get_bool(L, a, "special", false, &ad->special, w)) ||
             (st = get_bool(L, a, "normalized", !ad->special, &ad->normalized, w)) ||
             (st = get_bool(L, a, "lstrip", false, &ad->lstrip, w)) || (st = get_bool(L, a, "rstrip", false, &ad->rstrip, w)) ||
@@ -459,16 +499,7 @@ static mk_status load_model(const ld *L, json_t *root) {
     free(offs);
     free(aoffs);
     offs = aoffs = NULL;
-    if (!tk_strmap_init(&tok->vocab, nv)) return MK_ERR_NOMEM;
-    for (size_t id = 0; id < tok->n_ids; id++)
-        if (tok->tokens[id].s) tk_strmap_put(&tok->vocab, tok->tokens, (uint32_t)id);
-    tok->added_keys = mk_calloc(n_added + 1, sizeof *tok->added_keys);
-    if (!tok->added_keys || !tk_strmap_init(&tok->added_map, n_added)) return MK_ERR_NOMEM;
-    for (size_t i = 0; i < n_added; i++) {
-        tok->added_keys[i] = tok->added[i].content;
-        if (tk_strmap_get(&tok->added_map, tok->added_keys, tok->added_keys[i].s, tok->added_keys[i].len) < 0)
-            tk_strmap_put(&tok->added_map, tok->added_keys, (uint32_t)i);
-    }
+    if ((st = tk_index_vocab(tok, nv))) return st;
 
     /* options */
     json_t *v;
@@ -494,12 +525,6 @@ static mk_status load_model(const ld *L, json_t *root) {
         tok->eow_len = json_string_length(v);
         if (!tok->eow) return MK_ERR_NOMEM;
     }
-    for (int b = 0; b < 256; b++) {
-        char name[8];
-        snprintf(name, sizeof name, "<0x%02X>", b);
-        tok->byte_fb[b] = (int32_t)tk_strmap_get(&tok->vocab, tok->tokens, name, 6);
-    }
-
     /* merges: rank = index; a later duplicate pair overwrites (as HF's HashMap collect) */
     size_t nm = json_array_size(merges);
     if (!tk_pairmap_init(&tok->merges, nm)) return MK_ERR_NOMEM;
@@ -527,22 +552,10 @@ static mk_status load_model(const ld *L, json_t *root) {
             tk_buf_free(&cat);
             return bad(L, f, "expected \"a b\" or [\"a\", \"b\"]");
         }
-        int64_t ia = tk_strmap_get(&tok->vocab, tok->tokens, a, al), ib = tk_strmap_get(&tok->vocab, tok->tokens, b, bl);
-        if (ia < 0 || ib < 0) {
+        if ((st = tk_merge_put(tok, a, al, b, bl, (uint32_t)i, L->file, f, "model.vocab", &cat))) {
             tk_buf_free(&cat);
-            return mk_err(MK_ERR_FORMAT, "%s: %s: token '%.*s' is not in model.vocab", L->file, f,
-                          (int)(ia < 0 ? MK_MIN(al, 40) : MK_MIN(bl, 40)), ia < 0 ? a : b);
+            return st;
         }
-        cat.len = 0;
-        size_t skip = tok->csp && bl >= tok->csp_len && !memcmp(b, tok->csp, tok->csp_len) ? tok->csp_len : 0;
-        if (!tk_buf_put(&cat, a, al) || !tk_buf_put(&cat, b + skip, bl - skip)) { tk_buf_free(&cat); return MK_ERR_NOMEM; }
-        int64_t in = tk_strmap_get(&tok->vocab, tok->tokens, cat.p, cat.len);
-        if (in < 0) {
-            tk_buf_free(&cat);
-            return mk_err(MK_ERR_FORMAT, "%s: %s: merged token '%.*s' is not in model.vocab", L->file, f,
-                          (int)MK_MIN(cat.len, 40), cat.p);
-        }
-        tk_pairmap_put(&tok->merges, (uint32_t)ia, (uint32_t)ib, (uint32_t)i, (uint32_t)in);
     }
     tk_buf_free(&cat);
     return MK_OK;
@@ -552,8 +565,7 @@ fail:
     return st;
 }
 
-static mk_status build_tries(const ld *L) {
-    mk_tokenizer *tok = L->tok;
+mk_status tk_build_tries(mk_tokenizer *tok) {
     tok->norm_contents = mk_calloc(tok->n_added + 1, sizeof *tok->norm_contents);
     if (!tok->norm_contents) return MK_ERR_NOMEM;
     tk_buf out = {0}, tmp = {0};
@@ -592,7 +604,7 @@ static int32_t id_ref(json_t *v) {
 }
 
 static mk_status load_configs(mk_tokenizer *tok, const char *dir) {
-    tok->bos_id = tok->eos_id = -1;
+    tok->bos_id = tok->eos_id = tok->pad_id = -1;
     if (!dir) return MK_OK;
     char *p = mk_path_join(dir, "tokenizer_config.json");
     if (!p) return MK_ERR_NOMEM;
@@ -606,17 +618,19 @@ static mk_status load_configs(mk_tokenizer *tok, const char *dir) {
         }
         tok->bos_id = token_ref(tok, json_object_get(j, "bos_token"));
         tok->eos_id = token_ref(tok, json_object_get(j, "eos_token"));
+        tok->pad_id = token_ref(tok, json_object_get(j, "pad_token"));
         tok->add_bos = json_is_true(json_object_get(j, "add_bos_token"));
         json_decref(j);
     }
     free(p);
     p = mk_path_join(dir, "config.json");
     if (!p) return MK_ERR_NOMEM;
-    if ((tok->bos_id < 0 || tok->eos_id < 0) && mk_file_exists(p)) {
+    if ((tok->bos_id < 0 || tok->eos_id < 0 || tok->pad_id < 0) && mk_file_exists(p)) {
         json_t *j = json_load_file(p, JSON_DECODE_INT_AS_REAL, NULL);
         if (j) {
             if (tok->bos_id < 0) tok->bos_id = id_ref(json_object_get(j, "bos_token_id"));
             if (tok->eos_id < 0) tok->eos_id = id_ref(json_object_get(j, "eos_token_id"));
+            if (tok->pad_id < 0) tok->pad_id = id_ref(json_object_get(j, "pad_token_id"));
             json_decref(j);
         }
     }
@@ -626,12 +640,44 @@ static mk_status load_configs(mk_tokenizer *tok, const char *dir) {
 
 /* ---- public ------------------------------------------------------------------------------------ */
 
+mk_tokenizer *tk_new(const char *path) {
+    mk_tokenizer *tok = mk_calloc(1, sizeof *tok);
+    if (!tok) return NULL;
+    if (!(tok->path = mk_strdup(path))) { free(tok); return NULL; }
+    pthread_mutex_init(&tok->lock, NULL);
+    tok->bos_id = tok->eos_id = tok->pad_id = tok->unk_id = -1;
+    return tok;
+}
+
+bool mk_tokenizer_present(const char *path) {
+    struct stat sb;
+    if (!path || stat(path, &sb) != 0) return false;
+    if (S_ISDIR(sb.st_mode)) {
+        char *file = mk_path_join(path, "tokenizer.json");
+        bool ok = file && mk_file_exists(file);
+        free(file);
+        return ok;
+    }
+    if (!mk_gguf_sniff(path)) return true;
+    mk_gguf *g = NULL;
+    bool ok = mk_gguf_open(&g, path) == MK_OK && mk_tokenizer_gguf_present(g);
+    mk_gguf_free(g);
+    return ok;
+}
+
 mk_status mk_tokenizer_load(const char *path, mk_tokenizer **out) {
     if (!path || !out) return mk_err(MK_ERR_ARG, "mk_tokenizer_load: NULL argument");
     *out = NULL;
     tk_bytelevel_init();
     struct stat sb;
     if (stat(path, &sb) != 0) return mk_err(MK_ERR_IO, "%s: no such file or directory", path);
+    if (S_ISREG(sb.st_mode) && mk_gguf_sniff(path)) {
+        mk_gguf *g = NULL;
+        mk_status st = mk_gguf_open(&g, path);
+        if (!st) st = mk_tokenizer_from_gguf(g, out);
+        mk_gguf_free(g);
+        return st;
+    }
     char *file, *dir = NULL;
     if (S_ISDIR(sb.st_mode)) {
         file = mk_path_join(path, "tokenizer.json");
@@ -650,10 +696,10 @@ mk_status mk_tokenizer_load(const char *path, mk_tokenizer **out) {
         if (!strcmp(base, "tokenizer.json")) dir = slash ? dup_n(path, (size_t)(slash - path)) : mk_strdup(".");
     }
     if (!file) { free(dir); return MK_ERR_NOMEM; }
-    mk_tokenizer *tok = mk_calloc(1, sizeof *tok);
-    if (!tok) { free(file); free(dir); return MK_ERR_NOMEM; }
-    pthread_mutex_init(&tok->lock, NULL);
-    tok->path = file;
+    mk_tokenizer *tok = tk_new(file);
+    free(file);
+    if (!tok) { free(dir); return MK_ERR_NOMEM; }
+    file = tok->path;
     ld L = {tok, file};
     mk_status st;
     char *text = NULL;
@@ -680,7 +726,7 @@ mk_status mk_tokenizer_load(const char *path, mk_tokenizer **out) {
     if ((st = load_model(&L, root))) goto fail;
     v = json_object_get(root, "post_processor");
     if (v && !json_is_null(v) && (st = parse_post(&L, v, &tok->post, "post_processor"))) goto fail;
-    if ((st = build_tries(&L))) goto fail;
+    if ((st = tk_build_tries(tok))) goto fail;
     json_decref(root);
     root = NULL;
     if ((st = load_configs(tok, dir))) goto fail;
@@ -714,8 +760,10 @@ void mk_tokenizer_free(mk_tokenizer *tok) {
     free(tok->norm_contents);
     if (tok->norm) tk_norm_free(tok->norm);
     free(tok->norm);
-    for (size_t i = 0; i < tok->n_pre; i++)
+    for (size_t i = 0; i < tok->n_pre; i++) {
         if (tok->pre[i].re) pcre2_code_free(tok->pre[i].re);
+        free(tok->pre[i].src.s);
+    }
     free(tok->pre);
     for (size_t i = 0; i < tok->n_dec; i++) {
         if (tok->dec[i].re) pcre2_code_free(tok->dec[i].re);

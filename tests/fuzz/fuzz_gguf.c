@@ -1,8 +1,12 @@
-/* libFuzzer target: arbitrary bytes as a GGUF file (and as a GGUF model) must be read or refused, never crash. */
+/* libFuzzer target: arbitrary bytes as a GGUF file (as a GGUF model, and its tokenizer and chat
+ * template metadata) must be read or refused, never crash. */
 #include "format/gguf.h"
 #include "moekit.h"
+#include "tokenizer/tok_gguf.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -34,7 +38,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             }
         }
         (void)acc;
+        /* tokenizer.ggml.*: a tokenizer, then encode and decode with it */
+        mk_tokenizer *tok = NULL;
+        if (mk_tokenizer_from_gguf(g, &tok) == MK_OK) {
+            static const char *const texts[] = {"Hello world, 123 <|im_end|>  x\n", "\xe2\x96\x81" "a b\xc3\xa9\xf0\x9f\x98\x80", ""};
+            for (size_t t = 0; t < 3; t++) {
+                int32_t *ids = NULL;
+                size_t n = 0;
+                if (mk_tokenizer_encode(tok, texts[t], strlen(texts[t]), true, &ids, &n) == MK_OK) {
+                    char *out = NULL;
+                    if (mk_tokenizer_decode(tok, ids, n, false, &out, NULL) == MK_OK) free(out);
+                    free(ids);
+                }
+            }
+            int32_t all[8] = {0, 1, 2, 3, 255, 256, -1, 1 << 30};
+            char *out = NULL;
+            if (mk_tokenizer_decode(tok, all, 8, true, &out, NULL) == MK_OK) free(out);
+            mk_tokenizer_free(tok);
+        }
         mk_gguf_free(g);
+        /* tokenizer.chat_template with the special-token variables from the ids */
+        mk_chat_template *tpl = NULL;
+        if (mk_chat_template_load(path, NULL, &tpl) == MK_OK) mk_chat_template_free(tpl);
         /* The same bytes as a model: metadata → config, tensors → HF-named views, shape checks. */
         mk_model *m = NULL;
         if (mk_model_load(&m, path) == MK_OK) mk_model_free(m);
