@@ -72,6 +72,28 @@ const char *mk_arg_value(int argc, char **argv, int *i) {
     return argv[++*i];
 }
 
+int mk_compress_arg(int argc, char **argv, int *i, mk_compress_args *o) {
+    const char *a = argv[*i];
+    const char **str = !strcmp(a, "-m") || !strcmp(a, "--model") ? &o->dir
+                     : !strcmp(a, "--stats") ? &o->stats_path
+                     : !strcmp(a, "--method") ? &o->method
+                     : !strcmp(a, "-o") || !strcmp(a, "--out") ? &o->outdir
+                     : !strcmp(a, "--dataset") ? &o->dataset
+                     : !strcmp(a, "--calib-ids") ? &o->calib_ids
+                     : !strcmp(a, "--calib") ? &o->calib_text : NULL;
+    if (str) return (*str = mk_arg_value(argc, argv, i)) ? 1 : -1;
+    if (!strcmp(a, "--force")) {
+        o->force = true;
+        return 1;
+    }
+    const bool is_keep = !strcmp(a, "--keep"), is_frac = !strcmp(a, "--keep-frac"), is_ctx = !strcmp(a, "--ctx");
+    if (!is_keep && !is_frac && !is_ctx) return 0;
+    const char *v = mk_arg_value(argc, argv, i);
+    if (!v) return -1;
+    if (is_frac) return mk_arg_float(a, v, 1e-9, 1, &o->keep_frac) ? 1 : -1;
+    return mk_arg_int(a, v, 1, 1 << 20, is_keep ? &o->keep : &o->ctx) ? 1 : -1;
+}
+
 const char *mk_default_model(void) {
     const char *env = getenv("MOEKIT_MODEL");
     if (env && *env) return env;

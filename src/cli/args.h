@@ -13,6 +13,18 @@ bool mk_arg_float(const char *opt, const char *s, double min, double max, double
 bool mk_arg_ids(const char *opt, const char *s, int32_t **ids, size_t *n);
 /* The value after option argv[*i], advancing *i; NULL (message printed) if missing. */
 const char *mk_arg_value(int argc, char **argv, int *i);
+/* The options `prune` and `merge` share. */
+typedef struct mk_compress_args {
+    const char *dir, *stats_path, *method, *outdir, *dataset, *calib_ids, *calib_text;
+    int64_t keep, ctx;   /* ctx: calibration sequence length, default 512 */
+    double keep_frac;
+    bool force;
+} mk_compress_args;
+#define MK_COMPRESS_ARGS_INIT {.ctx = 512}
+/* If argv[*i] is one of the shared options (-m, --stats, --method, -o, --dataset, --calib,
+ * --calib-ids, --keep, --keep-frac, --ctx, --force), takes it and its value (advancing *i) and
+ * returns 1; 0 if it is not one; -1 if its value is missing or malformed (message printed). */
+int mk_compress_arg(int argc, char **argv, int *i, mk_compress_args *o);
 /* The model directory to use when -m is not given: $MOEKIT_MODEL, else the embedded default
  * model (models/testbed beside the binary's repository), else NULL. */
 const char *mk_default_model(void);

@@ -99,31 +99,25 @@ static mk_status expert_output_similarity(const mk_model *m, const calib *cb, fl
 }
 
 int mk_cmd_merge(int argc, char **argv) {
-    const char *dir = NULL, *stats_path = NULL, *method = NULL, *outdir = NULL, *dataset = NULL, *calib_ids = NULL, *calib_text = NULL;
-    int64_t keep = 0, ctx = 512;
-    double keep_frac = 0;
-    bool force = false, do_align = true;
+    mk_compress_args ca = MK_COMPRESS_ARGS_INIT;
+    bool do_align = true;
     double rank_frac = 1.0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
-#define VAL() if (!(v = mk_arg_value(argc, argv, &i))) return 2
+        const int r = mk_compress_arg(argc, argv, &i, &ca);
+        if (r < 0) return 2;
+        if (r) continue;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VAL(); dir = v; }
-        else if (!strcmp(a, "--stats")) { VAL(); stats_path = v; }
-        else if (!strcmp(a, "--method")) { VAL(); method = v; }
-        else if (!strcmp(a, "-o") || !strcmp(a, "--out")) { VAL(); outdir = v; }
-        else if (!strcmp(a, "--dataset")) { VAL(); dataset = v; }
-        else if (!strcmp(a, "--calib-ids")) { VAL(); calib_ids = v; }
-        else if (!strcmp(a, "--calib")) { VAL(); calib_text = v; }
-        else if (!strcmp(a, "--keep")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 20, &keep)) return 2; }
-        else if (!strcmp(a, "--keep-frac")) { VAL(); if (!mk_arg_float(a, v, 1e-9, 1, &keep_frac)) return 2; }
-        else if (!strcmp(a, "--ctx")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 20, &ctx)) return 2; }
         else if (!strcmp(a, "--no-align")) do_align = false;
-        else if (!strcmp(a, "--rank-frac")) { VAL(); if (!mk_arg_float(a, v, 1e-6, 1, &rank_frac)) return 2; }
-        else if (!strcmp(a, "--force")) force = true;
+        else if (!strcmp(a, "--rank-frac")) { if (!(v = mk_arg_value(argc, argv, &i)) || !mk_arg_float(a, v, 1e-6, 1, &rank_frac)) return 2; }
         else { fprintf(stderr, "moekit merge: unknown option '%s' (moekit merge --help)\n", a); return 2; }
-#undef VAL
     }
+    const char *dir = ca.dir, *stats_path = ca.stats_path, *method = ca.method, *outdir = ca.outdir, *dataset = ca.dataset;
+    const char *calib_ids = ca.calib_ids, *calib_text = ca.calib_text;
+    int64_t keep = ca.keep;
+    const int64_t ctx = ca.ctx;
+    const double keep_frac = ca.keep_frac;
+    const bool force = ca.force;
     bool submoe = method && !strcmp(method, "submoe");
     if (!method || (strcmp(method, "msmoe") && !submoe)) { fprintf(stderr, "moekit merge: --method must be msmoe or submoe%s%s%s\n", method ? " (got '" : "", method ? method : "", method ? "')" : ""); return 2; }
     if (!keep == !(keep_frac > 0)) { fprintf(stderr, "moekit merge: give exactly one of --keep N or --keep-frac F\n"); return 2; }

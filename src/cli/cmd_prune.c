@@ -102,36 +102,32 @@ out:
 }
 
 int mk_cmd_prune(int argc, char **argv) {
-    const char *calib_ids = NULL, *calib_text = NULL;
+    mk_compress_args ca = MK_COMPRESS_ARGS_INIT;
     double rho = 0.9;
-    int64_t ctx = 512;
-    const char *dir = NULL, *stats_path = NULL, *method = NULL, *outdir = NULL, *dataset = NULL, *plan_only = NULL, *budget_s = "layer";
-    int64_t keep = 0, seed = 0;
-    double keep_frac = 0;
-    bool protect_super = false, force = false;
+    const char *plan_only = NULL, *budget_s = "layer";
+    int64_t seed = 0;
+    bool protect_super = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
+        const int r = mk_compress_arg(argc, argv, &i, &ca);
+        if (r < 0) return 2;
+        if (r) continue;
 #define VAL() if (!(v = mk_arg_value(argc, argv, &i))) return 2
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { usage(stdout); return 0; }
-        else if (!strcmp(a, "-m") || !strcmp(a, "--model")) { VAL(); dir = v; }
-        else if (!strcmp(a, "--stats")) { VAL(); stats_path = v; }
-        else if (!strcmp(a, "--method")) { VAL(); method = v; }
-        else if (!strcmp(a, "-o") || !strcmp(a, "--out")) { VAL(); outdir = v; }
-        else if (!strcmp(a, "--dataset")) { VAL(); dataset = v; }
         else if (!strcmp(a, "--plan-only")) { VAL(); plan_only = v; }
         else if (!strcmp(a, "--budget")) { VAL(); budget_s = v; }
-        else if (!strcmp(a, "--keep")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 20, &keep)) return 2; }
-        else if (!strcmp(a, "--keep-frac")) { VAL(); if (!mk_arg_float(a, v, 1e-9, 1, &keep_frac)) return 2; }
         else if (!strcmp(a, "--seed")) { VAL(); if (!mk_arg_int(a, v, 0, INT64_MAX, &seed)) return 2; }
-        else if (!strcmp(a, "--calib-ids")) { VAL(); calib_ids = v; }
-        else if (!strcmp(a, "--calib")) { VAL(); calib_text = v; }
         else if (!strcmp(a, "--rho")) { VAL(); if (!mk_arg_float(a, v, 0, 1, &rho)) return 2; }
-        else if (!strcmp(a, "--ctx")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 20, &ctx)) return 2; }
         else if (!strcmp(a, "--protect-super")) protect_super = true;
-        else if (!strcmp(a, "--force")) force = true;
         else { fprintf(stderr, "moekit prune: unknown option '%s' (moekit prune --help)\n", a); return 2; }
 #undef VAL
     }
+    const char *dir = ca.dir, *stats_path = ca.stats_path, *method = ca.method, *outdir = ca.outdir, *dataset = ca.dataset;
+    const char *calib_ids = ca.calib_ids, *calib_text = ca.calib_text;
+    int64_t keep = ca.keep;
+    const int64_t ctx = ca.ctx;
+    const double keep_frac = ca.keep_frac;
+    const bool force = ca.force;
     int mi = -1;
     for (size_t i = 0; method && i < sizeof methods / sizeof methods[0]; i++)
         if (!strcmp(method, methods[i].name)) mi = (int)i;
