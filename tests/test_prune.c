@@ -89,6 +89,132 @@ static void test_qwen3_moe(void) { check_arch("qwen3_moe"); }
 static void test_olmoe(void) { check_arch("olmoe"); }
 static void test_qwen3_moe_fused(void) { check_arch("qwen3_moe_fused"); }
 
+/* A global budget: MoE layers keep different numbers of experts (E-1 in the first, k in the
+ * second, ...). The written per-layer model loads with each layer's count, its logits equal the
+ * virtual-mask run of the base model, and what cannot hold it refuses it clearly. */
+static void check_per_layer(const char *name) {
+    char src[256], out[300], cfgp[340];
+    snprintf(src, sizeof src, "tests/fixtures/%s", name);
+    snprintf(out, sizeof out, "/tmp/mk_prune_pl_%s_%d", name, (int)getpid());
+    snprintf(cfgp, sizeof cfgp, "%s/config.json", out);
+    mk_model *m = NULL, *pm = NULL;
+    mk_st_set *fx = NULL;
+    char fxp[300];
+    snprintf(fxp, sizeof fxp, "%s/reference.safetensors", src);
+    REQUIRE(mk_model_load(&m, src) == MK_OK && mk_st_open_file(&fx, fxp) == MK_OK, "%s", mk_last_error());
+    const int64_t L = m->cfg.n_layer, E = m->cfg.n_expert, V = m->cfg.vocab, K = m->cfg.k_active;
+    const mk_tensor *tid = &mk_st_find(fx, "input_ids")->t;
+    const size_t T = (size_t)tid->shape[0];
+    uint8_t *keep = calloc((size_t)(L * E), 1);
+    int64_t want[16] = {0}, i_moe = 0;
+    uint64_t x = 11;
+    for (int64_t l = 0; l < L; l++) {
+        if (!m->layers[l].is_moe) continue;
+        want[l] = i_moe++ % 2 == 0 ? E - 1 : K; /* alternate: nearly whole, then as small as allowed */
+        for (int64_t n = 0; n < want[l];) { /* a seeded random choice of want[l] experts */
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            int64_t e = (int64_t)(x % (uint64_t)E);
+            if (!keep[l * E + e]) { keep[l * E + e] = 1; n++; }
+        }
+    }
+    mk_write_opts wo = {.force = true, .record_json = "{}\n"};
+    REQUIRE(mk_write_pruned(m, keep, out, &wo) == MK_OK, "%s", mk_last_error());
+    REQUIRE(mk_model_load(&pm, out) == MK_OK, "%s: %s", name, mk_last_error());
+    const mk_model_info *in = mk_model_get_info(pm);
+    CHECK(in->n_expert == E - 1 && in->k_active == K && in->experts_per_layer, "%s: n_expert %lld k %lld", name, (long long)in->n_expert, (long long)in->k_active);
+    int64_t idle = 0;
+    for (int64_t l = 0; l < L; l++) {
+        CHECK(mk_model_layer_experts(pm, l) == want[l], "%s: layer %lld has %lld experts, want %lld", name, (long long)l,
+              (long long)mk_model_layer_experts(pm, l), (long long)want[l]);
+        if (want[l]) idle += (want[l] - K) * 3 * in->d_model * in->d_ff_expert;
+    }
+    CHECK(in->params_total - in->params_active == idle, "%s: active parameters count each layer's own experts", name);
+    /* the stored tensors have each layer's count: the second MoE layer's router has K rows */
+    bool rows_ok = false;
+    for (size_t i = 0; i < pm->st->n_entries; i++) {
+        const mk_st_entry *en = &pm->st->entries[i];
+        if (strstr(en->name, ".gate.weight") && !strstr(en->name, "experts") && en->t.shape[0] == K) rows_ok = true;
+    }
+    CHECK(rows_ok, "%s: no router stored with %lld rows", name, (long long)K);
+    float *pruned = calloc(T * (size_t)V, sizeof(float)), *virt = calloc(T * (size_t)V, sizeof(float));
+    CHECK(run(out, tid->data, T, NULL, pruned) == 0, "%s: run per-layer model", name);
+    CHECK(run(src, tid->data, T, keep, virt) == 0, "%s: run masked", name);
+    double d = maxdiff(pruned, virt, T * (size_t)V);
+    printf("  %-16s per-layer model (%lld/%lld experts) vs virtual mask max|Δlogit| %.2e\n", name, (long long)(E - 1), (long long)K, d);
+    CHECK(d <= 1e-5, "%s: per-layer model vs virtual mask max |Δlogit| %.3g", name, d);
+    /* a user mask on the per-layer model combines with its own: masking expert 0 of the first MoE
+     * layer = masking it (and the dropped experts) in the base model */
+    uint8_t *um = malloc((size_t)(L * E)), *bm = malloc((size_t)(L * E));
+    memset(um, 1, (size_t)(L * E));
+    memcpy(bm, keep, (size_t)(L * E));
+    for (int64_t l = 0; l < L; l++)
+        if (m->layers[l].is_moe) {
+            um[l * (E - 1)] = 0; /* the per-layer model has E-1 columns per layer */
+            for (int64_t e = 0; e < E; e++)
+                if (keep[l * E + e]) { bm[l * E + e] = 0; break; } /* its expert 0 = the first kept */
+            break;
+        }
+    for (int64_t l = 0; l < L; l++) /* base-model mask rows must allow something in dense layers too */
+        if (!m->layers[l].is_moe) memset(bm + l * E, 1, (size_t)E);
+    CHECK(run(out, tid->data, T, um, pruned) == 0 && run(src, tid->data, T, bm, virt) == 0, "%s: masked runs", name);
+    d = maxdiff(pruned, virt, T * (size_t)V);
+    CHECK(d <= 1e-5, "%s: user mask on a per-layer model max |Δlogit| %.3g", name, d);
+    /* compressing it again or writing GGUF is refused with the reason */
+    CHECK(mk_require_uniform_experts(pm, "prune") == MK_ERR_UNSUPPORTED && strstr(mk_last_error(), "moekit_experts_per_layer"), "%s", mk_last_error());
+    CHECK(mk_write_pruned(pm, keep, out, &wo) == MK_ERR_UNSUPPORTED, "rewriting a per-layer model accepted");
+    mk_model_free(pm);
+    pm = NULL;
+    /* bad counts in config.json: one error naming the file and the field */
+    char *text = NULL;
+    size_t tl = 0;
+    REQUIRE(mk_read_file(cfgp, &text, &tl) == MK_OK, "%s", mk_last_error());
+    char *key = strstr(text, "\"moekit_experts_per_layer\"");
+    REQUIRE(key != NULL, "%s: config.json has no moekit_experts_per_layer", name);
+    const struct { const char *list, *msg; } bad[] = {
+        {"[1]", "must be a list of"},
+        {NULL, "must be an expert count in"},    /* a count above num_experts (built below) */
+        {NULL, "tensor"},                        /* a count the tensors do not have */
+    };
+    for (int b = 0; b < 3; b++) {
+        char list[128] = "[", *pp = list + 1;
+        for (int64_t l = 0; l < L; l++) {
+            int64_t v = want[l];
+            if (b == 1 && want[l]) v = E;      /* > num_experts (E-1) */
+            if (b == 2 && want[l] == E - 1) v = E - 2;
+            pp += snprintf(pp, 16, "%s%lld", l ? ", " : "", (long long)v);
+        }
+        snprintf(pp, 4, "]");
+        const char *lst = bad[b].list ? bad[b].list : list;
+        char *end = strchr(key, ']');
+        size_t head = (size_t)(strchr(key, '[') - text);
+        char *t2 = malloc(tl + 256);
+        snprintf(t2, tl + 256, "%.*s%s%s", (int)head, text, lst, end + 1);
+        REQUIRE(mk_write_file_atomic(cfgp, t2, strlen(t2)) == MK_OK, "%s", mk_last_error());
+        free(t2);
+        mk_status st = mk_model_load(&pm, out);
+        CHECK(st != MK_OK && strstr(mk_last_error(), bad[b].msg) && strstr(mk_last_error(), out), "%s bad case %d: %s", name, b, mk_last_error());
+        mk_model_free(pm);
+        pm = NULL;
+    }
+    free(text);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", out);
+    CHECK(system(cmd) == 0, "cleanup");
+    free(um);
+    free(bm);
+    free(pruned);
+    free(virt);
+    free(keep);
+    mk_st_free(fx);
+    mk_model_free(m);
+}
+
+static void test_per_layer_mixtral(void) { check_per_layer("mixtral"); }
+static void test_per_layer_qwen2_moe(void) { check_per_layer("qwen2_moe"); }
+static void test_per_layer_qwen3_moe(void) { check_per_layer("qwen3_moe"); }
+static void test_per_layer_olmoe(void) { check_per_layer("olmoe"); }
+static void test_per_layer_qwen3_moe_fused(void) { check_per_layer("qwen3_moe_fused"); }
+
 static void test_budgets(void) {
     mk_model *m = NULL;
     REQUIRE(mk_model_load(&m, "tests/fixtures/qwen3_moe") == MK_OK, "%s", mk_last_error());
@@ -192,5 +318,10 @@ int main(void) {
     RUN(test_olmoe);
     RUN(test_qwen3_moe_fused);
     RUN(test_budgets);
+    RUN(test_per_layer_mixtral);
+    RUN(test_per_layer_qwen2_moe);
+    RUN(test_per_layer_qwen3_moe);
+    RUN(test_per_layer_olmoe);
+    RUN(test_per_layer_qwen3_moe_fused);
     return TEST_SUMMARY("test_prune");
 }

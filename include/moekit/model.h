@@ -28,6 +28,8 @@ typedef struct mk_model_info {
     int64_t params_total;    /* scalar parameters in distinct tensors */
     int64_t params_active;   /* params_total minus the routed experts a token does not use */
     int32_t bos_id, eos_id;  /* -1 when unknown */
+    const int64_t *experts_per_layer; /* (n_layer) experts of each layer (0: dense) when MoE layers
+                                 differ (a global-budget prune); NULL: every MoE layer has n_expert */
 } mk_model_info;
 
 /* Loads a model: an HF checkpoint directory (config.json and safetensors weights, single or
@@ -40,6 +42,9 @@ const mk_model_info *mk_model_get_info(const mk_model *m);
 size_t mk_model_bytes_by_dtype(const mk_model *m, const char **names, int64_t *bytes, size_t cap);
 /* Whether layer l has a routed MoE block. */
 bool mk_model_layer_is_moe(const mk_model *m, int64_t l);
+/* Routed experts layer l has (0 for a dense layer): n_expert, or fewer in a per-layer model, whose
+ * layers are padded to n_expert with experts that routing never picks. */
+int64_t mk_model_layer_experts(const mk_model *m, int64_t l);
 
 /* ---- observer: what a consumer sees at each MoE block (zero cost when absent) ---- */
 typedef struct mk_moe_event {
@@ -47,6 +52,8 @@ typedef struct mk_moe_event {
     size_t n_tok;            /* tokens in this batch */
     size_t pos0;             /* position of the first token in its sequence */
     int64_t d_model, n_expert, k;
+    int64_t n_live;          /* experts this layer has (< n_expert in a per-layer model: logits from
+                                n_live on belong to padding experts that are never routed to) */
     const float *resid_in;   /* (n_tok, d_model) residual stream entering the MoE sub-block */
     const float *block_in;   /* (n_tok, d_model) after post_attention_layernorm: the router's input */
     const float *router_logits; /* (n_tok, n_expert) */

@@ -227,6 +227,7 @@ static int hist_bin(double norm) {
 /* Per-token quantities of one event, into the scratch arrays. */
 static void event_scratch(mk_profile *p, const mk_moe_event *ev) {
     const size_t n = ev->n_tok, K = (size_t)ev->k, H = (size_t)ev->d_model, E = (size_t)ev->n_expert;
+    const size_t EL = ev->n_live > 0 ? (size_t)ev->n_live : E; /* the layer's own experts (a per-layer model pads to E) */
     #pragma omp parallel for schedule(static) if (n > 8)
     for (size_t t = 0; t < n; t++) {
         const float *h = ev->resid_in + t * H;
@@ -272,13 +273,13 @@ static void event_scratch(mk_profile *p, const mk_moe_event *ev) {
         const float *z = ev->router_logits + t * E;
         double mxz = z[0];
         int32_t arg = 0;
-        for (size_t e = 1; e < E; e++)
+        for (size_t e = 1; e < EL; e++)
             if (z[e] > mxz) {
                 mxz = z[e];
                 arg = (int32_t)e;
             }
         double se = 0, sz = 0;
-        for (size_t e = 0; e < E; e++) {
+        for (size_t e = 0; e < EL; e++) {
             double w = exp((double)z[e] - mxz);
             se += w;
             sz += w * ((double)z[e] - mxz);
@@ -286,9 +287,9 @@ static void event_scratch(mk_profile *p, const mk_moe_event *ev) {
         p->sc_ent[t] = log(se) - sz / se;
         /* NAEE: p(2)/p(1) of the full softmax = exp(z(2) - z(1)) */
         double z2 = -INFINITY;
-        for (size_t e = 0; e < E; e++)
+        for (size_t e = 0; e < EL; e++)
             if ((int32_t)e != arg && z[e] > z2) z2 = z[e];
-        p->sc_ratio[t] = E > 1 ? exp(z2 - mxz) : 0.0;
+        p->sc_ratio[t] = EL > 1 ? exp(z2 - mxz) : 0.0;
         p->sc_top1[t] = arg;
         p->sc_top1v[t] = z[arg];
     }
@@ -674,6 +675,11 @@ static json_t *build_json(const mk_profile *p, const mk_profile_run_info *run, m
     json_t *ml = json_array();
     for (size_t li = 0; li < L; li++) json_array_append_new(ml, json_integer(p->moe_layer[li]));
     json_object_set_new(mo, "moe_layers", ml);
+    if (in->experts_per_layer) { /* a per-layer model: grid rows are padded to n_expert with zeros */
+        json_t *ne = json_array();
+        for (size_t li = 0; li < L; li++) json_array_append_new(ne, json_integer(in->experts_per_layer[p->moe_layer[li]]));
+        json_object_set_new(mo, "experts_per_layer", ne);
+    }
     json_object_set_new(root, "model", mo);
     if (run) {
         json_t *r = json_object();

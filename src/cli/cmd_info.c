@@ -39,6 +39,11 @@ int mk_cmd_info(int argc, char **argv) {
     printf("experts:         %lld routed, %d shared, k = %lld, expert d_ff %lld%s\n", (long long)in->n_expert,
            in->has_shared_expert ? 1 : 0, (long long)in->k_active, (long long)in->d_ff_expert,
            in->norm_topk ? ", top-k weights renormalised" : "");
+    if (in->experts_per_layer) {
+        printf("experts/layer:  ");
+        for (int64_t l = 0; l < in->n_layer; l++) printf(" %lld", (long long)in->experts_per_layer[l]);
+        printf(" (a per-layer model: moekit-only)\n");
+    }
     if (in->d_ff_dense && in->n_moe_layers < in->n_layer) printf("dense d_ff:      %lld\n", (long long)in->d_ff_dense);
     if (in->has_shared_expert) printf("shared d_ff:     %lld\n", (long long)in->d_ff_shared);
     printf("vocab:           %lld%s\n", (long long)in->vocab, in->tie_embed ? " (tied embeddings)" : "");

@@ -140,7 +140,7 @@ int mk_cmd_merge(int argc, char **argv) {
     mk_expert_plan plan = {0};
     json_t *rec = NULL;
     char *record = NULL;
-    if (mk_model_load(&m, dir)) { rc = mk_cli_fail(); goto out; }
+    if (mk_model_load(&m, dir) || mk_require_uniform_experts(m, "merge")) { rc = mk_cli_fail(); goto out; }
     const int64_t L = m->cfg.n_layer, E = m->cfg.n_expert;
     if (keep_frac > 0) keep = (int64_t)llround(keep_frac * (double)E);
     if (keep > E || keep < m->cfg.k_active) {

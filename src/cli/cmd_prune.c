@@ -39,10 +39,12 @@ static void usage(FILE *f) {
     fprintf(f, "  --keep N            experts kept per MoE layer (at least the model's k)\n"
                "  --keep-frac F       fraction of experts kept per layer (rounded)\n"
                "  --budget B          layer (default): the same count in every layer, a standard HF model;\n"
-               "                      global: experts ranked across layers by their share of the layer's\n"
-               "                      score, each layer keeping at least k. Layers then differ in size,\n"
-               "                      which HF configs cannot express: use --plan-only and evaluate the plan\n"
-               "                      with --route mask:FILE (a written per-layer model is not supported yet)\n"
+               "                      global: keep×layers experts ranked across layers by their share of the\n"
+               "                      layer's score, each layer keeping at least k. Layers then differ in\n"
+               "                      size, which HF configs cannot express: the model written is\n"
+               "                      MOEKIT-ONLY (config.json's moekit_experts_per_layer lists the counts;\n"
+               "                      transformers and llama.cpp do not load it, quantize refuses it).\n"
+               "                      Or write just the plan with --plan-only and run it with --route mask:FILE\n"
                "  --dataset NAME      use the statistics of one calibration dataset (task-specific pruning)\n"
                "  --protect-super     never drop a super expert found by profile\n"
                "  --seed S            seed for --method random (default 0)\n"
@@ -68,7 +70,10 @@ static int camera(const char *dir, const char *calib_text, const char *calib_ids
     float *buf = NULL;
     mk_expert_plan plan = {0};
     char *record = NULL;
-    if (mk_model_load(&m, dir) || mk_cli_calib_tokens(dir, calib_text, calib_ids, &toks, &nt)) { rc = mk_cli_fail(); goto out; }
+    if (mk_model_load(&m, dir) || mk_require_uniform_experts(m, "prune") || mk_cli_calib_tokens(dir, calib_text, calib_ids, &toks, &nt)) {
+        rc = mk_cli_fail();
+        goto out;
+    }
     int64_t keep = (int64_t)llround(keep_frac * (double)m->cfg.d_ff_expert);
     if (keep < 1) keep = 1;
     if (mk_camera_plan(m, toks, nt, (size_t)ctx, rho, keep, &plan, &buf)) { rc = mk_cli_fail(); goto out; }
@@ -143,7 +148,6 @@ int mk_cmd_prune(int argc, char **argv) {
     else if (!strcmp(budget_s, "global")) budget = MK_BUDGET_GLOBAL;
     else { fprintf(stderr, "moekit prune: --budget must be layer or global (got '%s')\n", budget_s); return 2; }
     if (!outdir && !plan_only) { fprintf(stderr, "moekit prune: give an output directory with -o (or --plan-only FILE)\n"); return 2; }
-    if (budget == MK_BUDGET_GLOBAL && !plan_only) { fprintf(stderr, "moekit prune: --budget global gives layers of different sizes, which an HF checkpoint cannot hold; use --plan-only FILE and evaluate with --route mask:FILE\n"); return 2; }
     if (methods[mi].field && !stats_path) { fprintf(stderr, "moekit prune: --method %s needs --stats stats.json (from moekit profile)\n", method); return 2; }
     if ((dataset || protect_super) && !stats_path) { fprintf(stderr, "moekit prune: --dataset and --protect-super need --stats\n"); return 2; }
     if (!dir && !(dir = mk_default_model())) { fprintf(stderr, "moekit prune: no model given (-m DIR) and no default model found\n"); return 2; }
@@ -156,7 +160,7 @@ int mk_cmd_prune(int argc, char **argv) {
     uint8_t *keepmap = NULL, *protect = NULL;
     char *record = NULL;
     json_t *rec = NULL;
-    if (mk_model_load(&m, dir)) { rc = mk_cli_fail(); goto out; }
+    if (mk_model_load(&m, dir) || mk_require_uniform_experts(m, "prune")) { rc = mk_cli_fail(); goto out; }
     const int64_t L = m->cfg.n_layer, E = m->cfg.n_expert;
     if (keep_frac > 0) keep = (int64_t)llround(keep_frac * (double)E);
     if (keep > E) { fprintf(stderr, "moekit prune: --keep %lld is more than the model's %lld experts per layer\n", (long long)keep, (long long)E); rc = 2; goto out; }
@@ -240,8 +244,21 @@ int mk_cmd_prune(int argc, char **argv) {
     if (outdir) {
         mk_write_opts wo = {.force = force, .record_json = record};
         if (mk_write_pruned(m, keepmap, outdir, &wo)) { rc = mk_cli_fail(); goto out; }
-        fprintf(stderr, "pruned model written to %s: %lld of %lld experts kept per MoE layer (%s), %.2f s\n", outdir, (long long)keep,
-                (long long)E, method, mk_wall() - t0);
+        if (budget == MK_BUDGET_GLOBAL) {
+            int64_t lo = E, hi = 0;
+            for (int64_t l = 0; l < L; l++) {
+                if (!m->layers[l].is_moe) continue;
+                int64_t c = 0;
+                for (int64_t e = 0; e < E; e++) c += keepmap[l * E + e] != 0;
+                lo = MK_MIN(lo, c);
+                hi = MK_MAX(hi, c);
+            }
+            fprintf(stderr, "pruned model written to %s: %lld to %lld of %lld experts kept per MoE layer (%s, global budget%s), %.2f s\n", outdir,
+                    (long long)lo, (long long)hi, (long long)E, method, lo == hi ? ": the same in every layer, a standard HF model" : "; moekit-only", mk_wall() - t0);
+        } else {
+            fprintf(stderr, "pruned model written to %s: %lld of %lld experts kept per MoE layer (%s), %.2f s\n", outdir, (long long)keep,
+                    (long long)E, method, mk_wall() - t0);
+        }
     }
     rc = 0;
 out:

@@ -48,7 +48,10 @@ typedef struct mk_expert_out {
 } mk_expert_out;
 
 typedef struct mk_expert_plan {
-    int64_t n_out;            /* experts per MoE layer in the output (the same in every layer) */
+    int64_t n_out;            /* experts per MoE layer in the output (the largest, with n_out_layer) */
+    const int64_t *n_out_layer; /* (n_layer) or NULL: layer l gets its first n_out_layer[l] entries
+                                 of x — a per-layer model, which only moekit reads (config.json's
+                                 moekit_experts_per_layer) */
     int64_t d_ff_out;         /* expert intermediate size of the output; 0 = the source's */
     const mk_expert_out *x;   /* (n_layer, n_out); rows of dense layers are not read */
 } mk_expert_plan;
@@ -60,11 +63,18 @@ typedef struct mk_expert_plan {
  * under `outdir` only when complete; the source is never modified. */
 mk_status mk_write_experts(const mk_model *m, const mk_expert_plan *plan, const char *outdir, const mk_write_opts *o);
 
+/* MK_OK when every MoE layer of m has n_expert experts; else an MK_ERR_UNSUPPORTED error naming
+ * the model and `what` (a per-layer model is run, profiled and evaluated, not compressed again:
+ * compress its source). */
+mk_status mk_require_uniform_experts(const mk_model *m, const char *what);
+
 /* Writes model m with only the experts marked in keep (n_layer, n_expert) as a new HF directory:
  * expert tensors removed and renumbered (per-expert or fused layout, as the source), router rows
  * sliced, config.json's expert count and k (clipped to the experts kept) updated, tokenizer and
- * generation files copied. Every MoE layer must keep the same number of experts (what HF
- * configs can express). The directory appears under `outdir` only when complete. */
+ * generation files copied. When every MoE layer keeps the same number of experts the result is a
+ * standard HF checkpoint; otherwise (a global budget) each layer stores its own count, config.json
+ * says the largest as the expert count and lists them all in moekit_experts_per_layer, and only
+ * moekit reads it. The directory appears under `outdir` only when complete. */
 mk_status mk_write_pruned(const mk_model *m, const uint8_t *keep, const char *outdir, const mk_write_opts *o);
 
 

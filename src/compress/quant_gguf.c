@@ -248,6 +248,9 @@ mk_status mk_gguf_write_model(const mk_model *m, mk_dtype type, const char *out_
     if (!(type == MK_DT_F32 || type == MK_DT_F16 || type == MK_DT_BF16 || type == MK_DT_Q8_0 || type == MK_DT_Q4_0 ||
           type == MK_DT_Q4_K || type == MK_DT_Q6_K))
         return mk_err(MK_ERR_ARG, "gguf writer: type %s cannot be written", mk_dtypes[type].name);
+    if (m->cfg.n_expert_layer)
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: its layers have different expert counts (moekit_experts_per_layer), which GGUF (one expert count per model) cannot hold",
+                      m->dir);
     writer_ctx w = {.m = m};
     mk_gguf_writer *gw = NULL;
     mk_tok_gguf_info tinfo;

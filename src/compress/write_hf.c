@@ -69,8 +69,13 @@ static mk_status copy_file(const char *from, const char *to) {
     return st;
 }
 
-/* config.json with the new expert count, k and expert d_ff. */
-static mk_status write_config(const mk_model *m, int64_t n_keep, int64_t dff, const char *dir) {
+/* config.json with the new expert count, k and expert d_ff; per-layer counts in
+ * moekit_experts_per_layer when the plan's layers differ. */
+static mk_status write_config(const mk_model *m, const mk_expert_plan *plan, int64_t dff, const char *dir) {
+    const int64_t n_keep = plan->n_out;
+    int64_t k_max = n_keep; /* k is clipped to the smallest layer */
+    for (int64_t l = 0; plan->n_out_layer && l < m->cfg.n_layer; l++)
+        if (m->layers[l].is_moe) k_max = MK_MIN(k_max, plan->n_out_layer[l]);
     char *src = mk_path_join(m->dir, "config.json"), *dst = mk_path_join(dir, "config.json");
     mk_status st = MK_OK;
     json_error_t jerr;
@@ -87,7 +92,13 @@ static mk_status write_config(const mk_model *m, int64_t n_keep, int64_t dff, co
             set = true;
         }
     if (!set) { st = mk_err(MK_ERR_FORMAT, "%s: no expert count field to update", src); goto out; }
-    json_object_set_new(root, "num_experts_per_tok", json_integer(MK_MIN(m->cfg.k_active, n_keep)));
+    json_object_set_new(root, "num_experts_per_tok", json_integer(MK_MIN(m->cfg.k_active, k_max)));
+    json_object_del(root, "moekit_experts_per_layer");
+    if (plan->n_out_layer) {
+        json_t *a = json_array();
+        for (int64_t l = 0; l < m->cfg.n_layer; l++) json_array_append_new(a, json_integer(m->layers[l].is_moe ? plan->n_out_layer[l] : 0));
+        json_object_set_new(root, "moekit_experts_per_layer", a);
+    }
     const char *ff_key = json_is_integer(json_object_get(root, "moe_intermediate_size")) ? "moe_intermediate_size" : "intermediate_size";
     if (dff != m->cfg.d_ff_expert) json_object_set_new(root, ff_key, json_integer(dff));
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -158,8 +169,9 @@ static mk_status write_weights(const mk_model *m, const mk_expert_plan *plan, co
         int64_t e = moe ? expert_of(rest, &at, &tail) : -1;
         if (e >= E) { st = mk_err(MK_ERR_FORMAT, "%s: tensor '%s' names expert %lld of %lld", m->dir, en->name, (long long)e, (long long)E); goto out; }
         if (e > 0) continue; /* expert 0's tensors stand for the pattern of every output expert */
+        const int64_t NOL = moe && plan->n_out_layer ? plan->n_out_layer[l] : NO; /* this layer's experts */
         if (e == 0) {
-            for (int64_t j = 0; j < NO; j++) {
+            for (int64_t j = 0; j < NOL; j++) {
                 out_tensor *o = &ot[n];
                 mk_st_decl *d = &decl[n];
                 size_t len = strlen(en->name) + 24;
@@ -192,14 +204,14 @@ static mk_status write_weights(const mk_model *m, const mk_expert_plan *plan, co
         if (moe && (ends_with(rest, "experts.gate_up_proj") || ends_with(rest, "experts.down_proj"))) {
             o->kind = SRC_FUSED;
             o->p = ends_with(rest, "gate_up_proj") ? PROJ_GATE : PROJ_DOWN;
-            d->shape[0] = NO;
+            d->shape[0] = NOL;
             if (o->p == PROJ_GATE) d->shape[1] = 2 * dff;
             else d->shape[2] = dff;
         } else if (moe && en->t.ndim >= 1 && en->t.shape[0] == E &&
                    (!strcmp(rest, "mlp.gate.weight") || !strcmp(rest, "block_sparse_moe.gate.weight") ||
                     ends_with(rest, "gate.bias") || ends_with(rest, "gate.e_score_correction_bias"))) {
             o->kind = SRC_ROWS;
-            d->shape[0] = NO;
+            d->shape[0] = NOL;
         }
         n++;
     }
@@ -211,15 +223,16 @@ static mk_status write_weights(const mk_model *m, const mk_expert_plan *plan, co
     for (size_t i = 0; !st && i < n; i++) {
         const out_tensor *o = &ot[i];
         const mk_expert_out *xs = plan->x + o->layer * NO;
+        const int64_t NOL = o->layer >= 0 && plan->n_out_layer ? plan->n_out_layer[o->layer] : NO;
         if (o->kind == SRC_COPY) {
             st = mk_st_writer_write(w, o->src->t.data, o->src->t.nbytes);
         } else if (o->kind == SRC_ROWS) {
             size_t row = o->src->t.nbytes / (size_t)E;
-            for (int64_t j = 0; !st && j < NO; j++) st = mk_st_writer_write(w, (const uint8_t *)o->src->t.data + (size_t)xs[j].router_from * row, row);
+            for (int64_t j = 0; !st && j < NOL; j++) st = mk_st_writer_write(w, (const uint8_t *)o->src->t.data + (size_t)xs[j].router_from * row, row);
         } else if (o->kind == SRC_EXPERT) {
             st = write_proj(w, m, o->layer, &xs[o->j], o->p, dff);
         } else { /* fused: gate rows then up rows, or down, per output expert */
-            for (int64_t j = 0; !st && j < NO; j++) {
+            for (int64_t j = 0; !st && j < NOL; j++) {
                 if (o->p == PROJ_GATE) {
                     st = write_proj(w, m, o->layer, &xs[j], PROJ_GATE, dff);
                     if (!st) st = write_proj(w, m, o->layer, &xs[j], PROJ_UP, dff);
@@ -245,11 +258,16 @@ mk_status mk_write_experts(const mk_model *m, const mk_expert_plan *plan, const 
     const int64_t L = m->cfg.n_layer, E = m->cfg.n_expert, NO = plan->n_out;
     const int64_t dff = plan->d_ff_out ? plan->d_ff_out : m->cfg.d_ff_expert;
     if (NO < 1) return mk_err(MK_ERR_ARG, "write: no experts per layer");
+    mk_status st = mk_require_uniform_experts(m, "write");
+    if (st) return st;
     bool any_moe = false;
     for (int64_t l = 0; l < L; l++) {
         if (!m->layers[l].is_moe) continue;
         any_moe = true;
-        for (int64_t j = 0; j < NO; j++) {
+        const int64_t NOL = plan->n_out_layer ? plan->n_out_layer[l] : NO;
+        if (NOL < 1 || NOL > NO) return mk_err(MK_ERR_ARG, "write: layer %lld gets %lld experts (1 to %lld)", (long long)l, (long long)NOL, (long long)NO);
+        if (NOL < m->cfg.k_active && plan->n_out_layer) return mk_err(MK_ERR_ARG, "write: layer %lld gets %lld experts, fewer than k = %lld", (long long)l, (long long)NOL, (long long)m->cfg.k_active);
+        for (int64_t j = 0; j < NOL; j++) {
             const mk_expert_out *x = &plan->x[l * NO + j];
             if (x->router_from < 0 || x->router_from >= E) return mk_err(MK_ERR_ARG, "write: layer %lld expert %lld takes router row %d of %lld", (long long)l, (long long)j, x->router_from, (long long)E);
             if (x->copy_from >= E) return mk_err(MK_ERR_ARG, "write: layer %lld expert %lld copies expert %d of %lld", (long long)l, (long long)j, x->copy_from, (long long)E);
@@ -266,10 +284,9 @@ mk_status mk_write_experts(const mk_model *m, const mk_expert_plan *plan, const 
     snprintf(tmp, len, "%s.moekit-tmp-%ld", outdir, (long)getpid());
     snprintf(old, len, "%s.moekit-old-%ld", outdir, (long)getpid());
     rm_rf(tmp);
-    mk_status st = MK_OK;
     if (mkdir(tmp, 0755) != 0) { st = mk_err(MK_ERR_IO, "%s: cannot create directory: %s", tmp, strerror(errno)); goto fail; }
     if ((st = write_weights(m, plan, tmp))) goto fail;
-    if ((st = write_config(m, NO, dff, tmp))) goto fail;
+    if ((st = write_config(m, plan, dff, tmp))) goto fail;
     for (int i = 0; carried[i]; i++) {
         char *from = mk_path_join(m->dir, carried[i]), *to = mk_path_join(tmp, carried[i]);
         if (!from || !to) st = MK_ERR_NOMEM;
@@ -305,31 +322,39 @@ fail:
     return st;
 }
 
+mk_status mk_require_uniform_experts(const mk_model *m, const char *what) {
+    if (!m->cfg.n_expert_layer) return MK_OK;
+    return mk_err(MK_ERR_UNSUPPORTED, "%s: %s: the model's layers have different expert counts (config.json's moekit_experts_per_layer); a per-layer model is not compressed again: start from its source model",
+                  m->dir, what);
+}
+
 mk_status mk_write_pruned(const mk_model *m, const uint8_t *keep, const char *outdir, const mk_write_opts *o) {
     const int64_t L = m->cfg.n_layer, E = m->cfg.n_expert;
-    int64_t n_keep = -1;
+    int64_t n_max = 0;
+    bool differ = false;
+    int64_t *count = mk_calloc((size_t)L, sizeof *count);
+    if (!count) return MK_ERR_NOMEM;
     for (int64_t l = 0; l < L; l++) {
         if (!m->layers[l].is_moe) continue;
-        int64_t c = 0;
-        for (int64_t e = 0; e < E; e++) c += keep[l * E + e] != 0;
-        if (c == 0) return mk_err(MK_ERR_ARG, "prune: layer %lld keeps no expert", (long long)l);
-        if (n_keep >= 0 && c != n_keep)
-            return mk_err(MK_ERR_UNSUPPORTED, "prune: layers keep different numbers of experts (%lld and %lld); an HF config holds one expert count, so such a plan can be evaluated with --route mask:FILE but not written yet", (long long)n_keep, (long long)c);
-        n_keep = c;
+        for (int64_t e = 0; e < E; e++) count[l] += keep[l * E + e] != 0;
+        if (count[l] == 0) { free(count); return mk_err(MK_ERR_ARG, "prune: layer %lld keeps no expert", (long long)l); }
+        differ |= n_max && count[l] != n_max;
+        n_max = MK_MAX(n_max, count[l]);
     }
-    if (n_keep < 0) return mk_err(MK_ERR_ARG, "prune: the model has no MoE layer");
-    mk_expert_out *x = mk_calloc((size_t)(L * n_keep), sizeof *x);
-    if (!x) return MK_ERR_NOMEM;
+    if (n_max == 0) { free(count); return mk_err(MK_ERR_ARG, "prune: the model has no MoE layer"); }
+    mk_expert_out *x = mk_calloc((size_t)(L * n_max), sizeof *x);
+    if (!x) { free(count); return MK_ERR_NOMEM; }
     for (int64_t l = 0; l < L; l++) {
         int64_t j = 0;
         for (int64_t e = 0; e < E && m->layers[l].is_moe; e++)
             if (keep[l * E + e]) {
-                x[l * n_keep + j].copy_from = (int32_t)e;
-                x[l * n_keep + j++].router_from = (int32_t)e;
+                x[l * n_max + j].copy_from = (int32_t)e;
+                x[l * n_max + j++].router_from = (int32_t)e;
             }
     }
-    mk_expert_plan plan = {.n_out = n_keep, .x = x};
+    mk_expert_plan plan = {.n_out = n_max, .n_out_layer = differ ? count : NULL, .x = x};
     mk_status st = mk_write_experts(m, &plan, outdir, o);
     free(x);
+    free(count);
     return st;
 }

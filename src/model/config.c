@@ -106,10 +106,43 @@ static int32_t token_id(json_t *root, const char *key) {
     return json_is_integer(v) ? (int32_t)json_integer_value(v) : -1;
 }
 
+/* moekit_experts_per_layer: (n_layer) expert counts of a model pruned with a global budget, 0 (or
+ * null) for dense layers, each MoE layer's in [num_experts_per_tok, num_experts]. A moekit-only
+ * field: transformers and llama.cpp hold one expert count per model. */
+static mk_status parse_layer_experts(json_t *root, const char *path, mk_config *cfg) {
+    static const char key[] = "moekit_experts_per_layer";
+    json_t *a = json_object_get(root, key);
+    if (!a || json_is_null(a)) return MK_OK;
+    if (!json_is_array(a) || (int64_t)json_array_size(a) != cfg->n_layer)
+        return mk_err(MK_ERR_FORMAT, "%s: field '%s' must be a list of %lld expert counts, one per layer", path, key, (long long)cfg->n_layer);
+    int64_t *n = mk_calloc((size_t)cfg->n_layer, sizeof *n);
+    if (!n) return MK_ERR_NOMEM;
+    bool differ = false;
+    for (int64_t l = 0; l < cfg->n_layer; l++) {
+        json_t *v = json_array_get(a, (size_t)l);
+        int64_t x = json_is_integer(v) ? (int64_t)json_integer_value(v) : json_is_null(v) ? 0 : -1;
+        bool ok = cfg->layer_moe[l] ? x >= cfg->k_active && x <= cfg->n_expert : x == 0;
+        if (!ok) {
+            free(n);
+            if (cfg->layer_moe[l])
+                return mk_err(MK_ERR_FORMAT, "%s: field '%s[%lld]' must be an expert count in [num_experts_per_tok = %lld, num_experts = %lld]", path, key,
+                              (long long)l, (long long)cfg->k_active, (long long)cfg->n_expert);
+            return mk_err(MK_ERR_FORMAT, "%s: field '%s[%lld]' must be 0: layer %lld is dense", path, key, (long long)l, (long long)l);
+        }
+        n[l] = x;
+        differ |= cfg->layer_moe[l] && x != cfg->n_expert;
+    }
+    if (differ) cfg->n_expert_layer = n;
+    else free(n);
+    return MK_OK;
+}
+
 void mk_config_free(mk_config *cfg) {
     if (!cfg) return;
     free(cfg->layer_moe);
+    free(cfg->n_expert_layer);
     cfg->layer_moe = NULL;
+    cfg->n_expert_layer = NULL;
 }
 
 mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
@@ -244,6 +277,7 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
         break;
     }
     }
+    if ((st = parse_layer_experts(root, path, cfg))) goto out;
 #undef INT
 out:
     json_decref(root);

@@ -45,7 +45,8 @@ struct mk_ctx {
     float top_p, skip_beta;
     int64_t rank;                  /* -1 = off */
     float *skip_betas;             /* (n_layer) or NULL */
-    uint8_t *mask;                 /* (n_layer, n_expert) or NULL */
+    uint8_t *mask;                 /* (n_layer, n_expert) the policy's mask AND the model's live experts, or NULL */
+    uint8_t *mask_row;             /* (n_expert) scratch: a caller's mask row AND the layer's live experts */
     mk_route_boost *boosts;
     size_t n_boosts;
     double *used, *routed;         /* (n_layer) experts used and tokens routed, for the average */
@@ -68,6 +69,7 @@ void mk_ctx_free(mk_ctx *c) {
     free(c->grp_cur);
     free(c->active);
     free(c->mask);
+    free(c->mask_row);
     free(c->skip_betas);
     free(c->boosts);
     free(c->used);
@@ -157,6 +159,12 @@ mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_b
     c->used = mk_calloc((size_t)cfg->n_layer, sizeof(double));
     c->routed = mk_calloc((size_t)cfg->n_layer, sizeof(double));
     c->active = mk_calloc(E, sizeof(int32_t));
+    if (m->live) { /* a per-layer model: its smaller layers' padding experts are never routed to */
+        c->mask = mk_malloc((size_t)cfg->n_layer * E);
+        c->mask_row = mk_malloc(E);
+        if (c->mask) memcpy(c->mask, m->live, (size_t)cfg->n_layer * E);
+        ok = ok && c->mask && c->mask_row;
+    }
     if (!ok || !c->grp_start || !c->grp_cur || !c->used || !c->routed || !c->active || alloc_slots(c, cfg->k_active)) {
         mk_ctx_free(c);
         return mk_err(MK_ERR_NOMEM, "%s: cannot allocate the run state for a context of %zu tokens", m->dir, n_ctx);
@@ -211,21 +219,26 @@ mk_status mk_ctx_set_route(mk_ctx *c, const mk_route_opts *r) {
         for (size_t b = 0; b < r->n_boosts; b++) nb += r->boosts[b].layer == l;
         if (nb > 8) return mk_err(MK_ERR_ARG, "route: %zu boosts in layer %lld (at most 8 per layer)", nb, (long long)l);
     }
+    if (slots > c->k_cap && alloc_slots(c, slots)) return MK_ERR_NOMEM;
+    const uint8_t *live = c->m->live;
+    uint8_t *mask = NULL;
+    float *betas = NULL;
+    mk_route_boost *boosts = NULL;
+    if ((r->mask || live) && !(mask = mk_malloc((size_t)(NL * E)))) return MK_ERR_NOMEM;
+    if (mask)
+        for (int64_t i = 0; i < NL * E; i++) mask[i] = (!r->mask || r->mask[i]) && (!live || live[i]);
     if (r->mask)
         for (int64_t l = 0; l < NL; l++) {
             if (!c->m->layers[l].is_moe) continue;
             int64_t allowed = 0;
-            for (int64_t e = 0; e < E; e++) allowed += r->mask[l * E + e] != 0;
-            if (allowed == 0) return mk_err(MK_ERR_ARG, "route: the expert mask leaves no expert in layer %lld", (long long)l);
+            for (int64_t e = 0; e < E; e++) allowed += mask[l * E + e] != 0;
+            if (allowed == 0) {
+                free(mask);
+                return mk_err(MK_ERR_ARG, "route: the expert mask leaves no expert in layer %lld", (long long)l);
+            }
         }
-    if (slots > c->k_cap && alloc_slots(c, slots)) return MK_ERR_NOMEM;
-    uint8_t *mask = NULL;
-    float *betas = NULL;
-    mk_route_boost *boosts = NULL;
-    if (r->mask && !(mask = mk_malloc((size_t)(NL * E)))) return MK_ERR_NOMEM;
     if (r->skip_betas && !(betas = mk_malloc((size_t)NL * sizeof *betas))) { free(mask); return MK_ERR_NOMEM; }
     if (r->n_boosts && !(boosts = mk_malloc(r->n_boosts * sizeof *boosts))) { free(mask); free(betas); return MK_ERR_NOMEM; }
-    if (mask) memcpy(mask, r->mask, (size_t)(NL * E));
     if (betas) memcpy(betas, r->skip_betas, (size_t)NL * sizeof *betas);
     if (boosts) memcpy(boosts, r->boosts, r->n_boosts * sizeof *boosts);
     free(c->mask);
@@ -516,7 +529,7 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
     }
     if (c->has_obs && c->obs.on_moe) {
         mk_moe_event ev = {.layer = l, .n_tok = n, .pos0 = pos0, .d_model = cfg->d_model, .n_expert = cfg->n_expert,
-                           .k = c->slots, .resid_in = resid, .block_in = c->xn, .router_logits = c->rlogits,
+                           .n_live = lw->n_live, .k = c->slots, .resid_in = resid, .block_in = c->xn, .router_logits = c->rlogits,
                            .expert_ids = c->ids, .expert_weights = c->wts, .expert_out = c->eo, .block_out = c->moe_out};
         c->obs.on_moe(c->obs.user, &ev);
     }
@@ -623,6 +636,10 @@ mk_status mk_ctx_moe_block(mk_ctx *c, int64_t l, const float *x, size_t n, const
     if (l < 0 || l >= cfg->n_layer || !c->m->layers[l].is_moe) return mk_err(MK_ERR_ARG, "layer %lld has no MoE block", (long long)l);
     if (n > c->max_batch) return mk_err(MK_ERR_ARG, "MoE block: %zu rows exceed the context's batch of %zu", n, c->max_batch);
     if (mask_row) {
+        if (c->m->live) { /* the model's missing experts stay masked */
+            for (int64_t e = 0; e < cfg->n_expert; e++) c->mask_row[e] = mask_row[e] && c->m->live[l * cfg->n_expert + e];
+            mask_row = c->mask_row;
+        }
         int64_t allowed = 0;
         for (int64_t e = 0; e < cfg->n_expert; e++) allowed += mask_row[e] != 0;
         if (!allowed) return mk_err(MK_ERR_ARG, "MoE block: the mask leaves no expert in layer %lld", (long long)l);

@@ -79,25 +79,45 @@ static mk_status load_mlp(loader *L, mk_mlp_w *w, const char *prefix, const char
     return get_tensor(L, &w->down, false, 2, DIMS(H, d_ff), "%s.%s.weight", prefix, d);
 }
 
+/* A copy of the (rows, cols) router with zero rows up to n_expert, owned by the model: a layer of
+ * a per-layer model routes over n_expert logits, the missing experts masked (m->live). */
+static mk_status pad_router(mk_model *m, mk_tensor *t, int64_t n_expert) {
+    const size_t row = t->nbytes / (size_t)t->shape[0];
+    void **ow = mk_realloc(m->owned, (m->n_owned + 1) * sizeof *ow);
+    if (!ow) return MK_ERR_NOMEM;
+    m->owned = ow;
+    uint8_t *buf = mk_calloc((size_t)n_expert, row);
+    if (!buf) return MK_ERR_NOMEM;
+    m->owned[m->n_owned++] = buf;
+    memcpy(buf, t->data, t->nbytes);
+    t->data = buf;
+    t->shape[0] = n_expert;
+    t->nbytes = (size_t)n_expert * row;
+    return MK_OK;
+}
+
 static mk_status load_moe(loader *L, int64_t l, mk_layer_w *lw) {
     mk_model *m = L->m;
     const mk_config *c = &m->cfg;
     const int64_t H = c->d_model, E = c->n_expert, I = c->d_ff_expert;
+    const int64_t EL = c->n_expert_layer ? c->n_expert_layer[l] : E; /* the experts this layer stores */
     mk_status st;
     char moe[64];
     /* Mixtral's original names live under block_sparse_moe; v5 re-saves move them to mlp. */
     snprintf(moe, sizeof moe, "model.layers.%lld.%s", (long long)l,
              c->arch == MK_ARCH_MIXTRAL && mk_st_find(m->st, "model.layers.0.block_sparse_moe.gate.weight") ? "block_sparse_moe" : "mlp");
-    if ((st = get_tensor(L, &lw->router, false, 2, DIMS(E, H), "%s.gate.weight", moe))) return st;
+    if ((st = get_tensor(L, &lw->router, false, 2, DIMS(EL, H), "%s.gate.weight", moe))) return st;
+    if (EL < E && (st = pad_router(m, &lw->router, E))) return st;
+    lw->n_live = EL;
     lw->experts = mk_calloc((size_t)E, sizeof *lw->experts);
     if (!lw->experts) return MK_ERR_NOMEM;
     char probe[128];
     snprintf(probe, sizeof probe, "%s.experts.gate_up_proj", moe);
     if (mk_st_find(m->st, probe)) {
         mk_tensor gu, dn;
-        if ((st = get_tensor(L, &gu, false, 3, DIMS(E, 2 * I, H), "%s.experts.gate_up_proj", moe))) return st;
-        if ((st = get_tensor(L, &dn, false, 3, DIMS(E, H, I), "%s.experts.down_proj", moe))) return st;
-        for (int64_t e = 0; e < E; e++) {
+        if ((st = get_tensor(L, &gu, false, 3, DIMS(EL, 2 * I, H), "%s.experts.gate_up_proj", moe))) return st;
+        if ((st = get_tensor(L, &dn, false, 3, DIMS(EL, H, I), "%s.experts.down_proj", moe))) return st;
+        for (int64_t e = 0; e < EL; e++) {
             lw->experts[e].gate = slice3(&gu, e, 0, I);
             lw->experts[e].up = slice3(&gu, e, I, I);
             lw->experts[e].down = slice3(&dn, e, 0, H);
@@ -105,7 +125,7 @@ static mk_status load_moe(loader *L, int64_t l, mk_layer_w *lw) {
         m->fused_experts = true;
     } else {
         bool w123 = c->arch == MK_ARCH_MIXTRAL;
-        for (int64_t e = 0; e < E; e++) {
+        for (int64_t e = 0; e < EL; e++) {
             char pre[96];
             snprintf(pre, sizeof pre, "%s.experts.%lld", moe, (long long)e);
             if ((st = load_mlp(L, &lw->experts[e], pre, w123 ? "w1" : "gate_proj", w123 ? "w3" : "up_proj", w123 ? "w2" : "down_proj", I))) return st;
@@ -165,6 +185,7 @@ void mk_model_free(mk_model *m) {
     mk_gguf_free(m->gguf);
     for (size_t i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
+    free(m->live);
     free(m->dir);
     free(m);
 }
@@ -194,10 +215,17 @@ mk_status mk_model_load(mk_model **out, const char *dir) {
     else if ((st = get_tensor(&L, &m->lm_head, false, 2, DIMS(c->vocab, c->d_model), "lm_head.weight"))) goto fail;
     m->layers = mk_calloc((size_t)c->n_layer, sizeof *m->layers);
     if (!m->layers) { st = MK_ERR_NOMEM; goto fail; }
-    int64_t n_moe = 0;
+    int64_t n_moe = 0, idle = 0; /* idle: expert parameters a token does not use */
     for (int64_t l = 0; l < c->n_layer; l++) {
         if ((st = load_layer(&L, l))) goto fail;
         n_moe += m->layers[l].is_moe;
+        if (m->layers[l].is_moe) idle += (m->layers[l].n_live - c->k_active) * 3 * c->d_model * c->d_ff_expert;
+    }
+    if (c->n_expert_layer) {
+        const int64_t E = c->n_expert;
+        if (!(m->live = mk_calloc((size_t)(c->n_layer * E), 1))) { st = MK_ERR_NOMEM; goto fail; }
+        for (int64_t l = 0; l < c->n_layer; l++)
+            for (int64_t e = 0; e < m->layers[l].n_live && m->layers[l].is_moe; e++) m->live[l * E + e] = 1;
     }
 
     mk_model_info *in = &m->info;
@@ -219,7 +247,8 @@ mk_status mk_model_load(mk_model **out, const char *dir) {
     in->has_shared_expert = c->shared_expert;
     in->tie_embed = c->tie_embed;
     in->params_total = L.params;
-    in->params_active = L.params - n_moe * (c->n_expert - c->k_active) * 3 * c->d_model * c->d_ff_expert;
+    in->params_active = L.params - idle;
+    in->experts_per_layer = c->n_expert_layer;
     in->bos_id = c->bos_id;
     in->eos_id = c->eos_id;
     free(cpath);
@@ -237,6 +266,10 @@ const mk_model_info *mk_model_get_info(const mk_model *m) { return &m->info; }
 
 bool mk_model_layer_is_moe(const mk_model *m, int64_t l) {
     return l >= 0 && l < m->cfg.n_layer && m->layers[l].is_moe;
+}
+
+int64_t mk_model_layer_experts(const mk_model *m, int64_t l) {
+    return mk_model_layer_is_moe(m, l) ? m->layers[l].n_live : 0;
 }
 
 size_t mk_model_bytes_by_dtype(const mk_model *m, const char **names, int64_t *bytes, size_t cap) {
@@ -284,7 +317,7 @@ void mk_model_advise_weights(const mk_model *m, int64_t l, bool willneed) {
                              &lw->bv, &lw->q_norm, &lw->k_norm, &lw->router, &lw->shared_gate};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) advise_tensor(m, ts[i], willneed);
     if (lw->is_moe) {
-        for (int64_t e = 0; e < m->cfg.n_expert; e++) advise_mlp(m, &lw->experts[e], willneed);
+        for (int64_t e = 0; e < lw->n_live; e++) advise_mlp(m, &lw->experts[e], willneed);
         if (m->cfg.shared_expert) advise_mlp(m, &lw->shared, willneed);
     } else {
         advise_mlp(m, &lw->dense, willneed);

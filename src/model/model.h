@@ -37,6 +37,9 @@ typedef struct mk_config {
     float clip_qkv;       /* 0 = none */
     int64_t sliding_window; /* 0 = full causal attention */
     bool *layer_moe;      /* (n_layer) */
+    int64_t *n_expert_layer; /* (n_layer) experts of each MoE layer (0 for dense layers) when they differ
+                                (moekit_experts_per_layer, written by a global-budget prune); NULL: all
+                                have n_expert, which is then the largest count */
     int32_t bos_id, eos_id;
     int64_t n_ctx_train;  /* max_position_embeddings / <arch>.context_length; 0 = not stated */
 } mk_config;
@@ -56,8 +59,11 @@ typedef struct mk_layer_w {
     mk_tensor bq, bk, bv;                    /* biases or absent */
     mk_tensor q_norm, k_norm;                /* per mk_qk_norm, or absent */
     bool is_moe;
-    mk_tensor router;                        /* (n_expert, d_model) */
-    mk_mlp_w *experts;                       /* (n_expert) views; into fused tensors where stored so */
+    mk_tensor router;                        /* (n_expert, d_model); rows from n_live on are zero */
+    mk_mlp_w *experts;                       /* (n_expert) views; into fused tensors where stored so;
+                                                absent (data NULL) from n_live on */
+    int64_t n_live;                          /* experts this layer has: n_expert, or fewer in a
+                                                per-layer model (the rest are masked at routing) */
     mk_mlp_w shared;                         /* Qwen2-MoE shared expert */
     mk_tensor shared_gate;                   /* (1, d_model) */
     mk_mlp_w dense;                          /* dense layers */
@@ -78,6 +84,8 @@ struct mk_model {
     mk_tensor lm_head;    /* (vocab, d_model); = embed when tied */
     mk_layer_w *layers;   /* (n_layer) */
     bool fused_experts;   /* the file stores experts as gate_up_proj/down_proj stacks */
+    uint8_t *live;        /* (n_layer, n_expert) 1 = the expert exists; NULL when every MoE layer has
+                             n_expert (a per-layer model's smaller layers are padded to n_expert) */
 };
 
 /* Advises the kernel about the weight pages of layer l (l = -1: embeddings, final norm, LM

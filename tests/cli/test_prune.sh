@@ -17,6 +17,13 @@ PY
 }
 mkstats "$TMPD/stats.json" 8
 mkstats "$TMPD/other.json" 16
+python3 -c "print(' '.join(str((i * 53 + 7) % 304) for i in range(128)))" > "$TMPD/calib.ids"
+python3 - "$TMPD/stats.json" "$TMPD/stats2.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+s["overall"]["reap"] = [[8, 7, 6, 5, 4, 3, 2, 1], [100, 1, 1, 1, 1, 1, 1, 1]]
+json.dump(s, open(sys.argv[2], "w"))
+PY
 
 expect_ok "prune by frequency" $MK prune -m $SRC --stats "$TMPD/stats.json" --method frequency --keep 6 -o "$TMPD/p1"
 kept=$(python3 -c "import json;print(json.load(open('$TMPD/p1/moekit_compression.json'))['kept_experts'])")
@@ -31,7 +38,6 @@ if [ "$kept" = "[0, 1, 2, 7]" ]; then ok "super expert 0/7 kept"; else bad "--pr
 expect_ok "global plan" $MK prune -m $SRC --stats "$TMPD/stats.json" --method reap --keep 5 --budget global --plan-only "$TMPD/plan.json"
 expect_ok "virtual pruning with the plan" $MK run -m $SRC --prompt-ids 1,2,3 -n 4 --route "mask:$TMPD/plan.json"
 
-python3 -c "print(' '.join(str((i * 53 + 7) % 304) for i in range(128)))" > "$TMPD/calib.ids"
 expect_ok "naee" $MK prune -m $SRC --method naee --calib-ids "$TMPD/calib.ids" --ctx 64 --keep 6 -o "$TMPD/pn"
 ev=$(python3 -c "import json;p=json.load(open('$TMPD/pn/moekit_compression.json'))['params'];print(p['subsets_evaluated'], p['search'])")
 [ "$ev" = "56 exhaustive" ] && ok "naee searched C(8,6) subsets in each of 2 layers" || bad "naee record" "$ev"
@@ -45,7 +51,26 @@ expect_error "keep above the expert count" "--keep 9 is more than the model's 8 
 expect_error "keep below k" "--keep 3 is fewer than the 4 experts each token is routed to" $MK prune -m $SRC --method random --keep 3 -o "$TMPD/x3"
 expect_error "existing output" "p1: already exists \(use --force" $MK prune -m $SRC --method random --keep 6 -o "$TMPD/p1"
 expect_error "unknown method" "--method must be one of" $MK prune -m $SRC --method magic --keep 6 -o "$TMPD/x4"
-expect_error "global budget to a directory" "--budget global gives layers of different sizes" $MK prune -m $SRC --stats "$TMPD/stats.json" --method reap --keep 6 --budget global -o "$TMPD/x5"
+# A global budget written as a per-layer model (moekit-only): reap's layer 2 has all its mass on
+# expert 0, so layer 0 takes the spare slots: 6 + 4 experts.
+expect_ok "global budget written" $MK prune -m $SRC --stats "$TMPD/stats2.json" --method reap --keep 5 --budget global -o "$TMPD/g"
+cnt=$(python3 -c "import json;c=json.load(open('$TMPD/g/config.json'));print(c.get('num_experts', c.get('num_local_experts')), c['num_experts_per_tok'], c['moekit_experts_per_layer'])")
+[ "$cnt" = "6 4 [6, 0, 4]" ] && ok "config.json: 6 experts, k 4, per layer [6, 0, 4]" || bad "per-layer config" "$cnt"
+grep -q "experts/layer:   6 0 4 (a per-layer model: moekit-only)" <($MK info -m "$TMPD/g") && ok "info shows the per-layer counts" || bad "info" "$($MK info -m "$TMPD/g")"
+a=$($MK run -m "$TMPD/g" --prompt-ids 1,2,3 -n 8 --temp 0 2>/dev/null)
+b=$($MK run -m $SRC --route "mask:$TMPD/g/moekit_compression.json" --prompt-ids 1,2,3 -n 8 --temp 0 2>/dev/null)
+[ -n "$a" ] && [ "$a" = "$b" ] && ok "per-layer model generates as the masked base ($a)" || bad "per-layer generation" "'$a' vs '$b'"
+expect_ok "profile a per-layer model" $MK profile -m "$TMPD/g" --data "$TMPD/calib.ids" -o "$TMPD/gs.json"
+epl=$(python3 -c "import json;print(json.load(open('$TMPD/gs.json'))['model']['experts_per_layer'])")
+[ "$epl" = "[6, 4]" ] && ok "stats.json records experts_per_layer" || bad "stats experts_per_layer" "$epl"
+expect_ok "profile a per-layer model, layer-streamed" $MK profile -m "$TMPD/g" --data "$TMPD/calib.ids" --stream -o "$TMPD/gs2.json"
+same=$(python3 -c "import json;a,b=(json.load(open('$TMPD/'+f))['overall'] for f in ('gs.json','gs2.json'));print(a['freq']==b['freq'] and a['freq'][1][4:]==[0,0])")
+[ "$same" = True ] && ok "streamed statistics equal, padding experts never routed" || bad "streamed per-layer profile" "$same"
+expect_error "quantize a per-layer model" "g: its layers have different expert counts \(moekit_experts_per_layer\), which GGUF" $MK quantize -m "$TMPD/g" --type q8_0 -o "$TMPD/g.gguf"
+[ ! -e "$TMPD/g.gguf" ] && ok "no GGUF left behind" || bad "quantize refusal" "g.gguf exists"
+expect_error "prune a per-layer model" "g: prune: the model's layers have different expert counts" $MK prune -m "$TMPD/g" --method random --keep 4 -o "$TMPD/x5"
+expect_error "merge a per-layer model" "g: merge: the model's layers have different expert counts" $MK merge -m "$TMPD/g" --method msmoe --calib-ids "$TMPD/calib.ids" --keep 4 -o "$TMPD/x5"
+[ ! -e "$TMPD/x5" ] && ok "nothing written for a refused per-layer model" || bad "refusal" "x5 exists"
 expect_error "unknown dataset" "no dataset 'poetry'" $MK prune -m $SRC --stats "$TMPD/stats.json" --method frequency --dataset poetry --keep 6 -o "$TMPD/x6"
 # A full disk: a file-size limit smaller than the weights.
 before=$(ls "$TMPD")
