@@ -101,6 +101,28 @@ for pct in $removals; do
     done
   done
 done
+# Global budget (issue 7 item 3): the same number of experts in all, ranked across layers by each
+# expert's share of its layer's score, every layer keeping at least k; written as a per-layer
+# (moekit-only) model and evaluated as written. Its per-layer counts go to global-counts.jsonl.
+gmethods="frequency gate-mass reap easy-ep tcess"; [ "${QUICK:-0}" = 1 ] && gmethods="reap"
+for pct in $removals; do
+  keep=$(( E - E * pct / 100 )); [ "$keep" -lt "$K" ] && keep=$K
+  for meth in $gmethods; do
+    for cal in mixed domain; do
+      [ "$cal" = domain ] && [ "$pct" != 50 ] && continue   # domain calibration at 50% only (the issue's goal)
+      label="$meth -$pct% global $cal"
+      for d in $([ "$cal" = domain ] && echo $domains || echo all); do
+        dd=$([ "$d" = all ] && echo "$domains" || echo "$d")
+        have "$label" "$dd" && continue
+        ds=(); [ "$d" != all ] && ds=(--dataset "$d")
+        timed "$meth -$pct% global $cal" "$MK" prune -m "$MODEL" --method "$meth" --keep "$keep" --budget global --stats "$W/stats.json" "${ds[@]}" -o "$W/p" --force
+        python3 -c "import json,sys;c=json.load(open('$W/p/config.json'));print(json.dumps({'label': sys.argv[1], 'domain': sys.argv[2], 'counts': c.get('moekit_experts_per_layer')}))" \
+          "$label" "$d" >> "$W/global-counts.jsonl" 2>/dev/null || true
+        eval_row "$label" "$W/p" "$dd"
+      done
+    done
+  done
+done
 # Super experts: remove them (a mask that keeps every other expert), and as many random experts.
 python3 - "$W/stats.json" "$W/super.json" "$W/random_same.json" "$E" <<'PY'
 import json, random, sys
@@ -142,5 +164,5 @@ eval_row "route skip:auto" "$MODEL" "$domains" --route "skip:auto:$W/stats.json"
 nsuper=$(python3 -c "import json;print(len(json.load(open('$W/super.json'))['removed']))")
 python3 bench/compress_report.py --rows "$W/rows.jsonl" --times "$W/times.jsonl" --out "$OUT" --model "$MODEL" \
   --n-super "$nsuper" --ctx "$CTX" --stride "$STRIDE" --eval-bytes "$EVAL_BYTES" --calib-bytes "$CALIB_BYTES" --naee-calib-bytes "$NAEE_CALIB_BYTES" --quick "${QUICK:-0}" \
-  --auto-beta "$(python3 -c "import json;s=json.load(open('$W/stats.json'));print(' '.join('%.3f' % b for b in s['naee_beta']))" 2>/dev/null || true)"
+  --global-counts "$W/global-counts.jsonl" --auto-beta "$(python3 -c "import json;s=json.load(open('$W/stats.json'));print(' '.join('%.3f' % b for b in s['naee_beta']))" 2>/dev/null || true)"
 cp "$W/rows.jsonl" "${OUT%.md}.jsonl"; cp "$W/times.jsonl" "${OUT%.md}-times.jsonl"

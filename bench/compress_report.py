@@ -124,7 +124,8 @@ def svg_plot(points, path, base_ppl_note):
 
 def main():
     ap = argparse.ArgumentParser()
-    for a in ("rows", "times", "out", "model", "n-super", "ctx", "stride", "eval-bytes", "quick", "auto-beta", "calib-bytes", "naee-calib-bytes"):
+    for a in ("rows", "times", "out", "model", "n-super", "ctx", "stride", "eval-bytes", "quick", "auto-beta", "calib-bytes", "naee-calib-bytes",
+              "global-counts"):
         ap.add_argument("--" + a, default="")
     a = ap.parse_args()
     by = load_rows(a.rows)
@@ -227,6 +228,37 @@ def main():
             else:
                 cells.append("-")
         L.append(f"| {m} | " + " | ".join(cells) + " |")
+
+    # 1b. global budget
+    glabels = [l for l in by if re.match(r"^[\w-]+ -\d+% global (mixed|domain)$", l)]
+    if glabels:
+        counts = collections.defaultdict(list)
+        if a.global_counts and os.path.exists(a.global_counts):
+            for line in open(a.global_counts):
+                g = json.loads(line)
+                if g.get("counts"):
+                    counts[g["label"]].append([c for c in g["counts"] if c])
+        L.append("")
+        L.append("### Global budget: layers of different sizes")
+        L.append("")
+        L.append("`--budget global` keeps the same total number of experts as the layer budget, ranked across layers by each "
+                 "expert's share of its layer's score (every layer keeps at least k), and writes a per-layer model "
+                 "(config.json `moekit_experts_per_layer`; moekit-only), evaluated as written. `experts per layer` is the "
+                 "range over layers (over the five domains' models for domain calibration).")
+        L.append("")
+        gpcts = sorted({int(re.search(r"-(\d+)%", l).group(1)) for l in glabels})
+        L.append("| method, calibration | removed | experts per layer | KLD layer budget | KLD global budget | ppl/base layer | ppl/base global |")
+        L.append("|---|---:|---|---:|---:|---:|---:|")
+        for pct in gpcts:
+            for l in glabels:
+                if f"-{pct}% " not in l:
+                    continue
+                m, cal = l.split(" ")[0], l.split(" ")[-1]
+                rg, rl = rows[l], rows.get(f"{m} -{pct}% {cal}")
+                cs = [c for cc in counts.get(l, []) for c in cc]
+                rng = f"{min(cs)}–{max(cs)}" if cs else "uniform"
+                L.append(f"| {m}, {cal} | {pct}% | {rng} | {fmt(rl.kld if rl else None, '{:.4f}')} | {fmt(rg.kld, '{:.4f}')} | "
+                         f"{fmt(rl.gratio if rl else None, '{:.3f}')} | {fmt(rg.gratio, '{:.3f}')} |")
 
     # 2. super experts
     L.append("")

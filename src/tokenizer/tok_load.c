@@ -164,23 +164,40 @@ static mk_status get_char(const ld *L, json_t *o, const char *key, char *buf, si
     return MK_OK;
 }
 
-static mk_status parse_pre(const ld *L, json_t *o, tk_pre **arr, size_t *n, const char *where) {
+/* Pre-tokenizers and decoders are flat lists in moekit: a "Sequence" node's items (under `key`)
+ * are parsed in order by `item` into the same list. *t gets the node's type; *done is set when the
+ * node was a Sequence (or is malformed: the status says). */
+typedef mk_status (*list_item_fn)(const ld *L, json_t *o, void *arr, size_t *n, const char *where);
+static mk_status flatten_sequence(const ld *L, json_t *o, const char *key, list_item_fn item, void *arr, size_t *n, const char *where,
+                                  const char **t, bool *done) {
+    *done = true;
     if (!json_is_object(o)) return bad(L, where, "expected an object");
-    const char *t = type_of(o);
-    if (!t) return bad(L, where, "missing \"type\"");
-    char f[160];
-    mk_status st;
-    tk_pre *p;
-    if (!strcmp(t, "Sequence")) {
-        json_t *a = json_object_get(o, "pretokenizers");
-        snprintf(f, sizeof f, "%s.pretokenizers", where);
-        if (!json_is_array(a)) return bad(L, f, "expected an array");
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            snprintf(f, sizeof f, "%s.pretokenizers[%zu]", where, i);
-            if ((st = parse_pre(L, json_array_get(a, i), arr, n, f))) return st;
-        }
+    if (!(*t = type_of(o))) return bad(L, where, "missing \"type\"");
+    if (strcmp(*t, "Sequence")) {
+        *done = false;
         return MK_OK;
     }
+    char f[160];
+    json_t *a = json_object_get(o, key);
+    snprintf(f, sizeof f, "%s.%s", where, key);
+    if (!json_is_array(a)) return bad(L, f, "expected an array");
+    for (size_t i = 0; i < json_array_size(a); i++) {
+        snprintf(f, sizeof f, "%s.%s[%zu]", where, key, i);
+        mk_status st = item(L, json_array_get(a, i), arr, n, f);
+        if (st) return st;
+    }
+    return MK_OK;
+}
+
+static mk_status parse_pre(const ld *L, json_t *o, tk_pre **arr, size_t *n, const char *where);
+static mk_status pre_item(const ld *L, json_t *o, void *arr, size_t *n, const char *where) { return parse_pre(L, o, arr, n, where); }
+
+static mk_status parse_pre(const ld *L, json_t *o, tk_pre **arr, size_t *n, const char *where) {
+    const char *t;
+    bool done;
+    mk_status st = flatten_sequence(L, o, "pretokenizers", pre_item, arr, n, where, &t, &done);
+    if (st || done) return st;
+    tk_pre *p;
     if (!strcmp(t, "Split")) {
         if ((st = pre_push(L, arr, n, &p))) return st;
         p->kind = TP_SPLIT;
@@ -244,23 +261,15 @@ static mk_status dec_push(tk_dec **arr, size_t *n, tk_dec **out) {
     return MK_OK;
 }
 
+static mk_status parse_dec(const ld *L, json_t *o, tk_dec **arr, size_t *n, const char *where);
+static mk_status dec_item(const ld *L, json_t *o, void *arr, size_t *n, const char *where) { return parse_dec(L, o, arr, n, where); }
+
 static mk_status parse_dec(const ld *L, json_t *o, tk_dec **arr, size_t *n, const char *where) {
-    if (!json_is_object(o)) return bad(L, where, "expected an object");
-    const char *t = type_of(o);
-    if (!t) return bad(L, where, "missing \"type\"");
-    char f[160];
-    mk_status st;
+    const char *t;
+    bool done;
+    mk_status st = flatten_sequence(L, o, "decoders", dec_item, arr, n, where, &t, &done);
+    if (st || done) return st;
     tk_dec *d;
-    if (!strcmp(t, "Sequence")) {
-        json_t *a = json_object_get(o, "decoders");
-        snprintf(f, sizeof f, "%s.decoders", where);
-        if (!json_is_array(a)) return bad(L, f, "expected an array");
-        for (size_t i = 0; i < json_array_size(a); i++) {
-            snprintf(f, sizeof f, "%s.decoders[%zu]", where, i);
-            if ((st = parse_dec(L, json_array_get(a, i), arr, n, f))) return st;
-        }
-        return MK_OK;
-    }
     if ((st = dec_push(arr, n, &d))) return st;
     if (!strcmp(t, "ByteLevel")) { d->kind = TD_BYTELEVEL; return MK_OK; }
     if (!strcmp(t, "ByteFallback")) { d->kind = TD_BYTEFALLBACK; return MK_OK; }
