@@ -11,11 +11,9 @@ and `freq` ((n_layer, n_expert) float32, zeros for dense layers). Needs torch + 
 """
 import json, os, random, subprocess, sys, tempfile
 import torch
-from safetensors.torch import load_file, save_file
-from transformers import AutoModelForCausalLM
+from safetensors.torch import save_file
+from hf_ref import FIX, MOEKIT, fixture_logits, load_clean
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIX = os.path.join(ROOT, "tests", "fixtures")
 NAMES = ["qwen3_moe", "mixtral", "qwen3_moe_fused"]
 
 
@@ -41,17 +39,9 @@ def main():
             sp = os.path.join(tmp, "stats.json")
             json.dump(stats, open(sp, "w"))
             dst = os.path.join(tmp, "merged")
-            subprocess.run([os.path.join(ROOT, "build", "moekit"), "merge", "-m", src, "--method", "msmoe",
+            subprocess.run([MOEKIT, "merge", "-m", src, "--method", "msmoe",
                             "--keep", str(n_exp - 2), "--stats", sp, "-o", dst], check=True)
-            model, info = AutoModelForCausalLM.from_pretrained(dst, dtype=torch.float32, attn_implementation="eager",
-                                                               experts_implementation="eager", output_loading_info=True)
-            model.eval()
-            bad = {k: v for k, v in info.items() if v}
-            if bad:
-                sys.exit(f"{name}: transformers did not load the merged model cleanly: {bad}")
-            ids = load_file(os.path.join(src, "reference.safetensors"))["input_ids"].long()[None]
-            with torch.no_grad():
-                logits = model(ids).logits[0].float().contiguous()
+            logits = fixture_logits(load_clean(dst, f"{name} merged"), name)
             groups = json.load(open(os.path.join(dst, "moekit_compression.json")))["groups"]
             save_file({"logits": logits, "freq": torch.tensor(freq, dtype=torch.float32)},
                       os.path.join(out_dir, name + ".safetensors"))

@@ -11,11 +11,9 @@ built ./build/moekit.
 """
 import json, os, subprocess, sys, tempfile
 import torch
-from safetensors.torch import load_file, save_file
-from transformers import AutoModelForCausalLM
+from safetensors.torch import save_file
+from hf_ref import FIX, MOEKIT, fixture_logits, load_clean
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIX = os.path.join(ROOT, "tests", "fixtures")
 NAMES = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "qwen3_moe_fused"]
 
 
@@ -28,18 +26,10 @@ def main():
         n_exp = cfg.get("num_local_experts") or cfg.get("num_experts")
         with tempfile.TemporaryDirectory() as tmp:
             dst = os.path.join(tmp, "pruned")
-            subprocess.run([os.path.join(ROOT, "build", "moekit"), "prune", "-m", src, "--method", "random",
+            subprocess.run([MOEKIT, "prune", "-m", src, "--method", "random",
                             "--keep", str(n_exp - 2), "--seed", "7", "-o", dst], check=True)
             rec = json.load(open(os.path.join(dst, "moekit_compression.json")))
-            model, info = AutoModelForCausalLM.from_pretrained(dst, dtype=torch.float32, attn_implementation="eager",
-                                                               experts_implementation="eager", output_loading_info=True)
-            model.eval()
-            bad = {k: v for k, v in info.items() if v}
-            if bad:
-                sys.exit(f"{name}: transformers did not load the pruned model cleanly: {bad}")
-            ids = load_file(os.path.join(src, "reference.safetensors"))["input_ids"].long()[None]
-            with torch.no_grad():
-                logits = model(ids).logits[0].float().contiguous()
+            logits = fixture_logits(load_clean(dst, f"{name} pruned"), name)
             kept = [e for row in rec["kept_experts"] if row is not None for e in row]
             save_file({"logits": logits, "kept": torch.tensor(kept, dtype=torch.int32)},
                       os.path.join(out_dir, name + ".safetensors"))
@@ -51,19 +41,29 @@ def main():
             ids_path = os.path.join(tmp, "calib.ids")
             open(ids_path, "w").write(" ".join(str((i * 53 + 7) % 256) for i in range(256)))
             dst = os.path.join(tmp, "camera")
-            subprocess.run([os.path.join(ROOT, "build", "moekit"), "prune", "-m", src, "--method", "camera",
+            subprocess.run([MOEKIT, "prune", "-m", src, "--method", "camera",
                             "--keep-frac", "0.5", "--calib-ids", ids_path, "--ctx", "64", "-o", dst], check=True)
-            model, info = AutoModelForCausalLM.from_pretrained(dst, dtype=torch.float32, attn_implementation="eager",
-                                                               experts_implementation="eager", output_loading_info=True)
-            model.eval()
-            bad = {k: v for k, v in info.items() if v}
-            if bad:
-                sys.exit(f"{name}: transformers did not load the neuron-pruned model cleanly: {bad}")
-            ids = load_file(os.path.join(src, "reference.safetensors"))["input_ids"].long()[None]
-            with torch.no_grad():
-                logits = model(ids).logits[0].float().contiguous()
+            model = load_clean(dst, f"{name} neuron-pruned")
+            logits = fixture_logits(model, name)
             save_file({"logits": logits}, os.path.join(out_dir, "camera_" + name + ".safetensors"))
             print(f"camera {name}: d_ff {model.config.to_dict().get('moe_intermediate_size') or model.config.intermediate_size}, transformers loaded it")
+    # A global budget written as a per-layer model is moekit-only: transformers must not load it.
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(FIX, "qwen3_moe")
+        sp = os.path.join(tmp, "stats.json")
+        json.dump({"schema": "moekit.profile", "version": 1,
+                   "model": {"n_layer": 3, "n_expert": 8, "d_model": 64, "vocab": 304, "moe_layers": [0, 2]},
+                   "overall": {"reap": [[8, 7, 6, 5, 4, 3, 2, 1], [100, 1, 1, 1, 1, 1, 1, 1]]}}, open(sp, "w"))
+        dst = os.path.join(tmp, "global")
+        subprocess.run([MOEKIT, "prune", "-m", src, "--stats", sp, "--method", "reap", "--keep", "5",
+                        "--budget", "global", "-o", dst], check=True)
+        counts = json.load(open(os.path.join(dst, "config.json")))["moekit_experts_per_layer"]
+        try:
+            load_clean(dst, "per-layer model")
+        except (RuntimeError, ValueError, SystemExit) as e:
+            print(f"per-layer model {counts}: transformers refuses it, as --help says ({str(e).splitlines()[0][:120]})")
+        else:
+            sys.exit(f"transformers loaded a per-layer model {counts}: update prune --help, it says moekit-only")
     import transformers
     json.dump({"transformers": transformers.__version__, "torch": torch.__version__, "method": "random",
                "seed": 7, "keep": "n_expert - 2"}, open(os.path.join(out_dir, "versions.json"), "w"), indent=2)
