@@ -165,4 +165,4 @@ nsuper=$(python3 -c "import json;print(len(json.load(open('$W/super.json'))['rem
 python3 bench/compress_report.py --rows "$W/rows.jsonl" --times "$W/times.jsonl" --out "$OUT" --model "$MODEL" \
   --n-super "$nsuper" --ctx "$CTX" --stride "$STRIDE" --eval-bytes "$EVAL_BYTES" --calib-bytes "$CALIB_BYTES" --naee-calib-bytes "$NAEE_CALIB_BYTES" --quick "${QUICK:-0}" \
   --global-counts "$W/global-counts.jsonl" --auto-beta "$(python3 -c "import json;s=json.load(open('$W/stats.json'));print(' '.join('%.3f' % b for b in s['naee_beta']))" 2>/dev/null || true)"
-cp "$W/rows.jsonl" "${OUT%.md}.jsonl"; cp "$W/times.jsonl" "${OUT%.md}-times.jsonl"
+cp "$W/rows.jsonl" "${OUT%.md}.jsonl"; cp "$W/times.jsonl" "${OUT%.md}-times.jsonl"; cp "$W/global-counts.jsonl" "${OUT%.md}-global-counts.jsonl"

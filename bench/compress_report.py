@@ -338,6 +338,10 @@ def main():
         for k, v in times.items():
             v = sorted(v)
             L.append(f"| {k} | {len(v)} | {v[len(v) // 2]:.2f} | {v[-1]:.2f} |")
+    reading = os.path.splitext(a.out)[0] + "-reading.md"  # the hand-written interpretation, kept across reruns
+    if os.path.exists(reading):
+        L.append("")
+        L += open(reading).read().rstrip("\n").split("\n")
     text = "\n".join(L) + "\n"
     tmp = a.out + ".tmp"
     open(tmp, "w").write(text)
