@@ -368,7 +368,9 @@ static void test_matmul_hook(void) {
                 const mk_dtype vt = mk_vec_dot_type(dts[k]);
                 const size_t rb = mk_dtype_row_bytes(dts[k], IN), ab = mk_dtype_row_bytes(vt, IN);
                 const bool qact = mk_kern_q_act(dts[k], (size_t)TOK);
-                CHECK(qact == (isa == MK_ISA_SCALAR || TOK < 8), "%s: q_act(%d tokens) = %d", mk_kern_isa_name((mk_isa)isa), TOK, qact);
+                const bool int_gemm = isa >= MK_ISA_AVX2 && (dts[k] == MK_DT_Q4_K || dts[k] == MK_DT_Q6_K);
+                CHECK(qact == (isa == MK_ISA_SCALAR || TOK < 8 || int_gemm), "%s %s: q_act(%d tokens) = %d", mk_kern_isa_name((mk_isa)isa),
+                      mk_dtypes[dts[k]].name, TOK, qact);
                 CHECK(mk_kern_qact_bytes(dts[k], IN) == ab, "activation row bytes");
                 for (int r = 0; r < OUT; r++) mk_quantize_row(dts[k], w + r * IN, q + r * rb, IN);
                 mk_to_f32(wd, q, dts[k], (size_t)OUT * IN);
@@ -433,6 +435,7 @@ static void test_gemm_dequant_exact(void) {
     const size_t ks[TOK] = {0, 31, 33, 255, 256, 511, 700, 1023};
     memset(x, 0, sizeof x);
     for (int t = 0; t < TOK; t++) x[t * IN + ks[t]] = 1.0f;
+    mk_kern_set_qgemm(false); /* Q4_K/Q6_K prefill through the f32 GEMM, as MOEKIT_QGEMM=0 */
     for (size_t k = 0; k < 4; k++) {
         if (mk_kern_q_act(dts[k], TOK)) {
             printf("  %s: no packed GEMM on this CPU (nothing to check)\n", mk_dtypes[dts[k]].name);
@@ -447,6 +450,64 @@ static void test_gemm_dequant_exact(void) {
             for (int r = 0; r < OUT; r++) bad += y[t * OUT + r] != wd[r * IN + ks[t]];
         CHECK(bad == 0, "%s: %d of %d one-hot products differ from the dequantized weight", mk_dtypes[dts[k]].name, bad, TOK * OUT);
     }
+    mk_kern_set_qgemm(true);
+}
+
+/* The integer prefill GEMM (mk_qgemm_avx2) against the scalar reference dot product, pair by
+ * pair: token counts around its 8-token blocks, rows not a multiple of anything, several n_in,
+ * with and without bias, into a y wider than the rows; and the threaded driver over it, 1 thread
+ * against 3, bit for bit. */
+static void test_qgemm(void) {
+    enum { NR = 13, LDY = 17, INMAX = 2048, TMAX = 100 };
+    static float w[NR * INMAX], x[TMAX * INMAX], y[TMAX * LDY], y1[TMAX * NR], y3[TMAX * NR], bias[NR];
+    static uint8_t q[NR * INMAX * 2], xq[TMAX * INMAX * 2];
+    if (mk_kern_isa_detect() < MK_ISA_AVX2) {
+        printf("  no AVX2 on this CPU: nothing to check\n");
+        return;
+    }
+    for (int i = 0; i < NR * INMAX; i++) w[i] = nrand() * (i % 61 == 0 ? 1.0f : 0.05f);
+    for (int i = 0; i < TMAX * INMAX; i++) x[i] = nrand() * (i % 37 == 0 ? 8.0f : 1.0f);
+    for (int i = 0; i < NR; i++) bias[i] = nrand();
+    const mk_dtype dts[] = {MK_DT_Q8_0, MK_DT_Q4_K, MK_DT_Q6_K};
+    const size_t ins[] = {256, 512, 2048}, nts[] = {4, 8, 9, 33, 100};
+    double worst_rel[3] = {0};
+    int checked = 0;
+    for (size_t k = 0; k < 3; k++)
+        for (size_t ii = 0; ii < 3; ii++)
+            for (size_t ti = 0; ti < 5; ti++) {
+                const mk_dtype dt = dts[k], vt = mk_vec_dot_type(dt);
+                const size_t IN = ins[ii], NT = nts[ti], rb = mk_dtype_row_bytes(dt, IN), ab = mk_dtype_row_bytes(vt, IN);
+                for (int r = 0; r < NR; r++) mk_quantize_row(dt, w + r * IN, q + r * rb, IN);
+                for (size_t t = 0; t < NT; t++) mk_quantize_row(vt, x + t * IN, xq + t * ab, IN);
+                const bool with_bias = ti % 2 == 1;
+                for (size_t i = 0; i < NT * LDY; i++) y[i] = -12345.0f;
+                REQUIRE(mk_qgemm_avx2(dt, IN, q, rb, NR, xq, ab, NT, y, LDY, with_bias ? bias : NULL), "%s: no integer GEMM", mk_dtypes[dt].name);
+                for (size_t t = 0; t < NT; t++) {
+                    for (int r = 0; r < NR; r++) {
+                        const uint8_t *wr = q + (size_t)r * rb, *ar = xq + t * ab;
+                        const double want = mk_vec_dot_ref(dt, IN, wr, ar) + (with_bias ? bias[r] : 0.0);
+                        const double mag = dot_mag(dt, wr, ar, IN) + (with_bias ? fabs(bias[r]) : 0.0);
+                        const double rel = fabs((double)y[t * LDY + (size_t)r] - want) / mag;
+                        if (rel > worst_rel[k]) worst_rel[k] = rel;
+                        checked++;
+                    }
+                    for (int r = NR; r < LDY; r++) CHECK(y[t * LDY + (size_t)r] == -12345.0f, "%s: wrote past the rows", mk_dtypes[dt].name);
+                }
+                /* the threaded driver (quantized activations shared by the team) */
+                if (ii == 2 && ti >= 3) {
+                    #pragma omp parallel num_threads(1)
+                    mk_matmul_team_q(y1, NR, xq, NT, q, dt, NR, IN, NULL);
+                    #pragma omp parallel num_threads(3)
+                    mk_matmul_team_q(y3, NR, xq, NT, q, dt, NR, IN, NULL);
+                    CHECK(!memcmp(y1, y3, NT * NR * sizeof(float)), "%s: 1 and 3 threads differ", mk_dtypes[dt].name);
+                }
+            }
+    for (size_t k = 0; k < 3; k++) {
+        printf("  %s integer GEMM vs reference: worst |diff| / sum|w*a| = %.3g (bound 1e-6)\n", mk_dtypes[dts[k]].name, worst_rel[k]);
+        CHECK(worst_rel[k] <= 1e-6, "%s integer GEMM: relative error %g", mk_dtypes[dts[k]].name, worst_rel[k]);
+    }
+    CHECK(checked == 3 * 3 * 154 * NR, "pairs checked %d", checked);
+    CHECK(!mk_qgemm_avx2(MK_DT_Q4_0, 256, q, 18 * 8, 1, xq, 34 * 8, 4, y, LDY, NULL), "Q4_0 has no integer GEMM");
 }
 
 int main(void) {
@@ -459,5 +520,6 @@ int main(void) {
     RUN(test_simd_quantize);
     RUN(test_matmul_hook);
     RUN(test_gemm_dequant_exact);
+    RUN(test_qgemm);
     return TEST_SUMMARY("test_quant");
 }

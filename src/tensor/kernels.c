@@ -45,7 +45,7 @@ static void rows_noscratch(const mk_kjob *j, size_t r0, size_t r1) {
 /* ---- detection ---- */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static mk_isa g_best = MK_ISA_SCALAR, g_isa = MK_ISA_SCALAR;
-static bool g_has_bf16 = false, g_bf16_dot = false, g_qact_always = false;
+static bool g_has_bf16 = false, g_bf16_dot = false, g_qact_always = false, g_qgemm_int = true;
 
 static void detect(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -67,6 +67,8 @@ static void detect(void) {
     g_bf16_dot = g_has_bf16 && x && *x && strcmp(x, "0");
     const char *qa = getenv("MOEKIT_QACT"); /* 1: quantized activations for every batch size (llama.cpp's arithmetic) */
     g_qact_always = qa && *qa && strcmp(qa, "0");
+    const char *qg = getenv("MOEKIT_QGEMM"); /* 0: prefill with quantized weights dequantizes them into the f32 GEMM */
+    g_qgemm_int = !(qg && !strcmp(qg, "0"));
 }
 
 mk_isa mk_kern_isa_detect(void) {
@@ -94,6 +96,12 @@ bool mk_kern_set_bf16_dot(bool on) {
     pthread_once(&g_once, detect);
     g_bf16_dot = on && g_has_bf16;
     return g_bf16_dot;
+}
+
+bool mk_kern_set_qgemm(bool on) {
+    pthread_once(&g_once, detect);
+    g_qgemm_int = on;
+    return g_qgemm_int;
 }
 
 bool mk_kern_bf16_dot(void) {
@@ -129,13 +137,27 @@ typedef struct qsel {
     mk_qquant_fn quant;   /* SIMD quantizer of the activation type, or NULL: the reference */
     mk_dtype at;          /* activation type */
     size_t arb, wrb;      /* bytes of one activation row, of one weight row */
+    bool gemm;            /* batches of QGEMM_INT_MIN tokens or more use mk_qgemm_avx2 */
+    mk_dtype wt;
 } qsel;
+
+/* Weight types with an integer prefill GEMM (mk_qgemm_avx2): batches of QGEMM_INT_MIN tokens or
+ * more with quantized activations use it. It is the default for prefill where it beats the
+ * dequantizing f32 GEMM (Q4_K, Q6_K: the 4- and 6-bit weights go straight into vpmaddubsw, and
+ * the K-quants' integer sub-block scales keep the sums in int32 over 256 weights); Q8_0 needs the
+ * sign trick and a float scale per 32 weights, which on AVX2 costs more than the f32 FMAs it
+ * saves (measured: bench/results-speed.md), so Q8_0 prefill stays f32 unless MOEKIT_QACT=1. */
+static bool qgemm_type(mk_dtype dt) { return dt == MK_DT_Q8_0 || dt == MK_DT_Q4_K || dt == MK_DT_Q6_K; }
+static bool qgemm_preferred(mk_dtype dt) { return dt == MK_DT_Q4_K || dt == MK_DT_Q6_K; }
+#define QGEMM_INT_MIN 4
 
 static bool qselect(mk_dtype dt, size_t n_in, qsel *q) {
     q->dot = mk_qdot_ref(dt);
     if (!q->dot) return false;
     q->at = mk_vec_dot_type(dt);
     q->quant = NULL;
+    q->wt = dt;
+    q->gemm = g_isa >= MK_ISA_AVX2 && g_qgemm_int && qgemm_type(dt);
     if (g_isa >= MK_ISA_AVX2) {
         mk_qdot_fn f = mk_qdot_avx2(dt);
         if (f) q->dot = f;
@@ -172,6 +194,9 @@ void mk_kern_quantize_act(mk_dtype wt, const float *x, void *xq, size_t n_in) {
 /* Rows [r0, r1) of y for every token; xq holds the n_tok quantized activation rows. */
 static void qrows(const qsel *q, float *y, size_t ldy, const uint8_t *xq, size_t n_tok, const uint8_t *w, size_t n_in,
                   const float *bias, size_t r0, size_t r1) {
+    if (q->gemm && n_tok >= QGEMM_INT_MIN && r1 > r0 &&
+        mk_qgemm_avx2(q->wt, n_in, w + r0 * q->wrb, q->wrb, r1 - r0, xq, q->arb, n_tok, y + r0, ldy, bias ? bias + r0 : NULL))
+        return;
     for (size_t t0 = 0; t0 < n_tok; t0 += QTB) {
         const size_t t1 = MK_MIN(n_tok, t0 + QTB);
         for (size_t r = r0; r < r1; r++) {
@@ -194,7 +219,9 @@ static size_t chunk_rows(size_t n_out, int nth, int per_thread);
 
 bool mk_kern_q_act(mk_dtype wt, size_t n_tok) {
     pthread_once(&g_once, detect);
-    return mk_qdot_ref(wt) && (g_qact_always || !(n_tok >= QGEMM_MIN_TOK && g_isa >= MK_ISA_AVX2));
+    if (!mk_qdot_ref(wt)) return false;
+    if (g_qact_always || g_isa < MK_ISA_AVX2 || n_tok < QGEMM_MIN_TOK) return true;
+    return g_qgemm_int && qgemm_preferred(wt); /* the integer GEMM; else the dequantizing f32 GEMM */
 }
 
 /* The packed GEMM over rows [0, n_out) by the calling team (orphaned omp for) or one thread. */

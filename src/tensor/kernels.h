@@ -97,6 +97,9 @@ const char *mk_kern_isa_name(mk_isa isa);
 /* Whether BF16 weights with n_tok ≥ 2 use vdpbf16ps (false: exact f32 path). Returns the setting. */
 bool mk_kern_set_bf16_dot(bool on);
 bool mk_kern_bf16_dot(void);
+/* Whether prefill with Q4_K/Q6_K weights uses the integer GEMM (mk_qgemm_avx2; the default, or
+ * MOEKIT_QGEMM=0 at startup) or dequantizes into the f32 GEMM. Returns the setting. */
+bool mk_kern_set_qgemm(bool on);
 
 /* The threaded driver: splits output rows among the OpenMP threads (call from outside a parallel
  * region, or inside one to run on the calling thread only). Float weights as above; block-quantized
@@ -120,8 +123,9 @@ void mk_matmul_team(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
 void mk_matmul_team_q(float *y, size_t ldy, const void *xq, size_t n_tok, const void *w, mk_dtype dt, size_t n_out,
                       size_t n_in, const float *bias);
 /* Whether a product of block-quantized weights wt with a batch of n_tok tokens uses quantized
- * activations (decode-sized batches: integer dot products, as llama.cpp) — else the weights are
- * dequantized exactly into the packed f32 GEMM and the activations stay f32. False for float types. */
+ * activations (decode-sized batches: integer dot products, as llama.cpp; prefill with Q4_K/Q6_K on
+ * AVX2: the integer GEMM) — else the weights are dequantized exactly into the packed f32 GEMM and
+ * the activations stay f32. False for float types. */
 bool mk_kern_q_act(mk_dtype wt, size_t n_tok);
 /* Bytes of one activation row for weight type wt (0: wt is not block-quantized). */
 size_t mk_kern_qact_bytes(mk_dtype wt, size_t n_in);

@@ -182,6 +182,202 @@ static float dot_q6_K(size_t n, const void *vw, const void *va) {
     return hsum(acc);
 }
 
+/* ==== Prefill: register-tiled products of one weight row with up to 8 tokens at a time ====
+ * y[t·ldy + r] = Σ w_r · a_t (+ bias[r]) for nr rows and nt tokens. Every weight block is decoded
+ * (nibbles split, scales unpacked, |w| taken) once and multiplied with the same block of 8
+ * tokens, whose quantized activations (8 × ~2 KB for d_model 2048) stay in L1 while the rows of
+ * the caller's chunk pass; the caller's chunk of rows stays in L2 across the token blocks. The
+ * integer block sums are the decode kernels' (exact); the float accumulation order differs (bound:
+ * tests/test_quant.c). */
+#define QG_TB 8
+
+/* ---- Q8_0 weights · Q8_0 activations: per block |w| once, per token the sign trick; the 8
+ * tokens' int32 block sums are reduced into one vector (lane t = token t) so the scales
+ * (d_w · the tokens' d_a, ad: (nb, 8) f32 per block) take one multiply and one FMA per block */
+AI __m256i sum8_i32(__m256i p0, __m256i p1, __m256i p2, __m256i p3, __m256i p4, __m256i p5, __m256i p6, __m256i p7) {
+    const __m256i s01 = _mm256_hadd_epi32(p0, p1), s23 = _mm256_hadd_epi32(p2, p3);
+    const __m256i s45 = _mm256_hadd_epi32(p4, p5), s67 = _mm256_hadd_epi32(p6, p7);
+    const __m256i s0123 = _mm256_hadd_epi32(s01, s23), s4567 = _mm256_hadd_epi32(s45, s67);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(s0123, s4567, 0x20), _mm256_permute2x128_si256(s0123, s4567, 0x31));
+}
+
+AI void q8_0_row(size_t nb, const uint8_t *w, const uint8_t *const *a, const float *ad, size_t nbt, int RN, float *out) {
+    (void)nbt;
+    __m256 acc = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 2
+    for (size_t b = 0; b < nb; b++, w += 34) {
+        const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + 2)), aw = _mm256_sign_epi8(wv, wv);
+        __m256i p[QG_TB];
+#pragma GCC unroll 8
+        for (int t = 0; t < QG_TB; t++) {
+            if (t < RN) {
+                const __m256i av = _mm256_loadu_si256((const __m256i *)(a[t] + 34 * b + 2));
+                p[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(av, wv)), ones);
+            } else {
+                p[t] = _mm256_setzero_si256();
+            }
+        }
+        const __m256 s = _mm256_mul_ps(_mm256_set1_ps(ld_f16(w)), _mm256_load_ps(ad + QG_TB * b));
+        const __m256 v = _mm256_cvtepi32_ps(sum8_i32(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]));
+        if (b & 1) acc2 = _mm256_fmadd_ps(s, v, acc2); /* two chains: the FMA latency is not the limit */
+        else acc = _mm256_fmadd_ps(s, v, acc);
+    }
+    float o[8];
+    _mm256_storeu_ps(o, _mm256_add_ps(acc, acc2));
+    for (int t = 0; t < RN; t++) out[t] = o[t];
+}
+
+/* ---- Q4_K weights · Q8_K activations: per sub-block of 32 the unsigned nibbles times the
+ * activations (vpmaddubsw), times the sub-block's 6-bit scale (vpmaddwd), summed in int32 over the
+ * super-block; the mins through bs: per token and super-block the 8 sub-block sums of the
+ * activations (i16, in the low half of 32 bytes; from the Q8_K block's 16-element sums) */
+AI void q4_K_row(size_t nb, const uint8_t *w, const uint8_t *const *a, const uint8_t *bs, int RN, float *out) {
+    __m256 acc[QG_TB];
+#pragma GCC unroll 8
+    for (int t = 0; t < RN; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (size_t b = 0; b < nb; b++, w += 144) {
+        uint32_t u[4];
+        memcpy(u, w + 4, 12);
+        u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+        const uint32_t t1 = u[1] & 0x3f3f3f3fu;
+        u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+        u[2] = t1;
+        u[0] &= 0x3f3f3f3fu;
+        const uint8_t *sc = (const uint8_t *)u;
+        __m256i isum[QG_TB];
+#pragma GCC unroll 8
+        for (int t = 0; t < RN; t++) isum[t] = _mm256_setzero_si256();
+        const uint8_t *q4 = w + 16;
+        size_t ao = 292 * b + 4;
+#pragma GCC unroll 1
+        for (int c = 0; c < 4; c++, ao += 64) { /* chunk c: sub-block 2c in the low nibbles, 2c+1 in the high */
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
+            const __m256i ql = _mm256_and_si256(v, m4), sl = _mm256_set1_epi16(sc[2 * c]);
+#pragma GCC unroll 8
+            for (int t = 0; t < RN; t++)
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)(a[t] + ao))), sl));
+            const __m256i qh = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), sh = _mm256_set1_epi16(sc[2 * c + 1]);
+#pragma GCC unroll 8
+            for (int t = 0; t < RN; t++)
+                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(a[t] + ao + 32))), sh));
+        }
+        const __m256 vd = _mm256_set1_ps(ld_f16(w)), vdm = _mm256_set1_ps(-ld_f16(w + 2));
+        const __m256i mn = _mm256_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(u + 2))); /* 8 mins, 8 zeros */
+#pragma GCC unroll 8
+        for (int t = 0; t < RN; t++) {
+            const __m256 da = _mm256_broadcast_ss((const float *)(a[t] + 292 * b));
+            const __m256i pm = _mm256_madd_epi16(mn, _mm256_load_si256((const __m256i *)(bs + 32 * ((size_t)t * nb + b))));
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(vd, da), _mm256_cvtepi32_ps(isum[t]), acc[t]);
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(vdm, da), _mm256_cvtepi32_ps(pm), acc[t]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int t = 0; t < RN; t++) out[t] = hsum(acc[t]);
+}
+
+/* ---- Q6_K weights · Q8_K activations: 6-bit q (offset 32) per 32 elements with two int8 scales;
+ * the offset through the activations' 16-element sums, subtracted lane-wise in int32 */
+AI void q6_K_row(size_t nb, const uint8_t *w, const uint8_t *const *a, int RN, float *out) {
+    __m256 acc[QG_TB];
+    #pragma GCC unroll 8
+    for (int t = 0; t < RN; t++) acc[t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+    for (size_t b = 0; b < nb; b++, w += 210) {
+        const int8_t *sc = (const int8_t *)(w + 192);
+        const float d = ld_f16(w + 208);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        __m256i isum[QG_TB];
+        #pragma GCC unroll 8
+        for (int t = 0; t < RN; t++) /* − 32 Σ_j s_j·bsum_j, lane-wise */
+            isum[t] = _mm256_slli_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)(a[t] + 292 * b + 260))), 5);
+        #pragma GCC unroll 8
+        for (int t = 0; t < RN; t++) isum[t] = _mm256_sub_epi32(_mm256_setzero_si256(), isum[t]);
+        const uint8_t *ql = w, *qh = w + 128;
+        for (int h = 0; h < 2; h++, ql += 64, qh += 32) {
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
+            #pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256i lk = k & 1 ? l1 : l0;
+                const __m256i lo4 = k < 2 ? _mm256_and_si256(lk, m4) : _mm256_and_si256(_mm256_srli_epi16(lk, 4), m4);
+                const __m256i q = _mm256_or_si256(lo4, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), m2), 4));
+                const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * k + 1]), _mm_set1_epi16(sc[8 * h + 2 * k]));
+                #pragma GCC unroll 8
+                for (int t = 0; t < RN; t++) {
+                    const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(a[t] + 292 * b + 4 + 128 * h + 32 * k)));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, s));
+                }
+            }
+        }
+        #pragma GCC unroll 8
+        for (int t = 0; t < RN; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * ld_f32(a[t] + 292 * b)), _mm256_cvtepi32_ps(isum[t]), acc[t]);
+    }
+    #pragma GCC unroll 8
+    for (int t = 0; t < RN; t++) out[t] = hsum(acc[t]);
+}
+
+/* One weight row against RN (1..8) tokens: RN a compile-time constant in each instance, so the
+ * per-token loops unroll and the accumulators live in registers. */
+#define QG_INSTANCES(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8)
+#define QG_DEF(RN)                                                                                                  \
+    static void q8_0_row_##RN(size_t nb, const uint8_t *w, const uint8_t *const *a, const float *ad, size_t nbt, float *o) { \
+        q8_0_row(nb, w, a, ad, nbt, RN, o);                                                                         \
+    }                                                                                                               \
+    static void q4_K_row_##RN(size_t nb, const uint8_t *w, const uint8_t *const *a, const uint8_t *bs, float *o) { q4_K_row(nb, w, a, bs, RN, o); } \
+    static void q6_K_row_##RN(size_t nb, const uint8_t *w, const uint8_t *const *a, float *o) { q6_K_row(nb, w, a, RN, o); }
+QG_INSTANCES(QG_DEF)
+#define QG_PTR8(RN) q8_0_row_##RN,
+#define QG_PTR4K(RN) q4_K_row_##RN,
+#define QG_PTR6K(RN) q6_K_row_##RN,
+static void (*const q8_0_rows[])(size_t, const uint8_t *, const uint8_t *const *, const float *, size_t, float *) = {QG_INSTANCES(QG_PTR8)};
+static void (*const q4_K_rows[])(size_t, const uint8_t *, const uint8_t *const *, const uint8_t *, float *) = {QG_INSTANCES(QG_PTR4K)};
+static void (*const q6_K_rows[])(size_t, const uint8_t *, const uint8_t *const *, float *) = {QG_INSTANCES(QG_PTR6K)};
+
+static void qgemm(mk_dtype wt, size_t n_in, const uint8_t *w, size_t wrb, size_t nr, const uint8_t *xq, size_t arb, size_t nt, float *y,
+                  size_t ldy, const float *bias) {
+    const size_t nb = wt == MK_DT_Q8_0 ? n_in / MK_QK8_0 : n_in / MK_QK_K;
+    /* per token of the block: Q8_0, the activation scales as f32; Q4_K, bs as q4_K_row takes it —
+     * for n_in up to 16384 (beyond, each product is a decode dot product) */
+    _Alignas(32) uint8_t side[QG_TB * 64 * 32]; /* 16 KB: Q8_0 needs 4·8·n_in/32, Q4_K 32·8·n_in/256 bytes */
+    float *ad = (float *)side;
+    const bool fast = n_in <= 16384;
+    for (size_t t0 = 0; t0 < nt; t0 += QG_TB) {
+        const int rn = (int)MK_MIN((size_t)QG_TB, nt - t0);
+        const uint8_t *a[QG_TB];
+        for (int t = 0; t < rn; t++) a[t] = xq + (t0 + (size_t)t) * arb;
+        if (fast && wt == MK_DT_Q8_0) /* (nb, 8): block b's scales of the 8 tokens, 0 past rn */
+            for (size_t b = 0; b < nb; b++)
+                for (int t = 0; t < QG_TB; t++) ad[b * QG_TB + (size_t)t] = t < rn ? ld_f16(a[t] + 34 * b) : 0.0f;
+        if (fast && wt == MK_DT_Q4_K)
+            for (int t = 0; t < rn; t++)
+                for (size_t b = 0; b < nb; b++) {
+                    const uint8_t *ab = a[t] + 292 * b;
+                    const __m128i h = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(ab + 260)), _mm_loadu_si128((const __m128i *)(ab + 276)));
+                    _mm256_store_si256((__m256i *)(side + 32 * ((size_t)t * nb + b)), _mm256_set_m128i(_mm_setzero_si128(), h));
+                }
+        for (size_t r = 0; r < nr; r++) {
+            const uint8_t *wr = w + r * wrb;
+            float o[QG_TB];
+            if (!fast)
+                for (int t = 0; t < rn; t++) o[t] = mk_qdot_avx2(wt)(n_in, wr, a[t]);
+            else if (wt == MK_DT_Q4_K) q4_K_rows[rn - 1](nb, wr, a, side, o);
+            else if (wt == MK_DT_Q6_K) q6_K_rows[rn - 1](nb, wr, a, o);
+            else q8_0_rows[rn - 1](nb, wr, a, ad, nb, o);
+            for (int t = 0; t < rn; t++) y[(t0 + (size_t)t) * ldy + r] = bias ? o[t] + bias[r] : o[t];
+        }
+    }
+}
+
+bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *w, size_t wrb, size_t nr, const void *xq, size_t arb, size_t nt, float *y, size_t ldy,
+                   const float *bias) {
+    if (!(wt == MK_DT_Q8_0 || wt == MK_DT_Q4_K || wt == MK_DT_Q6_K)) return false;
+    qgemm(wt, n_in, w, wrb, nr, xq, arb, nt, y, ldy, bias);
+    return true;
+}
+
 /* ---- activations: f32 → Q8_0, bit-identical to the reference quantizer (roundf = half away
  * from zero, done as trunc + (fraction ≥ 0.5)) */
 static void quantize_q8_0(const float *x, void *vy, size_t n) {
@@ -236,6 +432,11 @@ mk_qquant_fn mk_qquant_avx2(mk_dtype at) { return at == MK_DT_Q8_0 ? quantize_q8
 mk_qdot_fn mk_qdot_avx2(mk_dtype wt) {
     (void)wt;
     return NULL;
+}
+bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *w, size_t wrb, size_t nr, const void *xq, size_t arb, size_t nt, float *y, size_t ldy,
+                   const float *bias) {
+    (void)wt, (void)n_in, (void)w, (void)wrb, (void)nr, (void)xq, (void)arb, (void)nt, (void)y, (void)ldy, (void)bias;
+    return false;
 }
 mk_qquant_fn mk_qquant_avx2(mk_dtype at) {
     (void)at;

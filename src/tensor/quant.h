@@ -48,5 +48,12 @@ mk_qdot_fn mk_qdot_ref(mk_dtype wt);
  * (bit-identical to the reference). NULL where not built or not available. */
 mk_qdot_fn mk_qdot_avx2(mk_dtype wt);
 mk_qquant_fn mk_qquant_avx2(mk_dtype at);
+/* The AVX2 prefill product for Q8_0, Q4_K and Q6_K weights: y[t·ldy + r] = Σ w_r·a_t (+ bias[r])
+ * for nr weight rows (wrb bytes apart) and nt activation rows xq (arb bytes apart, quantized to
+ * the vec_dot type), one weight row against 8 tokens at a time. The same integer block sums as
+ * mk_qdot_avx2; float sums in another order. False (nothing written) for other types or
+ * where not built. */
+bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *w, size_t wrb, size_t nr, const void *xq, size_t arb, size_t nt, float *y, size_t ldy,
+                   const float *bias);
 
 #endif
