@@ -339,6 +339,14 @@ static void test_simd_quantize(void) {
         mk_quantize_row(MK_DT_Q8_0, x, want, N);
         q(x, got, N);
         CHECK(memcmp(want, got, mk_dtype_row_bytes(MK_DT_Q8_0, N)) == 0, "rep %d: avx2 Q8_0 quantizer differs from the reference", rep);
+        /* Q8_K: also a block whose largest magnitude appears twice with both signs (the first wins)
+         * and one whose largest value is negative */
+        if (rep % 4 == 0) { x[300] = -500.0f; x[301] = 500.0f; }
+        if (rep % 4 == 1) { x[600] = 400.0f; x[700] = -400.0f; }
+        if (rep % 4 == 2) x[1000] = -1e4f;
+        mk_quantize_row(MK_DT_Q8_K, x, want, N);
+        mk_qquant_avx2(MK_DT_Q8_K)(x, got, N);
+        CHECK(memcmp(want, got, mk_dtype_row_bytes(MK_DT_Q8_K, N)) == 0, "rep %d: avx2 Q8_K quantizer differs from the reference", rep);
     }
 }
 

@@ -411,6 +411,57 @@ static void quantize_q8_0(const float *x, void *vy, size_t n) {
     }
 }
 
+/* ---- activations: f32 → Q8_K (f32 d, 256 × i8, 16 × i16 sums), bit-identical to the
+ * reference: the first element of largest magnitude sets d, q = min(127, round-half-even(x·(−127/max))) */
+static void quantize_q8_K(const float *x, void *vy, size_t n) {
+    uint8_t *y = vy;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (size_t b = 0; b < n / MK_QK_K; b++, x += MK_QK_K, y += 292) {
+        __m256 mx = _mm256_setzero_ps();
+        for (int i = 0; i < 32; i++) mx = _mm256_max_ps(mx, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * i)));
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_movehdup_ps(m));
+        const float amax = _mm_cvtss_f32(m);
+        if (!amax) {
+            memset(y, 0, 292);
+            continue;
+        }
+        int first = 0; /* the lowest index with |x| = amax, as the reference's strict '>' scan finds */
+        for (int i = 0; i < 32; i++) {
+            const int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * i)), _mm256_set1_ps(amax), _CMP_EQ_OQ));
+            if (mask) {
+                first = 8 * i + __builtin_ctz((unsigned)mask);
+                break;
+            }
+        }
+        const float iscale = -127.f / x[first];
+        const __m256 vs = _mm256_set1_ps(iscale);
+        const __m256i lim = _mm256_set1_epi32(127);
+        int8_t *qs = (int8_t *)(y + 4);
+        for (int g = 0; g < 8; g++) { /* 32 values: 4 vectors of 8 */
+            __m256i q[4];
+            for (int i = 0; i < 4; i++) {
+                const __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 32 * g + 8 * i), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                q[i] = _mm256_min_epi32(_mm256_cvtps_epi32(v), lim);
+            }
+            const __m256i p01 = _mm256_packs_epi32(q[0], q[1]), p23 = _mm256_packs_epi32(q[2], q[3]);
+            const __m256i p = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p01, p23), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256((__m256i *)(qs + 32 * g), p);
+            for (int h = 0; h < 2; h++) { /* the sums of elements 32g + 16h .. + 15 */
+                const __m256i s8 = _mm256_add_epi32(q[2 * h], q[2 * h + 1]);
+                __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+                s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+                const int16_t sum = (int16_t)_mm_cvtsi128_si32(s4);
+                memcpy(y + 260 + 2 * (2 * g + h), &sum, 2);
+            }
+        }
+        const float d = 1 / iscale;
+        memcpy(y, &d, 4);
+    }
+}
+
 mk_qdot_fn mk_qdot_avx2(mk_dtype wt) {
     switch (wt) {
     case MK_DT_Q8_0: return dot_q8_0;
@@ -421,7 +472,7 @@ mk_qdot_fn mk_qdot_avx2(mk_dtype wt) {
     }
 }
 
-mk_qquant_fn mk_qquant_avx2(mk_dtype at) { return at == MK_DT_Q8_0 ? quantize_q8_0 : NULL; }
+mk_qquant_fn mk_qquant_avx2(mk_dtype at) { return at == MK_DT_Q8_0 ? quantize_q8_0 : at == MK_DT_Q8_K ? quantize_q8_K : NULL; }
 
 #if defined(__clang__)
 #pragma clang attribute pop

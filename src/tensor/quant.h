@@ -44,7 +44,7 @@ typedef float (*mk_qdot_fn)(size_t n, const void *w, const void *a);
 typedef void (*mk_qquant_fn)(const float *x, void *y, size_t n);
 /* The scalar references of Q8_0, Q4_0, Q4_K and Q6_K (NULL for other types). */
 mk_qdot_fn mk_qdot_ref(mk_dtype wt);
-/* The AVX2 variants (src/tensor/qkernels_avx2.c): every weight type above; the Q8_0 quantizer
+/* The AVX2 variants (src/tensor/qkernels_avx2.c): every weight type above; the Q8_0 and Q8_K quantizers
  * (bit-identical to the reference). NULL where not built or not available. */
 mk_qdot_fn mk_qdot_avx2(mk_dtype wt);
 mk_qquant_fn mk_qquant_avx2(mk_dtype at);
