@@ -468,7 +468,7 @@ static void test_gemm_dequant_exact(void) {
 static void test_qgemm(void) {
     enum { NR = 13, LDY = 17, INMAX = 2048, TMAX = 100 };
     static float w[NR * INMAX], x[TMAX * INMAX], y[TMAX * LDY], y1[TMAX * NR], y3[TMAX * NR], bias[NR];
-    static uint8_t q[NR * INMAX * 2], xq[TMAX * INMAX * 2];
+    static uint8_t q[NR * INMAX * 2], xq[TMAX * INMAX * 2], scr[8 * INMAX + 4096]; /* scr + 1: any alignment */
     if (mk_kern_isa_detect() < MK_ISA_AVX2) {
         printf("  no AVX2 on this CPU: nothing to check\n");
         return;
@@ -489,7 +489,8 @@ static void test_qgemm(void) {
                 for (size_t t = 0; t < NT; t++) mk_quantize_row(vt, x + t * IN, xq + t * ab, IN);
                 const bool with_bias = ti % 2 == 1;
                 for (size_t i = 0; i < NT * LDY; i++) y[i] = -12345.0f;
-                REQUIRE(mk_qgemm_avx2(dt, IN, q, rb, NR, xq, ab, NT, y, LDY, with_bias ? bias : NULL), "%s: no integer GEMM", mk_dtypes[dt].name);
+                REQUIRE(mk_qgemm_scratch_avx2(dt, IN) <= sizeof scr, "scratch");
+                REQUIRE(mk_qgemm_avx2(dt, IN, q, rb, NR, xq, ab, NT, y, LDY, with_bias ? bias : NULL, scr + 1), "%s: no integer GEMM", mk_dtypes[dt].name);
                 for (size_t t = 0; t < NT; t++) {
                     for (int r = 0; r < NR; r++) {
                         const uint8_t *wr = q + (size_t)r * rb, *ar = xq + t * ab;
@@ -515,7 +516,7 @@ static void test_qgemm(void) {
         CHECK(worst_rel[k] <= 1e-6, "%s integer GEMM: relative error %g", mk_dtypes[dts[k]].name, worst_rel[k]);
     }
     CHECK(checked == 3 * 3 * 154 * NR, "pairs checked %d", checked);
-    CHECK(!mk_qgemm_avx2(MK_DT_Q4_0, 256, q, 18 * 8, 1, xq, 34 * 8, 4, y, LDY, NULL), "Q4_0 has no integer GEMM");
+    CHECK(!mk_qgemm_avx2(MK_DT_Q4_0, 256, q, 18 * 8, 1, xq, 34 * 8, 4, y, LDY, NULL, scr), "Q4_0 has no integer GEMM");
 }
 
 int main(void) {

@@ -182,62 +182,100 @@ static float dot_q6_K(size_t n, const void *vw, const void *va) {
     return hsum(acc);
 }
 
-/* ==== Prefill: register-tiled products of one weight row with up to 8 tokens at a time ====
- * y[t·ldy + r] = Σ w_r · a_t (+ bias[r]) for nr rows and nt tokens. Every weight block is decoded
- * (nibbles split, scales unpacked, |w| taken) once and multiplied with the same block of 8
- * tokens, whose quantized activations (8 × ~2 KB for d_model 2048) stay in L1 while the rows of
- * the caller's chunk pass; the caller's chunk of rows stays in L2 across the token blocks. The
- * integer block sums are the decode kernels' (exact); the float accumulation order differs (bound:
- * tests/test_quant.c). */
+/* ==== Prefill: one weight row against a block of 8 tokens, the tokens in the vector lanes ====
+ * y[t·ldy + r] = Σ w_r · a_t (+ bias[r]) for nr rows and nt tokens. The 8 tokens' quantized
+ * activations are repacked once per call and block of tokens ("VNNI layout": for each group of 4
+ * consecutive elements, one 32-byte vector holding the 8 tokens' 4 bytes), so a row's 4 weights
+ * broadcast to all lanes meet 8 tokens in one vpmaddubsw, and each lane of the int32 sums is one
+ * token's: the block scales then cost one multiply-add per block for all 8 tokens. For the
+ * K-quants the products of a sub-block are summed in int16 before its scale widens them (no
+ * overflow: ≤ 8 × 15 × 128 × 2 for Q4_K, ≤ 2 × 63 × 128 × 2 for Q6_K). The integer sums equal the
+ * decode kernels' (exact); the float accumulation order differs (bound: tests/test_quant.c). */
 #define QG_TB 8
 
-/* ---- Q8_0 weights · Q8_0 activations: per block |w| once, per token the sign trick; the 8
- * tokens' int32 block sums are reduced into one vector (lane t = token t) so the scales
- * (d_w · the tokens' d_a, ad: (nb, 8) f32 per block) take one multiply and one FMA per block */
-AI __m256i sum8_i32(__m256i p0, __m256i p1, __m256i p2, __m256i p3, __m256i p4, __m256i p5, __m256i p6, __m256i p7) {
-    const __m256i s01 = _mm256_hadd_epi32(p0, p1), s23 = _mm256_hadd_epi32(p2, p3);
-    const __m256i s45 = _mm256_hadd_epi32(p4, p5), s67 = _mm256_hadd_epi32(p6, p7);
-    const __m256i s0123 = _mm256_hadd_epi32(s01, s23), s4567 = _mm256_hadd_epi32(s45, s67);
-    return _mm256_add_epi32(_mm256_permute2x128_si256(s0123, s4567, 0x20), _mm256_permute2x128_si256(s0123, s4567, 0x31));
-}
-
-AI void q8_0_row(size_t nb, const uint8_t *w, const uint8_t *const *a, const float *ad, size_t nbt, int RN, float *out) {
-    (void)nbt;
-    __m256 acc = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1);
-#pragma GCC unroll 2
-    for (size_t b = 0; b < nb; b++, w += 34) {
-        const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + 2)), aw = _mm256_sign_epi8(wv, wv);
-        __m256i p[QG_TB];
-#pragma GCC unroll 8
-        for (int t = 0; t < QG_TB; t++) {
-            if (t < RN) {
-                const __m256i av = _mm256_loadu_si256((const __m256i *)(a[t] + 34 * b + 2));
-                p[t] = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(av, wv)), ones);
-            } else {
-                p[t] = _mm256_setzero_si256();
-            }
-        }
-        const __m256 s = _mm256_mul_ps(_mm256_set1_ps(ld_f16(w)), _mm256_load_ps(ad + QG_TB * b));
-        const __m256 v = _mm256_cvtepi32_ps(sum8_i32(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]));
-        if (b & 1) acc2 = _mm256_fmadd_ps(s, v, acc2); /* two chains: the FMA latency is not the limit */
-        else acc = _mm256_fmadd_ps(s, v, acc);
+/* The 8×8 transpose of 32-bit words: row i of the result = word i of each input row. */
+AI void transpose8_epi32(__m256i r[8]) {
+    __m256 a[8], b[8];
+    for (int i = 0; i < 8; i += 2) {
+        a[i] = _mm256_unpacklo_ps(_mm256_castsi256_ps(r[i]), _mm256_castsi256_ps(r[i + 1]));
+        a[i + 1] = _mm256_unpackhi_ps(_mm256_castsi256_ps(r[i]), _mm256_castsi256_ps(r[i + 1]));
     }
-    float o[8];
-    _mm256_storeu_ps(o, _mm256_add_ps(acc, acc2));
-    for (int t = 0; t < RN; t++) out[t] = o[t];
+    for (int i = 0; i < 8; i += 4)
+        for (int j = 0; j < 2; j++) {
+            b[i + j] = _mm256_shuffle_ps(a[i + j], a[i + j + 2], 0x44);
+            b[i + j + 2] = _mm256_shuffle_ps(a[i + j], a[i + j + 2], 0xEE);
+        }
+    /* b[0]: words 0 of rows 0-3 | 0 of 4-7 in the other half, etc. */
+    const int order[8] = {0, 2, 1, 3, 0, 2, 1, 3};
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm256_castps_si256(_mm256_permute2f128_ps(b[order[i]], b[order[i] + 4], 0x20));
+        r[i + 4] = _mm256_castps_si256(_mm256_permute2f128_ps(b[order[i]], b[order[i] + 4], 0x31));
+    }
 }
 
-/* ---- Q4_K weights · Q8_K activations: per sub-block of 32 the unsigned nibbles times the
- * activations (vpmaddubsw), times the sub-block's 6-bit scale (vpmaddwd), summed in int32 over the
- * super-block; the mins through bs: per token and super-block the 8 sub-block sums of the
- * activations (i16, in the low half of 32 bytes; from the Q8_K block's 16-element sums) */
-AI void q4_K_row(size_t nb, const uint8_t *w, const uint8_t *const *a, const uint8_t *bs, int RN, float *out) {
-    __m256 acc[QG_TB];
+/* Packs the quantized bytes of rn ≤ 8 tokens (a[t] + off(b) + 32·v, v < vecs per block) into
+ * P: for each block b, for each 4-byte group g of the block, 32 bytes = the 8 tokens' words g
+ * (zeros for t ≥ rn). blk_bytes: the activation block's size; qs_off: where its values start. */
+static void pack_tokens(uint8_t *P, const uint8_t *const *a, int rn, size_t nb, size_t blk_bytes, size_t qs_off, int vecs) {
+    for (size_t b = 0; b < nb; b++)
+        for (int v = 0; v < vecs; v++) {
+            __m256i r[8];
+            for (int t = 0; t < 8; t++)
+                r[t] = t < rn ? _mm256_loadu_si256((const __m256i *)(a[t] + b * blk_bytes + qs_off + 32 * (size_t)v)) : _mm256_setzero_si256();
+            transpose8_epi32(r);
+            for (int g = 0; g < 8; g++) _mm256_store_si256((__m256i *)(P + ((b * (size_t)vecs + (size_t)v) * 8 + (size_t)g) * 32), r[g]);
+        }
+}
+
+AI __m256i bcast4(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* ---- Q8_0 weights · Q8_0 activations: per group of 4, |w| · (a with w's sign) */
+static void q8_0_row(size_t nb, const uint8_t *w, const uint8_t *P, const float *DA, float *out) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (size_t b = 0; b < nb; b++, w += 34, P += 256) {
+        __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
 #pragma GCC unroll 8
-    for (int t = 0; t < RN; t++) acc[t] = _mm256_setzero_ps();
+        for (int g = 0; g < 8; g += 2) {
+            const __m256i w0 = bcast4(w + 2 + 4 * g), w1 = bcast4(w + 6 + 4 * g);
+            const __m256i p0 = _mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(P + 32 * g)), w0));
+            const __m256i p1 = _mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(P + 32 * g + 32)), w1));
+            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(p0, ones));
+            s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(p1, ones));
+        }
+        const __m256 v = _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), sc = _mm256_mul_ps(_mm256_set1_ps(ld_f16(w)), _mm256_load_ps(DA + 8 * b));
+        if (b & 1) acc1 = _mm256_fmadd_ps(sc, v, acc1);
+        else acc0 = _mm256_fmadd_ps(sc, v, acc0);
+    }
+    _mm256_storeu_ps(out, _mm256_add_ps(acc0, acc1));
+}
+
+/* One sub-block of 32 weights (h0: its values 0-15 in both 128-bit halves, h1: 16-31) against the
+ * 8 packed tokens at P: 8 products summed in int16 as a tree, widened by the scale s. */
+AI __m256i q4_sub(__m256i h0, __m256i h1, const uint8_t *P, int s) {
+    const __m256i p0 = _mm256_maddubs_epi16(_mm256_shuffle_epi32(h0, 0x00), _mm256_load_si256((const __m256i *)P));
+    const __m256i p1 = _mm256_maddubs_epi16(_mm256_shuffle_epi32(h0, 0x55), _mm256_load_si256((const __m256i *)(P + 32)));
+    const __m256i p2 = _mm256_maddubs_epi16(_mm256_shuffle_epi32(h0, 0xAA), _mm256_load_si256((const __m256i *)(P + 64)));
+    const __m256i p3 = _mm256_maddubs_epi16(_mm256_shuffle_epi32(h0, 0xFF), _mm256_load_si256((const __m256i *)(P + 96)));
+    const __m256i p4 = _mm256_maddubs_epi16(_mm256_shuffle_epi32(h1, 0x00), _mm256_load_si256((const __m256i *)(P + 128)));
+    const __m256i p5 = _mm256_maddubs_epi16(_mm256_shuffle_epi32(h1, 0x55), _mm256_load_si256((const __m256i *)(P + 160)));
+    const __m256i p6 = _mm256_maddubs_epi16(_mm256_shuffle_epi32(h1, 0xAA), _mm256_load_si256((const __m256i *)(P + 192)));
+    const __m256i p7 = _mm256_maddubs_epi16(_mm256_shuffle_epi32(h1, 0xFF), _mm256_load_si256((const __m256i *)(P + 224)));
+    const __m256i s16 = _mm256_add_epi16(_mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3)),
+                                         _mm256_add_epi16(_mm256_add_epi16(p4, p5), _mm256_add_epi16(p6, p7)));
+    return _mm256_madd_epi16(s16, _mm256_set1_epi16((short)s));
+}
+
+/* ---- Q4_K weights · Q8_K activations. BS: per super-block 4 vectors, lanes (2t, 2t+1) = token
+ * t's sums over sub-blocks (2p, 2p+1) of 32 — with the mins (p pairs) they give the min term */
+static void q4_K_row(size_t nb, const uint8_t *w, const uint8_t *P, const float *DA, const uint8_t *BS, float *out) {
+    __m256 acc = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    for (size_t b = 0; b < nb; b++, w += 144) {
+    for (size_t b = 0; b < nb; b++, w += 144, P += 2048, BS += 128) {
         uint32_t u[4];
         memcpy(u, w + 4, 12);
         u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
@@ -245,136 +283,107 @@ AI void q4_K_row(size_t nb, const uint8_t *w, const uint8_t *const *a, const uin
         u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
         u[2] = t1;
         u[0] &= 0x3f3f3f3fu;
-        const uint8_t *sc = (const uint8_t *)u;
-        __m256i isum[QG_TB];
-#pragma GCC unroll 8
-        for (int t = 0; t < RN; t++) isum[t] = _mm256_setzero_si256();
-        const uint8_t *q4 = w + 16;
-        size_t ao = 292 * b + 4;
-#pragma GCC unroll 1
-        for (int c = 0; c < 4; c++, ao += 64) { /* chunk c: sub-block 2c in the low nibbles, 2c+1 in the high */
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(q4 + 32 * c));
-            const __m256i ql = _mm256_and_si256(v, m4), sl = _mm256_set1_epi16(sc[2 * c]);
-#pragma GCC unroll 8
-            for (int t = 0; t < RN; t++)
-                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(ql, _mm256_loadu_si256((const __m256i *)(a[t] + ao))), sl));
-            const __m256i qh = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4), sh = _mm256_set1_epi16(sc[2 * c + 1]);
-#pragma GCC unroll 8
-            for (int t = 0; t < RN; t++)
-                isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_maddubs_epi16(qh, _mm256_loadu_si256((const __m256i *)(a[t] + ao + 32))), sh));
+        const uint8_t *sc = (const uint8_t *)u, *mn = sc + 8;
+        __m256i isum = _mm256_setzero_si256(), isum2 = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) { /* chunk c: sub-block 2c in the low nibbles, 2c+1 in the high */
+            const __m256i v0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w + 16 + 32 * c)));
+            const __m256i v1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w + 32 + 32 * c)));
+            isum = _mm256_add_epi32(isum, q4_sub(_mm256_and_si256(v0, m4), _mm256_and_si256(v1, m4), P + 512 * c, sc[2 * c]));
+            isum2 = _mm256_add_epi32(isum2, q4_sub(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4), _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4),
+                                                   P + 512 * c + 256, sc[2 * c + 1]));
         }
-        const __m256 vd = _mm256_set1_ps(ld_f16(w)), vdm = _mm256_set1_ps(-ld_f16(w + 2));
-        const __m256i mn = _mm256_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(u + 2))); /* 8 mins, 8 zeros */
-#pragma GCC unroll 8
-        for (int t = 0; t < RN; t++) {
-            const __m256 da = _mm256_broadcast_ss((const float *)(a[t] + 292 * b));
-            const __m256i pm = _mm256_madd_epi16(mn, _mm256_load_si256((const __m256i *)(bs + 32 * ((size_t)t * nb + b))));
-            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(vd, da), _mm256_cvtepi32_ps(isum[t]), acc[t]);
-            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(vdm, da), _mm256_cvtepi32_ps(pm), acc[t]);
-        }
+        isum = _mm256_add_epi32(isum, isum2);
+        __m256i ms = _mm256_setzero_si256();
+        for (int p = 0; p < 4; p++)
+            ms = _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(BS + 32 * p)), _mm256_set1_epi32(mn[2 * p] | (mn[2 * p + 1] << 16))));
+        const __m256 da = _mm256_load_ps(DA + 8 * b);
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(ld_f16(w)), da), _mm256_cvtepi32_ps(isum), acc);
+        acc = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_set1_ps(ld_f16(w + 2)), da), _mm256_cvtepi32_ps(ms), acc);
     }
-#pragma GCC unroll 8
-    for (int t = 0; t < RN; t++) out[t] = hsum(acc[t]);
+    _mm256_storeu_ps(out, acc);
 }
 
-/* ---- Q6_K weights · Q8_K activations: 6-bit q (offset 32) per 32 elements with two int8 scales;
- * the offset through the activations' 16-element sums, subtracted lane-wise in int32 */
-AI void q6_K_row(size_t nb, const uint8_t *w, const uint8_t *const *a, int RN, float *out) {
-    __m256 acc[QG_TB];
-    #pragma GCC unroll 8
-    for (int t = 0; t < RN; t++) acc[t] = _mm256_setzero_ps();
+/* ---- Q6_K weights · Q8_K activations. BS: per super-block 8 vectors, lanes (2t, 2t+1) = token
+ * t's 16-element sums (2p, 2p+1): with the scales they give the −32 offset's term */
+static void q6_K_row(size_t nb, const uint8_t *w, const uint8_t *P, const float *DA, const uint8_t *BS, float *out) {
+    __m256 acc = _mm256_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
-    for (size_t b = 0; b < nb; b++, w += 210) {
+    _Alignas(32) uint8_t q[256];
+    for (size_t b = 0; b < nb; b++, w += 210, P += 2048, BS += 256) {
         const int8_t *sc = (const int8_t *)(w + 192);
-        const float d = ld_f16(w + 208);
-        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
-        __m256i isum[QG_TB];
-        #pragma GCC unroll 8
-        for (int t = 0; t < RN; t++) /* − 32 Σ_j s_j·bsum_j, lane-wise */
-            isum[t] = _mm256_slli_epi32(_mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)(a[t] + 292 * b + 260))), 5);
-        #pragma GCC unroll 8
-        for (int t = 0; t < RN; t++) isum[t] = _mm256_sub_epi32(_mm256_setzero_si256(), isum[t]);
-        const uint8_t *ql = w, *qh = w + 128;
-        for (int h = 0; h < 2; h++, ql += 64, qh += 32) {
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
-            #pragma GCC unroll 4
-            for (int k = 0; k < 4; k++) {
-                const __m256i lk = k & 1 ? l1 : l0;
-                const __m256i lo4 = k < 2 ? _mm256_and_si256(lk, m4) : _mm256_and_si256(_mm256_srli_epi16(lk, 4), m4);
-                const __m256i q = _mm256_or_si256(lo4, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * k), m2), 4));
-                const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[8 * h + 2 * k + 1]), _mm_set1_epi16(sc[8 * h + 2 * k]));
-                #pragma GCC unroll 8
-                for (int t = 0; t < RN; t++) {
-                    const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(a[t] + 292 * b + 4 + 128 * h + 32 * k)));
-                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, s));
-                }
-            }
+        for (int h = 0; h < 2; h++) { /* element 128h + 32k + l, as dot_q6_K */
+            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
+            const __m256i hb = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
+            _mm256_store_si256((__m256i *)(q + 128 * h), _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4)));
+            _mm256_store_si256((__m256i *)(q + 128 * h + 32),
+                               _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4)));
+            _mm256_store_si256((__m256i *)(q + 128 * h + 64),
+                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4)));
+            _mm256_store_si256((__m256i *)(q + 128 * h + 96),
+                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4)));
         }
-        #pragma GCC unroll 8
-        for (int t = 0; t < RN; t++)
-            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * ld_f32(a[t] + 292 * b)), _mm256_cvtepi32_ps(isum[t]), acc[t]);
+        __m256i isum = _mm256_setzero_si256(), off = _mm256_setzero_si256();
+#pragma GCC unroll 2
+        for (int j = 0; j < 16; j++) { /* sub-block j: 16 elements, 4 groups */
+            const uint8_t *qj = q + 16 * j, *Pj = P + 128 * j;
+            const __m256i sa = _mm256_add_epi16(_mm256_maddubs_epi16(bcast4(qj), _mm256_load_si256((const __m256i *)Pj)),
+                                                _mm256_maddubs_epi16(bcast4(qj + 4), _mm256_load_si256((const __m256i *)(Pj + 32))));
+            const __m256i sb = _mm256_add_epi16(_mm256_maddubs_epi16(bcast4(qj + 8), _mm256_load_si256((const __m256i *)(Pj + 64))),
+                                                _mm256_maddubs_epi16(bcast4(qj + 12), _mm256_load_si256((const __m256i *)(Pj + 96))));
+            const __m256i s = _mm256_set1_epi16(sc[j]);
+            isum = _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(sa, s), _mm256_madd_epi16(sb, s)));
+        }
+        for (int p = 0; p < 8; p++)
+            off = _mm256_add_epi32(off, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(BS + 32 * p)),
+                                                          _mm256_set1_epi32((int)((uint32_t)(uint16_t)sc[2 * p] | (uint32_t)(uint16_t)sc[2 * p + 1] << 16))));
+        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(ld_f16(w + 208)), _mm256_load_ps(DA + 8 * b)), _mm256_cvtepi32_ps(isum), acc);
     }
-    #pragma GCC unroll 8
-    for (int t = 0; t < RN; t++) out[t] = hsum(acc[t]);
+    _mm256_storeu_ps(out, acc);
 }
 
-/* One weight row against RN (1..8) tokens: RN a compile-time constant in each instance, so the
- * per-token loops unroll and the accumulators live in registers. */
-#define QG_INSTANCES(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8)
-#define QG_DEF(RN)                                                                                                  \
-    static void q8_0_row_##RN(size_t nb, const uint8_t *w, const uint8_t *const *a, const float *ad, size_t nbt, float *o) { \
-        q8_0_row(nb, w, a, ad, nbt, RN, o);                                                                         \
-    }                                                                                                               \
-    static void q4_K_row_##RN(size_t nb, const uint8_t *w, const uint8_t *const *a, const uint8_t *bs, float *o) { q4_K_row(nb, w, a, bs, RN, o); } \
-    static void q6_K_row_##RN(size_t nb, const uint8_t *w, const uint8_t *const *a, float *o) { q6_K_row(nb, w, a, RN, o); }
-QG_INSTANCES(QG_DEF)
-#define QG_PTR8(RN) q8_0_row_##RN,
-#define QG_PTR4K(RN) q4_K_row_##RN,
-#define QG_PTR6K(RN) q6_K_row_##RN,
-static void (*const q8_0_rows[])(size_t, const uint8_t *, const uint8_t *const *, const float *, size_t, float *) = {QG_INSTANCES(QG_PTR8)};
-static void (*const q4_K_rows[])(size_t, const uint8_t *, const uint8_t *const *, const uint8_t *, float *) = {QG_INSTANCES(QG_PTR4K)};
-static void (*const q6_K_rows[])(size_t, const uint8_t *, const uint8_t *const *, float *) = {QG_INSTANCES(QG_PTR6K)};
-
-static void qgemm(mk_dtype wt, size_t n_in, const uint8_t *w, size_t wrb, size_t nr, const uint8_t *xq, size_t arb, size_t nt, float *y,
-                  size_t ldy, const float *bias) {
+size_t mk_qgemm_scratch_avx2(mk_dtype wt, size_t n_in) {
     const size_t nb = wt == MK_DT_Q8_0 ? n_in / MK_QK8_0 : n_in / MK_QK_K;
-    /* per token of the block: Q8_0, the activation scales as f32; Q4_K, bs as q4_K_row takes it —
-     * for n_in up to 16384 (beyond, each product is a decode dot product) */
-    _Alignas(32) uint8_t side[QG_TB * 64 * 32]; /* 16 KB: Q8_0 needs 4·8·n_in/32, Q4_K 32·8·n_in/256 bytes */
-    float *ad = (float *)side;
-    const bool fast = n_in <= 16384;
+    return QG_TB * n_in + nb * 32 + (wt == MK_DT_Q8_0 ? 0 : nb * 256) + 64;
+}
+
+bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *vw, size_t wrb, size_t nr, const void *vxq, size_t arb, size_t nt, float *y, size_t ldy,
+                   const float *bias, void *scratch) {
+    if (!(wt == MK_DT_Q8_0 || wt == MK_DT_Q4_K || wt == MK_DT_Q6_K)) return false;
+    const uint8_t *w = vw, *xq = vxq;
+    const bool k = wt != MK_DT_Q8_0;
+    const size_t nb = k ? n_in / MK_QK_K : n_in / MK_QK8_0;
+    uint8_t *P = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63); /* the packed tokens */
+    float *DA = (float *)(P + QG_TB * n_in);                                 /* (nb, 8) scales */
+    uint8_t *BS = (uint8_t *)(DA + 8 * nb);                                  /* K-quants: (nb, 8 or 4, 32) sums */
     for (size_t t0 = 0; t0 < nt; t0 += QG_TB) {
         const int rn = (int)MK_MIN((size_t)QG_TB, nt - t0);
         const uint8_t *a[QG_TB];
         for (int t = 0; t < rn; t++) a[t] = xq + (t0 + (size_t)t) * arb;
-        if (fast && wt == MK_DT_Q8_0) /* (nb, 8): block b's scales of the 8 tokens, 0 past rn */
-            for (size_t b = 0; b < nb; b++)
-                for (int t = 0; t < QG_TB; t++) ad[b * QG_TB + (size_t)t] = t < rn ? ld_f16(a[t] + 34 * b) : 0.0f;
-        if (fast && wt == MK_DT_Q4_K)
-            for (int t = 0; t < rn; t++)
-                for (size_t b = 0; b < nb; b++) {
-                    const uint8_t *ab = a[t] + 292 * b;
-                    const __m128i h = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(ab + 260)), _mm_loadu_si128((const __m128i *)(ab + 276)));
-                    _mm256_store_si256((__m256i *)(side + 32 * ((size_t)t * nb + b)), _mm256_set_m128i(_mm_setzero_si128(), h));
-                }
+        pack_tokens(P, a, rn, nb, k ? 292 : 34, k ? 4 : 2, k ? 8 : 1);
+        for (size_t b = 0; b < nb; b++)
+            for (int t = 0; t < QG_TB; t++) DA[8 * b + (size_t)t] = t >= rn ? 0.0f : k ? ld_f32(a[t] + 292 * b) : ld_f16(a[t] + 34 * b);
+        if (k)
+            for (size_t b = 0; b < nb; b++) {
+                int16_t *bs = (int16_t *)(BS + b * (wt == MK_DT_Q4_K ? 128 : 256));
+                for (int t = 0; t < QG_TB; t++)
+                    for (int j = 0; j < 16; j++) {
+                        int16_t v = 0;
+                        if (t < rn) memcpy(&v, a[t] + 292 * b + 260 + 2 * j, 2);
+                        if (wt == MK_DT_Q6_K) bs[(j / 2) * 16 + 2 * t + j % 2] = v;     /* vector j/2, lane 2t + j%2 */
+                        else if (j % 2 == 0) bs[(j / 4) * 16 + 2 * t + (j / 2) % 2] = v; /* 32-sums: vector j/4 */
+                        else bs[(j / 4) * 16 + 2 * t + (j / 2) % 2] += v;
+                    }
+            }
         for (size_t r = 0; r < nr; r++) {
             const uint8_t *wr = w + r * wrb;
             float o[QG_TB];
-            if (!fast)
-                for (int t = 0; t < rn; t++) o[t] = mk_qdot_avx2(wt)(n_in, wr, a[t]);
-            else if (wt == MK_DT_Q4_K) q4_K_rows[rn - 1](nb, wr, a, side, o);
-            else if (wt == MK_DT_Q6_K) q6_K_rows[rn - 1](nb, wr, a, o);
-            else q8_0_rows[rn - 1](nb, wr, a, ad, nb, o);
+            if (wt == MK_DT_Q4_K) q4_K_row(nb, wr, P, DA, BS, o);
+            else if (wt == MK_DT_Q6_K) q6_K_row(nb, wr, P, DA, BS, o);
+            else q8_0_row(nb, wr, P, DA, o);
             for (int t = 0; t < rn; t++) y[(t0 + (size_t)t) * ldy + r] = bias ? o[t] + bias[r] : o[t];
         }
     }
-}
-
-bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *w, size_t wrb, size_t nr, const void *xq, size_t arb, size_t nt, float *y, size_t ldy,
-                   const float *bias) {
-    if (!(wt == MK_DT_Q8_0 || wt == MK_DT_Q4_K || wt == MK_DT_Q6_K)) return false;
-    qgemm(wt, n_in, w, wrb, nr, xq, arb, nt, y, ldy, bias);
     return true;
 }
 
@@ -484,9 +493,13 @@ mk_qdot_fn mk_qdot_avx2(mk_dtype wt) {
     (void)wt;
     return NULL;
 }
+size_t mk_qgemm_scratch_avx2(mk_dtype wt, size_t n_in) {
+    (void)wt, (void)n_in;
+    return 0;
+}
 bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *w, size_t wrb, size_t nr, const void *xq, size_t arb, size_t nt, float *y, size_t ldy,
-                   const float *bias) {
-    (void)wt, (void)n_in, (void)w, (void)wrb, (void)nr, (void)xq, (void)arb, (void)nt, (void)y, (void)ldy, (void)bias;
+                   const float *bias, void *scratch) {
+    (void)wt, (void)n_in, (void)w, (void)wrb, (void)nr, (void)xq, (void)arb, (void)nt, (void)y, (void)ldy, (void)bias, (void)scratch;
     return false;
 }
 mk_qquant_fn mk_qquant_avx2(mk_dtype at) {
