@@ -468,7 +468,7 @@ static void test_gemm_dequant_exact(void) {
 static void test_qgemm(void) {
     enum { NR = 13, LDY = 17, INMAX = 2048, TMAX = 100 };
     static float w[NR * INMAX], x[TMAX * INMAX], y[TMAX * LDY], y1[TMAX * NR], y3[TMAX * NR], bias[NR];
-    static uint8_t q[NR * INMAX * 2], xq[TMAX * INMAX * 2], scr[8 * INMAX + 4096]; /* scr + 1: any alignment */
+    static uint8_t q[NR * INMAX * 2], xq[TMAX * INMAX * 2], scr[8 * INMAX + 32768]; /* scr + 1: any alignment */
     if (mk_kern_isa_detect() < MK_ISA_AVX2) {
         printf("  no AVX2 on this CPU: nothing to check\n");
         return;

@@ -182,15 +182,14 @@ static float dot_q6_K(size_t n, const void *vw, const void *va) {
     return hsum(acc);
 }
 
-/* ==== Prefill: one weight row against a block of 8 tokens, the tokens in the vector lanes ====
- * y[t·ldy + r] = Σ w_r · a_t (+ bias[r]) for nr rows and nt tokens. The 8 tokens' quantized
- * activations are repacked once per call and block of tokens ("VNNI layout": for each group of 4
+/* ==== Prefill (mk_qgemm_avx2): y[t·ldy + r] = Σ w_r · a_t (+ bias[r]) for nr rows, nt tokens ====
+ * The integer sums equal the decode kernels' (exact); the float accumulation order differs
+ * (bound: tests/test_quant.c).
+ * Q8_0: one weight row against a block of 8 tokens, the tokens in the vector lanes. The 8 tokens'
+ * quantized activations are repacked per block of tokens ("VNNI layout": for each group of 4
  * consecutive elements, one 32-byte vector holding the 8 tokens' 4 bytes), so a row's 4 weights
  * broadcast to all lanes meet 8 tokens in one vpmaddubsw, and each lane of the int32 sums is one
- * token's: the block scales then cost one multiply-add per block for all 8 tokens. For the
- * K-quants the products of a sub-block are summed in int16 before its scale widens them (no
- * overflow: ≤ 8 × 15 × 128 × 2 for Q4_K, ≤ 2 × 63 × 128 × 2 for Q6_K). The integer sums equal the
- * decode kernels' (exact); the float accumulation order differs (bound: tests/test_quant.c). */
+ * token's: the block scales then cost one multiply-add per block for all 8 tokens. */
 #define QG_TB 8
 
 /* The 8×8 transpose of 32-bit words: row i of the result = word i of each input row. */
@@ -254,133 +253,241 @@ static void q8_0_row(size_t nb, const uint8_t *w, const uint8_t *P, const float 
     _mm256_storeu_ps(out, _mm256_add_ps(acc0, acc1));
 }
 
-/* One sub-block of 32 weights (h0: its values 0-15 in both 128-bit halves, h1: 16-31) against the
- * 8 packed tokens at P: 8 products summed in int16 as a tree, widened by the scale s. */
-AI __m256i q4_sub(__m256i h0, __m256i h1, const uint8_t *P, int s) {
-    const __m256i p0 = _mm256_maddubs_epi16(_mm256_shuffle_epi32(h0, 0x00), _mm256_load_si256((const __m256i *)P));
-    const __m256i p1 = _mm256_maddubs_epi16(_mm256_shuffle_epi32(h0, 0x55), _mm256_load_si256((const __m256i *)(P + 32)));
-    const __m256i p2 = _mm256_maddubs_epi16(_mm256_shuffle_epi32(h0, 0xAA), _mm256_load_si256((const __m256i *)(P + 64)));
-    const __m256i p3 = _mm256_maddubs_epi16(_mm256_shuffle_epi32(h0, 0xFF), _mm256_load_si256((const __m256i *)(P + 96)));
-    const __m256i p4 = _mm256_maddubs_epi16(_mm256_shuffle_epi32(h1, 0x00), _mm256_load_si256((const __m256i *)(P + 128)));
-    const __m256i p5 = _mm256_maddubs_epi16(_mm256_shuffle_epi32(h1, 0x55), _mm256_load_si256((const __m256i *)(P + 160)));
-    const __m256i p6 = _mm256_maddubs_epi16(_mm256_shuffle_epi32(h1, 0xAA), _mm256_load_si256((const __m256i *)(P + 192)));
-    const __m256i p7 = _mm256_maddubs_epi16(_mm256_shuffle_epi32(h1, 0xFF), _mm256_load_si256((const __m256i *)(P + 224)));
-    const __m256i s16 = _mm256_add_epi16(_mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3)),
-                                         _mm256_add_epi16(_mm256_add_epi16(p4, p5), _mm256_add_epi16(p6, p7)));
-    return _mm256_madd_epi16(s16, _mm256_set1_epi16((short)s));
-}
+/* ==== K-quants: 16 weight rows in the lanes, one token's 4 activations broadcast ====
+ * For Q4_K and Q6_K a panel of 16 rows × a slice of KS super-blocks is unpacked once into bytes in
+ * the VNNI layout (for each group g of 4 elements, 32 bytes = rows 0-7's 4 values, then 32 bytes =
+ * rows 8-15's), with each sub-block's scales as int16 lane pairs, and every token of the call
+ * passes over it: one broadcast of the token's 4 activation bytes feeds two vpmaddubsw (16 rows),
+ * the products of a sub-block are summed in int16 (≤ 8·15·128·2 for Q4_K; 2·63·128·2 for Q6_K)
+ * and widened by the rows' scales. The panel slice (16 KB) stays in L1 while the tokens pass;
+ * partial sums over slices accumulate in y. Same integer block sums as the decode kernels. */
+#define KP_ROWS 16
+#define KP_KS 4 /* super-blocks per slice: 16 rows × 1024 values = 16 KB */
 
-/* ---- Q4_K weights · Q8_K activations. BS: per super-block 4 vectors, lanes (2t, 2t+1) = token
- * t's sums over sub-blocks (2p, 2p+1) of 32 — with the mins (p pairs) they give the min term */
-static void q4_K_row(size_t nb, const uint8_t *w, const uint8_t *P, const float *DA, const uint8_t *BS, float *out) {
-    __m256 acc = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    for (size_t b = 0; b < nb; b++, w += 144, P += 2048, BS += 128) {
-        uint32_t u[4];
-        memcpy(u, w + 4, 12);
-        u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
-        const uint32_t t1 = u[1] & 0x3f3f3f3fu;
-        u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
-        u[2] = t1;
-        u[0] &= 0x3f3f3f3fu;
-        const uint8_t *sc = (const uint8_t *)u, *mn = sc + 8;
-        __m256i isum = _mm256_setzero_si256(), isum2 = _mm256_setzero_si256();
-        for (int c = 0; c < 4; c++) { /* chunk c: sub-block 2c in the low nibbles, 2c+1 in the high */
-            const __m256i v0 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w + 16 + 32 * c)));
-            const __m256i v1 = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(w + 32 + 32 * c)));
-            isum = _mm256_add_epi32(isum, q4_sub(_mm256_and_si256(v0, m4), _mm256_and_si256(v1, m4), P + 512 * c, sc[2 * c]));
-            isum2 = _mm256_add_epi32(isum2, q4_sub(_mm256_and_si256(_mm256_srli_epi16(v0, 4), m4), _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4),
-                                                   P + 512 * c + 256, sc[2 * c + 1]));
-        }
-        isum = _mm256_add_epi32(isum, isum2);
-        __m256i ms = _mm256_setzero_si256();
-        for (int p = 0; p < 4; p++)
-            ms = _mm256_add_epi32(ms, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(BS + 32 * p)), _mm256_set1_epi32(mn[2 * p] | (mn[2 * p + 1] << 16))));
-        const __m256 da = _mm256_load_ps(DA + 8 * b);
-        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(ld_f16(w)), da), _mm256_cvtepi32_ps(isum), acc);
-        acc = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_set1_ps(ld_f16(w + 2)), da), _mm256_cvtepi32_ps(ms), acc);
-    }
-    _mm256_storeu_ps(out, acc);
-}
+typedef struct kpanel {
+    uint8_t *W;     /* (KS, 64 groups, 2 halves, 32 B) weights as bytes */
+    int16_t *SC;    /* Q4_K: (KS, 8 sub-blocks, 2, 16); Q6_K: (KS, 16, 2, 16) scales, lane pair 2i,2i+1 = row i's */
+    int16_t *MP;    /* Q4_K: (KS, 4 pairs, 2, 16) mins pairs; Q6_K: (KS, 8 pairs, 2, 16) scale pairs */
+    float *D, *DM;  /* (KS, 16) d and dmin per row */
+} kpanel;
 
-/* ---- Q6_K weights · Q8_K activations. BS: per super-block 8 vectors, lanes (2t, 2t+1) = token
- * t's 16-element sums (2p, 2p+1): with the scales they give the −32 offset's term */
-static void q6_K_row(size_t nb, const uint8_t *w, const uint8_t *P, const float *DA, const uint8_t *BS, float *out) {
-    __m256 acc = _mm256_setzero_ps();
+/* Unpacks the 256 values of one super-block row into bytes, in element order. */
+static void kq_unpack_row(mk_dtype wt, const uint8_t *w, uint8_t *q) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
-    _Alignas(32) uint8_t q[256];
-    for (size_t b = 0; b < nb; b++, w += 210, P += 2048, BS += 256) {
-        const int8_t *sc = (const int8_t *)(w + 192);
-        for (int h = 0; h < 2; h++) { /* element 128h + 32k + l, as dot_q6_K */
-            const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
-            const __m256i hb = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
-            _mm256_store_si256((__m256i *)(q + 128 * h), _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4)));
-            _mm256_store_si256((__m256i *)(q + 128 * h + 32),
-                               _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4)));
-            _mm256_store_si256((__m256i *)(q + 128 * h + 64),
-                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4)));
-            _mm256_store_si256((__m256i *)(q + 128 * h + 96),
-                               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4)));
+    if (wt == MK_DT_Q4_K) {
+        for (int c = 0; c < 4; c++) {
+            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * c));
+            _mm256_store_si256((__m256i *)(q + 64 * c), _mm256_and_si256(v, m4));
+            _mm256_store_si256((__m256i *)(q + 64 * c + 32), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
         }
-        __m256i isum = _mm256_setzero_si256(), off = _mm256_setzero_si256();
-#pragma GCC unroll 2
-        for (int j = 0; j < 16; j++) { /* sub-block j: 16 elements, 4 groups */
-            const uint8_t *qj = q + 16 * j, *Pj = P + 128 * j;
-            const __m256i sa = _mm256_add_epi16(_mm256_maddubs_epi16(bcast4(qj), _mm256_load_si256((const __m256i *)Pj)),
-                                                _mm256_maddubs_epi16(bcast4(qj + 4), _mm256_load_si256((const __m256i *)(Pj + 32))));
-            const __m256i sb = _mm256_add_epi16(_mm256_maddubs_epi16(bcast4(qj + 8), _mm256_load_si256((const __m256i *)(Pj + 64))),
-                                                _mm256_maddubs_epi16(bcast4(qj + 12), _mm256_load_si256((const __m256i *)(Pj + 96))));
-            const __m256i s = _mm256_set1_epi16(sc[j]);
-            isum = _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(sa, s), _mm256_madd_epi16(sb, s)));
-        }
-        for (int p = 0; p < 8; p++)
-            off = _mm256_add_epi32(off, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(BS + 32 * p)),
-                                                          _mm256_set1_epi32((int)((uint32_t)(uint16_t)sc[2 * p] | (uint32_t)(uint16_t)sc[2 * p + 1] << 16))));
-        isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(off, 5));
-        acc = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_set1_ps(ld_f16(w + 208)), _mm256_load_ps(DA + 8 * b)), _mm256_cvtepi32_ps(isum), acc);
+        return;
     }
-    _mm256_storeu_ps(out, acc);
+    for (int h = 0; h < 2; h++) { /* Q6_K: element 128h + 32k + l, as dot_q6_K */
+        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
+        _mm256_store_si256((__m256i *)(q + 128 * h), _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4)));
+        _mm256_store_si256((__m256i *)(q + 128 * h + 32),
+                           _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4)));
+        _mm256_store_si256((__m256i *)(q + 128 * h + 64),
+                           _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4)));
+        _mm256_store_si256((__m256i *)(q + 128 * h + 96),
+                           _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4)));
+    }
+}
+
+/* Packs rows [0, nrow) (nrow ≤ 16; the rest zero) of super-blocks [b0, b0 + ks) into the panel. */
+static void kq_pack(mk_dtype wt, const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t ks, const kpanel *kp) {
+    const size_t bb = wt == MK_DT_Q4_K ? 144 : 210;
+    const int nsub = wt == MK_DT_Q4_K ? 8 : 16;
+    _Alignas(32) uint8_t q[KP_ROWS][256];
+    for (size_t b = 0; b < ks; b++) {
+        for (size_t i = 0; i < KP_ROWS; i++) {
+            int16_t *sc = kp->SC + b * (size_t)nsub * 32, *mp = kp->MP + b * (size_t)(nsub / 2) * 32;
+            const size_t half = i / 8, lane = 2 * (i % 8);
+            if (i >= nrow) {
+                memset(q[i], 0, 256);
+                for (int j = 0; j < nsub; j++) sc[(j * 2 + half) * 16 + lane] = sc[(j * 2 + half) * 16 + lane + 1] = 0;
+                for (int j = 0; j < nsub / 2; j++) mp[(j * 2 + half) * 16 + lane] = mp[(j * 2 + half) * 16 + lane + 1] = 0;
+                kp->D[b * KP_ROWS + i] = kp->DM[b * KP_ROWS + i] = 0;
+                continue;
+            }
+            const uint8_t *wb = w + i * wrb + (b0 + b) * bb;
+            kq_unpack_row(wt, wb, q[i]);
+            if (wt == MK_DT_Q4_K) {
+                uint32_t u[4];
+                memcpy(u, wb + 4, 12);
+                u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+                const uint32_t t1 = u[1] & 0x3f3f3f3fu;
+                u[1] = (u[2] & 0x0f0f0f0fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+                u[2] = t1;
+                u[0] &= 0x3f3f3f3fu;
+                const uint8_t *scs = (const uint8_t *)u, *mn = scs + 8;
+                for (int j = 0; j < 8; j++) sc[(j * 2 + half) * 16 + lane] = sc[(j * 2 + half) * 16 + lane + 1] = scs[j];
+                for (int p = 0; p < 4; p++) {
+                    mp[(p * 2 + half) * 16 + lane] = mn[2 * p];
+                    mp[(p * 2 + half) * 16 + lane + 1] = mn[2 * p + 1];
+                }
+                kp->D[b * KP_ROWS + i] = ld_f16(wb);
+                kp->DM[b * KP_ROWS + i] = ld_f16(wb + 2);
+            } else {
+                const int8_t *scs = (const int8_t *)(wb + 192);
+                for (int j = 0; j < 16; j++) sc[(j * 2 + half) * 16 + lane] = sc[(j * 2 + half) * 16 + lane + 1] = scs[j];
+                for (int p = 0; p < 8; p++) {
+                    mp[(p * 2 + half) * 16 + lane] = scs[2 * p];
+                    mp[(p * 2 + half) * 16 + lane + 1] = scs[2 * p + 1];
+                }
+                kp->D[b * KP_ROWS + i] = ld_f16(wb + 208);
+            }
+        }
+        /* the VNNI layout: for each 8 groups (32 values) of the super-block, 8×8 word transposes */
+        for (int v = 0; v < 8; v++)
+            for (int half = 0; half < 2; half++) {
+                __m256i r[8];
+                for (int i = 0; i < 8; i++) r[i] = _mm256_load_si256((const __m256i *)q[8 * half + i] + v);
+                transpose8_epi32(r);
+                for (int g = 0; g < 8; g++) _mm256_store_si256((__m256i *)(kp->W + ((b * 64 + 8 * (size_t)v + (size_t)g) * 2 + (size_t)half) * 32), r[g]);
+            }
+    }
+}
+
+/* One token (its Q8_K blocks b0.. at a) against the packed slice: acc (16 rows) += Σ. */
+AI void kq4_token(const kpanel *kp, size_t ks, const uint8_t *a, __m256 *acc0, __m256 *acc1) {
+    for (size_t b = 0; b < ks; b++, a += 292) {
+        const uint8_t *W = kp->W + b * 4096;
+        const int16_t *SC = kp->SC + b * 256, *MP = kp->MP + b * 128;
+        __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
+        for (int j = 0; j < 8; j++, W += 512) {
+            __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int g = 0; g < 8; g++) {
+                const __m256i ag = bcast4(a + 4 + 32 * j + 4 * g);
+                s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 64 * g)), ag));
+                s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 64 * g + 32)), ag));
+            }
+            i0 = _mm256_add_epi32(i0, _mm256_madd_epi16(s0, _mm256_load_si256((const __m256i *)(SC + 32 * j))));
+            i1 = _mm256_add_epi32(i1, _mm256_madd_epi16(s1, _mm256_load_si256((const __m256i *)(SC + 32 * j + 16))));
+        }
+        /* mins: Σ_j m_j · (the token's sum over sub-block j), sub-blocks in pairs */
+        _Alignas(16) int32_t sp[4];
+        _mm_store_si128((__m128i *)sp, _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(a + 260)), _mm_loadu_si128((const __m128i *)(a + 276))));
+        __m256i m0 = _mm256_setzero_si256(), m1 = _mm256_setzero_si256();
+        for (int p = 0; p < 4; p++) {
+            const __m256i sv = _mm256_set1_epi32(sp[p]);
+            m0 = _mm256_add_epi32(m0, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(MP + 32 * p)), sv));
+            m1 = _mm256_add_epi32(m1, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(MP + 32 * p + 16)), sv));
+        }
+        const __m256 da = _mm256_set1_ps(ld_f32(a));
+        const float *D = kp->D + b * KP_ROWS, *DM = kp->DM + b * KP_ROWS;
+        *acc0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(D), da), _mm256_cvtepi32_ps(i0), *acc0);
+        *acc1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(D + 8), da), _mm256_cvtepi32_ps(i1), *acc1);
+        *acc0 = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(DM), da), _mm256_cvtepi32_ps(m0), *acc0);
+        *acc1 = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(DM + 8), da), _mm256_cvtepi32_ps(m1), *acc1);
+    }
+}
+
+AI void kq6_token(const kpanel *kp, size_t ks, const uint8_t *a, __m256 *acc0, __m256 *acc1) {
+    for (size_t b = 0; b < ks; b++, a += 292) {
+        const uint8_t *W = kp->W + b * 4096;
+        const int16_t *SC = kp->SC + b * 512, *MP = kp->MP + b * 256;
+        __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
+#pragma GCC unroll 2
+        for (int j = 0; j < 16; j++, W += 256) { /* sub-block j: 16 values, 4 groups, summed in int16 two at a time */
+            const __m256i g0 = bcast4(a + 4 + 16 * j), g1 = bcast4(a + 8 + 16 * j), g2 = bcast4(a + 12 + 16 * j), g3 = bcast4(a + 16 + 16 * j);
+            const __m256i sc0 = _mm256_load_si256((const __m256i *)(SC + 32 * j)), sc1 = _mm256_load_si256((const __m256i *)(SC + 32 * j + 16));
+            const __m256i a0 = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)W), g0),
+                                                _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 64)), g1));
+            const __m256i a1 = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 32)), g0),
+                                                _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 96)), g1));
+            const __m256i b0 = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 128)), g2),
+                                                _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 192)), g3));
+            const __m256i b1 = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 160)), g2),
+                                                _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 224)), g3));
+            i0 = _mm256_add_epi32(i0, _mm256_add_epi32(_mm256_madd_epi16(a0, sc0), _mm256_madd_epi16(b0, sc0)));
+            i1 = _mm256_add_epi32(i1, _mm256_add_epi32(_mm256_madd_epi16(a1, sc1), _mm256_madd_epi16(b1, sc1)));
+        }
+        /* the −32 offset: 32 Σ_j s_j · (the token's sum over sub-block j of 16), in pairs */
+        __m256i o0 = _mm256_setzero_si256(), o1 = _mm256_setzero_si256();
+        for (int p = 0; p < 8; p++) {
+            int32_t v;
+            memcpy(&v, a + 260 + 4 * p, 4);
+            const __m256i sv = _mm256_set1_epi32(v);
+            o0 = _mm256_add_epi32(o0, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(MP + 32 * p)), sv));
+            o1 = _mm256_add_epi32(o1, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(MP + 32 * p + 16)), sv));
+        }
+        i0 = _mm256_sub_epi32(i0, _mm256_slli_epi32(o0, 5));
+        i1 = _mm256_sub_epi32(i1, _mm256_slli_epi32(o1, 5));
+        const __m256 da = _mm256_set1_ps(ld_f32(a));
+        const float *D = kp->D + b * KP_ROWS;
+        *acc0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(D), da), _mm256_cvtepi32_ps(i0), *acc0);
+        *acc1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(D + 8), da), _mm256_cvtepi32_ps(i1), *acc1);
+    }
+}
+
+static size_t kq_scratch(void) { return KP_KS * (4096 + 1024 + 512 + 128) + 128; }
+
+static void kq_gemm(mk_dtype wt, size_t n_in, const uint8_t *w, size_t wrb, size_t nr, const uint8_t *xq, size_t arb, size_t nt, float *y, size_t ldy,
+                    const float *bias, uint8_t *scr) {
+    uint8_t *base = (uint8_t *)(((uintptr_t)scr + 63) & ~(uintptr_t)63);
+    kpanel kp = {.W = base};
+    kp.SC = (int16_t *)(base + KP_KS * 4096);
+    kp.MP = (int16_t *)((uint8_t *)kp.SC + KP_KS * 1024);
+    kp.D = (float *)((uint8_t *)kp.MP + KP_KS * 512);
+    kp.DM = kp.D + KP_KS * KP_ROWS;
+    const size_t nb = n_in / MK_QK_K;
+    for (size_t r0 = 0; r0 < nr; r0 += KP_ROWS) {
+        const size_t nrow = MK_MIN((size_t)KP_ROWS, nr - r0);
+        for (size_t b0 = 0; b0 < nb; b0 += KP_KS) {
+            const size_t ks = MK_MIN((size_t)KP_KS, nb - b0);
+            kq_pack(wt, w + r0 * wrb, wrb, nrow, b0, ks, &kp);
+            for (size_t t = 0; t < nt; t++) {
+                float *yt = y + t * ldy + r0;
+                _Alignas(32) float o[KP_ROWS];
+                __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+                if (b0 > 0 || bias) { /* the partial sums so far (or the bias) */
+                    for (size_t i = 0; i < KP_ROWS; i++) o[i] = i >= nrow ? 0.0f : b0 > 0 ? yt[i] : bias[r0 + i];
+                    acc0 = _mm256_load_ps(o);
+                    acc1 = _mm256_load_ps(o + 8);
+                }
+                if (wt == MK_DT_Q4_K) kq4_token(&kp, ks, xq + t * arb + b0 * 292, &acc0, &acc1);
+                else kq6_token(&kp, ks, xq + t * arb + b0 * 292, &acc0, &acc1);
+                if (nrow == KP_ROWS) {
+                    _mm256_storeu_ps(yt, acc0);
+                    _mm256_storeu_ps(yt + 8, acc1);
+                } else {
+                    _mm256_store_ps(o, acc0);
+                    _mm256_store_ps(o + 8, acc1);
+                    memcpy(yt, o, nrow * sizeof(float));
+                }
+            }
+        }
+    }
 }
 
 size_t mk_qgemm_scratch_avx2(mk_dtype wt, size_t n_in) {
-    const size_t nb = wt == MK_DT_Q8_0 ? n_in / MK_QK8_0 : n_in / MK_QK_K;
-    return QG_TB * n_in + nb * 32 + (wt == MK_DT_Q8_0 ? 0 : nb * 256) + 64;
+    return wt == MK_DT_Q8_0 ? QG_TB * n_in + n_in / MK_QK8_0 * 32 + 64 : kq_scratch();
 }
 
 bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *vw, size_t wrb, size_t nr, const void *vxq, size_t arb, size_t nt, float *y, size_t ldy,
                    const float *bias, void *scratch) {
-    if (!(wt == MK_DT_Q8_0 || wt == MK_DT_Q4_K || wt == MK_DT_Q6_K)) return false;
     const uint8_t *w = vw, *xq = vxq;
-    const bool k = wt != MK_DT_Q8_0;
-    const size_t nb = k ? n_in / MK_QK_K : n_in / MK_QK8_0;
+    if (wt == MK_DT_Q4_K || wt == MK_DT_Q6_K) {
+        kq_gemm(wt, n_in, w, wrb, nr, xq, arb, nt, y, ldy, bias, scratch);
+        return true;
+    }
+    if (wt != MK_DT_Q8_0) return false;
+    const size_t nb = n_in / MK_QK8_0;
     uint8_t *P = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63); /* the packed tokens */
     float *DA = (float *)(P + QG_TB * n_in);                                 /* (nb, 8) scales */
-    uint8_t *BS = (uint8_t *)(DA + 8 * nb);                                  /* K-quants: (nb, 8 or 4, 32) sums */
     for (size_t t0 = 0; t0 < nt; t0 += QG_TB) {
         const int rn = (int)MK_MIN((size_t)QG_TB, nt - t0);
         const uint8_t *a[QG_TB];
         for (int t = 0; t < rn; t++) a[t] = xq + (t0 + (size_t)t) * arb;
-        pack_tokens(P, a, rn, nb, k ? 292 : 34, k ? 4 : 2, k ? 8 : 1);
+        pack_tokens(P, a, rn, nb, 34, 2, 1);
         for (size_t b = 0; b < nb; b++)
-            for (int t = 0; t < QG_TB; t++) DA[8 * b + (size_t)t] = t >= rn ? 0.0f : k ? ld_f32(a[t] + 292 * b) : ld_f16(a[t] + 34 * b);
-        if (k)
-            for (size_t b = 0; b < nb; b++) {
-                int16_t *bs = (int16_t *)(BS + b * (wt == MK_DT_Q4_K ? 128 : 256));
-                for (int t = 0; t < QG_TB; t++)
-                    for (int j = 0; j < 16; j++) {
-                        int16_t v = 0;
-                        if (t < rn) memcpy(&v, a[t] + 292 * b + 260 + 2 * j, 2);
-                        if (wt == MK_DT_Q6_K) bs[(j / 2) * 16 + 2 * t + j % 2] = v;     /* vector j/2, lane 2t + j%2 */
-                        else if (j % 2 == 0) bs[(j / 4) * 16 + 2 * t + (j / 2) % 2] = v; /* 32-sums: vector j/4 */
-                        else bs[(j / 4) * 16 + 2 * t + (j / 2) % 2] += v;
-                    }
-            }
+            for (int t = 0; t < QG_TB; t++) DA[8 * b + (size_t)t] = t < rn ? ld_f16(a[t] + 34 * b) : 0.0f;
         for (size_t r = 0; r < nr; r++) {
-            const uint8_t *wr = w + r * wrb;
             float o[QG_TB];
-            if (wt == MK_DT_Q4_K) q4_K_row(nb, wr, P, DA, BS, o);
-            else if (wt == MK_DT_Q6_K) q6_K_row(nb, wr, P, DA, BS, o);
-            else q8_0_row(nb, wr, P, DA, o);
+            q8_0_row(nb, w + r * wrb, P, DA, o);
             for (int t = 0; t < rn; t++) y[(t0 + (size_t)t) * ldy + r] = bias ? o[t] + bias[r] : o[t];
         }
     }
