@@ -10,13 +10,13 @@
 # product, llama.cpp's arithmetic). Against the F32 file's llama.cpp logits it also shows how far
 # each quantized run is from the unquantized model.
 # Usage: LLAMA_CPP_DIR=/path/to/llama.cpp bash bench/agree_llama.sh | tee bench/results-agree-llama.md
-# Env: MODEL (models/testbed), DATA (data/testbed), BYTES (4000), CTX (256), TYPES ("f32 q8_0 q4_k"),
+# Env: MODEL (models/testbed), DATA (data/testbed), BYTES (4000), CTX (256), TYPES ("f32 q8_0 q4_k q6_k"),
 #      THREADS (2), WORK (/tmp/moekit-agree).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${LLAMA_CPP_DIR:?set LLAMA_CPP_DIR to a llama.cpp build (build/bin/libllama.so)}"
 MODEL=${MODEL:-models/testbed}; DATA=${DATA:-data/testbed}; BYTES=${BYTES:-4000}; CTX=${CTX:-256}
-TYPES=${TYPES:-f32 q8_0 q4_k}; THREADS=${THREADS:-2}; WORK=${WORK:-/tmp/moekit-agree}
+TYPES=${TYPES:-f32 q8_0 q4_k q6_k}; THREADS=${THREADS:-2}; WORK=${WORK:-/tmp/moekit-agree}
 MK=build/moekit
 mkdir -p "$WORK"
 make -s -j2 "$MK" build/libmoekit.a >&2
@@ -49,7 +49,8 @@ for d in $domains; do
   done
 done
 for T in $TYPES; do
-  modes="default"; [ "$T" != f32 ] && modes="default qact"
+  # Q4_K/Q6_K prefill already quantizes the activations (the integer GEMM): QACT=1 changes nothing there
+  modes="default"; [ "$T" = q8_0 ] && modes="default qact"
   for d in $domains; do
     for mode in $modes; do
       q=0; [ "$mode" = qact ] && q=1
@@ -61,7 +62,7 @@ for T in $TYPES; do
 import json, sys
 t, d, mode, r, rf, l = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), json.loads(sys.argv[5]), json.loads(sys.argv[6])
 k, kf = r["kld"], rf.get("kld", {})
-m = {"default": "f32 activations in batches", "qact": "MOEKIT_QACT=1"}[mode]
+m = {"default": "int8 activations (integer GEMM)" if t in ("q4_k", "q6_k") else "f32 activations in batches", "qact": "MOEKIT_QACT=1"}[mode]
 vf = "-" if t == "f32" or "kld_mean" not in kf else f"{kf['kld_mean']:.3g}"
 print(f"| {t} | {d} | {l['scored']} | {m} | {k['kld_mean']:.3g} | {k['kld_max']:.3g} | {100 * k['top1_agree']:.2f}% | {l['ppl']:.4f} | {r['ppl']:.4f} | {vf} |")
 PY

@@ -4,7 +4,7 @@
 #   1. read bandwidth with THREADS threads (bench/bw.c, best of 10 passes over 2 GiB), at the start
 #      and at the end (the roof uses the higher);
 #   2. `moekit synth` of the model in BF16 (kept in $WORK between runs), and `moekit quantize` of it
-#      to GGUF files of each type in TYPES (bf16 q8_0 q4_k): the files both engines read;
+#      to GGUF files of each type in TYPES (bf16 q8_0 q4_k q6_k): the files both engines read;
 #   3. `moekit bench` and llama.cpp's `llama-bench` (if LLAMA_CPP_DIR points to a llama.cpp build
 #      with build/bin/llama-bench, made outside this repository) on each file, alternately;
 #   4. a summary: pp and tg for both engines, the ratios, and each decode figure as % of the
@@ -12,13 +12,13 @@
 # Both engines get random token ids (llama-bench has no text input; with random weights the
 # routing does not depend on the text).
 # Usage: LLAMA_CPP_DIR=/path/to/llama.cpp bash bench/bench_speed.sh | tee bench/results-speed.md
-# Env: THREADS (2), REPS (3), P (512), N (128), TYPES ("bf16 q8_0 q4_k"), WORK (/tmp/moekit-speed-bench),
+# Env: THREADS (2), REPS (3), P (512), N (128), TYPES ("bf16 q8_0 q4_k q6_k"), WORK (/tmp/moekit-speed-bench),
 #      LLAMA_CPP_DIR (unset: moekit only), OMP_WAIT_POLICY (unset: libgomp's default, spin a while
 #      then sleep — what a user gets; `passive` sleeps at once, `active` only spins).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}; REPS=${REPS:-3}; P=${P:-512}; N=${N:-128}; WORK=${WORK:-/tmp/moekit-speed-bench}
-TYPES=${TYPES:-bf16 q8_0 q4_k}
+TYPES=${TYPES:-bf16 q8_0 q4_k q6_k}
 mkdir -p "$WORK"
 MK=build/moekit
 make -s -j2 "$MK" >&2
