@@ -275,17 +275,9 @@ typedef struct kpanel {
     float *D, *DM;  /* (KS, 16) d and dmin per row */
 } kpanel;
 
-/* Unpacks the 256 values of one super-block row into bytes, in element order. */
-static void kq_unpack_row(mk_dtype wt, const uint8_t *w, uint8_t *q) {
+/* Unpacks the 256 6-bit values of one Q6_K super-block row into bytes, in element order. */
+static void q6_unpack_row(const uint8_t *w, uint8_t *q) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
-    if (wt == MK_DT_Q4_K) {
-        for (int c = 0; c < 4; c++) {
-            const __m256i v = _mm256_loadu_si256((const __m256i *)(w + 16 + 32 * c));
-            _mm256_store_si256((__m256i *)(q + 64 * c), _mm256_and_si256(v, m4));
-            _mm256_store_si256((__m256i *)(q + 64 * c + 32), _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
-        }
-        return;
-    }
     for (int h = 0; h < 2; h++) { /* Q6_K: element 128h + 32k + l, as dot_q6_K */
         const __m256i l0 = _mm256_loadu_si256((const __m256i *)(w + 64 * h)), l1 = _mm256_loadu_si256((const __m256i *)(w + 64 * h + 32));
         const __m256i hb = _mm256_loadu_si256((const __m256i *)(w + 128 + 32 * h));
@@ -301,23 +293,25 @@ static void kq_unpack_row(mk_dtype wt, const uint8_t *w, uint8_t *q) {
 
 /* Packs rows [0, nrow) (nrow ≤ 16; the rest zero) of super-blocks [b0, b0 + ks) into the panel. */
 static void kq_pack(mk_dtype wt, const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t ks, const kpanel *kp) {
-    const size_t bb = wt == MK_DT_Q4_K ? 144 : 210;
-    const int nsub = wt == MK_DT_Q4_K ? 8 : 16;
+    const bool q4 = wt == MK_DT_Q4_K;
+    const size_t bb = q4 ? 144 : 210;
+    const int nsub = q4 ? 8 : 16;
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
     _Alignas(32) uint8_t q[KP_ROWS][256];
     for (size_t b = 0; b < ks; b++) {
+        /* scales: lane pair (2i, 2i+1) of vector (j, half) is row i's, written as one 32-bit word */
+        int32_t *sc = (int32_t *)(kp->SC + b * (size_t)nsub * 32), *mp = (int32_t *)(kp->MP + b * (size_t)(nsub / 2) * 32);
         for (size_t i = 0; i < KP_ROWS; i++) {
-            int16_t *sc = kp->SC + b * (size_t)nsub * 32, *mp = kp->MP + b * (size_t)(nsub / 2) * 32;
-            const size_t half = i / 8, lane = 2 * (i % 8);
+            const size_t half = i / 8, lane = i % 8;
             if (i >= nrow) {
-                memset(q[i], 0, 256);
-                for (int j = 0; j < nsub; j++) sc[(j * 2 + half) * 16 + lane] = sc[(j * 2 + half) * 16 + lane + 1] = 0;
-                for (int j = 0; j < nsub / 2; j++) mp[(j * 2 + half) * 16 + lane] = mp[(j * 2 + half) * 16 + lane + 1] = 0;
+                if (!q4) memset(q[i], 0, 256);
+                for (int j = 0; j < nsub; j++) sc[(j * 2 + half) * 8 + lane] = 0;
+                for (int j = 0; j < nsub / 2; j++) mp[(j * 2 + half) * 8 + lane] = 0;
                 kp->D[b * KP_ROWS + i] = kp->DM[b * KP_ROWS + i] = 0;
                 continue;
             }
             const uint8_t *wb = w + i * wrb + (b0 + b) * bb;
-            kq_unpack_row(wt, wb, q[i]);
-            if (wt == MK_DT_Q4_K) {
+            if (q4) {
                 uint32_t u[4];
                 memcpy(u, wb + 4, 12);
                 u[3] = ((u[2] >> 4) & 0x0f0f0f0fu) | (((u[1] >> 6) & 0x03030303u) << 4);
@@ -326,31 +320,45 @@ static void kq_pack(mk_dtype wt, const uint8_t *w, size_t wrb, size_t nrow, size
                 u[2] = t1;
                 u[0] &= 0x3f3f3f3fu;
                 const uint8_t *scs = (const uint8_t *)u, *mn = scs + 8;
-                for (int j = 0; j < 8; j++) sc[(j * 2 + half) * 16 + lane] = sc[(j * 2 + half) * 16 + lane + 1] = scs[j];
-                for (int p = 0; p < 4; p++) {
-                    mp[(p * 2 + half) * 16 + lane] = mn[2 * p];
-                    mp[(p * 2 + half) * 16 + lane + 1] = mn[2 * p + 1];
-                }
+                for (int j = 0; j < 8; j++) sc[(j * 2 + half) * 8 + lane] = (int32_t)((uint32_t)scs[j] * 0x10001u);
+                for (int p = 0; p < 4; p++) mp[(p * 2 + half) * 8 + lane] = (int32_t)(mn[2 * p] | (uint32_t)mn[2 * p + 1] << 16);
                 kp->D[b * KP_ROWS + i] = ld_f16(wb);
                 kp->DM[b * KP_ROWS + i] = ld_f16(wb + 2);
             } else {
+                q6_unpack_row(wb, q[i]);
                 const int8_t *scs = (const int8_t *)(wb + 192);
-                for (int j = 0; j < 16; j++) sc[(j * 2 + half) * 16 + lane] = sc[(j * 2 + half) * 16 + lane + 1] = scs[j];
-                for (int p = 0; p < 8; p++) {
-                    mp[(p * 2 + half) * 16 + lane] = scs[2 * p];
-                    mp[(p * 2 + half) * 16 + lane + 1] = scs[2 * p + 1];
-                }
+                for (int j = 0; j < 16; j++) sc[(j * 2 + half) * 8 + lane] = (int32_t)((uint32_t)(uint16_t)scs[j] * 0x10001u);
+                for (int p = 0; p < 8; p++)
+                    mp[(p * 2 + half) * 8 + lane] = (int32_t)((uint32_t)(uint16_t)scs[2 * p] | (uint32_t)(uint16_t)scs[2 * p + 1] << 16);
                 kp->D[b * KP_ROWS + i] = ld_f16(wb + 208);
             }
         }
-        /* the VNNI layout: for each 8 groups (32 values) of the super-block, 8×8 word transposes */
-        for (int v = 0; v < 8; v++)
-            for (int half = 0; half < 2; half++) {
-                __m256i r[8];
-                for (int i = 0; i < 8; i++) r[i] = _mm256_load_si256((const __m256i *)q[8 * half + i] + v);
-                transpose8_epi32(r);
-                for (int g = 0; g < 8; g++) _mm256_store_si256((__m256i *)(kp->W + ((b * 64 + 8 * (size_t)v + (size_t)g) * 2 + (size_t)half) * 32), r[g]);
-            }
+        /* the VNNI layout by 8×8 word transposes. Q4_K: transposed straight from the packed
+         * nibbles — 4 bytes i..i+3 of chunk c hold values i..i+3 of sub-block 2c (low nibbles) and
+         * of 2c+1 (high) — so a transpose serves two groups */
+        for (int half = 0; half < 2; half++) {
+            if (q4)
+                for (int c = 0; c < 4; c++) {
+                    __m256i r[8];
+                    for (int i = 0; i < 8; i++) {
+                        const size_t row = 8 * (size_t)half + (size_t)i;
+                        r[i] = row < nrow ? _mm256_loadu_si256((const __m256i *)(w + row * wrb + (b0 + b) * bb + 16 + 32 * c)) : _mm256_setzero_si256();
+                    }
+                    transpose8_epi32(r);
+                    for (int g = 0; g < 8; g++) {
+                        _mm256_store_si256((__m256i *)(kp->W + ((b * 64 + 16 * (size_t)c + (size_t)g) * 2 + (size_t)half) * 32), _mm256_and_si256(r[g], m4));
+                        _mm256_store_si256((__m256i *)(kp->W + ((b * 64 + 16 * (size_t)c + 8 + (size_t)g) * 2 + (size_t)half) * 32),
+                                           _mm256_and_si256(_mm256_srli_epi16(r[g], 4), m4));
+                    }
+                }
+            else
+                for (int v = 0; v < 8; v++) {
+                    __m256i r[8];
+                    for (int i = 0; i < 8; i++) r[i] = _mm256_load_si256((const __m256i *)q[8 * half + i] + v);
+                    transpose8_epi32(r);
+                    for (int g = 0; g < 8; g++) _mm256_store_si256((__m256i *)(kp->W + ((b * 64 + 8 * (size_t)v + (size_t)g) * 2 + (size_t)half) * 32), r[g]);
+                }
+        }
     }
 }
 
