@@ -376,7 +376,7 @@ static void test_matmul_hook(void) {
                 const mk_dtype vt = mk_vec_dot_type(dts[k]);
                 const size_t rb = mk_dtype_row_bytes(dts[k], IN), ab = mk_dtype_row_bytes(vt, IN);
                 const bool qact = mk_kern_q_act(dts[k], (size_t)TOK);
-                const bool int_gemm = isa >= MK_ISA_AVX2 && (dts[k] == MK_DT_Q4_K || dts[k] == MK_DT_Q6_K);
+                const bool int_gemm = isa >= MK_ISA_AVX2 && (dts[k] == MK_DT_Q8_0 || dts[k] == MK_DT_Q4_K || dts[k] == MK_DT_Q6_K);
                 CHECK(qact == (isa == MK_ISA_SCALAR || TOK < 8 || int_gemm), "%s %s: q_act(%d tokens) = %d", mk_kern_isa_name((mk_isa)isa),
                       mk_dtypes[dts[k]].name, TOK, qact);
                 CHECK(mk_kern_qact_bytes(dts[k], IN) == ab, "activation row bytes");
@@ -489,7 +489,7 @@ static void test_qgemm(void) {
                 for (size_t t = 0; t < NT; t++) mk_quantize_row(vt, x + t * IN, xq + t * ab, IN);
                 const bool with_bias = ti % 2 == 1;
                 for (size_t i = 0; i < NT * LDY; i++) y[i] = -12345.0f;
-                REQUIRE(mk_qgemm_scratch_avx2(dt, IN) <= sizeof scr, "scratch");
+                REQUIRE(mk_qgemm_scratch_avx2(dt, IN, NT) <= sizeof scr, "scratch");
                 REQUIRE(mk_qgemm_avx2(dt, IN, q, rb, NR, xq, ab, NT, y, LDY, with_bias ? bias : NULL, scr + 1), "%s: no integer GEMM", mk_dtypes[dt].name);
                 for (size_t t = 0; t < NT; t++) {
                     for (int r = 0; r < NR; r++) {

@@ -142,13 +142,12 @@ typedef struct qsel {
 } qsel;
 
 /* Weight types with an integer prefill GEMM (mk_qgemm_avx2): batches of QGEMM_INT_MIN tokens or
- * more with quantized activations use it. It is the default for prefill where it beats the
- * dequantizing f32 GEMM (Q4_K, Q6_K: the 4- and 6-bit weights go straight into vpmaddubsw, and
- * the K-quants' integer sub-block scales keep the sums in int32 over 256 weights); Q8_0 needs the
- * sign trick and a float scale per 32 weights, which on AVX2 costs more than the f32 FMAs it
- * saves (measured: bench/results-speed.md), so Q8_0 prefill stays f32 unless MOEKIT_QACT=1. */
+ * more with quantized activations use it. It is the default for prefill wherever it beats the
+ * dequantizing f32 GEMM, which on AVX2 is every type it has: Q4_K and Q6_K (4- and 6-bit weights
+ * straight into vpmaddubsw, sums in int16 over a sub-block) and Q8_0 (the sign trick with the
+ * weights' absolute values packed beside them; pp512 on the OLMoE-shaped bench 272 -> 345 t/s,
+ * bench/results-speed.md). */
 static bool qgemm_type(mk_dtype dt) { return dt == MK_DT_Q8_0 || dt == MK_DT_Q4_K || dt == MK_DT_Q6_K; }
-static bool qgemm_preferred(mk_dtype dt) { return dt == MK_DT_Q4_K || dt == MK_DT_Q6_K; }
 #define QGEMM_INT_MIN 4
 
 static bool qselect(mk_dtype dt, size_t n_in, qsel *q) {
@@ -194,7 +193,7 @@ void mk_kern_quantize_act(mk_dtype wt, const float *x, void *xq, size_t n_in) {
 /* Rows [r0, r1) of y for every token; xq holds the n_tok quantized activation rows. */
 static void qrows(const qsel *q, float *y, size_t ldy, const uint8_t *xq, size_t n_tok, const uint8_t *w, size_t n_in,
                   const float *bias, size_t r0, size_t r1) {
-    void *qg = q->gemm && n_tok >= QGEMM_INT_MIN && r1 > r0 ? scratch(&tl_qg, &tl_qgcap, mk_qgemm_scratch_avx2(q->wt, n_in)) : NULL;
+    void *qg = q->gemm && n_tok >= QGEMM_INT_MIN && r1 > r0 ? scratch(&tl_qg, &tl_qgcap, mk_qgemm_scratch_avx2(q->wt, n_in, n_tok)) : NULL;
     if (qg && mk_qgemm_avx2(q->wt, n_in, w + r0 * q->wrb, q->wrb, r1 - r0, xq, q->arb, n_tok, y + r0, ldy, bias ? bias + r0 : NULL, qg)) return;
     for (size_t t0 = 0; t0 < n_tok; t0 += QTB) {
         const size_t t1 = MK_MIN(n_tok, t0 + QTB);
@@ -220,7 +219,7 @@ bool mk_kern_q_act(mk_dtype wt, size_t n_tok) {
     pthread_once(&g_once, detect);
     if (!mk_qdot_ref(wt)) return false;
     if (g_qact_always || g_isa < MK_ISA_AVX2 || n_tok < QGEMM_MIN_TOK) return true;
-    return g_qgemm_int && qgemm_preferred(wt); /* the integer GEMM; else the dequantizing f32 GEMM */
+    return g_qgemm_int && qgemm_type(wt); /* the integer GEMM; else the dequantizing f32 GEMM */
 }
 
 /* The packed GEMM over rows [0, n_out) by the calling team (orphaned omp for) or one thread. */

@@ -189,12 +189,10 @@ static float dot_q6_K(size_t n, const void *vw, const void *va) {
 /* ==== Prefill (mk_qgemm_avx2): y[t·ldy + r] = Σ w_r · a_t (+ bias[r]) for nr rows, nt tokens ====
  * The integer sums equal the decode kernels' (exact); the float accumulation order differs
  * (bound: tests/test_quant.c).
- * Q8_0: one weight row against a block of 8 tokens, the tokens in the vector lanes. The 8 tokens'
- * quantized activations are repacked per block of tokens ("VNNI layout": for each group of 4
- * consecutive elements, one 32-byte vector holding the 8 tokens' 4 bytes), so a row's 4 weights
- * broadcast to all lanes meet 8 tokens in one vpmaddubsw, and each lane of the int32 sums is one
- * token's: the block scales then cost one multiply-add per block for all 8 tokens. */
-#define QG_TB 8
+ * Every type packs a panel of 16 weight rows (the vector lanes) × a slice of the input once, in the
+ * "VNNI layout" (for each group of 4 consecutive elements, 32 bytes = rows 0-7's 4 values, then
+ * rows 8-15's), and every token passes over it: one broadcast of a token's 4 activation bytes
+ * meets 16 rows in two vpmaddubsw. */
 
 /* The 8×8 transpose of 32-bit words: row i of the result = word i of each input row. */
 AI void transpose8_epi32(__m256i r[8]) {
@@ -216,45 +214,10 @@ AI void transpose8_epi32(__m256i r[8]) {
     }
 }
 
-/* Packs the quantized bytes of rn ≤ 8 tokens (a[t] + off(b) + 32·v, v < vecs per block) into
- * P: for each block b, for each 4-byte group g of the block, 32 bytes = the 8 tokens' words g
- * (zeros for t ≥ rn). blk_bytes: the activation block's size; qs_off: where its values start. */
-static void pack_tokens(uint8_t *P, const uint8_t *const *a, int rn, size_t nb, size_t blk_bytes, size_t qs_off, int vecs) {
-    for (size_t b = 0; b < nb; b++)
-        for (int v = 0; v < vecs; v++) {
-            __m256i r[8];
-            for (int t = 0; t < 8; t++)
-                r[t] = t < rn ? _mm256_loadu_si256((const __m256i *)(a[t] + b * blk_bytes + qs_off + 32 * (size_t)v)) : _mm256_setzero_si256();
-            transpose8_epi32(r);
-            for (int g = 0; g < 8; g++) _mm256_store_si256((__m256i *)(P + ((b * (size_t)vecs + (size_t)v) * 8 + (size_t)g) * 32), r[g]);
-        }
-}
-
 AI __m256i bcast4(const uint8_t *p) {
     int32_t v;
     memcpy(&v, p, 4);
     return _mm256_set1_epi32(v);
-}
-
-/* ---- Q8_0 weights · Q8_0 activations: per group of 4, |w| · (a with w's sign) */
-static void q8_0_row(size_t nb, const uint8_t *w, const uint8_t *P, const float *DA, float *out) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    const __m256i ones = _mm256_set1_epi16(1);
-    for (size_t b = 0; b < nb; b++, w += 34, P += 256) {
-        __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
-#pragma GCC unroll 8
-        for (int g = 0; g < 8; g += 2) {
-            const __m256i w0 = bcast4(w + 2 + 4 * g), w1 = bcast4(w + 6 + 4 * g);
-            const __m256i p0 = _mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(P + 32 * g)), w0));
-            const __m256i p1 = _mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(_mm256_load_si256((const __m256i *)(P + 32 * g + 32)), w1));
-            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(p0, ones));
-            s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(p1, ones));
-        }
-        const __m256 v = _mm256_cvtepi32_ps(_mm256_add_epi32(s0, s1)), sc = _mm256_mul_ps(_mm256_set1_ps(ld_f16(w)), _mm256_load_ps(DA + 8 * b));
-        if (b & 1) acc1 = _mm256_fmadd_ps(sc, v, acc1);
-        else acc0 = _mm256_fmadd_ps(sc, v, acc0);
-    }
-    _mm256_storeu_ps(out, _mm256_add_ps(acc0, acc1));
 }
 
 /* ==== K-quants: 16 weight rows in the lanes, one token's 4 activations broadcast ====
@@ -435,6 +398,117 @@ AI void kq6_token(const kpanel *kp, size_t ks, const uint8_t *a, __m256 *acc0, _
     }
 }
 
+/* ==== Q8_0: 16 weight rows in the lanes ====
+ * Signed × signed bytes on AVX2 (no VNNI): |w| · (a with w's sign) in vpmaddubsw, widened to int32
+ * at once by vpmaddwd (two products of 127·127 fill an int16). A panel of 16 rows × Q8_KB blocks
+ * of 32 is transposed once into the VNNI layout (for each group g of 4 elements: 32 bytes = rows
+ * 0-7's 4 values, then rows 8-15's), with the absolute values beside it (U) so that the sign trick
+ * costs one instruction per product vector, and every token passes over it, two at a time so each
+ * weight vector is loaded once for both. Per block the 16 rows' int32 sums (exact, as the decode
+ * kernel's) are scaled by d_w·d_a into the f32 sums. */
+#define Q8_KB 32
+
+/* Packs rows [0, nrow) (rest zero) of blocks [b0, b0 + kb) into W and U (kb, 8 groups, 2 halves,
+ * 32 B) and their scales into D (kb, 16). */
+static void q8_pack(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t kb, uint8_t *W, uint8_t *U, float *D) {
+    for (size_t b = 0; b < kb; b++) {
+        for (size_t i = 0; i < KP_ROWS; i++) D[b * KP_ROWS + i] = i < nrow ? ld_f16(w + i * wrb + (b0 + b) * 34) : 0.0f;
+        for (size_t half = 0; half < 2; half++) {
+            __m256i r[8];
+            for (size_t i = 0; i < 8; i++) {
+                const size_t row = 8 * half + i;
+                r[i] = row < nrow ? _mm256_loadu_si256((const __m256i *)(w + row * wrb + (b0 + b) * 34 + 2)) : _mm256_setzero_si256();
+            }
+            transpose8_epi32(r);
+            for (size_t g = 0; g < 8; g++) {
+                const size_t o = ((b * 8 + g) * 2 + half) * 32;
+                _mm256_store_si256((__m256i *)(W + o), r[g]);
+                _mm256_store_si256((__m256i *)(U + o), _mm256_sign_epi8(r[g], r[g]));
+            }
+        }
+    }
+}
+
+/* Two tokens (Q8_0 rows from block b0 at a0, a1; token 1 may repeat token 0) against the packed
+ * blocks: acc[0..1] (token 0's 16 rows), acc[2..3] (token 1's) += Σ. */
+AI void q8_tokens(const uint8_t *W, const uint8_t *U, const float *D, size_t kb, const uint8_t *a0, const uint8_t *a1, __m256 *acc) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 c0 = acc[0], c1 = acc[1], c2 = acc[2], c3 = acc[3];
+    for (size_t b = 0; b < kb; b++, W += 512, U += 512, a0 += 34, a1 += 34) {
+        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+#pragma GCC unroll 2
+        for (int g = 0; g < 8; g++) {
+            const __m256i w0 = _mm256_load_si256((const __m256i *)(W + 64 * g)), w1 = _mm256_load_si256((const __m256i *)(W + 64 * g + 32));
+            const __m256i u0 = _mm256_load_si256((const __m256i *)(U + 64 * g)), u1 = _mm256_load_si256((const __m256i *)(U + 64 * g + 32));
+            const __m256i x0 = bcast4(a0 + 2 + 4 * g), x1 = bcast4(a1 + 2 + 4 * g);
+            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(u0, _mm256_sign_epi8(x0, w0)), ones));
+            s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(x0, w1)), ones));
+            s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(_mm256_maddubs_epi16(u0, _mm256_sign_epi8(x1, w0)), ones));
+            s3 = _mm256_add_epi32(s3, _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(x1, w1)), ones));
+        }
+        const __m256 d0 = _mm256_loadu_ps(D + b * KP_ROWS), d1 = _mm256_loadu_ps(D + b * KP_ROWS + 8);
+        const __m256 e0 = _mm256_set1_ps(ld_f16(a0)), e1 = _mm256_set1_ps(ld_f16(a1));
+        c0 = _mm256_fmadd_ps(_mm256_mul_ps(d0, e0), _mm256_cvtepi32_ps(s0), c0);
+        c1 = _mm256_fmadd_ps(_mm256_mul_ps(d1, e0), _mm256_cvtepi32_ps(s1), c1);
+        c2 = _mm256_fmadd_ps(_mm256_mul_ps(d0, e1), _mm256_cvtepi32_ps(s2), c2);
+        c3 = _mm256_fmadd_ps(_mm256_mul_ps(d1, e1), _mm256_cvtepi32_ps(s3), c3);
+    }
+    acc[0] = c0, acc[1] = c1, acc[2] = c2, acc[3] = c3;
+}
+
+static size_t q8_scratch(void) { return Q8_KB * (512 + 512 + 64) + 128; }
+
+/* acc[0..1] = 16 floats from p (or the bias, or zero): rows past nrow zero. */
+AI void load16(const float *p, size_t nrow, __m256 *acc) {
+    if (!p) {
+        acc[0] = acc[1] = _mm256_setzero_ps();
+    } else if (nrow == KP_ROWS) {
+        acc[0] = _mm256_loadu_ps(p);
+        acc[1] = _mm256_loadu_ps(p + 8);
+    } else {
+        _Alignas(32) float o[KP_ROWS] = {0};
+        memcpy(o, p, nrow * sizeof(float));
+        acc[0] = _mm256_load_ps(o);
+        acc[1] = _mm256_load_ps(o + 8);
+    }
+}
+
+AI void store16(float *p, size_t nrow, const __m256 *acc) {
+    if (nrow == KP_ROWS) {
+        _mm256_storeu_ps(p, acc[0]);
+        _mm256_storeu_ps(p + 8, acc[1]);
+    } else {
+        _Alignas(32) float o[KP_ROWS];
+        _mm256_store_ps(o, acc[0]);
+        _mm256_store_ps(o + 8, acc[1]);
+        memcpy(p, o, nrow * sizeof(float));
+    }
+}
+
+static void q8_gemm(size_t n_in, const uint8_t *w, size_t wrb, size_t nr, const uint8_t *xq, size_t arb, size_t nt, float *y, size_t ldy,
+                    const float *bias, uint8_t *scr) {
+    uint8_t *W = (uint8_t *)(((uintptr_t)scr + 63) & ~(uintptr_t)63), *U = W + Q8_KB * 512;
+    float *D = (float *)(U + Q8_KB * 512);
+    const size_t nb = n_in / MK_QK8_0;
+    for (size_t r0 = 0; r0 < nr; r0 += KP_ROWS) {
+        const size_t nrow = MK_MIN((size_t)KP_ROWS, nr - r0);
+        for (size_t b0 = 0; b0 < nb; b0 += Q8_KB) {
+            const size_t kb = MK_MIN((size_t)Q8_KB, nb - b0);
+            q8_pack(w + r0 * wrb, wrb, nrow, b0, kb, W, U, D);
+            for (size_t t = 0; t < nt; t += 2) {
+                const size_t t1 = MK_MIN(t + 1, nt - 1);
+                float *y0 = y + t * ldy + r0, *y1 = y + t1 * ldy + r0;
+                __m256 acc[4];
+                load16(b0 > 0 ? y0 : bias ? bias + r0 : NULL, nrow, acc);
+                load16(b0 > 0 ? y1 : bias ? bias + r0 : NULL, nrow, acc + 2);
+                q8_tokens(W, U, D, kb, xq + t * arb + b0 * 34, xq + t1 * arb + b0 * 34, acc);
+                store16(y0, nrow, acc);
+                if (t1 != t) store16(y1, nrow, acc + 2);
+            }
+        }
+    }
+}
+
 static size_t kq_scratch(void) { return KP_KS * (4096 + 1024 + 512 + 128) + 128; }
 
 static void kq_gemm(mk_dtype wt, size_t n_in, const uint8_t *w, size_t wrb, size_t nr, const uint8_t *xq, size_t arb, size_t nt, float *y, size_t ldy,
@@ -475,8 +549,9 @@ static void kq_gemm(mk_dtype wt, size_t n_in, const uint8_t *w, size_t wrb, size
     }
 }
 
-size_t mk_qgemm_scratch_avx2(mk_dtype wt, size_t n_in) {
-    return wt == MK_DT_Q8_0 ? QG_TB * n_in + n_in / MK_QK8_0 * 32 + 64 : kq_scratch();
+size_t mk_qgemm_scratch_avx2(mk_dtype wt, size_t n_in, size_t nt) {
+    (void)n_in, (void)nt;
+    return wt == MK_DT_Q8_0 ? q8_scratch() : kq_scratch();
 }
 
 bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *vw, size_t wrb, size_t nr, const void *vxq, size_t arb, size_t nt, float *y, size_t ldy,
@@ -487,22 +562,7 @@ bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *vw, size_t wrb, size_t 
         return true;
     }
     if (wt != MK_DT_Q8_0) return false;
-    const size_t nb = n_in / MK_QK8_0;
-    uint8_t *P = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63); /* the packed tokens */
-    float *DA = (float *)(P + QG_TB * n_in);                                 /* (nb, 8) scales */
-    for (size_t t0 = 0; t0 < nt; t0 += QG_TB) {
-        const int rn = (int)MK_MIN((size_t)QG_TB, nt - t0);
-        const uint8_t *a[QG_TB];
-        for (int t = 0; t < rn; t++) a[t] = xq + (t0 + (size_t)t) * arb;
-        pack_tokens(P, a, rn, nb, 34, 2, 1);
-        for (size_t b = 0; b < nb; b++)
-            for (int t = 0; t < QG_TB; t++) DA[8 * b + (size_t)t] = t < rn ? ld_f16(a[t] + 34 * b) : 0.0f;
-        for (size_t r = 0; r < nr; r++) {
-            float o[QG_TB];
-            q8_0_row(nb, w + r * wrb, P, DA, o);
-            for (int t = 0; t < rn; t++) y[(t0 + (size_t)t) * ldy + r] = bias ? o[t] + bias[r] : o[t];
-        }
-    }
+    q8_gemm(n_in, w, wrb, nr, xq, arb, nt, y, ldy, bias, scratch);
     return true;
 }
 
@@ -612,8 +672,8 @@ mk_qdot_fn mk_qdot_avx2(mk_dtype wt) {
     (void)wt;
     return NULL;
 }
-size_t mk_qgemm_scratch_avx2(mk_dtype wt, size_t n_in) {
-    (void)wt, (void)n_in;
+size_t mk_qgemm_scratch_avx2(mk_dtype wt, size_t n_in, size_t nt) {
+    (void)wt, (void)n_in, (void)nt;
     return 0;
 }
 bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *w, size_t wrb, size_t nr, const void *xq, size_t arb, size_t nt, float *y, size_t ldy,
