@@ -24,6 +24,7 @@ typedef struct shape { size_t n_out, n_in, n_tok; } shape;
 static const shape shapes[] = {
     {37, 133, 1}, {64, 2048, 1}, {13, 259, 2}, {21, 100, 5}, {64, 512, 67}, {9, 70, 130}, {130, 96, 4}, {3, 31, 3},
     {50, 600, 13}, {300, 1030, 7}, /* k chunks of 256 with a ragged last one; row blocks past one panel block */
+    {38, 256, 2},                  /* the BF16 GEMV's 32-multiple path with a row tail, two tokens */
 };
 
 static double worst[MK_ISA_COUNT + 1];
