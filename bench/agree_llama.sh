@@ -5,10 +5,10 @@
 #   llama.cpp (libllama, through bench/llama_logits.c) stores its distributions in moekit's
 #   stored-logits format; `moekit eval --kld-logits` then reports KL(llama.cpp ‖ moekit) and top-1
 #   agreement position by position, and both perplexities.
-# moekit runs twice for quantized files: as it computes by default (batched products in f32 with the
-# weights dequantized exactly) and with MOEKIT_QACT=1 (activations quantized to Q8_0/Q8_K for every
-# product, llama.cpp's arithmetic). Against the F32 file's llama.cpp logits it also shows how far
-# each quantized run is from the unquantized model.
+# For quantized files moekit computes as llama.cpp does by default: activations quantized to
+# Q8_0/Q8_K for every product, integer block sums (its batched products use the integer GEMM; with
+# MOEKIT_QGEMM=0 they would dequantize the weights into the f32 GEMM instead). Against the F32
+# file's llama.cpp logits it also shows how far each quantized run is from the unquantized model.
 # Usage: LLAMA_CPP_DIR=/path/to/llama.cpp bash bench/agree_llama.sh | tee bench/results-agree-llama.md
 # Env: MODEL (models/testbed), DATA (data/testbed), BYTES (4000), CTX (256), TYPES ("f32 q8_0 q4_k q6_k"),
 #      THREADS (2), WORK (/tmp/moekit-agree).
@@ -30,7 +30,7 @@ domains=$(ls "$DATA" | sed -n 's/\.test\.txt$//p' | sort)
 echo "# moekit and llama.cpp on the same GGUF files"
 echo
 echo "Run: \`LLAMA_CPP_DIR=$L BYTES=$BYTES CTX=$CTX TYPES=\"$TYPES\" bash bench/agree_llama.sh\`  "
-echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); moekit commit $(git rev-parse --short HEAD); llama.cpp commit $(git -C "$L" rev-parse --short HEAD 2>/dev/null || echo '?'); model $MODEL (GGUF written by \`moekit quantize\`, which llama.cpp loads)."
+echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); moekit commit $(git rev-parse --short HEAD); llama.cpp commit $(git -C "$L" rev-parse --short HEAD 2>/dev/null || { "$L/build/bin/llama-bench" --version 2>&1 | head -1; } || echo '?'); model $MODEL (GGUF written by \`moekit quantize\`, which llama.cpp loads)."
 echo "Text: the first $BYTES bytes of each domain's test split, tokenized by moekit; windows of $CTX tokens, each"
 echo "scoring its tokens 2..$CTX. KLD = mean over positions of KL(llama.cpp ‖ moekit), from llama.cpp's top-32"
 echo "logits plus a tail bucket (a lower bound of the exact value)."
@@ -49,23 +49,18 @@ for d in $domains; do
   done
 done
 for T in $TYPES; do
-  # Q4_K/Q6_K prefill already quantizes the activations (the integer GEMM): QACT=1 changes nothing there
-  modes="default"; [ "$T" = q8_0 ] && modes="default qact"
   for d in $domains; do
-    for mode in $modes; do
-      q=0; [ "$mode" = qact ] && q=1
-      r=$(MOEKIT_QACT=$q "$MK" eval -m "$WORK/testbed-$T.gguf" --ppl-ids "$WORK/$d.ids" --ctx "$CTX" --stride "$CTX" -t "$THREADS" \
-            --kld-logits "$WORK/$d.$T.llama" --json 2>/dev/null)
-      rf=$(MOEKIT_QACT=$q "$MK" eval -m "$WORK/testbed-$T.gguf" --ppl-ids "$WORK/$d.ids" --ctx "$CTX" --stride "$CTX" -t "$THREADS" \
-            --kld-logits "$WORK/$d.f32.llama" --json 2>/dev/null || echo '{}')
-      python3 - "$T" "$d" "$mode" "$r" "$rf" "$(cat "$WORK/$d.$T.llama.json")" <<'PY'
+    r=$("$MK" eval -m "$WORK/testbed-$T.gguf" --ppl-ids "$WORK/$d.ids" --ctx "$CTX" --stride "$CTX" -t "$THREADS" \
+          --kld-logits "$WORK/$d.$T.llama" --json 2>/dev/null)
+    rf=$("$MK" eval -m "$WORK/testbed-$T.gguf" --ppl-ids "$WORK/$d.ids" --ctx "$CTX" --stride "$CTX" -t "$THREADS" \
+          --kld-logits "$WORK/$d.f32.llama" --json 2>/dev/null || echo '{}')
+    python3 - "$T" "$d" "$r" "$rf" "$(cat "$WORK/$d.$T.llama.json")" <<'PY'
 import json, sys
-t, d, mode, r, rf, l = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), json.loads(sys.argv[5]), json.loads(sys.argv[6])
+t, d, r, rf, l = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4]), json.loads(sys.argv[5])
 k, kf = r["kld"], rf.get("kld", {})
-m = {"default": "int8 activations (integer GEMM)" if t in ("q4_k", "q6_k") else "f32 activations in batches", "qact": "MOEKIT_QACT=1"}[mode]
+m = "f32" if t == "f32" else "int8 activations (integer GEMM)"
 vf = "-" if t == "f32" or "kld_mean" not in kf else f"{kf['kld_mean']:.3g}"
 print(f"| {t} | {d} | {l['scored']} | {m} | {k['kld_mean']:.3g} | {k['kld_max']:.3g} | {100 * k['top1_agree']:.2f}% | {l['ppl']:.4f} | {r['ppl']:.4f} | {vf} |")
 PY
-    done
   done
 done

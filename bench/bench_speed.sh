@@ -31,7 +31,7 @@ echo
 echo "Run: \`THREADS=$THREADS REPS=$REPS P=$P N=$N TYPES=\"$TYPES\" OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-} LLAMA_CPP_DIR=${LLAMA_CPP_DIR:-} bash bench/bench_speed.sh\`  "
 echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); moekit commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -n "$LB" ]; then
-  echo "llama.cpp: $LLAMA_CPP_DIR, commit $(git -C "$LLAMA_CPP_DIR" rev-parse --short HEAD 2>/dev/null || echo '?')"
+  echo "llama.cpp: $LLAMA_CPP_DIR, commit $(git -C "$LLAMA_CPP_DIR" rev-parse --short HEAD 2>/dev/null || { "$LLAMA_CPP_DIR/build/bin/llama-bench" --version 2>&1 | head -1; } || echo '?')"
 fi
 echo
 
