@@ -325,38 +325,50 @@ static void kq_pack(mk_dtype wt, const uint8_t *w, size_t wrb, size_t nrow, size
     }
 }
 
-/* One token (its Q8_K blocks b0.. at a) against the packed slice: acc (16 rows) += Σ. */
-AI void kq4_token(const kpanel *kp, size_t ks, const uint8_t *a, __m256 *acc0, __m256 *acc1) {
-    for (size_t b = 0; b < ks; b++, a += 292) {
+/* Two tokens (their Q8_K blocks b0.. at a0, a1; a1 may repeat a0) against the packed slice:
+ * acc[0..1] (token 0's 16 rows), acc[2..3] (token 1's) += Σ. Each weight vector is loaded once
+ * for both tokens. */
+AI void kq4_tokens(const kpanel *kp, size_t ks, const uint8_t *a0, const uint8_t *a1, __m256 *acc) {
+    for (size_t b = 0; b < ks; b++, a0 += 292, a1 += 292) {
         const uint8_t *W = kp->W + b * 4096;
         const int16_t *SC = kp->SC + b * 256, *MP = kp->MP + b * 128;
-        __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
         for (int j = 0; j < 8; j++, W += 512) {
-            __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
-#pragma GCC unroll 8
+            __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+#pragma GCC unroll 4
             for (int g = 0; g < 8; g++) {
-                const __m256i ag = bcast4(a + 4 + 32 * j + 4 * g);
-                s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 64 * g)), ag));
-                s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 64 * g + 32)), ag));
+                const __m256i w0 = _mm256_load_si256((const __m256i *)(W + 64 * g)), w1 = _mm256_load_si256((const __m256i *)(W + 64 * g + 32));
+                const __m256i x0 = bcast4(a0 + 4 + 32 * j + 4 * g), x1 = bcast4(a1 + 4 + 32 * j + 4 * g);
+                s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(w0, x0));
+                s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(w1, x0));
+                s2 = _mm256_add_epi16(s2, _mm256_maddubs_epi16(w0, x1));
+                s3 = _mm256_add_epi16(s3, _mm256_maddubs_epi16(w1, x1));
             }
-            i0 = _mm256_add_epi32(i0, _mm256_madd_epi16(s0, _mm256_load_si256((const __m256i *)(SC + 32 * j))));
-            i1 = _mm256_add_epi32(i1, _mm256_madd_epi16(s1, _mm256_load_si256((const __m256i *)(SC + 32 * j + 16))));
+            const __m256i c0 = _mm256_load_si256((const __m256i *)(SC + 32 * j)), c1 = _mm256_load_si256((const __m256i *)(SC + 32 * j + 16));
+            i0 = _mm256_add_epi32(i0, _mm256_madd_epi16(s0, c0));
+            i1 = _mm256_add_epi32(i1, _mm256_madd_epi16(s1, c1));
+            i2 = _mm256_add_epi32(i2, _mm256_madd_epi16(s2, c0));
+            i3 = _mm256_add_epi32(i3, _mm256_madd_epi16(s3, c1));
         }
-        /* mins: Σ_j m_j · (the token's sum over sub-block j), sub-blocks in pairs */
-        _Alignas(16) int32_t sp[4];
-        _mm_store_si128((__m128i *)sp, _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(a + 260)), _mm_loadu_si128((const __m128i *)(a + 276))));
-        __m256i m0 = _mm256_setzero_si256(), m1 = _mm256_setzero_si256();
-        for (int p = 0; p < 4; p++) {
-            const __m256i sv = _mm256_set1_epi32(sp[p]);
-            m0 = _mm256_add_epi32(m0, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(MP + 32 * p)), sv));
-            m1 = _mm256_add_epi32(m1, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(MP + 32 * p + 16)), sv));
-        }
-        const __m256 da = _mm256_set1_ps(ld_f32(a));
         const float *D = kp->D + b * KP_ROWS, *DM = kp->DM + b * KP_ROWS;
-        *acc0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(D), da), _mm256_cvtepi32_ps(i0), *acc0);
-        *acc1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(D + 8), da), _mm256_cvtepi32_ps(i1), *acc1);
-        *acc0 = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(DM), da), _mm256_cvtepi32_ps(m0), *acc0);
-        *acc1 = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(DM + 8), da), _mm256_cvtepi32_ps(m1), *acc1);
+        const __m256i in[4] = {i0, i1, i2, i3};
+        for (int t = 0; t < 2; t++) {
+            const uint8_t *a = t ? a1 : a0;
+            /* mins: Σ_j m_j · (the token's sum over sub-block j), sub-blocks in pairs */
+            _Alignas(16) int32_t sp[4];
+            _mm_store_si128((__m128i *)sp, _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(a + 260)), _mm_loadu_si128((const __m128i *)(a + 276))));
+            __m256i m0 = _mm256_setzero_si256(), m1 = _mm256_setzero_si256();
+            for (int p = 0; p < 4; p++) {
+                const __m256i sv = _mm256_set1_epi32(sp[p]);
+                m0 = _mm256_add_epi32(m0, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(MP + 32 * p)), sv));
+                m1 = _mm256_add_epi32(m1, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(MP + 32 * p + 16)), sv));
+            }
+            const __m256 da = _mm256_set1_ps(ld_f32(a));
+            acc[2 * t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(D), da), _mm256_cvtepi32_ps(in[2 * t]), acc[2 * t]);
+            acc[2 * t + 1] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(D + 8), da), _mm256_cvtepi32_ps(in[2 * t + 1]), acc[2 * t + 1]);
+            acc[2 * t] = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(DM), da), _mm256_cvtepi32_ps(m0), acc[2 * t]);
+            acc[2 * t + 1] = _mm256_fnmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(DM + 8), da), _mm256_cvtepi32_ps(m1), acc[2 * t + 1]);
+        }
     }
 }
 
@@ -526,24 +538,19 @@ static void kq_gemm(mk_dtype wt, size_t n_in, const uint8_t *w, size_t wrb, size
             const size_t ks = MK_MIN((size_t)KP_KS, nb - b0);
             kq_pack(wt, w + r0 * wrb, wrb, nrow, b0, ks, &kp);
             for (size_t t = 0; t < nt; t++) {
-                float *yt = y + t * ldy + r0;
-                _Alignas(32) float o[KP_ROWS];
-                __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-                if (b0 > 0 || bias) { /* the partial sums so far (or the bias) */
-                    for (size_t i = 0; i < KP_ROWS; i++) o[i] = i >= nrow ? 0.0f : b0 > 0 ? yt[i] : bias[r0 + i];
-                    acc0 = _mm256_load_ps(o);
-                    acc1 = _mm256_load_ps(o + 8);
-                }
-                if (wt == MK_DT_Q4_K) kq4_token(&kp, ks, xq + t * arb + b0 * 292, &acc0, &acc1);
-                else kq6_token(&kp, ks, xq + t * arb + b0 * 292, &acc0, &acc1);
-                if (nrow == KP_ROWS) {
-                    _mm256_storeu_ps(yt, acc0);
-                    _mm256_storeu_ps(yt + 8, acc1);
+                const size_t t1 = MK_MIN(t + 1, nt - 1);
+                float *y0 = y + t * ldy + r0, *y1 = y + t1 * ldy + r0;
+                __m256 acc[4];
+                load16(b0 > 0 ? y0 : bias ? bias + r0 : NULL, nrow, acc);
+                if (wt == MK_DT_Q4_K) {
+                    load16(b0 > 0 ? y1 : bias ? bias + r0 : NULL, nrow, acc + 2);
+                    kq4_tokens(&kp, ks, xq + t * arb + b0 * 292, xq + t1 * arb + b0 * 292, acc);
+                    if (t1 != t) store16(y1, nrow, acc + 2);
+                    t = t1;
                 } else {
-                    _mm256_store_ps(o, acc0);
-                    _mm256_store_ps(o + 8, acc1);
-                    memcpy(yt, o, nrow * sizeof(float));
+                    kq6_token(&kp, ks, xq + t * arb + b0 * 292, &acc[0], &acc[1]);
                 }
+                store16(y0, nrow, acc);
             }
         }
     }
