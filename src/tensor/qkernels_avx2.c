@@ -220,11 +220,12 @@ AI __m256i bcast4(const uint8_t *p) {
     return _mm256_set1_epi32(v);
 }
 
-/* ==== K-quants: 16 weight rows in the lanes, one token's 4 activations broadcast ====
+/* ==== K-quants: 16 weight rows in the lanes, a token's 4 activations broadcast ====
  * For Q4_K and Q6_K a panel of 16 rows × a slice of KS super-blocks is unpacked once into bytes in
  * the VNNI layout (for each group g of 4 elements, 32 bytes = rows 0-7's 4 values, then 32 bytes =
- * rows 8-15's), with each sub-block's scales as int16 lane pairs, and every token of the call
- * passes over it: one broadcast of the token's 4 activation bytes feeds two vpmaddubsw (16 rows),
+ * rows 8-15's), with each sub-block's scales as int16 lane pairs, and the tokens of the call pass
+ * over it two at a time (each weight vector loaded once for both): one broadcast of a token's 4
+ * activation bytes feeds two vpmaddubsw (16 rows),
  * the products of a sub-block are summed in int16 (≤ 8·15·128·2 for Q4_K; 2·63·128·2 for Q6_K)
  * and widened by the rows' scales. The panel slice (16 KB) stays in L1 while the tokens pass;
  * partial sums over slices accumulate in y. Same integer block sums as the decode kernels. */
@@ -372,41 +373,44 @@ AI void kq4_tokens(const kpanel *kp, size_t ks, const uint8_t *a0, const uint8_t
     }
 }
 
-AI void kq6_token(const kpanel *kp, size_t ks, const uint8_t *a, __m256 *acc0, __m256 *acc1) {
-    for (size_t b = 0; b < ks; b++, a += 292) {
+/* Q6_K, two tokens as kq4_tokens. */
+AI void kq6_tokens(const kpanel *kp, size_t ks, const uint8_t *a0, const uint8_t *a1, __m256 *acc) {
+    for (size_t b = 0; b < ks; b++, a0 += 292, a1 += 292) {
         const uint8_t *W = kp->W + b * 4096;
         const int16_t *SC = kp->SC + b * 512, *MP = kp->MP + b * 256;
-        __m256i i0 = _mm256_setzero_si256(), i1 = _mm256_setzero_si256();
-#pragma GCC unroll 2
+        __m256i i0 = _mm256_setzero_si256(), i1 = i0, i2 = i0, i3 = i0;
         for (int j = 0; j < 16; j++, W += 256) { /* sub-block j: 16 values, 4 groups, summed in int16 two at a time */
-            const __m256i g0 = bcast4(a + 4 + 16 * j), g1 = bcast4(a + 8 + 16 * j), g2 = bcast4(a + 12 + 16 * j), g3 = bcast4(a + 16 + 16 * j);
             const __m256i sc0 = _mm256_load_si256((const __m256i *)(SC + 32 * j)), sc1 = _mm256_load_si256((const __m256i *)(SC + 32 * j + 16));
-            const __m256i a0 = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)W), g0),
-                                                _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 64)), g1));
-            const __m256i a1 = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 32)), g0),
-                                                _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 96)), g1));
-            const __m256i b0 = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 128)), g2),
-                                                _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 192)), g3));
-            const __m256i b1 = _mm256_add_epi16(_mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 160)), g2),
-                                                _mm256_maddubs_epi16(_mm256_load_si256((const __m256i *)(W + 224)), g3));
-            i0 = _mm256_add_epi32(i0, _mm256_add_epi32(_mm256_madd_epi16(a0, sc0), _mm256_madd_epi16(b0, sc0)));
-            i1 = _mm256_add_epi32(i1, _mm256_add_epi32(_mm256_madd_epi16(a1, sc1), _mm256_madd_epi16(b1, sc1)));
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) { /* groups 2h, 2h+1 */
+                const __m256i wa0 = _mm256_load_si256((const __m256i *)(W + 128 * h)), wa1 = _mm256_load_si256((const __m256i *)(W + 128 * h + 32));
+                const __m256i wb0 = _mm256_load_si256((const __m256i *)(W + 128 * h + 64)), wb1 = _mm256_load_si256((const __m256i *)(W + 128 * h + 96));
+                const __m256i x0 = bcast4(a0 + 4 + 16 * j + 8 * h), y0 = bcast4(a0 + 8 + 16 * j + 8 * h);
+                const __m256i x1 = bcast4(a1 + 4 + 16 * j + 8 * h), y1 = bcast4(a1 + 8 + 16 * j + 8 * h);
+                i0 = _mm256_add_epi32(i0, _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(wa0, x0), _mm256_maddubs_epi16(wb0, y0)), sc0));
+                i1 = _mm256_add_epi32(i1, _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(wa1, x0), _mm256_maddubs_epi16(wb1, y0)), sc1));
+                i2 = _mm256_add_epi32(i2, _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(wa0, x1), _mm256_maddubs_epi16(wb0, y1)), sc0));
+                i3 = _mm256_add_epi32(i3, _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(wa1, x1), _mm256_maddubs_epi16(wb1, y1)), sc1));
+            }
         }
-        /* the −32 offset: 32 Σ_j s_j · (the token's sum over sub-block j of 16), in pairs */
-        __m256i o0 = _mm256_setzero_si256(), o1 = _mm256_setzero_si256();
-        for (int p = 0; p < 8; p++) {
-            int32_t v;
-            memcpy(&v, a + 260 + 4 * p, 4);
-            const __m256i sv = _mm256_set1_epi32(v);
-            o0 = _mm256_add_epi32(o0, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(MP + 32 * p)), sv));
-            o1 = _mm256_add_epi32(o1, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(MP + 32 * p + 16)), sv));
-        }
-        i0 = _mm256_sub_epi32(i0, _mm256_slli_epi32(o0, 5));
-        i1 = _mm256_sub_epi32(i1, _mm256_slli_epi32(o1, 5));
-        const __m256 da = _mm256_set1_ps(ld_f32(a));
         const float *D = kp->D + b * KP_ROWS;
-        *acc0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(D), da), _mm256_cvtepi32_ps(i0), *acc0);
-        *acc1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(D + 8), da), _mm256_cvtepi32_ps(i1), *acc1);
+        const __m256i in[4] = {i0, i1, i2, i3};
+        for (int t = 0; t < 2; t++) {
+            const uint8_t *a = t ? a1 : a0;
+            /* the −32 offset: 32 Σ_j s_j · (the token's sum over sub-block j of 16), in pairs */
+            __m256i o0 = _mm256_setzero_si256(), o1 = _mm256_setzero_si256();
+            for (int p = 0; p < 8; p++) {
+                int32_t v;
+                memcpy(&v, a + 260 + 4 * p, 4);
+                const __m256i sv = _mm256_set1_epi32(v);
+                o0 = _mm256_add_epi32(o0, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(MP + 32 * p)), sv));
+                o1 = _mm256_add_epi32(o1, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(MP + 32 * p + 16)), sv));
+            }
+            const __m256i v0 = _mm256_sub_epi32(in[2 * t], _mm256_slli_epi32(o0, 5)), v1 = _mm256_sub_epi32(in[2 * t + 1], _mm256_slli_epi32(o1, 5));
+            const __m256 da = _mm256_set1_ps(ld_f32(a));
+            acc[2 * t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(D), da), _mm256_cvtepi32_ps(v0), acc[2 * t]);
+            acc[2 * t + 1] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(D + 8), da), _mm256_cvtepi32_ps(v1), acc[2 * t + 1]);
+        }
     }
 }
 
@@ -542,15 +546,12 @@ static void kq_gemm(mk_dtype wt, size_t n_in, const uint8_t *w, size_t wrb, size
                 float *y0 = y + t * ldy + r0, *y1 = y + t1 * ldy + r0;
                 __m256 acc[4];
                 load16(b0 > 0 ? y0 : bias ? bias + r0 : NULL, nrow, acc);
-                if (wt == MK_DT_Q4_K) {
-                    load16(b0 > 0 ? y1 : bias ? bias + r0 : NULL, nrow, acc + 2);
-                    kq4_tokens(&kp, ks, xq + t * arb + b0 * 292, xq + t1 * arb + b0 * 292, acc);
-                    if (t1 != t) store16(y1, nrow, acc + 2);
-                    t = t1;
-                } else {
-                    kq6_token(&kp, ks, xq + t * arb + b0 * 292, &acc[0], &acc[1]);
-                }
+                load16(b0 > 0 ? y1 : bias ? bias + r0 : NULL, nrow, acc + 2);
+                if (wt == MK_DT_Q4_K) kq4_tokens(&kp, ks, xq + t * arb + b0 * 292, xq + t1 * arb + b0 * 292, acc);
+                else kq6_tokens(&kp, ks, xq + t * arb + b0 * 292, xq + t1 * arb + b0 * 292, acc);
+                if (t1 != t) store16(y1, nrow, acc + 2);
                 store16(y0, nrow, acc);
+                t = t1;
             }
         }
     }
