@@ -207,8 +207,12 @@ static void qrows(const qsel *q, float *y, size_t ldy, const uint8_t *xq, size_t
     }
 }
 
-/* Rows per chunk handed out dynamically: about 8 chunks per thread, a multiple of ROW_GRAIN. */
-static size_t chunk_rows(size_t n_out, int nth, int per_thread);
+/* Rows per chunk handed out dynamically: about per_thread chunks per thread, a multiple of grain
+ * (ROW_GRAIN; QGEMM_GRAIN where the integer GEMM packs 16 rows into the lanes, so that a chunk on
+ * a many-core machine does not leave half of a panel empty). */
+static size_t chunk_rows(size_t n_out, int nth, int per_thread, size_t grain);
+#define QGEMM_GRAIN 16
+static size_t qgrain(const qsel *q, size_t n_tok) { return q->gemm && n_tok >= QGEMM_INT_MIN ? QGEMM_GRAIN : ROW_GRAIN; }
 
 /* Batches of at least this many tokens multiply block-quantized weights dequantized exactly into
  * the packed f32 GEMM (the activations stay f32) where the CPU has it; smaller ones (decode)
@@ -251,7 +255,7 @@ static bool qmatmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
     if (!mk_kern_q_act(dt, n_tok)) {
         const mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .ldw = n_in, .dt = dt, .n_in = n_in, .bias = bias};
         const int nth = omp_in_parallel() ? 1 : omp_get_max_threads();
-        const size_t chunk = chunk_rows(n_out, nth, 8);
+        const size_t chunk = chunk_rows(n_out, nth, 8, ROW_GRAIN);
         #pragma omp parallel num_threads(nth) if (nth > 1)
         qgemm_rows(&j, n_out, chunk);
         return true;
@@ -262,7 +266,7 @@ static bool qmatmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
     if (!xq) return false;
     const double work = (double)n_out * (double)n_in * (double)n_tok;
     int nth = omp_in_parallel() || work < 262144.0 ? 1 : omp_get_max_threads();
-    const size_t chunk = chunk_rows(n_out, nth, 8), n_chunks = (n_out + chunk - 1) / chunk;
+    const size_t chunk = chunk_rows(n_out, nth, 8, qgrain(&q, n_tok)), n_chunks = (n_out + chunk - 1) / chunk;
     #pragma omp parallel num_threads(nth) if (nth > 1)
     {
         #pragma omp for schedule(static)
@@ -280,14 +284,14 @@ void mk_matmul_team_q(float *y, size_t ldy, const void *xq, size_t n_tok, const 
     pthread_once(&g_once, detect);
     qsel q;
     if (!qselect(dt, n_in, &q)) return;
-    const size_t chunk = chunk_rows(n_out, omp_get_num_threads(), 4), n_chunks = (n_out + chunk - 1) / chunk;
+    const size_t chunk = chunk_rows(n_out, omp_get_num_threads(), 4, qgrain(&q, n_tok)), n_chunks = (n_out + chunk - 1) / chunk;
     #pragma omp for schedule(dynamic, 1) nowait
     for (size_t c = 0; c < n_chunks; c++) qrows(&q, y, ldy, xq, n_tok, w, n_in, bias, c * chunk, MK_MIN(n_out, c * chunk + chunk));
 }
 
-static size_t chunk_rows(size_t n_out, int nth, int per_thread) {
+static size_t chunk_rows(size_t n_out, int nth, int per_thread, size_t grain) {
     size_t chunk = (n_out + (size_t)nth * (size_t)per_thread - 1) / ((size_t)nth * (size_t)per_thread);
-    return MK_MIN((size_t)256, MK_MAX((size_t)ROW_GRAIN, (chunk + ROW_GRAIN - 1) / ROW_GRAIN * ROW_GRAIN));
+    return MK_MIN((size_t)256, MK_MAX(grain, (chunk + grain - 1) / grain * grain));
 }
 
 bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, const void *w, mk_dtype dt,
@@ -345,7 +349,7 @@ void mk_matmul_team(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
     pthread_once(&g_once, detect);
     if (dt != MK_DT_F32 && dt != MK_DT_BF16 && dt != MK_DT_F16 && mk_qdot_ref(dt) && !mk_kern_q_act(dt, n_tok)) {
         const mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .ldw = n_in, .dt = dt, .n_in = n_in, .bias = bias};
-        qgemm_rows(&j, n_out, chunk_rows(n_out, omp_get_num_threads(), 4));
+        qgemm_rows(&j, n_out, chunk_rows(n_out, omp_get_num_threads(), 4, ROW_GRAIN));
         return;
     }
     if (dt != MK_DT_F32 && dt != MK_DT_BF16 && dt != MK_DT_F16) {
@@ -359,7 +363,7 @@ void mk_matmul_team(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
         }
         /* each thread quantizes the (small) activation block privately: no barrier needed */
         qquant_rows(&q, x, ldx, 0, n_tok, n_in, xq);
-        const size_t chunk = chunk_rows(n_out, omp_get_num_threads(), 4), n_chunks = (n_out + chunk - 1) / chunk;
+        const size_t chunk = chunk_rows(n_out, omp_get_num_threads(), 4, qgrain(&q, n_tok)), n_chunks = (n_out + chunk - 1) / chunk;
         #pragma omp for schedule(dynamic, 1) nowait
         for (size_t c = 0; c < n_chunks; c++) qrows(&q, y, ldy, xq, n_tok, w, n_in, bias, c * chunk, MK_MIN(n_out, c * chunk + chunk));
         return;
