@@ -41,62 +41,20 @@ static inline __attribute__((always_inline)) float hsum256(__m256 v) {
 #define PACKED_MIN_TOK 4
 #define FN_GEMM mk_kern_gemm_avx2
 
-/* Decode with BF16 weights (the GEMV): a 32-byte load holds 16 weights as 8 words; the even
- * elements become f32 with a shift, the odd ones with a mask (2 instructions for 16 weights, where
- * widening 8 at a time costs a shuffle and a shift per 8), and meet x de-interleaved once per call
- * into xd (even then odd elements of each 16-block). The next rows are prefetched a block ahead,
- * as in the AVX-512 variant. Exact: the same f32 products as the generic path, summed in another
- * order. n % 32 == 0. */
-#define GEMV_BF16_FAST gemv_bf16_fast
-#define PF_ROWS 4
-static void gemv_bf16_fast(const mk_kjob *j, size_t r0, size_t r1, float *xd) {
-    const size_t n = j->n_in;
-    const __m256i hi = _mm256_set1_epi32((int)0xffff0000u);
-    for (size_t t = 0; t < j->n_tok; t++) {
-        const float *x = j->x + t * j->ldx;
-        float *d = xd + t * n;
-        for (size_t k = 0; k < n; k += 16) {
-            const __m256 a = _mm256_loadu_ps(x + k), b = _mm256_loadu_ps(x + k + 8);
-            /* shuffle_ps takes 2 from each source per 128-bit lane; the 64-bit permute orders them */
-            const __m256 e = _mm256_shuffle_ps(a, b, 0x88), o = _mm256_shuffle_ps(a, b, 0xDD);
-            _mm256_storeu_ps(d + k, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e), 0xD8)));
-            _mm256_storeu_ps(d + k + 8, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o), 0xD8)));
-        }
-    }
-    const uint16_t *w = j->w;
-    for (size_t r = r0; r < r1; r += 4) {
-        const int rm = (int)MK_MIN((size_t)4, r1 - r);
-        for (size_t t = 0; t < j->n_tok; t++) {
-            const float *d = xd + t * n;
-            __m256 acc[4][2];
-            for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-            if (rm == 4) {
-                for (size_t k = 0; k < n; k += 16) {
-                    const __m256 xe = _mm256_loadu_ps(d + k), xo = _mm256_loadu_ps(d + k + 8);
-#pragma GCC unroll 4
-                    for (int i = 0; i < 4; i++) {
-                        if ((k & 31) == 0) _mm_prefetch((const char *)(w + (r + PF_ROWS + (size_t)i) * n + k), _MM_HINT_T0);
-                        const __m256i v = _mm256_loadu_si256((const __m256i *)(w + (r + (size_t)i) * n + k));
-                        acc[i][0] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), xe, acc[i][0]);
-                        acc[i][1] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, hi)), xo, acc[i][1]);
-                    }
-                }
-            } else {
-                for (int i = 0; i < rm; i++)
-                    for (size_t k = 0; k < n; k += 16) {
-                        const __m256i v = _mm256_loadu_si256((const __m256i *)(w + (r + (size_t)i) * n + k));
-                        acc[i][0] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), _mm256_loadu_ps(d + k), acc[i][0]);
-                        acc[i][1] = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_and_si256(v, hi)), _mm256_loadu_ps(d + k + 8), acc[i][1]);
-                    }
-            }
-            for (int i = 0; i < rm; i++) {
-                const float s = hsum256(_mm256_add_ps(acc[i][0], acc[i][1]));
-                j->y[t * j->ldy + r + (size_t)i] = j->bias ? s + j->bias[r + (size_t)i] : s;
-            }
-        }
-    }
-}
-
+/* the BF16 decode GEMV (kernels_tmpl.h): 16 weights per 32-byte load; x de-interleaved by a
+ * shuffle (2 from each source per 128-bit lane) and a 64-bit permute that orders them */
+#define VI __m256i
+#define VLOADI(p) _mm256_loadu_si256((const __m256i *)(p))
+#define VBF16_EVEN(v) _mm256_castsi256_ps(_mm256_slli_epi32((v), 16))
+#define VBF16_ODD(v) _mm256_castsi256_ps(_mm256_and_si256((v), _mm256_set1_epi32((int)0xffff0000u)))
+#define VADD(a, b) _mm256_add_ps((a), (b))
+#define VDEINTERLEAVE(x, d)                                                                                   \
+    do {                                                                                                      \
+        const __m256 a_ = _mm256_loadu_ps(x), b_ = _mm256_loadu_ps((x) + 8);                                  \
+        const __m256 e_ = _mm256_shuffle_ps(a_, b_, 0x88), o_ = _mm256_shuffle_ps(a_, b_, 0xDD);              \
+        _mm256_storeu_ps((d), _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(e_), 0xD8)));           \
+        _mm256_storeu_ps((d) + 8, _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(o_), 0xD8)));       \
+    } while (0)
 #include "kernels_tmpl.h"
 
 #if defined(__clang__)

@@ -68,6 +68,55 @@ AI void gemv_dt(const mk_kjob *j, size_t r0, size_t r1, int dt) {
                  j->bias ? j->bias + r : NULL, 1, 1);
 }
 
+#ifdef VI
+/* Decode GEMV for BF16 rows with fewer instructions per weight byte (more of the core's window
+ * left for outstanding loads, which is what streaming speed depends on): 2·KV bf16 weights are one
+ * integer vector load (VI); the even elements become f32 with a shift, the odd ones with a mask
+ * (VBF16_EVEN/ODD), and meet x de-interleaved once per call into xd (VDEINTERLEAVE: even then odd
+ * elements of each 2·KV block). The next PF_ROWS rows are prefetched a block ahead: +15% single-
+ * core streaming on a 512 MB matrix with AVX-512 (19.5 → 22-23.6 GB/s; 8 or 16 rows ahead was
+ * less). Exact: the same f32 products as the generic path, summed in another order. n % 32 == 0. */
+#define GEMV_BF16_FAST gemv_bf16_pairs
+#define PF_ROWS 4
+static void gemv_bf16_pairs(const mk_kjob *j, size_t r0, size_t r1, float *xd) {
+    const size_t n = j->n_in, B = 2 * KV;
+    for (size_t t = 0; t < j->n_tok; t++)
+        for (size_t k = 0; k < n; k += B) VDEINTERLEAVE(j->x + t * j->ldx + k, xd + t * n + k);
+    const uint16_t *w = j->w;
+    for (size_t r = r0; r < r1; r += 4) {
+        const int rm = (int)MK_MIN((size_t)4, r1 - r);
+        for (size_t t = 0; t < j->n_tok; t++) {
+            const float *d = xd + t * n;
+            V acc[4][2];
+            for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = VZERO();
+            if (rm == 4) {
+                for (size_t k = 0; k < n; k += B) {
+                    const V xe = VLOAD(d + k), xo = VLOAD(d + k + KV);
+#pragma GCC unroll 4
+                    for (int i = 0; i < 4; i++) {
+                        if (k % 32 == 0) _mm_prefetch((const char *)(w + (r + PF_ROWS + (size_t)i) * n + k), _MM_HINT_T0);
+                        const VI v = VLOADI(w + (r + (size_t)i) * n + k);
+                        acc[i][0] = VFMA(VBF16_EVEN(v), xe, acc[i][0]);
+                        acc[i][1] = VFMA(VBF16_ODD(v), xo, acc[i][1]);
+                    }
+                }
+            } else {
+                for (int i = 0; i < rm; i++)
+                    for (size_t k = 0; k < n; k += B) {
+                        const VI v = VLOADI(w + (r + (size_t)i) * n + k);
+                        acc[i][0] = VFMA(VBF16_EVEN(v), VLOAD(d + k), acc[i][0]);
+                        acc[i][1] = VFMA(VBF16_ODD(v), VLOAD(d + k + KV), acc[i][1]);
+                    }
+            }
+            for (int i = 0; i < rm; i++) {
+                const float s = VRED(VADD(acc[i][0], acc[i][1]));
+                j->y[t * j->ldy + r + (size_t)i] = j->bias ? s + j->bias[r + (size_t)i] : s;
+            }
+        }
+    }
+}
+#endif
+
 /* Prefill: rows [r, r + rb) as f32 (wf, row stride n) against every token, tokens outermost in
  * RN tiles so each tile's activations stay in L1 while the L2-resident rows pass under them. */
 static void gemm_block(const mk_kjob *j, const float *wf, size_t r, size_t rb, size_t t, size_t T) {
