@@ -299,11 +299,25 @@ static inline void softmax_weighted_sum(float *sc, size_t j0, size_t p, float mx
         sc[j] = expf(sc[j] - mx);
         sum += sc[j];
     }
-    memset(o, 0, D * sizeof(float));
-    for (size_t j = j0; j <= p; j++) {
-        const float a = sc[j] / sum, *restrict vj = v + j * ld;
-        #pragma omp simd
-        for (size_t i = 0; i < D; i++) o[i] += a * vj[i];
+    for (size_t j = j0; j <= p; j++) sc[j] /= sum;
+    /* o = Σ_j sc[j]·v_j in 32-wide slices of o held in registers across the keys (the same
+     * sums, in the same order, as one pass over o per key) */
+    size_t i0 = 0;
+    for (; i0 + 32 <= D; i0 += 32) {
+        float acc[32] = {0};
+        for (size_t j = j0; j <= p; j++) {
+            const float a = sc[j], *restrict vj = v + j * ld + i0;
+            #pragma omp simd
+            for (size_t i = 0; i < 32; i++) acc[i] += a * vj[i];
+        }
+        memcpy(o + i0, acc, sizeof acc);
+    }
+    if (i0 < D) {
+        memset(o + i0, 0, (D - i0) * sizeof(float));
+        for (size_t j = j0; j <= p; j++) {
+            const float a = sc[j], *restrict vj = v + j * ld;
+            for (size_t i = i0; i < D; i++) o[i] += a * vj[i];
+        }
     }
 }
 
