@@ -145,7 +145,7 @@ typedef struct qsel {
  * more with quantized activations use it. It is the default for prefill wherever it beats the
  * dequantizing f32 GEMM, which on AVX2 is every type it has: Q4_K and Q6_K (4- and 6-bit weights
  * straight into vpmaddubsw, sums in int16 over a sub-block) and Q8_0 (the sign trick with the
- * weights' absolute values packed beside them; pp512 on the OLMoE-shaped bench 272 -> 345 t/s,
+ * weights' absolute values packed beside them; pp512 on the OLMoE-shaped bench 272 -> ~330 t/s,
  * bench/results-speed.md). */
 static bool qgemm_type(mk_dtype dt) { return dt == MK_DT_Q8_0 || dt == MK_DT_Q4_K || dt == MK_DT_Q6_K; }
 #define QGEMM_INT_MIN 4
