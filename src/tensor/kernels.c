@@ -193,7 +193,7 @@ void mk_kern_quantize_act(mk_dtype wt, const float *x, void *xq, size_t n_in) {
 /* Rows [r0, r1) of y for every token; xq holds the n_tok quantized activation rows. */
 static void qrows(const qsel *q, float *y, size_t ldy, const uint8_t *xq, size_t n_tok, const uint8_t *w, size_t n_in,
                   const float *bias, size_t r0, size_t r1) {
-    void *qg = q->gemm && n_tok >= QGEMM_INT_MIN && r1 > r0 ? scratch(&tl_qg, &tl_qgcap, mk_qgemm_scratch_avx2(q->wt, n_in, n_tok)) : NULL;
+    void *qg = q->gemm && n_tok >= QGEMM_INT_MIN && r1 > r0 ? scratch(&tl_qg, &tl_qgcap, mk_qgemm_scratch_avx2(q->wt, n_in)) : NULL;
     if (qg && mk_qgemm_avx2(q->wt, n_in, w + r0 * q->wrb, q->wrb, r1 - r0, xq, q->arb, n_tok, y + r0, ldy, bias ? bias + r0 : NULL, qg)) return;
     for (size_t t0 = 0; t0 < n_tok; t0 += QTB) {
         const size_t t1 = MK_MIN(n_tok, t0 + QTB);

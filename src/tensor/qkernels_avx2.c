@@ -512,7 +512,7 @@ static void q8_gemm(size_t n_in, const uint8_t *w, size_t wrb, size_t nr, const 
             const size_t kb = MK_MIN((size_t)Q8_KB, nb - b0);
             q8_pack(w + r0 * wrb, wrb, nrow, b0, kb, W, U, D);
             for (size_t t = 0; t < nt; t += 2) {
-                const size_t t1 = MK_MIN(t + 1, nt - 1);
+                const size_t t1 = MK_MIN(t + 1, nt - 1); /* an odd last token pairs with itself */
                 float *y0 = y + t * ldy + r0, *y1 = y + t1 * ldy + r0;
                 __m256 acc[4];
                 load16(b0 > 0 ? y0 : bias ? bias + r0 : NULL, nrow, acc);
@@ -541,24 +541,23 @@ static void kq_gemm(mk_dtype wt, size_t n_in, const uint8_t *w, size_t wrb, size
         for (size_t b0 = 0; b0 < nb; b0 += KP_KS) {
             const size_t ks = MK_MIN((size_t)KP_KS, nb - b0);
             kq_pack(wt, w + r0 * wrb, wrb, nrow, b0, ks, &kp);
-            for (size_t t = 0; t < nt; t++) {
-                const size_t t1 = MK_MIN(t + 1, nt - 1);
+            for (size_t t = 0; t < nt; t += 2) {
+                const size_t t1 = MK_MIN(t + 1, nt - 1); /* an odd last token pairs with itself */
                 float *y0 = y + t * ldy + r0, *y1 = y + t1 * ldy + r0;
                 __m256 acc[4];
                 load16(b0 > 0 ? y0 : bias ? bias + r0 : NULL, nrow, acc);
                 load16(b0 > 0 ? y1 : bias ? bias + r0 : NULL, nrow, acc + 2);
                 if (wt == MK_DT_Q4_K) kq4_tokens(&kp, ks, xq + t * arb + b0 * 292, xq + t1 * arb + b0 * 292, acc);
                 else kq6_tokens(&kp, ks, xq + t * arb + b0 * 292, xq + t1 * arb + b0 * 292, acc);
-                if (t1 != t) store16(y1, nrow, acc + 2);
                 store16(y0, nrow, acc);
-                t = t1;
+                if (t1 != t) store16(y1, nrow, acc + 2);
             }
         }
     }
 }
 
-size_t mk_qgemm_scratch_avx2(mk_dtype wt, size_t n_in, size_t nt) {
-    (void)n_in, (void)nt;
+size_t mk_qgemm_scratch_avx2(mk_dtype wt, size_t n_in) {
+    (void)n_in;
     return wt == MK_DT_Q8_0 ? q8_scratch() : kq_scratch();
 }
 
@@ -680,8 +679,8 @@ mk_qdot_fn mk_qdot_avx2(mk_dtype wt) {
     (void)wt;
     return NULL;
 }
-size_t mk_qgemm_scratch_avx2(mk_dtype wt, size_t n_in, size_t nt) {
-    (void)wt, (void)n_in, (void)nt;
+size_t mk_qgemm_scratch_avx2(mk_dtype wt, size_t n_in) {
+    (void)wt, (void)n_in;
     return 0;
 }
 bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *w, size_t wrb, size_t nr, const void *xq, size_t arb, size_t nt, float *y, size_t ldy,

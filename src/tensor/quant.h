@@ -51,9 +51,9 @@ mk_qquant_fn mk_qquant_avx2(mk_dtype at);
 /* The AVX2 prefill product for Q8_0, Q4_K and Q6_K weights: y[t·ldy + r] = Σ w_r·a_t (+ bias[r])
  * for nr weight rows (wrb bytes apart) and nt activation rows xq (arb bytes apart, quantized to
  * the vec_dot type), a panel of 16 weight rows against every token. The same integer block sums
- * as mk_qdot_avx2; float sums in another order. scratch: mk_qgemm_scratch_avx2(wt, n_in, nt)
+ * as mk_qdot_avx2; float sums in another order. scratch: mk_qgemm_scratch_avx2(wt, n_in)
  * bytes (any alignment). False (nothing written) for other types or where not built. */
-size_t mk_qgemm_scratch_avx2(mk_dtype wt, size_t n_in, size_t nt);
+size_t mk_qgemm_scratch_avx2(mk_dtype wt, size_t n_in);
 bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *w, size_t wrb, size_t nr, const void *xq, size_t arb, size_t nt, float *y, size_t ldy,
                    const float *bias, void *scratch);
 
