@@ -362,7 +362,7 @@ static void test_simd_quantize(void) {
 static void test_matmul_hook(void) {
     enum { OUT = 40, IN = 512, TOKMAX = 19 };
     static float w[OUT * IN], wd[OUT * IN], x[TOKMAX * IN], y[TOKMAX * OUT], bias[OUT];
-    static uint8_t q[OUT * IN * 2], xq[TOKMAX * IN * 2];
+    static uint8_t q[OUT * IN * 2], xq[TOKMAX * IN * 2], xqd[TOKMAX * IN * 2];
     for (int i = 0; i < OUT * IN; i++) w[i] = nrand() * 0.05f;
     for (int i = 0; i < TOKMAX * IN; i++) x[i] = nrand();
     for (int i = 0; i < OUT; i++) bias[i] = nrand();
@@ -379,10 +379,16 @@ static void test_matmul_hook(void) {
                 const bool int_gemm = isa >= MK_ISA_AVX2 && (dts[k] == MK_DT_Q8_0 || dts[k] == MK_DT_Q4_K || dts[k] == MK_DT_Q6_K);
                 CHECK(qact == (isa == MK_ISA_SCALAR || TOK < 8 || int_gemm), "%s %s: q_act(%d tokens) = %d", mk_kern_isa_name((mk_isa)isa),
                       mk_dtypes[dts[k]].name, TOK, qact);
-                CHECK(mk_kern_qact_bytes(dts[k], IN) == ab, "activation row bytes");
+                /* the drivers' activation rows: the vec_dot type's, plus the block sums where the
+                 * VNNI GEMM takes Q8_0 */
+                const size_t qb = mk_kern_qact_bytes(dts[k], IN);
+                const bool sums = isa == MK_ISA_AVX512 && mk_kern_has_vnni() && dts[k] == MK_DT_Q8_0;
+                CHECK(qb == ab + (sums ? 4 * IN / 32 : 0), "%s %s: activation row bytes %zu", mk_kern_isa_name((mk_isa)isa), mk_dtypes[dts[k]].name, qb);
                 for (int r = 0; r < OUT; r++) mk_quantize_row(dts[k], w + r * IN, q + r * rb, IN);
                 mk_to_f32(wd, q, dts[k], (size_t)OUT * IN);
                 for (int t = 0; t < TOK; t++) mk_quantize_row(vt, x + t * IN, xq + t * ab, IN);
+                for (int t = 0; t < TOK; t++) mk_kern_quantize_act(dts[k], x + t * IN, xqd + t * qb, IN);
+                for (int t = 0; t < TOK; t++) CHECK(!memcmp(xqd + t * qb, xq + t * ab, ab), "mk_kern_quantize_act = the reference quantizer");
                 for (int mode = 0; mode < 4; mode++) {
                     /* 0: mk_matmul_rows; 1: team; 2: team_q (always quantized activations);
                      * 3: rows 16.. of W (8 rows) with bias */
@@ -395,7 +401,7 @@ static void test_matmul_hook(void) {
                         #pragma omp parallel num_threads(2)
                         {
                             if (mode == 1) mk_matmul_team(y, nout, x, IN, (size_t)TOK, q, dts[k], nout, IN, NULL);
-                            else mk_matmul_team_q(y, nout, xq, (size_t)TOK, q, dts[k], nout, IN, NULL);
+                            else mk_matmul_team_q(y, nout, xqd, (size_t)TOK, q, dts[k], nout, IN, NULL);
                         }
                     }
                     double worst = 0;
@@ -468,11 +474,14 @@ static void test_gemm_dequant_exact(void) {
 static void test_qgemm(void) {
     enum { NR = 13, LDY = 17, INMAX = 2048, TMAX = 100 };
     static float w[NR * INMAX], x[TMAX * INMAX], y[TMAX * LDY], y1[TMAX * NR], y3[TMAX * NR], bias[NR];
-    static uint8_t q[NR * INMAX * 2], xq[TMAX * INMAX * 2], scr[8 * INMAX + 32768]; /* scr + 1: any alignment */
+    static uint8_t q[NR * INMAX * 2], xq[TMAX * INMAX * 2], xqv[TMAX * INMAX * 2], scr[16 * INMAX + 65536]; /* scr + 1: any alignment */
+    static float yv[TMAX * LDY];
     if (mk_kern_isa_detect() < MK_ISA_AVX2) {
         printf("  no AVX2 on this CPU: nothing to check\n");
         return;
     }
+    const bool vnni = mk_kern_has_vnni();
+    int vnni_checked = 0, vnni_diff = 0;
     for (int i = 0; i < NR * INMAX; i++) w[i] = nrand() * (i % 61 == 0 ? 1.0f : 0.05f);
     for (int i = 0; i < TMAX * INMAX; i++) x[i] = nrand() * (i % 37 == 0 ? 8.0f : 1.0f);
     for (int i = 0; i < NR; i++) bias[i] = nrand();
@@ -491,6 +500,19 @@ static void test_qgemm(void) {
                 for (size_t i = 0; i < NT * LDY; i++) y[i] = -12345.0f;
                 REQUIRE(mk_qgemm_scratch_avx2(dt, IN) <= sizeof scr, "scratch");
                 REQUIRE(mk_qgemm_avx2(dt, IN, q, rb, NR, xq, ab, NT, y, LDY, with_bias ? bias : NULL, scr + 1), "%s: no integer GEMM", mk_dtypes[dt].name);
+                if (vnni) { /* the VNNI GEMM on the same panels: bit for bit the AVX2 one */
+                    const size_t sb = dt == MK_DT_Q8_0 ? 4 * (IN / 32) : 0, avb = ab + sb; /* Q8_0 rows carry their block sums */
+                    for (size_t t = 0; t < NT; t++) {
+                        memcpy(xqv + t * avb, xq + t * ab, ab);
+                        if (sb) mk_q8_0_row_sums(xq + t * ab, IN, xqv + t * avb + ab);
+                    }
+                    for (size_t i = 0; i < NT * LDY; i++) yv[i] = -12345.0f;
+                    REQUIRE(mk_qgemm_scratch_avx512vnni(dt, IN) <= sizeof scr, "scratch");
+                    REQUIRE(mk_qgemm_avx512vnni(dt, IN, q, rb, NR, xqv, avb, NT, yv, LDY, with_bias ? bias : NULL, scr + 3), "%s: no VNNI GEMM",
+                            mk_dtypes[dt].name);
+                    vnni_diff += memcmp(y, yv, NT * LDY * sizeof(float)) != 0;
+                    vnni_checked++;
+                }
                 for (size_t t = 0; t < NT; t++) {
                     for (int r = 0; r < NR; r++) {
                         const uint8_t *wr = q + (size_t)r * rb, *ar = xq + t * ab;
@@ -504,10 +526,17 @@ static void test_qgemm(void) {
                 }
                 /* the threaded driver (quantized activations shared by the team) */
                 if (ii == 2 && ti >= 3) {
+                    const size_t qb = mk_kern_qact_bytes(dt, IN); /* the drivers' activation rows (with Q8_0 sums where VNNI) */
+                    REQUIRE(qb >= ab && NT * qb <= sizeof xqv, "activation row bytes %zu", qb);
+                    for (size_t t = 0; t < NT; t++) mk_kern_quantize_act(dt, x + t * IN, xqv + t * qb, IN);
+                    CHECK(!memcmp(xqv, xq, ab), "%s: mk_kern_quantize_act differs from the reference quantizer", mk_dtypes[dt].name);
                     #pragma omp parallel num_threads(1)
-                    mk_matmul_team_q(y1, NR, xq, NT, q, dt, NR, IN, NULL);
+                    mk_matmul_team_q(y1, NR, xqv, NT, q, dt, NR, IN, NULL);
                     #pragma omp parallel num_threads(3)
-                    mk_matmul_team_q(y3, NR, xq, NT, q, dt, NR, IN, NULL);
+                    mk_matmul_team_q(y3, NR, xqv, NT, q, dt, NR, IN, NULL);
+                    for (size_t t = 0; t < NT; t++)
+                        if (memcmp(y1 + t * NR, y + t * LDY, NR * sizeof(float)) && !with_bias)
+                            CHECK(0, "%s: the driver's product differs from the GEMM's at token %zu", mk_dtypes[dt].name, t);
                     CHECK(!memcmp(y1, y3, NT * NR * sizeof(float)), "%s: 1 and 3 threads differ", mk_dtypes[dt].name);
                 }
             }
@@ -516,6 +545,12 @@ static void test_qgemm(void) {
         CHECK(worst_rel[k] <= 1e-6, "%s integer GEMM: relative error %g", mk_dtypes[dts[k]].name, worst_rel[k]);
     }
     CHECK(checked == 3 * 3 * 154 * NR, "pairs checked %d", checked);
+    if (vnni) {
+        printf("  AVX-512 VNNI GEMM: %d of %d products differ from the AVX2 GEMM's\n", vnni_diff, vnni_checked);
+        CHECK(vnni_checked == 45 && vnni_diff == 0, "VNNI GEMM: %d of %d calls differ from AVX2", vnni_diff, vnni_checked);
+    } else {
+        printf("  no AVX-512 VNNI on this CPU: its GEMM is not checked\n");
+    }
     CHECK(!mk_qgemm_avx2(MK_DT_Q4_0, 256, q, 18 * 8, 1, xq, 34 * 8, 4, y, LDY, NULL, scr), "Q4_0 has no integer GEMM");
 }
 

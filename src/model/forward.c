@@ -109,8 +109,7 @@ static mk_status alloc_slots(mk_ctx *c, int64_t k) {
     c->egu = falloc(slots, (size_t)cfg->d_ff_expert, &ok);
     c->ids = mk_calloc(c->max_batch * (size_t)k, sizeof(int32_t));
     c->grp = mk_calloc(c->max_batch * (size_t)k, sizeof(int32_t));
-    /* quantized rows take at most 37 bytes per 32 values (Q8_0: 34, Q8_K: 36.5) */
-    const size_t qrow = ((size_t)MK_MAX(cfg->d_model, cfg->d_ff_expert) + 31) / 32 * 37;
+    const size_t qrow = mk_kern_qact_bytes_max((size_t)MK_MAX(cfg->d_model, cfg->d_ff_expert));
     size_t qbytes;
     c->egq = mk_mul_ok(slots, qrow, &qbytes) ? mk_malloc_aligned(qbytes) : NULL;
     if (!ok || !c->ids || !c->grp || !c->egq) return MK_ERR_NOMEM;

@@ -45,7 +45,7 @@ static void rows_noscratch(const mk_kjob *j, size_t r0, size_t r1) {
 /* ---- detection ---- */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static mk_isa g_best = MK_ISA_SCALAR, g_isa = MK_ISA_SCALAR;
-static bool g_has_bf16 = false, g_bf16_dot = false, g_qact_always = false, g_qgemm_int = true;
+static bool g_has_bf16 = false, g_has_vnni = false, g_bf16_dot = false, g_qact_always = false, g_qgemm_int = true;
 
 static void detect(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -56,6 +56,7 @@ static void detect(void) {
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
         g_best = MK_ISA_AVX512;
     g_has_bf16 = g_best == MK_ISA_AVX512 && __builtin_cpu_supports("avx512bf16");
+    g_has_vnni = g_best == MK_ISA_AVX512 && __builtin_cpu_supports("avx512vnni");
 #endif
     g_isa = g_best;
     const char *e = getenv("MOEKIT_ISA");
@@ -79,6 +80,11 @@ mk_isa mk_kern_isa_detect(void) {
 bool mk_kern_has_bf16_dot(void) {
     pthread_once(&g_once, detect);
     return g_has_bf16;
+}
+
+bool mk_kern_has_vnni(void) {
+    pthread_once(&g_once, detect);
+    return g_has_vnni;
 }
 
 mk_isa mk_kern_isa(void) {
@@ -132,12 +138,17 @@ static void *scratch(void **p, size_t *cap, size_t need) {
 /* ---- block-quantized weights (Q8_0, Q4_0, Q4_K, Q6_K) ----
  * As llama.cpp: the activations are quantized once per call to the weight type's vec_dot type
  * (Q8_0 or Q8_K) and every output is an integer block dot product (quant.h). */
+typedef bool (*qgemm_fn)(mk_dtype wt, size_t n_in, const void *w, size_t wrb, size_t nr, const void *xq, size_t arb, size_t nt, float *y,
+                         size_t ldy, const float *bias, void *scratch);
 typedef struct qsel {
     mk_qdot_fn dot;
     mk_qquant_fn quant;   /* SIMD quantizer of the activation type, or NULL: the reference */
     mk_dtype at;          /* activation type */
-    size_t arb, wrb;      /* bytes of one activation row, of one weight row */
-    bool gemm;            /* batches of QGEMM_INT_MIN tokens or more use mk_qgemm_avx2 */
+    size_t arb, wrb;      /* bytes of one activation row (sums included), of one weight row */
+    bool gemm;            /* batches of QGEMM_INT_MIN tokens or more use gemm_fn */
+    bool sums;            /* activation rows carry their Q8_0 block sums (the VNNI GEMM's) */
+    qgemm_fn gemm_fn;     /* mk_qgemm_avx512vnni or mk_qgemm_avx2 */
+    size_t (*gemm_scratch)(mk_dtype wt, size_t n_in);
     mk_dtype wt;
 } qsel;
 
@@ -157,12 +168,16 @@ static bool qselect(mk_dtype dt, size_t n_in, qsel *q) {
     q->quant = NULL;
     q->wt = dt;
     q->gemm = g_isa >= MK_ISA_AVX2 && g_qgemm_int && qgemm_type(dt);
+    const bool vnni = g_isa == MK_ISA_AVX512 && g_has_vnni;
+    q->gemm_fn = vnni ? mk_qgemm_avx512vnni : mk_qgemm_avx2;
+    q->gemm_scratch = vnni ? mk_qgemm_scratch_avx512vnni : mk_qgemm_scratch_avx2;
+    q->sums = q->gemm && vnni && dt == MK_DT_Q8_0;
     if (g_isa >= MK_ISA_AVX2) {
         mk_qdot_fn f = mk_qdot_avx2(dt);
         if (f) q->dot = f;
         q->quant = mk_qquant_avx2(q->at);
     }
-    q->arb = mk_dtype_row_bytes(q->at, n_in);
+    q->arb = mk_dtype_row_bytes(q->at, n_in) + (q->sums ? 4 * (n_in / MK_QK8_0) : 0);
     q->wrb = mk_dtype_row_bytes(dt, n_in);
     return true;
 }
@@ -171,6 +186,7 @@ static void qquant_rows(const qsel *q, const float *x, size_t ldx, size_t t0, si
     for (size_t t = t0; t < t1; t++) {
         if (q->quant) q->quant(x + t * ldx, xq + t * q->arb, n_in);
         else mk_quantize_row(q->at, x + t * ldx, xq + t * q->arb, n_in);
+        if (q->sums) mk_q8_0_row_sums(xq + t * q->arb, n_in, xq + t * q->arb + 34 * (n_in / MK_QK8_0));
     }
 }
 
@@ -178,6 +194,13 @@ size_t mk_kern_qact_bytes(mk_dtype wt, size_t n_in) {
     pthread_once(&g_once, detect);
     qsel q;
     return qselect(wt, n_in, &q) ? q.arb : 0;
+}
+
+size_t mk_kern_qact_bytes_max(size_t n_in) {
+    const mk_dtype types[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K};
+    size_t m = 0;
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) m = MK_MAX(m, mk_kern_qact_bytes(types[i], n_in));
+    return m;
 }
 
 void mk_kern_quantize_act(mk_dtype wt, const float *x, void *xq, size_t n_in) {
@@ -193,8 +216,8 @@ void mk_kern_quantize_act(mk_dtype wt, const float *x, void *xq, size_t n_in) {
 /* Rows [r0, r1) of y for every token; xq holds the n_tok quantized activation rows. */
 static void qrows(const qsel *q, float *y, size_t ldy, const uint8_t *xq, size_t n_tok, const uint8_t *w, size_t n_in,
                   const float *bias, size_t r0, size_t r1) {
-    void *qg = q->gemm && n_tok >= QGEMM_INT_MIN && r1 > r0 ? scratch(&tl_qg, &tl_qgcap, mk_qgemm_scratch_avx2(q->wt, n_in)) : NULL;
-    if (qg && mk_qgemm_avx2(q->wt, n_in, w + r0 * q->wrb, q->wrb, r1 - r0, xq, q->arb, n_tok, y + r0, ldy, bias ? bias + r0 : NULL, qg)) return;
+    void *qg = q->gemm && n_tok >= QGEMM_INT_MIN && r1 > r0 ? scratch(&tl_qg, &tl_qgcap, q->gemm_scratch(q->wt, n_in)) : NULL;
+    if (qg && q->gemm_fn(q->wt, n_in, w + r0 * q->wrb, q->wrb, r1 - r0, xq, q->arb, n_tok, y + r0, ldy, bias ? bias + r0 : NULL, qg)) return;
     for (size_t t0 = 0; t0 < n_tok; t0 += QTB) {
         const size_t t1 = MK_MIN(n_tok, t0 + QTB);
         for (size_t r = r0; r < r1; r++) {

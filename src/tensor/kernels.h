@@ -90,6 +90,8 @@ void mk_kern_to_bf16_avx512bf16(uint16_t *dst, const float *src, size_t n);
 /* Best ISA this CPU (and OS) supports; whether AVX512-BF16 is present. */
 mk_isa mk_kern_isa_detect(void);
 bool mk_kern_has_bf16_dot(void);
+/* Whether the CPU has AVX-512 VNNI (the integer prefill GEMM uses it when the ISA in use is avx512). */
+bool mk_kern_has_vnni(void);
 /* The ISA in use (after MOEKIT_ISA); set clamps to what the CPU supports and returns what is used. */
 mk_isa mk_kern_isa(void);
 mk_isa mk_kern_set_isa(mk_isa isa);
@@ -129,6 +131,8 @@ void mk_matmul_team_q(float *y, size_t ldy, const void *xq, size_t n_tok, const 
 bool mk_kern_q_act(mk_dtype wt, size_t n_tok);
 /* Bytes of one activation row for weight type wt (0: wt is not block-quantized). */
 size_t mk_kern_qact_bytes(mk_dtype wt, size_t n_in);
+/* The largest mk_kern_qact_bytes over the block-quantized weight types (a buffer for any of them). */
+size_t mk_kern_qact_bytes_max(size_t n_in);
 /* One activation row x (n_in f32) → xq in wt's vec_dot type, with the CPU's quantizer. */
 void mk_kern_quantize_act(mk_dtype wt, const float *x, void *xq, size_t n_in);
 /* mk_matmul_team for an F32 W whose rows are ldw floats apart (a head's slice of a KV cache). */

@@ -9,6 +9,7 @@
  * weights are unsigned already, and their offsets (-8, -32) are applied through the activation sums. */
 #include "kernels.h"
 #include "quant.h"
+#include "qpack.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 /* gcc: a target pragma for the whole file; clang ignores it and takes the same features as an
@@ -229,15 +230,9 @@ AI __m256i bcast4(const uint8_t *p) {
  * the products of a sub-block are summed in int16 (≤ 8·15·128·2 for Q4_K; 2·63·128·2 for Q6_K)
  * and widened by the rows' scales. The panel slice (16 KB) stays in L1 while the tokens pass;
  * partial sums over slices accumulate in y. Same integer block sums as the decode kernels. */
-#define KP_ROWS 16
-#define KP_KS 4 /* super-blocks per slice: 16 rows × 1024 values = 16 KB */
-
-typedef struct kpanel {
-    uint8_t *W;     /* (KS, 64 groups, 2 halves, 32 B) weights as bytes */
-    int16_t *SC;    /* Q4_K: (KS, 8 sub-blocks, 2, 16); Q6_K: (KS, 16, 2, 16) scales, lane pair 2i,2i+1 = row i's */
-    int16_t *MP;    /* Q4_K: (KS, 4 pairs, 2, 16) mins pairs; Q6_K: (KS, 8 pairs, 2, 16) scale pairs */
-    float *D, *DM;  /* (KS, 16) d and dmin per row */
-} kpanel;
+#define KP_ROWS QP_ROWS
+#define KP_KS QP_KS
+typedef mk_kpanel kpanel; /* the layout: qpack.h */
 
 /* Unpacks the 256 6-bit values of one Q6_K super-block row into bytes, in element order. */
 static void q6_unpack_row(const uint8_t *w, uint8_t *q) {
@@ -256,7 +251,7 @@ static void q6_unpack_row(const uint8_t *w, uint8_t *q) {
 }
 
 /* Packs rows [0, nrow) (nrow ≤ 16; the rest zero) of super-blocks [b0, b0 + ks) into the panel. */
-static void kq_pack(mk_dtype wt, const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t ks, const kpanel *kp) {
+void mk_qpack_kq(mk_dtype wt, const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t ks, const kpanel *kp) {
     const bool q4 = wt == MK_DT_Q4_K;
     const size_t bb = q4 ? 144 : 210;
     const int nsub = q4 ? 8 : 16;
@@ -422,11 +417,11 @@ AI void kq6_tokens(const kpanel *kp, size_t ks, const uint8_t *a0, const uint8_t
  * costs one instruction per product vector, and every token passes over it, two at a time so each
  * weight vector is loaded once for both. Per block the 16 rows' int32 sums (exact, as the decode
  * kernel's) are scaled by d_w·d_a into the f32 sums. */
-#define Q8_KB 32
+#define Q8_KB QP_Q8_KB
 
 /* Packs rows [0, nrow) (rest zero) of blocks [b0, b0 + kb) into W and U (kb, 8 groups, 2 halves,
- * 32 B) and their scales into D (kb, 16). */
-static void q8_pack(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t kb, uint8_t *W, uint8_t *U, float *D) {
+ * 32 B) and their scales into D (kb, 16); U = |w|, or w + 128 with offset (qpack.h). */
+void mk_qpack_q8(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t kb, uint8_t *W, uint8_t *U, float *D, bool offset) {
     for (size_t b = 0; b < kb; b++) {
         for (size_t i = 0; i < KP_ROWS; i++) D[b * KP_ROWS + i] = i < nrow ? ld_f16(w + i * wrb + (b0 + b) * 34) : 0.0f;
         for (size_t half = 0; half < 2; half++) {
@@ -439,7 +434,7 @@ static void q8_pack(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t
             for (size_t g = 0; g < 8; g++) {
                 const size_t o = ((b * 8 + g) * 2 + half) * 32;
                 _mm256_store_si256((__m256i *)(W + o), r[g]);
-                _mm256_store_si256((__m256i *)(U + o), _mm256_sign_epi8(r[g], r[g]));
+                _mm256_store_si256((__m256i *)(U + o), offset ? _mm256_xor_si256(r[g], _mm256_set1_epi8((char)0x80)) : _mm256_sign_epi8(r[g], r[g]));
             }
         }
     }
@@ -472,7 +467,13 @@ AI void q8_tokens(const uint8_t *W, const uint8_t *U, const float *D, size_t kb,
     acc[0] = c0, acc[1] = c1, acc[2] = c2, acc[3] = c3;
 }
 
-static size_t q8_scratch(void) { return Q8_KB * (512 + 512 + 64) + 128; }
+size_t mk_qpack_q8_bytes(void) { return Q8_KB * (512 + 512 + 64) + 128; }
+
+void mk_qpack_q8_layout(void *scr, uint8_t **W, uint8_t **U, float **D) {
+    *W = (uint8_t *)(((uintptr_t)scr + 63) & ~(uintptr_t)63);
+    *U = *W + Q8_KB * 512;
+    *D = (float *)(*U + Q8_KB * 512);
+}
 
 /* acc[0..1] = 16 floats from p (or the bias, or zero): rows past nrow zero. */
 AI void load16(const float *p, size_t nrow, __m256 *acc) {
@@ -503,14 +504,15 @@ AI void store16(float *p, size_t nrow, const __m256 *acc) {
 
 static void q8_gemm(size_t n_in, const uint8_t *w, size_t wrb, size_t nr, const uint8_t *xq, size_t arb, size_t nt, float *y, size_t ldy,
                     const float *bias, uint8_t *scr) {
-    uint8_t *W = (uint8_t *)(((uintptr_t)scr + 63) & ~(uintptr_t)63), *U = W + Q8_KB * 512;
-    float *D = (float *)(U + Q8_KB * 512);
+    uint8_t *W, *U;
+    float *D;
+    mk_qpack_q8_layout(scr, &W, &U, &D);
     const size_t nb = n_in / MK_QK8_0;
     for (size_t r0 = 0; r0 < nr; r0 += KP_ROWS) {
         const size_t nrow = MK_MIN((size_t)KP_ROWS, nr - r0);
         for (size_t b0 = 0; b0 < nb; b0 += Q8_KB) {
             const size_t kb = MK_MIN((size_t)Q8_KB, nb - b0);
-            q8_pack(w + r0 * wrb, wrb, nrow, b0, kb, W, U, D);
+            mk_qpack_q8(w + r0 * wrb, wrb, nrow, b0, kb, W, U, D, false);
             for (size_t t = 0; t < nt; t += 2) {
                 const size_t t1 = MK_MIN(t + 1, nt - 1); /* an odd last token pairs with itself */
                 float *y0 = y + t * ldy + r0, *y1 = y + t1 * ldy + r0;
@@ -525,22 +527,27 @@ static void q8_gemm(size_t n_in, const uint8_t *w, size_t wrb, size_t nr, const 
     }
 }
 
-static size_t kq_scratch(void) { return KP_KS * (4096 + 1024 + 512 + 128) + 128; }
+size_t mk_qpack_kq_bytes(void) { return KP_KS * (4096 + 1024 + 512 + 128) + 128; }
 
-static void kq_gemm(mk_dtype wt, size_t n_in, const uint8_t *w, size_t wrb, size_t nr, const uint8_t *xq, size_t arb, size_t nt, float *y, size_t ldy,
-                    const float *bias, uint8_t *scr) {
+kpanel mk_qpack_kq_layout(void *scr) {
     uint8_t *base = (uint8_t *)(((uintptr_t)scr + 63) & ~(uintptr_t)63);
     kpanel kp = {.W = base};
     kp.SC = (int16_t *)(base + KP_KS * 4096);
     kp.MP = (int16_t *)((uint8_t *)kp.SC + KP_KS * 1024);
     kp.D = (float *)((uint8_t *)kp.MP + KP_KS * 512);
     kp.DM = kp.D + KP_KS * KP_ROWS;
+    return kp;
+}
+
+static void kq_gemm(mk_dtype wt, size_t n_in, const uint8_t *w, size_t wrb, size_t nr, const uint8_t *xq, size_t arb, size_t nt, float *y, size_t ldy,
+                    const float *bias, uint8_t *scr) {
+    const kpanel kp = mk_qpack_kq_layout(scr);
     const size_t nb = n_in / MK_QK_K;
     for (size_t r0 = 0; r0 < nr; r0 += KP_ROWS) {
         const size_t nrow = MK_MIN((size_t)KP_ROWS, nr - r0);
         for (size_t b0 = 0; b0 < nb; b0 += KP_KS) {
             const size_t ks = MK_MIN((size_t)KP_KS, nb - b0);
-            kq_pack(wt, w + r0 * wrb, wrb, nrow, b0, ks, &kp);
+            mk_qpack_kq(wt, w + r0 * wrb, wrb, nrow, b0, ks, &kp);
             for (size_t t = 0; t < nt; t += 2) {
                 const size_t t1 = MK_MIN(t + 1, nt - 1); /* an odd last token pairs with itself */
                 float *y0 = y + t * ldy + r0, *y1 = y + t1 * ldy + r0;
@@ -558,7 +565,7 @@ static void kq_gemm(mk_dtype wt, size_t n_in, const uint8_t *w, size_t wrb, size
 
 size_t mk_qgemm_scratch_avx2(mk_dtype wt, size_t n_in) {
     (void)n_in;
-    return wt == MK_DT_Q8_0 ? q8_scratch() : kq_scratch();
+    return wt == MK_DT_Q8_0 ? mk_qpack_q8_bytes() : mk_qpack_kq_bytes();
 }
 
 bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *vw, size_t wrb, size_t nr, const void *vxq, size_t arb, size_t nt, float *y, size_t ldy,

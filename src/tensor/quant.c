@@ -588,3 +588,13 @@ float mk_vec_dot_ref(mk_dtype wt, size_t n, const void *w, const void *a) {
     }
     }
 }
+
+void mk_q8_0_row_sums(const void *vq, size_t n, void *vsums) {
+    const uint8_t *q = vq;
+    uint8_t *sums = vsums;
+    for (size_t b = 0; b < n / MK_QK8_0; b++, q += 34) {
+        int32_t s = 0;
+        for (int i = 0; i < MK_QK8_0; i++) s += (int8_t)q[2 + i];
+        memcpy(sums + 4 * b, &s, 4);
+    }
+}

@@ -56,5 +56,13 @@ mk_qquant_fn mk_qquant_avx2(mk_dtype at);
 size_t mk_qgemm_scratch_avx2(mk_dtype wt, size_t n_in);
 bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *w, size_t wrb, size_t nr, const void *xq, size_t arb, size_t nt, float *y, size_t ldy,
                    const float *bias, void *scratch);
+/* The same product with AVX-512 VNNI (src/tensor/qkernels_avx512.c), bit-identical to
+ * mk_qgemm_avx2. Q8_0 activation rows must carry their block sums after the blocks
+ * (mk_q8_0_row_sums at byte 34·n_in/32 of each row; arb ≥ 38·n_in/32). */
+size_t mk_qgemm_scratch_avx512vnni(mk_dtype wt, size_t n_in);
+bool mk_qgemm_avx512vnni(mk_dtype wt, size_t n_in, const void *w, size_t wrb, size_t nr, const void *xq, size_t arb, size_t nt, float *y,
+                         size_t ldy, const float *bias, void *scratch);
+/* The n/32 block sums Σ qs of a Q8_0 row (n elements at q) as int32 at sums (any alignment). */
+void mk_q8_0_row_sums(const void *q, size_t n, void *sums);
 
 #endif

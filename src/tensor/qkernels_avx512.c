@@ -1,0 +1,328 @@
+/* AVX-512 VNNI prefill product for Q8_0, Q4_K and Q6_K weights (mk_qgemm_avx512vnni, quant.h).
+ * Compiled for AVX-512 F/BW/VNNI whatever the build's -march; called only when cpuid says the CPU
+ * has them (kernels.c).
+ *
+ * It multiplies the panels qkernels_avx2.c packs (qpack.h: 16 weight rows in the lanes, each group
+ * of 4 input elements one 64-byte vector) with vpdpbusd, which sums four unsigned × signed byte
+ * products into each int32 lane in one instruction: a token's 4 activation bytes, broadcast, meet
+ * 16 rows per instruction, against two vpmaddubsw plus an int16 add on AVX2, and without AVX2's
+ * int16 limit (no widening inside a sub-block). QV_NT tokens pass over the panel together, so each
+ * weight vector is loaded once for all of them.
+ *   Q4_K, Q6_K: the unsigned weight values against the signed activations; per sub-block the 16
+ *     rows' int32 sums are multiplied by the rows' scales (vpmulld) into the super-block's sum; the
+ *     mins (Q4_K) and the −32 offset (Q6_K) go through the activations' block sums, as on AVX2.
+ *   Q8_0: both operands signed, and vpdpbusd takes one unsigned: the panel holds w + 128, and each
+ *     block's sum starts at −128·Σa (the activation row carries its block sums after the blocks,
+ *     mk_q8_0_row_sums), so Σ (w + 128)·a − 128·Σa = Σ w·a exactly.
+ * The integer sums are those of the decode kernels and the AVX2 GEMM, and the float operations on
+ * them are the AVX2 GEMM's in the same order, so the two GEMMs agree bit for bit
+ * (tests/test_quant.c). */
+#include "kernels.h"
+#include "qpack.h"
+#include "quant.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")
+#endif
+#include <immintrin.h>
+
+#define AI static inline __attribute__((always_inline))
+#ifndef QV_NT
+#define QV_NT 6 /* tokens per pass over the panels (6 and 1 accumulator: the best of 4-8 x 1-2, bench_qgemm) */
+#endif
+#ifndef QV_NA
+#define QV_NA 1 /* accumulators per token (groups alternate between them: vpdpbusd's latency) */
+#endif
+
+AI float ld_f16(const uint8_t *p) { return _cvtsh_ss((unsigned short)(p[0] | (p[1] << 8))); }
+AI float ld_f32(const uint8_t *p) {
+    float f;
+    memcpy(&f, p, 4);
+    return f;
+}
+AI int32_t ld_i32(const uint8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+AI __m512i bc4(const uint8_t *p) { return _mm512_set1_epi32(ld_i32(p)); }
+/* the low int16 of each word (a panel scale word (s, s)) as int32 */
+AI __m512i lo16(__m512i v) { return _mm512_srai_epi32(_mm512_slli_epi32(v, 16), 16); }
+
+/* Two panels (rows 0-15 and 16-31 of a 32-row block; R = 1 uses the first only) pass together:
+ * each broadcast of a token's 4 activation bytes feeds R vpdpbusd (the broadcasts, not the
+ * products, are what bounds a one-panel pass). Per (panel, token) QV_NA accumulators take the
+ * groups in turn (vpdpbusd's latency). Arrays are indexed [r][i][t]. */
+#define QV_R 2
+#define IDX(r, t) ((r) * QV_NT + (t))
+
+AI void zero_acc(__m512i s[QV_R][QV_NA][QV_NT], const int R, const int nt) {
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int i = 0; i < QV_NA; i++)
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) s[r][i][t] = _mm512_setzero_si512();
+}
+/* panel r, token t: the sum over its accumulators */
+AI __m512i sum_acc(__m512i s[QV_R][QV_NA][QV_NT], int r, int t) {
+    __m512i v = s[r][0][t];
+#pragma GCC unroll 8
+    for (int i = 1; i < QV_NA; i++) v = _mm512_add_epi32(v, s[r][i][t]);
+    return v;
+}
+
+/* s[.][g % NA][t] += panel r's group g (at W[r] + 64g) · token t's 4 bytes at a[t] + off + 4g,
+ * for g in [0, ng) */
+AI void dp_groups(__m512i s[QV_R][QV_NA][QV_NT], const uint8_t *const *W, const uint8_t *const *a, size_t off, const int ng, const int R,
+                  const int nt) {
+#pragma GCC unroll 8
+    for (int g = 0; g < ng; g++) {
+        __m512i w[QV_R];
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) w[r] = _mm512_load_si512((const void *)(W[r] + 64 * g));
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) {
+            const __m512i x = bc4(a[t] + off + 4 * g);
+#pragma GCC unroll 2
+            for (int r = 0; r < R; r++) s[r][g % QV_NA][t] = _mm512_dpbusd_epi32(s[r][g % QV_NA][t], w[r], x);
+        }
+    }
+}
+
+/* Q4_K: nt tokens' Q8_K rows (a[t], from the slice's first super-block) against ks super-blocks of
+ * R panels: acc[IDX(r, t)] (panel r's 16 rows) += Σ. */
+AI void kq4_pass(const mk_kpanel *kp, size_t ks, const uint8_t *const *a, __m512 *acc, const int R, const int nt) {
+    for (size_t b = 0; b < ks; b++) {
+        const size_t ao = b * 292;
+        const uint8_t *W[QV_R];
+        __m512i isum[QV_R][QV_NT];
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            W[r] = kp[r].W + b * 4096;
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) isum[r][t] = _mm512_setzero_si512();
+        }
+        for (int j = 0; j < 8; j++) {
+            __m512i s[QV_R][QV_NA][QV_NT];
+            zero_acc(s, R, nt);
+            dp_groups(s, W, a, ao + 4 + 32 * j, 8, R, nt);
+#pragma GCC unroll 2
+            for (int r = 0; r < R; r++) {
+                const __m512i sc = lo16(_mm512_load_si512((const void *)(kp[r].SC + b * 256 + 32 * j)));
+#pragma GCC unroll 8
+                for (int t = 0; t < nt; t++) isum[r][t] = _mm512_add_epi32(isum[r][t], _mm512_mullo_epi32(sum_acc(s, r, t), sc));
+                W[r] += 512;
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a[t] + ao;
+            /* mins: Σ_j m_j · (the token's sum over sub-block j), sub-blocks in pairs */
+            _Alignas(16) int32_t sp[4];
+            _mm_store_si128((__m128i *)sp, _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(at + 260)), _mm_loadu_si128((const __m128i *)(at + 276))));
+            const __m512 da = _mm512_set1_ps(ld_f32(at));
+#pragma GCC unroll 2
+            for (int r = 0; r < R; r++) {
+                const int16_t *MP = kp[r].MP + b * 128;
+                __m512i m = _mm512_setzero_si512();
+                for (int p = 0; p < 4; p++) m = _mm512_add_epi32(m, _mm512_madd_epi16(_mm512_load_si512((const void *)(MP + 32 * p)), _mm512_set1_epi32(sp[p])));
+                const __m512 D = _mm512_loadu_ps(kp[r].D + b * QP_ROWS), DM = _mm512_loadu_ps(kp[r].DM + b * QP_ROWS);
+                acc[IDX(r, t)] = _mm512_fmadd_ps(_mm512_mul_ps(D, da), _mm512_cvtepi32_ps(isum[r][t]), acc[IDX(r, t)]);
+                acc[IDX(r, t)] = _mm512_fnmadd_ps(_mm512_mul_ps(DM, da), _mm512_cvtepi32_ps(m), acc[IDX(r, t)]);
+            }
+        }
+    }
+}
+
+/* Q6_K, as kq4_pass: 16 sub-blocks of 16 values (4 groups) with a signed scale each. */
+AI void kq6_pass(const mk_kpanel *kp, size_t ks, const uint8_t *const *a, __m512 *acc, const int R, const int nt) {
+    for (size_t b = 0; b < ks; b++) {
+        const size_t ao = b * 292;
+        const uint8_t *W[QV_R];
+        __m512i isum[QV_R][QV_NT];
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) {
+            W[r] = kp[r].W + b * 4096;
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) isum[r][t] = _mm512_setzero_si512();
+        }
+        for (int j = 0; j < 16; j++) {
+            __m512i s[QV_R][QV_NA][QV_NT];
+            zero_acc(s, R, nt);
+            dp_groups(s, W, a, ao + 4 + 16 * j, 4, R, nt);
+#pragma GCC unroll 2
+            for (int r = 0; r < R; r++) {
+                const __m512i sc = lo16(_mm512_load_si512((const void *)(kp[r].SC + b * 512 + 32 * j)));
+#pragma GCC unroll 8
+                for (int t = 0; t < nt; t++) isum[r][t] = _mm512_add_epi32(isum[r][t], _mm512_mullo_epi32(sum_acc(s, r, t), sc));
+                W[r] += 256;
+            }
+        }
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) {
+            const uint8_t *at = a[t] + ao;
+            const __m512 da = _mm512_set1_ps(ld_f32(at));
+#pragma GCC unroll 2
+            for (int r = 0; r < R; r++) {
+                /* the −32 offset: 32 Σ_j s_j · (the token's sum over sub-block j of 16), in pairs */
+                const int16_t *MP = kp[r].MP + b * 256;
+                __m512i o = _mm512_setzero_si512();
+                for (int p = 0; p < 8; p++) o = _mm512_add_epi32(o, _mm512_madd_epi16(_mm512_load_si512((const void *)(MP + 32 * p)), bc4(at + 260 + 4 * p)));
+                const __m512i v = _mm512_sub_epi32(isum[r][t], _mm512_slli_epi32(o, 5));
+                acc[IDX(r, t)] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(kp[r].D + b * QP_ROWS), da), _mm512_cvtepi32_ps(v), acc[IDX(r, t)]);
+            }
+        }
+    }
+}
+
+/* Q8_0: nt tokens' Q8_0 rows (a[t], from the slice's first block; sums[t]: their block sums from
+ * the same block) against kb blocks of R panels (U[r] = w + 128, D[r] the scales). */
+AI void q8_pass(const uint8_t *const *U, const float *const *D, size_t kb, const uint8_t *const *a, const uint8_t *const *sums, __m512 *acc,
+                const int R, const int nt) {
+    for (size_t b = 0; b < kb; b++) {
+        __m512i s[QV_R][QV_NA][QV_NT];
+        zero_acc(s, R, nt);
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) {
+            const __m512i c = _mm512_set1_epi32(-128 * ld_i32(sums[t] + 4 * b));
+#pragma GCC unroll 2
+            for (int r = 0; r < R; r++) s[r][0][t] = c;
+        }
+        const uint8_t *Ub[QV_R];
+#pragma GCC unroll 2
+        for (int r = 0; r < R; r++) Ub[r] = U[r] + 512 * b;
+        dp_groups(s, Ub, a, 34 * b + 2, 8, R, nt);
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) {
+            const __m512 da = _mm512_set1_ps(ld_f16(a[t] + 34 * b));
+#pragma GCC unroll 2
+            for (int r = 0; r < R; r++)
+                acc[IDX(r, t)] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(D[r] + b * QP_ROWS), da), _mm512_cvtepi32_ps(sum_acc(s, r, t)), acc[IDX(r, t)]);
+        }
+    }
+}
+
+typedef struct vjob {
+    mk_dtype wt;
+    const mk_kpanel *kp;              /* K-quants: QV_R panels */
+    const uint8_t *U[QV_R];           /* Q8_0 */
+    const float *D[QV_R];
+    size_t ks;                        /* super-blocks (blocks for Q8_0) in the slice */
+    size_t ao;                        /* the slice's byte offset in an activation row */
+    size_t so;                        /* Q8_0: the slice's block sums' offset in an activation row */
+} vjob;
+
+AI void pass(const vjob *v, const uint8_t *xq, size_t arb, size_t t0, __m512 *acc, const int R, const int nt) {
+    const uint8_t *a[QV_NT], *sm[QV_NT];
+#pragma GCC unroll 8
+    for (int t = 0; t < nt; t++) {
+        a[t] = xq + (t0 + (size_t)t) * arb + v->ao;
+        sm[t] = xq + (t0 + (size_t)t) * arb + v->so;
+    }
+    if (v->wt == MK_DT_Q4_K) kq4_pass(v->kp, v->ks, a, acc, R, nt);
+    else if (v->wt == MK_DT_Q6_K) kq6_pass(v->kp, v->ks, a, acc, R, nt);
+    else q8_pass(v->U, v->D, v->ks, a, sm, acc, R, nt);
+}
+
+AI void pass_nt(const vjob *v, const uint8_t *xq, size_t arb, size_t t0, __m512 *acc, const int R, int n) {
+    switch (n) {
+#if QV_NT >= 8
+    case 8: pass(v, xq, arb, t0, acc, R, 8); break;
+    case 7: pass(v, xq, arb, t0, acc, R, 7); break;
+#endif
+#if QV_NT >= 6
+    case 6: pass(v, xq, arb, t0, acc, R, 6); break;
+    case 5: pass(v, xq, arb, t0, acc, R, 5); break;
+#endif
+    case 4: pass(v, xq, arb, t0, acc, R, 4); break;
+    case 3: pass(v, xq, arb, t0, acc, R, 3); break;
+    case 2: pass(v, xq, arb, t0, acc, R, 2); break;
+    default: pass(v, xq, arb, t0, acc, R, 1); break;
+    }
+}
+
+/* Every token of the call over one packed slice of R panels: y rows [r0, r0 + nrow) (nrow ≤ 16·R)
+ * accumulate (first slice: start from the bias or zero). */
+static void slice_tokens(const vjob *v, const uint8_t *xq, size_t arb, size_t nt, float *y, size_t ldy, size_t r0, size_t nrow,
+                         const float *bias, bool first) {
+    const int R = nrow > QP_ROWS ? 2 : 1;
+    __mmask16 m[QV_R];
+    for (int r = 0; r < QV_R; r++) {
+        const size_t n = nrow > (size_t)r * QP_ROWS ? MK_MIN((size_t)QP_ROWS, nrow - (size_t)r * QP_ROWS) : 0;
+        m[r] = (__mmask16)((1u << n) - 1);
+    }
+    for (size_t t = 0; t < nt; t += QV_NT) {
+        const int n = (int)MK_MIN((size_t)QV_NT, nt - t);
+        __m512 acc[QV_R * QV_NT];
+        for (int r = 0; r < R; r++)
+            for (int i = 0; i < n; i++) {
+                const size_t ro = r0 + (size_t)r * QP_ROWS;
+                acc[IDX(r, i)] = !first ? _mm512_maskz_loadu_ps(m[r], y + (t + (size_t)i) * ldy + ro)
+                                 : bias ? _mm512_maskz_loadu_ps(m[r], bias + ro) : _mm512_setzero_ps();
+            }
+        if (R == 2) pass_nt(v, xq, arb, t, acc, 2, n);
+        else pass_nt(v, xq, arb, t, acc, 1, n);
+        for (int r = 0; r < R; r++)
+            for (int i = 0; i < n; i++) _mm512_mask_storeu_ps(y + (t + (size_t)i) * ldy + r0 + (size_t)r * QP_ROWS, m[r], acc[IDX(r, i)]);
+    }
+}
+
+size_t mk_qgemm_scratch_avx512vnni(mk_dtype wt, size_t n_in) {
+    (void)n_in;
+    return QV_R * (wt == MK_DT_Q8_0 ? mk_qpack_q8_bytes() : mk_qpack_kq_bytes());
+}
+
+bool mk_qgemm_avx512vnni(mk_dtype wt, size_t n_in, const void *vw, size_t wrb, size_t nr, const void *vxq, size_t arb, size_t nt, float *y,
+                         size_t ldy, const float *bias, void *scratch) {
+    if (wt != MK_DT_Q8_0 && wt != MK_DT_Q4_K && wt != MK_DT_Q6_K) return false;
+    const uint8_t *w = vw, *xq = vxq;
+    const bool q8 = wt == MK_DT_Q8_0;
+    const size_t bel = q8 ? MK_QK8_0 : MK_QK_K, bab = q8 ? 34 : 292, nb = n_in / bel, slice = q8 ? QP_Q8_KB : QP_KS;
+    const size_t pb = q8 ? mk_qpack_q8_bytes() : mk_qpack_kq_bytes();
+    mk_kpanel kp[QV_R];
+    uint8_t *W[QV_R], *U[QV_R];
+    float *D[QV_R];
+    vjob v = {.wt = wt, .kp = kp};
+    for (int r = 0; r < QV_R; r++) {
+        if (q8) mk_qpack_q8_layout((uint8_t *)scratch + (size_t)r * pb, &W[r], &U[r], &D[r]);
+        else kp[r] = mk_qpack_kq_layout((uint8_t *)scratch + (size_t)r * pb);
+        v.U[r] = U[r], v.D[r] = D[r];
+    }
+    for (size_t r0 = 0; r0 < nr; r0 += QV_R * QP_ROWS) {
+        const size_t nrow = MK_MIN((size_t)QV_R * QP_ROWS, nr - r0);
+        for (size_t b0 = 0; b0 < nb; b0 += slice) {
+            v.ks = MK_MIN(slice, nb - b0);
+            v.ao = b0 * bab;
+            v.so = nb * 34 + 4 * b0;
+            for (size_t r = 0; r * QP_ROWS < nrow; r++) {
+                const size_t rr = r0 + r * QP_ROWS, n = MK_MIN((size_t)QP_ROWS, nrow - r * QP_ROWS);
+                if (q8) mk_qpack_q8(w + rr * wrb, wrb, n, b0, v.ks, W[r], U[r], D[r], true);
+                else mk_qpack_kq(wt, w + rr * wrb, wrb, n, b0, v.ks, &kp[r]);
+            }
+            slice_tokens(&v, xq, arb, nt, y, ldy, r0, nrow, bias, b0 == 0);
+        }
+    }
+    return true;
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#else
+size_t mk_qgemm_scratch_avx512vnni(mk_dtype wt, size_t n_in) {
+    (void)wt, (void)n_in;
+    return 0;
+}
+bool mk_qgemm_avx512vnni(mk_dtype wt, size_t n_in, const void *w, size_t wrb, size_t nr, const void *xq, size_t arb, size_t nt, float *y,
+                         size_t ldy, const float *bias, void *scratch) {
+    (void)wt, (void)n_in, (void)w, (void)wrb, (void)nr, (void)xq, (void)arb, (void)nt, (void)y, (void)ldy, (void)bias, (void)scratch;
+    return false;
+}
+#endif
