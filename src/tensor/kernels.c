@@ -256,7 +256,7 @@ static void qgemm_rows(const mk_kjob *j, size_t n_out, size_t chunk) {
     #pragma omp for schedule(dynamic, 1) nowait
     for (size_t c = 0; c < n_chunks; c++) {
         const size_t r0 = c * chunk, r1 = MK_MIN(n_out, r0 + chunk);
-        if (wbuf) mk_kern_gemm_avx2(j, r0, r1, wbuf);
+        if (wbuf) (g_isa == MK_ISA_AVX512 ? mk_kern_gemm_avx512 : mk_kern_gemm_avx2)(j, r0, r1, wbuf);
         else for (size_t r = r0; r < r1; r++) /* out of memory for scratch: one row at a time */
             for (size_t t = 0; t < j->n_tok; t++) {
                 float wr[256], s = 0;

@@ -79,9 +79,10 @@ typedef void (*mk_kern_fn)(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
 void mk_kern_rows_scalar(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
 void mk_kern_rows_avx2(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
 void mk_kern_rows_avx512(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
-/* The packed (outer-product) GEMM of the AVX2 variant for n_tok ≥ 4, for float weights and
+/* The packed (outer-product) GEMM of the AVX2 and AVX-512 variants for n_tok ≥ 4, for float weights and
  * block-quantized ones (dequantized exactly into the packed panels). wbuf as above. */
 void mk_kern_gemm_avx2(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
+void mk_kern_gemm_avx512(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
 /* BF16 weights only; j->xb must be set. */
 void mk_kern_rows_avx512bf16(const mk_kjob *j, size_t r0, size_t r1, float *wbuf);
 /* Rounds n f32 values to bf16 (round to nearest even), vectorized where available. */

@@ -1,6 +1,7 @@
 /* AVX-512 (F/BW/VL/DQ) variant of the float-weight matmul; compiled for that target whatever the
  * build's -march, and called only when cpuid says the CPU has it (kernels.c). */
 #include "kernels.h"
+#include "quant.h"
 
 #include <string.h>
 
@@ -28,6 +29,16 @@
 #define RM 8
 #define RN 3
 #define FN_ROWS mk_kern_rows_avx512
+#define VBCAST(p) _mm512_set1_ps(*(p))
+#define PACKED_GEMM
+#define PACKED_MIN_TOK 4
+#define FN_GEMM mk_kern_gemm_avx512
+#ifndef MV
+#define MV 2 /* 2 × 16 rows × 8 tokens: 16 accumulators (pp512 BF16 within noise of 2×12 and 4×6) */
+#endif
+#ifndef NR
+#define NR 8
+#endif
 
 /* the BF16 decode GEMV (kernels_tmpl.h): 32 weights per 64-byte load, x de-interleaved by two
  * two-source permutes */
@@ -52,4 +63,5 @@
 #endif
 #else
 void mk_kern_rows_avx512(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) { mk_kern_rows_scalar(j, r0, r1, wbuf); }
+void mk_kern_gemm_avx512(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) { mk_kern_rows_scalar(j, r0, r1, wbuf); }
 #endif

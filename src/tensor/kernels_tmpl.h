@@ -161,59 +161,56 @@ static void expand_rows(const mk_kjob *j, size_t r, int rm, float *wbuf) {
 
 #ifdef PACKED_GEMM
 /* Prefill as an outer-product GEMM (the BLIS layout): weight rows are packed k-major into panels
- * of MR = 2 vectors of rows, so one k step is 2 vector loads of weights, NR broadcasts of
- * activations and 2·NR FMAs into NR·2 accumulators that stay in registers for a whole k-chunk.
- * The packed block (PR rows × KC values of k, f32) sits in L2, the NR tokens' KC activations in
- * L1. Each output's sum runs over k in order (chunk by chunk through y), so the f32 error bound
- * of the header holds. */
-#define MR (2 * KV)
-#define NR 6
+ * of MR = MV vectors of rows, so one k step is MV vector loads of weights, NR broadcasts of
+ * activations and MV·NR FMAs into MV·NR accumulators that stay in registers for a whole k-chunk
+ * (AVX2: 2 × 6 of its 16 registers; AVX-512: its own MV and NR of 32). The packed block (PR rows
+ * × KC values of k, f32) sits in L2, the NR tokens' KC activations in L1. Each output's sum runs
+ * over k in order (chunk by chunk through y), so the f32 error bound of the header holds. */
+#ifndef MV
+#define MV 2 /* vectors of rows per panel */
+#endif
+#define MR (MV * KV)
+#ifndef NR
+#define NR 6 /* tokens per micro-kernel call */
+#endif
 #define KC 256
+_Static_assert(NR <= 15 && MR % 8 == 0, "the tail switch and the 8-row transposes");
 
 /* C (nt tokens × MR rows, rows nr valid) += panel (kc × MR) · x (nt × kc); first: C = bias or 0. */
 AI void ukern(const float *pan, const float *x, size_t ldx, size_t kc, float *y, size_t ldy, const float *bias,
               bool first, int nr, const int nt) {
-    V c0[NR], c1[NR];
-    float tmp[2 * KV];
-#pragma GCC unroll 6
+    V c[NR][MV];
+    float tmp[MR];
+#pragma GCC unroll 16
     for (int t = 0; t < nt; t++) {
-        if (!first) {
-            if (nr == MR) {
-                c0[t] = VLOAD(y + (size_t)t * ldy);
-                c1[t] = VLOAD(y + (size_t)t * ldy + KV);
-            } else {
-                for (int i = 0; i < MR; i++) tmp[i] = i < nr ? y[(size_t)t * ldy + (size_t)i] : 0.0f;
-                c0[t] = VLOAD(tmp);
-                c1[t] = VLOAD(tmp + KV);
-            }
-        } else if (bias) {
-            for (int i = 0; i < MR; i++) tmp[i] = i < nr ? bias[i] : 0.0f;
-            c0[t] = VLOAD(tmp);
-            c1[t] = VLOAD(tmp + KV);
-        } else {
-            c0[t] = VZERO();
-            c1[t] = VZERO();
+        const float *src = NULL;
+        if (!first && nr == MR) {
+            src = y + (size_t)t * ldy;
+        } else if (!first || bias) {
+            for (int i = 0; i < MR; i++) tmp[i] = i < nr ? (!first ? y[(size_t)t * ldy + (size_t)i] : bias[i]) : 0.0f;
+            src = tmp;
         }
+#pragma GCC unroll 4
+        for (int v = 0; v < MV; v++) c[t][v] = src ? VLOAD(src + v * KV) : VZERO();
     }
     for (size_t k = 0; k < kc; k++) {
-        const V a0 = VLOAD(pan + k * MR), a1 = VLOAD(pan + k * MR + KV);
-#pragma GCC unroll 6
+        V a[MV];
+#pragma GCC unroll 4
+        for (int v = 0; v < MV; v++) a[v] = VLOAD(pan + k * MR + (size_t)v * KV);
+#pragma GCC unroll 16
         for (int t = 0; t < nt; t++) {
             const V b = VBCAST(x + (size_t)t * ldx + k);
-            c0[t] = VFMA(a0, b, c0[t]);
-            c1[t] = VFMA(a1, b, c1[t]);
+#pragma GCC unroll 4
+            for (int v = 0; v < MV; v++) c[t][v] = VFMA(a[v], b, c[t][v]);
         }
     }
-#pragma GCC unroll 6
+#pragma GCC unroll 16
     for (int t = 0; t < nt; t++) {
-        if (nr == MR) {
-            VSTORE(y + (size_t)t * ldy, c0[t]);
-            VSTORE(y + (size_t)t * ldy + KV, c1[t]);
-        } else {
-            VSTORE(tmp, c0[t]);
-            VSTORE(tmp + KV, c1[t]);
+        float *dst = nr == MR ? y + (size_t)t * ldy : tmp;
+#pragma GCC unroll 4
+        for (int v = 0; v < MV; v++) VSTORE(dst + v * KV, c[t][v]);
+        if (nr < MR)
             for (int i = 0; i < nr; i++) y[(size_t)t * ldy + (size_t)i] = tmp[i];
-        }
     }
 }
 
@@ -234,16 +231,16 @@ AI void weight_row_f32(const mk_kjob *j, size_t rr, size_t k0, size_t kc, float 
     } else {
         const size_t rb = mk_dtype_row_bytes(j->dt, j->n_in);
         const uint8_t *q = (const uint8_t *)j->w + rr * rb + mk_dtype_row_bytes(j->dt, k0);
-#if KV == 8
+#if KV >= 8 /* 256-bit code: AVX2 and AVX-512 */
         if (j->dt == MK_DT_Q8_0) { /* d · q, exact in f32 as in the reference */
             for (size_t b = 0; b < kc / 32; b++, q += 34, out += 32) {
                 const __m256 d = _mm256_set1_ps(mk_f16_to_f32(mk_kern_ld16(q, 0)));
                 const __m256i v = _mm256_loadu_si256((const __m256i *)(q + 2));
                 const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
-                VSTORE(out + 0, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
-                VSTORE(out + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
-                VSTORE(out + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
-                VSTORE(out + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
+                _mm256_storeu_ps(out + 0, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(lo))));
+                _mm256_storeu_ps(out + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(lo, 8)))));
+                _mm256_storeu_ps(out + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(hi))));
+                _mm256_storeu_ps(out + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(hi, 8)))));
             }
             return;
         }
@@ -265,7 +262,7 @@ AI void weight_row_f32(const mk_kjob *j, size_t rr, size_t k0, size_t kc, float 
                             __m128i v = _mm_loadl_epi64((const __m128i *)(qs + l));
                             v = h ? _mm_and_si128(_mm_srli_epi16(v, 4), _mm_set1_epi8(0x0F)) : _mm_and_si128(v, _mm_set1_epi8(0x0F));
                             const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
-                            VSTORE(out + l, _mm256_sub_ps(_mm256_mul_ps(d1, f), m1));
+                            _mm256_storeu_ps(out + l, _mm256_sub_ps(_mm256_mul_ps(d1, f), m1));
                         }
                     }
                 }
@@ -287,7 +284,7 @@ AI void weight_row_f32(const mk_kjob *j, size_t rr, size_t k0, size_t kc, float 
                             hi = _mm_and_si128(_mm_srl_epi16(hi, _mm_cvtsi32_si128(2 * kq)), _mm_set1_epi8(3));
                             const __m128i v = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hi, 4)), _mm_set1_epi8(32));
                             const __m256 f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
-                            VSTORE(out + 32 * kq + l, _mm256_mul_ps(_mm256_set1_ps(d * sc[2 * kq + l / 16]), f));
+                            _mm256_storeu_ps(out + 32 * kq + l, _mm256_mul_ps(_mm256_set1_ps(d * sc[2 * kq + l / 16]), f));
                         }
                 }
             }
@@ -317,12 +314,12 @@ static void pack_panels(const mk_kjob *j, size_t r, size_t rb, size_t k0, size_t
                 }
             }
             (void)nv;
-#if KV == 8
-            /* 8 × 8 transposes in registers */
+#if KV >= 8
+            /* 8 × 8 transposes in registers (256-bit: AVX2 and AVX-512) */
             size_t k = 0;
             for (; k + 8 <= kc; k += 8) {
                 __m256 v[8];
-                for (int i = 0; i < 8; i++) v[i] = VLOAD(rows[i] + k);
+                for (int i = 0; i < 8; i++) v[i] = _mm256_loadu_ps(rows[i] + k);
                 const __m256 a0 = _mm256_unpacklo_ps(v[0], v[1]), a1 = _mm256_unpackhi_ps(v[0], v[1]);
                 const __m256 a2 = _mm256_unpacklo_ps(v[2], v[3]), a3 = _mm256_unpackhi_ps(v[2], v[3]);
                 const __m256 a4 = _mm256_unpacklo_ps(v[4], v[5]), a5 = _mm256_unpackhi_ps(v[4], v[5]);
@@ -332,14 +329,14 @@ static void pack_panels(const mk_kjob *j, size_t r, size_t rb, size_t k0, size_t
                 const __m256 b4 = _mm256_shuffle_ps(a4, a6, 0x44), b5 = _mm256_shuffle_ps(a4, a6, 0xEE);
                 const __m256 b6 = _mm256_shuffle_ps(a5, a7, 0x44), b7 = _mm256_shuffle_ps(a5, a7, 0xEE);
                 float *o = dst + k * MR + i0;
-                VSTORE(o + 0 * MR, _mm256_permute2f128_ps(b0, b4, 0x20));
-                VSTORE(o + 1 * MR, _mm256_permute2f128_ps(b1, b5, 0x20));
-                VSTORE(o + 2 * MR, _mm256_permute2f128_ps(b2, b6, 0x20));
-                VSTORE(o + 3 * MR, _mm256_permute2f128_ps(b3, b7, 0x20));
-                VSTORE(o + 4 * MR, _mm256_permute2f128_ps(b0, b4, 0x31));
-                VSTORE(o + 5 * MR, _mm256_permute2f128_ps(b1, b5, 0x31));
-                VSTORE(o + 6 * MR, _mm256_permute2f128_ps(b2, b6, 0x31));
-                VSTORE(o + 7 * MR, _mm256_permute2f128_ps(b3, b7, 0x31));
+                _mm256_storeu_ps(o + 0 * MR, _mm256_permute2f128_ps(b0, b4, 0x20));
+                _mm256_storeu_ps(o + 1 * MR, _mm256_permute2f128_ps(b1, b5, 0x20));
+                _mm256_storeu_ps(o + 2 * MR, _mm256_permute2f128_ps(b2, b6, 0x20));
+                _mm256_storeu_ps(o + 3 * MR, _mm256_permute2f128_ps(b3, b7, 0x20));
+                _mm256_storeu_ps(o + 4 * MR, _mm256_permute2f128_ps(b0, b4, 0x31));
+                _mm256_storeu_ps(o + 5 * MR, _mm256_permute2f128_ps(b1, b5, 0x31));
+                _mm256_storeu_ps(o + 6 * MR, _mm256_permute2f128_ps(b2, b6, 0x31));
+                _mm256_storeu_ps(o + 7 * MR, _mm256_permute2f128_ps(b3, b7, 0x31));
             }
             for (; k < kc; k++)
                 for (size_t i = 0; i < 8; i++) dst[k * MR + i0 + i] = rows[i][k];
@@ -373,12 +370,12 @@ void FN_GEMM(const mk_kjob *j, size_t r0, size_t r1, float *wbuf) {
                     float *pan = wbuf + p * kc * MR, *yy = j->y + t * j->ldy + r + p * MR;
                     const float *xx = j->x + t * j->ldx + k0, *bb = j->bias ? j->bias + r + p * MR : NULL;
                     const int nr = (int)MK_MIN((size_t)MR, rb - p * MR);
-                    switch (nt) {
-                    case 1: ukern(pan, xx, j->ldx, kc, yy, j->ldy, bb, first, nr, 1); break;
-                    case 2: ukern(pan, xx, j->ldx, kc, yy, j->ldy, bb, first, nr, 2); break;
-                    case 3: ukern(pan, xx, j->ldx, kc, yy, j->ldy, bb, first, nr, 3); break;
-                    case 4: ukern(pan, xx, j->ldx, kc, yy, j->ldy, bb, first, nr, 4); break;
-                    default: ukern(pan, xx, j->ldx, kc, yy, j->ldy, bb, first, nr, 5); break;
+                    switch (nt) { /* a compile-time token count for each tail (nt < NR) */
+#define TAIL(n) \
+    case n: ukern(pan, xx, j->ldx, kc, yy, j->ldy, bb, first, nr, (n) < NR ? (n) : 1); break;
+                    TAIL(1) TAIL(2) TAIL(3) TAIL(4) TAIL(5) TAIL(6) TAIL(7) TAIL(8) TAIL(9) TAIL(10) TAIL(11) TAIL(12) TAIL(13) TAIL(14) TAIL(15)
+#undef TAIL
+                    default: break;
                     }
                 }
             }
