@@ -314,6 +314,38 @@ static void test_simd_vec_dot(void) {
             }
         printf("  %-5s avx2 vs reference: worst |diff| / sum|w*a| = %.3g (bound %g)\n", mk_dtypes[wt[k]].name, worst[k], wt[k] == MK_DT_Q4_K ? 4e-6 : 1e-6);
     }
+    /* the VNNI decode kernel: four rows at once (whole groups of 16 blocks and the rest one by one;
+     * widths 256 and 768 leave 8 blocks over), same bound */
+    if (!mk_kern_has_vnni()) {
+        printf("  this CPU has no AVX-512 VNNI: its four-row Q8_0 kernel is not run here\n");
+        return;
+    }
+    double worst4 = 0;
+    int n4 = 0;
+    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++)
+        for (int rep = 0; rep < 10; rep++) {
+            const size_t n = widths[wi], rb = mk_dtype_row_bytes(MK_DT_Q8_0, n);
+            static uint8_t q4[4 * 4096 * 2];
+            for (int r = 0; r < 4; r++) {
+                for (size_t i = 0; i < n; i++) w[i] = nrand() * (r == 2 ? 3.0f : 0.05f);
+                mk_quantize_row(MK_DT_Q8_0, w, q4 + (size_t)r * rb, n);
+            }
+            if (rep % 3 == 1) q4[rb + 2 + (size_t)rep] = 0x80; /* code -128 */
+            for (size_t i = 0; i < n; i++) a[i] = nrand() * (rep % 3 ? 1.0f : 40.0f);
+            a[(size_t)rep * 37 % n] = 900.0f;
+            mk_quantize_row(MK_DT_Q8_0, a, qa, n);
+            float out[4];
+            mk_qdot4_q8_0_avx512vnni(n, q4, rb, qa, out);
+            for (int r = 0; r < 4; r++) {
+                const uint8_t *wr = q4 + (size_t)r * rb;
+                const double ref = mk_vec_dot_ref(MK_DT_Q8_0, n, wr, qa), mag = dot_mag(MK_DT_Q8_0, wr, qa, n);
+                const double e = fabs(ref - out[r]) / (mag + 1e-30);
+                if (e > worst4) worst4 = e;
+                CHECK(fabs(ref - out[r]) <= 1e-6 * mag + 1e-30, "Q8_0 vnni n=%zu rep %d row %d: %.9g vs reference %.9g", n, rep, r, out[r], ref);
+                n4++;
+            }
+        }
+    printf("  Q8_0  avx512vnni 4-row vs reference: worst |diff| / sum|w*a| = %.3g over %d rows (bound 1e-6)\n", worst4, n4);
 }
 
 /* The AVX2 Q8_0 activation quantizer is bit-identical to the reference, ties included (roundf

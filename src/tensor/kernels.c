@@ -142,6 +142,7 @@ typedef bool (*qgemm_fn)(mk_dtype wt, size_t n_in, const void *w, size_t wrb, si
                          size_t ldy, const float *bias, void *scratch);
 typedef struct qsel {
     mk_qdot_fn dot;
+    mk_qdot4_fn dot4;     /* four rows per call (decode), or NULL */
     mk_qquant_fn quant;   /* SIMD quantizer of the activation type, or NULL: the reference */
     mk_dtype at;          /* activation type */
     size_t arb, wrb;      /* bytes of one activation row (sums included), of one weight row */
@@ -166,12 +167,14 @@ static bool qselect(mk_dtype dt, size_t n_in, qsel *q) {
     if (!q->dot) return false;
     q->at = mk_vec_dot_type(dt);
     q->quant = NULL;
+    q->dot4 = NULL;
     q->wt = dt;
     q->gemm = g_isa >= MK_ISA_AVX2 && g_qgemm_int && qgemm_type(dt);
     const bool vnni = g_isa == MK_ISA_AVX512 && g_has_vnni;
     q->gemm_fn = vnni ? mk_qgemm_avx512vnni : mk_qgemm_avx2;
     q->gemm_scratch = vnni ? mk_qgemm_scratch_avx512vnni : mk_qgemm_scratch_avx2;
     q->sums = q->gemm && vnni && dt == MK_DT_Q8_0;
+    q->dot4 = vnni && dt == MK_DT_Q8_0 ? mk_qdot4_q8_0_avx512vnni : NULL;
     if (g_isa >= MK_ISA_AVX2) {
         mk_qdot_fn f = mk_qdot_avx2(dt);
         if (f) q->dot = f;
@@ -220,7 +223,15 @@ static void qrows(const qsel *q, float *y, size_t ldy, const uint8_t *xq, size_t
     if (qg && q->gemm_fn(q->wt, n_in, w + r0 * q->wrb, q->wrb, r1 - r0, xq, q->arb, n_tok, y + r0, ldy, bias ? bias + r0 : NULL, qg)) return;
     for (size_t t0 = 0; t0 < n_tok; t0 += QTB) {
         const size_t t1 = MK_MIN(n_tok, t0 + QTB);
-        for (size_t r = r0; r < r1; r++) {
+        size_t r = r0;
+        if (q->dot4)
+            for (; r + 4 <= r1; r += 4)
+                for (size_t t = t0; t < t1; t++) {
+                    float v[4];
+                    q->dot4(n_in, w + r * q->wrb, q->wrb, xq + t * q->arb, v);
+                    for (size_t i = 0; i < 4; i++) y[t * ldy + r + i] = bias ? v[i] + bias[r + i] : v[i];
+                }
+        for (; r < r1; r++) {
             const uint8_t *wr = w + r * q->wrb;
             for (size_t t = t0; t < t1; t++) {
                 const float v = q->dot(n_in, wr, xq + t * q->arb);
