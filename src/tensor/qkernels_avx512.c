@@ -94,9 +94,12 @@ AI void dp_groups(__m512i s[QV_R][QV_NA][QV_NT], const uint8_t *const *W, const 
     }
 }
 
-/* Q4_K: nt tokens' Q8_K rows (a[t], from the slice's first super-block) against ks super-blocks of
- * R panels: acc[IDX(r, t)] (panel r's 16 rows) += Σ. */
-AI void kq4_pass(const mk_kpanel *kp, size_t ks, const uint8_t *const *a, __m512 *acc, const int R, const int nt) {
+/* K-quants: nt tokens' Q8_K rows (a[t], from the slice's first super-block) against ks
+ * super-blocks of R panels: acc[IDX(r, t)] (panel r's 16 rows) += Σ. q4: Q4_K's 8 sub-blocks of
+ * 32 values (8 groups of 4) with unsigned scales and mins; else Q6_K's 16 sub-blocks of 16 values
+ * (4 groups) with signed scales and the −32 offset. */
+AI void kq_pass(const mk_kpanel *kp, size_t ks, const uint8_t *const *a, __m512 *acc, const int R, const int nt, const bool q4) {
+    const int nsub = q4 ? 8 : 16, ng = 64 / nsub;
     for (size_t b = 0; b < ks; b++) {
         const size_t ao = b * 292;
         const uint8_t *W[QV_R];
@@ -107,74 +110,45 @@ AI void kq4_pass(const mk_kpanel *kp, size_t ks, const uint8_t *const *a, __m512
 #pragma GCC unroll 8
             for (int t = 0; t < nt; t++) isum[r][t] = _mm512_setzero_si512();
         }
-        for (int j = 0; j < 8; j++) {
+        for (int j = 0; j < nsub; j++) {
             __m512i s[QV_R][QV_NA][QV_NT];
             zero_acc(s, R, nt);
-            dp_groups(s, W, a, ao + 4 + 32 * j, 8, R, nt);
+            dp_groups(s, W, a, ao + 4 + 4 * (size_t)(ng * j), ng, R, nt);
 #pragma GCC unroll 2
             for (int r = 0; r < R; r++) {
-                const __m512i sc = lo16(_mm512_load_si512((const void *)(kp[r].SC + b * 256 + 32 * j)));
+                const __m512i sc = lo16(_mm512_load_si512((const void *)(kp[r].SC + b * (size_t)(32 * nsub) + 32 * (size_t)j)));
 #pragma GCC unroll 8
                 for (int t = 0; t < nt; t++) isum[r][t] = _mm512_add_epi32(isum[r][t], _mm512_mullo_epi32(sum_acc(s, r, t), sc));
-                W[r] += 512;
-            }
-        }
-#pragma GCC unroll 8
-        for (int t = 0; t < nt; t++) {
-            const uint8_t *at = a[t] + ao;
-            /* mins: Σ_j m_j · (the token's sum over sub-block j), sub-blocks in pairs */
-            _Alignas(16) int32_t sp[4];
-            _mm_store_si128((__m128i *)sp, _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(at + 260)), _mm_loadu_si128((const __m128i *)(at + 276))));
-            const __m512 da = _mm512_set1_ps(ld_f32(at));
-#pragma GCC unroll 2
-            for (int r = 0; r < R; r++) {
-                const int16_t *MP = kp[r].MP + b * 128;
-                __m512i m = _mm512_setzero_si512();
-                for (int p = 0; p < 4; p++) m = _mm512_add_epi32(m, _mm512_madd_epi16(_mm512_load_si512((const void *)(MP + 32 * p)), _mm512_set1_epi32(sp[p])));
-                const __m512 D = _mm512_loadu_ps(kp[r].D + b * QP_ROWS), DM = _mm512_loadu_ps(kp[r].DM + b * QP_ROWS);
-                acc[IDX(r, t)] = _mm512_fmadd_ps(_mm512_mul_ps(D, da), _mm512_cvtepi32_ps(isum[r][t]), acc[IDX(r, t)]);
-                acc[IDX(r, t)] = _mm512_fnmadd_ps(_mm512_mul_ps(DM, da), _mm512_cvtepi32_ps(m), acc[IDX(r, t)]);
-            }
-        }
-    }
-}
-
-/* Q6_K, as kq4_pass: 16 sub-blocks of 16 values (4 groups) with a signed scale each. */
-AI void kq6_pass(const mk_kpanel *kp, size_t ks, const uint8_t *const *a, __m512 *acc, const int R, const int nt) {
-    for (size_t b = 0; b < ks; b++) {
-        const size_t ao = b * 292;
-        const uint8_t *W[QV_R];
-        __m512i isum[QV_R][QV_NT];
-#pragma GCC unroll 2
-        for (int r = 0; r < R; r++) {
-            W[r] = kp[r].W + b * 4096;
-#pragma GCC unroll 8
-            for (int t = 0; t < nt; t++) isum[r][t] = _mm512_setzero_si512();
-        }
-        for (int j = 0; j < 16; j++) {
-            __m512i s[QV_R][QV_NA][QV_NT];
-            zero_acc(s, R, nt);
-            dp_groups(s, W, a, ao + 4 + 16 * j, 4, R, nt);
-#pragma GCC unroll 2
-            for (int r = 0; r < R; r++) {
-                const __m512i sc = lo16(_mm512_load_si512((const void *)(kp[r].SC + b * 512 + 32 * j)));
-#pragma GCC unroll 8
-                for (int t = 0; t < nt; t++) isum[r][t] = _mm512_add_epi32(isum[r][t], _mm512_mullo_epi32(sum_acc(s, r, t), sc));
-                W[r] += 256;
+                W[r] += 64 * ng;
             }
         }
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) {
             const uint8_t *at = a[t] + ao;
             const __m512 da = _mm512_set1_ps(ld_f32(at));
+            if (q4) {
+                /* mins: Σ_j m_j · (the token's sum over sub-block j), sub-blocks in pairs */
+                _Alignas(16) int32_t sp[4];
+                _mm_store_si128((__m128i *)sp, _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(at + 260)), _mm_loadu_si128((const __m128i *)(at + 276))));
 #pragma GCC unroll 2
-            for (int r = 0; r < R; r++) {
-                /* the −32 offset: 32 Σ_j s_j · (the token's sum over sub-block j of 16), in pairs */
-                const int16_t *MP = kp[r].MP + b * 256;
-                __m512i o = _mm512_setzero_si512();
-                for (int p = 0; p < 8; p++) o = _mm512_add_epi32(o, _mm512_madd_epi16(_mm512_load_si512((const void *)(MP + 32 * p)), bc4(at + 260 + 4 * p)));
-                const __m512i v = _mm512_sub_epi32(isum[r][t], _mm512_slli_epi32(o, 5));
-                acc[IDX(r, t)] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(kp[r].D + b * QP_ROWS), da), _mm512_cvtepi32_ps(v), acc[IDX(r, t)]);
+                for (int r = 0; r < R; r++) {
+                    const int16_t *MP = kp[r].MP + b * 128;
+                    __m512i m = _mm512_setzero_si512();
+                    for (int p = 0; p < 4; p++) m = _mm512_add_epi32(m, _mm512_madd_epi16(_mm512_load_si512((const void *)(MP + 32 * p)), _mm512_set1_epi32(sp[p])));
+                    const __m512 D = _mm512_loadu_ps(kp[r].D + b * QP_ROWS), DM = _mm512_loadu_ps(kp[r].DM + b * QP_ROWS);
+                    acc[IDX(r, t)] = _mm512_fmadd_ps(_mm512_mul_ps(D, da), _mm512_cvtepi32_ps(isum[r][t]), acc[IDX(r, t)]);
+                    acc[IDX(r, t)] = _mm512_fnmadd_ps(_mm512_mul_ps(DM, da), _mm512_cvtepi32_ps(m), acc[IDX(r, t)]);
+                }
+            } else {
+#pragma GCC unroll 2
+                for (int r = 0; r < R; r++) {
+                    /* the −32 offset: 32 Σ_j s_j · (the token's sum over sub-block j of 16), in pairs */
+                    const int16_t *MP = kp[r].MP + b * 256;
+                    __m512i o = _mm512_setzero_si512();
+                    for (int p = 0; p < 8; p++) o = _mm512_add_epi32(o, _mm512_madd_epi16(_mm512_load_si512((const void *)(MP + 32 * p)), bc4(at + 260 + 4 * p)));
+                    const __m512i v = _mm512_sub_epi32(isum[r][t], _mm512_slli_epi32(o, 5));
+                    acc[IDX(r, t)] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(kp[r].D + b * QP_ROWS), da), _mm512_cvtepi32_ps(v), acc[IDX(r, t)]);
+                }
             }
         }
     }
@@ -224,8 +198,8 @@ AI void pass(const vjob *v, const uint8_t *xq, size_t arb, size_t t0, __m512 *ac
         a[t] = xq + (t0 + (size_t)t) * arb + v->ao;
         sm[t] = xq + (t0 + (size_t)t) * arb + v->so;
     }
-    if (v->wt == MK_DT_Q4_K) kq4_pass(v->kp, v->ks, a, acc, R, nt);
-    else if (v->wt == MK_DT_Q6_K) kq6_pass(v->kp, v->ks, a, acc, R, nt);
+    if (v->wt == MK_DT_Q4_K) kq_pass(v->kp, v->ks, a, acc, R, nt, true);
+    else if (v->wt == MK_DT_Q6_K) kq_pass(v->kp, v->ks, a, acc, R, nt, false);
     else q8_pass(v->U, v->D, v->ks, a, sm, acc, R, nt);
 }
 
