@@ -153,7 +153,8 @@ typedef struct qsel {
     mk_dtype wt;
 } qsel;
 
-/* Weight types with an integer prefill GEMM (mk_qgemm_avx2): batches of QGEMM_INT_MIN tokens or
+/* Weight types with an integer prefill GEMM (mk_qgemm_avx2, or mk_qgemm_avx512vnni on CPUs with
+ * AVX-512 VNNI: 2-4x the AVX2 GEMM there, bench/results-speed.md): batches of QGEMM_INT_MIN tokens or
  * more with quantized activations use it. It is the default for prefill wherever it beats the
  * dequantizing f32 GEMM, which on AVX2 is every type it has: Q4_K and Q6_K (4- and 6-bit weights
  * straight into vpmaddubsw, sums in int16 over a sub-block) and Q8_0 (the sign trick with the

@@ -100,7 +100,7 @@ const char *mk_kern_isa_name(mk_isa isa);
 /* Whether BF16 weights with n_tok ≥ 2 use vdpbf16ps (false: exact f32 path). Returns the setting. */
 bool mk_kern_set_bf16_dot(bool on);
 bool mk_kern_bf16_dot(void);
-/* Whether prefill with Q8_0/Q4_K/Q6_K weights uses the integer GEMM (mk_qgemm_avx2; the default, or
+/* Whether prefill with Q8_0/Q4_K/Q6_K weights uses the integer GEMM (AVX2 or VNNI; the default, or
  * MOEKIT_QGEMM=0 at startup) or dequantizes into the f32 GEMM. Returns the setting. */
 bool mk_kern_set_qgemm(bool on);
 
