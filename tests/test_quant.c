@@ -6,6 +6,7 @@
 #include "mk_test.h"
 #include "tensor/kernels.h"
 #include "tensor/quant.h"
+#include "tensor/qpack.h"
 
 #include <omp.h>
 
@@ -586,6 +587,49 @@ static void test_qgemm(void) {
     CHECK(!mk_qgemm_avx2(MK_DT_Q4_0, 256, q, 18 * 8, 1, xq, 34 * 8, 4, y, LDY, NULL, scr), "Q4_0 has no integer GEMM");
 }
 
+/* The AVX-512 Q6_K panel pack against the AVX2 one (mk_qpack_kq), byte for byte: full and
+ * partial panels (16, 13, 1 rows), 1-4 super-blocks from the first and a later one, on quantized
+ * normal weights and on random bytes (every bit pattern of ql, qh and the scales). */
+static void test_qpack_q6k(void) {
+#if defined(__x86_64__)
+    if (!mk_kern_has_vnni()) { /* the VNNI GEMM is its only caller; AVX-512 BW comes with VNNI here */
+        printf("  no AVX-512 VNNI on this CPU: nothing to check\n");
+        return;
+    }
+    enum { IN = 1536, NB = IN / 256, RB = NB * 210 };
+    static float w[16 * IN];
+    static uint8_t q[16 * RB], s1[QP_KS * 8192], s2[QP_KS * 8192];
+    const size_t pb = mk_qpack_kq_bytes();
+    REQUIRE(pb <= sizeof s1 - 64, "panel scratch");
+    int checked = 0, differ = 0;
+    for (int kind = 0; kind < 2; kind++) {
+        if (kind == 0) {
+            for (int i = 0; i < 16 * IN; i++) w[i] = nrand() * (i % 29 == 0 ? 1.0f : 0.05f);
+            for (int r = 0; r < 16; r++) mk_quantize_row(MK_DT_Q6_K, w + r * IN, q + r * RB, IN);
+        } else
+            for (size_t i = 0; i < sizeof q; i++) q[i] = (uint8_t)(nrand() * 1000.0f);
+        const size_t nrows[] = {16, 13, 1};
+        for (size_t ni = 0; ni < 3; ni++)
+            for (size_t b0 = 0; b0 < 2; b0++)
+                for (size_t ks = 1; ks <= QP_KS && b0 + ks <= NB; ks++) {
+                    memset(s1, 0xA5, sizeof s1);
+                    memset(s2, 0x5A, sizeof s2);
+                    const mk_kpanel k1 = mk_qpack_kq_layout(s1 + 3), k2 = mk_qpack_kq_layout(s2 + 3);
+                    mk_qpack_kq(MK_DT_Q6_K, q, RB, nrows[ni], b0, ks, &k1);
+                    mk_qpack_q6k_avx512(q, RB, nrows[ni], b0, ks, &k2);
+                    const bool same = memcmp(k1.W, k2.W, ks * 4096) == 0 && memcmp(k1.SC, k2.SC, ks * 1024) == 0 &&
+                                      memcmp(k1.MP, k2.MP, ks * 512) == 0 && memcmp(k1.D, k2.D, ks * QP_ROWS * sizeof(float)) == 0;
+                    CHECK(same, "Q6_K pack: %s, %zu rows, super-blocks %zu..%zu differ", kind ? "random bytes" : "quantized", nrows[ni], b0, b0 + ks);
+                    differ += !same;
+                    checked++;
+                }
+    }
+    printf("  Q6_K AVX-512 pack: %d of %d panels differ from the AVX2 pack's\n", differ, checked);
+#else
+    printf("  not x86-64: nothing to check\n");
+#endif
+}
+
 int main(void) {
     RUN(test_traits);
     RUN(test_gguf_py_fixture);
@@ -597,5 +641,6 @@ int main(void) {
     RUN(test_matmul_hook);
     RUN(test_gemm_dequant_exact);
     RUN(test_qgemm);
+    RUN(test_qpack_q6k);
     return TEST_SUMMARY("test_quant");
 }
