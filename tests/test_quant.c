@@ -515,6 +515,7 @@ static void test_qgemm(void) {
     }
     const bool vnni = mk_kern_has_vnni();
     int vnni_checked = 0, vnni_diff = 0;
+    double worst_vnni_q6 = 0;
     for (int i = 0; i < NR * INMAX; i++) w[i] = nrand() * (i % 61 == 0 ? 1.0f : 0.05f);
     for (int i = 0; i < TMAX * INMAX; i++) x[i] = nrand() * (i % 37 == 0 ? 8.0f : 1.0f);
     for (int i = 0; i < NR; i++) bias[i] = nrand();
@@ -533,7 +534,8 @@ static void test_qgemm(void) {
                 for (size_t i = 0; i < NT * LDY; i++) y[i] = -12345.0f;
                 REQUIRE(mk_qgemm_scratch_avx2(dt, IN) <= sizeof scr, "scratch");
                 REQUIRE(mk_qgemm_avx2(dt, IN, q, rb, NR, xq, ab, NT, y, LDY, with_bias ? bias : NULL, scr + 1), "%s: no integer GEMM", mk_dtypes[dt].name);
-                if (vnni) { /* the VNNI GEMM on the same panels: bit for bit the AVX2 one */
+                if (vnni) { /* the VNNI GEMM: bit for bit the AVX2 one for Q8_0 and Q4_K; Q6_K (float sums
+                             * over its sub-blocks) within the bound, below */
                     const size_t sb = dt == MK_DT_Q8_0 ? 4 * (IN / 32) : 0, avb = ab + sb; /* Q8_0 rows carry their block sums */
                     for (size_t t = 0; t < NT; t++) {
                         memcpy(xqv + t * avb, xq + t * ab, ab);
@@ -543,8 +545,10 @@ static void test_qgemm(void) {
                     REQUIRE(mk_qgemm_scratch_avx512vnni(dt, IN) <= sizeof scr, "scratch");
                     REQUIRE(mk_qgemm_avx512vnni(dt, IN, q, rb, NR, xqv, avb, NT, yv, LDY, with_bias ? bias : NULL, scr + 3), "%s: no VNNI GEMM",
                             mk_dtypes[dt].name);
-                    vnni_diff += memcmp(y, yv, NT * LDY * sizeof(float)) != 0;
-                    vnni_checked++;
+                    if (dt != MK_DT_Q6_K) {
+                        vnni_diff += memcmp(y, yv, NT * LDY * sizeof(float)) != 0;
+                        vnni_checked++;
+                    }
                 }
                 for (size_t t = 0; t < NT; t++) {
                     for (int r = 0; r < NR; r++) {
@@ -553,9 +557,14 @@ static void test_qgemm(void) {
                         const double mag = dot_mag(dt, wr, ar, IN) + (with_bias ? fabs(bias[r]) : 0.0);
                         const double rel = fabs((double)y[t * LDY + (size_t)r] - want) / mag;
                         if (rel > worst_rel[k]) worst_rel[k] = rel;
+                        if (vnni && dt == MK_DT_Q6_K) {
+                            const double rv = fabs((double)yv[t * LDY + (size_t)r] - want) / mag;
+                            if (rv > worst_vnni_q6) worst_vnni_q6 = rv;
+                        }
                         checked++;
                     }
                     for (int r = NR; r < LDY; r++) CHECK(y[t * LDY + (size_t)r] == -12345.0f, "%s: wrote past the rows", mk_dtypes[dt].name);
+                    for (int r = NR; r < LDY && vnni; r++) CHECK(yv[t * LDY + (size_t)r] == -12345.0f, "%s: VNNI wrote past the rows", mk_dtypes[dt].name);
                 }
                 /* the threaded driver (quantized activations shared by the team) */
                 if (ii == 2 && ti >= 3) {
@@ -567,8 +576,9 @@ static void test_qgemm(void) {
                     mk_matmul_team_q(y1, NR, xqv, NT, q, dt, NR, IN, NULL);
                     #pragma omp parallel num_threads(3)
                     mk_matmul_team_q(y3, NR, xqv, NT, q, dt, NR, IN, NULL);
+                    const float *yg = vnni ? yv : y; /* the driver takes the VNNI GEMM where there is one */
                     for (size_t t = 0; t < NT; t++)
-                        if (memcmp(y1 + t * NR, y + t * LDY, NR * sizeof(float)) && !with_bias)
+                        if (memcmp(y1 + t * NR, yg + t * LDY, NR * sizeof(float)) && !with_bias)
                             CHECK(0, "%s: the driver's product differs from the GEMM's at token %zu", mk_dtypes[dt].name, t);
                     CHECK(!memcmp(y1, y3, NT * NR * sizeof(float)), "%s: 1 and 3 threads differ", mk_dtypes[dt].name);
                 }
@@ -579,15 +589,18 @@ static void test_qgemm(void) {
     }
     CHECK(checked == 3 * 3 * 154 * NR, "pairs checked %d", checked);
     if (vnni) {
-        printf("  AVX-512 VNNI GEMM: %d of %d products differ from the AVX2 GEMM's\n", vnni_diff, vnni_checked);
-        CHECK(vnni_checked == 45 && vnni_diff == 0, "VNNI GEMM: %d of %d calls differ from AVX2", vnni_diff, vnni_checked);
+        printf("  AVX-512 VNNI GEMM, Q8_0 and Q4_K: %d of %d products differ from the AVX2 GEMM's\n", vnni_diff, vnni_checked);
+        CHECK(vnni_checked == 30 && vnni_diff == 0, "VNNI GEMM: %d of %d calls differ from AVX2", vnni_diff, vnni_checked);
+        printf("  Q6_K AVX-512 VNNI GEMM vs reference: worst |diff| / sum|w*a| = %.3g (bound 1e-6)\n", worst_vnni_q6);
+        CHECK(worst_vnni_q6 > 0 && worst_vnni_q6 <= 1e-6, "Q6_K VNNI GEMM: relative error %g", worst_vnni_q6);
     } else {
         printf("  no AVX-512 VNNI on this CPU: its GEMM is not checked\n");
     }
     CHECK(!mk_qgemm_avx2(MK_DT_Q4_0, 256, q, 18 * 8, 1, xq, 34 * 8, 4, y, LDY, NULL, scr), "Q4_0 has no integer GEMM");
 }
 
-/* The AVX-512 Q6_K panel pack against the AVX2 one (mk_qpack_kq), byte for byte: full and
+/* The AVX-512 Q6_K panel pack against the AVX2 one (mk_qpack_kq), byte for byte (its scales as
+ * d·s_j in f32, the product of the AVX2 panel's d and s_j): full and
  * partial panels (16, 13, 1 rows), 1-4 super-blocks from the first and a later one, on quantized
  * normal weights and on random bytes (every bit pattern of ql, qh and the scales). */
 static void test_qpack_q6k(void) {
@@ -617,8 +630,17 @@ static void test_qpack_q6k(void) {
                     const mk_kpanel k1 = mk_qpack_kq_layout(s1 + 3), k2 = mk_qpack_kq_layout(s2 + 3);
                     mk_qpack_kq(MK_DT_Q6_K, q, RB, nrows[ni], b0, ks, &k1);
                     mk_qpack_q6k_avx512(q, RB, nrows[ni], b0, ks, &k2);
-                    const bool same = memcmp(k1.W, k2.W, ks * 4096) == 0 && memcmp(k1.SC, k2.SC, ks * 1024) == 0 &&
-                                      memcmp(k1.MP, k2.MP, ks * 512) == 0 && memcmp(k1.D, k2.D, ks * QP_ROWS * sizeof(float)) == 0;
+                    bool same = memcmp(k1.W, k2.W, ks * 4096) == 0 && memcmp(k1.MP, k2.MP, ks * 512) == 0 &&
+                                memcmp(k1.D, k2.D, ks * QP_ROWS * sizeof(float)) == 0;
+                    /* SC: the VNNI panel holds d·s_j as f32 where the AVX2 one holds the int16 pair (s_j, s_j) */
+                    for (size_t b = 0; b < ks; b++)
+                        for (int j = 0; j < 16; j++)
+                            for (int i = 0; i < QP_ROWS; i++) {
+                                const float want = k1.D[b * QP_ROWS + (size_t)i] * (float)k1.SC[b * 512 + (size_t)(32 * j + 2 * i)];
+                                float got;
+                                memcpy(&got, (const uint8_t *)k2.SC + 4 * (b * 256 + (size_t)(16 * j + i)), 4);
+                                same = same && memcmp(&got, &want, 4) == 0;
+                            }
                     CHECK(same, "Q6_K pack: %s, %zu rows, super-blocks %zu..%zu differ", kind ? "random bytes" : "quantized", nrows[ni], b0, b0 + ks);
                     differ += !same;
                     checked++;

@@ -2,21 +2,25 @@
  * Compiled for AVX-512 F/BW/VNNI whatever the build's -march; called only when cpuid says the CPU
  * has them (kernels.c).
  *
- * It multiplies the panels qkernels_avx2.c packs (qpack.h: 16 weight rows in the lanes, each group
- * of 4 input elements one 64-byte vector) with vpdpbusd, which sums four unsigned × signed byte
+ * It multiplies the panels of qpack.h (16 weight rows in the lanes, each group of 4 input elements
+ * one 64-byte vector; packed by qkernels_avx2.c, Q6_K's here) with vpdpbusd, which sums four unsigned × signed byte
  * products into each int32 lane in one instruction: a token's 4 activation bytes, broadcast, meet
  * 16 rows per instruction, against two vpmaddubsw plus an int16 add on AVX2, and without AVX2's
  * int16 limit (no widening inside a sub-block). QV_NT tokens pass over the panel together, so each
  * weight vector is loaded once for all of them.
- *   Q4_K, Q6_K: the unsigned weight values against the signed activations; per sub-block the 16
- *     rows' int32 sums are multiplied by the rows' scales (vpmulld) into the super-block's sum; the
- *     mins (Q4_K) and the −32 offset (Q6_K) go through the activations' block sums, as on AVX2.
+ *   Q4_K: the unsigned weight values against the signed activations; per sub-block the 16 rows'
+ *     int32 sums are multiplied by the rows' scales (vpmulld) into the super-block's sum; the mins
+ *     go through the activations' block sums, as on AVX2.
+ *   Q6_K: the same products, but each sub-block's int32 sums meet the rows' d·s_j as f32 (one
+ *     convert and one FMA: vpmulld is two uops on the port vpdpbusd needs, and Q6_K has a scale
+ *     per 16 values against Q4_K's per 32); the −32 offset through the activations' block sums.
  *   Q8_0: both operands signed, and vpdpbusd takes one unsigned: the panel holds w + 128, and each
  *     block's sum starts at −128·Σa (the activation row carries its block sums after the blocks,
  *     mk_q8_0_row_sums), so Σ (w + 128)·a − 128·Σa = Σ w·a exactly.
- * The integer sums are those of the decode kernels and the AVX2 GEMM, and the float operations on
- * them are the AVX2 GEMM's in the same order, so the two GEMMs agree bit for bit
- * (tests/test_quant.c). */
+ * For Q8_0 and Q4_K the integer sums are those of the decode kernels and the AVX2 GEMM, and the
+ * float operations on them are the AVX2 GEMM's in the same order, so the two GEMMs agree bit for
+ * bit; Q6_K's float sums over sub-blocks differ from them in rounding only (worst 5.4e-7 of
+ * Σ|w·a| against the reference, bound 1e-6; tests/test_quant.c). */
 #include "kernels.h"
 #include "qpack.h"
 #include "quant.h"
@@ -110,15 +114,23 @@ AI void kq_pass(const mk_kpanel *kp, size_t ks, const uint8_t *const *a, __m512 
 #pragma GCC unroll 8
             for (int t = 0; t < nt; t++) isum[r][t] = _mm512_setzero_si512();
         }
+        __m512 fsum[QV_R][QV_NT]; /* Q6_K: Σ_j (d·s_j)·(sub-block j's integer sum) */
         for (int j = 0; j < nsub; j++) {
             __m512i s[QV_R][QV_NA][QV_NT];
             zero_acc(s, R, nt);
             dp_groups(s, W, a, ao + 4 + 4 * (size_t)(ng * j), ng, R, nt);
 #pragma GCC unroll 2
             for (int r = 0; r < R; r++) {
-                const __m512i sc = lo16(_mm512_load_si512((const void *)(kp[r].SC + b * (size_t)(32 * nsub) + 32 * (size_t)j)));
+                if (q4) {
+                    const __m512i sc = lo16(_mm512_load_si512((const void *)(kp[r].SC + b * (size_t)(32 * nsub) + 32 * (size_t)j)));
 #pragma GCC unroll 8
-                for (int t = 0; t < nt; t++) isum[r][t] = _mm512_add_epi32(isum[r][t], _mm512_mullo_epi32(sum_acc(s, r, t), sc));
+                    for (int t = 0; t < nt; t++) isum[r][t] = _mm512_add_epi32(isum[r][t], _mm512_mullo_epi32(sum_acc(s, r, t), sc));
+                } else {
+                    const __m512 sf = _mm512_load_ps((const float *)(kp[r].SC + b * 512 + 32 * (size_t)j));
+#pragma GCC unroll 8
+                    for (int t = 0; t < nt; t++)
+                        fsum[r][t] = j ? _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum_acc(s, r, t)), sf, fsum[r][t]) : _mm512_mul_ps(_mm512_cvtepi32_ps(sum_acc(s, r, t)), sf);
+                }
                 W[r] += 64 * ng;
             }
         }
@@ -146,8 +158,8 @@ AI void kq_pass(const mk_kpanel *kp, size_t ks, const uint8_t *const *a, __m512 
                     const int16_t *MP = kp[r].MP + b * 256;
                     __m512i o = _mm512_setzero_si512();
                     for (int p = 0; p < 8; p++) o = _mm512_add_epi32(o, _mm512_madd_epi16(_mm512_load_si512((const void *)(MP + 32 * p)), bc4(at + 260 + 4 * p)));
-                    const __m512i v = _mm512_sub_epi32(isum[r][t], _mm512_slli_epi32(o, 5));
-                    acc[IDX(r, t)] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(kp[r].D + b * QP_ROWS), da), _mm512_cvtepi32_ps(v), acc[IDX(r, t)]);
+                    const __m512 v = _mm512_fnmadd_ps(_mm512_mul_ps(_mm512_loadu_ps(kp[r].D + b * QP_ROWS), _mm512_set1_ps(32.0f)), _mm512_cvtepi32_ps(o), fsum[r][t]);
+                    acc[IDX(r, t)] = _mm512_fmadd_ps(da, v, acc[IDX(r, t)]);
                 }
             }
         }
@@ -181,7 +193,8 @@ AI void q8_pass(const uint8_t *const *U, const float *const *D, size_t kb, const
     }
 }
 
-/* ==== Q6_K panel pack (mk_qpack_q6k_avx512; the layout and the result are mk_qpack_kq's) ====
+/* ==== Q6_K panel pack (mk_qpack_q6k_avx512: mk_qpack_kq's layout and bytes, except SC, which
+ * holds each row's d·s_j as f32 for kq_pass) ====
  * mk_qpack_kq unpacks each row's 6-bit values into bytes and then transposes them with 8×8 AVX2
  * word transposes, and writes the scales one word at a time: 0.4 cycles per weight, a quarter of
  * Q6_K prefill. Here the raw fields are transposed first — a 4-byte group of consecutive values
@@ -246,14 +259,14 @@ void mk_qpack_q6k_avx512(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, s
         for (size_t i = 0; i < 16; i++)
             S[i] = i < nrow ? _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(w + i * wrb + (b0 + b) * 210 + 192))) : _mm512_setzero_si512();
         transpose16_epi32(S);
-        int32_t *SC = (int32_t *)(kp->SC + b * 512), *MP = (int32_t *)(kp->MP + b * 256);
+        float *SC = (float *)(kp->SC + b * 512);
+        int32_t *MP = (int32_t *)(kp->MP + b * 256);
+        const __m512 D = _mm512_loadu_ps(kp->D + b * QP_ROWS);
         for (int m = 0; m < 4; m++) {
             const __m512i E = _mm512_srai_epi16(_mm512_slli_epi16(S[m], 8), 8), O = _mm512_srai_epi16(S[m], 8); /* words (s0, s2), (s1, s3) */
             const __mmask32 hw = 0xAAAAAAAAu;
-            _mm512_store_si512((void *)(SC + 16 * (4 * m + 0)), _mm512_mask_blend_epi16(hw, E, _mm512_slli_epi32(E, 16)));
-            _mm512_store_si512((void *)(SC + 16 * (4 * m + 1)), _mm512_mask_blend_epi16(hw, O, _mm512_slli_epi32(O, 16)));
-            _mm512_store_si512((void *)(SC + 16 * (4 * m + 2)), _mm512_mask_blend_epi16(hw, _mm512_srli_epi32(E, 16), E));
-            _mm512_store_si512((void *)(SC + 16 * (4 * m + 3)), _mm512_mask_blend_epi16(hw, _mm512_srli_epi32(O, 16), O));
+            for (int e = 0; e < 4; e++) /* d·s_j, j = 4m + e */
+                _mm512_store_ps(SC + 16 * (4 * m + e), _mm512_mul_ps(D, _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(S[m], 24 - 8 * e), 24))));
             _mm512_store_si512((void *)(MP + 16 * (2 * m + 0)), _mm512_mask_blend_epi16(hw, E, _mm512_slli_epi32(O, 16)));
             _mm512_store_si512((void *)(MP + 16 * (2 * m + 1)), _mm512_mask_blend_epi16(hw, _mm512_srli_epi32(E, 16), O));
         }

@@ -44,8 +44,9 @@ void mk_qpack_q8_layout(void *scratch, uint8_t **W, uint8_t **U, float **D);
 /* Packs rows [0, nrow) (nrow ≤ 16; rows wrb bytes apart from w) of super-blocks [b0, b0 + ks)
  * (ks ≤ QP_KS) of a Q4_K or Q6_K matrix into kp. */
 void mk_qpack_kq(mk_dtype wt, const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t ks, const mk_kpanel *kp);
-/* mk_qpack_kq for Q6_K with AVX-512 (F/BW) transposes: the same bytes, about 3x faster
- * (qkernels_avx512.c; call only where cpuid reports AVX-512 BW). */
+/* mk_qpack_kq for Q6_K with AVX-512 (F/BW) transposes, about 3x faster, for the VNNI GEMM: the
+ * same W, MP and D, and in SC's place (ks, 16, 16) f32 d·s_j of each row (qkernels_avx512.c; call
+ * only where cpuid reports AVX-512 BW). */
 void mk_qpack_q6k_avx512(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t ks, const mk_kpanel *kp);
 /* Packs rows [0, nrow) of Q8_0 blocks [b0, b0 + kb) (kb ≤ QP_Q8_KB) into W, U and D; offset:
  * U = w + 128 (VNNI) instead of |w|. */
