@@ -315,38 +315,48 @@ static void test_simd_vec_dot(void) {
             }
         printf("  %-5s avx2 vs reference: worst |diff| / sum|w*a| = %.3g (bound %g)\n", mk_dtypes[wt[k]].name, worst[k], wt[k] == MK_DT_Q4_K ? 4e-6 : 1e-6);
     }
-    /* the VNNI decode kernel: four rows at once (whole groups of 16 blocks and the rest one by one;
-     * widths 256 and 768 leave 8 blocks over), same bound */
+    /* the VNNI decode kernels: four rows at once (Q8_0: whole groups of 16 blocks and the rest one
+     * by one; widths 256 and 768 leave 8 blocks over), the AVX2 kernels' bounds */
     if (!mk_kern_has_vnni()) {
-        printf("  this CPU has no AVX-512 VNNI: its four-row Q8_0 kernel is not run here\n");
+        printf("  this CPU has no AVX-512 VNNI: its four-row kernels are not run here\n");
         return;
     }
-    double worst4 = 0;
-    int n4 = 0;
-    for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++)
-        for (int rep = 0; rep < 10; rep++) {
-            const size_t n = widths[wi], rb = mk_dtype_row_bytes(MK_DT_Q8_0, n);
-            static uint8_t q4[4 * 4096 * 2];
-            for (int r = 0; r < 4; r++) {
-                for (size_t i = 0; i < n; i++) w[i] = nrand() * (r == 2 ? 3.0f : 0.05f);
-                mk_quantize_row(MK_DT_Q8_0, w, q4 + (size_t)r * rb, n);
+    const struct { mk_dtype dt; mk_qdot4_fn f; double bound; } d4[] = {
+        {MK_DT_Q8_0, mk_qdot4_q8_0_avx512vnni, 1e-6}, {MK_DT_Q4_K, mk_qdot4_q4_K_avx512vnni, 4e-6}, {MK_DT_Q6_K, mk_qdot4_q6_K_avx512vnni, 1e-6}};
+    for (size_t k = 0; k < sizeof d4 / sizeof d4[0]; k++) {
+        const mk_dtype dt = d4[k].dt, at = mk_vec_dot_type(dt);
+        double worst4 = 0;
+        int n4 = 0;
+        for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++)
+            for (int rep = 0; rep < 10; rep++) {
+                const size_t n = widths[wi], rb = mk_dtype_row_bytes(dt, n);
+                if (!mk_dtype_row_ok(dt, n)) continue;
+                static uint8_t q4[4 * 4096 * 2];
+                for (int r = 0; r < 4; r++) {
+                    for (size_t i = 0; i < n; i++) w[i] = nrand() * (r == 2 ? 3.0f : 0.05f);
+                    mk_quantize_row(dt, w, q4 + (size_t)r * rb, n);
+                }
+                if (rep % 3 == 1) /* extreme codes: Q8_0 -128; every bit of a K-quant's values set */
+                    for (size_t i = 0; i < (dt == MK_DT_Q8_0 ? 1u : 64u); i++) q4[rb + (dt == MK_DT_Q6_K ? 0 : 16) + (size_t)rep + i] = dt == MK_DT_Q8_0 ? 0x80 : 0xFF;
+                for (size_t i = 0; i < n; i++) a[i] = nrand() * (rep % 3 ? 1.0f : 40.0f);
+                a[(size_t)rep * 37 % n] = 900.0f;
+                mk_quantize_row(at, a, qa, n);
+                float out[4];
+                d4[k].f(n, q4, rb, qa, out);
+                for (int r = 0; r < 4; r++) {
+                    const uint8_t *wr = q4 + (size_t)r * rb;
+                    const double ref = mk_vec_dot_ref(dt, n, wr, qa), mag = dot_mag(dt, wr, qa, n);
+                    const double e = fabs(ref - out[r]) / (mag + 1e-30);
+                    if (e > worst4) worst4 = e;
+                    CHECK(fabs(ref - out[r]) <= d4[k].bound * mag + 1e-30, "%s vnni n=%zu rep %d row %d: %.9g vs reference %.9g", mk_dtypes[dt].name, n,
+                          rep, r, out[r], ref);
+                    n4++;
+                }
             }
-            if (rep % 3 == 1) q4[rb + 2 + (size_t)rep] = 0x80; /* code -128 */
-            for (size_t i = 0; i < n; i++) a[i] = nrand() * (rep % 3 ? 1.0f : 40.0f);
-            a[(size_t)rep * 37 % n] = 900.0f;
-            mk_quantize_row(MK_DT_Q8_0, a, qa, n);
-            float out[4];
-            mk_qdot4_q8_0_avx512vnni(n, q4, rb, qa, out);
-            for (int r = 0; r < 4; r++) {
-                const uint8_t *wr = q4 + (size_t)r * rb;
-                const double ref = mk_vec_dot_ref(MK_DT_Q8_0, n, wr, qa), mag = dot_mag(MK_DT_Q8_0, wr, qa, n);
-                const double e = fabs(ref - out[r]) / (mag + 1e-30);
-                if (e > worst4) worst4 = e;
-                CHECK(fabs(ref - out[r]) <= 1e-6 * mag + 1e-30, "Q8_0 vnni n=%zu rep %d row %d: %.9g vs reference %.9g", n, rep, r, out[r], ref);
-                n4++;
-            }
-        }
-    printf("  Q8_0  avx512vnni 4-row vs reference: worst |diff| / sum|w*a| = %.3g over %d rows (bound 1e-6)\n", worst4, n4);
+        printf("  %-5s avx512vnni 4-row vs reference: worst |diff| / sum|w*a| = %.3g over %d rows (bound %g)\n", mk_dtypes[dt].name, worst4, n4,
+               d4[k].bound);
+        CHECK(n4 >= 40, "%s: only %d rows checked", mk_dtypes[dt].name, n4);
+    }
 }
 
 /* The AVX2 Q8_0 activation quantizer is bit-identical to the reference, ties included (roundf

@@ -175,7 +175,11 @@ static bool qselect(mk_dtype dt, size_t n_in, qsel *q) {
     q->gemm_fn = vnni ? mk_qgemm_avx512vnni : mk_qgemm_avx2;
     q->gemm_scratch = vnni ? mk_qgemm_scratch_avx512vnni : mk_qgemm_scratch_avx2;
     q->sums = q->gemm && vnni && dt == MK_DT_Q8_0;
-    q->dot4 = vnni && dt == MK_DT_Q8_0 ? mk_qdot4_q8_0_avx512vnni : NULL;
+    q->dot4 = !vnni ? NULL
+              : dt == MK_DT_Q8_0 ? mk_qdot4_q8_0_avx512vnni
+              : dt == MK_DT_Q4_K ? mk_qdot4_q4_K_avx512vnni
+              : dt == MK_DT_Q6_K ? mk_qdot4_q6_K_avx512vnni
+                                 : NULL;
     if (g_isa >= MK_ISA_AVX2) {
         mk_qdot_fn f = mk_qdot_avx2(dt);
         if (f) q->dot = f;

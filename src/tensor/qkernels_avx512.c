@@ -398,6 +398,125 @@ void mk_qdot4_q8_0_avx512vnni(size_t n, const void *vw, size_t wrb, const void *
     for (int i = 0; i < 4; i++) out[i] = _mm512_reduce_add_ps(acc[i]);
 }
 
+/* ==== Decode: four Q4_K or Q6_K rows against one Q8_K activation row ====
+ * vpdpbusd sums 4 products of a row's unsigned values (Q4_K's nibbles, Q6_K's 6-bit q) with the
+ * activations per int32 lane. Those lane sums fit in int16 (|4·15·128| and |4·63·128| ≤ 32256), so
+ * a second VNNI instruction, vpdpwssd against words (s_j, 0), multiplies each by its sub-block's
+ * scale and accumulates it: two instructions per 64 values and no horizontal sums inside the
+ * super-block. The scale words are spread over the lanes by one word permute per 64 values. The
+ * AVX2 kernels run out of issue slots before memory does (16 GB/s for Q4_K from L2 on one core of
+ * this machine, about what one core streams from DRAM); these do the same exact integer sums in
+ * about half the vector operations, the activation work shared by the four rows. */
+AI __m512i perm_scales(__m512i s16, const int first, const int second, const int per) {
+    /* lane L (word 2L) ← scale word first + L / per (second: the upper 8 lanes' first, Q4_K) */
+    _Alignas(64) int16_t idx[32];
+    for (int L = 0; L < 16; L++) {
+        idx[2 * L] = (int16_t)(second >= 0 ? (L < 8 ? first : second) : first + L / per);
+        idx[2 * L + 1] = 0;
+    }
+    return _mm512_maskz_permutexvar_epi16(0x55555555u, _mm512_load_si512((const void *)idx), s16);
+}
+
+/* Q4_K's 12 scale bytes (at p) → its 8 scales (bytes 0-7) and 8 mins (bytes 8-15), ggml's bit
+ * layout (j < 4: the low 6 bits of bytes j, j + 4; j ≥ 4: nibbles of byte j + 4 and the top 2
+ * bits of bytes j − 4, j), in a handful of byte shuffles and masks */
+AI __m128i q4k_scales_mins(const uint8_t *p) {
+    const __m128i x = _mm_loadu_si128((const __m128i *)p); /* 12 bytes and 4 of the quants after them */
+    const __m128i A = _mm_shuffle_epi8(x, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    const __m128i B = _mm_shuffle_epi8(x, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    const __m128i lo = _mm_or_si128(_mm_and_si128(A, _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0)),
+                                    _mm_and_si128(_mm_srli_epi16(A, 4), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15)));
+    return _mm_or_si128(lo, _mm_and_si128(_mm_srli_epi16(B, 2), _mm_set1_epi8(0x30)));
+}
+
+void mk_qdot4_q4_K_avx512vnni(size_t n, const void *vw, size_t wrb, const void *va, float *out) {
+    const uint8_t *w = vw, *a = va;
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    /* The lane sums of a 64-byte vector of nibbles hold two sub-blocks (the first 8 lanes and the
+     * last 8); two such vectors packed to int16 (vpackssdw, per 128-bit lane: 4 words of each)
+     * meet their scales as words with one vpdpwssd. Scale bytes → words per 128-bit lane k:
+     * words 0-3 ← the first vector's sub-block, 4-7 ← the second's (k < 2: low sub-blocks). */
+    const __m512i c01 = _mm512_set_epi8(-1, 3, -1, 3, -1, 3, -1, 3, -1, 2, -1, 2, -1, 2, -1, 2, -1, 3, -1, 3, -1, 3, -1, 3, -1, 2, -1, 2, -1, 2, -1, 2,
+                                        -1, 1, -1, 1, -1, 1, -1, 1, -1, 0, -1, 0, -1, 0, -1, 0, -1, 1, -1, 1, -1, 1, -1, 1, -1, 0, -1, 0, -1, 0, -1, 0);
+    const __m512i c23 = _mm512_add_epi8(c01, _mm512_set1_epi16(4)); /* sub-blocks 4-7 (the -1 bytes stay negative: zero) */
+    __m512 acc[4];
+    __m128 accm[4];
+    for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_ps(), accm[i] = _mm_setzero_ps();
+    for (size_t b = 0; b < n / MK_QK_K; b++) {
+        const uint8_t *ab = a + 292 * b, *q8 = ab + 4;
+        /* sub-blocks (0, 2), (1, 3), (4, 6), (5, 7): the pairs one 64-byte load of nibbles holds */
+        __m512i A[4];
+        for (int c = 0; c < 2; c++)
+            for (int hi = 0; hi < 2; hi++)
+                A[2 * c + hi] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(q8 + 128 * c + 32 * hi))),
+                                                   _mm256_loadu_si256((const __m256i *)(q8 + 128 * c + 64 + 32 * hi)), 1);
+        const __m128 da = _mm_set1_ps(ld_f32(ab));
+        const __m128i bp = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)(ab + 260)), _mm_loadu_si128((const __m128i *)(ab + 276)));
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            const uint8_t *wb = w + (size_t)i * wrb + 144 * b;
+            for (int l = 0; l < 3; l++) _mm_prefetch((const char *)wb + 4 * wrb + 64 * l, _MM_HINT_T0);
+            const __m128 dd = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128(ld_i32(wb))), da); /* d·da, dmin·da */
+            const __m128i sm = q4k_scales_mins(wb + 4);
+            accm[i] = _mm_fmadd_ps(_mm_shuffle_ps(dd, dd, 0x55), _mm_cvtepi32_ps(_mm_madd_epi16(_mm_cvtepu8_epi16(_mm_srli_si128(sm, 8)), bp)), accm[i]);
+            const __m512i sb = _mm512_broadcast_i32x4(sm);
+            __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 2
+            for (int c = 0; c < 2; c++) {
+                const __m512i q = _mm512_loadu_si512((const void *)(wb + 16 + 64 * c));
+                const __m512i lo = _mm512_and_si512(q, m4), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+                const __m512i x = _mm512_packs_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, A[2 * c]), _mm512_dpbusd_epi32(_mm512_setzero_si512(), hi, A[2 * c + 1]));
+                isum = _mm512_dpwssd_epi32(isum, x, _mm512_shuffle_epi8(sb, c ? c23 : c01));
+            }
+            acc[i] = _mm512_fmadd_ps(_mm512_broadcastss_ps(dd), _mm512_cvtepi32_ps(isum), acc[i]);
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        __m128 m = _mm_add_ps(accm[i], _mm_movehl_ps(accm[i], accm[i]));
+        m = _mm_add_ss(m, _mm_movehdup_ps(m));
+        out[i] = _mm512_reduce_add_ps(acc[i]) - _mm_cvtss_f32(m);
+    }
+}
+
+void mk_qdot4_q6_K_avx512vnni(size_t n, const void *vw, size_t wrb, const void *va, float *out) {
+    const uint8_t *w = vw, *a = va;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m30 = _mm512_set1_epi8(0x30);
+    /* the high bits of value 128h + 32k + l are bits 2k, 2k + 1 of qh byte 32h + l; a 64-byte
+     * vector holds k = 0, 1 (low nibbles of ql) or k = 2, 3 (high nibbles), each half its own shift */
+    const __m512i shl = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i shr = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    __m512 acc[4];
+    for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_ps();
+    for (size_t b = 0; b < n / MK_QK_K; b++) {
+        const uint8_t *ab = a + 292 * b;
+        __m512i A[4];
+        for (int m = 0; m < 4; m++) A[m] = _mm512_loadu_si512((const void *)(ab + 4 + 64 * m));
+        const __m256i bs = _mm256_loadu_si256((const __m256i *)(ab + 260));
+        const float da = ld_f32(ab);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            const uint8_t *wb = w + (size_t)i * wrb + 210 * b;
+            for (int l = 0; l < 4; l++) _mm_prefetch((const char *)wb + 4 * wrb + 64 * l, _MM_HINT_T0);
+            const __m256i s16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wb + 192)));
+            const __m512i s16z = _mm512_castsi256_si512(s16);
+            /* the −32 offset: 32 Σ_j s_j · (the activations' sum over sub-block j) */
+            const __m512i corr = _mm512_castsi256_si512(_mm256_slli_epi32(_mm256_madd_epi16(s16, bs), 5));
+            __m512i isum = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_maskz_mov_epi32(0x00FF, corr));
+#pragma GCC unroll 2
+            for (int h = 0; h < 2; h++) {
+                const __m512i L = _mm512_loadu_si512((const void *)(wb + 64 * h));
+                const __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wb + 128 + 32 * h)));
+                const __m512i v0 = _mm512_ternarylogic_epi32(L, m4, _mm512_and_si512(_mm512_sllv_epi16(H, shl), m30), 0xEA);
+                const __m512i v1 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(L, 4), m4, _mm512_and_si512(_mm512_srlv_epi16(H, shr), m30), 0xEA);
+                isum = _mm512_dpwssd_epi32(isum, _mm512_dpbusd_epi32(_mm512_setzero_si512(), v0, A[2 * h]), perm_scales(s16z, 8 * h, -1, 4));
+                isum = _mm512_dpwssd_epi32(isum, _mm512_dpbusd_epi32(_mm512_setzero_si512(), v1, A[2 * h + 1]), perm_scales(s16z, 8 * h + 4, -1, 4));
+            }
+            acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(ld_f16(wb + 208) * da), _mm512_cvtepi32_ps(isum), acc[i]);
+        }
+    }
+    for (int i = 0; i < 4; i++) out[i] = _mm512_reduce_add_ps(acc[i]);
+}
+
 size_t mk_qgemm_scratch_avx512vnni(mk_dtype wt, size_t n_in) {
     (void)n_in;
     return QV_R * (wt == MK_DT_Q8_0 ? mk_qpack_q8_bytes() : mk_qpack_kq_bytes());
@@ -444,6 +563,12 @@ bool mk_qgemm_avx512vnni(mk_dtype wt, size_t n_in, const void *vw, size_t wrb, s
 #endif
 #else
 void mk_qdot4_q8_0_avx512vnni(size_t n, const void *w, size_t wrb, const void *a, float *out) {
+    (void)n, (void)w, (void)wrb, (void)a, (void)out;
+}
+void mk_qdot4_q4_K_avx512vnni(size_t n, const void *w, size_t wrb, const void *a, float *out) {
+    (void)n, (void)w, (void)wrb, (void)a, (void)out;
+}
+void mk_qdot4_q6_K_avx512vnni(size_t n, const void *w, size_t wrb, const void *a, float *out) {
     (void)n, (void)w, (void)wrb, (void)a, (void)out;
 }
 size_t mk_qgemm_scratch_avx512vnni(mk_dtype wt, size_t n_in) {

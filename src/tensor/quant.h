@@ -62,11 +62,13 @@ bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *w, size_t wrb, size_t n
 size_t mk_qgemm_scratch_avx512vnni(mk_dtype wt, size_t n_in);
 bool mk_qgemm_avx512vnni(mk_dtype wt, size_t n_in, const void *w, size_t wrb, size_t nr, const void *xq, size_t arb, size_t nt, float *y,
                          size_t ldy, const float *bias, void *scratch);
-/* Decode: four Q8_0 rows wrb bytes apart against one Q8_0 activation row (n elements), out[i] the
- * product of row i, with AVX-512 VNNI (exact integer block sums; float sums in another order than
+/* Decode: four rows wrb bytes apart against one activation row of mk_vec_dot_type (n elements:
+ * Q8_0 for Q8_0, Q8_K for Q4_K and Q6_K), out[i] the product of row i, with AVX-512 VNNI (exact integer block sums; float sums in another order than
  * the reference). Call only where the CPU has AVX-512 VNNI. */
 typedef void (*mk_qdot4_fn)(size_t n, const void *w, size_t wrb, const void *a, float *out);
 void mk_qdot4_q8_0_avx512vnni(size_t n, const void *w, size_t wrb, const void *a, float *out);
+void mk_qdot4_q4_K_avx512vnni(size_t n, const void *w, size_t wrb, const void *a, float *out); /* a: Q8_K */
+void mk_qdot4_q6_K_avx512vnni(size_t n, const void *w, size_t wrb, const void *a, float *out); /* a: Q8_K */
 /* The n/32 block sums Σ qs of a Q8_0 row (n elements at q) as int32 at sums (any alignment). */
 void mk_q8_0_row_sums(const void *q, size_t n, void *sums);
 
