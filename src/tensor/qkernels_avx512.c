@@ -214,8 +214,8 @@ AI void transpose16_epi32(__m512i r[16]) { /* r[i] lane j ← r[j] lane i */
         r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
         r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
     }
-    /* r[4q + c] now holds, in 128-bit lane L, word c' of rows 4L'.. — the 4×4 blocks: combine the
-     * 128-bit lanes of rows 0-3, 4-7, 8-11, 12-15 */
+    /* r[4q + c], 128-bit lane L: word 4L + c of rows 4q..4q+3. Gather lane L of r[c], r[4 + c],
+     * r[8 + c], r[12 + c] into one vector: word 4L + c of all 16 rows */
     for (int c = 0; c < 4; c++) {
         const __m512i a0 = _mm512_shuffle_i32x4(r[c], r[4 + c], 0x88), a1 = _mm512_shuffle_i32x4(r[c], r[4 + c], 0xDD);
         const __m512i b0 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0x88), b1 = _mm512_shuffle_i32x4(r[8 + c], r[12 + c], 0xDD);
@@ -403,15 +403,17 @@ void mk_qdot4_q8_0_avx512vnni(size_t n, const void *vw, size_t wrb, const void *
  * activations per int32 lane. Those lane sums fit in int16 (|4·15·128| and |4·63·128| ≤ 32256), so
  * a second VNNI instruction, vpdpwssd against words (s_j, 0), multiplies each by its sub-block's
  * scale and accumulates it: two instructions per 64 values and no horizontal sums inside the
- * super-block. The scale words are spread over the lanes by one word permute per 64 values. The
+ * super-block. The scale words are spread over the lanes by one byte shuffle (Q4_K, per two
+ * vectors of lane sums packed to int16) or one word permute (Q6_K) per 64 values. The
  * AVX2 kernels run out of issue slots before memory does (16 GB/s for Q4_K from L2 on one core of
  * this machine, about what one core streams from DRAM); these do the same exact integer sums in
  * about half the vector operations, the activation work shared by the four rows. */
-AI __m512i perm_scales(__m512i s16, const int first, const int second, const int per) {
-    /* lane L (word 2L) ← scale word first + L / per (second: the upper 8 lanes' first, Q4_K) */
+/* Q6_K: lane L of the 64 values from sub-block first on (word 2L) ← scale word first + L / 4, the
+ * odd words zero */
+AI __m512i q6k_scale_words(__m512i s16, const int first) {
     _Alignas(64) int16_t idx[32];
     for (int L = 0; L < 16; L++) {
-        idx[2 * L] = (int16_t)(second >= 0 ? (L < 8 ? first : second) : first + L / per);
+        idx[2 * L] = (int16_t)(first + L / 4);
         idx[2 * L + 1] = 0;
     }
     return _mm512_maskz_permutexvar_epi16(0x55555555u, _mm512_load_si512((const void *)idx), s16);
@@ -508,8 +510,8 @@ void mk_qdot4_q6_K_avx512vnni(size_t n, const void *vw, size_t wrb, const void *
                 const __m512i H = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(wb + 128 + 32 * h)));
                 const __m512i v0 = _mm512_ternarylogic_epi32(L, m4, _mm512_and_si512(_mm512_sllv_epi16(H, shl), m30), 0xEA);
                 const __m512i v1 = _mm512_ternarylogic_epi32(_mm512_srli_epi16(L, 4), m4, _mm512_and_si512(_mm512_srlv_epi16(H, shr), m30), 0xEA);
-                isum = _mm512_dpwssd_epi32(isum, _mm512_dpbusd_epi32(_mm512_setzero_si512(), v0, A[2 * h]), perm_scales(s16z, 8 * h, -1, 4));
-                isum = _mm512_dpwssd_epi32(isum, _mm512_dpbusd_epi32(_mm512_setzero_si512(), v1, A[2 * h + 1]), perm_scales(s16z, 8 * h + 4, -1, 4));
+                isum = _mm512_dpwssd_epi32(isum, _mm512_dpbusd_epi32(_mm512_setzero_si512(), v0, A[2 * h]), q6k_scale_words(s16z, 8 * h));
+                isum = _mm512_dpwssd_epi32(isum, _mm512_dpbusd_epi32(_mm512_setzero_si512(), v1, A[2 * h + 1]), q6k_scale_words(s16z, 8 * h + 4));
             }
             acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(ld_f16(wb + 208) * da), _mm512_cvtepi32_ps(isum), acc[i]);
         }
