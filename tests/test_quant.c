@@ -609,6 +609,107 @@ static void test_qgemm(void) {
     CHECK(!mk_qgemm_avx2(MK_DT_Q4_0, 256, q, 18 * 8, 1, xq, 34 * 8, 4, y, LDY, NULL, scr), "Q4_0 has no integer GEMM");
 }
 
+/* The panel layout of qpack.h, written out element by element: row `row`'s values, scales, mins
+ * and d of super-block sb (bytes at wb) where the integer GEMMs expect them. */
+static uint8_t ref_kq_value(mk_dtype wt, const uint8_t *wb, int e) {
+    if (wt == MK_DT_Q4_K) { /* chunk c of 64 values: low nibbles of qs[32c..], then high nibbles */
+        const int c = e / 64, r = e % 64;
+        const uint8_t q = wb[16 + 32 * c + r % 32];
+        return r < 32 ? q & 15 : q >> 4;
+    }
+    const int h = e / 128, k = e % 128 / 32, l = e % 32; /* Q6_K */
+    return (uint8_t)(((wb[64 * h + 32 * (k & 1) + l] >> (4 * (k >> 1))) & 15) | (((wb[128 + 32 * h + l] >> (2 * k)) & 3) << 4));
+}
+
+/* Q4_K's 6-bit scale (min = 0) or min (min = 1) of sub-block j; Q6_K's int8 scale */
+static int ref_kq_scale(mk_dtype wt, const uint8_t *wb, int j, int min) {
+    if (wt == MK_DT_Q6_K) return (int8_t)wb[192 + j];
+    const uint8_t *q = wb + 4;
+    if (j < 4) return min ? q[j + 4] & 63 : q[j] & 63;
+    return min ? (q[j + 4] >> 4) | ((q[j] >> 6) << 4) : (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
+}
+
+static void ref_kq_pack(mk_dtype wt, const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t ks, const mk_kpanel *kp) {
+    const bool q4 = wt == MK_DT_Q4_K;
+    const int nsub = q4 ? 8 : 16;
+    const size_t bb = q4 ? 144 : 210;
+    for (size_t b = 0; b < ks; b++)
+        for (size_t row = 0; row < QP_ROWS; row++) {
+            const uint8_t *wb = row < nrow ? w + row * wrb + (b0 + b) * bb : NULL;
+            const size_t hf = row / 8, lane = row % 8;
+            for (int e = 0; e < 256; e++) kp->W[((b * 64 + (size_t)e / 4) * 2 + hf) * 32 + lane * 4 + (size_t)e % 4] = wb ? ref_kq_value(wt, wb, e) : 0;
+            for (int j = 0; j < nsub; j++) {
+                const int16_t s = wb ? (int16_t)ref_kq_scale(wt, wb, j, 0) : 0;
+                int16_t *sc = kp->SC + b * (size_t)nsub * 32 + ((size_t)j * 2 + hf) * 16 + lane * 2;
+                sc[0] = sc[1] = s;
+            }
+            for (int p = 0; p < nsub / 2; p++) { /* Q4_K's mins, Q6_K's scales, in pairs */
+                int16_t *mp = kp->MP + b * (size_t)(nsub / 2) * 32 + ((size_t)p * 2 + hf) * 16 + lane * 2;
+                mp[0] = wb ? (int16_t)ref_kq_scale(wt, wb, 2 * p, q4) : 0;
+                mp[1] = wb ? (int16_t)ref_kq_scale(wt, wb, 2 * p + 1, q4) : 0;
+            }
+            kp->D[b * QP_ROWS + row] = wb ? mk_f16_to_f32((uint16_t)(wb[q4 ? 0 : 208] | wb[q4 ? 1 : 209] << 8)) : 0.0f;
+            if (q4) kp->DM[b * QP_ROWS + row] = wb ? mk_f16_to_f32((uint16_t)(wb[2] | wb[3] << 8)) : 0.0f;
+        }
+}
+
+/* The AVX2 panel pack (mk_qpack_kq) of Q4_K and Q6_K against the layout written out element by
+ * element, byte for byte: full and partial panels (16, 13, 9, 1 rows), 1-4 super-blocks from the
+ * first and a later one, on quantized normal weights and on random bytes (every bit pattern of the
+ * values and the scales). */
+static void test_qpack_kq(void) {
+#if defined(__x86_64__)
+    if (mk_kern_isa_detect() < MK_ISA_AVX2) {
+        printf("  no AVX2 on this CPU: nothing to check\n");
+        return;
+    }
+    enum { IN = 1536, NB = IN / 256 };
+    static float w[16 * IN];
+    static uint8_t q[16 * NB * 210], s1[QP_KS * 8192], s2[QP_KS * 8192];
+    REQUIRE(mk_qpack_kq_bytes() <= sizeof s1 - 64, "panel scratch");
+    int checked = 0, differ = 0;
+    const mk_dtype dts[] = {MK_DT_Q4_K, MK_DT_Q6_K};
+    for (int k = 0; k < 2; k++)
+        for (int kind = 0; kind < 2; kind++) {
+            const mk_dtype dt = dts[k];
+            const size_t rb = mk_dtype_row_bytes(dt, IN), nsub = dt == MK_DT_Q4_K ? 8 : 16;
+            if (kind == 0) {
+                for (int i = 0; i < 16 * IN; i++) w[i] = nrand() * (i % 29 == 0 ? 1.0f : 0.05f);
+                for (int r = 0; r < 16; r++) mk_quantize_row(dt, w + r * IN, q + r * rb, IN);
+            } else {
+                for (size_t i = 0; i < 16 * rb; i++) q[i] = (uint8_t)(nrand() * 1000.0f);
+                /* finite d (and dmin): f16 exponent below 31, so that no NaN payload is compared */
+                for (size_t i = 0; i < 16 * NB; i++) {
+                    uint8_t *blk = q + i * (dt == MK_DT_Q4_K ? 144 : 210);
+                    if (dt == MK_DT_Q4_K) blk[1] &= 0xBF, blk[3] &= 0xBF;
+                    else blk[209] &= 0xBF;
+                }
+            }
+            const size_t nrows[] = {16, 13, 9, 1};
+            for (size_t ni = 0; ni < 4; ni++)
+                for (size_t b0 = 0; b0 < 2; b0++)
+                    for (size_t ks = 1; ks <= QP_KS && b0 + ks <= NB; ks++) {
+                        memset(s1, 0xA5, sizeof s1);
+                        memset(s2, 0x5A, sizeof s2);
+                        const mk_kpanel k1 = mk_qpack_kq_layout(s1 + 5), k2 = mk_qpack_kq_layout(s2 + 7);
+                        mk_qpack_kq(dt, q, rb, nrows[ni], b0, ks, &k1);
+                        ref_kq_pack(dt, q, rb, nrows[ni], b0, ks, &k2);
+                        const bool same = !memcmp(k1.W, k2.W, ks * 4096) && !memcmp(k1.SC, k2.SC, ks * nsub * 64) &&
+                                          !memcmp(k1.MP, k2.MP, ks * nsub * 32) && !memcmp(k1.D, k2.D, ks * QP_ROWS * sizeof(float)) &&
+                                          (dt != MK_DT_Q4_K || !memcmp(k1.DM, k2.DM, ks * QP_ROWS * sizeof(float)));
+                        CHECK(same, "%s pack: %s, %zu rows, super-blocks %zu..%zu differ from the layout", mk_dtypes[dt].name,
+                              kind ? "random bytes" : "quantized", nrows[ni], b0, b0 + ks);
+                        differ += !same;
+                        checked++;
+                    }
+        }
+    printf("  Q4_K and Q6_K AVX2 packs: %d of %d panels differ from the layout written out\n", differ, checked);
+    CHECK(checked == 2 * 2 * 4 * 8, "panels checked %d", checked);
+#else
+    printf("  not x86-64: nothing to check\n");
+#endif
+}
+
 /* The AVX-512 Q6_K panel pack against the AVX2 one (mk_qpack_kq), byte for byte (its scales as
  * d·s_j in f32, the product of the AVX2 panel's d and s_j): full and
  * partial panels (16, 13, 1 rows), 1-4 super-blocks from the first and a later one, on quantized
@@ -673,6 +774,7 @@ int main(void) {
     RUN(test_matmul_hook);
     RUN(test_gemm_dequant_exact);
     RUN(test_qgemm);
+    RUN(test_qpack_kq);
     RUN(test_qpack_q6k);
     return TEST_SUMMARY("test_quant");
 }
