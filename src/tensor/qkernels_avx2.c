@@ -542,31 +542,41 @@ void mk_qpack_q8(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t kb
     }
 }
 
-/* Two tokens (Q8_0 rows from block b0 at a0, a1; token 1 may repeat token 0) against the packed
- * blocks: acc[0..1] (token 0's 16 rows), acc[2..3] (token 1's) += Σ. */
-AI void q8_tokens(const uint8_t *W, const uint8_t *U, const float *D, size_t kb, const uint8_t *a0, const uint8_t *a1, __m256 *acc) {
+/* nt (≤ KT_NT) tokens' Q8_0 rows (a[t], from the slice's first block) against the packed blocks:
+ * acc[2t], acc[2t + 1] (token t's rows 0-7 and 8-15) += Σ. The four weight vectors of a group (W
+ * and U of both halves) stay in registers while the tokens pass; the float operations per token
+ * are the same whatever nt. */
+AI void q8_pass(const uint8_t *W, const uint8_t *U, const float *D, size_t kb, const uint8_t *const *a, __m256 *acc, const int nt) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 c0 = acc[0], c1 = acc[1], c2 = acc[2], c3 = acc[3];
-    for (size_t b = 0; b < kb; b++, W += 512, U += 512, a0 += 34, a1 += 34) {
-        __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
-#pragma GCC unroll 2
+    for (size_t b = 0; b < kb; b++, W += 512, U += 512) {
+        __m256i s[KT_NT][2];
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) s[t][0] = s[t][1] = _mm256_setzero_si256();
+#pragma GCC unroll 8
         for (int g = 0; g < 8; g++) {
-            const __m256i w0 = _mm256_load_si256((const __m256i *)(W + 64 * g)), w1 = _mm256_load_si256((const __m256i *)(W + 64 * g + 32));
-            const __m256i u0 = _mm256_load_si256((const __m256i *)(U + 64 * g)), u1 = _mm256_load_si256((const __m256i *)(U + 64 * g + 32));
-            const __m256i x0 = bcast4(a0 + 2 + 4 * g), x1 = bcast4(a1 + 2 + 4 * g);
-            s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(u0, _mm256_sign_epi8(x0, w0)), ones));
-            s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(x0, w1)), ones));
-            s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(_mm256_maddubs_epi16(u0, _mm256_sign_epi8(x1, w0)), ones));
-            s3 = _mm256_add_epi32(s3, _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(x1, w1)), ones));
+            __m256i w0 = _mm256_load_si256((const __m256i *)(W + 64 * g)), w1 = _mm256_load_si256((const __m256i *)(W + 64 * g + 32));
+            __m256i u0 = _mm256_load_si256((const __m256i *)(U + 64 * g)), u1 = _mm256_load_si256((const __m256i *)(U + 64 * g + 32));
+            KEEP(w0);
+            KEEP(w1);
+            KEEP(u0);
+            KEEP(u1);
+#pragma GCC unroll 8
+            for (int t = 0; t < nt; t++) {
+                const __m256i x = bcast4(a[t] + 34 * b + 2 + 4 * g);
+                s[t][0] = _mm256_add_epi32(s[t][0], _mm256_madd_epi16(_mm256_maddubs_epi16(u0, _mm256_sign_epi8(x, w0)), ones));
+                s[t][1] = _mm256_add_epi32(s[t][1], _mm256_madd_epi16(_mm256_maddubs_epi16(u1, _mm256_sign_epi8(x, w1)), ones));
+                KEEP(s[t][0]);
+                KEEP(s[t][1]);
+            }
         }
         const __m256 d0 = _mm256_loadu_ps(D + b * KP_ROWS), d1 = _mm256_loadu_ps(D + b * KP_ROWS + 8);
-        const __m256 e0 = _mm256_set1_ps(ld_f16(a0)), e1 = _mm256_set1_ps(ld_f16(a1));
-        c0 = _mm256_fmadd_ps(_mm256_mul_ps(d0, e0), _mm256_cvtepi32_ps(s0), c0);
-        c1 = _mm256_fmadd_ps(_mm256_mul_ps(d1, e0), _mm256_cvtepi32_ps(s1), c1);
-        c2 = _mm256_fmadd_ps(_mm256_mul_ps(d0, e1), _mm256_cvtepi32_ps(s2), c2);
-        c3 = _mm256_fmadd_ps(_mm256_mul_ps(d1, e1), _mm256_cvtepi32_ps(s3), c3);
+#pragma GCC unroll 8
+        for (int t = 0; t < nt; t++) {
+            const __m256 e = _mm256_set1_ps(ld_f16(a[t] + 34 * b));
+            acc[2 * t] = _mm256_fmadd_ps(_mm256_mul_ps(d0, e), _mm256_cvtepi32_ps(s[t][0]), acc[2 * t]);
+            acc[2 * t + 1] = _mm256_fmadd_ps(_mm256_mul_ps(d1, e), _mm256_cvtepi32_ps(s[t][1]), acc[2 * t + 1]);
+        }
     }
-    acc[0] = c0, acc[1] = c1, acc[2] = c2, acc[3] = c3;
 }
 
 size_t mk_qpack_q8_bytes(void) { return Q8_KB * (512 + 512 + 64) + 128; }
@@ -615,15 +625,25 @@ static void q8_gemm(size_t n_in, const uint8_t *w, size_t wrb, size_t nr, const 
         for (size_t b0 = 0; b0 < nb; b0 += Q8_KB) {
             const size_t kb = MK_MIN((size_t)Q8_KB, nb - b0);
             mk_qpack_q8(w + r0 * wrb, wrb, nrow, b0, kb, W, U, D, false);
-            for (size_t t = 0; t < nt; t += 2) {
-                const size_t t1 = MK_MIN(t + 1, nt - 1); /* an odd last token pairs with itself */
-                float *y0 = y + t * ldy + r0, *y1 = y + t1 * ldy + r0;
-                __m256 acc[4];
-                load16(b0 > 0 ? y0 : bias ? bias + r0 : NULL, nrow, acc);
-                load16(b0 > 0 ? y1 : bias ? bias + r0 : NULL, nrow, acc + 2);
-                q8_tokens(W, U, D, kb, xq + t * arb + b0 * 34, xq + t1 * arb + b0 * 34, acc);
-                store16(y0, nrow, acc);
-                if (t1 != t) store16(y1, nrow, acc + 2);
+            for (size_t t = 0; t < nt; t += KT_NT) {
+                const int n = (int)MK_MIN((size_t)KT_NT, nt - t);
+                const uint8_t *a[KT_NT];
+                __m256 acc[2 * KT_NT];
+                for (int i = 0; i < n; i++) {
+                    a[i] = xq + (t + (size_t)i) * arb + b0 * 34;
+                    load16(b0 > 0 ? y + (t + (size_t)i) * ldy + r0 : bias ? bias + r0 : NULL, nrow, acc + 2 * i);
+                }
+                switch (n) { /* a constant token count for each pass */
+#if KT_NT >= 4
+                case 4: q8_pass(W, U, D, kb, a, acc, 4); break;
+#endif
+#if KT_NT >= 3
+                case 3: q8_pass(W, U, D, kb, a, acc, 3); break;
+#endif
+                case 2: q8_pass(W, U, D, kb, a, acc, 2); break;
+                default: q8_pass(W, U, D, kb, a, acc, 1); break;
+                }
+                for (int i = 0; i < n; i++) store16(y + (t + (size_t)i) * ldy + r0, nrow, acc + 2 * i);
             }
         }
     }
