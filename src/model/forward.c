@@ -26,6 +26,7 @@ struct mk_ctx {
     int32_t *ids;
     float *scores;                 /* (n_threads, n_ctx) attention scratch */
     float *head_scores;            /* (max_batch, n_ctx) one head's scores for a batch (prefill) */
+    float *head_vt;                /* (d_head, n_ctx) one head's cached V transposed (prefill P·V) */
     float *route_scratch;          /* (n_threads, n_expert) */
     /* expert grouping */
     int32_t *grp;                  /* (max_batch·k_cap) slot indices, grouped by expert */
@@ -59,7 +60,7 @@ static int64_t d_ff_max(const mk_config *c) {
 void mk_ctx_free(mk_ctx *c) {
     if (!c) return;
     float **bufs[] = {&c->k_cache, &c->v_cache, &c->rope_cos, &c->rope_sin, &c->x, &c->xn, &c->q, &c->att, &c->tmp,
-                      &c->moe_out, &c->rlogits, &c->wts, &c->eo, &c->scores, &c->head_scores, &c->route_scratch, &c->gx, &c->gg, &c->gu,
+                      &c->moe_out, &c->rlogits, &c->wts, &c->eo, &c->scores, &c->head_scores, &c->head_vt, &c->route_scratch, &c->gx, &c->gg, &c->gu,
                       &c->go, &c->logit_rows, &c->egx, &c->ego, &c->egg, &c->egu};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) mk_free_aligned(*bufs[i]);
     free(c->ids);
@@ -147,6 +148,7 @@ mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_b
     c->rlogits = falloc(B, E, &ok);
     c->scores = falloc((size_t)c->n_threads, n_ctx, &ok);
     c->head_scores = B > 1 ? falloc(B, n_ctx, &ok) : NULL;
+    c->head_vt = B > 1 ? falloc((size_t)cfg->d_head, n_ctx, &ok) : NULL;
     c->route_scratch = falloc((size_t)c->n_threads, E, &ok);
     c->gx = falloc(B, H, &ok);
     c->gg = falloc(B, F, &ok);
@@ -290,15 +292,53 @@ static void mlp_forward(mk_ctx *c, const mk_mlp_w *w, const float *x, size_t n, 
     mk_matmul(out, H, c->gg, F, n, &w->down, NULL);
 }
 
-/* o (D) = Σ_j softmax(sc)_j · v_j over keys j0..p, where mx = max sc; v_j = v + j·ld. sc is
- * overwritten with the unnormalised weights. */
-static inline void softmax_weighted_sum(float *sc, size_t j0, size_t p, float mx, const float *v, size_t ld, size_t D, float *restrict o) {
+/* e^x for x ≤ 0 (a score minus its row's maximum), written so that the loop around it
+ * vectorizes: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 in two parts, Cody-Waite), e^r by its degree-6
+ * Taylor polynomial, 2^n built in the exponent bits; within 2.6e-7 of expf relative (about 2 ulp)
+ * down to −87, and e^−87 (1.6e−38, nothing against the row's largest weight 1) below. */
+static inline float exp_neg(float x) {
+    /* xc = max(−|x|, −87) on the bits (no float compare: the loop stays a vector loop): negative
+     * floats order as their bit patterns do reversed, so the clamp is a signed integer min */
+    int32_t xb;
+    memcpy(&xb, &x, sizeof xb);
+    xb |= INT32_MIN;
+    xb = xb < (int32_t)0xC2AE0000 ? xb : (int32_t)0xC2AE0000; /* −87.0f */
+    float xc;
+    memcpy(&xc, &xb, sizeof xc);
+    const float shift = 12582912.0f; /* 1.5·2^23: adding it rounds to an integer (round to nearest even) */
+    const float t = xc * 1.44269504088896341f + shift, n = t - shift;
+    const float r = (xc - n * 0.693145751953125f) - n * 1.42860682030941723212e-6f;
+    float p = 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t ti;
+    memcpy(&ti, &t, sizeof ti);
+    const int32_t e = (ti - 0x4B400000 + 127) * (1 << 23); /* n + 127 in the exponent field */
+    float two_n;
+    memcpy(&two_n, &e, sizeof two_n);
+    return p * two_n;
+}
+
+/* sc[j] = softmax over keys j0..p of sc (mx = its maximum), in place. */
+static inline void softmax_keys(float *sc, size_t j0, size_t p, float mx) {
+    #pragma omp simd
+    for (size_t j = j0; j < p + 1; j++) sc[j] = exp_neg(sc[j] - mx);
     float sum = 0;
-    for (size_t j = j0; j <= p; j++) {
-        sc[j] = expf(sc[j] - mx);
-        sum += sc[j];
-    }
-    for (size_t j = j0; j <= p; j++) sc[j] /= sum;
+    #pragma omp simd reduction(+ : sum)
+    for (size_t j = j0; j < p + 1; j++) sum += sc[j];
+    const float inv = 1.0f / sum;
+    #pragma omp simd
+    for (size_t j = j0; j < p + 1; j++) sc[j] *= inv;
+}
+
+/* o (D) = Σ_j softmax(sc)_j · v_j over keys j0..p, where mx = max sc; v_j = v + j·ld. sc is
+ * overwritten with the weights. */
+static inline void softmax_weighted_sum(float *sc, size_t j0, size_t p, float mx, const float *v, size_t ld, size_t D, float *restrict o) {
+    softmax_keys(sc, j0, p, mx);
     /* o = Σ_j sc[j]·v_j in 32-wide slices of o held in registers across the keys (the same
      * sums, in the same order, as one pass over o per key) */
     size_t i0 = 0;
@@ -372,25 +412,40 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
     const size_t win = cfg->sliding_window > 0 ? (size_t)cfg->sliding_window : 0;
     if (n >= 8 && c->head_scores) {
         /* Prefill: per head, all the batch's scores against keys [0, pos0 + n) as one product
-         * (q rows × cached k rows, the matmul kernels), then causal softmax and P·V per token. */
+         * (q rows × cached k rows, the matmul kernels), the causal softmax per token (zero weight
+         * for keys outside its window), then P·V as products too: over the head's V transposed,
+         * in blocks of PV_TOK tokens, each against the keys up to its last token's position. */
+        enum { PV_TOK = 64 };
         const size_t nk = pos0 + n;
-        float *S = c->head_scores;
+        float *S = c->head_scores, *Vt = c->head_vt;
         #pragma omp parallel num_threads(c->n_threads)
         for (size_t h = 0; h < nh; h++) {
             const size_t g = h / group;
             mk_matmul_team_f32_strided(S, nk, c->q + h * D, q_dim, n, kc + g * D, kv_dim, nk, D);
+            #pragma omp for schedule(static) nowait
+            for (size_t j = 0; j < nk; j++) /* Vt (D, nk) = this head's V (nk, D) transposed */
+                for (size_t i = 0; i < D; i++) Vt[i * nk + j] = vc[j * kv_dim + g * D + i];
             #pragma omp barrier
             #pragma omp for schedule(dynamic, 4)
             for (size_t t = 0; t < n; t++) {
                 const size_t p = pos0 + t, j0 = win && p + 1 > win ? p + 1 - win : 0;
+                const size_t kend = MK_MIN(nk, pos0 + (t / PV_TOK + 1) * PV_TOK); /* the keys its block's product reads */
                 float *sc = S + t * nk;
                 float mx = -INFINITY;
                 for (size_t j = j0; j <= p; j++) {
                     sc[j] *= scale;
                     if (sc[j] > mx) mx = sc[j];
                 }
-                softmax_weighted_sum(sc, j0, p, mx, vc + g * D, kv_dim, D, c->att + t * q_dim + h * D);
+                softmax_keys(sc, j0, p, mx);
+                for (size_t j = 0; j < j0; j++) sc[j] = 0;
+                for (size_t j = p + 1; j < kend; j++) sc[j] = 0;
             }
+            /* (the omp for's barrier: every row of P is ready) */
+            for (size_t t0 = 0; t0 < n; t0 += PV_TOK) {
+                const size_t nt = MK_MIN((size_t)PV_TOK, n - t0);
+                mk_matmul_team_f32_strided(c->att + t0 * q_dim + h * D, q_dim, S + t0 * nk, nk, nt, Vt, nk, D, pos0 + t0 + nt);
+            }
+            #pragma omp barrier /* the next head overwrites S and Vt */
         }
     } else
     #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(c->n_threads) if (n * nh > 1)
