@@ -37,7 +37,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     float *w = malloc(ROWS * IN * sizeof(float)), *x = malloc(TOK * IN * sizeof(float)), *y = malloc(TOK * ROWS * sizeof(float));
-    uint8_t *q = malloc(ROWS * IN * 2), *xq = malloc(TOK * IN * 2), *scr = malloc(1 << 20);
+    uint8_t *q = malloc(ROWS * IN * 2), *xq = malloc(TOK * IN * 3), *scr = malloc(1 << 20);
     if (!w || !x || !y || !q || !xq || !scr) return 1;
     for (size_t i = 0; i < ROWS * IN; i++) w[i] = frand() * 0.05f;
     for (size_t i = 0; i < TOK * IN; i++) x[i] = frand();
@@ -47,11 +47,15 @@ int main(int argc, char **argv) {
     const mk_dtype dts[] = {MK_DT_Q8_0, MK_DT_Q4_K, MK_DT_Q6_K};
     for (int k = 0; k < 3; k++) {
         const mk_dtype dt = dts[k], vt = mk_vec_dot_type(dt);
-        const size_t rb = mk_dtype_row_bytes(dt, IN), ab = mk_dtype_row_bytes(vt, IN) + (dt == MK_DT_Q8_0 ? 4 * IN / 32 : 0);
+        /* activation rows as the drivers make them: Q8_0's carry their block sums (VNNI), Q6_K's their
+         * values + 128 (AVX2); each GEMM reads what it needs */
+        const size_t ab0 = mk_dtype_row_bytes(vt, IN), rb = mk_dtype_row_bytes(dt, IN);
+        const size_t ab = ab0 + (dt == MK_DT_Q8_0 ? 4 * IN / 32 : 0) + (dt == MK_DT_Q6_K ? IN : 0);
         for (size_t r = 0; r < ROWS; r++) mk_quantize_row(dt, w + r * IN, q + r * rb, IN);
         for (size_t t = 0; t < TOK; t++) {
             mk_quantize_row(vt, x + t * IN, xq + t * ab, IN);
-            if (dt == MK_DT_Q8_0) mk_q8_0_row_sums(xq + t * ab, IN, xq + t * ab + 34 * IN / 32);
+            if (dt == MK_DT_Q8_0) mk_q8_0_row_sums(xq + t * ab, IN, xq + t * ab + ab0);
+            if (dt == MK_DT_Q6_K) mk_q8_K_row_unsigned(xq + t * ab, IN, xq + t * ab + ab0);
         }
         const gemm_fn fns[2] = {mk_qgemm_avx2, mk_qgemm_avx512vnni};
         double best[3] = {1e30, 1e30, 1e30};

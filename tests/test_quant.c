@@ -405,7 +405,7 @@ static void test_simd_quantize(void) {
 static void test_matmul_hook(void) {
     enum { OUT = 40, IN = 512, TOKMAX = 19 };
     static float w[OUT * IN], wd[OUT * IN], x[TOKMAX * IN], y[TOKMAX * OUT], bias[OUT];
-    static uint8_t q[OUT * IN * 2], xq[TOKMAX * IN * 2], xqd[TOKMAX * IN * 2];
+    static uint8_t q[OUT * IN * 2], xq[TOKMAX * IN * 2], xqd[TOKMAX * IN * 3];
     for (int i = 0; i < OUT * IN; i++) w[i] = nrand() * 0.05f;
     for (int i = 0; i < TOKMAX * IN; i++) x[i] = nrand();
     for (int i = 0; i < OUT; i++) bias[i] = nrand();
@@ -423,10 +423,12 @@ static void test_matmul_hook(void) {
                 CHECK(qact == (isa == MK_ISA_SCALAR || TOK < 8 || int_gemm), "%s %s: q_act(%d tokens) = %d", mk_kern_isa_name((mk_isa)isa),
                       mk_dtypes[dts[k]].name, TOK, qact);
                 /* the drivers' activation rows: the vec_dot type's, plus the block sums where the
-                 * VNNI GEMM takes Q8_0 */
+                 * VNNI GEMM takes Q8_0, or the values + 128 where the AVX2 GEMM takes Q6_K */
                 const size_t qb = mk_kern_qact_bytes(dts[k], IN);
-                const bool sums = isa == MK_ISA_AVX512 && mk_kern_has_vnni() && dts[k] == MK_DT_Q8_0;
-                CHECK(qb == ab + (sums ? 4 * IN / 32 : 0), "%s %s: activation row bytes %zu", mk_kern_isa_name((mk_isa)isa), mk_dtypes[dts[k]].name, qb);
+                const bool vnni = isa == MK_ISA_AVX512 && mk_kern_has_vnni();
+                const bool sums = vnni && dts[k] == MK_DT_Q8_0, uact = isa >= MK_ISA_AVX2 && !vnni && dts[k] == MK_DT_Q6_K;
+                CHECK(qb == ab + (sums ? 4 * IN / 32 : 0) + (uact ? IN : 0), "%s %s: activation row bytes %zu", mk_kern_isa_name((mk_isa)isa),
+                      mk_dtypes[dts[k]].name, qb);
                 for (int r = 0; r < OUT; r++) mk_quantize_row(dts[k], w + r * IN, q + r * rb, IN);
                 mk_to_f32(wd, q, dts[k], (size_t)OUT * IN);
                 for (int t = 0; t < TOK; t++) mk_quantize_row(vt, x + t * IN, xq + t * ab, IN);
@@ -517,7 +519,7 @@ static void test_gemm_dequant_exact(void) {
 static void test_qgemm(void) {
     enum { NR = 13, LDY = 17, INMAX = 2048, TMAX = 100 };
     static float w[NR * INMAX], x[TMAX * INMAX], y[TMAX * LDY], y1[TMAX * NR], y3[TMAX * NR], bias[NR];
-    static uint8_t q[NR * INMAX * 2], xq[TMAX * INMAX * 2], xqv[TMAX * INMAX * 2], scr[16 * INMAX + 65536]; /* scr + 1: any alignment */
+    static uint8_t q[NR * INMAX * 2], xq[TMAX * INMAX * 3], xqv[TMAX * INMAX * 3], scr[16 * INMAX + 65536]; /* scr + 1: any alignment */
     static float yv[TMAX * LDY];
     if (mk_kern_isa_detect() < MK_ISA_AVX2) {
         printf("  no AVX2 on this CPU: nothing to check\n");
@@ -537,19 +539,23 @@ static void test_qgemm(void) {
         for (size_t ii = 0; ii < 3; ii++)
             for (size_t ti = 0; ti < 5; ti++) {
                 const mk_dtype dt = dts[k], vt = mk_vec_dot_type(dt);
-                const size_t IN = ins[ii], NT = nts[ti], rb = mk_dtype_row_bytes(dt, IN), ab = mk_dtype_row_bytes(vt, IN);
+                const size_t IN = ins[ii], NT = nts[ti], rb = mk_dtype_row_bytes(dt, IN), ab0 = mk_dtype_row_bytes(vt, IN);
+                const size_t ab = ab0 + (dt == MK_DT_Q6_K ? IN : 0); /* AVX2 Q6_K rows carry the values + 128 */
                 for (int r = 0; r < NR; r++) mk_quantize_row(dt, w + r * IN, q + r * rb, IN);
-                for (size_t t = 0; t < NT; t++) mk_quantize_row(vt, x + t * IN, xq + t * ab, IN);
+                for (size_t t = 0; t < NT; t++) {
+                    mk_quantize_row(vt, x + t * IN, xq + t * ab, IN);
+                    if (dt == MK_DT_Q6_K) mk_q8_K_row_unsigned(xq + t * ab, IN, xq + t * ab + ab0);
+                }
                 const bool with_bias = ti % 2 == 1;
                 for (size_t i = 0; i < NT * LDY; i++) y[i] = -12345.0f;
                 REQUIRE(mk_qgemm_scratch_avx2(dt, IN) <= sizeof scr, "scratch");
                 REQUIRE(mk_qgemm_avx2(dt, IN, q, rb, NR, xq, ab, NT, y, LDY, with_bias ? bias : NULL, scr + 1), "%s: no integer GEMM", mk_dtypes[dt].name);
                 if (vnni) { /* the VNNI GEMM: bit for bit the AVX2 one for Q8_0 and Q4_K; Q6_K (float sums
                              * over its sub-blocks) within the bound, below */
-                    const size_t sb = dt == MK_DT_Q8_0 ? 4 * (IN / 32) : 0, avb = ab + sb; /* Q8_0 rows carry their block sums */
+                    const size_t sb = dt == MK_DT_Q8_0 ? 4 * (IN / 32) : 0, avb = ab0 + sb; /* Q8_0 rows carry their block sums */
                     for (size_t t = 0; t < NT; t++) {
-                        memcpy(xqv + t * avb, xq + t * ab, ab);
-                        if (sb) mk_q8_0_row_sums(xq + t * ab, IN, xqv + t * avb + ab);
+                        memcpy(xqv + t * avb, xq + t * ab, ab0);
+                        if (sb) mk_q8_0_row_sums(xq + t * ab, IN, xqv + t * avb + ab0);
                     }
                     for (size_t i = 0; i < NT * LDY; i++) yv[i] = -12345.0f;
                     REQUIRE(mk_qgemm_scratch_avx512vnni(dt, IN) <= sizeof scr, "scratch");
@@ -579,9 +585,9 @@ static void test_qgemm(void) {
                 /* the threaded driver (quantized activations shared by the team) */
                 if (ii == 2 && ti >= 3) {
                     const size_t qb = mk_kern_qact_bytes(dt, IN); /* the drivers' activation rows (with Q8_0 sums where VNNI) */
-                    REQUIRE(qb >= ab && NT * qb <= sizeof xqv, "activation row bytes %zu", qb);
+                    REQUIRE(qb >= ab0 && NT * qb <= sizeof xqv, "activation row bytes %zu", qb);
                     for (size_t t = 0; t < NT; t++) mk_kern_quantize_act(dt, x + t * IN, xqv + t * qb, IN);
-                    CHECK(!memcmp(xqv, xq, ab), "%s: mk_kern_quantize_act differs from the reference quantizer", mk_dtypes[dt].name);
+                    CHECK(!memcmp(xqv, xq, ab0), "%s: mk_kern_quantize_act differs from the reference quantizer", mk_dtypes[dt].name);
                     #pragma omp parallel num_threads(1)
                     mk_matmul_team_q(y1, NR, xqv, NT, q, dt, NR, IN, NULL);
                     #pragma omp parallel num_threads(3)

@@ -148,6 +148,7 @@ typedef struct qsel {
     size_t arb, wrb;      /* bytes of one activation row (sums included), of one weight row */
     bool gemm;            /* batches of QGEMM_INT_MIN tokens or more use gemm_fn */
     bool sums;            /* activation rows carry their Q8_0 block sums (the VNNI GEMM's) */
+    bool uact;            /* activation rows carry their values + 128 (the AVX2 Q6_K GEMM's) */
     qgemm_fn gemm_fn;     /* mk_qgemm_avx512vnni or mk_qgemm_avx2 */
     size_t (*gemm_scratch)(mk_dtype wt, size_t n_in);
     mk_dtype wt;
@@ -175,6 +176,7 @@ static bool qselect(mk_dtype dt, size_t n_in, qsel *q) {
     q->gemm_fn = vnni ? mk_qgemm_avx512vnni : mk_qgemm_avx2;
     q->gemm_scratch = vnni ? mk_qgemm_scratch_avx512vnni : mk_qgemm_scratch_avx2;
     q->sums = q->gemm && vnni && dt == MK_DT_Q8_0;
+    q->uact = q->gemm && !vnni && dt == MK_DT_Q6_K;
     q->dot4 = !vnni ? NULL
               : dt == MK_DT_Q8_0 ? mk_qdot4_q8_0_avx512vnni
               : dt == MK_DT_Q4_K ? mk_qdot4_q4_K_avx512vnni
@@ -185,7 +187,7 @@ static bool qselect(mk_dtype dt, size_t n_in, qsel *q) {
         if (f) q->dot = f;
         q->quant = mk_qquant_avx2(q->at);
     }
-    q->arb = mk_dtype_row_bytes(q->at, n_in) + (q->sums ? 4 * (n_in / MK_QK8_0) : 0);
+    q->arb = mk_dtype_row_bytes(q->at, n_in) + (q->sums ? 4 * (n_in / MK_QK8_0) : 0) + (q->uact ? n_in : 0);
     q->wrb = mk_dtype_row_bytes(dt, n_in);
     return true;
 }
@@ -195,6 +197,7 @@ static void qquant_rows(const qsel *q, const float *x, size_t ldx, size_t t0, si
         if (q->quant) q->quant(x + t * ldx, xq + t * q->arb, n_in);
         else mk_quantize_row(q->at, x + t * ldx, xq + t * q->arb, n_in);
         if (q->sums) mk_q8_0_row_sums(xq + t * q->arb, n_in, xq + t * q->arb + 34 * (n_in / MK_QK8_0));
+        if (q->uact) mk_q8_K_row_unsigned(xq + t * q->arb, n_in, xq + t * q->arb + 292 * (n_in / MK_QK_K));
     }
 }
 

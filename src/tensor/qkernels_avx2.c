@@ -245,25 +245,43 @@ typedef mk_kpanel kpanel; /* the layout: qpack.h */
  * one 32-bit word of ql and its high bits from one word of qh (value 128h + 32k + l: the nibble
  * k >> 1 of ql byte 64h + 32(k & 1) + l, bits 2k, 2k + 1 of qh byte 32h + l) — and the 8 rows'
  * scales are one more transpose of their sign-extended words. No per-row unpacking, no scalar
- * stores: about 3x faster than unpacking each row and transposing the bytes. */
-static void pack_q6k(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t ks, const kpanel *kp) {
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+ * stores: about 3x faster than unpacking each row and transposing the bytes.
+ * sgn (the AVX2 GEMM's panel, not qpack.h's): W holds q − 32 as int8, and in MP's place the 16
+ * rows' int32 128·Σ_j s_j·Σ(q − 32) over the super-block — what the activations' + 128 adds to the
+ * rows' integer sums. */
+static void pack_q6k(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t ks, const kpanel *kp, bool sgn) {
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), c32 = _mm256_set1_epi8(32), ones = _mm256_set1_epi8(1);
     for (size_t b = 0; b < ks; b++) {
         uint8_t *W = kp->W + b * 4096;
         int16_t *SC = kp->SC + b * 512, *MP = kp->MP + b * 256;
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (size_t hf = 0; hf < 2; hf++) {
             const uint8_t *wb[8];
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (size_t i = 0; i < 8; i++) {
                 const size_t row = 8 * hf + i;
                 wb[i] = row < nrow ? w + row * wrb + (b0 + b) * 210 : NULL;
                 kp->D[b * KP_ROWS + row] = wb[i] ? ld_f16(wb[i] + 208) : 0.0f;
             }
-            #pragma GCC unroll 8
+            /* scales: row i's 16 int8 sign-extended to 8 words (s_2p, s_2p+1); after the transpose
+             * S[p] holds word p of the 8 rows, which is MP's vector p; SC's (s_j, s_j) by a shift and a blend */
+            __m256i S[8], SCv[16];
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) S[i] = wb[i] ? _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wb[i] + 192))) : _mm256_setzero_si256();
+            transpose8_epi32(S);
+#pragma GCC unroll 8
+            for (int p = 0; p < 8; p++) {
+                SCv[2 * p] = _mm256_blend_epi16(S[p], _mm256_slli_epi32(S[p], 16), 0xAA);
+                SCv[2 * p + 1] = _mm256_blend_epi16(_mm256_srli_epi32(S[p], 16), S[p], 0xAA);
+                _mm256_store_si256((__m256i *)(SC + (4 * p + hf) * 16), SCv[2 * p]);
+                _mm256_store_si256((__m256i *)(SC + (4 * p + 2 + hf) * 16), SCv[2 * p + 1]);
+                if (!sgn) _mm256_store_si256((__m256i *)(MP + (2 * p + hf) * 16), S[p]);
+            }
+            __m256i corr = _mm256_setzero_si256(); /* signed: Σ_j s_j·Σ(q − 32) of each row */
+#pragma GCC unroll 8
             for (int h = 0; h < 2; h++) {
                 __m256i A[8], B[8], H[8];
-                #pragma GCC unroll 8
+#pragma GCC unroll 8
                 for (int i = 0; i < 8; i++) {
                     A[i] = wb[i] ? _mm256_loadu_si256((const __m256i *)(wb[i] + 64 * h)) : _mm256_setzero_si256();
                     B[i] = wb[i] ? _mm256_loadu_si256((const __m256i *)(wb[i] + 64 * h + 32)) : _mm256_setzero_si256();
@@ -272,28 +290,27 @@ static void pack_q6k(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_
                 transpose8_epi32(A);
                 transpose8_epi32(B);
                 transpose8_epi32(H);
-                #pragma GCC unroll 8
-                for (int k = 0; k < 4; k++)
-                    #pragma GCC unroll 8
+#pragma GCC unroll 8
+                for (int k = 0; k < 4; k++) {
+                    __m256i sum16[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}; /* sub-blocks 8h + 2k, + 1 */
+#pragma GCC unroll 8
                     for (int q = 0; q < 8; q++) {
                         const __m256i lw = (k & 1) ? B[q] : A[q], hw = H[q];
                         const __m256i lo = _mm256_and_si256(k >> 1 ? _mm256_srli_epi16(lw, 4) : lw, m4);
                         const __m256i hi = _mm256_and_si256(k < 3 ? _mm256_slli_epi16(hw, 4 - 2 * k) : _mm256_srli_epi16(hw, 2), m30);
-                        _mm256_store_si256((__m256i *)(W + ((size_t)(32 * h + 8 * k + q) * 2 + hf) * 32), _mm256_or_si256(lo, hi));
+                        __m256i v = _mm256_or_si256(lo, hi);
+                        if (sgn) {
+                            v = _mm256_sub_epi8(v, c32);
+                            sum16[q / 4] = _mm256_add_epi16(sum16[q / 4], _mm256_maddubs_epi16(ones, v));
+                        }
+                        _mm256_store_si256((__m256i *)(W + ((size_t)(32 * h + 8 * k + q) * 2 + hf) * 32), v);
                     }
+                    if (sgn)
+                        corr = _mm256_add_epi32(corr, _mm256_add_epi32(_mm256_madd_epi16(sum16[0], SCv[8 * h + 2 * k]),
+                                                                       _mm256_madd_epi16(sum16[1], SCv[8 * h + 2 * k + 1])));
+                }
             }
-            /* scales: row i's 16 int8 sign-extended to 8 words (s_2p, s_2p+1); after the transpose
-             * S[p] holds word p of the 8 rows, which is MP's vector p; SC's (s_j, s_j) by a shift and a blend */
-            __m256i S[8];
-            #pragma GCC unroll 8
-            for (int i = 0; i < 8; i++) S[i] = wb[i] ? _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wb[i] + 192))) : _mm256_setzero_si256();
-            transpose8_epi32(S);
-            #pragma GCC unroll 8
-            for (int p = 0; p < 8; p++) {
-                _mm256_store_si256((__m256i *)(MP + (2 * p + hf) * 16), S[p]);
-                _mm256_store_si256((__m256i *)(SC + (4 * p + hf) * 16), _mm256_blend_epi16(S[p], _mm256_slli_epi32(S[p], 16), 0xAA));
-                _mm256_store_si256((__m256i *)(SC + (4 * p + 2 + hf) * 16), _mm256_blend_epi16(_mm256_srli_epi32(S[p], 16), S[p], 0xAA));
-            }
+            if (sgn) _mm256_store_si256((__m256i *)(MP + hf * 16), _mm256_slli_epi32(corr, 7));
         }
     }
 }
@@ -375,7 +392,7 @@ static void pack_q4k(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_
 /* Packs rows [0, nrow) (nrow ≤ 16; the rest zero) of super-blocks [b0, b0 + ks) into the panel. */
 void mk_qpack_kq(mk_dtype wt, const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t ks, const kpanel *kp) {
     if (wt == MK_DT_Q4_K) pack_q4k(w, wrb, nrow, b0, ks, kp);
-    else pack_q6k(w, wrb, nrow, b0, ks, kp);
+    else pack_q6k(w, wrb, nrow, b0, ks, kp, false);
 }
 
 /* Token passes over a packed K-quant slice: nt (≤ KT_NT) tokens' Q8_K rows (a[t], from the
@@ -388,7 +405,7 @@ void mk_qpack_kq(mk_dtype wt, const uint8_t *w, size_t wrb, size_t nrow, size_t 
  * for every token instead of keeping them. */
 #define KEEP(v) __asm__("" : "+x"(v))
 #ifndef KT_NT
-#define KT_NT 4 /* tokens per pass (bench_qgemm: 4 beats 2 and 3 on Zen 3) */
+#define KT_NT 4 /* tokens per pass (bench_qgemm on Zen 3: 4 beats 2, 3 and 6) */
 #endif
 
 /* Q4_K: per sub-block (8 groups of 4 values) the products sum in int16 (≤ 8·2·15·127) and are
@@ -448,34 +465,32 @@ AI void kq4_pass(const kpanel *kp, size_t ks, const uint8_t *const *a, __m256 *a
     }
 }
 
-/* Q6_K: per sub-block (4 groups of 4 values) the products sum in int16 two groups at a time
- * (≤ 4·63·127) and are widened by the rows' scales; the −32 offset goes through the activations'
- * sub-block sums. A sub-block's 8 weight vectors (both halves) stay in registers while the tokens
- * pass, so each broadcast feeds two vpmaddubsw: the broadcasts take a vector pipe on Zen 3, and 16
- * rows a pass beat 8 (bench_qgemm 82 -> 88 GMAC/s). */
-AI void kq6_pass(const kpanel *kp, size_t ks, const uint8_t *const *a, __m256 *acc, const int nt) {
+/* Q6_K (the sgn panel of pack_q6k): the activations + 128 (ua[t], unsigned) against the weights
+ * q − 32 (signed) in vpmaddubsw, so per sub-block the products sum in int16 two groups at a time
+ * (≤ 2·2·255·32) and are widened by the rows' scales; what the + 128 added is the panel's
+ * per-row correction, subtracted once per super-block. The result is the integer sum
+ * Σ_j s_j·Σ a·(q − 32) of the decode kernels, without their per-token pass over the activation
+ * sums. The weights, now vpmaddubsw's signed operand, come straight from L1 as memory operands,
+ * which leaves the registers to the tokens' sums; 16 rows a pass, so each broadcast (a vector-pipe
+ * uop on Zen 3) feeds two vpmaddubsw. bench_qgemm: 8 rows a pass with unsigned weights in
+ * registers 82, 16 rows 88, this 95 GMAC/s. */
+AI void kq6_pass(const kpanel *kp, size_t ks, const uint8_t *const *a, const uint8_t *const *ua, __m256 *acc, const int nt) {
     for (size_t b = 0; b < ks; b++) {
-        const int16_t *MP = kp->MP + b * 256;
-        const size_t ao = b * 292;
         __m256i is[KT_NT][2];
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) is[t][0] = is[t][1] = _mm256_setzero_si256();
         const uint8_t *W = kp->W + b * 4096;
         const int16_t *SC = kp->SC + b * 512;
         for (int j = 0; j < 16; j++, W += 256, SC += 32) {
-            __m256i w[8]; /* groups 0-3 of rows 0-7 and 8-15 */
-#pragma GCC unroll 8
-            for (int i = 0; i < 8; i++) {
-                w[i] = _mm256_load_si256((const __m256i *)(W + 32 * i));
-                KEEP(w[i]);
-            }
 #pragma GCC unroll 8
             for (int t = 0; t < nt; t++) {
-                const uint8_t *x = a[t] + ao + 4 + 16 * j;
+                const uint8_t *x = ua[t] + b * 256 + 16 * j;
 #pragma GCC unroll 2
                 for (int hf = 0; hf < 2; hf++) {
-                    const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(w[hf], bcast4(x)), _mm256_maddubs_epi16(w[2 + hf], bcast4(x + 4)));
-                    const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(w[4 + hf], bcast4(x + 8)), _mm256_maddubs_epi16(w[6 + hf], bcast4(x + 12)));
+                    /* the weights (vpmaddubsw's signed operand) straight from L1 as memory operands */
+                    const __m256i *wv = (const __m256i *)W + hf; /* group g of this half: wv[2g] */
+                    const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(bcast4(x), _mm256_load_si256(wv)), _mm256_maddubs_epi16(bcast4(x + 4), _mm256_load_si256(wv + 2)));
+                    const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(bcast4(x + 8), _mm256_load_si256(wv + 4)), _mm256_maddubs_epi16(bcast4(x + 12), _mm256_load_si256(wv + 6)));
                     const __m256i c = _mm256_load_si256((const __m256i *)(SC + 16 * hf));
                     is[t][hf] = _mm256_add_epi32(is[t][hf], _mm256_add_epi32(_mm256_madd_epi16(p01, c), _mm256_madd_epi16(p23, c)));
                     KEEP(is[t][hf]);
@@ -483,18 +498,11 @@ AI void kq6_pass(const kpanel *kp, size_t ks, const uint8_t *const *a, __m256 *a
             }
         }
         const float *D = kp->D + b * KP_ROWS;
+        const __m256i c0 = _mm256_load_si256((const __m256i *)(kp->MP + b * 256)), c1 = _mm256_load_si256((const __m256i *)(kp->MP + b * 256 + 16));
 #pragma GCC unroll 8
         for (int t = 0; t < nt; t++) {
-            const uint8_t *at = a[t] + ao;
-            /* the −32 offset: 32 Σ_j s_j · (the token's sum over sub-block j of 16), in pairs */
-            __m256i o0 = _mm256_setzero_si256(), o1 = _mm256_setzero_si256();
-            for (int p = 0; p < 8; p++) {
-                const __m256i sv = bcast4(at + 260 + 4 * p);
-                o0 = _mm256_add_epi32(o0, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(MP + 32 * p)), sv));
-                o1 = _mm256_add_epi32(o1, _mm256_madd_epi16(_mm256_load_si256((const __m256i *)(MP + 32 * p + 16)), sv));
-            }
-            const __m256i v0 = _mm256_sub_epi32(is[t][0], _mm256_slli_epi32(o0, 5)), v1 = _mm256_sub_epi32(is[t][1], _mm256_slli_epi32(o1, 5));
-            const __m256 da = _mm256_set1_ps(ld_f32(at));
+            const __m256 da = _mm256_set1_ps(ld_f32(a[t] + b * 292));
+            const __m256i v0 = _mm256_sub_epi32(is[t][0], c0), v1 = _mm256_sub_epi32(is[t][1], c1);
             acc[2 * t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(D), da), _mm256_cvtepi32_ps(v0), acc[2 * t]);
             acc[2 * t + 1] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(D + 8), da), _mm256_cvtepi32_ps(v1), acc[2 * t + 1]);
         }
@@ -655,9 +663,9 @@ kpanel mk_qpack_kq_layout(void *scr) {
     return kp;
 }
 
-AI void kq_pass_nt(mk_dtype wt, const kpanel *kp, size_t ks, const uint8_t *const *a, __m256 *acc, const int nt) {
+AI void kq_pass_nt(mk_dtype wt, const kpanel *kp, size_t ks, const uint8_t *const *a, const uint8_t *const *ua, __m256 *acc, const int nt) {
     if (wt == MK_DT_Q4_K) kq4_pass(kp, ks, a, acc, nt);
-    else kq6_pass(kp, ks, a, acc, nt);
+    else kq6_pass(kp, ks, a, ua, acc, nt);
 }
 
 static void kq_gemm(mk_dtype wt, size_t n_in, const uint8_t *w, size_t wrb, size_t nr, const uint8_t *xq, size_t arb, size_t nt, float *y, size_t ldy,
@@ -668,24 +676,26 @@ static void kq_gemm(mk_dtype wt, size_t n_in, const uint8_t *w, size_t wrb, size
         const size_t nrow = MK_MIN((size_t)KP_ROWS, nr - r0);
         for (size_t b0 = 0; b0 < nb; b0 += KP_KS) {
             const size_t ks = MK_MIN((size_t)KP_KS, nb - b0);
-            mk_qpack_kq(wt, w + r0 * wrb, wrb, nrow, b0, ks, &kp);
+            if (wt == MK_DT_Q4_K) pack_q4k(w + r0 * wrb, wrb, nrow, b0, ks, &kp);
+            else pack_q6k(w + r0 * wrb, wrb, nrow, b0, ks, &kp, true);
             for (size_t t = 0; t < nt; t += KT_NT) {
                 const int n = (int)MK_MIN((size_t)KT_NT, nt - t);
-                const uint8_t *a[KT_NT];
+                const uint8_t *a[KT_NT], *ua[KT_NT]; /* Q8_K blocks; Q6_K: their values + 128 after the row's blocks */
                 __m256 acc[2 * KT_NT];
                 for (int i = 0; i < n; i++) {
                     a[i] = xq + (t + (size_t)i) * arb + b0 * 292;
+                    ua[i] = xq + (t + (size_t)i) * arb + nb * 292 + b0 * MK_QK_K;
                     load16(b0 > 0 ? y + (t + (size_t)i) * ldy + r0 : bias ? bias + r0 : NULL, nrow, acc + 2 * i);
                 }
                 switch (n) { /* a constant token count for each pass */
 #if KT_NT >= 4
-                case 4: kq_pass_nt(wt, &kp, ks, a, acc, 4); break;
+                case 4: kq_pass_nt(wt, &kp, ks, a, ua, acc, 4); break;
 #endif
 #if KT_NT >= 3
-                case 3: kq_pass_nt(wt, &kp, ks, a, acc, 3); break;
+                case 3: kq_pass_nt(wt, &kp, ks, a, ua, acc, 3); break;
 #endif
-                case 2: kq_pass_nt(wt, &kp, ks, a, acc, 2); break;
-                default: kq_pass_nt(wt, &kp, ks, a, acc, 1); break;
+                case 2: kq_pass_nt(wt, &kp, ks, a, ua, acc, 2); break;
+                default: kq_pass_nt(wt, &kp, ks, a, ua, acc, 1); break;
                 }
                 for (int i = 0; i < n; i++) store16(y + (t + (size_t)i) * ldy + r0, nrow, acc + 2 * i);
             }

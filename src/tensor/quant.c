@@ -589,6 +589,13 @@ float mk_vec_dot_ref(mk_dtype wt, size_t n, const void *w, const void *a) {
     }
 }
 
+void mk_q8_K_row_unsigned(const void *vq, size_t n, void *vu) {
+    const uint8_t *q = vq;
+    uint8_t *u = vu;
+    for (size_t b = 0; b < n / MK_QK_K; b++, q += 292, u += MK_QK_K)
+        for (int i = 0; i < MK_QK_K; i++) u[i] = (uint8_t)(q[4 + i] ^ 0x80);
+}
+
 void mk_q8_0_row_sums(const void *vq, size_t n, void *vsums) {
     const uint8_t *q = vq;
     uint8_t *sums = vsums;

@@ -51,8 +51,10 @@ mk_qquant_fn mk_qquant_avx2(mk_dtype at);
 /* The AVX2 prefill product for Q8_0, Q4_K and Q6_K weights: y[t·ldy + r] = Σ w_r·a_t (+ bias[r])
  * for nr weight rows (wrb bytes apart) and nt activation rows xq (arb bytes apart, quantized to
  * the vec_dot type), a panel of 16 weight rows against every token. The same integer block sums
- * as mk_qdot_avx2; float sums in another order. scratch: mk_qgemm_scratch_avx2(wt, n_in)
- * bytes (any alignment). False (nothing written) for other types or where not built. */
+ * as mk_qdot_avx2; float sums in another order. Q6_K activation rows must carry their values + 128
+ * after the blocks (mk_q8_K_row_unsigned at byte 292·n_in/256 of each row; arb ≥ 548·n_in/256).
+ * scratch: mk_qgemm_scratch_avx2(wt, n_in) bytes (any alignment). False (nothing written) for
+ * other types or where not built. */
 size_t mk_qgemm_scratch_avx2(mk_dtype wt, size_t n_in);
 bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *w, size_t wrb, size_t nr, const void *xq, size_t arb, size_t nt, float *y, size_t ldy,
                    const float *bias, void *scratch);
@@ -71,5 +73,9 @@ void mk_qdot4_q4_K_avx512vnni(size_t n, const void *w, size_t wrb, const void *a
 void mk_qdot4_q6_K_avx512vnni(size_t n, const void *w, size_t wrb, const void *a, float *out); /* a: Q8_K */
 /* The n/32 block sums Σ qs of a Q8_0 row (n elements at q) as int32 at sums (any alignment). */
 void mk_q8_0_row_sums(const void *q, size_t n, void *sums);
+/* The n values of a Q8_K row q as unsigned bytes a + 128 (n bytes at u, block after block): the
+ * AVX2 Q6_K GEMM's activations, which meet the weights' q − 32 in vpmaddubsw as its unsigned
+ * operand. */
+void mk_q8_K_row_unsigned(const void *q, size_t n, void *u);
 
 #endif
