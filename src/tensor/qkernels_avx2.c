@@ -249,7 +249,7 @@ typedef mk_kpanel kpanel; /* the layout: qpack.h */
  * sgn (the AVX2 GEMM's panel, not qpack.h's): W holds q − 32 as int8, and in MP's place the 16
  * rows' int32 128·Σ_j s_j·Σ(q − 32) over the super-block — what the activations' + 128 adds to the
  * rows' integer sums. */
-static void pack_q6k(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t ks, const kpanel *kp, bool sgn) {
+AI void pack_q6k(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t ks, const kpanel *kp, const bool sgn) {
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30), c32 = _mm256_set1_epi8(32), ones = _mm256_set1_epi8(1);
     for (size_t b = 0; b < ks; b++) {
         uint8_t *W = kp->W + b * 4096;
@@ -265,16 +265,14 @@ static void pack_q6k(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_
             }
             /* scales: row i's 16 int8 sign-extended to 8 words (s_2p, s_2p+1); after the transpose
              * S[p] holds word p of the 8 rows, which is MP's vector p; SC's (s_j, s_j) by a shift and a blend */
-            __m256i S[8], SCv[16];
+            __m256i S[8];
 #pragma GCC unroll 8
             for (int i = 0; i < 8; i++) S[i] = wb[i] ? _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(wb[i] + 192))) : _mm256_setzero_si256();
             transpose8_epi32(S);
 #pragma GCC unroll 8
             for (int p = 0; p < 8; p++) {
-                SCv[2 * p] = _mm256_blend_epi16(S[p], _mm256_slli_epi32(S[p], 16), 0xAA);
-                SCv[2 * p + 1] = _mm256_blend_epi16(_mm256_srli_epi32(S[p], 16), S[p], 0xAA);
-                _mm256_store_si256((__m256i *)(SC + (4 * p + hf) * 16), SCv[2 * p]);
-                _mm256_store_si256((__m256i *)(SC + (4 * p + 2 + hf) * 16), SCv[2 * p + 1]);
+                _mm256_store_si256((__m256i *)(SC + (4 * p + hf) * 16), _mm256_blend_epi16(S[p], _mm256_slli_epi32(S[p], 16), 0xAA));
+                _mm256_store_si256((__m256i *)(SC + (4 * p + 2 + hf) * 16), _mm256_blend_epi16(_mm256_srli_epi32(S[p], 16), S[p], 0xAA));
                 if (!sgn) _mm256_store_si256((__m256i *)(MP + (2 * p + hf) * 16), S[p]);
             }
             __m256i corr = _mm256_setzero_si256(); /* signed: Σ_j s_j·Σ(q − 32) of each row */
@@ -292,7 +290,7 @@ static void pack_q6k(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_
                 transpose8_epi32(H);
 #pragma GCC unroll 8
                 for (int k = 0; k < 4; k++) {
-                    __m256i sum16[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}; /* sub-blocks 8h + 2k, + 1 */
+                    __m256i sum8[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()}; /* sub-blocks 8h + 2k, + 1: 4 groups of q − 32 fit int8 */
 #pragma GCC unroll 8
                     for (int q = 0; q < 8; q++) {
                         const __m256i lw = (k & 1) ? B[q] : A[q], hw = H[q];
@@ -301,19 +299,23 @@ static void pack_q6k(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_
                         __m256i v = _mm256_or_si256(lo, hi);
                         if (sgn) {
                             v = _mm256_sub_epi8(v, c32);
-                            sum16[q / 4] = _mm256_add_epi16(sum16[q / 4], _mm256_maddubs_epi16(ones, v));
+                            sum8[q / 4] = _mm256_add_epi8(sum8[q / 4], v);
                         }
                         _mm256_store_si256((__m256i *)(W + ((size_t)(32 * h + 8 * k + q) * 2 + hf) * 32), v);
                     }
                     if (sgn)
-                        corr = _mm256_add_epi32(corr, _mm256_add_epi32(_mm256_madd_epi16(sum16[0], SCv[8 * h + 2 * k]),
-                                                                       _mm256_madd_epi16(sum16[1], SCv[8 * h + 2 * k + 1])));
+                        corr = _mm256_add_epi32(corr, _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(ones, sum8[0]), _mm256_load_si256((const __m256i *)(SC + (2 * (8 * h + 2 * k) + hf) * 16))),
+                                                                       _mm256_madd_epi16(_mm256_maddubs_epi16(ones, sum8[1]), _mm256_load_si256((const __m256i *)(SC + (2 * (8 * h + 2 * k + 1) + hf) * 16)))));
                 }
             }
             if (sgn) _mm256_store_si256((__m256i *)(MP + hf * 16), _mm256_slli_epi32(corr, 7));
         }
     }
 }
+
+/* the two panels, each compiled for its own */
+static void pack_q6k_u(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t ks, const kpanel *kp) { pack_q6k(w, wrb, nrow, b0, ks, kp, false); }
+static void pack_q6k_s(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t ks, const kpanel *kp) { pack_q6k(w, wrb, nrow, b0, ks, kp, true); }
 
 /* A vpshufb control that makes each 32-bit lane the int16 pair (byte b0, byte b1) of that lane,
  * zero-extended. */
@@ -392,7 +394,7 @@ static void pack_q4k(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_
 /* Packs rows [0, nrow) (nrow ≤ 16; the rest zero) of super-blocks [b0, b0 + ks) into the panel. */
 void mk_qpack_kq(mk_dtype wt, const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t ks, const kpanel *kp) {
     if (wt == MK_DT_Q4_K) pack_q4k(w, wrb, nrow, b0, ks, kp);
-    else pack_q6k(w, wrb, nrow, b0, ks, kp, false);
+    else pack_q6k_u(w, wrb, nrow, b0, ks, kp);
 }
 
 /* Token passes over a packed K-quant slice: nt (≤ KT_NT) tokens' Q8_K rows (a[t], from the
@@ -677,7 +679,7 @@ static void kq_gemm(mk_dtype wt, size_t n_in, const uint8_t *w, size_t wrb, size
         for (size_t b0 = 0; b0 < nb; b0 += KP_KS) {
             const size_t ks = MK_MIN((size_t)KP_KS, nb - b0);
             if (wt == MK_DT_Q4_K) pack_q4k(w + r0 * wrb, wrb, nrow, b0, ks, &kp);
-            else pack_q6k(w + r0 * wrb, wrb, nrow, b0, ks, &kp, true);
+            else pack_q6k_s(w + r0 * wrb, wrb, nrow, b0, ks, &kp);
             for (size_t t = 0; t < nt; t += KT_NT) {
                 const int n = (int)MK_MIN((size_t)KT_NT, nt - t);
                 const uint8_t *a[KT_NT], *ua[KT_NT]; /* Q8_K blocks; Q6_K: their values + 128 after the row's blocks */

@@ -593,7 +593,12 @@ void mk_q8_K_row_unsigned(const void *vq, size_t n, void *vu) {
     const uint8_t *q = vq;
     uint8_t *u = vu;
     for (size_t b = 0; b < n / MK_QK_K; b++, q += 292, u += MK_QK_K)
-        for (int i = 0; i < MK_QK_K; i++) u[i] = (uint8_t)(q[4 + i] ^ 0x80);
+        for (int i = 0; i < MK_QK_K; i += 8) { /* a + 128 = a ^ 0x80, eight bytes at a time */
+            uint64_t v;
+            memcpy(&v, q + 4 + i, 8);
+            v ^= 0x8080808080808080ull;
+            memcpy(u + i, &v, 8);
+        }
 }
 
 void mk_q8_0_row_sums(const void *vq, size_t n, void *vsums) {
