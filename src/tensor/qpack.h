@@ -15,6 +15,8 @@
  *                               (Q6_K, signed 8-bit)
  *   MP  (ks, nsub/2, 16 words)  the int16 pair (x_{2p}, x_{2p+1}) of row i: Q4_K's mins, Q6_K's scales
  *   D, DM (ks, 16) f32          d (and Q4_K's dmin) of each row
+ * (The AVX2 GEMM packs Q6_K its own way, inside qkernels_avx2.c: W holds q − 32 as signed bytes,
+ * against activations + 128, and MP's place the rows' correction for that + 128.)
  * Q8_0, a slice of up to QP_Q8_KB blocks of 32:
  *   W   (kb, 8 groups, 64 B)    the signed weights
  *   U   (kb, 8 groups, 64 B)    |w| (AVX2's sign trick) or, for VNNI, w + 128 as unsigned bytes
