@@ -198,21 +198,21 @@ static float dot_q6_K(size_t n, const void *vw, const void *va) {
 /* The 8×8 transpose of 32-bit words: row i of the result = word i of each input row. */
 AI void transpose8_epi32(__m256i r[8]) {
     __m256 a[8], b[8];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int i = 0; i < 8; i += 2) {
         a[i] = _mm256_unpacklo_ps(_mm256_castsi256_ps(r[i]), _mm256_castsi256_ps(r[i + 1]));
         a[i + 1] = _mm256_unpackhi_ps(_mm256_castsi256_ps(r[i]), _mm256_castsi256_ps(r[i + 1]));
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int i = 0; i < 8; i += 4)
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int j = 0; j < 2; j++) {
             b[i + j] = _mm256_shuffle_ps(a[i + j], a[i + j + 2], 0x44);
             b[i + j + 2] = _mm256_shuffle_ps(a[i + j], a[i + j + 2], 0xEE);
         }
     /* b[0]: words 0 of rows 0-3 | 0 of 4-7 in the other half, etc. */
     const int order[8] = {0, 2, 1, 3, 0, 2, 1, 3};
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int i = 0; i < 4; i++) {
         r[i] = _mm256_castps_si256(_mm256_permute2f128_ps(b[order[i]], b[order[i] + 4], 0x20));
         r[i + 4] = _mm256_castps_si256(_mm256_permute2f128_ps(b[order[i]], b[order[i] + 4], 0x31));
@@ -240,6 +240,12 @@ AI __m256i bcast4(const uint8_t *p) {
 #define KP_KS QP_KS
 typedef mk_kpanel kpanel; /* the layout: qpack.h */
 
+/* wb[i] = the block at byte off of row 8·hf + i (rows wrb bytes apart from w), or NULL past nrow. */
+AI void half_rows(const uint8_t *w, size_t wrb, size_t nrow, size_t hf, size_t off, const uint8_t *wb[8]) {
+#pragma GCC unroll 8
+    for (size_t i = 0; i < 8; i++) wb[i] = 8 * hf + i < nrow ? w + (8 * hf + i) * wrb + off : NULL;
+}
+
 /* Q6_K panel: the raw fields are transposed first (8×8 words of 8 rows at a time) and the 6-bit
  * values assembled in the lanes — a 4-byte group of consecutive values takes its low nibbles from
  * one 32-bit word of ql and its high bits from one word of qh (value 128h + 32k + l: the nibble
@@ -254,15 +260,11 @@ AI void pack_q6k(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t ks
     for (size_t b = 0; b < ks; b++) {
         uint8_t *W = kp->W + b * 4096;
         int16_t *SC = kp->SC + b * 512, *MP = kp->MP + b * 256;
-#pragma GCC unroll 8
         for (size_t hf = 0; hf < 2; hf++) {
             const uint8_t *wb[8];
+            half_rows(w, wrb, nrow, hf, (b0 + b) * 210, wb);
 #pragma GCC unroll 8
-            for (size_t i = 0; i < 8; i++) {
-                const size_t row = 8 * hf + i;
-                wb[i] = row < nrow ? w + row * wrb + (b0 + b) * 210 : NULL;
-                kp->D[b * KP_ROWS + row] = wb[i] ? ld_f16(wb[i] + 208) : 0.0f;
-            }
+            for (size_t i = 0; i < 8; i++) kp->D[b * KP_ROWS + 8 * hf + i] = wb[i] ? ld_f16(wb[i] + 208) : 0.0f;
             /* scales: row i's 16 int8 sign-extended to 8 words (s_2p, s_2p+1); after the transpose
              * S[p] holds word p of the 8 rows, which is MP's vector p; SC's (s_j, s_j) by a shift and a blend */
             __m256i S[8];
@@ -321,7 +323,7 @@ static void pack_q6k_s(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, siz
  * zero-extended. */
 static __m256i lane_bytes_to_words(int b0, int b1) {
     _Alignas(32) int8_t c[32];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int i = 0; i < 32; i++) {
         const int lane = i % 16 / 4, k = i % 4;
         c[i] = (int8_t)(k == 0 ? 4 * lane + b0 : k == 2 ? 4 * lane + b1 : -128);
@@ -338,29 +340,27 @@ static void pack_q4k(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_
     const __m256i m4 = _mm256_set1_epi8(0x0F), m6 = _mm256_set1_epi8(0x3F), m2 = _mm256_set1_epi8(0x03);
     /* byte shuffles: in each 32-bit lane, (s_j, s_j) from the lane's byte j; (m_2p, m_2p+1) from bytes 2p, 2p+1 */
     __m256i dup[4], pair[2];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int j = 0; j < 4; j++) dup[j] = lane_bytes_to_words(j, j);
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int p = 0; p < 2; p++) pair[p] = lane_bytes_to_words(2 * p, 2 * p + 1);
     for (size_t b = 0; b < ks; b++) {
         int16_t *SC = kp->SC + b * 256, *MP = kp->MP + b * 128;
-        #pragma GCC unroll 8
         for (size_t hf = 0; hf < 2; hf++) {
             const uint8_t *wb[8];
-            #pragma GCC unroll 8
+            half_rows(w, wrb, nrow, hf, (b0 + b) * 144, wb);
+#pragma GCC unroll 8
             for (size_t i = 0; i < 8; i++) {
-                const size_t row = 8 * hf + i;
-                wb[i] = row < nrow ? w + row * wrb + (b0 + b) * 144 : NULL;
-                kp->D[b * KP_ROWS + row] = wb[i] ? ld_f16(wb[i]) : 0.0f;
-                kp->DM[b * KP_ROWS + row] = wb[i] ? ld_f16(wb[i] + 2) : 0.0f;
+                kp->D[b * KP_ROWS + 8 * hf + i] = wb[i] ? ld_f16(wb[i]) : 0.0f;
+                kp->DM[b * KP_ROWS + 8 * hf + i] = wb[i] ? ld_f16(wb[i] + 2) : 0.0f;
             }
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int c = 0; c < 4; c++) {
                 __m256i r[8];
-                #pragma GCC unroll 8
+#pragma GCC unroll 8
                 for (int i = 0; i < 8; i++) r[i] = wb[i] ? _mm256_loadu_si256((const __m256i *)(wb[i] + 16 + 32 * c)) : _mm256_setzero_si256();
                 transpose8_epi32(r);
-                #pragma GCC unroll 8
+#pragma GCC unroll 8
                 for (int g = 0; g < 8; g++) {
                     _mm256_store_si256((__m256i *)(kp->W + ((b * 64 + 16 * (size_t)c + (size_t)g) * 2 + hf) * 32), _mm256_and_si256(r[g], m4));
                     _mm256_store_si256((__m256i *)(kp->W + ((b * 64 + 16 * (size_t)c + 8 + (size_t)g) * 2 + hf) * 32),
@@ -370,19 +370,19 @@ static void pack_q4k(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_
             /* words u0, u1, u2 of the 12 scale bytes (bytes 4-35 of the block: the scales and the
              * first 20 bytes of qs, within the block); after the transpose u[k] holds word k of the 8 rows */
             __m256i u[8];
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int i = 0; i < 8; i++) u[i] = wb[i] ? _mm256_loadu_si256((const __m256i *)(wb[i] + 4)) : _mm256_setzero_si256();
             transpose8_epi32(u);
             const __m256i hi2_0 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(u[0], 6), m2), 4);
             const __m256i hi2_1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(u[1], 6), m2), 4);
             const __m256i s03 = _mm256_and_si256(u[0], m6), s47 = _mm256_or_si256(_mm256_and_si256(u[2], m4), hi2_0);
             const __m256i n03 = _mm256_and_si256(u[1], m6), n47 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(u[2], 4), m4), hi2_1);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int j = 0; j < 4; j++) {
                 _mm256_store_si256((__m256i *)(SC + (2 * j + hf) * 16), _mm256_shuffle_epi8(s03, dup[j]));
                 _mm256_store_si256((__m256i *)(SC + (2 * (j + 4) + hf) * 16), _mm256_shuffle_epi8(s47, dup[j]));
             }
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int p = 0; p < 2; p++) {
                 _mm256_store_si256((__m256i *)(MP + (2 * p + hf) * 16), _mm256_shuffle_epi8(n03, pair[p]));
                 _mm256_store_si256((__m256i *)(MP + (2 * (p + 2) + hf) * 16), _mm256_shuffle_epi8(n47, pair[p]));
@@ -525,18 +525,18 @@ AI void kq6_pass(const kpanel *kp, size_t ks, const uint8_t *const *a, const uin
  * 32 B) and their scales into D (kb, 16); U = |w|, or w + 128 with offset (qpack.h). */
 void mk_qpack_q8(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t kb, uint8_t *W, uint8_t *U, float *D, bool offset) {
     for (size_t b = 0; b < kb; b++) {
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (size_t i = 0; i < KP_ROWS; i++) D[b * KP_ROWS + i] = i < nrow ? ld_f16(w + i * wrb + (b0 + b) * 34) : 0.0f;
-        #pragma GCC unroll 16
+#pragma GCC unroll 16
         for (size_t half = 0; half < 2; half++) {
             __m256i r[8];
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (size_t i = 0; i < 8; i++) {
                 const size_t row = 8 * half + i;
                 r[i] = row < nrow ? _mm256_loadu_si256((const __m256i *)(w + row * wrb + (b0 + b) * 34 + 2)) : _mm256_setzero_si256();
             }
             transpose8_epi32(r);
-            #pragma GCC unroll 16
+#pragma GCC unroll 16
             for (size_t g = 0; g < 8; g++) {
                 const size_t o = ((b * 8 + g) * 2 + half) * 32;
                 _mm256_store_si256((__m256i *)(W + o), r[g]);
