@@ -422,9 +422,11 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
         for (size_t h = 0; h < nh; h++) {
             const size_t g = h / group;
             mk_matmul_team_f32_strided(S, nk, c->q + h * D, q_dim, n, kc + g * D, kv_dim, nk, D);
-            #pragma omp for schedule(static) nowait
-            for (size_t j = 0; j < nk; j++) /* Vt (D, nk) = this head's V (nk, D) transposed */
-                for (size_t i = 0; i < D; i++) Vt[i * nk + j] = vc[j * kv_dim + g * D + i];
+            if (h % group == 0) { /* Vt (D, nk) = this head's V (nk, D) transposed, once per KV head */
+                #pragma omp for schedule(static) nowait
+                for (size_t j = 0; j < nk; j++)
+                    for (size_t i = 0; i < D; i++) Vt[i * nk + j] = vc[j * kv_dim + g * D + i];
+            }
             #pragma omp barrier
             #pragma omp for schedule(dynamic, 4)
             for (size_t t = 0; t < n; t++) {

@@ -306,6 +306,7 @@ static bool qmatmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
     if (!mk_mul_ok(n_tok, q.arb, &bytes)) return false;
     uint8_t *xq = scratch(&tl_xq, &tl_xqcap, bytes);
     if (!xq) return false;
+    q.uact = q.uact && n_tok >= QGEMM_INT_MIN; /* (rows keep their stride; only the GEMM reads the copy) */
     const double work = (double)n_out * (double)n_in * (double)n_tok;
     int nth = omp_in_parallel() || work < 262144.0 ? 1 : omp_get_max_threads();
     const size_t chunk = chunk_rows(n_out, nth, 8, qgrain(&q, n_tok)), n_chunks = (n_out + chunk - 1) / chunk;
@@ -404,6 +405,7 @@ void mk_matmul_team(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
             return;
         }
         /* each thread quantizes the (small) activation block privately: no barrier needed */
+        q.uact = q.uact && n_tok >= QGEMM_INT_MIN; /* (rows keep their stride; only the GEMM reads the copy) */
         qquant_rows(&q, x, ldx, 0, n_tok, n_in, xq);
         const size_t chunk = chunk_rows(n_out, omp_get_num_threads(), 4, qgrain(&q, n_tok)), n_chunks = (n_out + chunk - 1) / chunk;
         #pragma omp for schedule(dynamic, 1) nowait
