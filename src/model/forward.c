@@ -19,10 +19,10 @@ struct mk_ctx {
     size_t n_ctx, max_batch, pos;
     int n_threads;
     int64_t k_cap;                 /* expert slots per token the buffers hold */
-    float *k_cache, *v_cache;      /* (n_layer, n_ctx, n_kv_head·d_head) */
+    float *k_cache, *v_cache;      /* (n_layer, n_kv_head, n_ctx, d_head): a head's keys are contiguous */
     float *rope_cos, *rope_sin;    /* (n_ctx, d_head/2) */
     /* (max_batch, ·) activations */
-    float *x, *xn, *q, *att, *tmp, *moe_out, *rlogits, *wts, *eo;
+    float *x, *xn, *q, *kn, *vn, *att, *tmp, *moe_out, *rlogits, *wts, *eo;
     int32_t *ids;
     float *scores;                 /* (n_threads, n_ctx) attention scratch */
     float *head_scores;            /* (max_batch, n_ctx) one head's scores for a batch (prefill) */
@@ -59,7 +59,7 @@ static int64_t d_ff_max(const mk_config *c) {
 
 void mk_ctx_free(mk_ctx *c) {
     if (!c) return;
-    float **bufs[] = {&c->k_cache, &c->v_cache, &c->rope_cos, &c->rope_sin, &c->x, &c->xn, &c->q, &c->att, &c->tmp,
+    float **bufs[] = {&c->k_cache, &c->v_cache, &c->rope_cos, &c->rope_sin, &c->x, &c->xn, &c->q, &c->kn, &c->vn, &c->att, &c->tmp,
                       &c->moe_out, &c->rlogits, &c->wts, &c->eo, &c->scores, &c->head_scores, &c->head_vt, &c->route_scratch, &c->gx, &c->gg, &c->gu,
                       &c->go, &c->logit_rows, &c->egx, &c->ego, &c->egg, &c->egu};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) mk_free_aligned(*bufs[i]);
@@ -142,6 +142,8 @@ mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_b
     c->x = falloc(B, H, &ok);
     c->xn = falloc(B, H, &ok);
     c->q = falloc(B, q_dim, &ok);
+    c->kn = falloc(B, kv_dim, &ok);
+    c->vn = falloc(B, kv_dim, &ok);
     c->att = falloc(B, q_dim, &ok);
     c->tmp = falloc(B, MK_MAX(H, F), &ok);
     c->moe_out = falloc(B, H, &ok);
@@ -366,8 +368,9 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
     const mk_layer_w *lw = &c->m->layers[l];
     const size_t H = (size_t)cfg->d_model, D = (size_t)cfg->d_head, nh = (size_t)cfg->n_head, nkv = (size_t)cfg->n_kv_head;
     const size_t q_dim = nh * D, kv_dim = nkv * D, half = D / 2, group = nh / nkv;
+    /* this layer's cache; head g's keys (values) at position j: kc + (g·n_ctx + j)·D */
     float *kc = c->k_cache + (size_t)l * c->n_ctx * kv_dim, *vc = c->v_cache + (size_t)l * c->n_ctx * kv_dim;
-    float *k = kc + pos0 * kv_dim, *v = vc + pos0 * kv_dim;
+    float *k = c->kn, *v = c->vn; /* the batch's k and v rows, (n, kv_dim), until they go to the cache */
 
     for (size_t t = 0; t < n; t++) mk_rmsnorm(c->xn + t * H, x + t * H, &lw->attn_norm, H, cfg->rms_eps);
     const mk_tensor *bq = &lw->bq, *bk = &lw->bk, *bv = &lw->bv;
@@ -406,6 +409,10 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
         const float *cs = c->rope_cos + (pos0 + t) * half, *sn = c->rope_sin + (pos0 + t) * half;
         for (size_t h = 0; h < nh; h++) rope_half(qt + h * D, cs, sn, D);
         for (size_t h = 0; h < nkv; h++) rope_half(kt + h * D, cs, sn, D);
+        for (size_t g = 0; g < nkv; g++) {
+            memcpy(kc + (g * c->n_ctx + pos0 + t) * D, kt + g * D, D * sizeof(float));
+            memcpy(vc + (g * c->n_ctx + pos0 + t) * D, vt + g * D, D * sizeof(float));
+        }
     }
 
     const float scale = 1.0f / sqrtf((float)D);
@@ -421,11 +428,12 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
         #pragma omp parallel num_threads(c->n_threads)
         for (size_t h = 0; h < nh; h++) {
             const size_t g = h / group;
-            mk_matmul_team_f32_strided(S, nk, c->q + h * D, q_dim, n, kc + g * D, kv_dim, nk, D);
+            const float *kg = kc + g * c->n_ctx * D, *vg = vc + g * c->n_ctx * D;
+            mk_matmul_team_f32_strided(S, nk, c->q + h * D, q_dim, n, kg, D, nk, D);
             if (h % group == 0) { /* Vt (D, nk) = this head's V (nk, D) transposed, once per KV head */
                 #pragma omp for schedule(static) nowait
                 for (size_t j = 0; j < nk; j++)
-                    for (size_t i = 0; i < D; i++) Vt[i * nk + j] = vc[j * kv_dim + g * D + i];
+                    for (size_t i = 0; i < D; i++) Vt[i * nk + j] = vg[j * D + i];
             }
             #pragma omp barrier
             #pragma omp for schedule(dynamic, 4)
@@ -457,16 +465,20 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
             const size_t p = pos0 + t, j0 = win && p + 1 > win ? p + 1 - win : 0;
             const float *qh = c->q + t * q_dim + h * D;
             const size_t g = h / group;
+            const float *kg = kc + g * c->n_ctx * D, *vg = vc + g * c->n_ctx * D;
             float mx = -INFINITY;
             for (size_t j = j0; j <= p; j++) {
-                const float *restrict kj = kc + j * kv_dim + g * D;
+                const float *restrict kj = kg + j * D;
+                /* the values the weighted sum reads once the softmax is known: their misses
+                 * overlap the scores' instead of following them */
+                for (size_t i = 0; i < D; i += 64 / sizeof(float)) __builtin_prefetch(vg + j * D + i, 0, 3);
                 float d = 0;
                 #pragma omp simd reduction(+ : d)
                 for (size_t i = 0; i < D; i++) d += qh[i] * kj[i];
                 sc[j] = d * scale;
                 if (sc[j] > mx) mx = sc[j];
             }
-            softmax_weighted_sum(sc, j0, p, mx, vc + g * D, kv_dim, D, c->att + t * q_dim + h * D);
+            softmax_weighted_sum(sc, j0, p, mx, vg, D, D, c->att + t * q_dim + h * D);
         }
     }
     mk_matmul(c->tmp, H, c->att, q_dim, n, &lw->wo, NULL);
