@@ -10,7 +10,10 @@
 #   4. a summary: pp and tg for both engines, the ratios, and each decode figure as % of the
 #      bandwidth roof (roof = bandwidth / weight bytes one decoded token reads).
 # Both engines get random token ids (llama-bench has no text input; with random weights the
-# routing does not depend on the text).
+# routing does not depend on the text). Both read the weights into memory rather than run them
+# from the file's mapping: moekit's default (a copy on transparent huge pages, as bw.c's buffer
+# is), and llama-bench's `-lm none` (or `-mmp 0` in older builds), which was 2-9% faster in tg
+# for llama.cpp on the Zen 3 VM (moekit: 10-17%).
 # Usage: LLAMA_CPP_DIR=/path/to/llama.cpp bash bench/bench_speed.sh | tee bench/results-speed.md
 # Env: THREADS (2), REPS (3), P (512), N (128), TYPES ("bf16 q8_0 q4_k q6_k"), WORK (/tmp/moekit-speed-bench),
 #      LLAMA_CPP_DIR (unset: moekit only), OMP_WAIT_POLICY (unset: libgomp's default, spin a while
@@ -25,6 +28,12 @@ make -s -j2 "$MK" >&2
 cc -O2 -march=native -fopenmp bench/bw.c -o "$WORK/bw"
 LB=${LLAMA_CPP_DIR:+$LLAMA_CPP_DIR/build/bin/llama-bench}
 [ -n "$LB" ] && [ ! -x "$LB" ] && { echo "bench_speed: $LB is not an executable" >&2; exit 1; }
+LBLOAD=()
+if [ -n "$LB" ]; then
+  lbhelp=$("$LB" --help 2>&1 || true)
+  if grep -q -- '--load-mode' <<<"$lbhelp"; then LBLOAD=(-lm none)
+  elif grep -q -- '--mmap' <<<"$lbhelp"; then LBLOAD=(-mmp 0); fi
+fi
 
 echo "# moekit speed vs llama.cpp — OLMoE-1B-7B shape, 4 layers"
 echo
@@ -80,9 +89,9 @@ for T in $TYPES; do
   echo
   MKPP[$T]=$(mean_of "pp$P" "$WORK/mk_$T.md"); MKTG[$T]=$(mean_of "tg$N" "$WORK/mk_$T.md")
   if [ -n "$LB" ]; then
-    echo "\`llama-bench -m $G -p $P -n $N -t $THREADS -r $REPS -o md\` (default polling)"
+    echo "\`llama-bench -m $G -p $P -n $N -t $THREADS -r $REPS ${LBLOAD[*]} -o md\` (default polling)"
     echo
-    "$LB" -m "$G" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" -o md 2>/dev/null | tee "$WORK/lb_$T.md"
+    "$LB" -m "$G" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" "${LBLOAD[@]}" -o md 2>/dev/null | tee "$WORK/lb_$T.md"
     echo
     LBPP[$T]=$(mean_of "pp$P" "$WORK/lb_$T.md"); LBTG[$T]=$(mean_of "tg$N" "$WORK/lb_$T.md")
   fi

@@ -1,11 +1,14 @@
 /* safetensors writer (streamed, atomic) and `synth` (random models of every architecture that
  * load and run with finite logits). */
+#include "base/base.h"
 #include "format/safetensors.h"
+#include "model/model.h"
 #include "format/safetensors_write.h"
 #include "mk_test.h"
 #include "moekit.h"
 
 #include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static char tmpdir[256];
@@ -117,12 +120,61 @@ static void test_synth_archs(void) {
     CHECK(!mk_file_exists(out), "and leaves nothing");
 }
 
+/* A model copied into memory (mk_model_make_resident) gives the same logits, bit for bit, as
+ * the same model run from its file mapping, and advice to drop its layers changes nothing. */
+static void test_resident_same_logits(void) {
+    char cpath[300], out[300];
+    snprintf(cpath, sizeof cpath, "%s/big.json", tmpdir);
+    snprintf(out, sizeof out, "%s/big", tmpdir);
+    FILE *f = fopen(cpath, "w");
+    REQUIRE(f, "write config");
+    fputs("{\"architectures\":[\"OlmoeForCausalLM\"],\"vocab_size\":1000,\"hidden_size\":256,\"num_hidden_layers\":2,"
+          "\"num_attention_heads\":4,\"num_experts\":8,\"num_experts_per_tok\":2,\"intermediate_size\":256,"
+          "\"rms_norm_eps\":1e-5,\"clip_qkv\":null}", f);
+    fclose(f);
+    mk_synth_opts o = {.dtype = "bf16", .seed = 3, .quiet = true};
+    REQUIRE(mk_model_synth(cpath, out, &o) == MK_OK, "%s", mk_last_error());
+    mk_model *m[2];
+    REQUIRE(mk_model_load(&m[0], out) == MK_OK, "%s", mk_last_error());
+    REQUIRE(mk_model_load(&m[1], out) == MK_OK, "%s", mk_last_error());
+    size_t bytes = 0;
+    CHECK(mk_model_make_resident(m[1], &bytes) == MK_OK, "%s", mk_last_error());
+    char wpath[320];
+    snprintf(wpath, sizeof wpath, "%s/model.safetensors", out);
+    struct stat sb;
+    REQUIRE(stat(wpath, &sb) == 0 && (size_t)sb.st_size > 2 * MK_MAP_ALIGN, "%s: a weight file of several huge pages", wpath);
+    if (bytes) CHECK(bytes == (size_t)sb.st_size, "copied %zu bytes of a %lld-byte weight file", bytes, (long long)sb.st_size);
+    else printf("     (no copy made: transparent huge pages off or memory short)\n");
+    mk_model_advise_weights(m[1], 0, false);
+    mk_model_advise_weights(m[1], -1, false);
+    const size_t V = 1000;
+    float *lg[2];
+    int32_t tok[6] = {3, 999, 17, 0, 512, 64};
+    for (int k = 0; k < 2; k++) {
+        lg[k] = malloc(6 * V * sizeof(float));
+        mk_ctx *c;
+        REQUIRE(lg[k] && mk_ctx_new(&c, m[k], 16, 8) == MK_OK, "%s", mk_last_error());
+        CHECK(mk_ctx_forward(c, tok, 5, MK_LOGITS_ALL, lg[k]) == MK_OK, "%s", mk_last_error());
+        CHECK(mk_ctx_forward(c, tok + 5, 1, MK_LOGITS_ALL, lg[k] + 5 * V) == MK_OK, "%s", mk_last_error());
+        mk_ctx_free(c);
+    }
+    CHECK(!memcmp(lg[0], lg[1], 6 * V * sizeof(float)), "resident and mapped logits differ");
+    double s = 0;
+    for (size_t i = 0; i < 6 * V; i++) s += fabs(lg[0][i]);
+    CHECK(s > 0 && isfinite(s), "logits finite and not zero (sum |l| %g)", s);
+    for (int k = 0; k < 2; k++) {
+        free(lg[k]);
+        mk_model_free(m[k]);
+    }
+}
+
 int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/mk_test_synth.XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
     RUN(test_writer_roundtrip);
     RUN(test_writer_incomplete);
     RUN(test_synth_archs);
+    RUN(test_resident_same_logits);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     if (system(cmd)) fprintf(stderr, "cannot remove %s\n", tmpdir);

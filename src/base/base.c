@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -110,6 +111,112 @@ char *mk_strdup(const char *s) {
     return d;
 }
 
+/* Maps the file read-only; one of at least MK_MAP_ALIGN bytes at an MK_MAP_ALIGN-aligned address,
+ * inside a reservation of whole MK_MAP_ALIGN units (*span bytes). */
+static void *map_file(int fd, size_t size, size_t *span) {
+    *span = size;
+    if (size < MK_MAP_ALIGN || size > SIZE_MAX - 2 * MK_MAP_ALIGN) return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    const size_t units = (size + MK_MAP_ALIGN - 1) & ~(MK_MAP_ALIGN - 1);
+    uint8_t *r = mmap(NULL, units + MK_MAP_ALIGN, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r == MAP_FAILED) return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    uint8_t *a = (uint8_t *)(((uintptr_t)r + MK_MAP_ALIGN - 1) & ~(uintptr_t)(MK_MAP_ALIGN - 1));
+    if (a > r) munmap(r, (size_t)(a - r));
+    if (r + MK_MAP_ALIGN > a) munmap(a + units, (size_t)(r + MK_MAP_ALIGN - a));
+    void *p = mmap(a, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
+    if (p == MAP_FAILED) {
+        munmap(a, units);
+        return p;
+    }
+    *span = units;
+    return p;
+}
+
+/* Whether the kernel puts transparent huge pages under memory that asks for them. */
+static bool thp_available(void) {
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (!f) return false;
+    char line[128] = "";
+    bool ok = fgets(line, sizeof line, f) && !strstr(line, "[never]");
+    fclose(f);
+    return ok;
+}
+
+/* MemAvailable from /proc/meminfo in bytes, or 0 when unknown. */
+static size_t mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    unsigned long long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+    fclose(f);
+    return kb > SIZE_MAX / 1024 ? SIZE_MAX : (size_t)kb * 1024;
+}
+
+mk_status mk_map_make_resident(mk_map *m, bool *done) {
+    *done = false;
+    if (!m->data || m->resident || m->span < MK_MAP_ALIGN || m->span % MK_MAP_ALIGN || (uintptr_t)m->data % MK_MAP_ALIGN)
+        return MK_OK; /* a small file, or mapped where no huge page fits */
+    int fd = open(m->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return mk_err(MK_ERR_IO, "%s: cannot open: %s", m->path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (size_t)st.st_size != m->size) {
+        close(fd);
+        return mk_err(MK_ERR_IO, "%s: changed size since it was opened", m->path);
+    }
+    if (!thp_available() || m->size > mem_available() / 10 * 9) {
+        close(fd);
+        return MK_OK;
+    }
+    /* the copy at an aligned address of its own, then moved over the mapping in one step */
+    uint8_t *r = mmap(NULL, m->span + MK_MAP_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r == MAP_FAILED) {
+        close(fd);
+        return MK_OK; /* no memory for a copy: the mapping serves */
+    }
+    uint8_t *a = (uint8_t *)(((uintptr_t)r + MK_MAP_ALIGN - 1) & ~(uintptr_t)(MK_MAP_ALIGN - 1));
+    if (a > r) munmap(r, (size_t)(a - r));
+    if (r + MK_MAP_ALIGN > a) munmap(a + m->span, (size_t)(r + MK_MAP_ALIGN - a));
+    madvise(a, m->span, MADV_HUGEPAGE);
+    /* in MK_MAP_ALIGN pieces over the threads: the kernel clears each new huge page before the
+     * copy, and on a VM the first touch of guest memory costs more than the copy */
+    const size_t n_piece = m->span / MK_MAP_ALIGN;
+    size_t bad_at = SIZE_MAX;
+    int bad_errno = 0;
+    #pragma omp parallel for schedule(dynamic, 8)
+    for (size_t i = 0; i < n_piece; i++) {
+        size_t off = i * MK_MAP_ALIGN;
+        const size_t end = MK_MIN(m->size, off + MK_MAP_ALIGN);
+        while (off < end) {
+            ssize_t got = pread(fd, a + off, end - off, (off_t)off);
+            if (got < 0 && errno == EINTR) continue;
+            if (got <= 0) {
+                const int e = got < 0 ? errno : 0;
+                #pragma omp critical(mk_map_read)
+                if (off < bad_at) {
+                    bad_at = off;
+                    bad_errno = e;
+                }
+                break;
+            }
+            off += (size_t)got;
+        }
+    }
+    close(fd);
+    if (bad_at != SIZE_MAX) {
+        munmap(a, m->span);
+        return mk_err(MK_ERR_IO, "%s: read failed at byte %zu: %s", m->path, bad_at, bad_errno ? strerror(bad_errno) : "unexpected end of file");
+    }
+    if (mprotect(a, m->span, PROT_READ) != 0 ||
+        mremap(a, m->span, m->span, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)m->data) == MAP_FAILED) {
+        munmap(a, m->span);
+        return MK_OK; /* the mapping is untouched and serves */
+    }
+    m->resident = true;
+    *done = true;
+    return MK_OK;
+}
+
 mk_status mk_map_open(mk_map *m, const char *path) {
     memset(m, 0, sizeof *m);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -129,9 +236,9 @@ mk_status mk_map_open(mk_map *m, const char *path) {
         close(fd);
         return MK_ERR_NOMEM;
     }
-    m->size = (size_t)st.st_size;
+    m->size = m->span = (size_t)st.st_size;
     if (m->size > 0) {
-        void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
+        void *p = map_file(fd, m->size, &m->span);
         if (p == MAP_FAILED) {
             int e = errno;
             close(fd);
@@ -147,13 +254,13 @@ mk_status mk_map_open(mk_map *m, const char *path) {
 
 void mk_map_close(mk_map *m) {
     if (!m) return;
-    if (m->data) munmap((void *)m->data, m->size);
+    if (m->data) munmap((void *)m->data, m->span);
     free(m->path);
     memset(m, 0, sizeof *m);
 }
 
 void mk_map_advise(const mk_map *m, size_t off, size_t len, bool willneed) {
-    if (!m->data || off >= m->size) return;
+    if (!m->data || m->resident || off >= m->size) return;
     if (len > m->size - off) len = m->size - off;
     long pg = sysconf(_SC_PAGESIZE);
     size_t a = off & ~((size_t)pg - 1);

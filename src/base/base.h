@@ -43,15 +43,28 @@ static inline bool mk_add_ok(size_t a, size_t b, size_t *out) {
     return !__builtin_add_overflow(a, b, out);
 }
 
-/* A read-only mapping of a whole file. */
+/* A read-only mapping of a whole file. Files of at least MK_MAP_ALIGN bytes are mapped at an
+ * MK_MAP_ALIGN-aligned address with the rest of the last MK_MAP_ALIGN held too (span), so
+ * that mk_map_make_resident can put huge pages under the same addresses. */
+#define MK_MAP_ALIGN ((size_t)2 << 20)
 typedef struct mk_map {
     const uint8_t *data; /* NULL for an empty file */
     size_t size;
+    size_t span;         /* bytes of address space at data the map owns (>= size) */
+    bool resident;       /* the bytes are a private copy in memory, not a file mapping */
     char *path;          /* owned copy, for error messages */
 } mk_map;
 mk_status mk_map_open(mk_map *m, const char *path);
 void mk_map_close(mk_map *m);
-/* Advise the kernel that [off, off+len) will (not) be needed soon; no-op on failure. */
+/* Replaces the file mapping by a private in-memory copy of the file at the same addresses
+ * (pointers into the map stay valid), backed by transparent huge pages where the kernel has
+ * them: streaming the weights then takes a TLB miss per 2 MiB instead of per 4 KiB page.
+ * Sets *done to whether it made the copy: it does not for a file under MK_MAP_ALIGN bytes, on
+ * a kernel without transparent huge pages or with them off, or when the file is larger than
+ * the memory available. On an error the mapping is left as it was. */
+mk_status mk_map_make_resident(mk_map *m, bool *done);
+/* Advise the kernel that [off, off+len) will (not) be needed soon; no-op on failure and on a
+ * resident map (dropping its pages would zero them). */
 void mk_map_advise(const mk_map *m, size_t off, size_t len, bool willneed);
 
 /* The same for any mapped range [p, p+len) (widened to whole pages). Dropping pages of a

@@ -20,7 +20,7 @@ static double cpu_seconds(void) {
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: moekit bench -m MODEL_DIR [-p 512] [-n 128] [-t THREADS] [-r REPS] [--bf16-dot]\n"
+            "usage: moekit bench -m MODEL_DIR [-p 512] [-n 128] [-t THREADS] [-r REPS] [--bf16-dot] [--mmap]\n"
             "Prints tokens/s for a prompt of P random tokens (pp, one batched forward) and for N\n"
             "generated tokens (tg, one token per forward, KV cache growing from empty), as the mean and\n"
             "standard deviation over REPS runs after one warm-up run. cpu%% is the CPU time the process got\n"
@@ -32,7 +32,8 @@ static void usage(FILE *f) {
             "  -t, --threads N   threads (default: all cores)\n"
             "  -r, --reps R      repetitions (default 5)\n"
             "  --bf16-dot        BF16 weights: AVX512-BF16 dot products on bf16-rounded activations for\n"
-            "                    prefill (faster, less exact; as llama.cpp does)\n");
+            "                    prefill (faster, less exact; as llama.cpp does)\n"
+            MK_CLI_MMAP_HELP);
 }
 
 static void stats(const double *v, int n, double *mean, double *sd) {
@@ -46,7 +47,7 @@ static void stats(const double *v, int n, double *mean, double *sd) {
 int mk_cmd_bench(int argc, char **argv) {
     const char *dir = NULL;
     int64_t np = 512, ng = 128, threads = 0, reps = 5;
-    bool bf16dot = false;
+    bool bf16dot = false, keep_mapped = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
 #define VAL() if (!(v = mk_arg_value(argc, argv, &i))) return 2
@@ -57,6 +58,7 @@ int mk_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (!mk_arg_int(a, v, 1, 1024, &threads)) return 2; }
         else if (!strcmp(a, "-r") || !strcmp(a, "--reps")) { VAL(); if (!mk_arg_int(a, v, 1, 1000, &reps)) return 2; }
         else if (!strcmp(a, "--bf16-dot")) bf16dot = true;
+        else if (!strcmp(a, "--mmap")) keep_mapped = true;
         else { fprintf(stderr, "moekit bench: unknown option '%s' (moekit bench --help)\n", a); return 2; }
 #undef VAL
     }
@@ -71,7 +73,7 @@ int mk_cmd_bench(int argc, char **argv) {
     int32_t *tok = NULL;
     float *logits = NULL;
     double *tv = NULL;
-    if (mk_model_load(&m, dir)) { rc = mk_cli_fail(); goto done; }
+    if (mk_cli_load_model(&m, dir, keep_mapped)) goto done;
     const mk_model_info *in = mk_model_get_info(m);
     const size_t n_ctx = (size_t)(np > ng ? np : ng) + 1;
     if (mk_ctx_new(&c, m, n_ctx, np > 0 ? (size_t)np : 1)) { rc = mk_cli_fail(); goto done; }

@@ -63,6 +63,7 @@ static void usage(FILE *f) {
             "                        (routing options apply to the evaluated model, not to --kld-base)\n"
             "  --batch N             tokens per forward call (default min(ctx, 512))\n"
             "  -t, --threads N       threads (default: all cores)\n"
+            MK_CLI_MMAP_HELP
             "A progress bar (tokens, tok/s, ETA) is drawn on stderr when it is a terminal.\n");
 }
 
@@ -399,7 +400,7 @@ int mk_cmd_eval(int argc, char **argv) {
     const char *dir = NULL, *ppl_text = NULL, *ppl_ids = NULL, *base_dir = NULL, *save = NULL, *kld_file = NULL,
                *mc = NULL;
     int64_t ctx = 512, stride = 0, experts = 0, threads = 0, save_k = 32, batch = 0, mc_limit = 0;
-    bool json = false;
+    bool json = false, keep_mapped = false;
     mk_cli_route route = {0};
     char topk_spec[32];
     int rc = 2;
@@ -421,6 +422,7 @@ int mk_cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--mc")) { VAL(); mc = v; }
         else if (!strcmp(a, "--mc-limit")) { VAL(); if (!mk_arg_int(a, v, 1, INT64_MAX, &mc_limit)) goto out; }
         else if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "--mmap")) keep_mapped = true;
         else if (!strcmp(a, "--experts")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 20, &experts)) goto out; }
         else if (!strcmp(a, "--route")) { VAL(); if (!mk_cli_route_add(&route, v)) goto out; }
         else if (!strcmp(a, "--batch")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 20, &batch)) goto out; }
@@ -466,7 +468,7 @@ int mk_cmd_eval(int argc, char **argv) {
     mk_logits_file *lf = NULL;
     mk_eval_result res = {0};
     mc_run r = {0};
-    if (mk_model_load(&m, dir)) { rc = mk_cli_fail(); goto done; }
+    if (mk_cli_load_model(&m, dir, keep_mapped)) goto done;
     const mk_model_info *in = mk_model_get_info(m);
     if (ids) {
         size_t wctx = (size_t)ctx;
@@ -485,7 +487,7 @@ int mk_cmd_eval(int argc, char **argv) {
             if (mk_logits_open(&lf, kld_file)) { rc = mk_cli_fail(); goto done; }
         }
         if (base_dir) {
-            if (mk_model_load(&bm, base_dir)) { rc = mk_cli_fail(); goto done; }
+            if (mk_cli_load_model(&bm, base_dir, keep_mapped)) goto done;
             if (mk_model_get_info(bm)->vocab != in->vocab) {
                 fprintf(stderr, "moekit eval: base model %s has a vocabulary of %lld tokens, %s has %lld: KL divergence needs the same vocabulary\n",
                         base_dir, (long long)mk_model_get_info(bm)->vocab, dir, (long long)in->vocab);

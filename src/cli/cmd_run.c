@@ -41,7 +41,8 @@ static void usage(FILE *f) {
             "  -t, --threads N       threads (default: all cores)\n"
             "  --ids                 print generated token ids even when a tokenizer is present\n"
             "  --ignore-eos          do not stop at the end-of-sequence token\n"
-            "  --quiet-stats         do not print timings to stderr\n");
+            "  --quiet-stats         do not print timings to stderr\n"
+            MK_CLI_MMAP_HELP);
 }
 
 int mk_cmd_run(int argc, char **argv) {
@@ -53,7 +54,7 @@ int mk_cmd_run(int argc, char **argv) {
     size_t n_prompt = 0;
     int64_t n_predict = 32, top_k = 0, experts = 0, n_ctx = 0, threads = 0, seed = 0;
     double temp = 0, top_p = 1;
-    bool ignore_eos = false, stats = true;
+    bool ignore_eos = false, stats = true, keep_mapped = false;
     mk_cli_route route = {0};
     double sc_alpha = 0, sc_beta = 0;
     int64_t sc_rank = 2;
@@ -93,6 +94,7 @@ int mk_cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) { VAL(); if (!mk_arg_int(a, v, 1, 1024, &threads)) goto out; }
         else if (!strcmp(a, "--ignore-eos")) ignore_eos = true;
         else if (!strcmp(a, "--quiet-stats")) stats = false;
+        else if (!strcmp(a, "--mmap")) keep_mapped = true;
         else { fprintf(stderr, "moekit run: unknown option '%s' (moekit run --help)\n", a); goto out; }
 #undef VAL
     }
@@ -107,7 +109,7 @@ int mk_cmd_run(int argc, char **argv) {
     mk_tokenizer *tkz = NULL;
     mk_tokenizer_stream *tstream = NULL;
     float *logits = NULL, *wlogits = NULL;
-    if (mk_model_load(&m, dir)) { rc = mk_cli_fail(); goto out; }
+    if (mk_cli_load_model(&m, dir, keep_mapped)) goto out;
     const mk_model_info *in = mk_model_get_info(m);
     bool has_tok = mk_tokenizer_present(dir);
     if (text && !has_tok) { fprintf(stderr, "moekit run: %s %s; give the prompt as --prompt-ids\n", dir, mk_cli_no_tokenizer(dir)); goto done; }

@@ -30,6 +30,14 @@ int mk_cli_fail(void) {
     return 1;
 }
 
+int mk_cli_load_model(mk_model **m, const char *dir, bool keep_mapped) {
+    if (mk_model_load(m, dir)) return mk_cli_fail();
+    size_t bytes = 0;
+    if (!keep_mapped && mk_model_make_resident(*m, &bytes))
+        fprintf(stderr, "moekit: warning: %s; running from the file mapping\n", mk_last_error());
+    return 0;
+}
+
 static void usage(FILE *f) {
     fprintf(f, "moekit %s — an engine and toolkit for Mixture-of-Experts language models\n\n", MK_VERSION);
     fprintf(f, "usage: moekit <command> [options]   (moekit <command> --help for details)\n\ncommands:\n");

@@ -292,6 +292,7 @@ static void advise_tensor(const mk_model *m, const mk_tensor *t, bool willneed) 
     for (int i = 0; i < m->st->n_files; i++) {
         const mk_map *f = &m->st->files[i];
         if (f->data && p >= f->data && t->nbytes <= f->size && (size_t)(p - f->data) <= f->size - t->nbytes) {
+            if (f->resident) return;
             mk_advise_range(p, t->nbytes, willneed);
             return;
         }
@@ -302,6 +303,21 @@ static void advise_mlp(const mk_model *m, const mk_mlp_w *w, bool willneed) {
     advise_tensor(m, &w->gate, willneed);
     advise_tensor(m, &w->up, willneed);
     advise_tensor(m, &w->down, willneed);
+}
+
+mk_status mk_model_make_resident(mk_model *m, size_t *bytes) {
+    *bytes = 0;
+    mk_map *maps[1] = {m->gguf ? &m->gguf->map : NULL};
+    const int n_files = m->st ? m->st->n_files : 0;
+    for (int i = -1; i < n_files; i++) {
+        mk_map *f = i < 0 ? maps[0] : &m->st->files[i];
+        bool done = false;
+        if (!f) continue;
+        mk_status st = mk_map_make_resident(f, &done);
+        if (st) return st;
+        if (done) *bytes += f->size;
+    }
+    return MK_OK;
 }
 
 void mk_model_advise_weights(const mk_model *m, int64_t l, bool willneed) {
