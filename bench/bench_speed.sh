@@ -8,7 +8,10 @@
 #   3. `moekit bench` and llama.cpp's `llama-bench` (if LLAMA_CPP_DIR points to a llama.cpp build
 #      with build/bin/llama-bench, made outside this repository) on each file, alternately;
 #   4. a summary: pp and tg for both engines, the ratios, and each decode figure as % of the
-#      bandwidth roof (roof = bandwidth / weight bytes one decoded token reads).
+#      bandwidth roof (roof = bandwidth / weight bytes one decoded token reads). The bandwidth is
+#      also measured just before and just after each type's runs (1 GiB, best of 5), and that
+#      type's roof uses the highest of those two and the start and end figures: on a shared VM
+#      the bandwidth moves by 10-25% from minute to minute.
 # Both engines get random token ids (llama-bench has no text input; with random weights the
 # routing does not depend on the text). Both read the weights into memory rather than run them
 # from the file's mapping: moekit's default (a copy on transparent huge pages, as bw.c's buffer
@@ -76,13 +79,15 @@ echo
 
 # mean TEST FILE: the t/s of the row whose test column is TEST in a markdown table (the last such row)
 mean_of() { awk -F'|' -v t="$1" '{for (i = 1; i <= NF; i++) if ($i ~ "^ *" t " *$") {split($(i + 1), a, " "); v = a[1]}} END {print v}' "$2"; }
-declare -A MKPP MKTG LBPP LBTG
+declare -A MKPP MKTG LBPP LBTG BWT
+bwq() { OMP_NUM_THREADS=$THREADS "$WORK/bw" 1024 5 2>/dev/null; }
 for T in $TYPES; do
   G=$WORK/olmoe4-$T.gguf
   [ -f "$G" ] || "$MK" quantize -m "$MODEL" --type "$T" -o "$G" >&2
   cat "$G" > /dev/null   # into the page cache before timing
   echo "## $T"
   echo
+  B0=$(bwq)
   echo "\`$MK bench -m $G -p $P -n $N -t $THREADS -r $REPS\`"
   echo
   "$MK" bench -m "$G" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" | tee "$WORK/mk_$T.md"
@@ -95,23 +100,29 @@ for T in $TYPES; do
     echo
     LBPP[$T]=$(mean_of "pp$P" "$WORK/lb_$T.md"); LBTG[$T]=$(mean_of "tg$N" "$WORK/lb_$T.md")
   fi
+  B1=$(bwq)
+  BWT[$T]=$(awk -v a="$B0" -v b="$B1" 'BEGIN {print (b > a ? b : a)}')
+  echo "Read bandwidth just before and after these runs: $B0 and $B1 GB/s."
+  echo
 done
 
 BW_END=$(OMP_NUM_THREADS=$THREADS "$WORK/bw" 2048 10 2>/dev/null)
 BWM=$(awk -v a="$BW" -v b="$BW_END" 'BEGIN {print (b > a ? b : a)}')
-echo "Read bandwidth measured again at the end: $BW_END GB/s; the roofs use the higher ($BWM GB/s)."
+echo "Read bandwidth measured again at the end: $BW_END GB/s. Each type's roof uses the highest of the"
+echo "start and end figures ($BWM GB/s at most) and the two measured around its own runs."
 echo
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "" || b == 0) print "–"; else printf "%.2f×", a / b}'; }
-echo "## Summary ($THREADS threads; mean of $REPS runs; bandwidth $BWM GB/s)"
+echo "## Summary ($THREADS threads; mean of $REPS runs)"
 echo
-echo "| weights | bytes/token | re-read/token | roof t/s | moekit pp$P | llama.cpp pp$P | pp ratio | moekit tg$N | llama.cpp tg$N | tg ratio | moekit % of roof | llama.cpp % of roof |"
-echo "| ------- | ----------: | ----------: | -------: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| weights | bytes/token | re-read/token | bandwidth | roof t/s | moekit pp$P | llama.cpp pp$P | pp ratio | moekit tg$N | llama.cpp tg$N | tg ratio | moekit % of roof | llama.cpp % of roof |"
+echo "| ------- | ----------: | ----------: | --------: | -------: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for T in $TYPES; do
   BYTES=$(awk -v w="$WEIGHTS" -v b="$(bpw "$T")" 'BEGIN {split(b, f, "/"); r = (f[2] ? f[1] / f[2] : f[1]); printf "%.0f", w * r}')
-  ROOF=$(awk -v bw="$BWM" -v b="$BYTES" 'BEGIN {printf "%.1f", bw * 1e9 / b}')
+  BWR=$(awk -v a="$BWM" -v b="${BWT[$T]}" 'BEGIN {print (b > a ? b : a)}')
+  ROOF=$(awk -v bw="$BWR" -v b="$BYTES" 'BEGIN {printf "%.1f", bw * 1e9 / b}')
   pct() { awk -v a="$1" -v r="$ROOF" 'BEGIN {if (a == "") print "–"; else printf "%.0f%%", 100 * a / r}'; }
   RB=$(awk -v w="$SHARED" -v b="$(bpw "$T")" 'BEGIN {split(b, f, "/"); r = (f[2] ? f[1] / f[2] : f[1]); printf "%.0f MB", w * r / 1e6}')
-  echo "| $T | $(awk -v b="$BYTES" 'BEGIN {printf "%.0f MB", b / 1e6}') | $RB | $ROOF | ${MKPP[$T]} | ${LBPP[$T]:-–} | $(ratio "${MKPP[$T]}" "${LBPP[$T]:-}") | ${MKTG[$T]} | ${LBTG[$T]:-–} | $(ratio "${MKTG[$T]}" "${LBTG[$T]:-}") | $(pct "${MKTG[$T]}") | $(pct "${LBTG[$T]:-}") |"
+  echo "| $T | $(awk -v b="$BYTES" 'BEGIN {printf "%.0f MB", b / 1e6}') | $RB | $BWR GB/s | $ROOF | ${MKPP[$T]} | ${LBPP[$T]:-–} | $(ratio "${MKPP[$T]}" "${LBPP[$T]:-}") | ${MKTG[$T]} | ${LBTG[$T]:-–} | $(ratio "${MKTG[$T]}" "${LBTG[$T]:-}") | $(pct "${MKTG[$T]}") | $(pct "${LBTG[$T]:-}") |"
 done
 echo
 echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg)."
