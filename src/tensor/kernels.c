@@ -352,8 +352,10 @@ bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
             fn = mk_kern_rows_avx512bf16;
         }
     }
-    const double work = (double)n_out * (double)n_in * (double)n_tok;
-    int nth = omp_in_parallel() || work < 262144.0 ? 1 : omp_get_max_threads();
+    /* one thread for a small product, unless it streams enough weight bytes that a second core's
+     * bandwidth outweighs the fork (an F32 router at decode: 64 × 2048 is 512 KB) */
+    const double work = (double)n_out * (double)n_in * (double)n_tok, wbytes = (double)n_out * (double)mk_dtype_row_bytes(dt, n_in);
+    int nth = omp_in_parallel() || (work < 262144.0 && wbytes < 131072.0) ? 1 : omp_get_max_threads();
     const size_t max_units = (n_out + ROW_GRAIN - 1) / ROW_GRAIN;
     if ((size_t)nth > max_units) nth = (int)max_units;
     /* about 8 chunks per thread, each a multiple of ROW_GRAIN rows, at most 256 rows */
