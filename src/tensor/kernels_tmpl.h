@@ -77,7 +77,9 @@ AI void gemv_dt(const mk_kjob *j, size_t r0, size_t r1, int dt) {
  * core streaming on a 512 MB matrix with AVX-512 (19.5 → 22-23.6 GB/s; 8 or 16 rows ahead was
  * less). Exact: the same f32 products as the generic path, summed in another order. n % 32 == 0. */
 #define GEMV_BF16_FAST gemv_bf16_pairs
+#ifndef PF_ROWS
 #define PF_ROWS 4
+#endif
 static void gemv_bf16_pairs(const mk_kjob *j, size_t r0, size_t r1, float *xd) {
     const size_t n = j->n_in, B = 2 * KV;
     for (size_t t = 0; t < j->n_tok; t++)
