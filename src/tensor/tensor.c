@@ -177,7 +177,9 @@ void mk_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, c
 }
 
 void mk_rmsnorm(float *y, const float *x, const mk_tensor *w, size_t n, float eps) {
-    double ss = 0;
+    double ss = 0; /* in double, which allows the vector partial sums (a serial chain of double
+                      adds was 1% of a Q6_K prompt) */
+    #pragma omp simd reduction(+ : ss)
     for (size_t i = 0; i < n; i++) ss += (double)x[i] * (double)x[i];
     float var = (float)(ss / (double)n);
     float r = 1.0f / sqrtf(var + eps);
