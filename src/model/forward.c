@@ -473,31 +473,39 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
             }
             #pragma omp barrier /* the next head overwrites S and Vt */
         }
-    } else
-    #pragma omp parallel for collapse(2) schedule(dynamic, 1) num_threads(c->n_threads) if (n * nh > 1)
-    for (size_t t = 0; t < n; t++) {
-        for (size_t h = 0; h < nh; h++) {
-            float *sc = c->scores + (size_t)omp_get_thread_num() * c->n_ctx;
-            const size_t p = pos0 + t, j0 = win && p + 1 > win ? p + 1 - win : 0;
-            const float *qh = c->q + t * q_dim + h * D;
-            const size_t g = h / group;
-            const float *kg = kc + g * c->n_ctx * D, *vg = vc + g * c->n_ctx * D;
-            float mx = -INFINITY;
-            for (size_t j = j0; j <= p; j++) {
-                const float *restrict kj = kg + j * D;
-                /* the values the weighted sum reads once the softmax is known: their misses
-                 * overlap the scores' instead of following them */
-                for (size_t i = 0; i < D; i += 64 / sizeof(float)) __builtin_prefetch(vg + j * D + i, 0, 3);
-                float d = 0;
-                #pragma omp simd reduction(+ : d)
-                for (size_t i = 0; i < D; i++) d += qh[i] * kj[i];
-                sc[j] = d * scale;
-                if (sc[j] > mx) mx = sc[j];
+        mk_matmul(c->tmp, H, c->att, q_dim, n, &lw->wo, NULL);
+    } else {
+        /* decode and small batches: the heads, then the output projection, in one parallel
+         * region (one fork and one barrier fewer per layer) */
+        #pragma omp parallel num_threads(c->n_threads)
+        {
+            #pragma omp for collapse(2) schedule(dynamic, 1)
+            for (size_t t = 0; t < n; t++) {
+                for (size_t h = 0; h < nh; h++) {
+                    float *sc = c->scores + (size_t)omp_get_thread_num() * c->n_ctx;
+                    const size_t p = pos0 + t, j0 = win && p + 1 > win ? p + 1 - win : 0;
+                    const float *qh = c->q + t * q_dim + h * D;
+                    const size_t g = h / group;
+                    const float *kg = kc + g * c->n_ctx * D, *vg = vc + g * c->n_ctx * D;
+                    float mx = -INFINITY;
+                    for (size_t j = j0; j <= p; j++) {
+                        const float *restrict kj = kg + j * D;
+                        /* the values the weighted sum reads once the softmax is known: their misses
+                         * overlap the scores' instead of following them */
+                        for (size_t i = 0; i < D; i += 64 / sizeof(float)) __builtin_prefetch(vg + j * D + i, 0, 3);
+                        float d = 0;
+                        #pragma omp simd reduction(+ : d)
+                        for (size_t i = 0; i < D; i++) d += qh[i] * kj[i];
+                        sc[j] = d * scale;
+                        if (sc[j] > mx) mx = sc[j];
+                    }
+                    softmax_weighted_sum(sc, j0, p, mx, vg, D, D, c->att + t * q_dim + h * D);
+                }
             }
-            softmax_weighted_sum(sc, j0, p, mx, vg, D, D, c->att + t * q_dim + h * D);
+            /* (the for's barrier: every head's output is in att) */
+            mk_matmul_team(c->tmp, H, c->att, q_dim, n, lw->wo.data, lw->wo.dtype, H, q_dim, NULL);
         }
     }
-    mk_matmul(c->tmp, H, c->att, q_dim, n, &lw->wo, NULL);
     #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n >= 16)
     for (size_t i = 0; i < n * H; i++) x[i] += c->tmp[i];
 }
