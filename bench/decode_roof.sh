@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Decode speed as % of the bandwidth roof, in repeated rounds: on a shared VM the read bandwidth
+# moves 10-25% from minute to minute, so one tg figure against one bandwidth figure says little.
+# Each round measures the read bandwidth (bench/bw.c, 2 GiB, best of 5), runs `moekit bench -p 0
+# -n N` on each type's file, measures the bandwidth again, and scores the tg figure against the
+# higher of the two; the script prints every round and the median and range per type.
+# Usage: WORK=/tmp/moekit-speed-bench bash bench/decode_roof.sh   (after bench_speed.sh made the files)
+# Env: THREADS (2), ROUNDS (8), N (128), TYPES ("bf16 q8_0"), WORK (/tmp/moekit-speed-bench)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+THREADS=${THREADS:-2}; ROUNDS=${ROUNDS:-8}; N=${N:-128}; TYPES=${TYPES:-bf16 q8_0}; WORK=${WORK:-/tmp/moekit-speed-bench}
+MK=build/moekit
+make -s -j2 "$MK" >&2
+[ -x "$WORK/bw" ] || cc -O2 -march=native -fopenmp bench/bw.c -o "$WORK/bw"
+MODEL=$WORK/olmoe4-bf16
+[ -f "$MODEL/model.safetensors" ] || { echo "decode_roof: $MODEL missing (run bench/bench_speed.sh first)" >&2; exit 1; }
+info=$("$MK" info -m "$MODEL")
+field() { printf '%s\n' "$info" | awk -v k="$1" -F': *' '$1 == k {print $2}' | awk '{print $1}'; }
+V=$(field vocab); H=$(field d_model); ACT=$(field "params active")
+WEIGHTS=$(( ACT - V * H + H ))   # as bench_speed.sh: every active weight once but the embedding
+bpw() { case $1 in bf16|f16) echo 2;; q8_0) echo "34/32";; q4_0) echo "18/32";; q4_k) echo "144/256";; q6_k) echo "210/256";; esac; }
+bwq() { OMP_NUM_THREADS=$THREADS "$WORK/bw" 2048 5 2>/dev/null; }
+echo "# Decode % of the bandwidth roof, $ROUNDS rounds"
+echo
+echo "Run: \`THREADS=$THREADS ROUNDS=$ROUNDS N=$N TYPES=\"$TYPES\" bash bench/decode_roof.sh\`  "
+echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); moekit commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
+echo
+echo "| round | type | bandwidth before / after (GB/s) | roof t/s | tg$N t/s | % of roof |"
+echo "| ---: | --- | ---: | ---: | ---: | ---: |"
+declare -A PCTS
+for r in $(seq "$ROUNDS"); do
+  for T in $TYPES; do
+    G=$WORK/olmoe4-$T.gguf
+    [ -f "$G" ] || { echo "decode_roof: $G missing (run bench/bench_speed.sh first)" >&2; exit 1; }
+    BYTES=$(awk -v w="$WEIGHTS" -v b="$(bpw "$T")" 'BEGIN {split(b, f, "/"); r = (f[2] ? f[1] / f[2] : f[1]); printf "%.0f", w * r}')
+    b0=$(bwq)
+    tg=$("$MK" bench -m "$G" -p 0 -n "$N" -t "$THREADS" -r 2 | awk -F'|' -v t="tg$N" '$8 ~ t {split($9, a, " "); print a[1]}')
+    b1=$(bwq)
+    read -r roof pct < <(awk -v a="$b0" -v b="$b1" -v t="$tg" -v by="$BYTES" 'BEGIN {bw = (a > b ? a : b); r = bw * 1e9 / by; printf "%.1f %.1f\n", r, 100 * t / r}')
+    PCTS[$T]="${PCTS[$T]:-} $pct"
+    echo "| $r | $T | $b0 / $b1 | $roof | $tg | $pct% |"
+  done
+done
+echo
+echo "| type | median % of roof | range |"
+echo "| --- | ---: | --- |"
+for T in $TYPES; do
+  printf '%s\n' ${PCTS[$T]} | sort -n | awk -v t="$T" '{a[NR] = $1} END {m = NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2; printf "| %s | %.1f%% | %.1f-%.1f%% |\n", t, m, a[1], a[NR]}'
+done
