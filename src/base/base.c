@@ -111,17 +111,25 @@ char *mk_strdup(const char *s) {
     return d;
 }
 
+/* Anonymous memory of len bytes (a multiple of MK_MAP_ALIGN) at an MK_MAP_ALIGN-aligned address:
+ * len + MK_MAP_ALIGN mapped, the slack on either side given back. MAP_FAILED on failure. */
+static uint8_t *map_aligned(size_t len, int prot, int flags) {
+    uint8_t *r = mmap(NULL, len + MK_MAP_ALIGN, prot, MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
+    if (r == MAP_FAILED) return r;
+    uint8_t *a = (uint8_t *)(((uintptr_t)r + MK_MAP_ALIGN - 1) & ~(uintptr_t)(MK_MAP_ALIGN - 1));
+    if (a > r) munmap(r, (size_t)(a - r));
+    if (r + MK_MAP_ALIGN > a) munmap(a + len, (size_t)(r + MK_MAP_ALIGN - a));
+    return a;
+}
+
 /* Maps the file read-only; one of at least MK_MAP_ALIGN bytes at an MK_MAP_ALIGN-aligned address,
  * inside a reservation of whole MK_MAP_ALIGN units (*span bytes). */
 static void *map_file(int fd, size_t size, size_t *span) {
     *span = size;
     if (size < MK_MAP_ALIGN || size > SIZE_MAX - 2 * MK_MAP_ALIGN) return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     const size_t units = (size + MK_MAP_ALIGN - 1) & ~(MK_MAP_ALIGN - 1);
-    uint8_t *r = mmap(NULL, units + MK_MAP_ALIGN, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (r == MAP_FAILED) return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    uint8_t *a = (uint8_t *)(((uintptr_t)r + MK_MAP_ALIGN - 1) & ~(uintptr_t)(MK_MAP_ALIGN - 1));
-    if (a > r) munmap(r, (size_t)(a - r));
-    if (r + MK_MAP_ALIGN > a) munmap(a + units, (size_t)(r + MK_MAP_ALIGN - a));
+    uint8_t *a = map_aligned(units, PROT_NONE, MAP_NORESERVE);
+    if (a == MAP_FAILED) return mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     void *p = mmap(a, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0);
     if (p == MAP_FAILED) {
         munmap(a, units);
@@ -169,14 +177,11 @@ mk_status mk_map_make_resident(mk_map *m, bool *done) {
         return MK_OK;
     }
     /* the copy at an aligned address of its own, then moved over the mapping in one step */
-    uint8_t *r = mmap(NULL, m->span + MK_MAP_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (r == MAP_FAILED) {
+    uint8_t *a = map_aligned(m->span, PROT_READ | PROT_WRITE, 0);
+    if (a == MAP_FAILED) {
         close(fd);
         return MK_OK; /* no memory for a copy: the mapping serves */
     }
-    uint8_t *a = (uint8_t *)(((uintptr_t)r + MK_MAP_ALIGN - 1) & ~(uintptr_t)(MK_MAP_ALIGN - 1));
-    if (a > r) munmap(r, (size_t)(a - r));
-    if (r + MK_MAP_ALIGN > a) munmap(a + m->span, (size_t)(r + MK_MAP_ALIGN - a));
     madvise(a, m->span, MADV_HUGEPAGE);
     /* in MK_MAP_ALIGN pieces over the threads: the kernel clears each new huge page before the
      * copy, and on a VM the first touch of guest memory costs more than the copy */

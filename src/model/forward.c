@@ -274,7 +274,6 @@ void mk_ctx_reset_route_stats(mk_ctx *c) {
     memset(c->routed, 0, (size_t)c->m->cfg.n_layer * sizeof *c->routed);
 }
 
-
 /* Half-rotation RoPE ("rotate_half") on one head vector of d values at position p. */
 static void rope_half(float *v, const float *cs, const float *sn, size_t d) {
     size_t h = d / 2;

@@ -307,15 +307,15 @@ static void advise_mlp(const mk_model *m, const mk_mlp_w *w, bool willneed) {
 
 mk_status mk_model_make_resident(mk_model *m, size_t *bytes) {
     *bytes = 0;
-    mk_map *maps[1] = {m->gguf ? &m->gguf->map : NULL};
-    const int n_files = m->st ? m->st->n_files : 0;
-    for (int i = -1; i < n_files; i++) {
-        mk_map *f = i < 0 ? maps[0] : &m->st->files[i];
-        bool done = false;
-        if (!f) continue;
-        mk_status st = mk_map_make_resident(f, &done);
-        if (st) return st;
-        if (done) *bytes += f->size;
+    bool done = false;
+    mk_status st;
+    if (m->gguf) { /* a GGUF model's tensors are views into its one file */
+        if ((st = mk_map_make_resident(&m->gguf->map, &done))) return st;
+        if (done) *bytes += m->gguf->map.size;
+    }
+    for (int i = 0; m->st && i < m->st->n_files; i++) {
+        if ((st = mk_map_make_resident(&m->st->files[i], &done))) return st;
+        if (done) *bytes += m->st->files[i].size;
     }
     return MK_OK;
 }
