@@ -159,6 +159,14 @@ static void test_resident_same_logits(void) {
         mk_ctx_free(c);
     }
     CHECK(!memcmp(lg[0], lg[1], 6 * V * sizeof(float)), "resident and mapped logits differ");
+    /* the roof's bytes per token: all weight bytes but the embedding table (one bf16 row is
+     * read) and 6 of 8 experts (3 bf16 256 × 256 matrices each) in each of the 2 layers */
+    const char *names[8];
+    int64_t by[8], total = 0;
+    for (size_t i = 0, nd = mk_model_bytes_by_dtype(m[0], names, by, 8); i < nd; i++) total += by[i];
+    const int64_t want = total - (int64_t)V * 256 * 2 + 256 * 2 - 2 * 6 * 3 * 256 * 256 * 2;
+    CHECK(mk_model_token_bytes(m[0]) == want, "token bytes %lld, want %lld (of %lld)", (long long)mk_model_token_bytes(m[0]),
+          (long long)want, (long long)total);
     double s = 0;
     for (size_t i = 0; i < 6 * V; i++) s += fabs(lg[0][i]);
     CHECK(s > 0 && isfinite(s), "logits finite and not zero (sum |l| %g)", s);

@@ -49,6 +49,11 @@ mk_status mk_model_make_resident(mk_model *m, size_t *bytes);
 const mk_model_info *mk_model_get_info(const mk_model *m);
 /* Bytes of weights by dtype name, as a NULL-terminated list of (name, bytes) for printing. */
 size_t mk_model_bytes_by_dtype(const mk_model *m, const char **names, int64_t *bytes, size_t cap);
+/* Weight bytes one decoded token reads, the denominator of the memory-bandwidth roof: every
+ * weight tensor once (the LM head too, tied or not) but the embedding table, of which a token
+ * gathers one row; in a MoE layer k of its experts (k × the mean of its experts' bytes, so mixed
+ * precision experts count at their average). */
+int64_t mk_model_token_bytes(const mk_model *m);
 /* Whether layer l has a routed MoE block. */
 bool mk_model_layer_is_moe(const mk_model *m, int64_t l);
 /* Routed experts layer l has (0 for a dense layer): n_expert, or fewer in a per-layer model, whose

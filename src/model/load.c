@@ -284,6 +284,27 @@ size_t mk_model_bytes_by_dtype(const mk_model *m, const char **names, int64_t *b
     return n;
 }
 
+static int64_t tb(const mk_tensor *t) { return mk_tensor_present(t) ? (int64_t)t->nbytes : 0; }
+static int64_t mlp_bytes(const mk_mlp_w *w) { return tb(&w->gate) + tb(&w->up) + tb(&w->down); }
+
+int64_t mk_model_token_bytes(const mk_model *m) {
+    int64_t b = tb(&m->final_norm) + tb(&m->lm_head) + (int64_t)mk_dtype_row_bytes(m->embed.dtype, (size_t)m->cfg.d_model);
+    for (int64_t l = 0; l < m->cfg.n_layer; l++) {
+        const mk_layer_w *w = &m->layers[l];
+        const mk_tensor *t[] = {&w->attn_norm, &w->ffn_norm, &w->wq,     &w->wk,     &w->wv,          &w->wo,
+                                &w->bq,        &w->bk,       &w->bv,     &w->q_norm, &w->k_norm,      &w->router,
+                                &w->shared_gate};
+        for (size_t i = 0; i < sizeof t / sizeof *t; i++) b += tb(t[i]);
+        b += mlp_bytes(&w->shared) + mlp_bytes(&w->dense);
+        if (w->is_moe && w->n_live > 0) {
+            int64_t e_sum = 0;
+            for (int64_t e = 0; e < w->n_live; e++) e_sum += mlp_bytes(&w->experts[e]);
+            b += (int64_t)((double)e_sum * (double)MK_MIN(m->cfg.k_active, w->n_live) / (double)w->n_live + 0.5);
+        }
+    }
+    return b;
+}
+
 /* Only ranges inside a file mapping: a tensor copied to the heap (misaligned in its file) must
  * never be dropped, as MADV_DONTNEED zeroes anonymous memory. */
 static void advise_tensor(const mk_model *m, const mk_tensor *t, bool willneed) {
