@@ -398,9 +398,12 @@ bool mk_kern_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
         }
         if (n_tok <= 2) { /* the GEMV: guided, as qrows_team */
             const size_t n_dec = (n_out + DEC_GRAIN - 1) / DEC_GRAIN;
+            int xd_ready = 0;
+            mk_kjob jt = j; /* (the flag is this thread's) */
+            jt.xd_ready = &xd_ready;
             #pragma omp for schedule(guided, 1)
             for (size_t c = 0; c < n_dec; c++)
-                if (wbuf) fn(&j, c * DEC_GRAIN, MK_MIN(n_out, c * DEC_GRAIN + DEC_GRAIN), wbuf);
+                if (wbuf) fn(&jt, c * DEC_GRAIN, MK_MIN(n_out, c * DEC_GRAIN + DEC_GRAIN), wbuf);
         } else {
             #pragma omp for schedule(dynamic, 1)
             for (size_t c = 0; c < n_chunks; c++) {
@@ -439,7 +442,9 @@ void mk_matmul_team(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
     }
     static const mk_kern_fn fns[MK_ISA_COUNT] = {mk_kern_rows_scalar, mk_kern_rows_avx2, mk_kern_rows_avx512};
     mk_kern_fn fn = fns[g_isa];
-    mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .ldw = n_in, .dt = dt, .n_in = n_in, .bias = bias};
+    int xd_ready = 0;
+    mk_kjob j = {.y = y, .ldy = ldy, .x = x, .ldx = ldx, .n_tok = n_tok, .w = w, .ldw = n_in, .dt = dt, .n_in = n_in, .bias = bias,
+                 .xd_ready = &xd_ready};
     const bool bdot = dt == MK_DT_BF16 && n_tok >= 3 && g_bf16_dot && g_isa == MK_ISA_AVX512;
     const int nt = omp_get_num_threads();
     size_t chunk = (n_out + (size_t)nt * 4 - 1) / ((size_t)nt * 4);

@@ -62,6 +62,10 @@ typedef struct mk_kjob {
     mk_dtype dt;
     size_t n_in;
     const float *bias;
+    int *xd_ready;          /* decode GEMV, NULL or a flag private to the calling thread, 0 at the
+                               start of each product: a kernel that rearranges x into wbuf first
+                               (the BF16 fast path) sets it, and the product's later row chunks on
+                               this thread reuse wbuf as it is */
 } mk_kjob;
 
 /* Prefill (n_tok ≥ 3) walks the weights in blocks of mk_kern_block_rows(n_in, bytes per
