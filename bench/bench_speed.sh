@@ -11,7 +11,9 @@
 #      bandwidth roof (roof = bandwidth / weight bytes one decoded token reads). The bandwidth is
 #      also measured just before and just after each type's runs (1 GiB, best of 5), and that
 #      type's roof uses the highest of those two and the start and end figures: on a shared VM
-#      the bandwidth moves by 10-25% from minute to minute.
+#      the bandwidth moves by 10-25% from minute to minute. moekit's decode is also scored paired
+#      (`moekit bench --roof`: a plain read interleaved with its generated tokens, every 0.2 s of
+#      decode, and tg against the bandwidth that read had meanwhile); llama-bench cannot be paired.
 # Both engines get random token ids (llama-bench has no text input; with random weights the
 # routing does not depend on the text). Both read the weights into memory rather than run them
 # from the file's mapping: moekit's default (a copy on transparent huge pages, as bw.c's buffer
@@ -79,7 +81,7 @@ echo
 
 # mean TEST FILE: the t/s of the row whose test column is TEST in a markdown table (the last such row)
 mean_of() { awk -F'|' -v t="$1" '{for (i = 1; i <= NF; i++) if ($i ~ "^ *" t " *$") {split($(i + 1), a, " "); v = a[1]}} END {print v}' "$2"; }
-declare -A MKPP MKTG LBPP LBTG BWT
+declare -A MKPP MKTG MKPR LBPP LBTG BWT
 bwq() { OMP_NUM_THREADS=$THREADS "$WORK/bw" 1024 5 2>/dev/null; }
 for T in $TYPES; do
   G=$WORK/olmoe4-$T.gguf
@@ -88,11 +90,12 @@ for T in $TYPES; do
   echo "## $T"
   echo
   B0=$(bwq)
-  echo "\`$MK bench -m $G -p $P -n $N -t $THREADS -r $REPS\`"
+  echo "\`$MK bench -m $G -p $P -n $N -t $THREADS -r $REPS --roof\`"
   echo
-  "$MK" bench -m "$G" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" | tee "$WORK/mk_$T.md"
+  "$MK" bench -m "$G" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" --roof | tee "$WORK/mk_$T.md"
   echo
   MKPP[$T]=$(mean_of "pp$P" "$WORK/mk_$T.md"); MKTG[$T]=$(mean_of "tg$N" "$WORK/mk_$T.md")
+  MKPR[$T]=$(awk -F'|' -v t="tg$N" '$8 ~ t {split($12, a, " "); print a[1]}' "$WORK/mk_$T.md")
   if [ -n "$LB" ]; then
     echo "\`llama-bench -m $G -p $P -n $N -t $THREADS -r $REPS ${LBLOAD[*]} -o md\` (default polling)"
     echo
@@ -114,15 +117,15 @@ echo
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a == "" || b == "" || b == 0) print "–"; else printf "%.2f×", a / b}'; }
 echo "## Summary ($THREADS threads; mean of $REPS runs)"
 echo
-echo "| weights | bytes/token | re-read/token | bandwidth | roof t/s | moekit pp$P | llama.cpp pp$P | pp ratio | moekit tg$N | llama.cpp tg$N | tg ratio | moekit % of roof | llama.cpp % of roof |"
-echo "| ------- | ----------: | ----------: | --------: | -------: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| weights | bytes/token | re-read/token | bandwidth | roof t/s | moekit pp$P | llama.cpp pp$P | pp ratio | moekit tg$N | llama.cpp tg$N | tg ratio | moekit % of roof | llama.cpp % of roof | moekit % of roof, paired |"
+echo "| ------- | ----------: | ----------: | --------: | -------: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for T in $TYPES; do
   BYTES=$(awk -v w="$WEIGHTS" -v b="$(bpw "$T")" 'BEGIN {split(b, f, "/"); r = (f[2] ? f[1] / f[2] : f[1]); printf "%.0f", w * r}')
   BWR=$(awk -v a="$BWM" -v b="${BWT[$T]}" 'BEGIN {print (b > a ? b : a)}')
   ROOF=$(awk -v bw="$BWR" -v b="$BYTES" 'BEGIN {printf "%.1f", bw * 1e9 / b}')
   pct() { awk -v a="$1" -v r="$ROOF" 'BEGIN {if (a == "") print "–"; else printf "%.0f%%", 100 * a / r}'; }
   RB=$(awk -v w="$SHARED" -v b="$(bpw "$T")" 'BEGIN {split(b, f, "/"); r = (f[2] ? f[1] / f[2] : f[1]); printf "%.0f MB", w * r / 1e6}')
-  echo "| $T | $(awk -v b="$BYTES" 'BEGIN {printf "%.0f MB", b / 1e6}') | $RB | $BWR GB/s | $ROOF | ${MKPP[$T]} | ${LBPP[$T]:-–} | $(ratio "${MKPP[$T]}" "${LBPP[$T]:-}") | ${MKTG[$T]} | ${LBTG[$T]:-–} | $(ratio "${MKTG[$T]}" "${LBTG[$T]:-}") | $(pct "${MKTG[$T]}") | $(pct "${LBTG[$T]:-}") |"
+  echo "| $T | $(awk -v b="$BYTES" 'BEGIN {printf "%.0f MB", b / 1e6}') | $RB | $BWR GB/s | $ROOF | ${MKPP[$T]} | ${LBPP[$T]:-–} | $(ratio "${MKPP[$T]}" "${LBPP[$T]:-}") | ${MKTG[$T]} | ${LBTG[$T]:-–} | $(ratio "${MKTG[$T]}" "${LBTG[$T]:-}") | $(pct "${MKTG[$T]}") | $(pct "${LBTG[$T]:-}") | ${MKPR[$T]:-–}% |"
 done
 echo
 echo "Load average at end: $(cut -d' ' -f1-3 /proc/loadavg)."
