@@ -101,8 +101,10 @@ static float dot_q4_0(size_t n, const void *vw, const void *va) {
 static float dot_q4_K(size_t n, const void *vw, const void *va) {
     const uint8_t *w = vw, *a = va;
     const __m256i m4 = _mm256_set1_epi8(0x0F);
-    __m256 acc = _mm256_setzero_ps();
-    __m128 accm = _mm_setzero_ps();
+    /* min j to the i16 lanes 2j and 2j+1, against the activation's 16-element sums 2j and 2j+1
+     * (the two halves of sub-block j): one 256-bit multiply-add, no horizontal add */
+    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
     for (size_t b = 0; b < n / MK_QK_K; b++, w += 144, a += 292) {
         _mm_prefetch((const char *)w + QPF, _MM_HINT_T0);
         _mm_prefetch((const char *)w + QPF + 64, _MM_HINT_T0);
@@ -111,19 +113,21 @@ static float dot_q4_K(size_t n, const void *vw, const void *va) {
          * registers and moved to vectors from there: written to a stack array and loaded back 8
          * bytes at a time (two 4-byte stores under one load), every load missed the store
          * forwarding and stalled, which held this kernel to ~11 GB/s a core (0.58 of a plain
-         * read on 2 threads of Zen 3) */
-        uint32_t u0, u1, u2;
+         * read on 2 threads of Zen 3). In vector registers the unpacking was slower still: the
+         * vector pipes are this kernel's bottleneck, the integer ones have room. */
+        uint32_t dd, u0, u1, u2;
+        memcpy(&dd, w, 4);
         memcpy(&u0, w + 4, 4);
         memcpy(&u1, w + 8, 4);
         memcpy(&u2, w + 12, 4);
         const uint64_t scl = (uint64_t)(u0 & 0x3f3f3f3fu) | (uint64_t)((u2 & 0x0f0f0f0fu) | (((u0 >> 6) & 0x03030303u) << 4)) << 32;
         const uint64_t mnl = (uint64_t)(u1 & 0x3f3f3f3fu) | (uint64_t)(((u2 >> 4) & 0x0f0f0f0fu) | (((u1 >> 6) & 0x03030303u) << 4)) << 32;
-        const __m128i mn = _mm_cvtepu8_epi16(_mm_cvtsi64_si128((long long)mnl)); /* mins, i16 */
-        const float da = ld_f32(a);
+        /* (d, dmin) · da: both halves converted at once */
+        const __m128 dm = _mm_mul_ps(_mm_cvtph_ps(_mm_cvtsi32_si128((int)dd)), _mm_broadcast_ss((const float *)a));
         /* Σ_j m_j · (bsum[2j] + bsum[2j+1]) */
-        const __m128i bs0 = _mm_loadu_si128((const __m128i *)(a + 260)), bs1 = _mm_loadu_si128((const __m128i *)(a + 276));
-        const __m128i pm = _mm_madd_epi16(mn, _mm_hadd_epi16(bs0, bs1));
-        accm = _mm_fmadd_ps(_mm_set1_ps(ld_f16(w + 2) * da), _mm_cvtepi32_ps(pm), accm);
+        const __m256i mn = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_cvtsi64_si128((long long)mnl), dup));
+        const __m256i pm = _mm256_madd_epi16(mn, _mm256_loadu_si256((const __m256i *)(a + 260)));
+        accm = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_movehdup_ps(dm)), _mm256_cvtepi32_ps(pm), accm);
         const uint8_t *q4 = w + 16;
         const int8_t *q8 = (const int8_t *)(a + 4);
         /* the 8 scales as i16 in both 128-bit lanes; sub-block i's scale is the i16 pair (2i, 2i+1) */
@@ -139,11 +143,9 @@ static float dot_q4_K(size_t n, const void *vw, const void *va) {
             const __m256i sh = _mm256_shuffle_epi8(sc, _mm256_set1_epi16((short)(((4 * j + 3) << 8) | (4 * j + 2))));
             isum = _mm256_add_epi32(isum, _mm256_add_epi32(_mm256_madd_epi16(pl, sl), _mm256_madd_epi16(ph, sh)));
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w) * da), _mm256_cvtepi32_ps(isum), acc);
+        acc = _mm256_fmadd_ps(_mm256_broadcastss_ps(dm), _mm256_cvtepi32_ps(isum), acc);
     }
-    __m128 m = _mm_add_ps(accm, _mm_movehl_ps(accm, accm));
-    m = _mm_add_ss(m, _mm_movehdup_ps(m));
-    return hsum(acc) - _mm_cvtss_f32(m);
+    return hsum(acc) - hsum(accm);
 }
 
 /* ---- Q6_K · Q8_K: 256 weights = 16 sub-blocks of 16 with an int8 scale; 6-bit q (low 4 bits in
