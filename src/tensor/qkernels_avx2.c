@@ -152,7 +152,7 @@ static float dot_q4_K(size_t n, const void *vw, const void *va) {
  * ql, high 2 in qh), w = d·s_j·(q − 32). Σ w·a = d·da·(Σ_j s_j Σ q·a − 32 Σ_j s_j·bsum_j). */
 static float dot_q6_K(size_t n, const void *vw, const void *va) {
     const uint8_t *w = vw, *a = va;
-    const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x03);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
     __m256 acc = _mm256_setzero_ps();
     for (size_t b = 0; b < n / MK_QK_K; b++, w += 210, a += 292) {
         for (int i = 0; i < 4; i++) _mm_prefetch((const char *)w + QPF + 64 * i, _MM_HINT_T0);
@@ -172,10 +172,12 @@ static float dot_q6_K(size_t n, const void *vw, const void *va) {
             const __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
             const __m256i hb = _mm256_loadu_si256((const __m256i *)qh);
             __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(hb, m2), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), m2), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), m2), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), m2), 4));
+            /* the high bit pairs 0-1, 2-3, 4-5, 6-7 of hb go to bits 4-5: one shift (bits that cross
+             * a byte in the 16-bit shift fall outside the mask) and one mask each */
+            q[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30));
+            q[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m30));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30));
             /* this half's 8 scales as int16 in both 128-bit lanes; q[k] takes scale 2k in its low
              * lane and 2k+1 in its high lane: one byte shuffle each */
             const __m256i sch = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
