@@ -60,4 +60,16 @@ fi
 expect_error "run without a prompt" "give a prompt" $MK run -m "$FIX/olmoe"
 expect_error "run with a bad route" "route 'topk:0': K must be a positive integer \(expected topk:K" $MK run -m "$FIX/olmoe" --prompt-ids 1,2 --route topk:0
 expect_error "run with k above the expert count" "route: k = 99 exceeds the model's 8 experts" $MK run -m "$FIX/olmoe" --prompt-ids 1,2 --route topk:99
+# The work split does not change the numbers: every output element is computed by one thread in
+# a fixed order, so 1, 5 and 16 threads (oversubscribed here) give the same perplexity to the
+# last digit and the same greedy text on the default model.
+head -c 3000 README.md > "$TMPD/threads.txt"
+p1=$($MK eval -m models/testbed --ppl "$TMPD/threads.txt" --ctx 256 --stride 128 -t 1 2>&1 | grep -o 'perplexity: [0-9.]*')
+g1=$($MK run -m models/testbed -p "The river" -n 24 -t 1 --quiet-stats 2>&1)
+for t in 5 16; do
+  pt=$($MK eval -m models/testbed --ppl "$TMPD/threads.txt" --ctx 256 --stride 128 -t $t 2>&1 | grep -o 'perplexity: [0-9.]*')
+  gt=$($MK run -m models/testbed -p "The river" -n 24 -t $t --quiet-stats 2>&1)
+  if [ -n "$p1" ] && [ "$pt" = "$p1" ] && [ -n "$g1" ] && [ "$gt" = "$g1" ]; then ok "$t threads = 1 thread ($p1, same greedy text)"
+  else bad "$t threads = 1 thread" "'$pt' vs '$p1'; '$gt' vs '$g1'"; fi
+done
 summary
