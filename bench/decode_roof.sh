@@ -8,7 +8,8 @@
 #  - bracketed: the read bandwidth by bench/bw.c (2 GiB, best of 5) before and after the run,
 #    and tg scored against the higher of the two (a bound from below: the best pass of the
 #    better minute).
-# The script prints every round and the median and range per type for both.
+# Both divide by the weight bytes one token reads as moekit counts them (`bench --roof`'s "roof:"
+# line). The script prints every round and the median and range per type for both.
 # Usage: WORK=/tmp/moekit-speed-bench bash bench/decode_roof.sh   (after bench_speed.sh made the files)
 # Env: THREADS (2), ROUNDS (8), N (128), TYPES ("bf16 q8_0"), WORK (/tmp/moekit-speed-bench)
 set -euo pipefail
@@ -17,13 +18,6 @@ THREADS=${THREADS:-2}; ROUNDS=${ROUNDS:-8}; N=${N:-128}; TYPES=${TYPES:-bf16 q8_
 MK=build/moekit
 make -s -j2 "$MK" >&2
 [ -x "$WORK/bw" ] || cc -O2 -march=native -fopenmp bench/bw.c -o "$WORK/bw"
-MODEL=$WORK/olmoe4-bf16
-[ -f "$MODEL/model.safetensors" ] || { echo "decode_roof: $MODEL missing (run bench/bench_speed.sh first)" >&2; exit 1; }
-info=$("$MK" info -m "$MODEL")
-field() { printf '%s\n' "$info" | awk -v k="$1" -F': *' '$1 == k {print $2}' | awk '{print $1}'; }
-V=$(field vocab); H=$(field d_model); ACT=$(field "params active")
-WEIGHTS=$(( ACT - V * H + H ))   # as bench_speed.sh: every active weight once but the embedding
-bpw() { case $1 in bf16|f16) echo 2;; q8_0) echo "34/32";; q4_0) echo "18/32";; q4_k) echo "144/256";; q6_k) echo "210/256";; esac; }
 bwq() { OMP_NUM_THREADS=$THREADS "$WORK/bw" 2048 5 2>/dev/null; }
 echo "# Decode % of the bandwidth roof, $ROUNDS rounds"
 echo
@@ -37,10 +31,12 @@ for r in $(seq "$ROUNDS"); do
   for T in $TYPES; do
     G=$WORK/olmoe4-$T.gguf
     [ -f "$G" ] || { echo "decode_roof: $G missing (run bench/bench_speed.sh first)" >&2; exit 1; }
-    BYTES=$(awk -v w="$WEIGHTS" -v b="$(bpw "$T")" 'BEGIN {split(b, f, "/"); r = (f[2] ? f[1] / f[2] : f[1]); printf "%.0f", w * r}')
     b0=$(bwq)
-    read -r tg rbw ppct < <("$MK" bench -m "$G" -p 0 -n "$N" -t "$THREADS" -r 2 --roof |
-      awk -F'|' -v t="tg$N" '$8 ~ t {split($9, a, " "); split($11, b, " "); split($12, c, " "); print a[1], b[1], c[1]}')
+    # tg, the read's bandwidth, the paired %, and the weight bytes per token moekit counted (the
+    # "roof:" line), which the bracketed figure divides by too
+    read -r tg rbw ppct BYTES < <("$MK" bench -m "$G" -p 0 -n "$N" -t "$THREADS" -r 2 --roof |
+      awk -F'|' -v t="tg$N" '$8 ~ t {split($9, a, " "); split($11, b, " "); split($12, c, " ")} /^roof: / {split($0, r, " ")}
+                             END {print a[1], b[1], c[1], r[2] * 1e6}')
     b1=$(bwq)
     read -r roof pct < <(awk -v a="$b0" -v b="$b1" -v t="$tg" -v by="$BYTES" 'BEGIN {bw = (a > b ? a : b); r = bw * 1e9 / by; printf "%.1f %.1f\n", r, 100 * t / r}')
     PCTS[$T]="${PCTS[$T]:-} $pct"

@@ -113,6 +113,7 @@ int mk_cmd_bench(int argc, char **argv) {
     float *logits = NULL;
     double *tv = NULL, *bwv = NULL, *pct = NULL;
     uint8_t *rbuf = NULL;
+    const size_t rbytes = (size_t)ROOF_MIB << 20;
     if (mk_cli_load_model(&m, dir, keep_mapped)) goto done;
     const mk_model_info *in = mk_model_get_info(m);
     const size_t n_ctx = (size_t)(np > ng ? np : ng) + 1;
@@ -137,7 +138,6 @@ int mk_cmd_bench(int argc, char **argv) {
         gib += (double)bytes[i] / (1024.0 * 1024 * 1024);
         snprintf(dts + strlen(dts), sizeof dts - strlen(dts), "%s%s", i ? "+" : "", names[i]);
     }
-    const size_t rbytes = (size_t)ROOF_MIB << 20;
     if (roof && ng > 0) {
         rbuf = mmap(NULL, rbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (rbuf == MAP_FAILED) {
@@ -216,7 +216,7 @@ done:
     free(tv);
     free(bwv);
     free(pct);
-    if (rbuf) munmap(rbuf, (size_t)ROOF_MIB << 20);
+    if (rbuf) munmap(rbuf, rbytes);
     mk_ctx_free(c);
     mk_model_free(m);
     return rc;
