@@ -2,7 +2,9 @@
 # Installs what moekit needs to build and test, from Debian's packages.
 # Idempotent; needs root (or sudo) only when something is missing.
 set -euo pipefail
-pkgs=(build-essential pkg-config libjansson-dev libpcre2-dev libutf8proc-dev liblapacke-dev python3)
+# xz-utils unpacks tests/data; clang and libclang-rt-dev build the libFuzzer targets (scripts/test.sh);
+# bsdutils has `script`, which gives the progress-bar test a terminal.
+pkgs=(build-essential pkg-config libjansson-dev libpcre2-dev libutf8proc-dev liblapacke-dev python3 xz-utils clang libclang-rt-dev bsdutils)
 # Headless Chromium lets tests/cli/test_profile.sh check that the HTML report renders (that check
 # skips, saying so, without it). It is large (~300 MB with its libraries), so it is opt-in:
 #   MK_SETUP_CHROMIUM=1 bash scripts/setup.sh

@@ -116,7 +116,7 @@ static void run_fixture(const char *name, const char *dir) {
 }
 
 static void real_dir(char *buf, size_t n, const char *name) {
-    snprintf(buf, n, "%s/data/real/tokenizers/%s", mk_t_shared(), name);
+    snprintf(buf, n, "%s/tokenizers/%s", mk_t_data(), name);
 }
 
 static void test_fixture_qwen3(void) {

@@ -1,6 +1,6 @@
 /* Tokenizer tests: exact ids and decodes against HF `tokenizers` fixtures
  * (tests/fixtures/tokenizer, made by tools/gen_tokenizer_fixtures.py) for the real tokenizer.json
- * files in $MK_SHARED, streaming decode, and error cases. */
+ * files in tests/data (unpacked into $MK_TESTDATA), streaming decode, and error cases. */
 #include "format/gguf.h"
 #include "format/gguf_write.h"
 #include "mk_test.h"
@@ -16,11 +16,11 @@
 #define FIX "tests/fixtures/tokenizer"
 
 static const struct { const char *name, *path; } TOKS[] = {
-    {"qwen3", "data/real/tokenizers/qwen3/tokenizer.json"},
-    {"deepseek_v3", "data/real/tokenizers/deepseek_v3/tokenizer.json"},
-    {"gptoss", "data/real/tokenizers/gptoss/tokenizer.json"},
-    {"llama2", "data/real/tokenizers/llama2/tokenizer.json"},
-    {"olmoe", "data/real/OLMoE-1B-7B.allenai_gpt-neox-olmo-dolma-v1_5.json"},
+    {"qwen3", "tokenizers/qwen3/tokenizer.json"},
+    {"deepseek_v3", "tokenizers/deepseek_v3/tokenizer.json"},
+    {"gptoss", "tokenizers/gptoss/tokenizer.json"},
+    {"llama2", "tokenizers/llama2/tokenizer.json"},
+    {"olmoe", "tokenizers/olmoe/tokenizer.json"},
 };
 #define N_TOKS (sizeof TOKS / sizeof TOKS[0])
 
@@ -55,8 +55,8 @@ static void free_jsonl(json_t **a, size_t n) {
     free(a);
 }
 
-static char *shared_path(const char *rel) {
-    const char *sh = mk_t_shared();
+static char *data_path(const char *rel) {
+    const char *sh = mk_t_data();
     char *p = malloc(strlen(sh) + strlen(rel) + 2);
     sprintf(p, "%s/%s", sh, rel);
     return p;
@@ -181,7 +181,7 @@ static void check_fixture(const char *name, mk_tokenizer *tok) {
 }
 
 static void check_tokenizer(size_t ti) {
-    char *path = shared_path(TOKS[ti].path);
+    char *path = data_path(TOKS[ti].path);
     mk_tokenizer *tok = NULL;
     mk_status s = mk_tokenizer_load(path, &tok);
     free(path);
@@ -202,7 +202,7 @@ static void test_variants(void) {
         size_t ti = 0;
         while (ti < N_TOKS && (!base || strcmp(TOKS[ti].name, base))) ti++;
         if (ti == N_TOKS) { CHECK(0, "%s: unknown base", vname); continue; }
-        char *path = shared_path(TOKS[ti].path);
+        char *path = data_path(TOKS[ti].path);
         json_t *root = json_load_file(path, JSON_ALLOW_NUL, &e);
         free(path);
         if (!root) { CHECK(0, "%s: %s", vname, e.text); continue; }
@@ -252,14 +252,14 @@ static bool write_tok_gguf(const char *src, const char *path, size_t pad, mk_tok
  * ids, decodes and stream decodes of its fixture: the whole fixture again, through the GGUF. */
 static void test_gguf_roundtrip(void) {
     static const char *const srcs[N_TOKS] = {
-        "data/real/tokenizers/qwen3", "data/real/tokenizers/deepseek_v3", "data/real/tokenizers/gptoss",
-        "data/real/tokenizers/llama2", "data/real/OLMoE-1B-7B.allenai_gpt-neox-olmo-dolma-v1_5.json"};
+        "tokenizers/qwen3", "tokenizers/deepseek_v3", "tokenizers/gptoss",
+        "tokenizers/llama2", "tokenizers/olmoe/tokenizer.json"};
     static const char *const want_model[N_TOKS] = {"gpt2", "gpt2", "gpt2", "llama", "gpt2"};
     static const char *const want_pre[N_TOKS] = {"qwen2", "deepseek-v3", "gpt-4o", "", "olmo"};
     char path[128];
     snprintf(path, sizeof path, "/tmp/mk_tok_gguf_%d.gguf", (int)getpid());
     for (size_t ti = 0; ti < N_TOKS; ti++) {
-        char *src = shared_path(srcs[ti]);
+        char *src = data_path(srcs[ti]);
         mk_tok_gguf_info info;
         bool ok = write_tok_gguf(src, path, 7, &info);
         free(src);
@@ -374,7 +374,7 @@ static void test_gguf_errors(void) {
 /* ---- API details -------------------------------------------------------------------------- */
 
 static mk_tokenizer *load_rel(const char *rel) {
-    char *p = shared_path(rel);
+    char *p = data_path(rel);
     mk_tokenizer *t = NULL;
     if (mk_tokenizer_load(p, &t)) fprintf(stderr, "  load %s: %s\n", p, mk_last_error());
     free(p);
@@ -382,7 +382,7 @@ static mk_tokenizer *load_rel(const char *rel) {
 }
 
 static void test_lookups_and_config(void) {
-    mk_tokenizer *q = load_rel("data/real/tokenizers/qwen3"); /* a directory */
+    mk_tokenizer *q = load_rel("tokenizers/qwen3"); /* a directory */
     REQUIRE(q, "qwen3 dir load");
     CHECK(mk_tokenizer_vocab_size(q) == 151669, "qwen3 vocab size %zu", mk_tokenizer_vocab_size(q));
     CHECK(mk_tokenizer_token_to_id(q, "<|im_end|>", 10) == 151645, "im_end id");
@@ -397,7 +397,7 @@ static void test_lookups_and_config(void) {
     CHECK(mk_tokenizer_eos_id(q) == 151645, "qwen3 eos %d", mk_tokenizer_eos_id(q));
     CHECK(mk_tokenizer_bos_id(q) == -1 && !mk_tokenizer_add_bos(q), "qwen3 has no bos");
     mk_tokenizer_free(q);
-    mk_tokenizer *m = load_rel("data/real/tokenizers/llama2/tokenizer.json");
+    mk_tokenizer *m = load_rel("tokenizers/llama2/tokenizer.json");
     REQUIRE(m, "llama2 load");
     CHECK(mk_tokenizer_bos_id(m) == 1 && mk_tokenizer_eos_id(m) == 2 && mk_tokenizer_add_bos(m), "llama2 bos/eos");
     int32_t *ids;
@@ -405,7 +405,7 @@ static void test_lookups_and_config(void) {
     CHECK(mk_tokenizer_encode(m, "", 0, true, &ids, &n) == MK_OK && n == 1 && ids[0] == 1, "empty text -> BOS");
     free(ids);
     mk_tokenizer_free(m);
-    mk_tokenizer *d = load_rel("data/real/tokenizers/deepseek_v3");
+    mk_tokenizer *d = load_rel("tokenizers/deepseek_v3");
     REQUIRE(d, "deepseek load");
     CHECK(mk_tokenizer_bos_id(d) == 0 && mk_tokenizer_eos_id(d) == 1 && mk_tokenizer_add_bos(d), "deepseek bos/eos");
     mk_tokenizer_free(d);
@@ -413,7 +413,7 @@ static void test_lookups_and_config(void) {
 
 /* Streaming: text held back until a multi-byte character is complete. */
 static void test_stream_partial_utf8(void) {
-    mk_tokenizer *q = load_rel("data/real/tokenizers/qwen3/tokenizer.json");
+    mk_tokenizer *q = load_rel("tokenizers/qwen3/tokenizer.json");
     REQUIRE(q, "qwen3 load");
     /* byte-level tokens for the three bytes of U+4E2D, one at a time */
     const char *bytes[3] = {"\xC3\xA4", "\xC2\xB8", "\xC5\x83"}; /* mapped chars of E4 B8 AD (0xAD -> U+0143) */
@@ -491,9 +491,10 @@ static void test_errors(void) {
     expect_load_error("bad10.json", "{\"decoder\": {\"type\": \"CTC\"}, " MIN_MODEL "}", MK_ERR_UNSUPPORTED, "decoder.type");
     expect_load_error("bad11.json", "{}", MK_ERR_FORMAT, "model");
     /* a truncated real file */
-    char *src = shared_path("data/real/tokenizers/llama2/tokenizer.json");
+    char *src = data_path("tokenizers/llama2/tokenizer.json");
     FILE *f = fopen(src, "rb");
     free(src);
+    CHECK(f != NULL, "cannot read the llama2 tokenizer.json from the test data");
     if (f) {
         char buf[4096];
         size_t n = fread(buf, 1, sizeof buf - 1, f);
@@ -592,11 +593,11 @@ static void test_fuzz(void) {
     unlink(path);
     free(buf);
     /* random valid text and random ids on a real tokenizer */
-    char *p = shared_path(TOKS[3].path);
+    char *p = data_path(TOKS[3].path);
     mk_tokenizer *t = NULL;
     mk_status s = mk_tokenizer_load(p, &t);
     free(p);
-    if (s) return; /* no shared data: covered by the skip message */
+    REQUIRE(s == MK_OK, "load %s: %s", TOKS[3].path, mk_last_error());
     static const int32_t cps[] = {'a', ' ', '\n', 0xE9, 0x301, 0x4E2D, 0x1F600, 0x2581, '<', 's', '>', 0xA0, '0', 0x10FFFF};
     for (int it = 0; it < 200; it++) {
         char txt[256];
@@ -651,7 +652,7 @@ static void *thr_encode(void *p) {
 }
 
 static void test_threads(void) {
-    mk_tokenizer *q = load_rel("data/real/tokenizers/qwen3/tokenizer.json");
+    mk_tokenizer *q = load_rel("tokenizers/qwen3/tokenizer.json");
     REQUIRE(q, "qwen3 load");
     pthread_t th[4];
     thr_arg args[4];
@@ -674,24 +675,18 @@ int main(void) {
         printf("cannot read " FIX "/texts.jsonl (run from the repository root)\n");
         return TEST_SUMMARY("test_tokenizer") + 1;
     }
-    char *probe = shared_path(TOKS[0].path);
-    bool have_shared = access(probe, R_OK) == 0;
-    free(probe);
-    if (have_shared) {
-        RUN(test_qwen3);
-        RUN(test_deepseek_v3);
-        RUN(test_gptoss);
-        RUN(test_llama2);
-        RUN(test_olmoe);
-        RUN(test_variants);
-        RUN(test_gguf_roundtrip);
-        printf("  all tokenizers: %zu cases, ids identical %zu, decode identical %zu, stream %zu\n", total_cases,
-               total_ids_ok, total_dec_ok, total_stream_ok);
-        RUN(test_lookups_and_config);
-        RUN(test_stream_partial_utf8);
-        RUN(test_threads);
-    } else
-        printf("skip fixture tests: no tokenizer files under %s (set MK_SHARED)\n", mk_t_shared());
+    RUN(test_qwen3);
+    RUN(test_deepseek_v3);
+    RUN(test_gptoss);
+    RUN(test_llama2);
+    RUN(test_olmoe);
+    RUN(test_variants);
+    RUN(test_gguf_roundtrip);
+    printf("  all tokenizers: %zu cases, ids identical %zu, decode identical %zu, stream %zu\n", total_cases,
+           total_ids_ok, total_dec_ok, total_stream_ok);
+    RUN(test_lookups_and_config);
+    RUN(test_stream_partial_utf8);
+    RUN(test_threads);
     RUN(test_errors);
     RUN(test_gguf_errors);
     RUN(test_fuzz);

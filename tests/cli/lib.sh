@@ -1,12 +1,14 @@
 # Helpers for CLI test scripts: source this, call the checks, end with `summary`.
-# Each check prints "ok <what>" or "FAIL <what>: <why>".
+# Each check prints "ok <what>", "FAIL <what>: <why>" or, for a check that cannot run on this
+# machine (never for a missing project file), "skip <what>: <why>", counted as skipped.
 MK=${MK_BUILD:-build}/moekit
 FIX=tests/fixtures
-_pass=0; _fail=0
+_pass=0; _fail=0; _skip=0
 _name=$(basename "${BASH_SOURCE[1]:-$0}" .sh)
 TMPD=$(mktemp -d); trap 'rm -rf "$TMPD"' EXIT
 ok()   { _pass=$((_pass + 1)); echo "ok   $1"; }
 bad()  { _fail=$((_fail + 1)); echo "FAIL $1: $2"; }
+skip() { _skip=$((_skip + 1)); echo "skip $1: $2"; }
 
 # expect_error WHAT REGEX CMD...: the command must exit with status 1..127 (no crash, no signal),
 # print nothing but one line on stderr that matches REGEX (extended), and no sanitizer report.
@@ -32,4 +34,8 @@ expect_ok() {
   ok "$what"
 }
 
-summary() { echo "$_name: $_pass passed, $_fail failed"; [ "$_fail" -eq 0 ]; }
+summary() { echo "$_name: $_pass passed, $_fail failed, $_skip skipped"; [ "$_fail" -eq 0 ]; }
+
+# data PATH: the unpacked test data file or folder PATH (tests/data, relative), e.g.
+# "$(data tokenizers/llama2)".
+data() { echo "${MK_TESTDATA:-build/testdata}/$1"; }

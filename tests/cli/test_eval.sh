@@ -84,14 +84,14 @@ expect_error "text ppl on a model without a tokenizer" "--ppl \(text\): .*qwen3_
 echo '{"context": "Question", "choices": "2", "gold": 0}' > "$TMPD/textbad.jsonl"
 expect_error "text MC item with a malformed field names the line" "textbad.jsonl: line 1: field 'choices' must be a non-empty array of strings" $EV -m $Q --mc "$TMPD/textbad.jsonl"
 
-# ---- text through the tokenizer: a random model with llama2's tokenizer (from ../shared) ----
+# ---- text through the tokenizer: a random model with llama2's tokenizer (from tests/data) ----
 # MC text items must give exactly the logliks of the same items tokenized by lm-eval's
 # _encode_pair in Python (tools/mc_convert.py's Encoder, HF tokenizers: mc_text.llama2.jsonl);
 # --ppl TEXT must equal --ppl-ids of `moekit tokenize` (special tokens added, as HF tokenizer(text)).
 python3 -c "
 import json; c = json.load(open('$FIX/qwen3_moe/config.json')); c['vocab_size'] = 32000
 json.dump(c, open('$TMPD/cfg.json', 'w'))"
-if $MK synth --config "$TMPD/cfg.json" --std 0.1 -o "$TMPD/syn" >/dev/null 2>&1 && cp "$MK_SHARED/data/real/tokenizers/llama2/"tokenizer*.json "$TMPD/syn/"; then
+if $MK synth --config "$TMPD/cfg.json" --std 0.1 -o "$TMPD/syn" >/dev/null 2>&1 && cp "$(data tokenizers/llama2)/"tokenizer*.json "$TMPD/syn/"; then
   $EV -m "$TMPD/syn" --mc $E/mc_text.jsonl --ctx 64 --json > "$TMPD/mc_text.json" 2>"$TMPD/err"
   $EV -m "$TMPD/syn" --mc $E/mc_text.llama2.jsonl --ctx 64 --json > "$TMPD/mc_ids.json" 2>>"$TMPD/err"
   if msg=$(python3 -c "

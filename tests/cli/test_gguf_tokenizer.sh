@@ -73,19 +73,18 @@ expect_error "quantize: tokenizer larger than the vocabulary" "m/tokenizer.json:
 
 # Real tokenizers through moekit quantize: random models with Qwen3's (gpt2, qwen2) and Llama-2's
 # (llama, scores) tokenizer give the ids of their tokenizer.json on all the tokenizer fixture texts
-SH=${MK_SHARED:-../shared}
 python3 -c "
 import json
 t = [json.loads(l) for l in open('$FIX/tokenizer/texts.jsonl')]
 open('$TMPD/texts.txt', 'w', encoding='utf-8', newline='').write('\n\n'.join(t))"
 for tk in qwen3:151936:gpt2.pre.qwen2 llama2:32000:llama; do
   IFS=: read -r name vocab kind <<<"$tk"
-  if [ ! -f "$SH/data/real/tokenizers/$name/tokenizer.json" ]; then echo "skip $name: no $SH/data/real/tokenizers/$name (set MK_SHARED)"; continue; fi
+  if [ ! -f "$(data tokenizers/$name/tokenizer.json)" ]; then bad "$name test data" "no $(data tokenizers/$name/tokenizer.json)"; continue; fi
   python3 -c "
 import json; c = json.load(open('$FIX/qwen3_moe/config.json')); c['vocab_size'] = $vocab
 json.dump(c, open('$TMPD/cfg.json', 'w'))"
   rm -rf "$TMPD/syn"
-  if ! $MK synth --config "$TMPD/cfg.json" -o "$TMPD/syn" >/dev/null 2>&1 || ! cp "$SH/data/real/tokenizers/$name/"tokenizer*.json "$TMPD/syn/"; then
+  if ! $MK synth --config "$TMPD/cfg.json" -o "$TMPD/syn" >/dev/null 2>&1 || ! cp "$(data tokenizers/$name)/"tokenizer*.json "$TMPD/syn/"; then
     bad "synth with the $name tokenizer" "moekit synth failed"; continue
   fi
   out=$($MK quantize -m "$TMPD/syn" --type q8_0 -o "$TMPD/syn.gguf" 2>&1)

@@ -31,12 +31,12 @@ b5=$($MK run -m "$FIX/qwen3_moe" --prompt-ids 1,2,3,4 -n 12 --scmoe 0.1:0.5:2 --
 if [ "$plain" = "$b0" ]; then ok "scmoe beta=0 equals greedy"; else bad "scmoe beta=0" "'$b0' vs '$plain'"; fi
 if [ "$(wc -w <<<"$b5")" = 12 ] && [ "$b5" != "$plain" ]; then ok "scmoe beta=0.5 contrasts"; else bad "scmoe beta=0.5" "'$b5'"; fi
 expect_error "scmoe malformed" "--scmoe '0.1': expected ALPHA:BETA\[:RANK\]" $MK run -m "$FIX/qwen3_moe" --prompt-ids 1,2 --scmoe 0.1
-# Text prompts: a random model with a real tokenizer (llama2's, from ../shared) prompts from text
+# Text prompts: a random model with a real tokenizer (llama2's, from tests/data) prompts from text
 # and streams decoded text; the prompt is encoded as moekit tokenize encodes it.
 python3 -c "
 import json; c = json.load(open('$FIX/qwen3_moe/config.json')); c['vocab_size'] = 32000
 json.dump(c, open('$TMPD/cfg.json', 'w'))"
-if $MK synth --config "$TMPD/cfg.json" --std 0.1 -o "$TMPD/syn" >/dev/null 2>&1 && cp "$MK_SHARED/data/real/tokenizers/llama2/"tokenizer*.json "$TMPD/syn/"; then
+if $MK synth --config "$TMPD/cfg.json" --std 0.1 -o "$TMPD/syn" >/dev/null 2>&1 && cp "$(data tokenizers/llama2)/"tokenizer*.json "$TMPD/syn/"; then
   out=$($MK run -m "$TMPD/syn" -p "The capital of France is" -n 8 --ignore-eos 2>"$TMPD/err")
   n_prompt=$(sed -n 's/^prompt: \([0-9]*\) tokens.*/\1/p' "$TMPD/err")
   n_tok=$($MK tokenize -m "$TMPD/syn" --ids "The capital of France is" | wc -w)

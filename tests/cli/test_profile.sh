@@ -70,7 +70,7 @@ if command -v script >/dev/null; then
   tty_out=$(script -qec "$MK profile -m $M --data $P/alpha.ids --ctx 16 -o $TMPD/pb.json" /dev/null 2>&1 | tr '\r' '\n')
   grep -q -E "profile \[#+\] 100%  152/152 tok  [0-9.]+ tok/s  ETA" <<<"$tty_out" && ok "progress bar on a terminal" || bad "progress bar on a terminal" "$tty_out"
 else
-  echo "skip progress bar on a terminal: util-linux script is not installed"
+  skip "progress bar on a terminal" "util-linux script is not installed"
 fi
 
 # bad input
@@ -91,12 +91,12 @@ expect_error "text data without a tokenizer" "text\.txt is text, but .* has no t
 printf '  \n\n' > "$TMPD/blank.txt"
 expect_error "blank text file" "blank\.txt: no tokens \(empty data file\)" $MK profile -m $M --data "$TMPD/blank.txt" -o "$TMPD/x.json"
 
-# text data through the model's tokenizer (a random model with llama2's tokenizer from ../shared);
+# text data through the model's tokenizer (a random model with llama2's tokenizer from tests/data);
 # tokens in the output are decoded
 python3 -c "
 import json; c = json.load(open('$FIX/qwen3_moe/config.json')); c['vocab_size'] = 32000
 json.dump(c, open('$TMPD/cfg.json', 'w'))"
-if $MK synth --config "$TMPD/cfg.json" --std 0.1 -o "$TMPD/syn" >/dev/null 2>&1 && cp "$MK_SHARED/data/real/tokenizers/llama2/"tokenizer*.json "$TMPD/syn/" 2>/dev/null; then
+if $MK synth --config "$TMPD/cfg.json" --std 0.1 -o "$TMPD/syn" >/dev/null 2>&1 && cp "$(data tokenizers/llama2)/"tokenizer*.json "$TMPD/syn/" 2>/dev/null; then
   printf 'The capital of France is Paris. The capital of Germany is Berlin.\nRivers: the Seine, the Rhine.\n' > "$TMPD/geo.txt"
   printf 'def add(a, b):\n    return a + b\n\nprint(add(2, 3))\n' > "$TMPD/code.txt"
   if expect_ok "profile text data" $MK profile -m "$TMPD/syn" --data "$TMPD/geo.txt" --data "$TMPD/code.txt" --ctx 16 -q -o "$TMPD/txt.json" --html "$TMPD/txt.html"; then
@@ -111,7 +111,7 @@ assert "token" in s["max_down_proj"]["token"]
 PY
   fi
 else
-  echo "skip text data: could not make a model with llama2's tokenizer (MK_SHARED=$MK_SHARED)"
+  bad "text data" "could not make a model with llama2's tokenizer ($(data tokenizers/llama2))"
 fi
 expect_error "two datasets with one name" "two datasets are named 'alpha'" $MK profile -m $M --data $P/alpha.ids --data $P/alpha.ids -o "$TMPD/x.json"
 expect_error "report layer that is not MoE" "--report-layer 2 is not a MoE layer" $MK profile -m $M --data $P/alpha.ids -q -o "$TMPD/y.json" --html "$TMPD/y.html" --report-layer 2
@@ -131,7 +131,7 @@ if [ -f "$TMPD/r.html" ]; then
   if [ -z "$CHROME" ] && [ "${MK_SETUP_CHROMIUM:-0}" = 1 ]; then
     bad "report renders in Chromium" "MK_SETUP_CHROMIUM=1 (as in CI) but chromium is not installed"
   elif [ -z "$CHROME" ]; then
-    echo "skip report renders in Chromium: chromium is not installed (MK_SETUP_CHROMIUM=1 bash scripts/setup.sh)"
+    skip "report renders in Chromium" "chromium is not installed (MK_SETUP_CHROMIUM=1 bash scripts/setup.sh)"
   else
     # 4 MoE layers × 8 experts: frequency + REAP + 2 datasets = 4·32 cells, co-activation + transition = 2·64
     dom=$(timeout 120 "$CHROME" --headless --no-sandbox --disable-gpu --dump-dom "file://$(realpath "$TMPD/r.html")" 2>/dev/null)

@@ -2,11 +2,10 @@
 # moekit tokenize: output formats, input sources, and one-line errors.
 cd "$(dirname "$0")/../.." || exit 1
 source tests/cli/lib.sh
-SH=${MK_SHARED:-../shared}
-Q=$SH/data/real/tokenizers/qwen3
-L=$SH/data/real/tokenizers/llama2/tokenizer.json
+Q=$(data tokenizers/qwen3)
+L=$(data tokenizers/llama2/tokenizer.json)
 
-if [ -f "$Q/tokenizer.json" ]; then
+if [ -f "$Q/tokenizer.json" ] && [ -f "$L" ]; then
   out=$("$MK" tokenize -m "$Q" --ids "Hello world 12345 中文字符 <|im_end|>  x y" 2>&1)
   want="9707 1879 220 16 17 18 19 20 72858 16744 48391 220 151645 220 856 379"
   [ "$out" = "$want" ] && ok "qwen3 --ids" || bad "qwen3 --ids" "got '$out'"
@@ -27,7 +26,7 @@ if [ -f "$Q/tokenizer.json" ]; then
   printf 'ab\xffcd' > "$TMPD/bad.txt"
   expect_error "invalid UTF-8 input" "not valid UTF-8.*offset 2" "$MK" tokenize -m "$Q" -f "$TMPD/bad.txt"
 else
-  echo "skip qwen3 CLI checks: no $Q (set MK_SHARED)"
+  bad "tokenizer test data" "no $Q/tokenizer.json or $L (tests/data/unpack.sh unpacks them)"
 fi
 expect_error "missing -m" "-m DIR is required" "$MK" tokenize "text"
 expect_error "no text" "give TEXT" "$MK" tokenize -m "$TMPD"
