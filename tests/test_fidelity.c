@@ -3,11 +3,13 @@
  * For each fixture: final logits, hidden state after every layer, router logits, chosen experts
  * and their weights, and a 32-token greedy continuation must match; a KV-cached decode must give
  * the logits of a full prefill; `info`'s parameter counts must equal the fixture script's. */
+#include "compress/quant_gguf.h"
 #include "format/safetensors.h"
 #include "mk_test.h"
 #include "moekit.h"
 
 #include <jansson.h>
+#include <unistd.h>
 
 #define FIX "tests/fixtures/"
 #define MAXL 16
@@ -58,14 +60,16 @@ static size_t argmax(const float *x, size_t n) {
     return b;
 }
 
-/* tol: max |Δ| allowed for logits / hidden states / router logits (relative to max(1, |ref|max)). */
-static void check_fixture(const char *name, double tol) {
+/* Checks the model at model_path (the fixture's directory, or a GGUF written from it) against
+ * the reference of fixture `fix`; name labels the messages. tol: max |Δ| allowed for logits /
+ * hidden states / router logits (relative to max(1, |ref|max)). */
+static void check_model(const char *fix, const char *name, const char *model_path, double tol) {
     char dir[256], path[300];
-    snprintf(dir, sizeof dir, FIX "%s", name);
+    snprintf(dir, sizeof dir, FIX "%s", fix);
     snprintf(path, sizeof path, "%s/reference.safetensors", dir);
     mk_model *m = NULL;
     mk_st_set *r = NULL;
-    REQUIRE(mk_model_load(&m, dir) == MK_OK, "%s: load: %s", name, mk_last_error());
+    REQUIRE(mk_model_load(&m, model_path) == MK_OK, "%s: load: %s", name, mk_last_error());
     REQUIRE(mk_st_open_file(&r, path) == MK_OK, "%s: %s", name, mk_last_error());
     const mk_model_info *in = mk_model_get_info(m);
     const mk_tensor *tid = ref(r, "input_ids", 0);
@@ -161,7 +165,7 @@ static void check_fixture(const char *name, double tol) {
         CHECK(pa == in->params_active, "%s: params_active %lld, fixture says %lld", name, (long long)in->params_active, (long long)pa);
         json_decref(fj);
     }
-    printf("  %-18s T=%zu max|Δlogit| %.2e  max rel|Δhidden| %.2e  max|Δrouter| %.2e  max|Δw| %.2e  kv %.2e  greedy %zu/%zu\n",
+    printf("  %-24s T=%zu max|Δlogit| %.2e  max rel|Δhidden| %.2e  max|Δrouter| %.2e  max|Δw| %.2e  kv %.2e  greedy %zu/%zu\n",
            name, T, d_logits, d_hidden, d_router, d_w, d_kv, same, G);
 
     /* BF16 fixtures also carry the f32 model's logits. The exact criterion for BF16 is the one
@@ -190,6 +194,23 @@ static void check_fixture(const char *name, double tol) {
     mk_model_free(m);
 }
 
+/* The fixture's checkpoint, then the same model written as an F32 GGUF (what `moekit quantize
+ * --type f32` writes) and loaded back: both against the transformers reference. */
+static void check_fixture(const char *name, double tol) {
+    char dir[256], gguf[300], label[96];
+    snprintf(dir, sizeof dir, FIX "%s", name);
+    check_model(name, name, dir, tol);
+    snprintf(gguf, sizeof gguf, "/tmp/mk_fid_%d_%s.gguf", (int)getpid(), name);
+    mk_model *m = NULL;
+    REQUIRE(mk_model_load(&m, dir) == MK_OK, "%s: load: %s", name, mk_last_error());
+    mk_status st = mk_gguf_write_model(m, MK_DT_F32, gguf, name, NULL);
+    mk_model_free(m);
+    REQUIRE(st == MK_OK, "%s: write GGUF: %s", name, mk_last_error());
+    snprintf(label, sizeof label, "%s.gguf", name);
+    check_model(name, label, gguf, tol);
+    unlink(gguf);
+}
+
 static void test_mixtral(void) { check_fixture("mixtral", 1e-4); }
 static void test_mixtral_sharded(void) { check_fixture("mixtral_sharded", 1e-4); }
 static void test_qwen2_moe(void) { check_fixture("qwen2_moe", 1e-4); }
@@ -202,6 +223,10 @@ static void test_mixtral_bf16(void) { check_fixture("mixtral_bf16", 1e-4); }
 static void test_qwen2_moe_bf16(void) { check_fixture("qwen2_moe_bf16", 1e-4); }
 static void test_qwen3_moe_bf16(void) { check_fixture("qwen3_moe_bf16", 1e-4); }
 static void test_olmoe_bf16(void) { check_fixture("olmoe_bf16", 1e-4); }
+/* attention_bias: true adds q/k/v and o_proj biases (Qwen3-MoE, OLMoE); a dense layer 0 before MoE layers with a shared expert */
+static void test_qwen3_moe_attn_bias(void) { check_fixture("qwen3_moe_attn_bias", 1e-4); }
+static void test_olmoe_attn_bias(void) { check_fixture("olmoe_attn_bias", 1e-4); }
+static void test_qwen2_moe_dense0(void) { check_fixture("qwen2_moe_dense0", 1e-4); }
 
 int main(void) {
     RUN(test_mixtral);
@@ -214,5 +239,8 @@ int main(void) {
     RUN(test_qwen2_moe_bf16);
     RUN(test_qwen3_moe_bf16);
     RUN(test_olmoe_bf16);
+    RUN(test_qwen3_moe_attn_bias);
+    RUN(test_olmoe_attn_bias);
+    RUN(test_qwen2_moe_dense0);
     return TEST_SUMMARY("test_fidelity");
 }

@@ -116,7 +116,20 @@ FIXTURES = [
     ("qwen2_moe_bf16", "qwen2_moe", "bf16"),
     ("qwen3_moe_bf16", "qwen3_moe", "bf16"),
     ("olmoe_bf16", "olmoe", "bf16"),
+    # config variants that once gave silently wrong results (issue 21): attention_bias adds
+    # o_proj.bias too in Qwen3-MoE and OLMoE; a Qwen2-MoE whose layer 0 is dense keeps its shared
+    # expert in every MoE layer (a GGUF loader once looked for it in blk.0 only)
+    ("qwen3_moe_attn_bias", "qwen3_moe", "attn_bias"),
+    ("olmoe_attn_bias", "olmoe", "attn_bias"),
+    ("qwen2_moe_dense0", "qwen2_moe", "dense0"),
 ]
+
+# variant -> config overrides (f32 weights, per-expert layout)
+VARIANT_OVERRIDES = {
+    "fused": {"tie_word_embeddings": True},
+    "attn_bias": {"attention_bias": True},
+    "dense0": {"mlp_only_layers": [0]},
+}
 
 
 def log(*a):
@@ -376,8 +389,8 @@ def assert_same_logits(a, b, what, atol=0.0):
 
 # ----------------------------------------------------------------------------
 def gen_fixture(out_root, name, arch, variant, seeds):
-    overrides = {"tie_word_embeddings": True} if variant == "fused" else None
-    skey = (arch, variant == "fused")
+    overrides = VARIANT_OVERRIDES.get(variant)
+    skey = (arch, variant if overrides else None)
     if skey not in seeds:
         seeds[skey] = pick_seed(arch, need_bf16=(variant in ("f32", "bf16") and not overrides),
                                 overrides=overrides, base=5000 if variant == "fused" else None)
@@ -424,6 +437,10 @@ def gen_fixture(out_root, name, arch, variant, seeds):
         assert any(k.endswith("mlp.experts.gate_up_proj") for k in hdr), "fused names missing"
         assert not any(".experts.0." in k for k in hdr)
         assert "lm_head.weight" not in hdr
+    elif variant == "attn_bias":
+        assert "model.layers.0.self_attn.o_proj.bias" in hdr and "model.layers.0.self_attn.q_proj.bias" in hdr
+    elif variant == "dense0":
+        assert "model.layers.0.mlp.gate_proj.weight" in hdr and "model.layers.1.mlp.shared_expert.gate_proj.weight" in hdr
     elif arch == "mixtral":
         assert "model.layers.0.block_sparse_moe.experts.0.w1.weight" in hdr
         assert "model.layers.0.block_sparse_moe.gate.weight" in hdr
@@ -452,6 +469,8 @@ def gen_fixture(out_root, name, arch, variant, seeds):
         info["layout"] = "per-expert, sharded (max_shard_size=200KB)"
     else:
         info["layout"] = "per-expert (save_pretrained default, original/hub format)"
+    if overrides and variant != "fused":
+        info["config_overrides"] = overrides
     with open(os.path.join(d, "fixture.json"), "w") as f:
         json.dump(info, f, indent=2, sort_keys=True)
         f.write("\n")

@@ -201,6 +201,7 @@ static mk_status build_jobs(writer_ctx *w, mk_dtype type) {
         J("blk.%lld.attn_q.bias", type, false, &lw->bq, mixtral ? c->n_head : 0);
         J("blk.%lld.attn_k.bias", type, false, &lw->bk, mixtral ? c->n_kv_head : 0);
         J("blk.%lld.attn_v.bias", type, false, &lw->bv, 0);
+        J("blk.%lld.attn_output.bias", type, false, &lw->bo, 0);
         J("blk.%lld.attn_q_norm.weight", type, false, &lw->q_norm, 0);
         J("blk.%lld.attn_k_norm.weight", type, false, &lw->k_norm, 0);
         J("blk.%lld.ffn_norm.weight", type, false, &lw->ffn_norm, 0);

@@ -228,6 +228,7 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
         bool b;
         if ((st = get_bool(root, path, "attention_bias", false, &b))) goto out;
         cfg->attn_bias = b;
+        cfg->o_bias = b; /* transformers' OlmoeAttention: bias=attention_bias on q, k, v and o */
         cfg->qk_norm = MK_QKNORM_FULL;
         double clip;
         if ((st = get_num(root, path, "clip_qkv", 0, false, &clip))) goto out;
@@ -250,6 +251,7 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
             bool b;
             if ((st = get_bool(root, path, "attention_bias", false, &b))) goto out;
             cfg->attn_bias = b;
+            cfg->o_bias = b; /* Qwen3MoeAttention: bias=attention_bias on q, k, v and o */
             cfg->qk_norm = MK_QKNORM_HEAD;
         }
         bool swa;

@@ -472,7 +472,7 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
             }
             #pragma omp barrier /* the next head overwrites S and Vt */
         }
-        mk_matmul(c->tmp, H, c->att, q_dim, n, &lw->wo, NULL);
+        mk_matmul(c->tmp, H, c->att, q_dim, n, &lw->wo, &lw->bo);
     } else {
         /* decode and small batches: the heads, then the output projection, in one parallel
          * region (one fork and one barrier fewer per layer) */
@@ -502,7 +502,7 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
                 }
             }
             /* (the for's barrier: every head's output is in att) */
-            mk_matmul_team(c->tmp, H, c->att, q_dim, n, lw->wo.data, lw->wo.dtype, H, q_dim, NULL);
+            mk_matmul_team(c->tmp, H, c->att, q_dim, n, lw->wo.data, lw->wo.dtype, H, q_dim, lw->bo.data); /* bo: F32 or absent */
         }
     }
     #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n >= 16)

@@ -51,6 +51,7 @@ static const struct { const char *gguf, *hf; } layer_names[] = {
     {"attn_q.bias", "self_attn.q_proj.bias"},
     {"attn_k.bias", "self_attn.k_proj.bias"},
     {"attn_v.bias", "self_attn.v_proj.bias"},
+    {"attn_output.bias", "self_attn.o_proj.bias"},
     {"attn_q_norm.weight", "self_attn.q_norm.weight"},
     {"attn_k_norm.weight", "self_attn.k_norm.weight"},
     {"ffn_gate_inp.weight", "%s.gate.weight"},
@@ -147,6 +148,15 @@ static bool has_tensor(const mk_gguf *g, const char *fmt, long long l) {
     return mk_gguf_find_tensor(g, name) != NULL;
 }
 
+/* The first layer below n_layer that has (moe) or lacks (!moe) blk.N.ffn_gate_inp.weight, or -1.
+ * Per-layer facts (expert and dense widths, the shared expert) are read from such a layer, never
+ * from blk.0, which may be the other kind (a Qwen2-MoE with mlp_only_layers [0], say). */
+static long long first_layer(const mk_gguf *g, int64_t n_layer, bool moe) {
+    for (long long l = 0; l < n_layer; l++)
+        if (has_tensor(g, "blk.%lld.ffn_gate_inp.weight", l) == moe) return l;
+    return -1;
+}
+
 /* Row count (ne[1]) of a 2-D/3-D GGUF tensor, or 0 when absent. */
 static int64_t tensor_ne(const mk_gguf *g, const char *name, int d) {
     const mk_gguf_tensor *t = mk_gguf_find_tensor(g, name);
@@ -208,7 +218,9 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const arch_desc **o
         I("expert_feed_forward_length", -1, 1, &c->d_ff_expert);
         c->d_ff_dense = ff;
     } else {
-        c->d_ff_expert = ff ? ff : tensor_ne(g, "blk.0.ffn_gate_exps.weight", 1);
+        char tn[96];
+        snprintf(tn, sizeof tn, "blk.%lld.ffn_gate_exps.weight", first_layer(g, c->n_layer, true));
+        c->d_ff_expert = ff ? ff : tensor_ne(g, tn, 1);
     }
     if (c->d_ff_expert <= 0) return mk_err(MK_ERR_MISSING, "%s: metadata key '%s.expert_feed_forward_length' is missing", path, a);
     double eps, theta;
@@ -238,11 +250,15 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const arch_desc **o
     if (ad->arch == MK_ARCH_MIXTRAL) I("attention.sliding_window", 0, 0, &c->sliding_window);
     c->qk_norm = ad->arch == MK_ARCH_QWEN3_MOE ? MK_QKNORM_HEAD : ad->arch == MK_ARCH_OLMOE ? MK_QKNORM_FULL : MK_QKNORM_NONE;
     c->attn_bias = has_tensor(g, "blk.%lld.attn_q.bias", 0) ? 1 : 0;
+    c->o_bias = has_tensor(g, "blk.%lld.attn_output.bias", 0);
     c->tie_embed = !mk_gguf_find_tensor(g, "output.weight");
-    if (ad->arch == MK_ARCH_QWEN2_MOE && has_tensor(g, "blk.%lld.ffn_gate_shexp.weight", 0)) {
+    const long long l_moe = first_layer(g, c->n_layer, true);
+    if (ad->arch == MK_ARCH_QWEN2_MOE && l_moe >= 0 && has_tensor(g, "blk.%lld.ffn_gate_shexp.weight", l_moe)) {
         c->shared_expert = true;
         I("expert_shared_feed_forward_length", 0, 0, &c->d_ff_shared);
-        if (!c->d_ff_shared) c->d_ff_shared = tensor_ne(g, "blk.0.ffn_gate_shexp.weight", 1);
+        char tn[96];
+        snprintf(tn, sizeof tn, "blk.%lld.ffn_gate_shexp.weight", l_moe);
+        if (!c->d_ff_shared) c->d_ff_shared = tensor_ne(g, tn, 1);
     }
     /* vocabulary: <arch>.vocab_size, else the token list, else the embedding's rows */
     snprintf(key, sizeof key, "%s.vocab_size", a);
@@ -265,7 +281,11 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const arch_desc **o
         c->layer_moe[l] = has_tensor(g, "blk.%lld.ffn_gate_inp.weight", l);
         dense |= !c->layer_moe[l];
     }
-    if (dense && c->d_ff_dense <= 0) c->d_ff_dense = tensor_ne(g, "blk.0.ffn_gate.weight", 1);
+    if (dense && c->d_ff_dense <= 0) {
+        char tn[96];
+        snprintf(tn, sizeof tn, "blk.%lld.ffn_gate.weight", first_layer(g, c->n_layer, false));
+        c->d_ff_dense = tensor_ne(g, tn, 1);
+    }
     return MK_OK;
 }
 

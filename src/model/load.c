@@ -71,6 +71,23 @@ static mk_tensor slice3(const mk_tensor *t, int64_t e, int64_t r0, int64_t rows)
     return v;
 }
 
+/* Replaces a 1-D tensor's view with an F32 copy owned by the model (no-op when already F32), for
+ * vectors the fused kernels take as f32 (the o_proj bias). */
+static mk_status own_f32(mk_model *m, mk_tensor *t) {
+    if (t->dtype == MK_DT_F32) return MK_OK;
+    void **ow = mk_realloc(m->owned, (m->n_owned + 1) * sizeof *ow);
+    if (!ow) return MK_ERR_NOMEM;
+    m->owned = ow;
+    float *buf = mk_malloc((size_t)t->shape[0] * sizeof *buf);
+    if (!buf) return MK_ERR_NOMEM;
+    m->owned[m->n_owned++] = buf;
+    mk_to_f32(buf, t->data, t->dtype, (size_t)t->shape[0]);
+    t->data = buf;
+    t->dtype = MK_DT_F32;
+    t->nbytes = (size_t)t->shape[0] * sizeof *buf;
+    return MK_OK;
+}
+
 static mk_status load_mlp(loader *L, mk_mlp_w *w, const char *prefix, const char *g, const char *u, const char *d, int64_t d_ff) {
     const int64_t H = L->m->cfg.d_model;
     mk_status st;
@@ -159,6 +176,10 @@ static mk_status load_layer(loader *L, int64_t l) {
         T(&lw->bq, opt, 1, DIMS(q_dim), "model.layers.%lld.self_attn.q_proj.bias", li);
         T(&lw->bk, opt, 1, DIMS(kv_dim), "model.layers.%lld.self_attn.k_proj.bias", li);
         T(&lw->bv, opt, 1, DIMS(kv_dim), "model.layers.%lld.self_attn.v_proj.bias", li);
+    }
+    if (c->o_bias) {
+        T(&lw->bo, false, 1, DIMS(H), "model.layers.%lld.self_attn.o_proj.bias", li);
+        if ((st = own_f32(m, &lw->bo))) return st;
     }
     if (c->qk_norm == MK_QKNORM_HEAD) {
         T(&lw->q_norm, false, 1, DIMS(c->d_head), "model.layers.%lld.self_attn.q_norm.weight", li);
@@ -292,8 +313,8 @@ int64_t mk_model_token_bytes(const mk_model *m) {
     for (int64_t l = 0; l < m->cfg.n_layer; l++) {
         const mk_layer_w *w = &m->layers[l];
         const mk_tensor *t[] = {&w->attn_norm, &w->ffn_norm, &w->wq,     &w->wk,     &w->wv,          &w->wo,
-                                &w->bq,        &w->bk,       &w->bv,     &w->q_norm, &w->k_norm,      &w->router,
-                                &w->shared_gate};
+                                &w->bq,        &w->bk,       &w->bv,     &w->bo,     &w->q_norm,      &w->k_norm,
+                                &w->router,    &w->shared_gate};
         for (size_t i = 0; i < sizeof t / sizeof *t; i++) b += tb(t[i]);
         b += mlp_bytes(&w->shared) + mlp_bytes(&w->dense);
         if (w->is_moe && w->n_live > 0) {
@@ -351,7 +372,7 @@ void mk_model_advise_weights(const mk_model *m, int64_t l, bool willneed) {
     if (l >= m->cfg.n_layer) return;
     const mk_layer_w *lw = &m->layers[l];
     const mk_tensor *ts[] = {&lw->attn_norm, &lw->ffn_norm, &lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->bq, &lw->bk,
-                             &lw->bv, &lw->q_norm, &lw->k_norm, &lw->router, &lw->shared_gate};
+                             &lw->bv, &lw->bo, &lw->q_norm, &lw->k_norm, &lw->router, &lw->shared_gate};
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) advise_tensor(m, ts[i], willneed);
     if (lw->is_moe) {
         for (int64_t e = 0; e < lw->n_live; e++) advise_mlp(m, &lw->experts[e], willneed);

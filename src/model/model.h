@@ -33,6 +33,7 @@ typedef struct mk_config {
     bool norm_topk;       /* renormalise the top-k weights to sum to 1 */
     bool shared_expert;   /* Qwen2-MoE: one sigmoid-gated shared expert per MoE layer */
     int attn_bias;        /* -1 = not stated (follow the file), 0 = none, 1 = q/k/v biases */
+    bool o_bias;          /* o_proj has a bias too (attention_bias: true in Qwen3-MoE and OLMoE) */
     mk_qk_norm qk_norm;
     float clip_qkv;       /* 0 = none */
     int64_t sliding_window; /* 0 = full causal attention */
@@ -57,6 +58,7 @@ typedef struct mk_layer_w {
     mk_tensor attn_norm, ffn_norm;           /* (d_model) */
     mk_tensor wq, wk, wv, wo;                /* q (n_head·d_head, d_model), k/v (n_kv_head·d_head, d_model), o (d_model, n_head·d_head) */
     mk_tensor bq, bk, bv;                    /* biases or absent */
+    mk_tensor bo;                            /* (d_model) o_proj bias or absent; always F32 (converted at load) */
     mk_tensor q_norm, k_norm;                /* per mk_qk_norm, or absent */
     bool is_moe;
     mk_tensor router;                        /* (n_expert, d_model); rows from n_live on are zero */

@@ -72,4 +72,12 @@ for t in 5 16; do
   if [ -n "$p1" ] && [ "$pt" = "$p1" ] && [ -n "$g1" ] && [ "$gt" = "$g1" ]; then ok "$t threads = 1 thread ($p1, same greedy text)"
   else bad "$t threads = 1 thread" "'$pt' vs '$p1'; '$gt' vs '$g1'"; fi
 done
+# info on a GGUF says what info on its source checkpoint says (a Qwen2-MoE whose layer 0 is dense:
+# the GGUF loader once looked for the shared expert in blk.0 only and reported 0 shared)
+for f in qwen2_moe_dense0 qwen3_moe_attn_bias; do
+  if $MK quantize -m "$FIX/$f" --type f32 -o "$TMPD/$f.gguf" >/dev/null 2>&1; then
+    a=$($MK info -m "$FIX/$f" | grep -v -E '^(model|bytes)'); b=$($MK info -m "$TMPD/$f.gguf" | grep -v -E '^(model|bytes)')
+    [ -n "$a" ] && [ "$a" = "$b" ] && ok "info: $f.gguf = $f ($(grep '^experts' <<<"$a"))" || bad "info $f.gguf" "$(diff <(echo "$a") <(echo "$b"))"
+  else bad "quantize $f" "failed"; fi
+done
 summary
