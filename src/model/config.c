@@ -206,6 +206,7 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
     cfg->rope_theta = (float)theta;
     if ((st = get_bool(root, path, "tie_word_embeddings", false, &cfg->tie_embed))) goto out;
     INT("max_position_embeddings", 0, 0, &cfg->n_ctx_train);
+    INT("num_nextn_predict_layers", 0, 0, &cfg->n_mtp);
     cfg->attn_bias = -1;
     cfg->bos_id = token_id(root, "bos_token_id");
     cfg->eos_id = token_id(root, "eos_token_id");

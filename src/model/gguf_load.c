@@ -335,8 +335,8 @@ static mk_status add(mk_model *m, const char *hf, const mk_tensor *t, const mk_g
     return mk_st_add(m->st, hf, t, (size_t)((const uint8_t *)src->t.data - m->gguf->map.data), src->name);
 }
 
-/* A tensor the model does not use (rope_freqs, say): kept under its own name when moekit can
- * represent its type, else left out. */
+/* A tensor no HF name stands for (rope_freqs, say): kept under its own name, so that the loader's
+ * check that every tensor is used names it. */
 static mk_status add_other(mk_model *m, const mk_gguf_tensor *gt) {
     return gt->t.dtype == MK_DT_COUNT ? MK_OK : add(m, gt->name, &gt->t, gt);
 }
@@ -358,7 +358,9 @@ static mk_status add_tensor(mk_model *m, const mk_gguf_tensor *gt, const arch_de
     const mk_config *c = &m->cfg;
     const mk_tensor *t = &gt->t;
     if (t->dtype == MK_DT_COUNT) {
-        if (!is_ours(gt->name)) return MK_OK;
+        if (!is_ours(gt->name)) /* what the loader would not read either: an error, not a skip */
+            return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s' (ggml type %s) is not used by moekit's %s loader; running without it would give wrong results",
+                          path, gt->name, mk_ggml_type_name(gt->ggml_type), c->arch_name);
         return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': ggml type %s (%u) is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)",
                       path, gt->name, mk_ggml_type_name(gt->ggml_type), gt->ggml_type);
     }

@@ -13,7 +13,33 @@ typedef struct loader {
     mk_model *m;
     char name[256];
     int64_t params;      /* scalars in the tensors the model uses */
+    uint8_t *used;       /* (m->st->n_entries) 1 = read by the loader */
 } loader;
+
+bool mk_tensor_known_unused(const char *name, const mk_config *c) {
+    const char *p = strstr(name, "rotary_emb.inv_freq");
+    if (p && p[strlen("rotary_emb.inv_freq")] == 0) return true; /* recomputed from rope_theta */
+    if (!strncmp(name, "mtp.", 4)) return true;                   /* a separate MTP module */
+    long long l;
+    int n = 0;
+    if (c->n_mtp > 0 && sscanf(name, "model.layers.%lld.%n", &l, &n) == 1 && n > 0) /* MTP layers after the last */
+        return l >= c->n_layer && l < c->n_layer + c->n_mtp;
+    return false;
+}
+
+/* Every tensor of the checkpoint was read by the loader, or is on the known-unused list: a tensor
+ * the forward pass would not apply (an o_proj bias, say) is an error, never silently dropped. */
+static mk_status check_all_used(const loader *L) {
+    const mk_st_set *s = L->m->st;
+    for (size_t i = 0; i < s->n_entries; i++) {
+        const mk_st_entry *e = &s->entries[i];
+        if (L->used[i] || mk_tensor_known_unused(e->name, &L->m->cfg)) continue;
+        const char *why = L->m->cfg.tie_embed && !strcmp(e->name, "lm_head.weight") ? " (tie_word_embeddings is true: the LM head is the embedding)" : "";
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s' is not used by moekit's %s loader%s; running without it would give wrong results",
+                      mk_st_file_of(s, e), e->src_name ? e->src_name : e->name, L->m->cfg.arch_name, why);
+    }
+    return MK_OK;
+}
 
 static const char *fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape) {
     size_t o = 0;
@@ -40,6 +66,7 @@ static mk_status get_tensor(loader *L, mk_tensor *t, bool optional, int ndim, co
             return mk_err(MK_ERR_MISSING, "%s: tensor '%s' is missing", L->m->dir, mk_gguf_name_of(L->name, gn, sizeof gn));
         return mk_err(MK_ERR_MISSING, "%s: tensor '%s' is missing", L->m->dir, L->name);
     }
+    L->used[e - L->m->st->entries] = 1;
     const char *file = mk_st_file_of(L->m->st, e);
     const char *tname = e->src_name ? e->src_name : L->name, *cfg_src = L->m->gguf ? "the GGUF metadata" : "config.json";
     if (!mk_dtypes[e->t.dtype].is_float)
@@ -216,6 +243,7 @@ mk_status mk_model_load(mk_model **out, const char *dir) {
     mk_model *m = mk_calloc(1, sizeof *m);
     if (!m) return MK_ERR_NOMEM;
     mk_status st;
+    loader L = {.m = m};
     char *cpath = mk_path_join(dir, "config.json"), *text = NULL;
     m->dir = mk_strdup(dir);
     if (!cpath || !m->dir) { st = MK_ERR_NOMEM; goto fail; }
@@ -229,7 +257,7 @@ mk_status mk_model_load(mk_model **out, const char *dir) {
     }
 
     const mk_config *c = &m->cfg;
-    loader L = {.m = m};
+    if (!(L.used = mk_calloc(m->st->n_entries + 1, 1))) { st = MK_ERR_NOMEM; goto fail; }
     if ((st = get_tensor(&L, &m->embed, false, 2, DIMS(c->vocab, c->d_model), "model.embed_tokens.weight"))) goto fail;
     if ((st = get_tensor(&L, &m->final_norm, false, 1, DIMS(c->d_model), "model.norm.weight"))) goto fail;
     if (c->tie_embed) m->lm_head = m->embed;
@@ -242,6 +270,9 @@ mk_status mk_model_load(mk_model **out, const char *dir) {
         n_moe += m->layers[l].is_moe;
         if (m->layers[l].is_moe) idle += (m->layers[l].n_live - c->k_active) * 3 * c->d_model * c->d_ff_expert;
     }
+    if ((st = check_all_used(&L))) goto fail;
+    free(L.used);
+    L.used = NULL;
     if (c->n_expert_layer) {
         const int64_t E = c->n_expert;
         if (!(m->live = mk_calloc((size_t)(c->n_layer * E), 1))) { st = MK_ERR_NOMEM; goto fail; }
@@ -277,6 +308,7 @@ mk_status mk_model_load(mk_model **out, const char *dir) {
     *out = m;
     return MK_OK;
 fail:
+    free(L.used);
     free(cpath);
     free(text);
     mk_model_free(m);

@@ -43,7 +43,15 @@ typedef struct mk_config {
                                 have n_expert, which is then the largest count */
     int32_t bos_id, eos_id;
     int64_t n_ctx_train;  /* max_position_embeddings / <arch>.context_length; 0 = not stated */
+    int64_t n_mtp;        /* num_nextn_predict_layers: multi-token-prediction layers stored after the last layer (not run) */
 } mk_config;
+
+/* True for a tensor name a checkpoint may hold that the forward pass does not need, and that the
+ * loader therefore accepts unused: rotary `*.rotary_emb.inv_freq` buffers (recomputed from
+ * rope_theta), multi-token-prediction modules (`mtp.*`, and `model.layers.L.*` for the
+ * num_nextn_predict_layers layers after the last). Every other tensor the loader does not read
+ * is an error. */
+bool mk_tensor_known_unused(const char *name, const mk_config *c);
 
 /* Parses config.json text; `path` is for messages. cfg->layer_moe is allocated. */
 mk_status mk_config_parse(mk_config *cfg, const char *json_text, const char *path);

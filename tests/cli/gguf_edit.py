@@ -9,6 +9,7 @@ usage: gguf_edit.py IN OUT ACTION [ARGS]
   offset-past-end NAME       NAME's data offset points far past the end of the file
   misaligned NAME            NAME's data offset is no longer a multiple of the alignment
   type NAME ID               NAME's ggml type id set to ID
+  dup NAME NEW [TYPE]        a tensor NEW of NAME's shape (and type, or TYPE), its zero bytes appended
   swap-dims NAME             NAME's ne[0] and ne[1] swapped (same byte size, wrong shape)
   rename NAME NEW            NAME renamed (e.g. to drop a tensor the loader needs)
   set-u32 KEY VALUE          a u32 metadata value replaced
@@ -54,6 +55,10 @@ def value_raw(r, t):
     else:
         r.take(SIZES[t])
     return r.b[start:r.p]
+
+
+# ggml type id -> (elements per block, bytes per block), for the types dup takes
+TYPE_BLOCK = {0: (1, 4), 1: (1, 2), 30: (1, 2), 2: (32, 18), 6: (32, 22), 8: (32, 34), 12: (256, 144), 14: (256, 210)}
 
 
 def main():
@@ -109,6 +114,17 @@ def main():
         ne[0], ne[1] = ne[1], ne[0]
     elif action == "rename":
         find(args[0])[0] = args[1].encode()
+    elif action == "dup":  # a tensor NEW of NAME's shape (type as NAME, or TYPE), zeros appended to the data
+        i = find(args[0])
+        t = int(args[2]) if len(args) > 2 else i[2]
+        blk, size = TYPE_BLOCK[t]
+        n = 1
+        for d in i[1]:
+            n *= d
+        data += b"\0" * (-len(data) % align)
+        infos.append([args[1].encode(), list(i[1]), t, len(data)])
+        data += b"\0" * (n // blk * size)
+        nt += 1
     elif action == "set-u32":
         kv(args[0])[2] = struct.pack("<I", int(args[1]))
     elif action == "add-u32":

@@ -7,6 +7,7 @@ usage: st_edit.py IN OUT ACTION [ARGS]
   dtype NAME DTYPE          dtype of NAME set to DTYPE
   drop NAME                 NAME removed from the header (its bytes stay)
   transpose NAME            shape of NAME reversed (same byte length, wrong for the config)
+  dup NAME NEW              a tensor NEW of NAME's dtype and shape, a copy of its bytes appended
 """
 import json, struct, sys
 
@@ -31,6 +32,10 @@ def main():
         del header[name]
     elif action == "transpose":
         t["shape"] = list(reversed(t["shape"]))
+    elif action == "dup":
+        a, b = t["data_offsets"]
+        header[args[1]] = dict(t, data_offsets=[len(body), len(body) + b - a])
+        body += body[a:b]
     else:
         sys.exit(f"st_edit: unknown action {action}")
     h = json.dumps(header, separators=(",", ":")).encode()

@@ -13,6 +13,11 @@ K=blk.0.attn_k.weight
 expect_ok "the intact file loads" $MK info -m $SRC
 expect_ok "the intact file runs" $MK run -m $SRC --prompt-ids 1,2,3 -n 2 --quiet-stats
 
+# a tensor the loader does not read is an error naming the file and the tensor, whatever its type
+$EDIT dup $Q rope_freqs.weight
+expect_error "unused tensor" "m.gguf: tensor 'rope_freqs.weight' is not used by moekit's Qwen3MoeForCausalLM loader" $MK info -m $G
+$EDIT dup blk.0.attn_norm.weight blk.0.attn_output.bias_x 6
+expect_error "unused tensor of a type moekit does not read" "m.gguf: tensor 'blk.0.attn_output.bias_x' \(ggml type [A-Z0-9_]+\) is not used by moekit's Qwen3MoeForCausalLM loader" $MK info -m $G
 $EDIT magic
 expect_error "bad magic" "m.gguf: not a GGUF file \(bad magic" $MK info -m $G
 $EDIT version 1

@@ -34,6 +34,20 @@ expect_error "missing tensor" "m: tensor '$Q' is missing" $MK info -m "$TMPD/m"
 fresh; $EDIT "$SRC/model.safetensors" "$ST" transpose $Q
 expect_error "shape not matching config.json" "m/model.safetensors: tensor '$Q': shape \[[0-9]+, [0-9]+\] does not match config.json \(expected" $MK info -m "$TMPD/m"
 
+# a tensor the loader does not read is an error naming the file and the tensor (an o_proj bias
+# once went unread and gave wrong logits); rotary inv_freq buffers and MTP layers are known-unused
+O=model.layers.1.self_attn.o_proj.weight
+fresh; $EDIT "$SRC/model.safetensors" "$ST" dup $O model.layers.1.self_attn.o_proj.bias_extra
+expect_error "unused tensor" "m/model.safetensors: tensor 'model.layers.1.self_attn.o_proj.bias_extra' is not used by moekit's Qwen3MoeForCausalLM loader; running without it would give wrong results" $MK info -m "$TMPD/m"
+fresh; $EDIT "$SRC/model.safetensors" "$ST" dup $Q model.layers.3.self_attn.q_proj.weight
+expect_error "a layer past num_hidden_layers" "m/model.safetensors: tensor 'model.layers.3.self_attn.q_proj.weight' is not used" $MK info -m "$TMPD/m"
+python3 -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); c['num_nextn_predict_layers']=1; json.dump(c,open(p,'w'))" "$TMPD/m/config.json"
+expect_ok "the same layer as an MTP layer (num_nextn_predict_layers 1)" $MK info -m "$TMPD/m"
+fresh; $EDIT "$SRC/model.safetensors" "$ST" dup model.layers.0.input_layernorm.weight model.layers.0.self_attn.rotary_emb.inv_freq
+expect_ok "a rotary inv_freq buffer is accepted" $MK info -m "$TMPD/m"
+fresh; python3 -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); c['tie_word_embeddings']=True; json.dump(c,open(p,'w'))" "$TMPD/m/config.json"
+expect_error "lm_head with tied embeddings" "m/model.safetensors: tensor 'lm_head.weight' is not used .*\(tie_word_embeddings is true" $MK info -m "$TMPD/m"
+
 fresh; head -c 200 "$SRC/config.json" > "$TMPD/m/config.json"
 expect_error "malformed config.json" "m/config.json: malformed JSON: .*line" $MK info -m "$TMPD/m"
 
