@@ -75,27 +75,31 @@ static const char *pick(json_t *root, const char *a, const char *b) {
     return (v && !json_is_null(v)) ? a : b;
 }
 
-/* rope_theta lives at the top level (v4) or in rope_parameters (v5); rope_scaling / a non-default
- * rope_type changes the frequencies, which is not supported yet. */
+/* rope_theta lives at the top level (v4) or in rope_parameters (v5). A RoPE type other than
+ * default, in either rope_parameters or rope_scaling, changes the frequencies and is not supported
+ * yet: both are checked, since a v5 config can carry default rope_parameters next to a top-level
+ * rope_scaling (a model card's long-context advice applied to a config transformers v5 saved),
+ * and transformers then applies the rope_scaling. */
+static mk_status check_rope_type(json_t *obj, const char *path, const char *field) {
+    if (!obj || json_is_null(obj)) return MK_OK;
+    if (!json_is_object(obj)) return mk_err(MK_ERR_FORMAT, "%s: field '%s' must be an object", path, field);
+    const char *key = "rope_type";
+    json_t *t = json_object_get(obj, key);
+    if (!t) t = json_object_get(obj, key = "type");
+    if (t && !(json_is_string(t) && strcmp(json_string_value(t), "default") == 0))
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: field '%s.%s' = '%s' is not supported yet (only default RoPE); moekit will not run with a RoPE other than the one the config asks for",
+                      path, field, key, json_is_string(t) ? json_string_value(t) : "?");
+    return MK_OK;
+}
+
 static mk_status parse_rope(json_t *root, const char *path, double *theta) {
     json_t *rp = json_object_get(root, "rope_parameters");
-    json_t *rs = json_object_get(root, "rope_scaling");
     *theta = 10000.0;
     mk_status st = get_num(root, path, "rope_theta", 10000.0, false, theta);
     if (st) return st;
-    if (rp && !json_is_null(rp)) {
-        if (!json_is_object(rp)) return mk_err(MK_ERR_FORMAT, "%s: field 'rope_parameters' must be an object", path);
-        if ((st = get_num(rp, path, "rope_theta", *theta, false, theta))) return mk_err_prefix(st, "rope_parameters");
-        rs = rp;
-    }
-    if (rs && !json_is_null(rs)) {
-        if (!json_is_object(rs)) return mk_err(MK_ERR_FORMAT, "%s: field 'rope_scaling' must be an object", path);
-        json_t *t = json_object_get(rs, "rope_type");
-        if (!t) t = json_object_get(rs, "type");
-        if (t && !(json_is_string(t) && strcmp(json_string_value(t), "default") == 0))
-            return mk_err(MK_ERR_UNSUPPORTED, "%s: field 'rope_type' = '%s' is not supported yet (only default RoPE)", path,
-                          json_is_string(t) ? json_string_value(t) : "?");
-    }
+    if ((st = check_rope_type(rp, path, "rope_parameters"))) return st;
+    if ((st = check_rope_type(json_object_get(root, "rope_scaling"), path, "rope_scaling"))) return st;
+    if (rp && !json_is_null(rp) && (st = get_num(rp, path, "rope_theta", *theta, false, theta))) return mk_err_prefix(st, "rope_parameters");
     if (!(*theta > 0)) return mk_err(MK_ERR_FORMAT, "%s: field 'rope_theta' must be positive", path);
     return MK_OK;
 }
