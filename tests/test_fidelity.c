@@ -9,6 +9,7 @@
 #include "moekit.h"
 
 #include <jansson.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define FIX "tests/fixtures/"
@@ -228,6 +229,85 @@ static void test_qwen3_moe_attn_bias(void) { check_fixture("qwen3_moe_attn_bias"
 static void test_olmoe_attn_bias(void) { check_fixture("olmoe_attn_bias", 1e-4); }
 static void test_qwen2_moe_dense0(void) { check_fixture("qwen2_moe_dense0", 1e-4); }
 
+/* Non-finite weights (tests/fixtures/nonfinite/reference.json, tools/gen_nonfinite_reference.py):
+ * one row of one weight of qwen3_moe set to NaN or ±infinity. With the per-layer check off, the
+ * same logits as in transformers are non-finite (NaN propagates through attention's softmax, the
+ * router and SwiGLU, none turned back into finite values); with it on (the default), the forward
+ * pass stops with MK_ERR_NONFINITE naming the layer and token where transformers' first
+ * non-finite layer output is. */
+static void test_nonfinite(void) {
+    json_t *rj = json_load_file(FIX "nonfinite/reference.json", 0, NULL);
+    REQUIRE(rj, "cannot read " FIX "nonfinite/reference.json");
+    char dir[64], path[128];
+    snprintf(dir, sizeof dir, "/tmp/mk_nonfinite_%d", (int)getpid());
+    REQUIRE(mkdir(dir, 0700) == 0, "mkdir %s", dir);
+    char *cfg = NULL, *st_bytes = NULL;
+    size_t cfg_n = 0, st_n = 0;
+    REQUIRE(mk_read_file(FIX "qwen3_moe/config.json", &cfg, &cfg_n) == MK_OK && mk_read_file(FIX "qwen3_moe/model.safetensors", &st_bytes, &st_n) == MK_OK,
+            "%s", mk_last_error());
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f && fwrite(cfg, 1, cfg_n, f) == cfg_n && fclose(f) == 0, "write %s", path);
+    mk_st_set *src = NULL;
+    REQUIRE(mk_st_open_file(&src, FIX "qwen3_moe/model.safetensors") == MK_OK, "%s", mk_last_error());
+    json_t *ids_j = json_object_get(rj, "input_ids"), *cases = json_object_get(rj, "cases");
+    const size_t T = json_array_size(ids_j);
+    int32_t ids[64];
+    REQUIRE(T > 0 && T <= 64, "input_ids");
+    for (size_t t = 0; t < T; t++) ids[t] = (int32_t)json_integer_value(json_array_get(ids_j, t));
+    size_t ci;
+    json_t *cs;
+    json_array_foreach(cases, ci, cs) {
+        const char *tname = json_string_value(json_object_get(cs, "tensor")), *val = json_string_value(json_object_get(cs, "value"));
+        const int64_t row = json_integer_value(json_object_get(cs, "row"));
+        const mk_st_entry *e = mk_st_find(src, tname);
+        if (!e || e->t.dtype != MK_DT_F32) { CHECK(0, "%s: no F32 tensor in the fixture", tname); continue; }
+        const float v = !strcmp(val, "nan") ? NAN : !strcmp(val, "inf") ? INFINITY : -INFINITY;
+        char *poisoned = malloc(st_n);
+        memcpy(poisoned, st_bytes, st_n);
+        const size_t cols = (size_t)e->t.shape[1];
+        for (size_t i = 0; i < cols; i++) memcpy(poisoned + e->offset + ((size_t)row * cols + i) * sizeof(float), &v, sizeof v);
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        f = fopen(path, "wb");
+        bool wrote = f && fwrite(poisoned, 1, st_n, f) == st_n;
+        if (f) wrote &= fclose(f) == 0;
+        free(poisoned);
+        if (!wrote) { CHECK(0, "write %s", path); continue; }
+        mk_model *m = NULL;
+        if (mk_model_load(&m, dir)) { CHECK(0, "%s: load: %s", tname, mk_last_error()); continue; }
+        const size_t V = (size_t)mk_model_get_info(m)->vocab;
+        float *lg = malloc(T * V * sizeof *lg);
+        mk_ctx *c = NULL;
+        CHECK(mk_ctx_new(&c, m, T, 0) == MK_OK, "%s", mk_last_error());
+        mk_ctx_set_check_finite(c, false);
+        CHECK(mk_ctx_forward(c, ids, T, MK_LOGITS_ALL, lg) == MK_OK, "%s: forward with the check off: %s", tname, mk_last_error());
+        size_t bad = 0;
+        for (size_t i = 0; i < T * V; i++) bad += !isfinite(lg[i]);
+        const size_t want = (size_t)json_integer_value(json_object_get(cs, "nonfinite_logits"));
+        CHECK(bad == want, "%s row %lld = %s: %zu non-finite logits, transformers has %zu", tname, (long long)row, val, bad, want);
+        mk_ctx_set_check_finite(c, true);
+        mk_ctx_reset(c);
+        mk_status st = mk_ctx_forward(c, ids, T, MK_LOGITS_ALL, lg);
+        char msg[128];
+        snprintf(msg, sizeof msg, "in the output of layer %lld at token position %lld", (long long)json_integer_value(json_object_get(cs, "first_layer")),
+                 (long long)json_integer_value(json_object_get(cs, "first_position")));
+        CHECK(st == MK_ERR_NONFINITE && strstr(mk_last_error(), msg), "%s: status %d, '%s' (expected '%s')", tname, st, mk_last_error(), msg);
+        printf("  %-46s row %lld = %-4s: %4zu of %zu logits non-finite (transformers %zu); %s\n", tname, (long long)row, val, bad, T * V, want,
+               st == MK_ERR_NONFINITE ? msg : "no error");
+        mk_ctx_free(c);
+        free(lg);
+        mk_model_free(m);
+    }
+    unlink(path);
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    unlink(path);
+    rmdir(dir);
+    mk_st_free(src);
+    free(cfg);
+    free(st_bytes);
+    json_decref(rj);
+}
+
 int main(void) {
     RUN(test_mixtral);
     RUN(test_mixtral_sharded);
@@ -242,5 +322,6 @@ int main(void) {
     RUN(test_qwen3_moe_attn_bias);
     RUN(test_olmoe_attn_bias);
     RUN(test_qwen2_moe_dense0);
+    RUN(test_nonfinite);
     return TEST_SUMMARY("test_fidelity");
 }

@@ -20,7 +20,8 @@ typedef enum mk_status {
     MK_ERR_MISSING,     /* a required tensor, field or file is absent */
     MK_ERR_ARG,         /* a caller passed an invalid argument */
     MK_ERR_NOMEM,       /* an allocation failed */
-    MK_ERR_INTERNAL     /* a bug: an invariant did not hold */
+    MK_ERR_INTERNAL,    /* a bug: an invariant did not hold */
+    MK_ERR_NONFINITE    /* a computed value is NaN or infinite (non-finite weights or inputs) */
 } mk_status;
 
 /* The message of the last failure on this thread ("" if none). */

@@ -136,6 +136,11 @@ mk_status mk_ctx_set_route(mk_ctx *c, const mk_route_opts *r);  /* NULL for the 
  * (or reset_stats); 0 for dense layers. */
 double mk_ctx_experts_per_token(const mk_ctx *c, int64_t l);
 void mk_ctx_reset_route_stats(mk_ctx *c);
+/* After every layer the forward pass checks that the layer's output (the residual stream, n_tok ×
+ * d_model values) is finite, and stops with MK_ERR_NONFINITE naming the first layer and token
+ * where a NaN or infinity appears (non-finite weights, say): on by default, at a cost of one pass
+ * over the layer's output. Off, non-finite values propagate to the logits as in transformers. */
+void mk_ctx_set_check_finite(mk_ctx *c, bool on);
 
 typedef enum mk_logits_mode {
     MK_LOGITS_NONE = 0,  /* compute no logits */
@@ -144,7 +149,8 @@ typedef enum mk_logits_mode {
 } mk_logits_mode;
 
 /* Appends n tokens to the sequence and runs them through the model (a batched prefill when
- * n > 1, a KV-cached decode step when n == 1). Writes logits as `mode` says into `logits`. */
+ * n > 1, a KV-cached decode step when n == 1). Writes logits as `mode` says into `logits`.
+ * MK_ERR_NONFINITE (see mk_ctx_set_check_finite) leaves the context unusable until reset. */
 mk_status mk_ctx_forward(mk_ctx *c, const int32_t *tokens, size_t n, mk_logits_mode mode, float *logits);
 
 

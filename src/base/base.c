@@ -31,6 +31,7 @@ const char *mk_status_name(mk_status s) {
     case MK_ERR_ARG: return "argument";
     case MK_ERR_NOMEM: return "out of memory";
     case MK_ERR_INTERNAL: return "internal";
+    case MK_ERR_NONFINITE: return "non-finite";
     }
     return "unknown";
 }

@@ -52,6 +52,7 @@ struct mk_ctx {
     mk_route_boost *boosts;
     size_t n_boosts;
     double *used, *routed;         /* (n_layer) experts used and tokens routed, for the average */
+    bool no_check_finite;          /* mk_ctx_set_check_finite(c, false) */
 };
 
 static int64_t d_ff_max(const mk_config *c) {
@@ -301,12 +302,15 @@ static void mlp_forward(mk_ctx *c, const mk_mlp_w *w, const float *x, size_t n, 
 /* e^x for x ≤ 0 (a score minus its row's maximum), written so that the loop around it
  * vectorizes: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 in two parts, Cody-Waite), e^r by its degree-6
  * Taylor polynomial, 2^n built in the exponent bits; within 2.6e-7 of expf relative (about 2 ulp)
- * down to −87, and e^−87 (1.6e−38, nothing against the row's largest weight 1) below. */
+ * down to −87, and e^−87 (1.6e−38, nothing against the row's largest weight 1) below. A NaN
+ * comes out as NaN: the clamp below would turn it into e^−87, and a non-finite activation must
+ * reach the layer's output, where the forward pass reports it. */
 static inline float exp_neg(float x) {
     /* xc = max(−|x|, −87) on the bits (no float compare: the loop stays a vector loop): negative
      * floats order as their bit patterns do reversed, so the clamp is a signed integer min */
     int32_t xb;
     memcpy(&xb, &x, sizeof xb);
+    const bool nan = (xb & INT32_MAX) > 0x7F800000;
     xb |= INT32_MIN;
     xb = xb < (int32_t)0xC2AE0000 ? xb : (int32_t)0xC2AE0000; /* −87.0f */
     float xc;
@@ -326,7 +330,7 @@ static inline float exp_neg(float x) {
     const int32_t e = (ti - 0x4B400000 + 127) * (1 << 23); /* n + 127 in the exponent field */
     float two_n;
     memcpy(&two_n, &e, sizeof two_n);
-    return p * two_n;
+    return nan ? x : p * two_n;
 }
 
 /* x·sigmoid(x) from e = e^−|x| (exp_neg): sigmoid is 1/(1 + e) for x ≥ 0 and e/(1 + e) below;
@@ -651,7 +655,34 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
     }
 }
 
-static void layer_forward(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
+/* The embedding rows of n tokens into x (n, d_model), as f32: the one place a row is located
+ * (by mk_dtype_row_bytes: block types have no per-element size). */
+static void embed_rows(const mk_model *m, const int32_t *tokens, size_t n, float *x) {
+    const size_t H = (size_t)m->cfg.d_model, row_bytes = mk_dtype_row_bytes(m->embed.dtype, H);
+    for (size_t t = 0; t < n; t++)
+        mk_to_f32(x + t * H, (const uint8_t *)m->embed.data + (size_t)tokens[t] * row_bytes, m->embed.dtype, H);
+}
+
+/* MK_ERR_NONFINITE naming layer l and the first token (position pos0 + t) whose row of x (n,
+ * d_model) holds a NaN or an infinity; MK_OK when all are finite or the check is off. */
+static mk_status check_finite(const mk_ctx *c, int64_t l, const float *x, size_t n, size_t pos0) {
+    if (c->no_check_finite) return MK_OK;
+    const size_t H = (size_t)c->m->cfg.d_model;
+    uint32_t bad = 0; /* on the bits, so the loop vectorizes: exponent all ones = Inf or NaN */
+    #pragma omp simd reduction(| : bad)
+    for (size_t i = 0; i < n * H; i++) {
+        uint32_t b;
+        memcpy(&b, &x[i], sizeof b);
+        bad |= (b & 0x7F800000u) == 0x7F800000u;
+    }
+    if (!bad) return MK_OK;
+    size_t i = 0;
+    while (isfinite(x[i])) i++;
+    return mk_err(MK_ERR_NONFINITE, "non-finite activation (%s) in the output of layer %lld at token position %zu: the model's weights or inputs hold NaN or infinite values",
+                  isnan(x[i]) ? "NaN" : "infinity", (long long)l, pos0 + i / H);
+}
+
+static mk_status layer_forward(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
     const mk_config *cfg = &c->m->cfg;
     const mk_layer_w *lw = &c->m->layers[l];
     const size_t H = (size_t)cfg->d_model;
@@ -668,17 +699,20 @@ static void layer_forward(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0)
         for (size_t i = 0; i < n * H; i++) x[i] += c->tmp[i];
     }
     if (c->has_obs && c->obs.on_layer) c->obs.on_layer(c->obs.user, l, n, x);
+    return check_finite(c, l, x, n, pos0);
 }
+
+void mk_ctx_set_check_finite(mk_ctx *c, bool on) { c->no_check_finite = !on; }
 
 static mk_status forward_batch(mk_ctx *c, const int32_t *tokens, size_t n, mk_logits_mode mode, float *logits) {
     const mk_model *m = c->m;
     const mk_config *cfg = &m->cfg;
     const size_t H = (size_t)cfg->d_model, V = (size_t)cfg->vocab;
-    for (size_t t = 0; t < n; t++) {
-        const size_t row_bytes = mk_dtype_row_bytes(m->embed.dtype, H);
-        mk_to_f32(c->x + t * H, (const uint8_t *)m->embed.data + (size_t)tokens[t] * row_bytes, m->embed.dtype, H);
+    embed_rows(m, tokens, n, c->x);
+    for (int64_t l = 0; l < cfg->n_layer; l++) {
+        mk_status st = layer_forward(c, l, c->x, n, c->pos);
+        if (st) return st;
     }
-    for (int64_t l = 0; l < cfg->n_layer; l++) layer_forward(c, l, c->x, n, c->pos);
     c->pos += n;
     if (mode == MK_LOGITS_NONE || !logits) return MK_OK;
     const size_t first = mode == MK_LOGITS_LAST ? n - 1 : 0, rows = n - first;
@@ -714,7 +748,7 @@ mk_status mk_forward_streamed(mk_ctx *c, const int32_t *tokens, const size_t *se
                               const mk_stream_opts *o) {
     const mk_model *m = c->m;
     const mk_config *cfg = &m->cfg;
-    const size_t H = (size_t)cfg->d_model, es = mk_dtypes[m->embed.dtype].elem_bytes;
+    const size_t H = (size_t)cfg->d_model;
     size_t total = 0;
     for (size_t s = 0; s < n_seq; s++) {
         if (seq_len[s] == 0 || seq_len[s] > c->n_ctx)
@@ -728,8 +762,7 @@ mk_status mk_forward_streamed(mk_ctx *c, const int32_t *tokens, const size_t *se
     bool ok = true;
     float *X = falloc(total, H, &ok);   /* (total, d_model) the residual stream of every token */
     if (!ok) return mk_err(MK_ERR_NOMEM, "stream: cannot hold the activations of %zu tokens", total);
-    for (size_t t = 0; t < total; t++)
-        mk_to_f32(X + t * H, (const uint8_t *)m->embed.data + (size_t)tokens[t] * H * es, m->embed.dtype, H);
+    embed_rows(m, tokens, total, X);
     if (o && o->release) mk_model_advise_weights(m, -1, false);
     for (int64_t l = 0; l < cfg->n_layer; l++) {
         if (o && o->release && l + 1 < cfg->n_layer) mk_model_advise_weights(m, l + 1, true);
@@ -737,7 +770,12 @@ mk_status mk_forward_streamed(mk_ctx *c, const int32_t *tokens, const size_t *se
         for (size_t s = 0; s < n_seq; s++) {
             for (size_t done = 0; done < seq_len[s];) {
                 size_t b = MK_MIN(c->max_batch, seq_len[s] - done);
-                layer_forward(c, l, X + (off + done) * H, b, done);
+                mk_status st = layer_forward(c, l, X + (off + done) * H, b, done);
+                if (st) {
+                    c->pos = 0;
+                    mk_free_aligned(X);
+                    return st;
+                }
                 done += b;
             }
             off += seq_len[s];

@@ -17,7 +17,8 @@ int64_t mk_route_select(const mk_route_cfg *rc, const float *logits, int32_t *id
         p[e] = (!rc->mask || rc->mask[e]) ? expf(logits[e] - mx) : 0.0f;
         sum += p[e];
     }
-    for (int64_t e = 0; e < E; e++) p[e] = sum > 0 ? p[e] / sum : 0.0f;
+    /* a NaN logit makes every probability NaN, as in transformers (never all-zero weights) */
+    for (int64_t e = 0; e < E; e++) p[e] = sum > 0 || sum != sum ? p[e] / sum : 0.0f;
     for (size_t b = 0; b < rc->n_boosts; b++) p[rc->boosts[b].expert] *= rc->boosts[b].factor;
 
     /* Selection in descending probability, lower index first on ties. */

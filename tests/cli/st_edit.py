@@ -8,6 +8,7 @@ usage: st_edit.py IN OUT ACTION [ARGS]
   drop NAME                 NAME removed from the header (its bytes stay)
   transpose NAME            shape of NAME reversed (same byte length, wrong for the config)
   dup NAME NEW              a tensor NEW of NAME's dtype and shape, a copy of its bytes appended
+  fill NAME ROW VALUE       row ROW of the F32 matrix NAME set to VALUE (nan, inf, -inf or a number)
 """
 import json, struct, sys
 
@@ -32,6 +33,11 @@ def main():
         del header[name]
     elif action == "transpose":
         t["shape"] = list(reversed(t["shape"]))
+    elif action == "fill":
+        a, _ = t["data_offsets"]
+        cols, row = t["shape"][-1], int(args[1])
+        start = a + row * cols * 4
+        body = body[:start] + struct.pack("<f", float(args[2])) * cols + body[start + cols * 4:]
     elif action == "dup":
         a, b = t["data_offsets"]
         header[args[1]] = dict(t, data_offsets=[len(body), len(body) + b - a])

@@ -58,6 +58,17 @@ expect_error "yarn rope_parameters" "m/config.json: field 'rope_parameters.rope_
 fresh; setcfg '{"rope_scaling": {"rope_type": "default"}}'
 expect_ok "a default rope_scaling is accepted" $MK info -m "$TMPD/m"
 
+# non-finite weights: run, eval and profile stop with one line naming the layer whose output
+# first holds a non-finite value (transformers: tests/fixtures/nonfinite/reference.json)
+fresh; $EDIT "$SRC/model.safetensors" "$ST" fill model.layers.1.mlp.down_proj.weight 7 -inf
+printf '1 2 3 4 5 6 7 8 9 10\n' > "$TMPD/ids"
+NF="non-finite activation \((NaN|infinity)\) in the output of layer 1 at token position 0"
+expect_error "run: non-finite weights" "$NF" $MK run -m "$TMPD/m" --prompt-ids 1,2,3 -n 2
+expect_error "eval: non-finite weights" "$NF" $MK eval -m "$TMPD/m" --ppl-ids "$TMPD/ids" --ctx 8
+expect_error "profile --stream: non-finite weights" "$NF" $MK profile -m "$TMPD/m" --data "$TMPD/ids" --stream -o "$TMPD/p.json"
+fresh; $EDIT "$SRC/model.safetensors" "$ST" fill model.layers.2.mlp.experts.3.gate_proj.weight 5 nan
+expect_error "run: NaN in an expert" "non-finite activation \(NaN\) in the output of layer 2" $MK run -m "$TMPD/m" --prompt-ids 1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16 -n 2
+
 fresh; head -c 200 "$SRC/config.json" > "$TMPD/m/config.json"
 expect_error "malformed config.json" "m/config.json: malformed JSON: .*line" $MK info -m "$TMPD/m"
 

@@ -22,6 +22,19 @@ if expect_ok "profile --stream" $MK profile -m $M "${DATA[@]}" --ctx 48 -q --str
   if out=$(python3 tests/cli/cmp_profile.py --same "$TMPD/seq.json" "$TMPD/str.json"); then ok "streamed and sequential stats.json are identical"
   else bad "streamed and sequential stats.json are identical" "$out"; fi
 fi
+# streamed == sequential on a block-quantized GGUF of every architecture (the streamed forward once
+# located embedding rows with a per-element size, 0 for block types: every token read row 0)
+python3 -c "
+import random; r = random.Random(7)
+for n in (40, 33): print(' '.join(str(r.randrange(272)) for _ in range(n)))" > "$TMPD/q.ids"
+for a in mixtral qwen2_moe qwen3_moe olmoe; do
+  if ! $MK quantize -m $FIX/$a --type q8_0 -o "$TMPD/$a.q8.gguf" >/dev/null 2>&1; then bad "quantize $a q8_0" "failed"; continue; fi
+  if $MK profile -m "$TMPD/$a.q8.gguf" --data "$TMPD/q.ids" --ctx 48 -q -o "$TMPD/$a.q8.seq.json" && \
+     $MK profile -m "$TMPD/$a.q8.gguf" --data "$TMPD/q.ids" --ctx 48 -q --stream -o "$TMPD/$a.q8.str.json" && \
+     out=$(python3 tests/cli/cmp_profile.py --same "$TMPD/$a.q8.seq.json" "$TMPD/$a.q8.str.json"); then
+    ok "$a Q8_0 GGUF: streamed and sequential stats.json are identical"
+  else bad "$a Q8_0 GGUF: streamed and sequential stats.json are identical" "$out"; fi
+done
 # --stream drops each layer's pages once done: it must never touch tensors copied to the heap
 # (misaligned in the file), which dropping would zero. A header padded to 4k+2 bytes misaligns every F32.
 mkdir -p "$TMPD/mis" && cp $M/config.json "$TMPD/mis/" && python3 - $M/model.safetensors "$TMPD/mis/model.safetensors" <<'PY'
