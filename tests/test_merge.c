@@ -255,6 +255,8 @@ static void check_published(const char *name, bool sub) {
             CHECK(ew != NULL, "%s %s: the reference has no merged group %s", tag, name, key);
             if (!ew) continue;
             const float *w = (const float *)ew->t.data, *x = plan.x[l * E + first].gate;
+            CHECK(x != NULL, "%s %s layer %lld: expert %lld does not carry its group's merged weights", tag, name, (long long)l, (long long)first);
+            if (!x) continue;
             merged++;
             for (size_t i = 0; i < mat; i++) {
                 dw = fmax(dw, fabs(plan.x[l * E + first].gate[i] - w[i]));

@@ -9,7 +9,7 @@ SRC=$FIX/qwen3_moe   # 8 experts, k = 4
 python3 -c "print(' '.join(str((i * 53 + 7) % 304) for i in range(128)))" > "$TMPD/calib.ids"
 nexp() { python3 -c "import json;print(json.load(open('$1/config.json'))['num_local_experts'])"; }
 same_groups() { # DIR METHOD: the record's groups equal the reference's
-  python3 -c "import json,sys;r=json.load(open('$1/moekit_compression.json'))['groups'];w=json.load(open('$FIX/merge/qwen3_moe.groups.json'))['$2'];sys.exit(r!=w and print('got',r,'want',w))"
+  python3 -c "import json,sys;r=json.load(open('$1/moekit_compression.json'))['groups'];w=json.load(open('$FIX/merge/qwen3_moe.groups.json'))['$2'];sys.exit(0 if r==w else 'got %s want %s' % (r, w))"
 }
 expect_ok "msmoe with calibration" $MK merge -m $SRC --method msmoe --keep 6 --calib-ids "$TMPD/calib.ids" --ctx 64 -o "$TMPD/a"
 expect_ok "msmoe model runs" $MK run -m "$TMPD/a" --prompt-ids 1,2,3 -n 4
