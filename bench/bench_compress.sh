@@ -3,7 +3,7 @@
 #   every pruning criterion x {25, 50, 75}% of experts removed x {mixed, same-domain calibration}
 #   -> per-domain test perplexity, mean KLD and top-1 agreement against the base model;
 #   plus rows that remove the super experts found by profile and as many random experts;
-#   merging (M-SMoE, Sub-MoE) x {25, 50}%; CAMERA-P neuron pruning at {25, 50}%;
+#   merging (M-SMoE, Sub-MoE as published, and moekit's msmoe-slice / submoe-slice variants) x {25, 50}%; CAMERA-P neuron pruning at {25, 50}%;
 #   routing policies (top-k, top-p, skip) against the experts actually used per token.
 # Writes bench/results-compress.md (and the raw JSON lines beside it).
 #
@@ -145,7 +145,10 @@ eval_row "remove as many random" "$MODEL" "$domains" --route "mask:$W/random_sam
 for pct in 25 50; do
   [ "${QUICK:-0}" = 1 ] && [ "$pct" = 25 ] && continue
   keep=$(( E - E * pct / 100 ))
-  for mm in msmoe submoe; do
+  # msmoe / submoe: the published methods (router unchanged, every expert kept and bound to its group's
+  # merged weights; msmoe spreads keep groups per layer on average by MC-SMoE's global usage threshold);
+  # the -slice variants: moekit's earlier ones, which write keep experts with the dominants' router rows.
+  for mm in msmoe submoe msmoe-slice submoe-slice; do
     have "$mm -$pct% mixed" "$domains" || timed "$mm -$pct% mixed" "$MK" merge -m "$MODEL" --method "$mm" --keep "$keep" --stats "$W/stats.json" --calib "$W/mixed.calib.txt" --ctx "$CTX" -o "$W/g" --force
     eval_row "$mm -$pct% mixed" "$W/g" "$domains"
   done

@@ -275,8 +275,11 @@ def main():
         L.append("")
         L.append("## 3. Expert merging (issue 8a), next to the best pruning at the same budget")
         L.append("")
-        L.append("Merged checkpoints as written by `moekit merge` (mixed calibration; the router keeps the dominant "
-                 "expert's row for each group, a standard HF checkpoint).")
+        L.append("Merged checkpoints as written by `moekit merge` (mixed calibration). `msmoe` and `submoe` are the "
+                 "published methods: the router is unchanged and every expert is kept, bound to its group's merged "
+                 "weights (the percentage is the share of distinct experts removed; msmoe spreads the groups over "
+                 "layers by MC-SMoE's global usage threshold). `msmoe-slice` and `submoe-slice` are moekit's "
+                 "variants: fewer experts written, each merged expert with its dominant's router row.")
         L.append("")
         rs = []
         for pct in sorted({int(re.search(r"-(\d+)%", l).group(1)) for l in merge_labels}):

@@ -103,26 +103,56 @@ typedef struct mk_msmoe_opts {
     bool align;               /* permute each member's neurons onto its dominant before averaging */
     const float *similarity;  /* (n_layer, n_expert, n_expert) expert similarity, or NULL: cosine
                                  of the router's weight rows */
+    bool slice;               /* moekit's variant "msmoe-slice" (below) instead of the published one */
+    mk_budget budget;         /* published only: keep groups in every layer, or keep on average
+                                 (MC-SMoE's adaptive per-layer counts) */
 } mk_msmoe_opts;
 
-/* M-SMoE (Li et al.): per MoE layer, the keep most used experts (freq (n_layer, n_expert)) are
- * dominant; every other expert joins the dominant it is most similar to; each group becomes one
- * expert: members' neurons aligned to the dominant (weight matching as an assignment problem,
- * cost Σ squared distances of gate rows, up rows and down columns), then averaged with weights
- * proportional to usage. The router row of the merged expert is the dominant's (the members'
- * rows are dropped, so the result is a standard HF checkpoint). Output: an expert plan whose new
- * weights are owned by *buffers (free with free()); group_of (n_layer, n_expert; -1 in dense layers) gets each
- * expert's output slot. */
+/* M-SMoE (Li et al., research/methods.md §2.1), as MC-SMoE's code does it for Mixtral
+ * (grouping_mixtral.py): per MoE layer, the n_l most used experts (freq (n_layer, n_expert);
+ * ties: lower id) are dominant, n_l = keep (layer budget) or MC-SMoE's global usage threshold
+ * (global budget, keep groups per layer on average); every other expert, in order of usage, joins
+ * the dominant of highest similarity; each group's weights become Σ f_e W_e / (Σ f + FLT_EPSILON)
+ * (with align, members' neurons first permuted onto the dominant's; an unused group: the plain
+ * mean). The router is unchanged: the plan keeps all n_expert experts with their own router rows,
+ * every member of a group carrying the group's merged weights, so a token that picks two members
+ * of one group gets the merged expert with the two gate weights summed. group_of (n_layer,
+ * n_expert; -1 in dense layers) gets each expert's group, groups numbered by their lowest expert.
+ *
+ * o->slice, "msmoe-slice" (moekit's earlier variant, not the paper's): keep (>= k) dominants per
+ * layer, members join the most similar (output order: by expert id), neurons aligned when
+ * o->align, usage-weighted average; the plan has keep experts and each merged expert takes its
+ * dominant's router row (the members' rows are dropped); group_of gets each expert's output slot.
+ *
+ * Either way the new weights are owned by *buffers (free with free()), plan->x is malloc'd. */
 mk_status mk_msmoe_plan(const mk_model *m, const double *freq, int64_t keep, const mk_msmoe_opts *o, mk_expert_plan *plan,
                         float **buffers, int32_t *group_of);
 
-/* Sub-MoE (Li et al., AAAI 2026): groups as M-SMoE (similarity (n_layer, E, E), e.g. of expert
- * outputs, or router rows), then per group and projection an SVD of the members' weights
+#define MK_SUBMOE_SEED 0x5EEDu      /* k-means++ seed of layer l: MK_SUBMOE_SEED + l */
+#define MK_SUBMOE_KMEANS_ITERS 100  /* Lloyd rounds at most */
+
+typedef struct mk_submoe_opts {
+    const float *similarity;  /* (n_layer, n_expert, n_expert) (cos + 1) / 2 of the experts' outputs
+                                 on calibration tokens; the published method requires it */
+    double rank_frac;         /* fraction of the singular values kept, in (0, 1] */
+    bool slice;               /* moekit's variant "submoe-slice" (below) */
+} mk_submoe_opts;
+
+/* Sub-MoE (Li et al., AAAI 2026, research/methods.md §2.2): per MoE layer the experts are clustered
+ * into keep clusters by k-means on their rows of the output similarity matrix (each expert's
+ * similarities to all experts are its features; deterministic: k-means++ from splitmix64 seeded
+ * MK_SUBMOE_SEED + layer, at most MK_SUBMOE_KMEANS_ITERS Lloyd rounds, empty clusters refilled,
+ * see merge.c). Per cluster and projection an SVD of the members' weights (in expert order)
  * concatenated along the input axis, [W_1 … W_m] = U Σ [V_1 … V_m]ᵀ, kept to rank
- * ceil(rank_frac · min(rows, cols)), and W = U Σ (Σ_i ω_i V_i)ᵀ with ω the usage shares. At
- * rank_frac 1 this equals the usage-weighted average of the members (no alignment). */
-mk_status mk_submoe_plan(const mk_model *m, const double *freq, int64_t keep, const float *similarity, double rank_frac,
-                         mk_expert_plan *plan, float **buffers, int32_t *group_of);
+ * ceil(rank_frac · min(rows, m·cols)), gives W = U Σ (Σ_i ω_i V_i)ᵀ with ω the usage shares (at
+ * rank_frac 1: the usage-weighted average). Router unchanged, members bound to their cluster's
+ * weights, as REAP's reimplementation does (the official code is not public); group_of as M-SMoE.
+ *
+ * o->slice, "submoe-slice" (moekit's earlier variant): M-SMoE's dominant grouping on the given
+ * similarity (or router rows when NULL), keep (>= k) experts written, each with its dominant's
+ * router row. */
+mk_status mk_submoe_plan(const mk_model *m, const double *freq, int64_t keep, const mk_submoe_opts *o, mk_expert_plan *plan,
+                         float **buffers, int32_t *group_of);
 
 /* ---- CAMERA-P (Xu et al.): micro-expert (neuron) pruning ---- */
 /* Scores every neuron c of every routed expert e on the calibration tokens,
