@@ -63,5 +63,11 @@ int mk_cmd_quantize(int argc, char **argv) {
     else
         printf("tokenizer: none\n");
     if (tk->warning[0]) fprintf(stderr, "moekit quantize: warning: %s\n", tk->warning);
+    for (const char *p = rep.fallback; *p;) { /* one note per line of the report */
+        const char *nl = strchr(p, '\n');
+        int len = nl ? (int)(nl - p) : (int)strlen(p);
+        fprintf(stderr, "moekit quantize: note: %.*s\n", len, p);
+        p += len + (nl != NULL);
+    }
     return 0;
 }

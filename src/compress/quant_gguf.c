@@ -245,6 +245,39 @@ static mk_status build_jobs(writer_ctx *w, mk_dtype type) {
     return st;
 }
 
+/* rep->fallback: one line per (written type, row length) of the matrices not written as `want`:
+ * "N tensors written as T instead of W: rows of C values are not a multiple of W's block of B
+ * (name, name, ...)"; names past the line's room are counted, not listed. */
+static void describe_fallbacks(const writer_ctx *w, mk_dtype want, mk_gguf_write_report *rep) {
+    size_t o = 0;
+    const size_t cap = sizeof rep->fallback;
+    for (size_t i = 0; i < w->n_jobs; i++) {
+        const job *a = &w->jobs[i];
+        if (a->type == want || a->type == MK_DT_F32) continue; /* F32: 1-D tensors and routers, by rule */
+        bool seen = false;
+        for (size_t k = 0; k < i && !seen; k++) seen = w->jobs[k].type == a->type && w->jobs[k].ne[0] == a->ne[0];
+        if (seen) continue;
+        size_t n = 0;
+        for (size_t k = i; k < w->n_jobs; k++) n += w->jobs[k].type == a->type && w->jobs[k].ne[0] == a->ne[0];
+        rep->n_fallback += n;
+        char line[768];
+        size_t lo = (size_t)snprintf(line, sizeof line, "%zu tensor%s written as %s instead of %s: rows of %lld values are not a multiple of %s's block of %zu (",
+                                     n, n == 1 ? "" : "s", mk_dtypes[a->type].name, mk_dtypes[want].name, (long long)a->ne[0], mk_dtypes[want].name,
+                                     mk_dtypes[want].block_elems);
+        size_t listed = 0;
+        for (size_t k = i; k < w->n_jobs && lo < sizeof line; k++) {
+            const job *b = &w->jobs[k];
+            if (b->type != a->type || b->ne[0] != a->ne[0]) continue;
+            if (lo + strlen(b->name) + 40 > sizeof line) break;
+            lo += (size_t)snprintf(line + lo, sizeof line - lo, "%s%s", listed ? ", " : "", b->name);
+            listed++;
+        }
+        if (listed < n) lo += (size_t)snprintf(line + lo, sizeof line - lo, " and %zu more", n - listed);
+        snprintf(line + MK_MIN(lo, sizeof line - 1), sizeof line - MK_MIN(lo, sizeof line - 1), ")");
+        if (o < cap) o += (size_t)snprintf(rep->fallback + o, cap - o, "%s%s", o ? "\n" : "", line);
+    }
+}
+
 mk_status mk_gguf_write_model(const mk_model *m, mk_dtype type, const char *out_path, const char *name, mk_gguf_write_report *rep) {
     if (!(type == MK_DT_F32 || type == MK_DT_F16 || type == MK_DT_BF16 || type == MK_DT_Q8_0 || type == MK_DT_Q4_0 ||
           type == MK_DT_Q4_K || type == MK_DT_Q6_K))
@@ -269,6 +302,7 @@ mk_status mk_gguf_write_model(const mk_model *m, mk_dtype type, const char *out_
         memset(rep, 0, sizeof *rep);
         rep->n_tensors = w.n_jobs;
         rep->tokenizer = tinfo;
+        describe_fallbacks(&w, type, rep);
         for (size_t i = 0; i < w.n_jobs; i++) {
             size_t rows = 1;
             for (int d = 1; d < w.jobs[i].n_dims; d++) rows *= (size_t)w.jobs[i].ne[d];

@@ -8,7 +8,7 @@
  *   - every other matrix (token_embd, output, attention, experts, shared experts, dense FFNs) gets
  *     the requested type. When a matrix's row length is not a multiple of that type's block
  *     (Q4_K/Q6_K need 256, Q8_0/Q4_0 32), it falls back to Q8_0 if the row length is a multiple
- *     of 32, else F16.
+ *     of 32, else F16. The report lists every such matrix and why (`moekit quantize` prints it).
  * A source tensor already in the target type is copied byte for byte; anything else goes
  * through f32 (so a GGUF can be re-quantized). Mixtral (GGUF arch "llama") gets llama.cpp's q/k
  * row permutation. The source's tokenizer (tokenizer.json beside config.json, or the source GGUF's
@@ -25,6 +25,8 @@ typedef struct mk_gguf_write_report {
     size_t n_tensors;
     int64_t bytes_by_dtype[MK_DT_COUNT]; /* tensor bytes written, by type */
     mk_tok_gguf_info tokenizer;          /* what was written of the tokenizer */
+    size_t n_fallback;                   /* matrices written in another type than asked (rows not whole blocks) */
+    char fallback[2048];                 /* which and why: one line per (type, row length), "" if none */
 } mk_gguf_write_report;
 
 /* Writes m to out_path (atomically). type: F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K. name: the

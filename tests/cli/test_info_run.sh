@@ -72,6 +72,13 @@ for t in 5 16; do
   if [ -n "$p1" ] && [ "$pt" = "$p1" ] && [ -n "$g1" ] && [ "$gt" = "$g1" ]; then ok "$t threads = 1 thread ($p1, same greedy text)"
   else bad "$t threads = 1 thread" "'$pt' vs '$p1'; '$gt' vs '$g1'"; fi
 done
+# quantize names the tensors it writes in another type than asked, and why (Qwen2-MoE's shared
+# expert down_proj has rows of 48, not a multiple of Q8_0's 32: llama.cpp's F16 fallback)
+err=$($MK quantize -m "$FIX/qwen2_moe_dense0" --type q8_0 -o "$TMPD/d0.gguf" 2>&1 >/dev/null)
+want="moekit quantize: note: 2 tensors written as F16 instead of Q8_0: rows of 48 values are not a multiple of Q8_0's block of 32 (blk.1.ffn_down_shexp.weight, blk.2.ffn_down_shexp.weight)"
+[ "$err" = "$want" ] && ok "quantize q8_0 names its F16 fallbacks" || bad "quantize q8_0 fallback note" "'$err'"
+err=$($MK quantize -m "$FIX/olmoe" --type q8_0 -o "$TMPD/o.gguf" 2>&1 >/dev/null)
+[ -z "$err" ] && ok "quantize q8_0 without fallbacks prints no note" || bad "quantize q8_0 note" "'$err'"
 # info on a GGUF says what info on its source checkpoint says (a Qwen2-MoE whose layer 0 is dense:
 # the GGUF loader once looked for the shared expert in blk.0 only and reported 0 shared)
 for f in qwen2_moe_dense0 qwen3_moe_attn_bias; do
