@@ -50,7 +50,20 @@ check "stored full logits give the exact KLD" "-m $FIX/qwen3_moe_bf16 $QI --kld-
 expect_ok "save base logits with --kld-base (top-32)" $EV -m $FIX/qwen3_moe_bf16 $QI --kld-base $Q --save-logits "$TMPD/k32.lg"
 check "stored top-32: same top-1 and base ppl" "-m $FIX/qwen3_moe_bf16 $QI --kld-logits $TMPD/k32.lg" same "$TMPD/exact.json" top1_agree base_ppl delta_ppl
 check "stored top-32: KLD in range" "-m $FIX/qwen3_moe_bf16 $QI --kld-logits $TMPD/k32.lg" kld-range 0 5e-3 0.9
-check "--experts K applies" "-m $Q $QI --experts 2 --kld-base $Q" kld-range 0 100 0
+# --experts 2 against transformers with num_experts_per_tok = 2 (tools/gen_route_reference.py)
+$EV -m $Q --ppl-ids $E/qwen3_moe.ids --ctx 64 --stride 32 --experts 2 --kld-base $Q --json > "$TMPD/k2.json" 2>"$TMPD/err"
+if msg=$(python3 - "$FIX/route/reference.json" "$TMPD/k2.json" 2>&1 <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["experts_k"]
+g = json.load(open(sys.argv[2])); k = g["kld"]
+assert g["n_scored"] == r["n_scored"], (g["n_scored"], r["n_scored"])
+for got, want, what in [(k["kld_mean"], r["kld_mean"], "kld_mean"), (k["kld_median"], r["kld_median"], "kld_median"),
+                        (k["kld_max"], r["kld_max"], "kld_max"), (g["ppl"], r["ppl"], "ppl"), (k["base_ppl"], r["base_ppl"], "base_ppl")]:
+    assert abs(got - want) <= 1e-4 * abs(want), (what, got, want)
+assert abs(k["top1_agree"] - r["top1_agree"]) < 1e-9, (k["top1_agree"], r["top1_agree"])
+print("kld_mean %.6g, top-1 %.4f, ppl %.4f as transformers" % (k["kld_mean"], k["top1_agree"], g["ppl"]))
+PY
+); then ok "--experts 2 = transformers top-2: $msg"; else bad "--experts 2" "$msg $(cat "$TMPD/err")"; fi
 
 # ---- bad input ----
 : > "$TMPD/empty"

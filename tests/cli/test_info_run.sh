@@ -24,12 +24,19 @@ PY
   got=$($MK run -m "$FIX/$f" --prompt-ids "$ids" -n 32 --ignore-eos --quiet-stats 2>&1)
   if [ "$got" = "$greedy" ]; then ok "run $f greedy = transformers"; else bad "run $f" "got '$got' want '$greedy'"; fi
 done
-# SCMoE with beta = 0 is plain greedy decoding; with beta > 0 it is a different, valid sequence.
+# SCMoE against transformers (tools/gen_route_reference.py: a strong pass as configured, a weak
+# pass routing each token to the expert at rank R, argmax of (1+B) z_s - B z_w above the alpha
+# cutoff): the same 12 tokens for three (A, B, R); and B = 0 is plain greedy decoding.
+R=$FIX/route/reference.json
 plain=$($MK run -m "$FIX/qwen3_moe" --prompt-ids 1,2,3,4 -n 12 --quiet-stats 2>&1)
 b0=$($MK run -m "$FIX/qwen3_moe" --prompt-ids 1,2,3,4 -n 12 --scmoe 0.1:0 --quiet-stats 2>&1)
-b5=$($MK run -m "$FIX/qwen3_moe" --prompt-ids 1,2,3,4 -n 12 --scmoe 0.1:0.5:2 --quiet-stats 2>&1)
-if [ "$plain" = "$b0" ]; then ok "scmoe beta=0 equals greedy"; else bad "scmoe beta=0" "'$b0' vs '$plain'"; fi
-if [ "$(wc -w <<<"$b5")" = 12 ] && [ "$b5" != "$plain" ]; then ok "scmoe beta=0.5 contrasts"; else bad "scmoe beta=0.5" "'$b5'"; fi
+want=$(python3 -c "import json,sys; print(' '.join(map(str, json.load(open(sys.argv[1]))['scmoe'][0]['greedy'])))" $R)
+[ "$plain" = "$want" ] && [ "$b0" = "$want" ] && ok "scmoe beta=0 equals greedy = transformers" || bad "scmoe beta=0" "'$b0' / '$plain' vs '$want'"
+for i in 0 1 2; do
+  read -r spec want < <(python3 -c "import json,sys; c=json.load(open(sys.argv[1]))['scmoe'][int(sys.argv[2])]; print('%g:%g:%d' % (c['alpha'], c['beta'], c['rank']), ' '.join(map(str, c['ids'])))" $R $i)
+  got=$($MK run -m "$FIX/qwen3_moe" --prompt-ids 1,2,3,4 -n 12 --scmoe "$spec" --quiet-stats 2>&1)
+  [ "$got" = "$want" ] && ok "scmoe $spec = transformers ($got)" || bad "scmoe $spec" "got '$got', transformers '$want'"
+done
 expect_error "scmoe malformed" "--scmoe '0.1': expected ALPHA:BETA\[:RANK\]" $MK run -m "$FIX/qwen3_moe" --prompt-ids 1,2 --scmoe 0.1
 # Text prompts: a random model with a real tokenizer (llama2's, from tests/data) prompts from text
 # and streams decoded text; the prompt is encoded as moekit tokenize encodes it.
