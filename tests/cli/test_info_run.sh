@@ -79,6 +79,13 @@ for t in 5 16; do
   if [ -n "$p1" ] && [ "$pt" = "$p1" ] && [ -n "$g1" ] && [ "$gt" = "$g1" ]; then ok "$t threads = 1 thread ($p1, same greedy text)"
   else bad "$t threads = 1 thread" "'$pt' vs '$p1'; '$gt' vs '$g1'"; fi
 done
+# every checkpoint and GGUF among the fixtures loads, so each passes the loader's check that every
+# tensor in the file is used (the GGUFs the tests write pass it where they are loaded)
+n=0; bad_list=""
+for d in $(find $FIX -name config.json -printf '%h\n' | sort) $(find $FIX -name '*.gguf' ! -name gguf_py.gguf | sort); do  # gguf_py.gguf: a reader test file, no model
+  n=$((n + 1)); $MK info -m "$d" >/dev/null 2>"$TMPD/err" || bad_list="$bad_list $d: $(cat "$TMPD/err")"
+done
+[ -z "$bad_list" ] && [ "$n" -ge 15 ] && ok "all $n fixture checkpoints and GGUFs load with every tensor used" || bad "fixtures load" "$n checked;$bad_list"
 # quantize names the tensors it writes in another type than asked, and why (Qwen2-MoE's shared
 # expert down_proj has rows of 48, not a multiple of Q8_0's 32: llama.cpp's F16 fallback)
 err=$($MK quantize -m "$FIX/qwen2_moe_dense0" --type q8_0 -o "$TMPD/d0.gguf" 2>&1 >/dev/null)
