@@ -15,6 +15,11 @@ void mk_stats_free(mk_stats *s);
 /* Per-expert values of a field ("freq", "gate_sum", "reap", "easyep", "tcess", ...) for a
  * dataset (NULL = overall) into scores (n_layer, n_expert); dense layers are left 0. */
 mk_status mk_stats_field(const mk_stats *s, const char *dataset, const char *field, double *scores);
+/* EASY-EP's mixed-domain rule (Dong et al. 2025): for every dataset d listed in 'datasets', the
+ * field of per_dataset[d] divided by its sum over the layer's experts, summed over the datasets,
+ * into scores (n_layer, n_expert). A layer whose sum is 0 in a dataset adds nothing from it.
+ * With one dataset the ranking in each layer is that of the raw field. */
+mk_status mk_stats_field_mixed(const mk_stats *s, const char *field, double *scores);
 /* Super experts as a (n_layer, n_expert) 0/1 map; returns how many. */
 int64_t mk_stats_super(const mk_stats *s, uint8_t *map);
 /* NAEE's per-layer skip threshold beta (field "naee_beta": median p(2)/p(1)) into betas (n_layer);
