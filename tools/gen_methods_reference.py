@@ -11,6 +11,12 @@ re-statements of the papers' formulas (research/methods.md), written to tests/fi
                      plus the pooled variant (raw sums added over domains). A stats.json in the
                      profile schema for tests/fixtures/qwen3_moe, read by tests/cli/test_prune.sh.
 
+  super_rule.json    Super Experts (Su et al. 2025, §1.4; the code's _identify_super_experts):
+                     per-expert max |down_proj output| of layers < round(0.75 L), super when
+                     > np.percentile(values, 99.5) and > np.max(values) // 10. Grids with planted
+                     massive values, and one like the testbed (no massive values). Read by
+                     tests/test_super.c.
+
 Dev-only (numpy); CI only reads the committed files.
   /work/venv/bin/python tools/gen_methods_reference.py
 """
@@ -94,10 +100,46 @@ def gen_easyep():
     print(f"easyep_mixed.json: per-domain normalised {kept}, pooled {kept_pooled}")
 
 
+def se_rule(vals, count, moe_layers, n_layer):
+    incl = round(0.75 * n_layer)
+    pop = [(li, e, vals[li][e]) for li, l in enumerate(moe_layers) if l < incl
+           for e in range(len(vals[li])) if count[li][e] > 0]
+    values = np.array([v for _, _, v in pop])
+    pct = np.percentile(values, 99.5)
+    fl = np.max(values) // 10
+    se = [(li, e, v) for li, e, v in pop if v > pct and v > fl]
+    se.sort(key=lambda x: (-x[2], x[0], x[1]))
+    return incl, float(pct), float(fl), [[li, e] for li, e, _ in se]
+
+
+def gen_super():
+    rng = np.random.default_rng(3)
+    cases = []
+    # name, n_layer, moe_layers, E, planted {(moe row, expert): value}
+    for name, n_layer, moe, E, planted in (
+            ("planted", 8, list(range(8)), 128, {(1, 5): 900.0, (4, 40): 1200.0, (7, 3): 5000.0}),
+            ("planted_dense_layer", 5, [0, 1, 3, 4], 64, {(2, 9): 400.0}),
+            ("testbed_like", 6, list(range(6)), 32, {})):
+        vals = np.round(rng.lognormal(0.3, 0.35, size=(len(moe), E)), 6)
+        count = rng.integers(1, 50, size=(len(moe), E))
+        count[0, 7] = 0
+        vals[0, 7] = 0.0
+        for (li, e), v in planted.items():
+            vals[li, e] = v
+        incl, pct, fl, se = se_rule(vals.tolist(), count.tolist(), moe, n_layer)
+        cases.append({"name": name, "n_layer": n_layer, "moe_layers": moe, "n_expert": E, "values": vals.tolist(),
+                      "count": count.tolist(), "n_incl": incl, "percentile_99_5": pct, "floor_max_10": fl,
+                      "super_experts": se})
+        print(f"super_rule.json {name}: incl {incl}, P99.5 {pct:.4f}, floor {fl}, super {se}")
+    json.dump({"method": "Super Experts, Su et al. 2025 (methods.md 1.4)", "cases": cases},
+              open(os.path.join(OUT, "super_rule.json"), "w"))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     gen_topp()
     gen_easyep()
+    gen_super()
 
 
 if __name__ == "__main__":
