@@ -88,6 +88,8 @@ typedef struct mk_naee_opts {
     size_t ctx;               /* calibration sequence length in tokens */
     int64_t exhaustive_max;   /* exhaustive subset search when a layer has at most this many experts
                                  (default 8); greedy elimination beyond */
+    bool reference;           /* re-run the MoE block for every candidate subset (the procedure as
+                                 first written: slow, kept to test the default against) */
 } mk_naee_opts;
 /* Runs the calibration tokens (cut into sequences of ctx) through the model, caching each MoE
  * block's input X and output Z, then per layer keeps the `keep` experts whose subset S minimises
@@ -95,7 +97,11 @@ typedef struct mk_naee_opts {
  * (softmax over the kept ones, top-k, the model's renormalisation). Exhaustive over all subsets
  * when n_expert <= exhaustive_max; otherwise greedy: repeatedly drop the expert whose removal
  * (given those already dropped) raises the loss least. loss (n_layer) gets each layer's loss;
- * evals counts the subsets evaluated. */
+ * evals counts the subsets evaluated.
+ * By default (no shared expert, !o->reference) each layer runs every expert once per calibration
+ * token and keeps, per token, <Z, E_e(x)>, the Gram matrix <E_e(x), E_f(x)> and ||Z||² (double);
+ * a candidate's ||Z − Z_S||² is then Σ from the router's weights for S (mk_route_select on the
+ * cached logits), with no expert re-run. Memory: n_tok × (E(E+1)/2 + E + 1) doubles per layer. */
 mk_status mk_naee_select(const mk_model *m, const int32_t *tokens, size_t n_tok, const mk_naee_opts *o, int64_t keep,
                          uint8_t *keep_map, double *loss, int64_t *evals);
 
