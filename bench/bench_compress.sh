@@ -2,7 +2,7 @@
 # Quality of expert pruning and merging on the testbed model (issues 7 and 8), in one run:
 #   every pruning criterion x {25, 50, 75}% of experts removed x {mixed, same-domain calibration}
 #   -> per-domain test perplexity, mean KLD and top-1 agreement against the base model;
-#   plus rows that remove the super experts found by profile and as many random experts;
+#   plus rows that remove the super experts found by profile and as many random experts (SEEDS draws);
 #   merging (M-SMoE, Sub-MoE as published, and moekit's msmoe-slice / submoe-slice variants) x {25, 50}%; CAMERA-P neuron pruning at {25, 50}%;
 #   routing policies (top-k, top-p, skip) against the experts actually used per token.
 # Writes bench/results-compress.md (and the raw JSON lines beside it).
@@ -11,9 +11,9 @@
 #   QUICK=1 bash bench/bench_compress.sh         # two methods, one budget, for a smoke run
 # Environment: MODEL (default models/testbed), DATA (default data/testbed), EVAL_BYTES (bytes of
 # each test slice evaluated, default 60000), CTX (window, default 256), STRIDE (default CTX: windows
-# do not overlap), CALIB_BYTES (bytes of each domain's calib split used for profile, NAEE, merging and
-# CAMERA, default 60000), NAEE_CALIB_BYTES (per domain for NAEE, whose greedy search re-runs a MoE
-# block per candidate: default 6000), WORK (default /tmp/moekit-compress-work: kept, so an
+# do not overlap), CALIB_BYTES (bytes of each domain's calib split used by every calibrated method:
+# profile statistics, NAEE, merging and CAMERA alike, default 60000), SEEDS (random draws of as many
+# experts as there are super experts, default 20), WORK (default /tmp/moekit-compress-work: kept, so an
 # interrupted run resumes where it stopped; rm -rf it to start over), OUT (default bench/results-compress.md; the routing plot goes beside it as .svg).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,13 +25,13 @@ STRIDE=${STRIDE:-$CTX}
 CALIB_BYTES=${CALIB_BYTES:-60000}
 EVAL_BYTES=${EVAL_BYTES:-60000}
 OUT=${OUT:-bench/results-compress.md}
-NAEE_CALIB_BYTES=${NAEE_CALIB_BYTES:-6000}
+SEEDS=${SEEDS:-20}
 W=${WORK:-/tmp/moekit-compress-work}
 mkdir -p "$W"
 [ -x "$MK" ] || make -j"$(nproc)" build/moekit >/dev/null
 [ -f "$MODEL/config.json" ] || { echo "bench_compress: no model in $MODEL" >&2; exit 1; }
 domains=$(ls "$DATA" | sed -n 's/\.test\.txt$//p' | sort)
-methods="frequency gate-mass reap easy-ep tcess naee random"
+methods="frequency gate-mass reap easy-ep easy-ep-pooled tcess naee random"
 removals="25 50 75"
 if [ "${QUICK:-0}" = 1 ]; then methods="frequency reap"; removals="50"; fi
 E=$(python3 -c "import json;c=json.load(open('$MODEL/config.json'));print(c.get('num_experts') or c.get('num_local_experts'))")
@@ -45,11 +45,9 @@ for d in $domains; do
 done
 for d in $domains; do
   head -c "$CALIB_BYTES" "$DATA/$d.calib.txt" > "$W/$d.calib.txt"
-  head -c "$NAEE_CALIB_BYTES" "$DATA/$d.calib.txt" > "$W/$d.naee.txt"
 done
 [ -s "$W/stats.json" ] || "$MK" profile -m "$MODEL" $(for d in $domains; do printf -- '--data %s=%s ' "$d" "$W/$d.calib.txt"; done) --ctx "$CTX" -q -o "$W/stats.json"
 for d in $domains; do cat "$W/$d.calib.txt"; done > "$W/mixed.calib.txt"
-for d in $domains; do cat "$W/$d.naee.txt"; done > "$W/mixed.naee.txt"
 
 # eval_row LABEL MODEL_DIR DOMAINS [ROUTE...]: one JSON line per domain into $W/rows.jsonl
 # have LABEL DOMAINS: true when every (LABEL, domain) row is already in rows.jsonl (a resumed run)
@@ -88,13 +86,14 @@ eval_row "base" "$MODEL" "$domains"
 for pct in $removals; do
   keep=$(( E - E * pct / 100 )); [ "$keep" -lt "$K" ] && keep=$K
   for meth in $methods; do
-    calib_opt=(--stats "$W/stats.json"); [ "$meth" = naee ] && calib_opt=(--calib "$W/mixed.naee.txt" --ctx "$CTX")
+    calib_opt=(--stats "$W/stats.json"); [ "$meth" = naee ] && calib_opt=(--calib "$W/mixed.calib.txt" --ctx "$CTX")
     [ "$meth" = random ] && calib_opt=()
     have "$meth -$pct% mixed" "$domains" || timed "$meth -$pct% mixed" "$MK" prune -m "$MODEL" --method "$meth" --keep "$keep" "${calib_opt[@]}" -o "$W/p" --force
     eval_row "$meth -$pct% mixed" "$W/p" "$domains"
     [ "$meth" = random ] && continue
+    [ "$meth" = easy-ep-pooled ] && continue   # on one dataset it is easy-ep
     for d in $domains; do
-      dom_opt=(--stats "$W/stats.json" --dataset "$d"); [ "$meth" = naee ] && dom_opt=(--calib "$W/$d.naee.txt" --ctx "$CTX")
+      dom_opt=(--stats "$W/stats.json" --dataset "$d"); [ "$meth" = naee ] && dom_opt=(--calib "$W/$d.calib.txt" --ctx "$CTX")
       have "$meth -$pct% domain" "$d" && continue
       timed "$meth -$pct% domain $d" "$MK" prune -m "$MODEL" --method "$meth" --keep "$keep" "${dom_opt[@]}" -o "$W/p" --force
       eval_row "$meth -$pct% domain" "$W/p" "$d"
@@ -123,24 +122,35 @@ for pct in $removals; do
     done
   done
 done
-# Super experts: remove them (a mask that keeps every other expert), and as many random experts.
-python3 - "$W/stats.json" "$W/super.json" "$W/random_same.json" "$E" <<'PY'
-import json, random, sys
-s = json.load(open(sys.argv[1])); E = int(sys.argv[4]); L = s["model"]["n_layer"]
-sup = {(x["layer"], x["expert"]) for x in s.get("super_experts", {}).get("experts", [])}
+# Super experts (Su et al. 2025's rule, computed by profile): remove them (a mask that keeps every
+# other expert), and as many random other experts in each of SEEDS draws. super-info.json records the
+# rule's thresholds and the spread of max |down_proj output| the rule saw.
+python3 - "$W/stats.json" "$W" "$E" "$SEEDS" <<'PY'
+import json, random, statistics, sys
+s = json.load(open(sys.argv[1])); W = sys.argv[2]; E = int(sys.argv[3]); seeds = int(sys.argv[4])
+L = s["model"]["n_layer"]; moe = s["model"]["moe_layers"]; so = s.get("super_experts", {})
+sup = {(x["layer"], x["expert"]) for x in so.get("experts", [])}
 keep = [None] * L
-for l in s["model"]["moe_layers"]:
+for l in moe:
     keep[l] = [e for e in range(E) if (l, e) not in sup]
-json.dump({"kept_experts": keep, "removed": sorted(sup)}, open(sys.argv[2], "w"))
-rng = random.Random(0); moe = s["model"]["moe_layers"]
+json.dump({"kept_experts": keep, "removed": sorted(sup)}, open(f"{W}/super.json", "w"))
 cand = [(l, e) for l in moe for e in range(E) if (l, e) not in sup]
-rnd = set(rng.sample(cand, len(sup)))
-json.dump({"kept_experts": [None if keep[l] is None else [e for e in range(E) if (l, e) not in rnd] for l in range(L)]},
-          open(sys.argv[3], "w"))
-print(f"super experts: {len(sup)}")
+for seed in range(seeds):
+    rnd = set(random.Random(seed).sample(cand, len(sup)))
+    json.dump({"kept_experts": [None if keep[l] is None else [e for e in range(E) if (l, e) not in rnd] for l in range(L)]},
+              open(f"{W}/random_same_{seed}.json", "w"))
+incl = so.get("include_layers", 0)
+vals = [v for i, l in enumerate(moe) if l < incl for v in s["overall"]["down_absmax"][i] if v is not None and v > 0]
+info = {"n_super": len(sup), "super": sorted(sup), "include_layers": incl, "n_values": len(vals),
+        "percentile_99_5": so.get("percentile_99_5"), "floor_max_over_10": so.get("floor_max_over_10"),
+        "max": max(vals) if vals else None, "median": statistics.median(vals) if vals else None}
+json.dump(info, open(f"{W}/super-info.json", "w"))
+print(f"super experts: {len(sup)} {info}")
 PY
 eval_row "remove super experts" "$MODEL" "$domains" --route "mask:$W/super.json"
-eval_row "remove as many random" "$MODEL" "$domains" --route "mask:$W/random_same.json"
+for seed in $(seq 0 $((SEEDS - 1))); do
+  eval_row "remove as many random (seed $seed)" "$MODEL" "$domains" --route "mask:$W/random_same_$seed.json"
+done
 # Merging and neuron pruning.
 for pct in 25 50; do
   [ "${QUICK:-0}" = 1 ] && [ "$pct" = 25 ] && continue
@@ -159,13 +169,16 @@ done
 for kk in $(seq 1 "$K"); do eval_row "route topk:$kk" "$MODEL" "$domains" --route "topk:$kk"; done
 # top-p without a cap (the paper's dynamic routing: more experts where the router is unsure) and capped
 # at the model's k (fewer experts where it is sure); skip at several beta and NAEE's per-layer auto beta.
-for pp in 0.1 0.2 0.3 0.5 0.7 0.9; do eval_row "route topp:$pp" "$MODEL" "$domains" --route "topp:$pp"; done
+# top-p weights are the raw probabilities, as published (p = 0.4 is the paper's default); :renorm rows
+# are moekit's variant that rescales the kept weights to sum to 1, as this model's top-k does.
+for pp in 0.1 0.2 0.3 0.4 0.5 0.7 0.9; do eval_row "route topp:$pp" "$MODEL" "$domains" --route "topp:$pp"; done
+for pp in 0.2 0.4 0.7; do eval_row "route topp:$pp:renorm" "$MODEL" "$domains" --route "topp:$pp:renorm"; done
 for pp in 0.1 0.2 0.3 0.4; do eval_row "route topp:$pp:$K" "$MODEL" "$domains" --route "topp:$pp:$K"; done
 for bb in 0.1 0.2 0.3 0.5 0.7 0.9; do eval_row "route skip:$bb" "$MODEL" "$domains" --route "skip:$bb"; done
 eval_row "route skip:auto" "$MODEL" "$domains" --route "skip:auto:$W/stats.json"
 
 nsuper=$(python3 -c "import json;print(len(json.load(open('$W/super.json'))['removed']))")
 python3 bench/compress_report.py --rows "$W/rows.jsonl" --times "$W/times.jsonl" --out "$OUT" --model "$MODEL" \
-  --n-super "$nsuper" --ctx "$CTX" --stride "$STRIDE" --eval-bytes "$EVAL_BYTES" --calib-bytes "$CALIB_BYTES" --naee-calib-bytes "$NAEE_CALIB_BYTES" --quick "${QUICK:-0}" \
+  --n-super "$nsuper" --ctx "$CTX" --stride "$STRIDE" --eval-bytes "$EVAL_BYTES" --calib-bytes "$CALIB_BYTES" --super-info "$W/super-info.json" --quick "${QUICK:-0}" \
   --global-counts "$W/global-counts.jsonl" --auto-beta "$(python3 -c "import json;s=json.load(open('$W/stats.json'));print(' '.join('%.3f' % b for b in s['naee_beta']))" 2>/dev/null || true)"
 cp "$W/rows.jsonl" "${OUT%.md}.jsonl"; cp "$W/times.jsonl" "${OUT%.md}-times.jsonl"; cp "$W/global-counts.jsonl" "${OUT%.md}-global-counts.jsonl"

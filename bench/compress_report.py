@@ -75,7 +75,7 @@ def svg_plot(points, path, base_ppl_note):
     """points: {series: [(x experts/token, mean KLD, ppl ratio, label)]} -> a two-panel SVG."""
     W, H, M = 460, 320, 56
     colors = {"top-k": "#1f77b4", "top-p": "#ff7f0e", "top-p capped at k": "#2ca02c",
-              "skip (beta)": "#d62728", "skip:auto (NAEE)": "#9467bd"}
+              "skip (beta)": "#d62728", "skip:auto (NAEE)": "#9467bd", "top-p renormalised": "#8c564b"}
     xs = [p[0] for s in points.values() for p in s]
     lx0, lx1 = math.log2(min(0.8, min(xs))), math.log2(max(xs) * 1.15)   # log2 x axis: 1, 2, 4, ... experts
     panels = [("mean KLD vs base (nats)", 1), ("perplexity / base (geo. mean)", 2)]
@@ -124,7 +124,7 @@ def svg_plot(points, path, base_ppl_note):
 
 def main():
     ap = argparse.ArgumentParser()
-    for a in ("rows", "times", "out", "model", "n-super", "ctx", "stride", "eval-bytes", "quick", "auto-beta", "calib-bytes", "naee-calib-bytes",
+    for a in ("rows", "times", "out", "model", "n-super", "ctx", "stride", "eval-bytes", "quick", "auto-beta", "calib-bytes", "super-info",
               "global-counts"):
         ap.add_argument("--" + a, default="")
     a = ap.parse_args()
@@ -148,8 +148,8 @@ def main():
     L.append(f"Produced by `{'QUICK=1 ' if a.quick == '1' else ''}bash bench/bench_compress.sh` on "
              f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}. Test text: the first {a.eval_bytes} bytes of "
              f"each domain's test split, windows of {a.ctx} tokens every {a.stride}. Calibration: the domains' calib splits "
-             f"(the first {a.calib_bytes} bytes of each; NAEE, whose greedy search re-runs the MoE block for every "
-             f"candidate, the first {a.naee_calib_bytes}; `mixed` = all five; `domain` = only the domain evaluated in that column). KLD and top-1 agreement are against "
+             f"(the first {a.calib_bytes} bytes of each, the same text for every calibrated method, NAEE included; "
+             f"`mixed` = all five; `domain` = only the domain evaluated in that column). KLD and top-1 agreement are against "
              "the base model's stored logits (top-32 + tail bucket: a lower bound of the exact KLD), averaged over the "
              "domains evaluated. `ppl / base` is the geometric mean over those domains of perplexity divided by the base "
              "model's. Raw rows: the .jsonl beside this file.")
@@ -264,10 +264,47 @@ def main():
     L.append("")
     L.append("## 2. Super experts")
     L.append("")
-    L.append(f"`moekit profile` found {a.n_super} super experts on the mixed calibration text; the first row masks them "
-             "(`--route mask:`), the second masks as many random other experts (seed 0).")
+    info = json.load(open(a.super_info)) if a.super_info and os.path.exists(a.super_info) else {}
+    rnd = [rows[l] for l in by if l.startswith("remove as many random")]
+    L.append(f"`moekit profile` applies Su et al. 2025's rule to the mixed calibration text: an expert is super when its "
+             f"max |down_proj output| is above the 99.5th percentile of all experts' maxima in layers < "
+             f"round(0.75 · layers) = {info.get('include_layers', '?')} AND above floor(max / 10). It found {a.n_super}: "
+             f"{info.get('super', '?')}.")
+    if info.get("max") is not None:
+        mx, md = info["max"], info["median"]
+        L.append("")
+        L.append(f"What the rule saw: {info['n_values']} expert maxima, largest {mx:.3g}, median {md:.3g} "
+                 f"(largest / median {mx / md:.3g}); P99.5 = {info['percentile_99_5']:.4g}, floor(max / 10) = "
+                 f"{info['floor_max_over_10']:g}.")
+        if info["floor_max_over_10"] == 0:
+            L.append(f"The second threshold is in activation units and is 0 here, so it rejects nothing, and with fewer than "
+                     f"201 values the 99.5th percentile lies between the two largest: the rule flags the single largest "
+                     f"expert by construction. **No massive activation here: the largest maximum is {mx / md:.3g}× the "
+                     f"median, not a rare extreme outlier; the expert removed below is the rule's output, not a super "
+                     f"expert in the paper's sense.**")
     L.append("")
-    L += table([rows[l] for l in ("remove super experts", "remove as many random") if l in rows], doms)
+    L.append(f"The first row masks the flagged experts (`--route mask:`, tokens re-routed to the next experts); the "
+             f"others mask as many random other experts, {len(rnd)} draws (seeds 0..{len(rnd) - 1}), summarised as mean ± "
+             "standard deviation [min, max] over the draws.")
+    L.append("")
+    L += table([rows[l] for l in ("remove super experts",) if l in rows], doms)
+    if rnd:
+        L.append("")
+        L.append("| row | draws | ppl / base | mean KLD | top-1 % |")
+        L.append("|---|---:|---:|---:|---:|")
+
+        def spread(xs, f):
+            xs = [x for x in xs if x is not None]
+            if not xs:
+                return "-"
+            m = sum(xs) / len(xs)
+            sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+            return f"{f.format(m)} ± {f.format(sd)} [{f.format(min(xs))}, {f.format(max(xs))}]"
+        if "remove super experts" in rows:
+            r = rows["remove super experts"]
+            L.append(f"| remove super experts | 1 | {fmt(r.gratio, '{:.3f}')} | {fmt(r.kld, '{:.4f}')} | {fmt(r.top1, '{:.1f}')} |")
+        L.append(f"| remove as many random | {len(rnd)} | {spread([r.gratio for r in rnd], '{:.3f}')} | "
+                 f"{spread([r.kld for r in rnd], '{:.4f}')} | {spread([r.top1 for r in rnd], '{:.1f}')} |")
 
     # 3. merging vs pruning
     merge_labels = [l for l in by if l.startswith(("msmoe", "submoe"))]
@@ -317,6 +354,8 @@ def main():
             spec = l.split(" ", 1)[1]
             if spec.startswith("topk"):
                 s = "top-k"
+            elif spec.startswith("topp") and spec.endswith(":renorm"):
+                s = "top-p renormalised"
             elif spec.startswith("topp") and spec.count(":") == 2:
                 s = "top-p capped at k"
             elif spec.startswith("topp"):

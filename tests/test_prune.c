@@ -264,6 +264,62 @@ static void test_naee(void) {
     mk_model_free(m);
 }
 
+/* NAEE's default (expert outputs and their Gram matrix cached once per token) chooses exactly what
+ * re-running the MoE block for every candidate subset chooses, with the same losses to rounding:
+ * exhaustive and greedy on fixtures, greedy on the 32-expert testbed down to 12 experts. (Experts
+ * the calibration tokens never route to cost only rounding noise to drop, in either search, so
+ * the two may drop them in a different order; the kept sets agree once all of them are gone.) */
+static void naee_same(const char *dir, int64_t vocab, size_t n, size_t ctx, int64_t exh, int64_t keep) {
+    mk_model *m = NULL;
+    REQUIRE(mk_model_load(&m, dir) == MK_OK, "%s", mk_last_error());
+    const int64_t L = m->cfg.n_layer, E = m->cfg.n_expert;
+    int32_t *toks = NULL;
+    if (vocab > 0) {
+        toks = malloc(n * sizeof *toks);
+        for (size_t i = 0; i < n; i++) toks[i] = (int32_t)((i * 53 + 7) % (size_t)vocab);
+    } else { /* real text: the first 400 bytes of two testbed calibration domains */
+        char text[1401];
+        size_t len = 0;
+        const char *files[2] = {"data/testbed/english.calib.txt", "data/testbed/python.calib.txt"};
+        for (int i = 0; i < 2; i++) {
+            FILE *f = fopen(files[i], "rb");
+            REQUIRE(f, "%s: cannot open", files[i]);
+            len += fread(text + len, 1, 400, f);
+            fclose(f);
+        }
+        while (len > 0 && (text[len - 1] & 0xC0) == 0x80) len--; /* whole UTF-8 characters */
+        if (len > 0 && (unsigned char)text[len - 1] >= 0xC0) len--;
+        mk_tokenizer *tk = NULL;
+        REQUIRE(mk_tokenizer_load(dir, &tk) == MK_OK, "%s", mk_last_error());
+        REQUIRE(mk_tokenizer_encode(tk, text, len, false, &toks, &n) == MK_OK && n > ctx, "%s", mk_last_error());
+        mk_tokenizer_free(tk);
+    }
+    uint8_t *a = calloc((size_t)(L * E), 1), *b = calloc((size_t)(L * E), 1);
+    double *la = calloc((size_t)L, sizeof *la), *lb = calloc((size_t)L, sizeof *lb);
+    int64_t ea = 0, eb = 0;
+    mk_naee_opts ref = {.ctx = ctx, .exhaustive_max = exh, .reference = true}, fast = {.ctx = ctx, .exhaustive_max = exh};
+    REQUIRE(mk_naee_select(m, toks, n, &ref, keep, a, la, &ea) == MK_OK, "%s", mk_last_error());
+    REQUIRE(mk_naee_select(m, toks, n, &fast, keep, b, lb, &eb) == MK_OK, "%s", mk_last_error());
+    CHECK(!memcmp(a, b, (size_t)(L * E)) && ea == eb, "%s keep %lld (exhaustive up to %lld): the cached search chose differently",
+          dir, (long long)keep, (long long)exh);
+    for (int64_t l = 0; l < L; l++)
+        CHECK(fabs(la[l] - lb[l]) <= 1e-5 * la[l], "%s layer %lld: loss %.9g cached, %.9g re-run", dir, (long long)l, lb[l], la[l]);
+    free(toks);
+    free(a);
+    free(b);
+    free(la);
+    free(lb);
+    mk_model_free(m);
+}
+
+static void test_naee_cached(void) {
+    naee_same("tests/fixtures/olmoe", 272, 96, 32, 8, 5);
+    naee_same("tests/fixtures/olmoe", 272, 96, 32, 1, 3);
+    naee_same("tests/fixtures/qwen3_moe", 304, 96, 32, 1, 4);
+    naee_same("tests/fixtures/mixtral", 320, 96, 32, 8, 4);
+    naee_same("models/testbed", 0, 0, 128, 8, 12);
+}
+
 /* CAMERA-P: keeping every neuron reproduces the model bit for bit; at keep-frac 0.5 the written
  * model computes in moekit what transformers computes on it (tools/gen_prune_reference.py). */
 static void camera_case(const char *name) {
@@ -312,6 +368,7 @@ int main(void) {
     RUN(test_camera_qwen3);
     RUN(test_camera_mixtral);
     RUN(test_naee);
+    RUN(test_naee_cached);
     RUN(test_mixtral);
     RUN(test_qwen2_moe);
     RUN(test_qwen3_moe);

@@ -3,6 +3,8 @@
 #include "moekit.h"
 #include "route/route.h"
 
+#include <jansson.h>
+
 static const float logits8[8] = {0.5f, 2.0f, -1.0f, 1.5f, 0.0f, 1.5f, -3.0f, 0.25f};
 
 static void softmax(const float *z, float *p, int n) {
@@ -43,6 +45,37 @@ static void test_topp(void) {
     CHECK(mk_route_select(&rc, logits8, ids, w, scratch) == 2, "KMAX");
 }
 
+/* tests/fixtures/methods/topp.json (tools/gen_methods_reference.py, numpy): the paper's top-p
+ * (raw probabilities, the crossing expert kept), with and without a KMAX cap, and :renorm. */
+static void test_topp_reference(void) {
+    json_error_t je;
+    json_t *root = json_load_file("tests/fixtures/methods/topp.json", 0, &je);
+    REQUIRE(root, "topp.json: %s", je.text);
+    json_t *cases = json_object_get(root, "cases");
+    REQUIRE(json_array_size(cases) >= 20, "topp.json: too few cases");
+    float z[16], w[16], scratch[16];
+    int32_t ids[16];
+    for (size_t i = 0; i < json_array_size(cases); i++) {
+        json_t *c = json_array_get(cases, i);
+        for (int e = 0; e < 16; e++) z[e] = (float)json_number_value(json_array_get(json_object_get(c, "logits"), (size_t)e));
+        const int64_t kmax = json_integer_value(json_object_get(c, "kmax"));
+        for (int renorm = 0; renorm < 2; renorm++) {
+            /* norm_topk as Qwen3/Mixtral: top-p must not follow it unless asked to */
+            mk_route_cfg rc = {.n_expert = 16, .k = 2, .slots = kmax ? kmax : 16, .norm_topk = true, .rank = -1,
+                               .top_p = (float)json_number_value(json_object_get(c, "p")), .top_p_renorm = renorm};
+            const int64_t n = mk_route_select(&rc, z, ids, w, scratch);
+            json_t *rid = json_object_get(c, "ids"), *rw = json_object_get(c, renorm ? "weights_renorm" : "weights");
+            CHECK(n == (int64_t)json_array_size(rid), "case %zu renorm %d: %lld experts, reference %zu", i, renorm, (long long)n, json_array_size(rid));
+            for (int64_t j = 0; j < n && j < (int64_t)json_array_size(rid); j++) {
+                CHECK(ids[j] == json_integer_value(json_array_get(rid, (size_t)j)), "case %zu slot %lld: expert %d", i, (long long)j, ids[j]);
+                const double ref = json_number_value(json_array_get(rw, (size_t)j));
+                CHECK(fabs(w[j] - ref) <= 1e-6 * fabs(ref) + 1e-7, "case %zu renorm %d slot %lld: weight %.8g, reference %.8g", i, renorm, (long long)j, w[j], ref);
+            }
+        }
+    }
+    json_decref(root);
+}
+
 static void test_skip_boost_mask(void) {
     float scratch[8], w[8], w0[8];
     int32_t ids[8], ids0[8];
@@ -81,11 +114,14 @@ static void test_skip_boost_mask(void) {
 static void test_parse(void) {
     mk_route_opts o = {0};
     CHECK(mk_route_parse(&o, "topk:4") == MK_OK && o.k == 4, "topk");
-    CHECK(mk_route_parse(&o, "topp:0.4:6") == MK_OK && fabsf(o.top_p - 0.4f) < 1e-7f && o.k_max == 6, "topp");
+    CHECK(mk_route_parse(&o, "topp:0.4:6") == MK_OK && fabsf(o.top_p - 0.4f) < 1e-7f && o.k_max == 6 && !o.top_p_renorm, "topp");
+    CHECK(mk_route_parse(&o, "topp:0.4:renorm") == MK_OK && o.k_max == 0 && o.top_p_renorm, "topp:P:renorm");
+    CHECK(mk_route_parse(&o, "topp:0.4:3:renorm") == MK_OK && o.k_max == 3 && o.top_p_renorm, "topp:P:KMAX:renorm");
+    CHECK(mk_route_parse(&o, "topp:0.5") == MK_OK && o.k_max == 0 && !o.top_p_renorm, "topp:P resets KMAX and renorm");
     CHECK(mk_route_parse(&o, "skip:0.25") == MK_OK && o.skip_beta == 0.25f, "skip");
     CHECK(mk_route_parse(&o, "boost:1:3:2.5") == MK_OK && o.n_boosts == 1 && o.boosts[0].expert == 3, "boost");
     CHECK(mk_route_parse(&o, "rank:2") == MK_OK && o.rank_only && o.rank == 2, "rank");
-    const char *bad[] = {"rank:-1", "topk:0", "topk:x", "topp:1.5", "topp", "skip:2", "boost:1:2", "foo:1", "", "topk:3:4"};
+    const char *bad[] = {"rank:-1", "topk:0", "topk:x", "topp:1.5", "topp", "skip:2", "boost:1:2", "foo:1", "", "topk:3:4", "topp:0.4:renorm:3", "topp:0.4:x", "topp:0.4:2:3", "topp:0.4:2:renorm:1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         CHECK(mk_route_parse(&o, bad[i]) == MK_ERR_ARG, "'%s' accepted", bad[i]);
         CHECK(strstr(mk_last_error(), "expected topk:K") != NULL, "'%s': message lacks the syntax: %s", bad[i], mk_last_error());
@@ -141,6 +177,7 @@ int main(void) {
     RUN(test_policies_on_model);
     RUN(test_topk_ties_and_norm);
     RUN(test_topp);
+    RUN(test_topp_reference);
     RUN(test_skip_boost_mask);
     RUN(test_parse);
     return TEST_SUMMARY("test_route");

@@ -99,6 +99,9 @@ typedef struct mk_route_opts {
     float top_p;             /* > 0: top-p routing: the fewest experts whose cumulative p first
                                 exceeds top_p (the crossing one included), at most k_max */
     int64_t k_max;           /* cap for top-p; 0 = all experts */
+    bool top_p_renorm;       /* top-p only: renormalise the kept weights to sum to 1 (moekit's
+                                variant, topp:P[:KMAX]:renorm). Off (the default, as Huang et al.
+                                2024): the weights are the raw softmax probabilities */
     bool rank_only;          /* route each token to the single expert of probability rank
                                 `rank` (0 = the top one) with weight 1: SCMoE's weak pass */
     int64_t rank;
@@ -111,7 +114,7 @@ typedef struct mk_route_opts {
 } mk_route_opts;
 
 /* Parses one --route spec into opts (specs compose: call once per spec on the same opts):
- *   topk:K  topp:P[:KMAX]  skip:BETA  boost:LAYER:EXPERT:FACTOR  rank:R
+ *   topk:K  topp:P[:KMAX][:renorm]  skip:BETA  boost:LAYER:EXPERT:FACTOR  rank:R
  * Storage for boosts is malloc'd into *opts and released by mk_route_opts_clear. mask:FILE and
  * skip:auto are handled by the commands that read those files. */
 mk_status mk_route_parse(mk_route_opts *opts, const char *spec);

@@ -442,28 +442,26 @@ static int cmp_se(const void *a, const void *b) {
     return (x->e > y->e) - (x->e < y->e);
 }
 
-mk_status mk_prof_super_experts(const mk_profile *p, mk_super_expert **out, size_t *n, int64_t *n_incl, double *p995,
-                                double *floor10) {
+mk_status mk_super_experts_rule(const double *vals, const int64_t *count, const int64_t *moe_layer, int64_t n_moe, int64_t E,
+                                int64_t n_layer, mk_super_expert **out, size_t *n, int64_t *n_incl, double *p995, double *floor10) {
     *out = NULL;
     *n = 0;
     /* Python's round(): half to even, as nearbyint does in the default rounding mode. */
-    const int64_t incl = (int64_t)nearbyint(0.75 * (double)p->n_layer);
+    const int64_t incl = (int64_t)nearbyint(0.75 * (double)n_layer);
     *n_incl = incl;
     *p995 = *floor10 = 0;
     size_t cnt = 0;
-    double *v = mk_malloc((size_t)(p->n_moe * p->E) * sizeof(double) + 1);
-    mk_super_expert *se = mk_malloc((size_t)(p->n_moe * p->E) * sizeof *se + 1);
+    double *v = mk_malloc((size_t)(n_moe * E) * sizeof(double) + 1);
+    mk_super_expert *se = mk_malloc((size_t)(n_moe * E) * sizeof *se + 1);
     if (!v || !se) {
         free(v);
         free(se);
         return MK_ERR_NOMEM;
     }
-    for (int64_t li = 0; li < p->n_moe; li++) {
-        if (p->moe_layer[li] >= incl) continue;
-        for (int64_t e = 0; e < p->E; e++) {
-            const mk_expert_stats *x = mk_prof_ex(p, p->n_ds, li, e);
-            if (x->count > 0) v[cnt++] = x->out_absmax;
-        }
+    for (int64_t li = 0; li < n_moe; li++) {
+        if (moe_layer[li] >= incl) continue;
+        for (int64_t e = 0; e < E; e++)
+            if (count[li * E + e] > 0) v[cnt++] = vals[li * E + e];
     }
     size_t ns = 0;
     if (cnt > 0) {
@@ -474,12 +472,11 @@ mk_status mk_prof_super_experts(const mk_profile *p, mk_super_expert **out, size
         double fr = pos - (double)lo;
         *p995 = v[lo] + (v[hi] - v[lo]) * fr;
         *floor10 = floor(v[cnt - 1] / 10.0);
-        for (int64_t li = 0; li < p->n_moe; li++) {
-            if (p->moe_layer[li] >= incl) continue;
-            for (int64_t e = 0; e < p->E; e++) {
-                const mk_expert_stats *x = mk_prof_ex(p, p->n_ds, li, e);
-                if (x->count > 0 && x->out_absmax > *p995 && x->out_absmax > *floor10)
-                    se[ns++] = (mk_super_expert){li, e, x->out_absmax};
+        for (int64_t li = 0; li < n_moe; li++) {
+            if (moe_layer[li] >= incl) continue;
+            for (int64_t e = 0; e < E; e++) {
+                const double x = vals[li * E + e];
+                if (count[li * E + e] > 0 && x > *p995 && x > *floor10) se[ns++] = (mk_super_expert){li, e, x};
             }
         }
         qsort(se, ns, sizeof *se, cmp_se);
@@ -488,6 +485,29 @@ mk_status mk_prof_super_experts(const mk_profile *p, mk_super_expert **out, size
     *out = se;
     *n = ns;
     return MK_OK;
+}
+
+mk_status mk_prof_super_experts(const mk_profile *p, mk_super_expert **out, size_t *n, int64_t *n_incl, double *p995,
+                                double *floor10) {
+    const size_t N = (size_t)(p->n_moe * p->E);
+    double *vals = mk_malloc(N * sizeof *vals + 1);
+    int64_t *count = mk_malloc(N * sizeof *count + 1);
+    mk_status st = MK_ERR_NOMEM;
+    if (vals && count) {
+        for (int64_t li = 0; li < p->n_moe; li++)
+            for (int64_t e = 0; e < p->E; e++) {
+                const mk_expert_stats *x = mk_prof_ex(p, p->n_ds, li, e);
+                vals[li * p->E + e] = x->out_absmax;
+                count[li * p->E + e] = x->count;
+            }
+        st = mk_super_experts_rule(vals, count, p->moe_layer, p->n_moe, p->E, p->n_layer, out, n, n_incl, p995, floor10);
+    } else {
+        *out = NULL;
+        *n = 0;
+    }
+    free(vals);
+    free(count);
+    return st;
 }
 
 void mk_prof_top_tokens(const mk_profile *p, int64_t li, int32_t *ids, int64_t *counts, int *n) {

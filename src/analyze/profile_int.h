@@ -66,6 +66,15 @@ typedef struct mk_super_expert {
     int64_t li, e;
     double value;
 } mk_super_expert;
+/* Su et al. 2025's rule (research/methods.md §1.4, the code's _identify_super_experts) on per-expert
+ * maxima of |down_proj output|: the population is every expert that saw a token (count > 0) in a
+ * MoE layer whose model layer is < round(0.75 · n_layer); an expert is super when its value is
+ * > numpy.percentile(population, 99.5) (linear interpolation) AND > floor(max(population) / 10).
+ * vals, count: (n_moe, E); moe_layer: (n_moe) model layer of each row. Largest first (ties: layer,
+ * then expert ascending). With fewer than 201 values the percentile lies between the two largest,
+ * so at most one expert can pass it unless values tie. Caller frees *out. */
+mk_status mk_super_experts_rule(const double *vals, const int64_t *count, const int64_t *moe_layer, int64_t n_moe, int64_t E,
+                                int64_t n_layer, mk_super_expert **out, size_t *n, int64_t *n_incl, double *p995, double *floor10);
 /* The super experts by the paper's rule, largest first; *n_incl = number of model layers kept
  * (round(0.75 · n_layer)), *p995 and *floor10 the two thresholds. Caller frees the array. */
 mk_status mk_prof_super_experts(const mk_profile *p, mk_super_expert **out, size_t *n, int64_t *n_incl, double *p995,

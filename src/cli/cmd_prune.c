@@ -18,7 +18,11 @@ static const struct {
     {"frequency", "freq", "how often the router picks the expert"},
     {"gate-mass", "gate_sum", "sum of the expert's gate weights"},
     {"reap", "reap", "REAP: mean over routed tokens of gate x ||expert output||"},
-    {"easy-ep", "easyep", "EASY-EP: gate x ||output|| x token contribution"},
+    {"easy-ep", "easyep", "EASY-EP: gate x ||output|| x token contribution, summed per dataset and\n"
+                          "                                   normalised to a share of each layer, shares added over the\n"
+                          "                                   datasets (the paper's mixed-domain rule; --dataset: one dataset)"},
+    {"easy-ep-pooled", "easyep", "\n                                   moekit variant: EASY-EP's sums pooled over all datasets (no\n"
+                                 "                                   per-dataset normalisation, so large datasets dominate)"},
     {"tcess", "tcess", "PreMoe TCESS"},
     {"camera", NULL, "CAMERA-P: drop the same number of low-energy neurons (micro-experts) in every\n"
                      "                                   expert; --keep-frac is the fraction of neurons kept, the output has a\n"
@@ -141,7 +145,7 @@ int mk_cmd_prune(int argc, char **argv) {
     if (naee && !calib_ids && !calib_text) { fprintf(stderr, "moekit prune: --method naee needs calibration data (--calib FILE or --calib-ids FILE)\n"); return 2; }
     if (calib_ids && calib_text) { fprintf(stderr, "moekit prune: give --calib or --calib-ids, not both\n"); return 2; }
     if (naee && (budget_s[0] != 'l' || protect_super)) { fprintf(stderr, "moekit prune: --method naee chooses per layer (no --budget global or --protect-super)\n"); return 2; }
-    if (mi < 0) { fprintf(stderr, "moekit prune: --method must be one of random, frequency, gate-mass, reap, easy-ep, tcess, naee%s%s%s\n", method ? " (got '" : "", method ? method : "", method ? "')" : ""); return 2; }
+    if (mi < 0) { fprintf(stderr, "moekit prune: --method must be one of random, frequency, gate-mass, reap, easy-ep, easy-ep-pooled, tcess, naee%s%s%s\n", method ? " (got '" : "", method ? method : "", method ? "')" : ""); return 2; }
     if (!keep == !(keep_frac > 0)) { fprintf(stderr, "moekit prune: give exactly one of --keep N or --keep-frac F\n"); return 2; }
     mk_budget budget;
     if (!strcmp(budget_s, "layer")) budget = MK_BUDGET_LAYER;
@@ -186,7 +190,11 @@ int mk_cmd_prune(int argc, char **argv) {
         if (st) { rc = mk_cli_fail(); goto out; }
         fprintf(stderr, "naee: %lld subsets evaluated on %zu tokens in %.2f s\n", (long long)naee_evals, nt, naee_s);
     } else if (methods[mi].field) {
-        if (mk_stats_field(stats, dataset, methods[mi].field, scores)) { rc = mk_cli_fail(); goto out; }
+        const bool mixed = !dataset && !strcmp(methods[mi].name, "easy-ep");
+        if (mixed ? mk_stats_field_mixed(stats, methods[mi].field, scores) : mk_stats_field(stats, dataset, methods[mi].field, scores)) {
+            rc = mk_cli_fail();
+            goto out;
+        }
     } else {
         uint64_t x = (uint64_t)seed * 0x9e3779b97f4a7c15ull + 1;
         for (int64_t i = 0; i < L * E; i++) {

@@ -28,13 +28,16 @@ void mk_cli_route_free(mk_cli_route *r);
 #define MK_CLI_ROUTE_HELP                                                                     \
     "  --route SPEC          routing policy, repeatable and composable:\n"                   \
     "                          topk:K         K experts per token instead of the model's k\n" \
-    "                          topp:P[:KMAX]  fewest experts whose probabilities first exceed P\n" \
+    "                          topp:P[:KMAX][:renorm]  fewest experts whose probabilities first exceed\n" \
+    "                                         P (at most KMAX), weighted by their raw probabilities as\n" \
+    "                                         in Huang et al. 2024; :renorm rescales them to sum to 1\n" \
     "                          skip:BETA      drop a chosen expert whose probability < BETA x the top one's\n" \
     "                          skip:auto:STATS  the same with NAEE's per-layer beta (median p2/p1) from\n" \
     "                                         a stats.json of moekit profile\n" \
     "                          boost:L:E:F    multiply expert E's probability in layer L by F before selection\n" \
     "                          mask:FILE      only the experts kept in FILE (\"kept_experts\", e.g. a\n" \
     "                                         moekit_compression.json): virtual pruning\n" \
-    "                        chosen weights then follow the model's rule (renormalised if it renormalises)\n"
+    "                        chosen weights then follow the model's rule (renormalised if it renormalises),\n" \
+    "                        except topp's (raw unless :renorm)\n"
 
 #endif

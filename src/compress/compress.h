@@ -15,6 +15,11 @@ void mk_stats_free(mk_stats *s);
 /* Per-expert values of a field ("freq", "gate_sum", "reap", "easyep", "tcess", ...) for a
  * dataset (NULL = overall) into scores (n_layer, n_expert); dense layers are left 0. */
 mk_status mk_stats_field(const mk_stats *s, const char *dataset, const char *field, double *scores);
+/* EASY-EP's mixed-domain rule (Dong et al. 2025): for every dataset d listed in 'datasets', the
+ * field of per_dataset[d] divided by its sum over the layer's experts, summed over the datasets,
+ * into scores (n_layer, n_expert). A layer whose sum is 0 in a dataset adds nothing from it.
+ * With one dataset the ranking in each layer is that of the raw field. */
+mk_status mk_stats_field_mixed(const mk_stats *s, const char *field, double *scores);
 /* Super experts as a (n_layer, n_expert) 0/1 map; returns how many. */
 int64_t mk_stats_super(const mk_stats *s, uint8_t *map);
 /* NAEE's per-layer skip threshold beta (field "naee_beta": median p(2)/p(1)) into betas (n_layer);
@@ -83,6 +88,8 @@ typedef struct mk_naee_opts {
     size_t ctx;               /* calibration sequence length in tokens */
     int64_t exhaustive_max;   /* exhaustive subset search when a layer has at most this many experts
                                  (default 8); greedy elimination beyond */
+    bool reference;           /* re-run the MoE block for every candidate subset (the procedure as
+                                 first written: slow, kept to test the default against) */
 } mk_naee_opts;
 /* Runs the calibration tokens (cut into sequences of ctx) through the model, caching each MoE
  * block's input X and output Z, then per layer keeps the `keep` experts whose subset S minimises
@@ -90,7 +97,11 @@ typedef struct mk_naee_opts {
  * (softmax over the kept ones, top-k, the model's renormalisation). Exhaustive over all subsets
  * when n_expert <= exhaustive_max; otherwise greedy: repeatedly drop the expert whose removal
  * (given those already dropped) raises the loss least. loss (n_layer) gets each layer's loss;
- * evals counts the subsets evaluated. */
+ * evals counts the subsets evaluated.
+ * By default (no shared expert, !o->reference) each layer runs every expert once per calibration
+ * token and keeps, per token, <Z, E_e(x)>, the Gram matrix <E_e(x), E_f(x)> and ||Z||² (double);
+ * a candidate's ||Z − Z_S||² is then Σ from the router's weights for S (mk_route_select on the
+ * cached logits), with no expert re-run. Memory: n_tok × (E(E+1)/2 + E + 1) doubles per layer. */
 mk_status mk_naee_select(const mk_model *m, const int32_t *tokens, size_t n_tok, const mk_naee_opts *o, int64_t keep,
                          uint8_t *keep_map, double *loss, int64_t *evals);
 

@@ -101,6 +101,29 @@ mk_status mk_stats_field(const mk_stats *s, const char *dataset, const char *fie
     return MK_OK;
 }
 
+mk_status mk_stats_field_mixed(const mk_stats *s, const char *field, double *scores) {
+    json_t *ds = json_object_get(s->root, "datasets");
+    if (!json_is_array(ds) || json_array_size(ds) == 0) return mk_err(MK_ERR_FORMAT, "%s: field 'datasets' missing or empty", s->path);
+    const size_t n = (size_t)(s->n_layer * s->n_expert);
+    double *one = mk_malloc(n * sizeof *one);
+    if (!one) return MK_ERR_NOMEM;
+    memset(scores, 0, n * sizeof *scores);
+    mk_status st = MK_OK;
+    for (size_t d = 0; d < json_array_size(ds) && !st; d++) {
+        const char *name = json_string_value(json_object_get(json_array_get(ds, d), "name"));
+        if (!name) { st = mk_err(MK_ERR_FORMAT, "%s: field 'datasets[%zu].name' missing or not a string", s->path, d); break; }
+        if ((st = mk_stats_field(s, name, field, one))) break;
+        for (int64_t l = 0; l < s->n_layer; l++) {
+            double sum = 0;
+            for (int64_t e = 0; e < s->n_expert; e++) sum += one[l * s->n_expert + e];
+            if (sum > 0)
+                for (int64_t e = 0; e < s->n_expert; e++) scores[l * s->n_expert + e] += one[l * s->n_expert + e] / sum;
+        }
+    }
+    free(one);
+    return st;
+}
+
 int64_t mk_stats_super(const mk_stats *s, uint8_t *map) {
     memset(map, 0, (size_t)(s->n_layer * s->n_expert));
     json_t *lst = json_object_get(json_object_get(s->root, "super_experts"), "experts");

@@ -45,6 +45,7 @@ struct mk_ctx {
     int64_t route_k;               /* top-k k */
     int64_t slots;                 /* expert slots per token this policy may fill */
     float top_p, skip_beta;
+    bool top_p_renorm;
     int64_t rank;                  /* -1 = off */
     float *skip_betas;             /* (n_layer) or NULL */
     uint8_t *mask;                 /* (n_layer, n_expert) the policy's mask AND the model's live experts, or NULL */
@@ -259,6 +260,7 @@ mk_status mk_ctx_set_route(mk_ctx *c, const mk_route_opts *r) {
     c->route_k = k;
     c->slots = slots;
     c->top_p = r->top_p;
+    c->top_p_renorm = r->top_p_renorm;
     c->skip_beta = r->skip_beta;
     c->rank = r->rank_only ? r->rank : -1;
     mk_ctx_reset_route_stats(c);
@@ -526,7 +528,7 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
     for (size_t b = 0; b < c->n_boosts && nlb < 8; b++)
         if (c->boosts[b].layer == l) lb[nlb++] = c->boosts[b];
     mk_route_cfg rc = {.n_expert = cfg->n_expert, .k = c->route_k, .slots = c->slots, .norm_topk = cfg->norm_topk,
-                       .top_p = c->top_p, .rank = c->rank, .skip_beta = c->skip_betas ? c->skip_betas[l] : c->skip_beta,
+                       .top_p = c->top_p, .top_p_renorm = c->top_p_renorm, .rank = c->rank, .skip_beta = c->skip_betas ? c->skip_betas[l] : c->skip_beta,
                        .mask = mask_row ? mask_row : c->mask ? c->mask + (size_t)l * E : NULL, .boosts = lb, .n_boosts = nlb};
     int64_t used = 0;
     #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n > 16) reduction(+ : used)

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char mk_route_syntax[] = "topk:K | topp:P[:KMAX] | skip:BETA | skip:auto:STATS | boost:LAYER:EXPERT:FACTOR | rank:R | mask:FILE";
+const char mk_route_syntax[] = "topk:K | topp:P[:KMAX][:renorm] | skip:BETA | skip:auto:STATS | boost:LAYER:EXPERT:FACTOR | rank:R | mask:FILE";
 
 int64_t mk_route_select(const mk_route_cfg *rc, const float *logits, int32_t *ids, float *weights, float *p) {
     const int64_t E = rc->n_expert;
@@ -64,7 +64,7 @@ int64_t mk_route_select(const mk_route_cfg *rc, const float *logits, int32_t *id
             }
         n = kept;
     }
-    if (rc->norm_topk) {
+    if (rc->top_p > 0 ? rc->top_p_renorm : rc->norm_topk) {
         float ws = 0;
         for (int64_t j = 0; j < n; j++) ws += weights[j];
         if (ws > 0)
@@ -105,11 +105,13 @@ mk_status mk_route_parse(mk_route_opts *o, const char *spec) {
         if (nf != 2 || !parse_int(f[1], &a) || a < 1) BAD("K must be a positive integer");
         o->k = a;
     } else if (!strcmp(f[0], "topp")) {
-        if (nf < 2 || nf > 3 || !parse_num(f[1], &x) || !(x > 0 && x <= 1)) BAD("P must be in (0, 1]");
+        if (nf < 2 || nf > 4 || !parse_num(f[1], &x) || !(x > 0 && x <= 1)) BAD("P must be in (0, 1]");
+        const bool renorm = nf > 2 && !strcmp(f[nf - 1], "renorm");
+        const int nk = nf - 2 - renorm; /* KMAX fields: 0 or 1 */
+        if (nk > 1 || (nk == 1 && (!parse_int(f[2], &a) || a < 1))) BAD("KMAX must be a positive integer (then optionally :renorm)");
         o->top_p = (float)x;
-        o->k_max = 0;
-        if (nf == 3 && (!parse_int(f[2], &a) || a < 1)) BAD("KMAX must be a positive integer");
-        if (nf == 3) o->k_max = a;
+        o->k_max = nk == 1 ? a : 0;
+        o->top_p_renorm = renorm;
     } else if (!strcmp(f[0], "skip")) {
         if (nf != 2) BAD("give BETA or auto");
         if (!strcmp(f[1], "auto")) BAD("skip:auto needs a stats.json: skip:auto:STATS (read by run, eval and profile)");

@@ -10,7 +10,9 @@ typedef struct mk_route_cfg {
     int64_t k;              /* experts to choose (top-k) */
     int64_t slots;          /* slots per token in ids/weights (>= k; top-p may use up to this) */
     bool norm_topk;         /* renormalise the chosen weights to sum to 1 */
-    float top_p;            /* > 0: top-p selection capped at `slots` */
+    float top_p;            /* > 0: top-p selection capped at `slots`; weights are the raw
+                               probabilities unless top_p_renorm (norm_topk does not apply) */
+    bool top_p_renorm;
     float skip_beta;        /* > 0: drop chosen j > 0 with p_j < beta * p_0 */
     int64_t rank;           /* >= 0: keep only the expert of this rank, weight 1; -1 = off */
     const uint8_t *mask;    /* (n_expert) 1 = allowed, or NULL */

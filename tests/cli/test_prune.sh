@@ -35,6 +35,16 @@ if [ "$kept" = "[2, 3, 4, 5, 6, 7]" ]; then ok "--dataset picks that dataset's s
 expect_ok "protect super experts" $MK prune -m $SRC --stats "$TMPD/stats.json" --method frequency --keep 4 --protect-super -o "$TMPD/p3"
 kept=$(python3 -c "import json;print(json.load(open('$TMPD/p3/moekit_compression.json'))['kept_experts'][0])")
 if [ "$kept" = "[0, 1, 2, 7]" ]; then ok "super expert 0/7 kept"; else bad "--protect-super" "$kept"; fi
+# EASY-EP on two calibration domains of very different score scales: the paper's per-domain
+# normalisation against tools/gen_methods_reference.py (numpy), and the pooled variant.
+EZ=$FIX/methods/easyep_mixed.json
+python3 -c "import json,sys;json.dump(json.load(open(sys.argv[1]))['stats'],open(sys.argv[2],'w'))" $EZ "$TMPD/ez.json"
+for v in "easy-ep kept_experts" "easy-ep-pooled kept_experts_pooled"; do
+  set -- $v
+  expect_ok "$1 on mixed domains" $MK prune -m $SRC --stats "$TMPD/ez.json" --method $1 --keep 4 --plan-only "$TMPD/ez_$1.json"
+  same=$(python3 -c "import json,sys;a=json.load(open(sys.argv[1]))['kept_experts'];b=json.load(open(sys.argv[2]))[sys.argv[3]];print(a==b, a, b)" "$TMPD/ez_$1.json" $EZ $2)
+  [ "${same%% *}" = True ] && ok "$1 keeps the reference's experts (${same#* })" || bad "$1 plan vs reference" "$same"
+done
 expect_ok "global plan" $MK prune -m $SRC --stats "$TMPD/stats.json" --method reap --keep 5 --budget global --plan-only "$TMPD/plan.json"
 expect_ok "virtual pruning with the plan" $MK run -m $SRC --prompt-ids 1,2,3 -n 4 --route "mask:$TMPD/plan.json"
 
