@@ -9,6 +9,9 @@
 #
 #   bash bench/bench_compress.sh                 # the whole table (long: hours on 2 cores)
 #   QUICK=1 bash bench/bench_compress.sh         # two methods, one budget, for a smoke run
+#   METHODS="naee" REMOVALS="50" GMETHODS="" bash bench/bench_compress.sh
+#                                                # some pruning rows first (the same WORK resumes: a
+#                                                # later full run adds the rest; the report lists what is there)
 # Environment: MODEL (default models/testbed), DATA (default data/testbed), EVAL_BYTES (bytes of
 # each test slice evaluated, default 60000), CTX (window, default 256), STRIDE (default CTX: windows
 # do not overlap), CALIB_BYTES (bytes of each domain's calib split used by every calibrated method:
@@ -31,8 +34,8 @@ mkdir -p "$W"
 [ -x "$MK" ] || make -j"$(nproc)" build/moekit >/dev/null
 [ -f "$MODEL/config.json" ] || { echo "bench_compress: no model in $MODEL" >&2; exit 1; }
 domains=$(ls "$DATA" | sed -n 's/\.test\.txt$//p' | sort)
-methods="frequency gate-mass reap easy-ep easy-ep-pooled tcess naee random"
-removals="25 50 75"
+methods=${METHODS:-frequency gate-mass reap easy-ep easy-ep-pooled tcess naee random}
+removals=${REMOVALS:-25 50 75}
 if [ "${QUICK:-0}" = 1 ]; then methods="frequency reap"; removals="50"; fi
 E=$(python3 -c "import json;c=json.load(open('$MODEL/config.json'));print(c.get('num_experts') or c.get('num_local_experts'))")
 K=$(python3 -c "import json;print(json.load(open('$MODEL/config.json'))['num_experts_per_tok'])")
@@ -103,7 +106,7 @@ done
 # Global budget (issue 7 item 3): the same number of experts in all, ranked across layers by each
 # expert's share of its layer's score, every layer keeping at least k; written as a per-layer
 # (moekit-only) model and evaluated as written. Its per-layer counts go to global-counts.jsonl.
-gmethods="frequency gate-mass reap easy-ep tcess"; [ "${QUICK:-0}" = 1 ] && gmethods="reap"
+gmethods=${GMETHODS-frequency gate-mass reap easy-ep tcess}; [ "${QUICK:-0}" = 1 ] && gmethods="reap"
 for pct in $removals; do
   keep=$(( E - E * pct / 100 )); [ "$keep" -lt "$K" ] && keep=$K
   for meth in $gmethods; do
