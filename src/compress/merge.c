@@ -447,6 +447,18 @@ static void bind_members(int64_t E, int64_t l, const int32_t *label, float *cons
     }
 }
 
+/* A bound plan (every one of the E experts kept, members bound to their group's weights) takes
+ * *x as its slots and *buf as the caller's *buffers; both pointers are cleared (owned elsewhere now). */
+static void hand_over_bound_plan(mk_expert_plan *plan, int64_t E, mk_expert_out **x, float **buffers, float **buf) {
+    plan->n_out = E;
+    plan->n_out_layer = NULL;
+    plan->d_ff_out = 0;
+    plan->x = *x;
+    *buffers = *buf;
+    *buf = NULL;
+    *x = NULL;
+}
+
 /* The published M-SMoE; see compress.h. */
 static mk_status msmoe_bind_plan(const mk_model *m, const double *freq, int64_t keep, const mk_msmoe_opts *o, mk_expert_plan *plan,
                                  float **buffers, int32_t *group_of) {
@@ -517,13 +529,7 @@ static mk_status msmoe_bind_plan(const mk_model *m, const double *freq, int64_t 
         }
         bind_members(E, l, label, merged, mat, x);
     }
-    plan->n_out = E;
-    plan->n_out_layer = NULL;
-    plan->d_ff_out = 0;
-    plan->x = x;
-    *buffers = buf;
-    buf = NULL;
-    x = NULL;
+    hand_over_bound_plan(plan, E, &x, buffers, &buf);
 out:
     free(x); free(n_groups); free(perm); free(od); free(map); free(dom); free(S); free(rw); free(tmp); free(merged); free(cost); free(buf);
     return st;
@@ -580,13 +586,7 @@ static mk_status submoe_bind_plan(const mk_model *m, const double *freq, int64_t
         }
         bind_members(E, l, label, merged, mat, x);
     }
-    plan->n_out = E;
-    plan->n_out_layer = NULL;
-    plan->d_ff_out = 0;
-    plan->x = x;
-    *buffers = buf;
-    buf = NULL;
-    x = NULL;
+    hand_over_bound_plan(plan, E, &x, buffers, &buf);
 out:
     free(x); free(map); free(prev); free(cent); free(d2); free(w); free(mem); free(ws); free(merged); free(buf);
     return st;
