@@ -125,8 +125,8 @@ for pct in $removals; do
     done
   done
 done
-# Super experts (Su et al. 2025's rule, computed by profile): remove them (a mask that keeps every
-# other expert), and as many random other experts in each of SEEDS draws. super-info.json records the
+# Super experts (Su et al. 2025's rule, computed by profile): remove them, and as many random other
+# experts in each of SEEDS draws, both as the paper does (zero:) and by masking (mask:). super-info.json records the
 # rule's thresholds and the spread of max |down_proj output| the rule saw.
 python3 - "$W/stats.json" "$W" "$E" "$SEEDS" <<'PY'
 import json, random, statistics, sys
@@ -150,9 +150,12 @@ info = {"n_super": len(sup), "super": sorted(sup), "include_layers": incl, "n_va
 json.dump(info, open(f"{W}/super-info.json", "w"))
 print(f"super experts: {len(sup)} {info}")
 PY
-eval_row "remove super experts" "$MODEL" "$domains" --route "mask:$W/super.json"
-for seed in $(seq 0 $((SEEDS - 1))); do
-  eval_row "remove as many random (seed $seed)" "$MODEL" "$domains" --route "mask:$W/random_same_$seed.json"
+# zero: the paper's removal (router unchanged, down_proj zeroed); remove: masked out of the routing
+for how in zero:zero mask:remove; do
+  eval_row "${how#*:} super experts" "$MODEL" "$domains" --route "${how%%:*}:$W/super.json"
+  for seed in $(seq 0 $((SEEDS - 1))); do
+    eval_row "${how#*:} as many random (seed $seed)" "$MODEL" "$domains" --route "${how%%:*}:$W/random_same_$seed.json"
+  done
 done
 # Merging and neuron pruning.
 for pct in 25 50; do

@@ -265,7 +265,6 @@ def main():
     L.append("## 2. Super experts")
     L.append("")
     info = json.load(open(a.super_info)) if a.super_info and os.path.exists(a.super_info) else {}
-    rnd = [rows[l] for l in by if l.startswith("remove as many random")]
     L.append(f"`moekit profile` applies Su et al. 2025's rule to the mixed calibration text: an expert is super when its "
              f"max |down_proj output| is above the 99.5th percentile of all experts' maxima in layers < "
              f"round(0.75 · layers) = {info.get('include_layers', '?')} AND above floor(max / 10). It found {a.n_super}: "
@@ -282,29 +281,39 @@ def main():
                      f"expert by construction. **No massive activation here: the largest maximum is {mx / md:.3g}× the "
                      f"median, not a rare extreme outlier; the expert removed below is the rule's output, not a super "
                      f"expert in the paper's sense.**")
-    L.append("")
-    L.append(f"The first row masks the flagged experts (`--route mask:`, tokens re-routed to the next experts); the "
-             f"others mask as many random other experts, {len(rnd)} draws (seeds 0..{len(rnd) - 1}), summarised as mean ± "
-             "standard deviation [min, max] over the draws.")
-    L.append("")
-    L += table([rows[l] for l in ("remove super experts",) if l in rows], doms)
-    if rnd:
-        L.append("")
-        L.append("| row | draws | ppl / base | mean KLD | top-1 % |")
-        L.append("|---|---:|---:|---:|---:|")
+    def spread(xs, f):
+        xs = [x for x in xs if x is not None]
+        if not xs:
+            return "-"
+        m = sum(xs) / len(xs)
+        sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+        return f"{f.format(m)} ± {f.format(sd)} [{f.format(min(xs))}, {f.format(max(xs))}]"
 
-        def spread(xs, f):
-            xs = [x for x in xs if x is not None]
-            if not xs:
-                return "-"
-            m = sum(xs) / len(xs)
-            sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
-            return f"{f.format(m)} ± {f.format(sd)} [{f.format(min(xs))}, {f.format(max(xs))}]"
-        if "remove super experts" in rows:
-            r = rows["remove super experts"]
-            L.append(f"| remove super experts | 1 | {fmt(r.gratio, '{:.3f}')} | {fmt(r.kld, '{:.4f}')} | {fmt(r.top1, '{:.1f}')} |")
-        L.append(f"| remove as many random | {len(rnd)} | {spread([r.gratio for r in rnd], '{:.3f}')} | "
-                 f"{spread([r.kld for r in rnd], '{:.4f}')} | {spread([r.top1 for r in rnd], '{:.1f}')} |")
+    # two removals: the paper's (router unchanged, the expert's down_proj zeroed) and moekit's masking
+    kinds = [("zero", "The paper's removal (`--route zero:`): the router is unchanged and the experts' down_proj is "
+                      "zeroed, so a token routed to one gets nothing from it."),
+             ("remove", "Masking (`--route mask:`, moekit's variant): the experts leave the routing and tokens go "
+                        "to the next-ranked experts.")]
+    for kind, what in kinds:
+        sup_label = f"{kind} super experts"
+        rnd_k = [rows[l] for l in by if l.startswith(f"{kind} as many random")]
+        if sup_label not in rows and not rnd_k:
+            continue
+        L.append("")
+        L.append(f"{what} The first row removes the flagged experts; the next removes as many random other experts "
+                 f"in each of {len(rnd_k)} draws (seeds 0..{len(rnd_k) - 1}), summarised as mean ± standard deviation "
+                 "[min, max] over the draws.")
+        L.append("")
+        L += table([rows[l] for l in (sup_label,) if l in rows], doms)
+        if rnd_k:
+            L.append("")
+            L.append("| row | draws | ppl / base | mean KLD | top-1 % |")
+            L.append("|---|---:|---:|---:|---:|")
+            if sup_label in rows:
+                r = rows[sup_label]
+                L.append(f"| {sup_label} | 1 | {fmt(r.gratio, '{:.3f}')} | {fmt(r.kld, '{:.4f}')} | {fmt(r.top1, '{:.1f}')} |")
+            L.append(f"| {kind} as many random | {len(rnd_k)} | {spread([r.gratio for r in rnd_k], '{:.3f}')} | "
+                     f"{spread([r.kld for r in rnd_k], '{:.4f}')} | {spread([r.top1 for r in rnd_k], '{:.1f}')} |")
 
     # 3. merging vs pruning
     merge_labels = [l for l in by if l.startswith(("msmoe", "submoe"))]

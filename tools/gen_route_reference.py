@@ -13,6 +13,9 @@ tests/fixtures/route/reference.json:
              to the expert at 0-based rank R of its router probabilities, weight 1); each step
              picks argmax over v of (1+B) z_s - B z_w among tokens with z_s >= log A + max z_s.
              Each pass keeps its own sequence (full recompute per step, no KV cache).
+  zero:      `moekit eval --route zero:FILE` -- experts (layer 0, expert 3) and (layer 2, expert 5)
+             with their down_proj zeroed (routing unchanged: the Super Experts paper's removal):
+             perplexity over the same windows, and the kept-experts file (zero.kept.json).
 
 usage: python3 tools/gen_route_reference.py   (from the repository root)
 """
@@ -29,6 +32,8 @@ CTX, STRIDE = 64, 32
 PROMPT = [1, 2, 3, 4]
 N_NEW = 12
 SCMOE = [(0.1, 0.5, 2), (0.1, 1.0, 0), (0.5, 0.5, 3)]
+ZERO = [(0, 3), (2, 5)]
+ZERO_FILE = "tests/fixtures/route/zero.kept.json"
 
 
 def load(k=None):
@@ -124,6 +129,21 @@ def main():
         case = {"alpha": alpha, "beta": beta, "rank": rank, "prompt": PROMPT, "ids": gen, "greedy": greedy}
         print(case)
         ref["scmoe"].append(case)
+    z = load()
+    with torch.no_grad():
+        for l, e in ZERO:
+            z.model.layers[l].mlp.experts.down_proj[e].zero_()
+    rows = windows(z, z, ids)
+    nll = -sum(float(la[t]) for _, la, t in rows)
+    ref["zero"] = {"ids": IDS, "ctx": CTX, "stride": STRIDE, "zeroed": ZERO, "n_scored": len(rows), "ppl": math.exp(nll / len(rows)),
+                   "base_ppl": ref["experts_k"]["base_ppl"]}
+    print("zero", ref["zero"])
+    E, L = base.config.num_experts, base.config.num_hidden_layers
+    moe = [l for l, layer in enumerate(base.model.layers) if hasattr(layer.mlp, "gate")]
+    kept = [[x for x in range(E) if (l, x) not in ZERO] if l in moe else None for l in range(L)]
+    with open(ZERO_FILE, "w") as f:
+        json.dump({"kept_experts": kept}, f)
+        f.write("\n")
     with open(OUT, "w") as f:
         json.dump(ref, f, indent=1)
         f.write("\n")

@@ -109,6 +109,9 @@ typedef struct mk_route_opts {
                                 p_j < skip_beta * p_0 (p_0 the top expert's probability) */
     const float *skip_betas; /* (n_layer) per-layer beta (skip:auto), or NULL */
     const uint8_t *mask;     /* (n_layer, n_expert) 1 = allowed; NULL = all */
+    const uint8_t *zero;     /* (n_layer, n_expert) 1 = routed as usual but its output is zero, as
+                                if its down_proj were zero (the Super Experts paper's removal: the
+                                router unchanged); NULL = none */
     const mk_route_boost *boosts;
     size_t n_boosts;
 } mk_route_opts;

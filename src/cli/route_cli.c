@@ -34,6 +34,12 @@ mk_status mk_cli_route_apply(mk_cli_route *r, const mk_model *m, mk_ctx *c) {
             r->mask = NULL;
             st = mk_route_mask_load(s + 5, in->n_layer, in->n_expert, &r->mask);
             r->opts.mask = r->mask;
+        } else if (!strncmp(s, "zero:", 5)) { /* the experts FILE does not keep are zeroed */
+            free(r->zero);
+            r->zero = NULL;
+            st = mk_route_mask_load(s + 5, in->n_layer, in->n_expert, &r->zero);
+            for (int64_t j = 0; !st && j < in->n_layer * in->n_expert; j++) r->zero[j] = !r->zero[j];
+            r->opts.zero = r->zero;
         } else {
             st = mk_route_parse(&r->opts, s);
         }
@@ -60,6 +66,7 @@ void mk_cli_route_report(const mk_model *m, const mk_ctx *c, FILE *f) {
 void mk_cli_route_free(mk_cli_route *r) {
     mk_route_opts_clear(&r->opts);
     free(r->mask);
+    free(r->zero);
     free(r->betas);
     memset(r, 0, sizeof *r);
 }

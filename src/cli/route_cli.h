@@ -13,7 +13,7 @@ typedef struct mk_cli_route {
     const char *specs[MK_CLI_MAX_ROUTES];
     int n;
     mk_route_opts opts;
-    uint8_t *mask;
+    uint8_t *mask, *zero;
     float *betas;
 } mk_cli_route;
 
@@ -37,6 +37,9 @@ void mk_cli_route_free(mk_cli_route *r);
     "                          boost:L:E:F    multiply expert E's probability in layer L by F before selection\n" \
     "                          mask:FILE      only the experts kept in FILE (\"kept_experts\", e.g. a\n" \
     "                                         moekit_compression.json): virtual pruning\n" \
+    "                          zero:FILE      the experts FILE does not keep are routed as usual but\n" \
+    "                                         add nothing (their down_proj zeroed, router unchanged:\n" \
+    "                                         the Super Experts paper's removal)\n" \
     "                        chosen weights then follow the model's rule (renormalised if it renormalises),\n" \
     "                        except topp's (raw unless :renorm)\n"
 

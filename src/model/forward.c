@@ -50,6 +50,7 @@ struct mk_ctx {
     float *skip_betas;             /* (n_layer) or NULL */
     uint8_t *mask;                 /* (n_layer, n_expert) the policy's mask AND the model's live experts, or NULL */
     uint8_t *mask_row;             /* (n_expert) scratch: a caller's mask row AND the layer's live experts */
+    uint8_t *zero;                 /* (n_layer, n_expert) experts whose output is dropped from the sum, or NULL */
     mk_route_boost *boosts;
     size_t n_boosts;
     double *used, *routed;         /* (n_layer) experts used and tokens routed, for the average */
@@ -75,6 +76,7 @@ void mk_ctx_free(mk_ctx *c) {
     free(c->active);
     free(c->mask);
     free(c->mask_row);
+    free(c->zero);
     free(c->skip_betas);
     free(c->boosts);
     free(c->used);
@@ -246,14 +248,19 @@ mk_status mk_ctx_set_route(mk_ctx *c, const mk_route_opts *r) {
                 return mk_err(MK_ERR_ARG, "route: the expert mask leaves no expert in layer %lld", (long long)l);
             }
         }
-    if (r->skip_betas && !(betas = mk_malloc((size_t)NL * sizeof *betas))) { free(mask); return MK_ERR_NOMEM; }
-    if (r->n_boosts && !(boosts = mk_malloc(r->n_boosts * sizeof *boosts))) { free(mask); free(betas); return MK_ERR_NOMEM; }
+    uint8_t *zero = NULL;
+    if (r->zero && !(zero = mk_malloc((size_t)(NL * E)))) { free(mask); return MK_ERR_NOMEM; }
+    if (zero) memcpy(zero, r->zero, (size_t)(NL * E));
+    if (r->skip_betas && !(betas = mk_malloc((size_t)NL * sizeof *betas))) { free(mask); free(zero); return MK_ERR_NOMEM; }
+    if (r->n_boosts && !(boosts = mk_malloc(r->n_boosts * sizeof *boosts))) { free(mask); free(zero); free(betas); return MK_ERR_NOMEM; }
     if (betas) memcpy(betas, r->skip_betas, (size_t)NL * sizeof *betas);
     if (boosts) memcpy(boosts, r->boosts, r->n_boosts * sizeof *boosts);
     free(c->mask);
+    free(c->zero);
     free(c->skip_betas);
     free(c->boosts);
     c->mask = mask;
+    c->zero = zero;
     c->skip_betas = betas;
     c->boosts = boosts;
     c->n_boosts = r->n_boosts;
@@ -623,7 +630,8 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
             for (size_t r = 0; r < total; r++) memcpy(eout + (size_t)grp[r] * H, ego + r * H, H * sizeof(float));
         }
     }
-    /* Weighted sum in increasing expert id, as HF accumulates. */
+    /* Weighted sum in increasing expert id, as HF accumulates (a zeroed expert adds nothing). */
+    const uint8_t *zero = c->zero ? c->zero + (size_t)l * E : NULL;
     #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n >= 16)
     for (size_t t = 0; t < n; t++) {
         float *o = c->moe_out + t * H;
@@ -636,6 +644,7 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
                 if (id[s] > last && (best == K || id[s] < id[best])) best = s;
             if (best == K) break;
             last = id[best];
+            if (zero && zero[last]) continue;
             const float w = c->wts[t * K + best];
             const float *eo = keep_eo ? c->eo + (t * K + best) * H : c->ego + (size_t)c->slot_row[t * K + best] * H;
             for (size_t i = 0; i < H; i++) o[i] += w * eo[i];

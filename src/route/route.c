@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char mk_route_syntax[] = "topk:K | topp:P[:KMAX][:renorm] | skip:BETA | skip:auto:STATS | boost:LAYER:EXPERT:FACTOR | rank:R | mask:FILE";
+const char mk_route_syntax[] = "topk:K | topp:P[:KMAX][:renorm] | skip:BETA | skip:auto:STATS | boost:LAYER:EXPERT:FACTOR | rank:R | mask:FILE | zero:FILE";
 
 int64_t mk_route_select(const mk_route_cfg *rc, const float *logits, int32_t *ids, float *weights, float *p) {
     const int64_t E = rc->n_expert;

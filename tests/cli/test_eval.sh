@@ -65,6 +65,19 @@ print("kld_mean %.6g, top-1 %.4f, ppl %.4f as transformers" % (k["kld_mean"], k[
 PY
 ); then ok "--experts 2 = transformers top-2: $msg"; else bad "--experts 2" "$msg $(cat "$TMPD/err")"; fi
 
+# --route zero:FILE (the Super Experts paper's removal: router unchanged, the expert's down_proj
+# zero) against transformers with those down_proj zeroed; mask:FILE (re-routing) differs from it
+$EV -m $Q --ppl-ids $E/qwen3_moe.ids --ctx 64 --stride 32 --route "zero:$FIX/route/zero.kept.json" --json > "$TMPD/z.json" 2>"$TMPD/err"
+$EV -m $Q --ppl-ids $E/qwen3_moe.ids --ctx 64 --stride 32 --route "mask:$FIX/route/zero.kept.json" --json > "$TMPD/zm.json" 2>>"$TMPD/err"
+if msg=$(python3 - "$FIX/route/reference.json" "$TMPD/z.json" "$TMPD/zm.json" 2>&1 <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["zero"]; z = json.load(open(sys.argv[2])); zm = json.load(open(sys.argv[3]))
+assert z["n_scored"] == r["n_scored"] and abs(z["ppl"] - r["ppl"]) <= 1e-5 * r["ppl"], (z["ppl"], r["ppl"])
+assert abs(zm["ppl"] - r["ppl"]) > 1e-3 * r["ppl"], ("mask:FILE gives the zero:FILE perplexity", zm["ppl"])
+print("ppl %.4f as transformers (mask: %.4f)" % (z["ppl"], zm["ppl"]))
+PY
+); then ok "--route zero:FILE = transformers with the down_proj zeroed: $msg"; else bad "--route zero:FILE" "$msg $(cat "$TMPD/err")"; fi
+
 # ---- bad input ----
 : > "$TMPD/empty"
 expect_error "empty ids file" "empty: no tokens \(empty file\)" $EV -m $Q --ppl-ids "$TMPD/empty"
