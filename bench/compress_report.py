@@ -153,6 +153,17 @@ def main():
              "the base model's stored logits (top-32 + tail bucket: a lower bound of the exact KLD), averaged over the "
              "domains evaluated. `ppl / base` is the geometric mean over those domains of perplexity divided by the base "
              "model's. Raw rows: the .jsonl beside this file.")
+    carried = collections.OrderedDict()
+    for line in open(a.rows):
+        r = json.loads(line)
+        if r.get("carried_from"):
+            carried.setdefault(r["carried_from"], []).append(r["label"])
+    for src, labels in carried.items():
+        names = sorted(set(labels))
+        L.append("")
+        L.append(f"Rows of methods this run did not change were carried over from the run at commit {src} (same model, "
+                 f"text, calibration and settings; marked `carried_from` in the .jsonl): {len(names)} rows "
+                 f"({', '.join(names)}); results-compress-reading.md says how recomputed rows compare with that run.")
     L.append("")
     L += table([rows["base"]], doms)
     L.append("")
