@@ -2,9 +2,10 @@
 # The whole testbed-model pipeline, one command:  bash tools/testbed/pipeline.sh
 # Env knobs (defaults = the shipped model):
 #   SCRATCH=/work/testbed-data   corpus, token cache (outside the repo)
-#   RUN=$SCRATCH/run             checkpoints of this training run; use a new directory for a new architecture
-#   STOP_AT=HH:MM (UTC)          wall-clock end of training (the cosine schedule follows it), or
-#   BUDGET_MIN=80                training time budget in minutes (used when STOP_AT is unset)
+#   RUN=$SCRATCH/run2            checkpoints of this training run; use a new directory for a new recipe
+#   TOTAL_TOKENS=36e6            token budget of the run (the cosine schedule spans it)
+#   STOP_AT=HH:MM (UTC)          pause training then (checkpoint, exit 0 without exporting); or
+#   BUDGET_MIN=N                 pause after N minutes. Rerunning the same command resumes the run.
 #   TRAIN_ARGS="--layers 6 ..."  extra train.py arguments (bigger model, more experts, ...)
 #   THREADS=2 NICE=19
 #   FORCE=1                      rebuild corpus, tokenizer and slices even if present (a new tokenizer
@@ -14,12 +15,13 @@
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 SCRATCH=${SCRATCH:-/work/testbed-data}
-RUN=${RUN:-$SCRATCH/run}
+RUN=${RUN:-$SCRATCH/run2}
 THREADS=${THREADS:-2}
 NICE=${NICE:-19}
-BUDGET_MIN=${BUDGET_MIN:-80}
+TOTAL_TOKENS=${TOTAL_TOKENS:-36e6}
 FORCE=${FORCE:-0}
-TIME_ARG=(--time-budget-min "$BUDGET_MIN")
+TIME_ARG=()
+[ -n "${BUDGET_MIN:-}" ] && TIME_ARG=(--time-budget-min "$BUDGET_MIN")
 [ -n "${STOP_AT:-}" ] && TIME_ARG=(--stop-at "$STOP_AT")
 
 if [ "$FORCE" = 1 ] || [ ! -f "$SCRATCH/corpus/techdoc.test.jsonl" ]; then
@@ -33,6 +35,9 @@ if [ "$FORCE" = 1 ] || [ ! -f data/testbed/techdoc.test.txt ]; then
 fi
 mkdir -p "$RUN"
 nice -n "$NICE" python3 tools/testbed/train.py --corpus "$SCRATCH/corpus" --scratch "$RUN" --cache "$SCRATCH/tokens" \
-    --threads "$THREADS" "${TIME_ARG[@]}" ${TRAIN_ARGS:-} 2>&1 | tee -a "$RUN/train.log"         # 3. train
+    --threads "$THREADS" --total-tokens "$TOTAL_TOKENS" "${TIME_ARG[@]}" ${TRAIN_ARGS:-} 2>&1 | tee -a "$RUN/train.log"   # 3. train
+if [ ! -f "$RUN/final/config.json" ]; then
+  echo "pipeline: training paused before its token budget; rerun this command to resume" >&2; exit 0
+fi
 python3 tools/testbed/export.py --ckpt "$RUN/ckpt.pt" --tokens "$SCRATCH/tokens" --out models/testbed   # 4. export + verify
 python3 tools/testbed/evaluate.py --model models/testbed --tokens "$SCRATCH/tokens"          # 5. evaluate + card

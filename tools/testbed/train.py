@@ -6,11 +6,17 @@ The model IS the HF class (no re-implementation); its experts run with transform
 weights are a real HF checkpoint by construction.
 
 Data: per-domain token streams (documents joined by <|endoftext|>) cached as uint16 .npy in the scratch dir.
-Every batch holds the same number of random 256-token windows from each of the five domains.
-Schedule: linear warmup, then cosine decay to lr_min, driven by progress = max(step/max_steps,
-train_seconds/time_budget), so a CPU run ends with an annealed model at a fixed wall-clock time.
+Every batch holds the same number of random --seq-token windows from each of the five domains.
+Schedule: linear warmup, then cosine decay to lr_min over --total-tokens (a token budget, not a wall-clock
+one, so a run stopped and resumed follows the same schedule on any machine). --stop-at / --time-budget-min
+only pause the run (checkpoint and exit); rerunning the same command resumes it.
+Router losses, computed here per layer (transformers' load_balancing_loss_func pools the router logits of
+all layers before balancing, so one layer can starve an expert another layer over-uses without cost):
+  aux = mean over layers of E * sum_i f_li * P_li   (Switch: f = share of top-k slots, P = mean probability)
+  z   = mean over layers and tokens of logsumexp(router logits)^2   (ST-MoE router z-loss)
 Resumable: an atomic checkpoint (tmp + rename) is written every --ckpt-minutes to the scratch dir.
-Log: CSV with train loss (LM and aux) and per-domain validation loss every --eval-every steps.
+Runs on CUDA when a GPU is present (--device auto), else on the CPU; bf16 autocast either way.
+Log: CSV with train loss (LM, aux, z), throughput and per-domain validation loss every --eval-every steps.
 """
 import argparse, csv, datetime as dt, json, math, os, sys, time
 import numpy as np
@@ -73,11 +79,31 @@ def windows(arr, rng, n, seq):
     return np.stack([np.asarray(arr[s:s + seq + 1], dtype=np.int64) for s in starts])
 
 
-def lr_at(a, step, progress):
+def lr_at(a, step, tokens):
     if step < a.warmup:
         return a.lr * (step + 1) / a.warmup
-    p = min(1.0, progress)
+    warm_tokens = a.warmup * a.per_domain * len(DOMAINS) * a.seq
+    p = min(1.0, max(0.0, (tokens - warm_tokens) / max(1, a.total_tokens - warm_tokens)))
     return a.lr_min + 0.5 * (a.lr - a.lr_min) * (1 + math.cos(math.pi * p))
+
+
+def router_losses(router_logits, k):
+    """Per-layer Switch load-balancing loss and ST-MoE z-loss, each averaged over layers; also the
+    per-layer slot counts (layers, E) for monitoring starvation."""
+    aux = z = 0.0
+    counts = []
+    for lg in router_logits:
+        lg = lg.float()
+        E = lg.shape[-1]
+        p = torch.softmax(lg, dim=-1)
+        sel = torch.topk(p, k, dim=-1).indices
+        cnt = torch.zeros(E, device=lg.device).scatter_add_(0, sel.reshape(-1), torch.ones(sel.numel(), device=lg.device))
+        f = cnt / sel.numel()
+        aux = aux + E * (f * p.mean(0)).sum()
+        z = z + (torch.logsumexp(lg, dim=-1) ** 2).mean()
+        counts.append(cnt)
+    n = len(router_logits)
+    return aux / n, z / n, torch.stack(counts)
 
 
 @torch.no_grad()
@@ -90,10 +116,10 @@ def evaluate(model, val, a):
         tot = 0.0
         for j in range(0, len(xb), a.per_domain * 2):
             b = xb[j:j + a.per_domain * 2]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(a.bf16)):
-                out = model(input_ids=b[:, :-1], output_router_logits=False)
+            with torch.autocast(a.dev.type, dtype=torch.bfloat16, enabled=bool(a.bf16)):
+                out = model(input_ids=b[:, :-1].to(a.dev), output_router_logits=False)
             logits = out.logits.float()
-            tot += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), b[:, 1:].reshape(-1),
+            tot += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), b[:, 1:].reshape(-1).to(a.dev),
                                                      reduction="sum").item()
         res[d] = tot / (len(xb) * a.seq)
     model.train()
@@ -118,22 +144,25 @@ def main():
     ap.add_argument("--moe-ff", type=int, default=128)
     ap.add_argument("--tie", action="store_true")
     ap.add_argument("--max-pos", type=int, default=2048)
-    ap.add_argument("--aux-coef", type=float, default=0.01)
+    ap.add_argument("--aux-coef", type=float, default=0.05, help="weight of the load-balancing loss (mean over layers; Switch's 0.01 per layer summed over 6 layers is 0.06)")
+    ap.add_argument("--z-coef", type=float, default=1e-3, help="router z-loss weight")
     ap.add_argument("--experts-impl", default="grouped_mm")
     # optimisation
-    ap.add_argument("--seq", type=int, default=256)
-    ap.add_argument("--per-domain", type=int, default=4, help="windows per domain per batch")
+    ap.add_argument("--seq", type=int, default=512)
+    ap.add_argument("--per-domain", type=int, default=2, help="windows per domain per batch")
+    ap.add_argument("--total-tokens", type=float, default=36e6, help="token budget the cosine schedule spans")
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--lr-min", type=float, default=1.5e-4)
     ap.add_argument("--wd", type=float, default=0.1)
-    ap.add_argument("--warmup", type=int, default=150)
+    ap.add_argument("--warmup", type=int, default=200)
     ap.add_argument("--max-steps", type=int, default=10**9)
-    ap.add_argument("--stop-at", default=None, help="UTC wall-clock time HH:MM at which training must end")
-    ap.add_argument("--time-budget-min", type=float, default=None, help="train this many more minutes (on resume too)")
+    ap.add_argument("--stop-at", default=None, help="UTC wall-clock time HH:MM at which to pause (checkpoint and exit)")
+    ap.add_argument("--time-budget-min", type=float, default=None, help="pause after this many more minutes")
+    ap.add_argument("--device", default="auto", help="auto (cuda if present), cpu or cuda")
     ap.add_argument("--bf16", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--eval-every", type=int, default=100)
+    ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--val-windows", type=int, default=32)
     ap.add_argument("--ckpt-minutes", type=float, default=4.0)
     ap.add_argument("--bench", type=int, default=0, help="time N steps and exit (no checkpoint, no log)")
@@ -141,16 +170,19 @@ def main():
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    a.dev = torch.device("cuda" if (a.device == "auto" and torch.cuda.is_available()) or a.device == "cuda" else "cpu")
     from transformers import Qwen3MoeForCausalLM
     data, eos, vocab = tokenize_corpus(a.corpus, a.tokenizer, a.cache or os.path.join(os.path.dirname(a.scratch.rstrip("/")), "tokens"))
     cfg = model_config(a, vocab, eos)
     model = Qwen3MoeForCausalLM(cfg)
     model.set_experts_implementation(a.experts_impl) if hasattr(model, "set_experts_implementation") else None
     cfg._experts_implementation = a.experts_impl
+    model.to(a.dev)
     n_params = sum(p.numel() for p in model.parameters())
     per_expert = 3 * a.hidden * a.moe_ff
     n_active = n_params - a.layers * (a.experts - a.k) * per_expert
-    print("params total %.2fM active/token %.2fM experts_impl=%s" % (n_params / 1e6, n_active / 1e6, a.experts_impl), flush=True)
+    print("params total %.2fM active/token %.2fM experts_impl=%s device=%s" % (n_params / 1e6, n_active / 1e6, a.experts_impl, a.dev),
+          flush=True)
 
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "gate.weight" not in n]
     nodecay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "gate.weight" not in n)]
@@ -159,102 +191,122 @@ def main():
 
     os.makedirs(a.scratch, exist_ok=True)
     ck = os.path.join(a.scratch, "ckpt.pt")
-    state = {"step": 0, "tokens": 0, "train_seconds": 0.0, "budget": None}
+    state = {"step": 0, "tokens": 0, "train_seconds": 0.0, "sessions": []}
     if os.path.exists(ck) and not a.bench:
         s = torch.load(ck, map_location="cpu", weights_only=False)
+        for key in ("seq", "per_domain", "total_tokens", "hidden", "layers", "experts", "moe_ff", "lr", "warmup"):
+            if s["args"].get(key) != getattr(a, key):
+                sys.exit("train.py: %s: checkpoint has %s = %r, this run %r (use a new --scratch for another recipe)"
+                         % (ck, key, s["args"].get(key), getattr(a, key)))
         model.load_state_dict(s["model"])
         opt.load_state_dict(s["opt"])
         state = s["state"]
-        print("resumed", state, flush=True)
-    if state["budget"] is None or a.stop_at or a.time_budget_min:
-        if a.stop_at:  # (re)computed on every start: a crash or restart does not move the end time
-            now = dt.datetime.now(dt.timezone.utc)
-            hh, mm = map(int, a.stop_at.split(":"))
-            end = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
-            state["budget"] = state["train_seconds"] + (end - now).total_seconds()
-        elif a.time_budget_min:
-            state["budget"] = state["train_seconds"] + a.time_budget_min * 60  # minutes from now
-        else:
-            state["budget"] = float("inf")
-        print("time budget %.0f s" % state["budget"], flush=True)
+        state.setdefault("sessions", [])
+        print("resumed", {k: v for k, v in state.items() if k != "sessions"}, flush=True)
+    pause_at = float("inf")  # seconds of this session's wall clock
+    if a.stop_at:
+        now = dt.datetime.now(dt.timezone.utc)
+        hh, mm = map(int, a.stop_at.split(":"))
+        end = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+        if end < now:
+            end += dt.timedelta(days=1)
+        pause_at = (end - now).total_seconds()
+    elif a.time_budget_min:
+        pause_at = a.time_budget_min * 60
+    session = {"start_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M"), "start_step": state["step"],
+               "device": str(a.dev), "threads": a.threads}
+    state["sessions"].append(session)
+    t_session = time.time()
 
     train = {d: data[(d, "train")] for d in DOMAINS}
     val = {d: data[(d, "validation")] for d in DOMAINS}
-    fields = ["step", "tokens", "train_seconds", "lr", "train_loss", "aux_loss"] + ["val_" + d for d in DOMAINS] + ["val_mean"]
+    fields = ["step", "tokens", "train_seconds", "lr", "train_loss", "aux_loss", "z_loss", "tok_per_s", "min_slot_share"] + \
+             ["val_" + d for d in DOMAINS] + ["val_mean"]
     if not a.bench and not os.path.exists(a.log):
         with open(a.log, "w", newline="") as f:
             csv.writer(f).writerow(fields)
 
+    def save():
+        session.update(end_step=state["step"], seconds=round(time.time() - t_session, 1))
+        tmp = ck + ".tmp"
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state, "args": {k: v for k, v in vars(a).items() if k != "dev"},
+                    "config": cfg.to_dict()}, tmp)
+        os.replace(tmp, ck)
+        print("checkpoint", {k: v for k, v in state.items() if k != "sessions"}, flush=True)
+
     model.train()
     last_ck = time.time()
-    acc_loss = acc_aux = 0.0
-    acc_n = 0
+    acc = {"lm": 0.0, "aux": 0.0, "z": 0.0, "n": 0, "tok": 0, "sec": 0.0}
+    slots = None
     t_bench = None
+    tokens_per_step = a.per_domain * len(DOMAINS) * a.seq
     while True:
         step = state["step"]
-        progress = max(step / a.max_steps, state["train_seconds"] / state["budget"])
-        if progress >= 1.0 or (a.bench and step >= a.bench):
+        if state["tokens"] >= a.total_tokens or step >= a.max_steps or (a.bench and step >= a.bench):
             break
+        if time.time() - t_session >= pause_at:
+            save()
+            print("PAUSED at step %d (%.1fM tokens); rerun the same command to resume" % (step, state["tokens"] / 1e6), flush=True)
+            return
         t0 = time.time()
         rng = np.random.default_rng([a.seed, step])  # batch is a function of the step: exact resume
-        xb = torch.from_numpy(np.concatenate([windows(train[d], rng, a.per_domain, a.seq) for d in DOMAINS]))
-        lr = lr_at(a, step, progress)
+        xb = torch.from_numpy(np.concatenate([windows(train[d], rng, a.per_domain, a.seq) for d in DOMAINS])).to(a.dev)
+        lr = lr_at(a, step, state["tokens"])
         for g in opt.param_groups:
             g["lr"] = lr
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(a.bf16)):
+        with torch.autocast(a.dev.type, dtype=torch.bfloat16, enabled=bool(a.bf16)):
             out = model(input_ids=xb[:, :-1], output_router_logits=True)
         logits = out.logits.float()
         lm = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), xb[:, 1:].reshape(-1))
-        aux = out.aux_loss.float() if out.aux_loss is not None else torch.zeros(())
-        loss = lm + a.aux_coef * aux
+        aux, z, cnt = router_losses(out.router_logits, a.k)
+        loss = lm + a.aux_coef * aux + a.z_coef * z
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        lmv, auxv, zv = lm.item(), aux.item(), z.item()  # (synchronises a GPU, so dtime is real)
         dtime = time.time() - t0
+        slots = cnt.detach() if slots is None else slots + cnt.detach()
         state["step"] += 1
-        state["tokens"] += xb.shape[0] * a.seq
-        state["train_seconds"] += dtime  # step time; evaluation/checkpoint time is added below
-        acc_loss += lm.item(); acc_aux += aux.item(); acc_n += 1
+        state["tokens"] += tokens_per_step
+        state["train_seconds"] += dtime
+        acc["lm"] += lmv; acc["aux"] += auxv; acc["z"] += zv; acc["n"] += 1; acc["tok"] += tokens_per_step; acc["sec"] += dtime
         if a.bench:
-            print("step %d loss %.3f aux %.3f %.2fs %.0f tok/s" % (step, lm.item(), aux.item(), dtime, xb.shape[0] * a.seq / dtime), flush=True)
+            print("step %d loss %.3f aux %.3f z %.2f %.2fs %.0f tok/s" % (step, lmv, auxv, zv, dtime, tokens_per_step / dtime), flush=True)
             if step == 1:
                 t_bench = time.time()
             continue
         if state["step"] % 10 == 0:
-            print("step %d tok %d lr %.2e loss %.4f aux %.3f %.0f tok/s t=%.0fs/%.0fs" % (
-                state["step"], state["tokens"], lr, lm.item(), aux.item(), xb.shape[0] * a.seq / dtime,
-                state["train_seconds"], state["budget"]), flush=True)
-        done = max(state["step"] / a.max_steps, state["train_seconds"] / state["budget"]) >= 1.0
-        t1 = time.time()
+            print("step %d tok %.2fM lr %.2e loss %.4f aux %.3f z %.2f %.0f tok/s" % (
+                state["step"], state["tokens"] / 1e6, lr, lmv, auxv, zv, tokens_per_step / dtime), flush=True)
+        done = state["tokens"] >= a.total_tokens
         if state["step"] % a.eval_every == 0 or done:
             v = evaluate(model, val, a)
+            share = slots / slots.sum(dim=1, keepdim=True)  # per layer, since the last evaluation
             row = [state["step"], state["tokens"], round(state["train_seconds"], 1), "%.3e" % lr,
-                   "%.4f" % (acc_loss / acc_n), "%.4f" % (acc_aux / acc_n)] + ["%.4f" % v[d] for d in DOMAINS] + \
+                   "%.4f" % (acc["lm"] / acc["n"]), "%.4f" % (acc["aux"] / acc["n"]), "%.3f" % (acc["z"] / acc["n"]),
+                   "%.0f" % (acc["tok"] / acc["sec"]), "%.5f" % share.min().item()] + ["%.4f" % v[d] for d in DOMAINS] + \
                   ["%.4f" % (sum(v.values()) / len(v))]
             with open(a.log, "a", newline="") as f:
                 csv.writer(f).writerow(row)
             print("EVAL", dict(zip(fields, row)), flush=True)
-            acc_loss = acc_aux = 0.0
-            acc_n = 0
+            acc = {"lm": 0.0, "aux": 0.0, "z": 0.0, "n": 0, "tok": 0, "sec": 0.0}
+            slots = None
         if time.time() - last_ck > a.ckpt_minutes * 60 or done:
-            tmp = ck + ".tmp"
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state, "args": vars(a),
-                        "config": cfg.to_dict()}, tmp)
-            os.replace(tmp, ck)
+            save()
             last_ck = time.time()
-            print("checkpoint", state, flush=True)
-        state["train_seconds"] += time.time() - t1  # wall time, so --stop-at holds
     if a.bench and t_bench:
         n = a.bench - 2
-        print("BENCH mean over %d steps: %.0f tok/s" % (n, n * xb.shape[0] * a.seq / (time.time() - t_bench)), flush=True)
+        print("BENCH mean over %d steps: %.0f tok/s" % (n, n * tokens_per_step / (time.time() - t_bench)), flush=True)
         return
+    save()
     # final weights for export (fp32 state dict + config) in the scratch dir
     final = os.path.join(a.scratch, "final")
     model.save_pretrained(final)
     with open(os.path.join(final, "train_state.json"), "w") as f:
-        json.dump({"state": state, "args": vars(a), "params_total": n_params, "params_active": n_active}, f, indent=1)
-    print("DONE", state, flush=True)
+        json.dump({"state": state, "args": {k: v for k, v in vars(a).items() if k != "dev"}, "params_total": n_params,
+                   "params_active": n_active, "tokens_per_s": state["tokens"] / state["train_seconds"]}, f, indent=1)
+    print("DONE", {k: v for k, v in state.items() if k != "sessions"}, flush=True)
 
 
 if __name__ == "__main__":
