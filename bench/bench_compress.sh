@@ -17,7 +17,9 @@
 # do not overlap), CALIB_BYTES (bytes of each domain's calib split used by every calibrated method:
 # profile statistics, NAEE, merging and CAMERA alike, default 60000), SEEDS (random draws of as many
 # experts as there are super experts, default 20), WORK (default /tmp/moekit-compress-work: kept, so an
-# interrupted run resumes where it stopped; rm -rf it to start over), OUT (default bench/results-compress.md; the routing plot goes beside it as .svg).
+# interrupted run resumes where it stopped; rm -rf it to start over), OUT (default bench/results-compress.md; the routing plot goes beside it as .svg),
+# TOP_K (logits stored per position of the base model: default the whole vocabulary, so every KLD is exact;
+# 32 stores top-32 + a tail bucket, a lower bound, in 1/256 of the disk: 64 KB vs 264 B per scored token).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MK=${MK:-./build/moekit}
@@ -39,12 +41,17 @@ removals=${REMOVALS:-25 50 75}
 if [ "${QUICK:-0}" = 1 ]; then methods="frequency reap"; removals="50"; fi
 E=$(python3 -c "import json;c=json.load(open('$MODEL/config.json'));print(c.get('num_experts') or c.get('num_local_experts'))")
 K=$(python3 -c "import json;print(json.load(open('$MODEL/config.json'))['num_experts_per_tok'])")
+TOP_K=${TOP_K:-$(python3 -c "import json;print(json.load(open('$MODEL/config.json'))['vocab_size'])")}
 
 # Evaluation slices, the base model's stored logits per domain, and the calibration statistics.
 for d in $domains; do
   [ -s "$W/$d.logits" ] && continue
   head -c "$EVAL_BYTES" "$DATA/$d.test.txt" > "$W/$d.test.txt"
-  "$MK" eval -m "$MODEL" --ppl "$W/$d.test.txt" --ctx "$CTX" --stride "$STRIDE" --save-logits "$W/$d.logits" --json > "$W/$d.base.json" 2>/dev/null
+  "$MK" eval -m "$MODEL" --ppl "$W/$d.test.txt" --ctx "$CTX" --stride "$STRIDE" --save-logits "$W/$d.logits" --save-top-k "$TOP_K" --json > "$W/$d.base.json" 2>/dev/null
+done
+for d in $domains; do  # a resumed WORK must hold what TOP_K asks for (header field top_k: u32 LE at byte 24)
+  stored=$(python3 -c "import struct,sys;print(struct.unpack_from('<I',open(sys.argv[1],'rb').read(28),24)[0])" "$W/$d.logits")
+  [ "$stored" = "$TOP_K" ] || { echo "bench_compress: $W/$d.logits stores top-$stored logits, TOP_K is $TOP_K (rm -rf $W, or set TOP_K=$stored)" >&2; exit 1; }
 done
 for d in $domains; do
   head -c "$CALIB_BYTES" "$DATA/$d.calib.txt" > "$W/$d.calib.txt"
@@ -185,6 +192,6 @@ eval_row "route skip:auto" "$MODEL" "$domains" --route "skip:auto:$W/stats.json"
 
 nsuper=$(python3 -c "import json;print(len(json.load(open('$W/super.json'))['removed']))")
 python3 bench/compress_report.py --rows "$W/rows.jsonl" --times "$W/times.jsonl" --out "$OUT" --model "$MODEL" \
-  --n-super "$nsuper" --ctx "$CTX" --stride "$STRIDE" --eval-bytes "$EVAL_BYTES" --calib-bytes "$CALIB_BYTES" --super-info "$W/super-info.json" --quick "${QUICK:-0}" \
+  --n-super "$nsuper" --ctx "$CTX" --stride "$STRIDE" --eval-bytes "$EVAL_BYTES" --calib-bytes "$CALIB_BYTES" --super-info "$W/super-info.json" --quick "${QUICK:-0}" --top-k "$TOP_K" \
   --global-counts "$W/global-counts.jsonl" --auto-beta "$(python3 -c "import json;s=json.load(open('$W/stats.json'));print(' '.join('%.3f' % b for b in s['naee_beta']))" 2>/dev/null || true)"
 cp "$W/rows.jsonl" "${OUT%.md}.jsonl"; cp "$W/times.jsonl" "${OUT%.md}-times.jsonl"; cp "$W/global-counts.jsonl" "${OUT%.md}-global-counts.jsonl"

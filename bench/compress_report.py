@@ -122,10 +122,22 @@ def svg_plot(points, path, base_ppl_note):
     os.replace(tmp, path)
 
 
+def kld_kind(a):
+    """What the stored base logits make of the KLD: exact with the whole vocabulary, else a lower bound."""
+    try:
+        vocab = json.load(open(os.path.join(a.model, "config.json")))["vocab_size"]
+    except (OSError, KeyError, ValueError):
+        vocab = None
+    k = int(a.top_k) if a.top_k else 32  # runs before TOP_K existed stored the top 32
+    if vocab and k >= vocab:
+        return f"all {vocab} logits per position: the exact KLD"
+    return f"top-{k} + tail bucket: a lower bound of the exact KLD"
+
+
 def main():
     ap = argparse.ArgumentParser()
     for a in ("rows", "times", "out", "model", "n-super", "ctx", "stride", "eval-bytes", "quick", "auto-beta", "calib-bytes", "super-info",
-              "global-counts"):
+              "global-counts", "top-k"):
         ap.add_argument("--" + a, default="")
     a = ap.parse_args()
     by = load_rows(a.rows)
@@ -150,7 +162,7 @@ def main():
              f"each domain's test split, windows of {a.ctx} tokens every {a.stride}. Calibration: the domains' calib splits "
              f"(the first {a.calib_bytes} bytes of each, the same text for every calibrated method, NAEE included; "
              f"`mixed` = all five; `domain` = only the domain evaluated in that column). KLD and top-1 agreement are against "
-             "the base model's stored logits (top-32 + tail bucket: a lower bound of the exact KLD), averaged over the "
+             f"the base model's stored logits ({kld_kind(a)}), averaged over the "
              "domains evaluated. `ppl / base` is the geometric mean over those domains of perplexity divided by the base "
              "model's. Raw rows: the .jsonl beside this file.")
     carried = collections.OrderedDict()
