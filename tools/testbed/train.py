@@ -87,6 +87,61 @@ def lr_at(a, step, tokens):
     return a.lr_min + 0.5 * (a.lr - a.lr_min) * (1 + math.cos(math.pi * p))
 
 
+class LinearCrossEntropy(torch.autograd.Function):
+    """mean cross-entropy of softmax(h Wᵀ) against targets, the lm_head product and the loss fused over
+    chunks of rows. The same numbers as autocast's bf16 lm_head followed by an fp32 cross_entropy (logits
+    rounded to bf16, log-softmax in fp32, the logit gradient rounded to bf16 for the matmul backward), without
+    the fp32 copies of the whole (tokens, vocab) logits and their gradient, which cost a third of a CPU step."""
+
+    @staticmethod
+    def forward(ctx, h, w, tgt, chunk):
+        hb, wb = h.detach().to(torch.bfloat16), w.detach().to(torch.bfloat16)
+        n = hb.shape[0]
+        logits = torch.empty(n, wb.shape[0], dtype=torch.bfloat16, device=h.device)
+        lse = torch.empty(n, dtype=torch.float32, device=h.device)
+        total = torch.zeros((), dtype=torch.float64, device=h.device)
+        for i in range(0, n, chunk):
+            lg = torch.matmul(hb[i:i + chunk], wb.t())
+            logits[i:i + chunk] = lg
+            lf = lg.float()
+            lse[i:i + chunk] = torch.logsumexp(lf, dim=-1)
+            total += (lse[i:i + chunk] - lf.gather(1, tgt[i:i + chunk, None]).squeeze(1)).double().sum()
+        ctx.save_for_backward(hb, wb, tgt, logits)
+        ctx.chunk, ctx.h_dtype, ctx.w_dtype = chunk, h.dtype, w.dtype
+        return (total / n).float()
+
+    @staticmethod
+    def backward(ctx, g):
+        hb, wb, tgt, logits = ctx.saved_tensors
+        n, chunk = hb.shape[0], ctx.chunk
+        dh = torch.empty(hb.shape, dtype=ctx.h_dtype, device=hb.device)
+        dw = torch.zeros(wb.shape, dtype=torch.float32, device=hb.device)
+        for i in range(0, n, chunk):
+            p = torch.softmax(logits[i:i + chunk], dim=-1, dtype=torch.float32)  # one fused pass
+            p.scatter_add_(1, tgt[i:i + chunk, None], torch.full((p.shape[0], 1), -1.0, device=p.device))
+            pb = p.to(torch.bfloat16)
+            dh[i:i + chunk] = torch.matmul(pb, wb)
+            dw += torch.matmul(pb.t(), hb[i:i + chunk]).float()
+        scale = g.float() / n  # applied to the small products, not to every logit
+        return dh * scale.to(dh.dtype), (dw * scale).to(ctx.w_dtype), None, None
+
+
+def lm_loss(model, xb, a):
+    """(mean next-token cross-entropy, router logits) of a batch of windows."""
+    with torch.autocast(a.dev.type, dtype=torch.bfloat16, enabled=bool(a.bf16)):
+        out = model.model(input_ids=xb[:, :-1], output_router_logits=True)
+    h = out.last_hidden_state
+    h = h.reshape(-1, h.shape[-1])
+    tgt = xb[:, 1:].reshape(-1)
+    if a.bf16 and a.fused_ce:
+        lm = LinearCrossEntropy.apply(h, model.lm_head.weight, tgt, 512)
+    else:
+        with torch.autocast(a.dev.type, dtype=torch.bfloat16, enabled=bool(a.bf16)):
+            logits = model.lm_head(h)
+        lm = torch.nn.functional.cross_entropy(logits.float(), tgt)
+    return lm, out.router_logits
+
+
 def router_losses(router_logits, k):
     """Per-layer Switch load-balancing loss and ST-MoE z-loss, each averaged over layers; also the
     per-layer slot counts (layers, E) for monitoring starvation."""
@@ -160,6 +215,7 @@ def main():
     ap.add_argument("--time-budget-min", type=float, default=None, help="pause after this many more minutes")
     ap.add_argument("--device", default="auto", help="auto (cuda if present), cpu or cuda")
     ap.add_argument("--bf16", type=int, default=1)
+    ap.add_argument("--fused-ce", type=int, default=1, help="lm_head and cross-entropy fused over row chunks (bf16 only)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--eval-every", type=int, default=250)
@@ -254,11 +310,8 @@ def main():
         lr = lr_at(a, step, state["tokens"])
         for g in opt.param_groups:
             g["lr"] = lr
-        with torch.autocast(a.dev.type, dtype=torch.bfloat16, enabled=bool(a.bf16)):
-            out = model(input_ids=xb[:, :-1], output_router_logits=True)
-        logits = out.logits.float()
-        lm = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), xb[:, 1:].reshape(-1))
-        aux, z, cnt = router_losses(out.router_logits, a.k)
+        lm, router_logits = lm_loss(model, xb, a)
+        aux, z, cnt = router_losses(router_logits, a.k)
         loss = lm + a.aux_coef * aux + a.z_coef * z
         opt.zero_grad(set_to_none=True)
         loss.backward()
