@@ -228,6 +228,22 @@ static void test_olmoe_bf16(void) { check_fixture("olmoe_bf16", 1e-4); }
 static void test_qwen3_moe_attn_bias(void) { check_fixture("qwen3_moe_attn_bias", 1e-4); }
 static void test_olmoe_attn_bias(void) { check_fixture("olmoe_attn_bias", 1e-4); }
 static void test_qwen2_moe_dense0(void) { check_fixture("qwen2_moe_dense0", 1e-4); }
+/* YaRN RoPE (rope_parameters of type yarn, as transformers saves it). GGUF cannot carry it yet:
+ * the writer must refuse rather than write a file that runs plain RoPE. */
+static void check_yarn_fixture(const char *name) {
+    char dir[256], gguf[300];
+    snprintf(dir, sizeof dir, FIX "%s", name);
+    check_model(name, name, dir, 1e-4);
+    snprintf(gguf, sizeof gguf, "/tmp/mk_fid_%d_%s.gguf", (int)getpid(), name);
+    mk_model *m = NULL;
+    REQUIRE(mk_model_load(&m, dir) == MK_OK, "%s: load: %s", name, mk_last_error());
+    mk_status st = mk_gguf_write_model(m, MK_DT_F32, gguf, name, NULL);
+    mk_model_free(m);
+    CHECK(st == MK_ERR_UNSUPPORTED && strstr(mk_last_error(), "YaRN"), "%s: the GGUF writer did not refuse YaRN (%d: %s)", name, (int)st, mk_last_error());
+    CHECK(access(gguf, F_OK) != 0, "%s: a refused GGUF was left behind", name);
+}
+static void test_qwen3_moe_yarn(void) { check_yarn_fixture("qwen3_moe_yarn"); }
+static void test_mixtral_yarn(void) { check_yarn_fixture("mixtral_yarn"); }
 
 /* Non-finite weights (tests/fixtures/nonfinite/reference.json, tools/gen_nonfinite_reference.py):
  * one row of one weight of qwen3_moe set to NaN or ±infinity. With the per-layer check off, the
@@ -322,6 +338,8 @@ int main(void) {
     RUN(test_qwen3_moe_attn_bias);
     RUN(test_olmoe_attn_bias);
     RUN(test_qwen2_moe_dense0);
+    RUN(test_qwen3_moe_yarn);
+    RUN(test_mixtral_yarn);
     RUN(test_nonfinite);
     return TEST_SUMMARY("test_fidelity");
 }

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Shows that transformers applies a top-level rope_scaling (YaRN here) placed beside the default
 rope_parameters of a config that transformers v5 saved (tests/fixtures/qwen3_moe), so a loader that
-reads only rope_parameters runs a different RoPE than transformers. moekit refuses such a config
-(tests/cli/test_bad_input.sh) until it implements YaRN.
+reads only rope_parameters runs a different RoPE than transformers. moekit follows the same precedence
+(tests/cli/test_rope.sh: such a config equals the YaRN fixture qwen3_moe_yarn).
 
 usage: python3 tools/check_rope_scaling.py   (from the repository root; needs torch, transformers)
 """

@@ -122,6 +122,11 @@ FIXTURES = [
     ("qwen3_moe_attn_bias", "qwen3_moe", "attn_bias"),
     ("olmoe_attn_bias", "olmoe", "attn_bias"),
     ("qwen2_moe_dense0", "qwen2_moe", "dense0"),
+    # YaRN RoPE (issue 23): the ramp of the correction range lands inside the rotary dims; the
+    # Mixtral one also sets beta_fast/beta_slow, mscale/mscale_all_dim (attention factor 1.12, not
+    # get_mscale(f)) and truncate false (a fractional ramp)
+    ("qwen3_moe_yarn", "qwen3_moe", "yarn"),
+    ("mixtral_yarn", "mixtral", "yarn_mscale"),
 ]
 
 # variant -> config overrides (f32 weights, per-expert layout)
@@ -129,6 +134,13 @@ VARIANT_OVERRIDES = {
     "fused": {"tie_word_embeddings": True},
     "attn_bias": {"attention_bias": True},
     "dense0": {"mlp_only_layers": [0]},
+    "yarn": {"rope_parameters": {"rope_type": "yarn", "rope_theta": 150000.0, "factor": 4.0,
+                                 "original_max_position_embeddings": 128}},
+    "yarn_mscale": {"head_dim": 16,  # transformers' YaRN reads config.head_dim, which MixtralConfig leaves None
+                    "rope_parameters": {"rope_type": "yarn", "rope_theta": 1000000.0, "factor": 8.0,
+                                        "original_max_position_embeddings": 4096, "beta_fast": 16.0,
+                                        "beta_slow": 2.0, "mscale": 0.9, "mscale_all_dim": 0.6,
+                                        "truncate": False}},
 }
 
 
@@ -441,6 +453,13 @@ def gen_fixture(out_root, name, arch, variant, seeds):
         assert "model.layers.0.self_attn.o_proj.bias" in hdr and "model.layers.0.self_attn.q_proj.bias" in hdr
     elif variant == "dense0":
         assert "model.layers.0.mlp.gate_proj.weight" in hdr and "model.layers.1.mlp.shared_expert.gate_proj.weight" in hdr
+    elif variant.startswith("yarn"):
+        rp = json.load(open(os.path.join(d, "config.json")))["rope_parameters"]
+        assert rp["rope_type"] == "yarn" and rp["factor"] == overrides["rope_parameters"]["factor"], rp
+        rot = model.model.rotary_emb
+        default_inv = 1.0 / (rp["rope_theta"] ** (torch.arange(0, rot.inv_freq.numel() * 2, 2, dtype=torch.float) / (rot.inv_freq.numel() * 2)))
+        assert not torch.equal(rot.inv_freq, default_inv), "YaRN did not change the frequencies"
+        log("  %s: attention factor %.6f, inv_freq %s" % (name, rot.attention_scaling, rot.inv_freq.tolist()))
     elif arch == "mixtral":
         assert "model.layers.0.block_sparse_moe.experts.0.w1.weight" in hdr
         assert "model.layers.0.block_sparse_moe.gate.weight" in hdr

@@ -28,6 +28,10 @@ typedef struct mk_model_info {
     int64_t params_total;    /* scalar parameters in distinct tensors */
     int64_t params_active;   /* params_total minus the routed experts a token does not use */
     int32_t bos_id, eos_id;  /* -1 when unknown */
+    double rope_theta;
+    bool rope_yarn;          /* YaRN: inv_freq blended for yarn_factor × yarn_orig_ctx positions */
+    double yarn_factor, rope_attn_factor; /* attention factor: cos/sin multiplier (1 without YaRN) */
+    int64_t yarn_orig_ctx;
     const int64_t *experts_per_layer; /* (n_layer) experts of each layer (0: dense) when MoE layers
                                  differ (a global-budget prune); NULL: every MoE layer has n_expert */
 } mk_model_info;

@@ -36,6 +36,11 @@ int mk_cmd_info(int argc, char **argv) {
            (long long)(in->n_layer - in->n_moe_layers));
     printf("d_model:         %lld\n", (long long)in->d_model);
     printf("attention:       %lld heads, %lld kv heads, head dim %lld\n", (long long)in->n_head, (long long)in->n_kv_head, (long long)in->d_head);
+    if (in->rope_yarn)
+        printf("rope:            theta %g, YaRN factor %g over %lld original positions, attention factor %.6g\n", in->rope_theta, in->yarn_factor,
+               (long long)in->yarn_orig_ctx, in->rope_attn_factor);
+    else
+        printf("rope:            theta %g\n", in->rope_theta);
     printf("experts:         %lld routed, %d shared, k = %lld, expert d_ff %lld%s\n", (long long)in->n_expert,
            in->has_shared_expert ? 1 : 0, (long long)in->k_active, (long long)in->d_ff_expert,
            in->norm_topk ? ", top-k weights renormalised" : "");

@@ -285,6 +285,8 @@ mk_status mk_gguf_write_model(const mk_model *m, mk_dtype type, const char *out_
     if (m->cfg.n_expert_layer)
         return mk_err(MK_ERR_UNSUPPORTED, "%s: its layers have different expert counts (moekit_experts_per_layer), which GGUF (one expert count per model) cannot hold",
                       m->dir);
+    if (m->cfg.yarn) /* llama.cpp's rope.scaling.* keys for YaRN are not written yet: refuse rather than drop them */
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: YaRN RoPE (rope_scaling) cannot be written to GGUF yet; the file would run with plain RoPE", m->dir);
     writer_ctx w = {.m = m};
     mk_gguf_writer *gw = NULL;
     mk_tok_gguf_info tinfo;

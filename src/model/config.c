@@ -2,6 +2,7 @@
 #include "model.h"
 
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -75,33 +76,102 @@ static const char *pick(json_t *root, const char *a, const char *b) {
     return (v && !json_is_null(v)) ? a : b;
 }
 
-/* rope_theta lives at the top level (v4) or in rope_parameters (v5). A RoPE type other than
- * default, in either rope_parameters or rope_scaling, changes the frequencies and is not supported
- * yet: both are checked, since a v5 config can carry default rope_parameters next to a top-level
- * rope_scaling (a model card's long-context advice applied to a config transformers v5 saved),
- * and transformers then applies the rope_scaling. */
-static mk_status check_rope_type(json_t *obj, const char *path, const char *field) {
-    if (!obj || json_is_null(obj)) return MK_OK;
-    if (!json_is_object(obj)) return mk_err(MK_ERR_FORMAT, "%s: field '%s' must be an object", path, field);
-    const char *key = "rope_type";
-    json_t *t = json_object_get(obj, key);
-    if (!t) t = json_object_get(obj, key = "type");
-    if (t && !(json_is_string(t) && strcmp(json_string_value(t), "default") == 0))
-        return mk_err(MK_ERR_UNSUPPORTED, "%s: field '%s.%s' = '%s' is not supported yet (only default RoPE); moekit will not run with a RoPE other than the one the config asks for",
-                      path, field, key, json_is_string(t) ? json_string_value(t) : "?");
+/* RoPE, with the precedence transformers 5 applies (configuration_utils → convert_rope_params_to_dict,
+ * standardize_rope_params): a top-level rope_scaling (v4 spelling, or a model card's long-context
+ * advice added to a v5 config) REPLACES rope_parameters; rope_theta comes from that dict, else the
+ * top level, else 10000; the type from its rope_type, else type, else default. YaRN reads factor
+ * (null: max_position_embeddings / original), original_max_position_embeddings (a top-level field of
+ * that name wins; absent: max_position_embeddings), beta_fast / beta_slow (absent or 0: 32 / 1),
+ * mscale, mscale_all_dim, attention_factor and truncate (research/formats.md §10). Any other type, or
+ * a key moekit does not know inside the dict, is an error: it would change the frequencies. */
+static mk_status parse_rope(json_t *root, const char *path, mk_config *cfg) {
+    json_t *rs = json_object_get(root, "rope_scaling"), *rp = json_object_get(root, "rope_parameters");
+    const char *field = "rope_parameters";
+    if (rs && !json_is_null(rs) && !(json_is_object(rs) && json_object_size(rs) == 0)) { rp = rs; field = "rope_scaling"; }
+    if (rp && json_is_null(rp)) rp = NULL;
+    if (rp && !json_is_object(rp)) return mk_err(MK_ERR_FORMAT, "%s: field '%s' must be an object", path, field);
+    double theta = 10000.0;
+    mk_status st = get_num(root, path, "rope_theta", 10000.0, false, &theta);
+    if (st) return st;
+    cfg->rope_attn_factor = 1.0f;
+    if (rp) {
+        char pre[32];
+        snprintf(pre, sizeof pre, "%s", field);
+        if ((st = get_num(rp, path, "rope_theta", theta, false, &theta))) return mk_err_prefix(st, pre);
+        const char *key = "rope_type";
+        json_t *t = json_object_get(rp, key);
+        if (!t || json_is_null(t)) t = json_object_get(rp, key = "type");
+        const char *type = t && !json_is_null(t) ? (json_is_string(t) ? json_string_value(t) : "?") : "default";
+        if (!strcmp(type, "yarn")) {
+            static const char *const known_keys[] = {"rope_type", "type", "rope_theta", "factor", "original_max_position_embeddings", "beta_fast",
+                                                     "beta_slow", "mscale", "mscale_all_dim", "attention_factor", "truncate"};
+            const char *k;
+            json_t *v;
+            json_object_foreach(rp, k, v) {
+                size_t n = 0;
+                while (n < sizeof known_keys / sizeof *known_keys && strcmp(k, known_keys[n])) n++;
+                if (n == sizeof known_keys / sizeof *known_keys)
+                    return mk_err(MK_ERR_UNSUPPORTED, "%s: field '%s.%s' is not supported with YaRN RoPE", path, field, k);
+            }
+            cfg->yarn = true;
+            json_t *top_orig = json_object_get(root, "original_max_position_embeddings");
+            json_t *orig_src = top_orig && !json_is_null(top_orig) ? root : rp;
+            double orig = (double)cfg->n_ctx_train, f, af;
+            if ((st = get_num(orig_src, path, "original_max_position_embeddings", orig, false, &orig))) return orig_src == rp ? mk_err_prefix(st, pre) : st;
+            if (!(orig >= 1)) return mk_err(MK_ERR_FORMAT, "%s: YaRN needs '%s.original_max_position_embeddings' (or max_position_embeddings) of at least 1", path, field);
+            cfg->yarn_orig_ctx = (int64_t)orig;
+            if (!json_object_get(rp, "factor")) return mk_err(MK_ERR_MISSING, "%s: field '%s.factor' is missing (YaRN)", path, field);
+            if ((st = get_num(rp, path, "factor", (double)cfg->n_ctx_train / orig, false, &f))) return mk_err_prefix(st, pre);
+            if (!(f > 0)) return mk_err(MK_ERR_FORMAT, "%s: field '%s.factor' must be positive", path, field);
+            cfg->yarn_factor = f;
+            if ((st = get_num(rp, path, "beta_fast", 0, false, &cfg->yarn_beta_fast))) return mk_err_prefix(st, pre);
+            if ((st = get_num(rp, path, "beta_slow", 0, false, &cfg->yarn_beta_slow))) return mk_err_prefix(st, pre);
+            if (cfg->yarn_beta_fast == 0) cfg->yarn_beta_fast = 32; /* transformers: `.get("beta_fast") or 32` */
+            if (cfg->yarn_beta_slow == 0) cfg->yarn_beta_slow = 1;
+            if ((st = get_num(rp, path, "mscale", 0, false, &cfg->yarn_mscale))) return mk_err_prefix(st, pre);
+            if ((st = get_num(rp, path, "mscale_all_dim", 0, false, &cfg->yarn_mscale_all_dim))) return mk_err_prefix(st, pre);
+            if ((st = get_bool(rp, path, "truncate", true, &cfg->yarn_truncate))) return mk_err_prefix(st, pre);
+            /* get_mscale(s, m) = 0.1 m ln s + 1 (1 for s <= 1) */
+#define MSCALE(s, m) ((s) <= 1 ? 1.0 : 0.1 * (m) * log(s) + 1.0)
+            if ((st = get_num(rp, path, "attention_factor", 0, false, &af))) return mk_err_prefix(st, pre);
+            if (!json_object_get(rp, "attention_factor") || json_is_null(json_object_get(rp, "attention_factor")))
+                af = cfg->yarn_mscale != 0 && cfg->yarn_mscale_all_dim != 0 ? MSCALE(f, cfg->yarn_mscale) / MSCALE(f, cfg->yarn_mscale_all_dim) : MSCALE(f, 1.0);
+#undef MSCALE
+            cfg->rope_attn_factor = (float)af;
+        } else if (strcmp(type, "default")) {
+            return mk_err(MK_ERR_UNSUPPORTED, "%s: field '%s.%s' = '%s' is not supported (default and yarn are); moekit will not run with a RoPE other than the one the config asks for",
+                          path, field, key, type);
+        }
+    }
+    if (!(theta > 0)) return mk_err(MK_ERR_FORMAT, "%s: field 'rope_theta' must be positive", path);
+    cfg->rope_theta = (float)theta;
     return MK_OK;
 }
 
-static mk_status parse_rope(json_t *root, const char *path, double *theta) {
-    json_t *rp = json_object_get(root, "rope_parameters");
-    *theta = 10000.0;
-    mk_status st = get_num(root, path, "rope_theta", 10000.0, false, theta);
-    if (st) return st;
-    if ((st = check_rope_type(rp, path, "rope_parameters"))) return st;
-    if ((st = check_rope_type(json_object_get(root, "rope_scaling"), path, "rope_scaling"))) return st;
-    if (rp && !json_is_null(rp) && (st = get_num(rp, path, "rope_theta", *theta, false, theta))) return mk_err_prefix(st, "rope_parameters");
-    if (!(*theta > 0)) return mk_err(MK_ERR_FORMAT, "%s: field 'rope_theta' must be positive", path);
-    return MK_OK;
+void mk_rope_inv_freq(const mk_config *cfg, int64_t dim, float *inv) {
+    const int64_t half = dim / 2;
+    if (!cfg->yarn) {
+        for (int64_t i = 0; i < half; i++) inv[i] = 1.0f / powf(cfg->rope_theta, (float)(2 * i) / (float)dim);
+        return;
+    }
+    /* transformers' _compute_yarn_parameters, step by step in the same precisions: the correction
+     * range in double (Python floats), the ramp and the blend in f32 (torch tensors). */
+    const double base = cfg->rope_theta, two_pi = 2 * 3.14159265358979323846;
+    double lo = (double)dim * log((double)cfg->yarn_orig_ctx / (cfg->yarn_beta_fast * two_pi)) / (2 * log(base));
+    double hi = (double)dim * log((double)cfg->yarn_orig_ctx / (cfg->yarn_beta_slow * two_pi)) / (2 * log(base));
+    if (cfg->yarn_truncate) { lo = floor(lo); hi = ceil(hi); }
+    lo = lo > 0 ? lo : 0;
+    hi = hi < (double)(dim - 1) ? hi : (double)(dim - 1);
+    if (lo == hi) hi += 0.001;
+    const float flo = (float)lo, span = (float)(hi - lo), f = (float)cfg->yarn_factor;
+    for (int64_t i = 0; i < half; i++) {
+        float pos = powf(cfg->rope_theta, (float)(2 * i) / (float)dim);
+        float extrap = 1.0f / pos, interp = 1.0f / (f * pos);
+        float ramp = ((float)i - flo) / span;
+        ramp = ramp < 0 ? 0 : ramp > 1 ? 1 : ramp;
+        float keep = 1.0f - ramp; /* the extrapolation share */
+        inv[i] = interp * (1.0f - keep) + extrap * keep;
+    }
 }
 
 static int32_t token_id(json_t *root, const char *key) {
@@ -202,14 +272,13 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
         st = mk_err(MK_ERR_FORMAT, "%s: field 'num_experts_per_tok' (%lld) exceeds the number of experts (%lld)", path, (long long)cfg->k_active, (long long)cfg->n_expert);
         goto out;
     }
-    double eps, theta;
+    double eps;
     if ((st = get_num(root, path, "rms_norm_eps", 1e-6, true, &eps))) goto out;
     if (!(eps > 0 && eps < 1)) { st = mk_err(MK_ERR_FORMAT, "%s: field 'rms_norm_eps' must be in (0, 1)", path); goto out; }
     cfg->rms_eps = (float)eps;
-    if ((st = parse_rope(root, path, &theta))) goto out;
-    cfg->rope_theta = (float)theta;
-    if ((st = get_bool(root, path, "tie_word_embeddings", false, &cfg->tie_embed))) goto out;
     INT("max_position_embeddings", 0, 0, &cfg->n_ctx_train);
+    if ((st = parse_rope(root, path, cfg))) goto out;
+    if ((st = get_bool(root, path, "tie_word_embeddings", false, &cfg->tie_embed))) goto out;
     INT("num_nextn_predict_layers", 0, 0, &cfg->n_mtp);
     cfg->attn_bias = -1;
     cfg->bos_id = token_id(root, "bos_token_id");

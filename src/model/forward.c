@@ -180,15 +180,22 @@ mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_b
         mk_ctx_free(c);
         return mk_err(MK_ERR_NOMEM, "%s: cannot allocate the run state for a context of %zu tokens", m->dir, n_ctx);
     }
-    /* RoPE tables as HF computes them: inv_freq and position·inv_freq in f32. */
-    for (size_t i = 0; i < half; i++) {
-        float inv = 1.0f / powf(cfg->rope_theta, (float)(2 * i) / (float)cfg->d_head);
-        for (size_t p = 0; p < n_ctx; p++) {
-            float f = (float)p * inv;
-            c->rope_cos[p * half + i] = cosf(f);
-            c->rope_sin[p * half + i] = sinf(f);
-        }
+    /* RoPE tables as HF computes them: inv_freq and position·inv_freq in f32, cos/sin times the
+     * attention factor (YaRN's; 1 otherwise). */
+    float *inv = mk_malloc(half * sizeof *inv);
+    if (!inv) {
+        mk_ctx_free(c);
+        return MK_ERR_NOMEM;
     }
+    mk_rope_inv_freq(cfg, cfg->d_head, inv);
+    const float af = cfg->rope_attn_factor;
+    for (size_t i = 0; i < half; i++)
+        for (size_t p = 0; p < n_ctx; p++) {
+            float f = (float)p * inv[i];
+            c->rope_cos[p * half + i] = af == 1.0f ? cosf(f) : cosf(f) * af;
+            c->rope_sin[p * half + i] = af == 1.0f ? sinf(f) : sinf(f) * af;
+        }
+    free(inv);
     *out = c;
     return MK_OK;
 }

@@ -230,6 +230,7 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const arch_desc **o
     if ((st = key_float(g, a, "rope.freq_base", 10000.0, false, &theta))) return st;
     if (!(theta > 0)) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.rope.freq_base' must be positive", path, a);
     c->rope_theta = (float)theta;
+    c->rope_attn_factor = 1.0f; /* YaRN GGUFs are refused below */
     snprintf(key, sizeof key, "%s.rope.scaling.type", a);
     if (mk_gguf_find(g, key)) {
         char sc[32];

@@ -303,6 +303,11 @@ mk_status mk_model_load(mk_model **out, const char *dir) {
     in->experts_per_layer = c->n_expert_layer;
     in->bos_id = c->bos_id;
     in->eos_id = c->eos_id;
+    in->rope_theta = c->rope_theta;
+    in->rope_yarn = c->yarn;
+    in->yarn_factor = c->yarn_factor;
+    in->yarn_orig_ctx = c->yarn_orig_ctx;
+    in->rope_attn_factor = c->rope_attn_factor;
     free(cpath);
     free(text);
     *out = m;

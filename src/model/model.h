@@ -29,6 +29,15 @@ typedef struct mk_config {
     int64_t vocab, d_model, n_layer, n_head, n_kv_head, d_head;
     int64_t n_expert, k_active, d_ff_expert, d_ff_dense, d_ff_shared;
     float rms_eps, rope_theta;
+    /* RoPE scaling (rope_parameters / rope_scaling in config.json): none, or YaRN as transformers'
+     * _compute_yarn_parameters computes it (research/formats.md §10); see mk_rope_inv_freq. */
+    bool yarn;
+    double yarn_factor;          /* f */
+    int64_t yarn_orig_ctx;       /* original_max_position_embeddings */
+    double yarn_beta_fast, yarn_beta_slow;
+    bool yarn_truncate;          /* floor/ceil the correction range (default true) */
+    double yarn_mscale, yarn_mscale_all_dim; /* 0 = not given */
+    float rope_attn_factor;      /* cos/sin are multiplied by it: YaRN's attention factor, else 1 */
     bool tie_embed;
     bool norm_topk;       /* renormalise the top-k weights to sum to 1 */
     bool shared_expert;   /* Qwen2-MoE: one sigmoid-gated shared expert per MoE layer */
@@ -52,6 +61,11 @@ typedef struct mk_config {
  * num_nextn_predict_layers layers after the last). Every other tensor the loader does not read
  * is an error. */
 bool mk_tensor_known_unused(const char *name, const mk_config *c);
+
+/* The RoPE inverse frequencies of a head of `dim` rotary dimensions, inv[0 .. dim/2), in f32 as
+ * transformers computes them: theta^(-2i/dim), or YaRN's blend of interpolated and extrapolated
+ * frequencies when cfg->yarn. cos/sin are then multiplied by cfg->rope_attn_factor. */
+void mk_rope_inv_freq(const mk_config *cfg, int64_t dim, float *inv);
 
 /* Parses config.json text; `path` is for messages. cfg->layer_moe is allocated. */
 mk_status mk_config_parse(mk_config *cfg, const char *json_text, const char *path);

@@ -48,13 +48,10 @@ expect_ok "a rotary inv_freq buffer is accepted" $MK info -m "$TMPD/m"
 fresh; python3 -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); c['tie_word_embeddings']=True; json.dump(c,open(p,'w'))" "$TMPD/m/config.json"
 expect_error "lm_head with tied embeddings" "m/model.safetensors: tensor 'lm_head.weight' is not used .*\(tie_word_embeddings is true" $MK info -m "$TMPD/m"
 
-# RoPE: only the default; a yarn rope_scaling next to default v5 rope_parameters is refused (transformers
-# applies it: tools/check_rope_scaling.py), as is a non-default rope_parameters
+# RoPE: default and YaRN are read (tests/cli/test_rope.sh); an empty or default rope_scaling changes nothing
 setcfg() { python3 -c "import json,sys; p=sys.argv[1]; c=json.load(open(p)); c.update(json.loads(sys.argv[2])); json.dump(c,open(p,'w'))" "$TMPD/m/config.json" "$1"; }
-fresh; setcfg '{"rope_scaling": {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}}'
-expect_error "yarn rope_scaling beside default rope_parameters" "m/config.json: field 'rope_scaling.type' = 'yarn' is not supported yet \(only default RoPE\)" $MK info -m "$TMPD/m"
-fresh; setcfg '{"rope_parameters": {"rope_type": "yarn", "rope_theta": 150000.0, "factor": 4.0}}'
-expect_error "yarn rope_parameters" "m/config.json: field 'rope_parameters.rope_type' = 'yarn' is not supported yet" $MK info -m "$TMPD/m"
+fresh; setcfg '{"rope_scaling": {"type": "dynamic", "factor": 4.0}}'
+expect_error "dynamic rope_scaling beside default rope_parameters" "m/config.json: field 'rope_scaling.type' = 'dynamic' is not supported \(default and yarn are\)" $MK info -m "$TMPD/m"
 fresh; setcfg '{"rope_scaling": {"rope_type": "default"}}'
 expect_ok "a default rope_scaling is accepted" $MK info -m "$TMPD/m"
 
