@@ -11,6 +11,7 @@
 
 #include "moekit/base.h"
 #include "moekit/chat.h"
+#include "moekit/kernels.h"
 #include "moekit/model.h"
 #include "moekit/synth.h"
 #include "moekit/tokenizer.h"

@@ -25,12 +25,6 @@ typedef struct mk_synth_opts {
  * temporary name first and is renamed (weights first, config.json last). */
 mk_status mk_model_synth(const char *config_path, const char *out_dir, const mk_synth_opts *o);
 
-/* Kernel dispatch, for benchmarks: a one-line description of the kernels in use, and the
- * AVX512-BF16 fast path for BF16 weights (activations rounded to bf16; off by default because
- * it costs accuracy). Returns whether the fast path is now on (false if the CPU lacks it). */
-const char *mk_kernels_describe(void);
-bool mk_kernels_set_bf16_dot(bool on);
-
 #ifdef __cplusplus
 }
 #endif

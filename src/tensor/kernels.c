@@ -1,7 +1,7 @@
 /* Float-weight matmul: the portable variant, CPU detection, and the threaded driver. */
 #include "kernels.h"
 
-#include "moekit/synth.h"
+#include "moekit/kernels.h"
 #include "quant.h"
 
 #include <omp.h>
@@ -499,7 +499,7 @@ void mk_matmul_team_f32_strided(float *y, size_t ldy, const float *x, size_t ldx
     }
 }
 
-/* ---- public switches (include/moekit/synth.h) ---- */
+/* ---- public switches (include/moekit/kernels.h) ---- */
 const char *mk_kernels_describe(void) {
     static char buf[96];
     pthread_once(&g_once, detect);
