@@ -2,6 +2,7 @@
  * load and run with finite logits). */
 #include "base/base.h"
 #include "format/safetensors.h"
+#include "model/arch.h"
 #include "model/model.h"
 #include "format/safetensors_write.h"
 #include "mk_test.h"
@@ -120,6 +121,66 @@ static void test_synth_archs(void) {
     CHECK(!mk_file_exists(out), "and leaves nothing");
 }
 
+/* The architecture's table (model/arch.h) is what transformers writes: for every fixture saved in
+ * the per-expert layout, the walk names exactly the file's tensors with their shapes (nothing
+ * missing, nothing extra but the known-unused), and synth of the fixture's config loads. */
+typedef struct walk_check {
+    const mk_st_set *st;
+    uint8_t *seen;
+    const char *name;
+    size_t n;
+} walk_check;
+
+static mk_status check_item(const mk_arch_item *it, void *user) {
+    walk_check *w = user;
+    const mk_st_entry *e = mk_st_find(w->st, it->hf);
+    w->n++;
+    CHECK(e != NULL, "%s: the table names '%s', which the checkpoint lacks", w->name, it->hf);
+    if (!e) return MK_OK;
+    w->seen[e - w->st->entries] = 1;
+    bool same = e->t.ndim == it->ndim && e->t.shape[0] == it->shape[0] && (it->ndim == 1 || e->t.shape[1] == it->shape[1]);
+    CHECK(same, "%s: '%s' has shape [%lld, %lld] in the file, [%lld, %lld] in the table", w->name, it->hf, (long long)e->t.shape[0],
+          (long long)(e->t.ndim > 1 ? e->t.shape[1] : 0), (long long)it->shape[0], (long long)it->shape[1]);
+    return MK_OK;
+}
+
+static void test_table_matches_fixtures(void) {
+    static const char *const fixtures[] = {"mixtral", "mixtral_sharded", "mixtral_bf16", "qwen2_moe", "qwen2_moe_bf16", "qwen2_moe_dense0",
+                                           "qwen3_moe", "qwen3_moe_bf16", "qwen3_moe_attn_bias", "qwen3_moe_yarn", "olmoe", "olmoe_bf16",
+                                           "olmoe_attn_bias", "mixtral_yarn"};
+    for (size_t i = 0; i < sizeof fixtures / sizeof *fixtures; i++) {
+        char dir[256], cpath[300], out[300];
+        snprintf(dir, sizeof dir, "tests/fixtures/%s", fixtures[i]);
+        snprintf(cpath, sizeof cpath, "%s/config.json", dir);
+        char *text = NULL;
+        mk_config cfg;
+        memset(&cfg, 0, sizeof cfg);
+        REQUIRE(mk_read_file(cpath, &text, NULL) == MK_OK && mk_config_parse(&cfg, text, cpath) == MK_OK, "%s: %s", fixtures[i], mk_last_error());
+        mk_st_set *st;
+        REQUIRE(mk_st_open_dir(&st, dir) == MK_OK, "%s", mk_last_error());
+        walk_check w = {.st = st, .seen = calloc(st->n_entries + 1, 1), .name = fixtures[i]};
+        CHECK(mk_arch_walk(&cfg, NULL, check_item, &w) == MK_OK, "%s: walk: %s", fixtures[i], mk_last_error());
+        size_t extra = 0;
+        for (size_t k = 0; k < st->n_entries; k++)
+            if (!w.seen[k] && !mk_tensor_known_unused(st->entries[k].name, &cfg)) {
+                extra++;
+                CHECK(false, "%s: tensor '%s' of the checkpoint is not in the table", fixtures[i], st->entries[k].name);
+            }
+        CHECK(w.n == st->n_entries && extra == 0, "%s: the table walks %zu tensors, the file holds %zu", fixtures[i], w.n, st->n_entries);
+        free(w.seen);
+        mk_st_free(st);
+        mk_config_free(&cfg);
+        free(text);
+        /* synth writes the same table: its model of this config loads */
+        snprintf(out, sizeof out, "%s/t%zu", tmpdir, i);
+        mk_synth_opts o = {.dtype = "f32", .seed = 3, .quiet = true};
+        REQUIRE(mk_model_synth(cpath, out, &o) == MK_OK, "%s: synth: %s", fixtures[i], mk_last_error());
+        mk_model *m;
+        CHECK(mk_model_load(&m, out) == MK_OK, "%s: synth's model does not load: %s", fixtures[i], mk_last_error());
+        mk_model_free(m);
+    }
+}
+
 /* A model copied into memory (mk_model_make_resident) gives the same logits, bit for bit, as
  * the same model run from its file mapping, and advice to drop its layers changes nothing. */
 static void test_resident_same_logits(void) {
@@ -182,6 +243,7 @@ int main(void) {
     RUN(test_writer_roundtrip);
     RUN(test_writer_incomplete);
     RUN(test_synth_archs);
+    RUN(test_table_matches_fixtures);
     RUN(test_resident_same_logits);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

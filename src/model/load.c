@@ -1,6 +1,6 @@
 /* Loading: config.json + safetensors → mk_model, with every tensor checked against the config. */
+#include "arch.h"
 #include "format/gguf.h"
-#include "model.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -115,14 +115,6 @@ static mk_status own_f32(mk_model *m, mk_tensor *t) {
     return MK_OK;
 }
 
-static mk_status load_mlp(loader *L, mk_mlp_w *w, const char *prefix, const char *g, const char *u, const char *d, int64_t d_ff) {
-    const int64_t H = L->m->cfg.d_model;
-    mk_status st;
-    if ((st = get_tensor(L, &w->gate, false, 2, DIMS(d_ff, H), "%s.%s.weight", prefix, g))) return st;
-    if ((st = get_tensor(L, &w->up, false, 2, DIMS(d_ff, H), "%s.%s.weight", prefix, u))) return st;
-    return get_tensor(L, &w->down, false, 2, DIMS(H, d_ff), "%s.%s.weight", prefix, d);
-}
-
 /* A copy of the (rows, cols) router with zero rows up to n_expert, owned by the model: a layer of
  * a per-layer model routes over n_expert logits, the missing experts masked (m->live). */
 static mk_status pad_router(mk_model *m, mk_tensor *t, int64_t n_expert) {
@@ -140,87 +132,69 @@ static mk_status pad_router(mk_model *m, mk_tensor *t, int64_t n_expert) {
     return MK_OK;
 }
 
-static mk_status load_moe(loader *L, int64_t l, mk_layer_w *lw) {
+/* A layer whose experts are stored as v5 stacks (gate_up_proj (E, 2·d_ff, d_model), down_proj
+ * (E, d_model, d_ff)) instead of one tensor per expert: the experts become views into them. */
+static mk_status load_fused_experts(loader *L, int64_t l, const char *moe, bool *fused) {
     mk_model *m = L->m;
     const mk_config *c = &m->cfg;
-    const int64_t H = c->d_model, E = c->n_expert, I = c->d_ff_expert;
-    const int64_t EL = c->n_expert_layer ? c->n_expert_layer[l] : E; /* the experts this layer stores */
-    mk_status st;
-    char moe[64];
-    /* Mixtral's original names live under block_sparse_moe; v5 re-saves move them to mlp. */
-    snprintf(moe, sizeof moe, "model.layers.%lld.%s", (long long)l,
-             c->arch == MK_ARCH_MIXTRAL && mk_st_find(m->st, "model.layers.0.block_sparse_moe.gate.weight") ? "block_sparse_moe" : "mlp");
-    if ((st = get_tensor(L, &lw->router, false, 2, DIMS(EL, H), "%s.gate.weight", moe))) return st;
-    if (EL < E && (st = pad_router(m, &lw->router, E))) return st;
-    lw->n_live = EL;
-    lw->experts = mk_calloc((size_t)E, sizeof *lw->experts);
-    if (!lw->experts) return MK_ERR_NOMEM;
+    mk_layer_w *lw = &m->layers[l];
+    const int64_t H = c->d_model, I = c->d_ff_expert, EL = lw->n_live;
     char probe[128];
-    snprintf(probe, sizeof probe, "%s.experts.gate_up_proj", moe);
-    if (mk_st_find(m->st, probe)) {
-        mk_tensor gu, dn;
-        if ((st = get_tensor(L, &gu, false, 3, DIMS(EL, 2 * I, H), "%s.experts.gate_up_proj", moe))) return st;
-        if ((st = get_tensor(L, &dn, false, 3, DIMS(EL, H, I), "%s.experts.down_proj", moe))) return st;
-        for (int64_t e = 0; e < EL; e++) {
-            lw->experts[e].gate = slice3(&gu, e, 0, I);
-            lw->experts[e].up = slice3(&gu, e, I, I);
-            lw->experts[e].down = slice3(&dn, e, 0, H);
-        }
-        m->fused_experts = true;
-    } else {
-        bool w123 = c->arch == MK_ARCH_MIXTRAL;
-        for (int64_t e = 0; e < EL; e++) {
-            char pre[96];
-            snprintf(pre, sizeof pre, "%s.experts.%lld", moe, (long long)e);
-            if ((st = load_mlp(L, &lw->experts[e], pre, w123 ? "w1" : "gate_proj", w123 ? "w3" : "up_proj", w123 ? "w2" : "down_proj", I))) return st;
-        }
+    snprintf(probe, sizeof probe, "model.layers.%lld.%s.experts.gate_up_proj", (long long)l, moe);
+    *fused = mk_st_find(m->st, probe) != NULL;
+    if (!*fused) return MK_OK;
+    mk_tensor gu, dn;
+    mk_status st;
+    if ((st = get_tensor(L, &gu, false, 3, DIMS(EL, 2 * I, H), "%s", probe))) return st;
+    if ((st = get_tensor(L, &dn, false, 3, DIMS(EL, H, I), "model.layers.%lld.%s.experts.down_proj", (long long)l, moe))) return st;
+    for (int64_t e = 0; e < EL; e++) {
+        lw->experts[e].gate = slice3(&gu, e, 0, I);
+        lw->experts[e].up = slice3(&gu, e, I, I);
+        lw->experts[e].down = slice3(&dn, e, 0, H);
     }
-    if (c->shared_expert) {
-        char pre[96];
-        snprintf(pre, sizeof pre, "%s.shared_expert", moe);
-        if ((st = load_mlp(L, &lw->shared, pre, "gate_proj", "up_proj", "down_proj", c->d_ff_shared))) return st;
-        if ((st = get_tensor(L, &lw->shared_gate, false, 2, DIMS(1, H), "%s.shared_expert_gate.weight", moe))) return st;
+    m->fused_experts = true;
+    return MK_OK;
+}
+
+typedef struct walk_state {
+    loader *L;
+    const char *moe;
+    bool fused;  /* the current layer's experts came from stacks */
+} walk_state;
+
+/* One tensor of the architecture's table (arch.h) into its slot, checked against the config. */
+static mk_status load_item(const mk_arch_item *it, void *user) {
+    walk_state *w = user;
+    mk_model *m = w->L->m;
+    const mk_role *r = it->role;
+    if (r->scope == MK_SCOPE_EXPERT && w->fused) return MK_OK;
+    mk_tensor *t = mk_arch_slot(m, it);
+    mk_status st = get_tensor(w->L, t, it->optional, it->ndim, it->shape, "%s", it->hf);
+    if (st) return st;
+    if ((r->flags & MK_ROLE_F32) && t->data && (st = own_f32(m, t))) return st;
+    if (r->flags & MK_ROLE_ROUTER) {
+        if (m->layers[it->layer].n_live < m->cfg.n_expert && (st = pad_router(m, t, m->cfg.n_expert))) return st;
+        return load_fused_experts(w->L, it->layer, w->moe, &w->fused);
     }
     return MK_OK;
 }
 
-static mk_status load_layer(loader *L, int64_t l) {
+/* The layers' weights, as the architecture's table lists them. */
+static mk_status load_layers(loader *L) {
     mk_model *m = L->m;
     const mk_config *c = &m->cfg;
-    mk_layer_w *lw = &m->layers[l];
-    const int64_t H = c->d_model, q_dim = c->n_head * c->d_head, kv_dim = c->n_kv_head * c->d_head;
-    const long long li = (long long)l;
-    mk_status st;
-#define T(dst, opt, nd, dims, ...) if ((st = get_tensor(L, dst, opt, nd, dims, __VA_ARGS__))) return st
-    T(&lw->attn_norm, false, 1, DIMS(H), "model.layers.%lld.input_layernorm.weight", li);
-    T(&lw->ffn_norm, false, 1, DIMS(H), "model.layers.%lld.post_attention_layernorm.weight", li);
-    T(&lw->wq, false, 2, DIMS(q_dim, H), "model.layers.%lld.self_attn.q_proj.weight", li);
-    T(&lw->wk, false, 2, DIMS(kv_dim, H), "model.layers.%lld.self_attn.k_proj.weight", li);
-    T(&lw->wv, false, 2, DIMS(kv_dim, H), "model.layers.%lld.self_attn.v_proj.weight", li);
-    T(&lw->wo, false, 2, DIMS(H, q_dim), "model.layers.%lld.self_attn.o_proj.weight", li);
-    if (c->attn_bias != 0) {
-        bool opt = c->attn_bias < 0;
-        T(&lw->bq, opt, 1, DIMS(q_dim), "model.layers.%lld.self_attn.q_proj.bias", li);
-        T(&lw->bk, opt, 1, DIMS(kv_dim), "model.layers.%lld.self_attn.k_proj.bias", li);
-        T(&lw->bv, opt, 1, DIMS(kv_dim), "model.layers.%lld.self_attn.v_proj.bias", li);
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        mk_layer_w *lw = &m->layers[l];
+        lw->is_moe = c->layer_moe[l];
+        if (!lw->is_moe) continue;
+        lw->n_live = c->n_expert_layer ? c->n_expert_layer[l] : c->n_expert;
+        if (!(lw->experts = mk_calloc((size_t)c->n_expert, sizeof *lw->experts))) return MK_ERR_NOMEM;
     }
-    if (c->o_bias) {
-        T(&lw->bo, false, 1, DIMS(H), "model.layers.%lld.self_attn.o_proj.bias", li);
-        if ((st = own_f32(m, &lw->bo))) return st;
-    }
-    if (c->qk_norm == MK_QKNORM_HEAD) {
-        T(&lw->q_norm, false, 1, DIMS(c->d_head), "model.layers.%lld.self_attn.q_norm.weight", li);
-        T(&lw->k_norm, false, 1, DIMS(c->d_head), "model.layers.%lld.self_attn.k_norm.weight", li);
-    } else if (c->qk_norm == MK_QKNORM_FULL) {
-        T(&lw->q_norm, false, 1, DIMS(q_dim), "model.layers.%lld.self_attn.q_norm.weight", li);
-        T(&lw->k_norm, false, 1, DIMS(kv_dim), "model.layers.%lld.self_attn.k_norm.weight", li);
-    }
-#undef T
-    lw->is_moe = c->layer_moe[l];
-    if (lw->is_moe) return load_moe(L, l, lw);
-    char pre[64];
-    snprintf(pre, sizeof pre, "model.layers.%lld.mlp", li);
-    return load_mlp(L, &lw->dense, pre, "gate_proj", "up_proj", "down_proj", c->d_ff_dense);
+    /* Mixtral's original names live under block_sparse_moe; v5 re-saves move them to mlp. */
+    walk_state w = {.L = L};
+    if (c->arch == MK_ARCH_MIXTRAL && !mk_st_find(m->st, "model.layers.0.block_sparse_moe.gate.weight")) w.moe = "mlp";
+    w.moe = w.moe ? w.moe : mk_arch_describe(c->arch)->moe_block;
+    return mk_arch_walk(c, w.moe, load_item, &w);
 }
 
 void mk_model_free(mk_model *m) {
@@ -258,15 +232,12 @@ mk_status mk_model_load(mk_model **out, const char *dir) {
 
     const mk_config *c = &m->cfg;
     if (!(L.used = mk_calloc(m->st->n_entries + 1, 1))) { st = MK_ERR_NOMEM; goto fail; }
-    if ((st = get_tensor(&L, &m->embed, false, 2, DIMS(c->vocab, c->d_model), "model.embed_tokens.weight"))) goto fail;
-    if ((st = get_tensor(&L, &m->final_norm, false, 1, DIMS(c->d_model), "model.norm.weight"))) goto fail;
-    if (c->tie_embed) m->lm_head = m->embed;
-    else if ((st = get_tensor(&L, &m->lm_head, false, 2, DIMS(c->vocab, c->d_model), "lm_head.weight"))) goto fail;
     m->layers = mk_calloc((size_t)c->n_layer, sizeof *m->layers);
     if (!m->layers) { st = MK_ERR_NOMEM; goto fail; }
+    if ((st = load_layers(&L))) goto fail;
+    if (c->tie_embed) m->lm_head = m->embed;
     int64_t n_moe = 0, idle = 0; /* idle: expert parameters a token does not use */
     for (int64_t l = 0; l < c->n_layer; l++) {
-        if ((st = load_layer(&L, l))) goto fail;
         n_moe += m->layers[l].is_moe;
         if (m->layers[l].is_moe) idle += (m->layers[l].n_live - c->k_active) * 3 * c->d_model * c->d_ff_expert;
     }

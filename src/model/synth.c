@@ -1,7 +1,7 @@
-/* Random-weight HF checkpoints of any supported config (include/moekit/synth.h). The tensor
- * names and shapes are the ones load.c asks for (HF hub layout, one tensor per expert). */
+/* Random-weight HF checkpoints of any supported config (include/moekit/synth.h): the tensors of
+ * the architecture's table (arch.h), which load.c reads too (HF hub layout, one tensor per expert). */
 #include "format/safetensors_write.h"
-#include "model.h"
+#include "arch.h"
 #include "moekit/synth.h"
 
 #include <errno.h>
@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-typedef enum { FILL_RAND, FILL_ONES, FILL_ZEROS } fill_kind;
+typedef enum { FILL_RAND = MK_FILL_RAND, FILL_ONES = MK_FILL_ONES, FILL_ZEROS = MK_FILL_ZEROS } fill_kind;
 
 typedef struct tlist {
     mk_st_decl *d;
@@ -57,58 +57,15 @@ static void tlist_free(tlist *L) {
     free(L->fill);
 }
 
-static void add_mlp(tlist *L, const char *pre, const char *g, const char *u, const char *d, int64_t H, int64_t F) {
-    add(L, FILL_RAND, 2, F, H, "%s.%s.weight", pre, g);
-    add(L, FILL_RAND, 2, F, H, "%s.%s.weight", pre, u);
-    add(L, FILL_RAND, 2, H, F, "%s.%s.weight", pre, d);
+static mk_status add_item(const mk_arch_item *it, void *user) {
+    tlist *L = user;
+    if (it->optional) return MK_OK; /* biases the config leaves to the file: synth writes none */
+    add(L, (fill_kind)it->role->fill, it->ndim, it->shape[0], it->shape[1], "%s", it->hf);
+    return L->oom ? MK_ERR_NOMEM : MK_OK;
 }
 
-/* Every tensor load.c reads for this config, in a streaming-friendly order. */
-static void build_list(tlist *L, const mk_config *c) {
-    const int64_t H = c->d_model, qd = c->n_head * c->d_head, kvd = c->n_kv_head * c->d_head;
-    add(L, FILL_RAND, 2, c->vocab, H, "model.embed_tokens.weight");
-    for (int64_t l = 0; l < c->n_layer; l++) {
-        const long long li = (long long)l;
-        add(L, FILL_ONES, 1, H, 0, "model.layers.%lld.input_layernorm.weight", li);
-        add(L, FILL_ONES, 1, H, 0, "model.layers.%lld.post_attention_layernorm.weight", li);
-        add(L, FILL_RAND, 2, qd, H, "model.layers.%lld.self_attn.q_proj.weight", li);
-        add(L, FILL_RAND, 2, kvd, H, "model.layers.%lld.self_attn.k_proj.weight", li);
-        add(L, FILL_RAND, 2, kvd, H, "model.layers.%lld.self_attn.v_proj.weight", li);
-        add(L, FILL_RAND, 2, H, qd, "model.layers.%lld.self_attn.o_proj.weight", li);
-        if (c->attn_bias == 1) {
-            add(L, FILL_ZEROS, 1, qd, 0, "model.layers.%lld.self_attn.q_proj.bias", li);
-            add(L, FILL_ZEROS, 1, kvd, 0, "model.layers.%lld.self_attn.k_proj.bias", li);
-            add(L, FILL_ZEROS, 1, kvd, 0, "model.layers.%lld.self_attn.v_proj.bias", li);
-        }
-        if (c->qk_norm == MK_QKNORM_HEAD) {
-            add(L, FILL_ONES, 1, c->d_head, 0, "model.layers.%lld.self_attn.q_norm.weight", li);
-            add(L, FILL_ONES, 1, c->d_head, 0, "model.layers.%lld.self_attn.k_norm.weight", li);
-        } else if (c->qk_norm == MK_QKNORM_FULL) {
-            add(L, FILL_ONES, 1, qd, 0, "model.layers.%lld.self_attn.q_norm.weight", li);
-            add(L, FILL_ONES, 1, kvd, 0, "model.layers.%lld.self_attn.k_norm.weight", li);
-        }
-        char pre[128];
-        if (!c->layer_moe[l]) {
-            snprintf(pre, sizeof pre, "model.layers.%lld.mlp", li);
-            add_mlp(L, pre, "gate_proj", "up_proj", "down_proj", H, c->d_ff_dense);
-            continue;
-        }
-        const bool mix = c->arch == MK_ARCH_MIXTRAL;
-        const char *moe = mix ? "block_sparse_moe" : "mlp";
-        add(L, FILL_RAND, 2, c->n_expert, H, "model.layers.%lld.%s.gate.weight", li, moe);
-        for (int64_t e = 0; e < c->n_expert; e++) {
-            snprintf(pre, sizeof pre, "model.layers.%lld.%s.experts.%lld", li, moe, (long long)e);
-            add_mlp(L, pre, mix ? "w1" : "gate_proj", mix ? "w3" : "up_proj", mix ? "w2" : "down_proj", H, c->d_ff_expert);
-        }
-        if (c->shared_expert) {
-            snprintf(pre, sizeof pre, "model.layers.%lld.mlp.shared_expert", li);
-            add_mlp(L, pre, "gate_proj", "up_proj", "down_proj", H, c->d_ff_shared);
-            add(L, FILL_RAND, 2, 1, H, "model.layers.%lld.mlp.shared_expert_gate.weight", li);
-        }
-    }
-    add(L, FILL_ONES, 1, H, 0, "model.norm.weight");
-    if (!c->tie_embed) add(L, FILL_RAND, 2, c->vocab, H, "lm_head.weight");
-}
+/* Every tensor load.c reads for this config (the architecture's table), in file order. */
+static mk_status build_list(tlist *L, const mk_config *c) { return mk_arch_walk(c, NULL, add_item, L); }
 
 static uint64_t splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
@@ -224,8 +181,7 @@ mk_status mk_model_synth(const char *config_path, const char *out_dir, const mk_
     tlist L = {.dt = dt};
     mk_status st = make_config(config_path, &o, torch_dtype, &text, &cfg);
     if (st) return st;
-    build_list(&L, &cfg);
-    if (L.oom) { st = MK_ERR_NOMEM; goto out; }
+    if ((st = build_list(&L, &cfg))) goto out;
 
     struct stat sb;
     bool fresh = stat(out_dir, &sb) != 0;

@@ -1,0 +1,157 @@
+/* The weight tables of the four architectures (research/formats.md §1-§4, GGUF names §12). */
+#include "arch.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+static mk_presence p_qkv_bias(const mk_config *c) { return c->attn_bias > 0 ? MK_REQUIRED : c->attn_bias < 0 ? MK_OPTIONAL : MK_ABSENT; }
+static mk_presence p_o_bias(const mk_config *c) { return c->o_bias ? MK_REQUIRED : MK_ABSENT; }
+static mk_presence p_norm_head(const mk_config *c) { return c->qk_norm == MK_QKNORM_HEAD ? MK_REQUIRED : MK_ABSENT; }
+static mk_presence p_norm_full(const mk_config *c) { return c->qk_norm == MK_QKNORM_FULL ? MK_REQUIRED : MK_ABSENT; }
+static mk_presence p_shared(const mk_config *c) { return c->shared_expert ? MK_REQUIRED : MK_ABSENT; }
+static mk_presence p_untied(const mk_config *c) { return c->tie_embed ? MK_ABSENT : MK_REQUIRED; }
+
+#define LW(f) offsetof(mk_layer_w, f)
+#define M_(f) offsetof(mk_model, f)
+#define X_(f) offsetof(mk_mlp_w, f)
+#define R (MK_ROLE_MATRIX)
+
+/* Rows every architecture here shares: embeddings, norms, attention (biases and q/k norms as the
+ * config says), a dense layer's MLP, the final norm and the LM head. */
+#define FIRST_ROWS {"model.embed_tokens.weight", "token_embd.weight", MK_SCOPE_FIRST, MK_DIM_VOCAB, MK_DIM_MODEL, MK_FILL_RAND, R, NULL, M_(embed)}
+#define ATTENTION_ROWS                                                                                                                                     \
+    {"model.layers.{L}.input_layernorm.weight", "blk.{L}.attn_norm.weight", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_NONE, MK_FILL_ONES, 0, NULL, LW(attn_norm)}, \
+    {"model.layers.{L}.post_attention_layernorm.weight", "blk.{L}.ffn_norm.weight", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_NONE, MK_FILL_ONES, 0, NULL, LW(ffn_norm)}, \
+    {"model.layers.{L}.self_attn.q_proj.weight", "blk.{L}.attn_q.weight", MK_SCOPE_LAYER, MK_DIM_Q, MK_DIM_MODEL, MK_FILL_RAND, R | MK_ROLE_PERM_Q, NULL, LW(wq)}, \
+    {"model.layers.{L}.self_attn.k_proj.weight", "blk.{L}.attn_k.weight", MK_SCOPE_LAYER, MK_DIM_KV, MK_DIM_MODEL, MK_FILL_RAND, R | MK_ROLE_PERM_K, NULL, LW(wk)}, \
+    {"model.layers.{L}.self_attn.v_proj.weight", "blk.{L}.attn_v.weight", MK_SCOPE_LAYER, MK_DIM_KV, MK_DIM_MODEL, MK_FILL_RAND, R, NULL, LW(wv)},     \
+    {"model.layers.{L}.self_attn.o_proj.weight", "blk.{L}.attn_output.weight", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_Q, MK_FILL_RAND, R, NULL, LW(wo)}, \
+    {"model.layers.{L}.self_attn.q_proj.bias", "blk.{L}.attn_q.bias", MK_SCOPE_LAYER, MK_DIM_Q, MK_DIM_NONE, MK_FILL_ZEROS, MK_ROLE_PERM_Q, p_qkv_bias, LW(bq)}, \
+    {"model.layers.{L}.self_attn.k_proj.bias", "blk.{L}.attn_k.bias", MK_SCOPE_LAYER, MK_DIM_KV, MK_DIM_NONE, MK_FILL_ZEROS, MK_ROLE_PERM_K, p_qkv_bias, LW(bk)}, \
+    {"model.layers.{L}.self_attn.v_proj.bias", "blk.{L}.attn_v.bias", MK_SCOPE_LAYER, MK_DIM_KV, MK_DIM_NONE, MK_FILL_ZEROS, 0, p_qkv_bias, LW(bv)}, \
+    {"model.layers.{L}.self_attn.o_proj.bias", "blk.{L}.attn_output.bias", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_NONE, MK_FILL_ZEROS, MK_ROLE_F32, p_o_bias, LW(bo)}, \
+    {"model.layers.{L}.self_attn.q_norm.weight", "blk.{L}.attn_q_norm.weight", MK_SCOPE_LAYER, MK_DIM_HEAD, MK_DIM_NONE, MK_FILL_ONES, 0, p_norm_head, LW(q_norm)}, \
+    {"model.layers.{L}.self_attn.k_norm.weight", "blk.{L}.attn_k_norm.weight", MK_SCOPE_LAYER, MK_DIM_HEAD, MK_DIM_NONE, MK_FILL_ONES, 0, p_norm_head, LW(k_norm)}, \
+    {"model.layers.{L}.self_attn.q_norm.weight", "blk.{L}.attn_q_norm.weight", MK_SCOPE_LAYER, MK_DIM_Q, MK_DIM_NONE, MK_FILL_ONES, 0, p_norm_full, LW(q_norm)}, \
+    {"model.layers.{L}.self_attn.k_norm.weight", "blk.{L}.attn_k_norm.weight", MK_SCOPE_LAYER, MK_DIM_KV, MK_DIM_NONE, MK_FILL_ONES, 0, p_norm_full, LW(k_norm)}, \
+    {"model.layers.{L}.mlp.gate_proj.weight", "blk.{L}.ffn_gate.weight", MK_SCOPE_DENSE, MK_DIM_FF_DENSE, MK_DIM_MODEL, MK_FILL_RAND, R, NULL, LW(dense.gate)}, \
+    {"model.layers.{L}.mlp.up_proj.weight", "blk.{L}.ffn_up.weight", MK_SCOPE_DENSE, MK_DIM_FF_DENSE, MK_DIM_MODEL, MK_FILL_RAND, R, NULL, LW(dense.up)}, \
+    {"model.layers.{L}.mlp.down_proj.weight", "blk.{L}.ffn_down.weight", MK_SCOPE_DENSE, MK_DIM_MODEL, MK_DIM_FF_DENSE, MK_FILL_RAND, R, NULL, LW(dense.down)}
+#define ROUTER_ROW {"model.layers.{L}.{M}.gate.weight", "blk.{L}.ffn_gate_inp.weight", MK_SCOPE_MOE, MK_DIM_EXPERTS, MK_DIM_MODEL, MK_FILL_RAND, MK_ROLE_ROUTER, NULL, LW(router)}
+#define EXPERT_ROWS(g, u, d)                                                                                                                                    \
+    {"model.layers.{L}.{M}.experts.{E}." g ".weight", "blk.{L}.ffn_gate_exps.weight", MK_SCOPE_EXPERT, MK_DIM_FF_EXPERT, MK_DIM_MODEL, MK_FILL_RAND, R, NULL, X_(gate)}, \
+    {"model.layers.{L}.{M}.experts.{E}." u ".weight", "blk.{L}.ffn_up_exps.weight", MK_SCOPE_EXPERT, MK_DIM_FF_EXPERT, MK_DIM_MODEL, MK_FILL_RAND, R, NULL, X_(up)},     \
+    {"model.layers.{L}.{M}.experts.{E}." d ".weight", "blk.{L}.ffn_down_exps.weight", MK_SCOPE_EXPERT, MK_DIM_MODEL, MK_DIM_FF_EXPERT, MK_FILL_RAND, R, NULL, X_(down)}
+#define LAST_ROWS                                                                                                                              \
+    {"model.norm.weight", "output_norm.weight", MK_SCOPE_LAST, MK_DIM_MODEL, MK_DIM_NONE, MK_FILL_ONES, 0, NULL, M_(final_norm)},              \
+    {"lm_head.weight", "output.weight", MK_SCOPE_LAST, MK_DIM_VOCAB, MK_DIM_MODEL, MK_FILL_RAND, R, p_untied, M_(lm_head)}
+
+static const mk_role mixtral_roles[] = {FIRST_ROWS, ATTENTION_ROWS, ROUTER_ROW, EXPERT_ROWS("w1", "w3", "w2"), LAST_ROWS};
+static const mk_role qwen2_moe_roles[] = {
+    FIRST_ROWS, ATTENTION_ROWS, ROUTER_ROW, EXPERT_ROWS("gate_proj", "up_proj", "down_proj"),
+    {"model.layers.{L}.mlp.shared_expert.gate_proj.weight", "blk.{L}.ffn_gate_shexp.weight", MK_SCOPE_MOE, MK_DIM_FF_SHARED, MK_DIM_MODEL, MK_FILL_RAND, R, p_shared, LW(shared.gate)},
+    {"model.layers.{L}.mlp.shared_expert.up_proj.weight", "blk.{L}.ffn_up_shexp.weight", MK_SCOPE_MOE, MK_DIM_FF_SHARED, MK_DIM_MODEL, MK_FILL_RAND, R, p_shared, LW(shared.up)},
+    {"model.layers.{L}.mlp.shared_expert.down_proj.weight", "blk.{L}.ffn_down_shexp.weight", MK_SCOPE_MOE, MK_DIM_MODEL, MK_DIM_FF_SHARED, MK_FILL_RAND, R, p_shared, LW(shared.down)},
+    /* HF (1, d_model); llama.cpp stores it as a vector of d_model */
+    {"model.layers.{L}.mlp.shared_expert_gate.weight", "blk.{L}.ffn_gate_inp_shexp.weight", MK_SCOPE_MOE, MK_DIM_ONE, MK_DIM_MODEL, MK_FILL_RAND, 0, p_shared, LW(shared_gate)},
+    LAST_ROWS};
+static const mk_role qwen3_moe_roles[] = {FIRST_ROWS, ATTENTION_ROWS, ROUTER_ROW, EXPERT_ROWS("gate_proj", "up_proj", "down_proj"), LAST_ROWS};
+static const mk_role olmoe_roles[] = {FIRST_ROWS, ATTENTION_ROWS, ROUTER_ROW, EXPERT_ROWS("gate_proj", "up_proj", "down_proj"), LAST_ROWS};
+
+#define N(a) (sizeof a / sizeof a[0])
+static const mk_arch_desc archs[] = {
+    {MK_ARCH_MIXTRAL, "MixtralForCausalLM", "mixtral", "llama", "block_sparse_moe", true, mixtral_roles, N(mixtral_roles)},
+    {MK_ARCH_QWEN2_MOE, "Qwen2MoeForCausalLM", "qwen2_moe", "qwen2moe", "mlp", false, qwen2_moe_roles, N(qwen2_moe_roles)},
+    {MK_ARCH_QWEN3_MOE, "Qwen3MoeForCausalLM", "qwen3_moe", "qwen3moe", "mlp", false, qwen3_moe_roles, N(qwen3_moe_roles)},
+    {MK_ARCH_OLMOE, "OlmoeForCausalLM", "olmoe", "olmoe", "mlp", false, olmoe_roles, N(olmoe_roles)},
+};
+
+const mk_arch_desc *mk_arch_describe(mk_arch a) {
+    for (size_t i = 0; i < N(archs); i++)
+        if (archs[i].arch == a) return &archs[i];
+    return NULL;
+}
+
+static int64_t dim_of(const mk_config *c, mk_dim d, int64_t layer) {
+    switch (d) {
+    case MK_DIM_NONE: return 0;
+    case MK_DIM_ONE: return 1;
+    case MK_DIM_VOCAB: return c->vocab;
+    case MK_DIM_MODEL: return c->d_model;
+    case MK_DIM_Q: return c->n_head * c->d_head;
+    case MK_DIM_KV: return c->n_kv_head * c->d_head;
+    case MK_DIM_HEAD: return c->d_head;
+    case MK_DIM_EXPERTS: return c->n_expert_layer && layer >= 0 ? c->n_expert_layer[layer] : c->n_expert;
+    case MK_DIM_FF_EXPERT: return c->d_ff_expert;
+    case MK_DIM_FF_SHARED: return c->d_ff_shared;
+    case MK_DIM_FF_DENSE: return c->d_ff_dense;
+    }
+    return 0;
+}
+
+/* pattern with {L}, {E}, {M} → out */
+static void format_name(char *out, size_t cap, const char *pat, int64_t layer, int64_t expert, const char *moe) {
+    size_t o = 0;
+    for (const char *p = pat; *p && o + 1 < cap; p++) {
+        if (p[0] == '{' && p[1] && p[2] == '}') {
+            if (p[1] == 'L') o += (size_t)snprintf(out + o, cap - o, "%lld", (long long)layer);
+            else if (p[1] == 'E') o += (size_t)snprintf(out + o, cap - o, "%lld", (long long)expert);
+            else o += (size_t)snprintf(out + o, cap - o, "%s", moe);
+            p += 2;
+            if (o >= cap) o = cap - 1;
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = 0;
+}
+
+static mk_status emit(const mk_config *c, const mk_role *r, int64_t layer, int64_t expert, const char *moe, mk_arch_fn fn, void *user) {
+    mk_presence p = r->when ? r->when(c) : MK_REQUIRED;
+    if (p == MK_ABSENT) return MK_OK;
+    mk_arch_item it = {.role = r, .layer = layer, .expert = expert, .optional = p == MK_OPTIONAL};
+    format_name(it.hf, sizeof it.hf, r->hf, layer, expert, moe);
+    it.ndim = r->cols == MK_DIM_NONE ? 1 : 2;
+    it.shape[0] = dim_of(c, r->rows, layer);
+    it.shape[1] = dim_of(c, r->cols, layer);
+    return fn(&it, user);
+}
+
+mk_status mk_arch_walk(const mk_config *c, const char *moe_block, mk_arch_fn fn, void *user) {
+    const mk_arch_desc *a = mk_arch_describe(c->arch);
+    if (!a) return mk_err(MK_ERR_INTERNAL, "architecture %d has no weight table", (int)c->arch);
+    const char *moe = moe_block ? moe_block : a->moe_block;
+    mk_status st;
+    for (size_t i = 0; i < a->n_roles; i++)
+        if (a->roles[i].scope == MK_SCOPE_FIRST && (st = emit(c, &a->roles[i], -1, -1, moe, fn, user))) return st;
+    for (int64_t l = 0; l < c->n_layer; l++) {
+        const bool moe_layer = c->layer_moe[l];
+        for (size_t i = 0; i < a->n_roles; i++) {
+            const mk_role *r = &a->roles[i];
+            if (r->scope == MK_SCOPE_EXPERT) {
+                if (!moe_layer || (i > 0 && a->roles[i - 1].scope == MK_SCOPE_EXPERT)) continue; /* once, at the first expert role */
+                const int64_t EL = dim_of(c, MK_DIM_EXPERTS, l);
+                for (int64_t e = 0; e < EL; e++)
+                    for (size_t k = i; k < a->n_roles && a->roles[k].scope == MK_SCOPE_EXPERT; k++)
+                        if ((st = emit(c, &a->roles[k], l, e, moe, fn, user))) return st;
+                continue;
+            }
+            const bool here = r->scope == MK_SCOPE_LAYER || (r->scope == MK_SCOPE_MOE && moe_layer) || (r->scope == MK_SCOPE_DENSE && !moe_layer);
+            if (here && (st = emit(c, r, l, -1, moe, fn, user))) return st;
+        }
+    }
+    for (size_t i = 0; i < a->n_roles; i++)
+        if (a->roles[i].scope == MK_SCOPE_LAST && (st = emit(c, &a->roles[i], -1, -1, moe, fn, user))) return st;
+    return MK_OK;
+}
+
+mk_tensor *mk_arch_slot(mk_model *m, const mk_arch_item *it) {
+    const mk_role *r = it->role;
+    switch (r->scope) {
+    case MK_SCOPE_FIRST:
+    case MK_SCOPE_LAST: return (mk_tensor *)((char *)m + r->slot);
+    case MK_SCOPE_EXPERT: return (mk_tensor *)((char *)&m->layers[it->layer].experts[it->expert] + r->slot);
+    default: return (mk_tensor *)((char *)&m->layers[it->layer] + r->slot);
+    }
+}

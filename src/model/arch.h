@@ -1,0 +1,93 @@
+/* One description per architecture of the weights its checkpoints hold: a table of roles, each
+ * with its HF name, its llama.cpp GGUF name, its shape in config quantities, how synth fills it,
+ * how GGUF stores it (quantized or F32, llama.cpp's RoPE row permutation) and where the loaded
+ * tensor goes in mk_model. Every reader and writer walks the same table (mk_arch_walk), so a
+ * tensor the loader reads is one synth writes, and the reverse. */
+#ifndef MK_MODEL_ARCH_H
+#define MK_MODEL_ARCH_H
+
+#include "model.h"
+
+/* A dimension of a weight, from the config (DESIGN.md §3's shape letters). */
+typedef enum mk_dim {
+    MK_DIM_NONE,      /* (no second dimension: a 1-D tensor) */
+    MK_DIM_ONE,       /* 1 */
+    MK_DIM_VOCAB,     /* vocab */
+    MK_DIM_MODEL,     /* d_model */
+    MK_DIM_Q,         /* n_head · d_head */
+    MK_DIM_KV,        /* n_kv_head · d_head */
+    MK_DIM_HEAD,      /* d_head */
+    MK_DIM_EXPERTS,   /* n_expert of the layer (fewer in a per-layer model) */
+    MK_DIM_FF_EXPERT, /* d_ff of a routed expert */
+    MK_DIM_FF_SHARED, /* d_ff of the shared expert */
+    MK_DIM_FF_DENSE,  /* d_ff of a dense layer's MLP */
+} mk_dim;
+
+/* How often a role occurs and which struct its slot is in. */
+typedef enum mk_scope {
+    MK_SCOPE_FIRST,   /* once, before the layers (mk_model) */
+    MK_SCOPE_LAYER,   /* every layer (mk_layer_w) */
+    MK_SCOPE_DENSE,   /* every dense layer (mk_layer_w) */
+    MK_SCOPE_MOE,     /* every MoE layer (mk_layer_w) */
+    MK_SCOPE_EXPERT,  /* every routed expert of a MoE layer (mk_mlp_w) */
+    MK_SCOPE_LAST,    /* once, after the layers (mk_model) */
+} mk_scope;
+
+typedef enum mk_fill { MK_FILL_RAND, MK_FILL_ONES, MK_FILL_ZEROS } mk_fill;
+
+enum {
+    MK_ROLE_MATRIX = 1,   /* GGUF: written in the requested type (else F32: norms, biases, routers) */
+    MK_ROLE_PERM_Q = 2,   /* llama.cpp permutes the rows of this tensor per query head when the  */
+    MK_ROLE_PERM_K = 4,   /*   architecture's GGUF RoPE is NORM (Mixtral); PERM_K: per KV head   */
+    MK_ROLE_F32 = 8,      /* the loader keeps an F32 copy (vectors the fused kernels take as f32) */
+    MK_ROLE_ROUTER = 16,  /* the MoE router: its rows are the layer's experts */
+};
+
+/* Whether a role is in a model: absent, required, or read if the file has it. */
+typedef enum mk_presence { MK_ABSENT, MK_REQUIRED, MK_OPTIONAL } mk_presence;
+
+typedef struct mk_role {
+    const char *hf;     /* HF name: {L} = the layer, {E} = the expert, {M} = the MoE block */
+    const char *gguf;   /* llama.cpp's name; routed experts: the stacked tensor (expert e is matrix e) */
+    mk_scope scope;
+    mk_dim rows, cols;  /* cols MK_DIM_NONE: 1-D of `rows` values */
+    mk_fill fill;
+    unsigned flags;     /* MK_ROLE_* */
+    mk_presence (*when)(const mk_config *c); /* NULL: always in its scope */
+    size_t slot;        /* offset of the mk_tensor in mk_model (FIRST, LAST), mk_layer_w (LAYER,
+                           DENSE, MOE) or mk_mlp_w (EXPERT) */
+} mk_role;
+
+typedef struct mk_arch_desc {
+    mk_arch arch;
+    const char *hf_class, *model_type, *gguf_arch;
+    const char *moe_block;  /* HF prefix of the MoE block after model.layers.{L}. ({M}) */
+    bool gguf_rope_norm;    /* llama.cpp converts it with NORM RoPE and permuted q/k rows */
+    const mk_role *roles;
+    size_t n_roles;
+} mk_arch_desc;
+
+const mk_arch_desc *mk_arch_describe(mk_arch a);
+
+/* One tensor of a model, as mk_arch_walk yields it. */
+typedef struct mk_arch_item {
+    const mk_role *role;
+    int64_t layer, expert;  /* -1 where the scope has none */
+    bool optional;          /* MK_OPTIONAL: read if present */
+    char hf[192];
+    int ndim;
+    int64_t shape[2];
+} mk_arch_item;
+
+typedef mk_status (*mk_arch_fn)(const mk_arch_item *it, void *user);
+
+/* Calls fn for every tensor of cfg's HF checkpoint (per-expert layout, experts of a per-layer
+ * model as its config says) in file order: the FIRST roles, each layer's roles in table order
+ * (the routed experts one after the other, each with its roles), the LAST roles. moe_block: the
+ * HF prefix to use for {M}, NULL = the architecture's. Stops at the first status fn returns. */
+mk_status mk_arch_walk(const mk_config *cfg, const char *moe_block, mk_arch_fn fn, void *user);
+
+/* The mk_tensor of m an item's tensor goes to (m->layers[..].experts allocated for EXPERT items). */
+mk_tensor *mk_arch_slot(mk_model *m, const mk_arch_item *it);
+
+#endif
