@@ -3,6 +3,7 @@
 #include "quant_gguf.h"
 
 #include "format/gguf_write.h"
+#include "model/arch.h"
 #include "tensor/quant.h"
 #include "tokenizer/tok_gguf.h"
 
@@ -22,6 +23,8 @@ typedef struct job {
 
 typedef struct writer_ctx {
     const mk_model *m;
+    mk_dtype type;            /* requested for matrices */
+    const mk_tensor **parts;  /* (n_expert) scratch for the stacked expert tensors */
     job *jobs;
     size_t n_jobs, cap_jobs;
     float *row;               /* (max cols) scratch */
@@ -109,16 +112,6 @@ static mk_status fill(void *user, size_t index, uint8_t *dst, size_t nbytes) {
     return MK_OK;
 }
 
-static const char *gguf_arch(mk_arch a) {
-    switch (a) {
-    case MK_ARCH_MIXTRAL: return "llama";
-    case MK_ARCH_QWEN2_MOE: return "qwen2moe";
-    case MK_ARCH_QWEN3_MOE: return "qwen3moe";
-    case MK_ARCH_OLMOE: return "olmoe";
-    }
-    return "?";
-}
-
 /* llama.cpp's general.file_type for a whole-file type. */
 static uint32_t file_type(mk_dtype t) {
     switch (t) {
@@ -135,7 +128,7 @@ static uint32_t file_type(mk_dtype t) {
 
 static mk_status write_meta(mk_gguf_writer *gw, const mk_model *m, mk_dtype type, const char *name, mk_tok_gguf_info *tinfo) {
     const mk_config *c = &m->cfg;
-    const char *a = gguf_arch(c->arch);
+    const char *a = mk_arch_describe(c->arch)->gguf_arch;
     char k[128];
     mk_status st = MK_OK;
 #define KEY(s) (snprintf(k, sizeof k, "%s.%s", a, s), k)
@@ -178,70 +171,48 @@ static mk_status write_meta(mk_gguf_writer *gw, const mk_model *m, mk_dtype type
     return st;
 }
 
-static mk_status build_jobs(writer_ctx *w, mk_dtype type) {
+/* One job per tensor of the architecture's table (model/arch.h): routed experts stacked into one
+ * (n_expert, rows, cols) tensor per role, q/k rows permuted where llama.cpp's RoPE is NORM. */
+static mk_status job_item(const mk_arch_item *it, void *user) {
+    writer_ctx *w = user;
     const mk_model *m = w->m;
     const mk_config *c = &m->cfg;
-    const bool mixtral = c->arch == MK_ARCH_MIXTRAL;
-    char n[96];
-    mk_status st = MK_OK;
-#define J(name_fmt, want, matrix, t, heads) do { if (!st) { snprintf(n, sizeof n, name_fmt, (long long)l); st = add1(w, n, want, matrix, t, heads); } } while (0)
-    long long l;
-    st = add1(w, "token_embd.weight", type, true, &m->embed, 0);
-    if (!st) st = add1(w, "output_norm.weight", type, false, &m->final_norm, 0);
-    if (!st && !c->tie_embed) st = add1(w, "output.weight", type, true, &m->lm_head, 0);
-    const mk_tensor **parts = mk_malloc((size_t)c->n_expert * sizeof *parts);
-    if (!parts) return MK_ERR_NOMEM;
-    for (l = 0; l < c->n_layer && !st; l++) {
-        const mk_layer_w *lw = &m->layers[l];
-        J("blk.%lld.attn_norm.weight", type, false, &lw->attn_norm, 0);
-        J("blk.%lld.attn_q.weight", type, true, &lw->wq, mixtral ? c->n_head : 0);
-        J("blk.%lld.attn_k.weight", type, true, &lw->wk, mixtral ? c->n_kv_head : 0);
-        J("blk.%lld.attn_v.weight", type, true, &lw->wv, 0);
-        J("blk.%lld.attn_output.weight", type, true, &lw->wo, 0);
-        J("blk.%lld.attn_q.bias", type, false, &lw->bq, mixtral ? c->n_head : 0);
-        J("blk.%lld.attn_k.bias", type, false, &lw->bk, mixtral ? c->n_kv_head : 0);
-        J("blk.%lld.attn_v.bias", type, false, &lw->bv, 0);
-        J("blk.%lld.attn_output.bias", type, false, &lw->bo, 0);
-        J("blk.%lld.attn_q_norm.weight", type, false, &lw->q_norm, 0);
-        J("blk.%lld.attn_k_norm.weight", type, false, &lw->k_norm, 0);
-        J("blk.%lld.ffn_norm.weight", type, false, &lw->ffn_norm, 0);
-        if (!lw->is_moe) {
-            J("blk.%lld.ffn_gate.weight", type, true, &lw->dense.gate, 0);
-            J("blk.%lld.ffn_up.weight", type, true, &lw->dense.up, 0);
-            J("blk.%lld.ffn_down.weight", type, true, &lw->dense.down, 0);
-            continue;
-        }
-        J("blk.%lld.ffn_gate_inp.weight", type, false, &lw->router, 0); /* router: F32 */
-        static const char *const exps[3] = {"blk.%lld.ffn_gate_exps.weight", "blk.%lld.ffn_up_exps.weight", "blk.%lld.ffn_down_exps.weight"};
-        for (int k = 0; k < 3 && !st; k++) {
-            for (int64_t e = 0; e < c->n_expert; e++)
-                parts[e] = k == 0 ? &lw->experts[e].gate : k == 1 ? &lw->experts[e].up : &lw->experts[e].down;
-            snprintf(n, sizeof n, exps[k], l);
-            st = add_job(w, n, type, true, parts, (size_t)c->n_expert, 0);
-        }
-        if (c->shared_expert) {
-            J("blk.%lld.ffn_gate_shexp.weight", type, true, &lw->shared.gate, 0);
-            J("blk.%lld.ffn_up_shexp.weight", type, true, &lw->shared.up, 0);
-            J("blk.%lld.ffn_down_shexp.weight", type, true, &lw->shared.down, 0);
-            if (!st && lw->shared_gate.data) {
-                /* HF [1, H] → llama.cpp's {n_embd}: a 1-D F32 tensor */
-                mk_tensor g1 = lw->shared_gate;
-                g1.ndim = 1;
-                g1.shape[0] = lw->shared_gate.shape[1];
-                mk_tensor *keep = mk_malloc(sizeof *keep); /* the job keeps a pointer */
-                if (!keep) st = MK_ERR_NOMEM;
-                else {
-                    *keep = g1;
-                    size_t before = w->n_jobs;
-                    J("blk.%lld.ffn_gate_inp_shexp.weight", type, false, keep, 0);
-                    if (w->n_jobs > before) w->jobs[w->n_jobs - 1].owns_part = true;
-                    else free(keep);
-                }
-            }
-        }
+    const mk_role *r = it->role;
+    char name[96];
+    mk_arch_gguf_name(it, name, sizeof name);
+    const bool matrix = r->flags & MK_ROLE_MATRIX;
+    if (r->scope == MK_SCOPE_EXPERT) {
+        if (it->expert != 0) return MK_OK; /* the whole stack at the first expert */
+        const mk_layer_w *lw = &m->layers[it->layer];
+        for (int64_t e = 0; e < c->n_expert; e++) w->parts[e] = (const mk_tensor *)((const char *)&lw->experts[e] + r->slot);
+        return add_job(w, name, w->type, matrix, w->parts, (size_t)c->n_expert, 0);
     }
-#undef J
-    free(parts);
+    const mk_tensor *t = mk_arch_slot((mk_model *)m, it);
+    const bool norm_rope = mk_arch_describe(c->arch)->gguf_rope_norm;
+    const int64_t heads = !norm_rope ? 0 : (r->flags & MK_ROLE_PERM_Q) ? c->n_head : (r->flags & MK_ROLE_PERM_K) ? c->n_kv_head : 0;
+    if ((r->flags & MK_ROLE_GGUF_VECTOR) && t->data) { /* HF (1, n) → llama.cpp's {n}: the job keeps a pointer */
+        mk_tensor *v = mk_malloc(sizeof *v);
+        if (!v) return MK_ERR_NOMEM;
+        *v = *t;
+        v->ndim = 1;
+        v->shape[0] = t->shape[1];
+        v->shape[1] = 0;
+        size_t before = w->n_jobs;
+        mk_status st = add1(w, name, w->type, matrix, v, heads);
+        if (w->n_jobs > before) w->jobs[w->n_jobs - 1].owns_part = true;
+        else free(v);
+        return st;
+    }
+    return add1(w, name, w->type, matrix, t, heads);
+}
+
+static mk_status build_jobs(writer_ctx *w, mk_dtype type) {
+    w->type = type;
+    w->parts = mk_malloc((size_t)w->m->cfg.n_expert * sizeof *w->parts);
+    if (!w->parts) return MK_ERR_NOMEM;
+    mk_status st = mk_arch_walk(&w->m->cfg, NULL, job_item, w);
+    free(w->parts);
+    w->parts = NULL;
     return st;
 }
 

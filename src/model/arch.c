@@ -54,7 +54,7 @@ static const mk_role qwen2_moe_roles[] = {
     {"model.layers.{L}.mlp.shared_expert.up_proj.weight", "blk.{L}.ffn_up_shexp.weight", MK_SCOPE_MOE, MK_DIM_FF_SHARED, MK_DIM_MODEL, MK_FILL_RAND, R, p_shared, LW(shared.up)},
     {"model.layers.{L}.mlp.shared_expert.down_proj.weight", "blk.{L}.ffn_down_shexp.weight", MK_SCOPE_MOE, MK_DIM_MODEL, MK_DIM_FF_SHARED, MK_FILL_RAND, R, p_shared, LW(shared.down)},
     /* HF (1, d_model); llama.cpp stores it as a vector of d_model */
-    {"model.layers.{L}.mlp.shared_expert_gate.weight", "blk.{L}.ffn_gate_inp_shexp.weight", MK_SCOPE_MOE, MK_DIM_ONE, MK_DIM_MODEL, MK_FILL_RAND, 0, p_shared, LW(shared_gate)},
+    {"model.layers.{L}.mlp.shared_expert_gate.weight", "blk.{L}.ffn_gate_inp_shexp.weight", MK_SCOPE_MOE, MK_DIM_ONE, MK_DIM_MODEL, MK_FILL_RAND, MK_ROLE_GGUF_VECTOR, p_shared, LW(shared_gate)},
     LAST_ROWS};
 static const mk_role qwen3_moe_roles[] = {FIRST_ROWS, ATTENTION_ROWS, ROUTER_ROW, EXPERT_ROWS("gate_proj", "up_proj", "down_proj"), LAST_ROWS};
 static const mk_role olmoe_roles[] = {FIRST_ROWS, ATTENTION_ROWS, ROUTER_ROW, EXPERT_ROWS("gate_proj", "up_proj", "down_proj"), LAST_ROWS};
@@ -145,6 +145,8 @@ mk_status mk_arch_walk(const mk_config *c, const char *moe_block, mk_arch_fn fn,
         if (a->roles[i].scope == MK_SCOPE_LAST && (st = emit(c, &a->roles[i], -1, -1, moe, fn, user))) return st;
     return MK_OK;
 }
+
+void mk_arch_gguf_name(const mk_arch_item *it, char *out, size_t cap) { format_name(out, cap, it->role->gguf, it->layer, it->expert, ""); }
 
 mk_tensor *mk_arch_slot(mk_model *m, const mk_arch_item *it) {
     const mk_role *r = it->role;

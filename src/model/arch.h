@@ -41,6 +41,7 @@ enum {
     MK_ROLE_PERM_K = 4,   /*   architecture's GGUF RoPE is NORM (Mixtral); PERM_K: per KV head   */
     MK_ROLE_F32 = 8,      /* the loader keeps an F32 copy (vectors the fused kernels take as f32) */
     MK_ROLE_ROUTER = 16,  /* the MoE router: its rows are the layer's experts */
+    MK_ROLE_GGUF_VECTOR = 32, /* HF (1, n) is a vector of n in llama.cpp's file */
 };
 
 /* Whether a role is in a model: absent, required, or read if the file has it. */
@@ -86,6 +87,9 @@ typedef mk_status (*mk_arch_fn)(const mk_arch_item *it, void *user);
  * (the routed experts one after the other, each with its roles), the LAST roles. moe_block: the
  * HF prefix to use for {M}, NULL = the architecture's. Stops at the first status fn returns. */
 mk_status mk_arch_walk(const mk_config *cfg, const char *moe_block, mk_arch_fn fn, void *user);
+
+/* The item's llama.cpp tensor name (routed experts: the stacked tensor's). */
+void mk_arch_gguf_name(const mk_arch_item *it, char *out, size_t cap);
 
 /* The mk_tensor of m an item's tensor goes to (m->layers[..].experts allocated for EXPERT items). */
 mk_tensor *mk_arch_slot(mk_model *m, const mk_arch_item *it);
