@@ -61,15 +61,21 @@ static const mk_role olmoe_roles[] = {FIRST_ROWS, ATTENTION_ROWS, ROUTER_ROW, EX
 
 #define N(a) (sizeof a / sizeof a[0])
 static const mk_arch_desc archs[] = {
-    {MK_ARCH_MIXTRAL, "MixtralForCausalLM", "mixtral", "llama", "block_sparse_moe", true, mixtral_roles, N(mixtral_roles)},
-    {MK_ARCH_QWEN2_MOE, "Qwen2MoeForCausalLM", "qwen2_moe", "qwen2moe", "mlp", false, qwen2_moe_roles, N(qwen2_moe_roles)},
-    {MK_ARCH_QWEN3_MOE, "Qwen3MoeForCausalLM", "qwen3_moe", "qwen3moe", "mlp", false, qwen3_moe_roles, N(qwen3_moe_roles)},
-    {MK_ARCH_OLMOE, "OlmoeForCausalLM", "olmoe", "olmoe", "mlp", false, olmoe_roles, N(olmoe_roles)},
+    {MK_ARCH_MIXTRAL, "MixtralForCausalLM", "mixtral", "llama", "block_sparse_moe", true, true, mixtral_roles, N(mixtral_roles)},
+    {MK_ARCH_QWEN2_MOE, "Qwen2MoeForCausalLM", "qwen2_moe", "qwen2moe", "mlp", false, false, qwen2_moe_roles, N(qwen2_moe_roles)},
+    {MK_ARCH_QWEN3_MOE, "Qwen3MoeForCausalLM", "qwen3_moe", "qwen3moe", "mlp", false, true, qwen3_moe_roles, N(qwen3_moe_roles)},
+    {MK_ARCH_OLMOE, "OlmoeForCausalLM", "olmoe", "olmoe", "mlp", false, false, olmoe_roles, N(olmoe_roles)},
 };
 
 const mk_arch_desc *mk_arch_describe(mk_arch a) {
     for (size_t i = 0; i < N(archs); i++)
         if (archs[i].arch == a) return &archs[i];
+    return NULL;
+}
+
+const mk_arch_desc *mk_arch_by_gguf(const char *gguf_arch) {
+    for (size_t i = 0; i < N(archs); i++)
+        if (!strcmp(archs[i].gguf_arch, gguf_arch)) return &archs[i];
     return NULL;
 }
 
@@ -90,8 +96,7 @@ static int64_t dim_of(const mk_config *c, mk_dim d, int64_t layer) {
     return 0;
 }
 
-/* pattern with {L}, {E}, {M} → out */
-static void format_name(char *out, size_t cap, const char *pat, int64_t layer, int64_t expert, const char *moe) {
+void mk_arch_format(char *out, size_t cap, const char *pat, int64_t layer, int64_t expert, const char *moe) {
     size_t o = 0;
     for (const char *p = pat; *p && o + 1 < cap; p++) {
         if (p[0] == '{' && p[1] && p[2] == '}') {
@@ -111,7 +116,7 @@ static mk_status emit(const mk_config *c, const mk_role *r, int64_t layer, int64
     mk_presence p = r->when ? r->when(c) : MK_REQUIRED;
     if (p == MK_ABSENT) return MK_OK;
     mk_arch_item it = {.role = r, .layer = layer, .expert = expert, .optional = p == MK_OPTIONAL};
-    format_name(it.hf, sizeof it.hf, r->hf, layer, expert, moe);
+    mk_arch_format(it.hf, sizeof it.hf, r->hf, layer, expert, moe);
     it.ndim = r->cols == MK_DIM_NONE ? 1 : 2;
     it.shape[0] = dim_of(c, r->rows, layer);
     it.shape[1] = dim_of(c, r->cols, layer);
@@ -146,7 +151,7 @@ mk_status mk_arch_walk(const mk_config *c, const char *moe_block, mk_arch_fn fn,
     return MK_OK;
 }
 
-void mk_arch_gguf_name(const mk_arch_item *it, char *out, size_t cap) { format_name(out, cap, it->role->gguf, it->layer, it->expert, ""); }
+void mk_arch_gguf_name(const mk_arch_item *it, char *out, size_t cap) { mk_arch_format(out, cap, it->role->gguf, it->layer, it->expert, ""); }
 
 mk_tensor *mk_arch_slot(mk_model *m, const mk_arch_item *it) {
     const mk_role *r = it->role;

@@ -64,11 +64,17 @@ typedef struct mk_arch_desc {
     const char *hf_class, *model_type, *gguf_arch;
     const char *moe_block;  /* HF prefix of the MoE block after model.layers.{L}. ({M}) */
     bool gguf_rope_norm;    /* llama.cpp converts it with NORM RoPE and permuted q/k rows */
+    bool gguf_norm_topk;    /* llama.cpp's top-k renormalisation when the file has no expert_weights_norm */
     const mk_role *roles;
     size_t n_roles;
 } mk_arch_desc;
 
 const mk_arch_desc *mk_arch_describe(mk_arch a);
+/* The architecture of a GGUF general.architecture value, or NULL. */
+const mk_arch_desc *mk_arch_by_gguf(const char *gguf_arch);
+
+/* pattern with {L} = layer, {E} = expert, {M} = moe_block → out (a role's hf or gguf name). */
+void mk_arch_format(char *out, size_t cap, const char *pattern, int64_t layer, int64_t expert, const char *moe_block);
 
 /* One tensor of a model, as mk_arch_walk yields it. */
 typedef struct mk_arch_item {

@@ -2,7 +2,8 @@
  *
  * The metadata (llama.cpp's keys for llama = Mixtral with expert_count, qwen2moe, qwen3moe, olmoe)
  * becomes an mk_config; the tensors become a table of HF-named views, so load.c checks shapes and
- * forward.c runs exactly as for safetensors:
+ * forward.c runs exactly as for safetensors. The names pair up through the architecture's table
+ * (arch.c: each role's HF and llama.cpp name), plus two expert layouts only GGUF has:
  *   token_embd / output_norm / output            → model.embed_tokens / model.norm / lm_head
  *   blk.N.attn_{norm,q,k,v,output,q_norm,k_norm}  → model.layers.N.{input_layernorm, self_attn.*}
  *   blk.N.ffn_gate_inp                            → <moe>.gate (router; <moe> = block_sparse_moe for Mixtral, else mlp)
@@ -20,87 +21,61 @@
  * interleaved-RoPE flag: every consumer (forward pass, observer, analyses, writers of HF
  * safetensors or GGUF) then sees one layout, the HF one. qwen2moe/qwen3moe/olmoe are NEOX in
  * llama.cpp and are not permuted. */
+#include "arch.h"
 #include "format/gguf.h"
-#include "model.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct arch_desc {
-    const char *gguf;         /* general.architecture */
-    mk_arch arch;
-    const char *cls, *type;   /* HF class and model_type */
-    bool norm_topk;           /* llama.cpp's hard-wired top-k renormalisation for the arch */
-} arch_desc;
+/* The table role a GGUF tensor name "blk.N.<rest>" (layer roles) or "<name>" (FIRST/LAST roles)
+ * stands for, or NULL. */
+static const mk_role *role_of_gguf(const mk_arch_desc *ad, const char *rest, bool layer) {
+    static const char blk[] = "blk.{L}.";
+    for (size_t i = 0; i < ad->n_roles; i++) {
+        const mk_role *r = &ad->roles[i];
+        const bool lr = r->scope != MK_SCOPE_FIRST && r->scope != MK_SCOPE_LAST;
+        if (lr != layer) continue;
+        const char *g = r->gguf;
+        if (lr) {
+            if (strncmp(g, blk, sizeof blk - 1)) continue;
+            g += sizeof blk - 1;
+        }
+        if (!strcmp(g, rest)) return r;
+    }
+    return NULL;
+}
 
-static const arch_desc archs[] = {
-    {"llama", MK_ARCH_MIXTRAL, "MixtralForCausalLM", "mixtral", true},
-    {"qwen2moe", MK_ARCH_QWEN2_MOE, "Qwen2MoeForCausalLM", "qwen2_moe", false},
-    {"qwen3moe", MK_ARCH_QWEN3_MOE, "Qwen3MoeForCausalLM", "qwen3_moe", true},
-    {"olmoe", MK_ARCH_OLMOE, "OlmoeForCausalLM", "olmoe", false},
-};
+/* The routed-expert role of part k (0 gate, 1 up, 2 down: the table's order of EXPERT roles). */
+static const mk_role *expert_role(const mk_arch_desc *ad, int k) {
+    for (size_t i = 0; i < ad->n_roles; i++)
+        if (ad->roles[i].scope == MK_SCOPE_EXPERT && k-- == 0) return &ad->roles[i];
+    return NULL;
+}
 
-/* Per-layer names: GGUF suffix after "blk.N." ↔ HF suffix after "model.layers.N." ("%s" = <moe>). */
-static const struct { const char *gguf, *hf; } layer_names[] = {
-    {"attn_norm.weight", "input_layernorm.weight"},
-    {"ffn_norm.weight", "post_attention_layernorm.weight"},
-    {"attn_q.weight", "self_attn.q_proj.weight"},
-    {"attn_k.weight", "self_attn.k_proj.weight"},
-    {"attn_v.weight", "self_attn.v_proj.weight"},
-    {"attn_output.weight", "self_attn.o_proj.weight"},
-    {"attn_q.bias", "self_attn.q_proj.bias"},
-    {"attn_k.bias", "self_attn.k_proj.bias"},
-    {"attn_v.bias", "self_attn.v_proj.bias"},
-    {"attn_output.bias", "self_attn.o_proj.bias"},
-    {"attn_q_norm.weight", "self_attn.q_norm.weight"},
-    {"attn_k_norm.weight", "self_attn.k_norm.weight"},
-    {"ffn_gate_inp.weight", "%s.gate.weight"},
-    {"ffn_gate_shexp.weight", "mlp.shared_expert.gate_proj.weight"},
-    {"ffn_up_shexp.weight", "mlp.shared_expert.up_proj.weight"},
-    {"ffn_down_shexp.weight", "mlp.shared_expert.down_proj.weight"},
-    {"ffn_gate_inp_shexp.weight", "mlp.shared_expert_gate.weight"},
-    {"ffn_gate.weight", "mlp.gate_proj.weight"},
-    {"ffn_up.weight", "mlp.up_proj.weight"},
-    {"ffn_down.weight", "mlp.down_proj.weight"},
-};
-#define N_LAYER_NAMES (sizeof layer_names / sizeof layer_names[0])
-
-/* Expert parts: index 0 gate, 1 up, 2 down. */
-static const char *const exps_gguf[3] = {"ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight"};
+/* 2023-style per-expert 2-D tensors (blk.N.ffn_gate.E.weight): the stacked name minus "_exps". */
 static const char *const legacy_gguf[3] = {"ffn_gate", "ffn_up", "ffn_down"};
-static const char *const hf_w123[3] = {"w1", "w3", "w2"};
-static const char *const hf_proj[3] = {"gate_proj", "up_proj", "down_proj"};
 
-static const char *top_names[][2] = {
-    {"token_embd.weight", "model.embed_tokens.weight"},
-    {"output_norm.weight", "model.norm.weight"},
-    {"output.weight", "lm_head.weight"},
-};
-
-const char *mk_gguf_name_of(const char *hf, char *buf, size_t cap) {
-    for (size_t i = 0; i < 3; i++)
-        if (!strcmp(hf, top_names[i][1])) return top_names[i][0];
-    long long l, e;
+const char *mk_gguf_name_of(const mk_config *c, const char *hf, char *buf, size_t cap) {
+    const mk_arch_desc *ad = mk_arch_describe(c->arch);
+    if (!ad) return hf;
+    long long l = -1, e = -1;
     int n = 0;
-    if (sscanf(hf, "model.layers.%lld.%n", &l, &n) != 1 || n == 0) return hf;
-    const char *rest = hf + n;
-    for (size_t i = 0; i < N_LAYER_NAMES; i++) {
-        char pat[96];
-        snprintf(pat, sizeof pat, layer_names[i].hf, strncmp(rest, "block_sparse_moe", 16) ? "mlp" : "block_sparse_moe");
-        if (!strcmp(rest, pat)) {
-            snprintf(buf, cap, "blk.%lld.%s", l, layer_names[i].gguf);
+    if (sscanf(hf, "model.layers.%lld.%n", &l, &n) != 1 || n == 0) l = -1;
+    const char *x = strstr(hf, ".experts.");
+    if (x && sscanf(x, ".experts.%lld.", &e) != 1) e = -1;
+    char name[192];
+    for (size_t i = 0; i < ad->n_roles; i++) {
+        const mk_role *r = &ad->roles[i];
+        for (int v = 0; v < 2; v++) { /* the MoE block as the architecture names it, or v5's mlp */
+            mk_arch_format(name, sizeof name, r->hf, l, e, v ? "mlp" : ad->moe_block);
+            if (strcmp(name, hf)) continue;
+            mk_arch_format(buf, cap, r->gguf, l, e, "");
+            if (r->scope == MK_SCOPE_EXPERT) {
+                size_t o = strlen(buf);
+                snprintf(buf + o, cap > o ? cap - o : 0, " (expert %lld)", e);
+            }
             return buf;
         }
-    }
-    int m = 0;
-    char part[16];
-    if ((sscanf(rest, "mlp.experts.%lld.%15[a-z0-9_]%n", &e, part, &m) == 2 ||
-         sscanf(rest, "block_sparse_moe.experts.%lld.%15[a-z0-9_]%n", &e, part, &m) == 2) && m > 0) {
-        for (int k = 0; k < 3; k++)
-            if (!strcmp(part, hf_w123[k]) || !strcmp(part, hf_proj[k])) {
-                snprintf(buf, cap, "blk.%lld.%s (expert %lld)", l, exps_gguf[k], e);
-                return buf;
-            }
     }
     return hf;
 }
@@ -163,22 +138,20 @@ static int64_t tensor_ne(const mk_gguf *g, const char *name, int d) {
     return t && (uint32_t)d < t->n_dims ? t->ne[d] : 0;
 }
 
-static mk_status gguf_config(mk_config *c, const mk_gguf *g, const arch_desc **out_arch) {
+static mk_status gguf_config(mk_config *c, const mk_gguf *g, const mk_arch_desc **out_arch) {
     const char *path = g->map.path;
     memset(c, 0, sizeof *c);
     char a[64];
     mk_status st = mk_gguf_get_str(g, "general.architecture", a, sizeof a);
     if (st) return st;
-    const arch_desc *ad = NULL;
-    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
-        if (!strcmp(a, archs[i].gguf)) ad = &archs[i];
+    const mk_arch_desc *ad = mk_arch_by_gguf(a);
     if (!ad)
         return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key 'general.architecture' = '%s' is not a supported architecture (supported: llama with experts (Mixtral), qwen2moe, qwen3moe, olmoe)",
                       path, a);
     *out_arch = ad;
     c->arch = ad->arch;
-    snprintf(c->arch_name, sizeof c->arch_name, "%s", ad->cls);
-    snprintf(c->model_type, sizeof c->model_type, "%s", ad->type);
+    snprintf(c->arch_name, sizeof c->arch_name, "%s", ad->hf_class);
+    snprintf(c->model_type, sizeof c->model_type, "%s", ad->model_type);
 #define I(k, dflt, min, dst) if ((st = key_int(g, a, k, dflt, min, dst))) return st
     I("block_count", -1, 1, &c->n_layer);
     if (c->n_layer > 4096 || (size_t)c->n_layer > g->n_tensors)
@@ -242,7 +215,7 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const arch_desc **o
             return mk_err(MK_ERR_UNSUPPORTED, "%s: linear RoPE scaling (factor %g) is not supported yet", path, f);
     }
     snprintf(key, sizeof key, "%s.expert_weights_norm", a);
-    c->norm_topk = ad->norm_topk;
+    c->norm_topk = ad->gguf_norm_topk;
     if (mk_gguf_find(g, key) && (st = mk_gguf_get_bool(g, key, &c->norm_topk))) return st;
     double clip = 0;
     if (ad->arch == MK_ARCH_OLMOE && (st = key_float(g, a, "attention.clamp_kqv", 0, false, &clip))) return st;
@@ -342,43 +315,41 @@ static mk_status add_other(mk_model *m, const mk_gguf_tensor *gt) {
     return gt->t.dtype == MK_DT_COUNT ? MK_OK : add(m, gt->name, &gt->t, gt);
 }
 
-static bool is_ours(const char *name) {
-    for (size_t i = 0; i < 3; i++)
-        if (!strcmp(name, top_names[i][0])) return true;
-    if (strncmp(name, "blk.", 4)) return false;
-    const char *rest = strchr(name + 4, '.');
-    if (!rest) return false;
-    rest++;
-    for (size_t i = 0; i < N_LAYER_NAMES; i++)
-        if (!strcmp(rest, layer_names[i].gguf)) return true;
-    return !strncmp(rest, "ffn_gate", 8) || !strncmp(rest, "ffn_up", 6) || !strncmp(rest, "ffn_down", 8);
+/* A name the loader maps: a role of the table, or one of the GGUF-only expert layouts. */
+static bool is_ours(const mk_arch_desc *ad, const char *name) {
+    if (role_of_gguf(ad, name, false)) return true;
+    long long l;
+    int n = 0;
+    if (sscanf(name, "blk.%lld.%n", &l, &n) != 1 || n == 0) return false;
+    const char *rest = name + n;
+    return role_of_gguf(ad, rest, true) || !strncmp(rest, "ffn_gate", 8) || !strncmp(rest, "ffn_up", 6) || !strncmp(rest, "ffn_down", 8);
 }
 
-static mk_status add_tensor(mk_model *m, const mk_gguf_tensor *gt, const arch_desc *ad) {
+static mk_status add_tensor(mk_model *m, const mk_gguf_tensor *gt, const mk_arch_desc *ad) {
     const char *path = m->gguf->map.path;
     const mk_config *c = &m->cfg;
     const mk_tensor *t = &gt->t;
     if (t->dtype == MK_DT_COUNT) {
-        if (!is_ours(gt->name)) /* what the loader would not read either: an error, not a skip */
+        if (!is_ours(ad, gt->name)) /* what the loader would not read either: an error, not a skip */
             return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s' (ggml type %s) is not used by moekit's %s loader; running without it would give wrong results",
                           path, gt->name, mk_ggml_type_name(gt->ggml_type), c->arch_name);
         return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': ggml type %s (%u) is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)",
                       path, gt->name, mk_ggml_type_name(gt->ggml_type), gt->ggml_type);
     }
-    for (size_t i = 0; i < 3; i++)
-        if (!strcmp(gt->name, top_names[i][0])) return add(m, top_names[i][1], t, gt);
+    char hf[192];
+    const mk_role *r = role_of_gguf(ad, gt->name, false);
+    if (r) {
+        mk_arch_format(hf, sizeof hf, r->hf, -1, -1, ad->moe_block);
+        return add(m, hf, t, gt);
+    }
     long long l;
     int n = 0;
     if (sscanf(gt->name, "blk.%lld.%n", &l, &n) != 1 || n == 0 || l < 0 || l >= c->n_layer)
         return add_other(m, gt);
     const char *rest = gt->name + n;
-    const bool mixtral = ad->arch == MK_ARCH_MIXTRAL;
-    const char *moe = mixtral ? "block_sparse_moe" : "mlp";
-    char hf[192], pat[96];
-    /* stacked experts */
-    for (int k = 0; k < 4; k++) {
-        const bool fused = k == 3;
-        if (strcmp(rest, fused ? "ffn_gate_up_exps.weight" : exps_gguf[k])) continue;
+    r = role_of_gguf(ad, rest, true);
+    const bool fused = !strcmp(rest, "ffn_gate_up_exps.weight"); /* gate rows [0, d_ff), up rows [d_ff, 2 d_ff) */
+    if (fused || (r && r->scope == MK_SCOPE_EXPERT)) { /* stacked experts: one 2-D view per expert */
         if (t->ndim != 3 || t->shape[0] != c->n_expert || (fused && t->shape[1] % 2))
             return mk_err(MK_ERR_SHAPE, "%s: tensor '%s': shape [%lld, %lld, %lld] (row-major) does not hold %lld experts%s", path, gt->name,
                           (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0), (long long)(t->ndim > 2 ? t->shape[2] : 0),
@@ -387,50 +358,47 @@ static mk_status add_tensor(mk_model *m, const mk_gguf_tensor *gt, const arch_de
         mk_status st;
         for (int64_t e = 0; e < c->n_expert; e++)
             for (int part = 0; part < (fused ? 2 : 1); part++) {
-                const int kk = fused ? part : k;
-                snprintf(hf, sizeof hf, "model.layers.%lld.%s.experts.%lld.%s.weight", l, moe, (long long)e, mixtral ? hf_w123[kk] : hf_proj[kk]);
+                const mk_role *er = fused ? expert_role(ad, part) : r;
+                mk_arch_format(hf, sizeof hf, er->hf, l, e, ad->moe_block);
                 mk_tensor v = slice_rows(t, e, part * rows, rows);
                 if ((st = add(m, hf, &v, gt))) return st;
             }
         return MK_OK;
     }
-    /* 2023-style per-expert 2-D tensors: blk.N.ffn_gate.E.weight */
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 3 && !r; k++) { /* 2023-style per-expert 2-D tensors: blk.N.ffn_gate.E.weight */
         long long e;
         int m2 = 0;
+        char pat[64];
         snprintf(pat, sizeof pat, "%s.%%lld.weight%%n", legacy_gguf[k]);
-        if (sscanf(rest, pat, &e, &m2) == 1 && m2 > 0 && rest[m2] == 0) {
-            snprintf(hf, sizeof hf, "model.layers.%lld.%s.experts.%lld.%s.weight", l, moe, e, mixtral ? hf_w123[k] : hf_proj[k]);
+        if (sscanf(rest, pat, &e, &m2) == 1 && m2 > 0 && rest[m2] == 0 && e >= 0 && e < c->n_expert) {
+            mk_arch_format(hf, sizeof hf, expert_role(ad, k)->hf, l, e, ad->moe_block);
             return add(m, hf, t, gt);
         }
     }
-    for (size_t i = 0; i < N_LAYER_NAMES; i++) {
-        if (strcmp(rest, layer_names[i].gguf)) continue;
-        snprintf(pat, sizeof pat, "model.layers.%%lld.%s", layer_names[i].hf);
-        snprintf(hf, sizeof hf, pat, l, moe);
-        mk_tensor v = *t;
-        if (!strcmp(rest, "ffn_gate_inp_shexp.weight") && t->ndim == 1) { /* llama.cpp's [H] → HF's [1, H] */
+    if (!r) return add_other(m, gt);
+    mk_arch_format(hf, sizeof hf, r->hf, l, -1, ad->moe_block);
+    mk_tensor v = *t;
+    if (r->flags & MK_ROLE_GGUF_VECTOR) {
+        if (t->ndim == 1) { /* llama.cpp's [n] → HF's [1, n] */
             v.ndim = 2;
             v.shape[0] = 1;
             v.shape[1] = t->shape[0];
-        }
-        if (!strcmp(rest, "ffn_gate_inp_shexp.weight") && t->ndim == 2 && t->shape[1] == 1 && t->shape[0] != 1) {
-            v.shape[0] = 1; /* ne [1, H] written transposed: same bytes */
+        } else if (t->ndim == 2 && t->shape[1] == 1 && t->shape[0] != 1) { /* ne [1, n] written transposed: same bytes */
+            v.shape[0] = 1;
             v.shape[1] = t->shape[0];
         }
-        if (mixtral && (!strncmp(rest, "attn_q.", 7) || !strncmp(rest, "attn_k.", 7))) {
-            mk_status st = unpermute(m, gt, rest[5] == 'q' ? c->n_head : c->n_kv_head, &v);
-            if (st) return st;
-        }
-        return add(m, hf, &v, gt);
     }
-    return add_other(m, gt);
+    if (ad->gguf_rope_norm && (r->flags & (MK_ROLE_PERM_Q | MK_ROLE_PERM_K))) {
+        mk_status st = unpermute(m, gt, (r->flags & MK_ROLE_PERM_Q) ? c->n_head : c->n_kv_head, &v);
+        if (st) return st;
+    }
+    return add(m, hf, &v, gt);
 }
 
 mk_status mk_gguf_model_open(mk_model *m, const char *path) {
     mk_status st = mk_gguf_open(&m->gguf, path);
     if (st) return st;
-    const arch_desc *ad = NULL;
+    const mk_arch_desc *ad = NULL;
     if ((st = gguf_config(&m->cfg, m->gguf, &ad))) return st;
     if ((st = mk_st_new_table(&m->st, path, path))) return st;
     for (size_t i = 0; i < m->gguf->n_tensors; i++)

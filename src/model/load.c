@@ -63,7 +63,7 @@ static mk_status get_tensor(loader *L, mk_tensor *t, bool optional, int ndim, co
         if (optional) return MK_OK;
         char gn[192];
         if (L->m->gguf) /* name the tensor as the GGUF file does */
-            return mk_err(MK_ERR_MISSING, "%s: tensor '%s' is missing", L->m->dir, mk_gguf_name_of(L->name, gn, sizeof gn));
+            return mk_err(MK_ERR_MISSING, "%s: tensor '%s' is missing", L->m->dir, mk_gguf_name_of(&L->m->cfg, L->name, gn, sizeof gn));
         return mk_err(MK_ERR_MISSING, "%s: tensor '%s' is missing", L->m->dir, L->name);
     }
     L->used[e - L->m->st->entries] = 1;

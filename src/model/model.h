@@ -126,7 +126,7 @@ mk_status mk_ctx_moe_block(mk_ctx *c, int64_t l, const float *x, size_t n, const
  * (llama.cpp's keys) and m->st with HF-named views of its tensors, so the safetensors loader's
  * checks and the forward pass apply unchanged. */
 mk_status mk_gguf_model_open(mk_model *m, const char *path);
-/* The GGUF name of an HF tensor name (for messages); buf on success, else hf itself. */
-const char *mk_gguf_name_of(const char *hf, char *buf, size_t cap);
+/* The GGUF name of an HF tensor name of a model of config c (for messages); buf on success, else hf itself. */
+const char *mk_gguf_name_of(const mk_config *c, const char *hf, char *buf, size_t cap);
 
 #endif
