@@ -2,11 +2,13 @@
  * temporary directory beside the target, which is renamed onto the target only when complete. */
 #include "compress.h"
 #include "format/safetensors_write.h"
+#include "model/arch.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -21,7 +23,6 @@ typedef struct out_tensor {
     src_kind kind;
     int64_t layer, j;         /* SRC_EXPERT: output expert j of layer; SRC_ROWS/FUSED: layer */
     proj p;                   /* SRC_EXPERT: which projection; SRC_FUSED: GATE = gate_up, DOWN = down */
-    char tail[64];            /* SRC_EXPERT: the source name after "experts.<e>" */
 } out_tensor;
 
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
@@ -119,10 +120,9 @@ out:
     return st;
 }
 
-static proj proj_of(const char *tail) {
-    if (strstr(tail, "w1") || strstr(tail, "gate_proj")) return PROJ_GATE;
-    if (strstr(tail, "w3") || strstr(tail, "up_proj")) return PROJ_UP;
-    return PROJ_DOWN;
+/* The projection a routed-expert role of the architecture table holds. */
+static proj proj_of(const mk_role *r) {
+    return r->slot == offsetof(mk_mlp_w, gate) ? PROJ_GATE : r->slot == offsetof(mk_mlp_w, up) ? PROJ_UP : PROJ_DOWN;
 }
 
 /* Writes n f32 values as dtype dt (round to nearest even for BF16/F16). */
@@ -159,14 +159,18 @@ static mk_status write_weights(const mk_model *m, const mk_expert_plan *plan, co
     mk_status st = MK_OK;
     size_t n = 0;
     if (!ot || !decl) { st = MK_ERR_NOMEM; goto out; }
+    const mk_arch_desc *ad = mk_arch_describe(m->cfg.arch);
     for (size_t i = 0; i < s->n_entries; i++) {
         const mk_st_entry *en = &s->entries[i];
         const char *rest = NULL;
-        int64_t l = layer_of(en->name, &rest);
+        int64_t l = layer_of(en->name, &rest), rl, re;
         bool moe = l >= 0 && l < L && m->layers[l].is_moe;
+        /* the tensor's role in the architecture's table; NULL for what the table does not list (the
+         * v5 fused expert stacks, and the known-unused tensors, copied as they are) */
+        const mk_role *role = mk_arch_find_hf(ad, NULL, en->name, &rl, &re);
         size_t at;
         const char *tail;
-        int64_t e = moe ? expert_of(rest, &at, &tail) : -1;
+        int64_t e = moe && role && role->scope == MK_SCOPE_EXPERT ? expert_of(rest, &at, &tail) : -1;
         if (e >= E) { st = mk_err(MK_ERR_FORMAT, "%s: tensor '%s' names expert %lld of %lld", m->dir, en->name, (long long)e, (long long)E); goto out; }
         if (e > 0) continue; /* expert 0's tensors stand for the pattern of every output expert */
         const int64_t NOL = moe && plan->n_out_layer ? plan->n_out_layer[l] : NO; /* this layer's experts */
@@ -177,11 +181,10 @@ static mk_status write_weights(const mk_model *m, const mk_expert_plan *plan, co
                 size_t len = strlen(en->name) + 24;
                 if (!(o->name = mk_malloc(len))) { st = MK_ERR_NOMEM; goto out; }
                 snprintf(o->name, len, "%.*s%lld%s", (int)(rest - en->name + (ptrdiff_t)at), en->name, (long long)j, tail);
-                snprintf(o->tail, sizeof o->tail, "%s", tail);
                 o->kind = SRC_EXPERT;
                 o->layer = l;
                 o->j = j;
-                o->p = proj_of(tail);
+                o->p = proj_of(role);
                 d->name = o->name;
                 d->dtype = en->t.dtype;
                 d->ndim = 2;
@@ -207,9 +210,7 @@ static mk_status write_weights(const mk_model *m, const mk_expert_plan *plan, co
             d->shape[0] = NOL;
             if (o->p == PROJ_GATE) d->shape[1] = 2 * dff;
             else d->shape[2] = dff;
-        } else if (moe && en->t.ndim >= 1 && en->t.shape[0] == E &&
-                   (!strcmp(rest, "mlp.gate.weight") || !strcmp(rest, "block_sparse_moe.gate.weight") ||
-                    ends_with(rest, "gate.bias") || ends_with(rest, "gate.e_score_correction_bias"))) {
+        } else if (moe && role && (role->flags & MK_ROLE_ROUTER)) { /* one row per expert: the kept experts' rows */
             o->kind = SRC_ROWS;
             d->shape[0] = NOL;
         }

@@ -151,6 +151,28 @@ mk_status mk_arch_walk(const mk_config *c, const char *moe_block, mk_arch_fn fn,
     return MK_OK;
 }
 
+const mk_role *mk_arch_find_hf(const mk_arch_desc *a, const char *moe_block, const char *name, int64_t *layer, int64_t *expert) {
+    long long l = -1, e = -1;
+    int n = 0;
+    if (sscanf(name, "model.layers.%lld.%n", &l, &n) != 1 || n == 0) l = -1;
+    const char *x = strstr(name, ".experts.");
+    if (!x || sscanf(x, ".experts.%lld.", &e) != 1) e = -1;
+    char buf[192];
+    for (size_t i = 0; i < a->n_roles; i++) {
+        const mk_role *r = &a->roles[i];
+        const bool has_l = r->scope != MK_SCOPE_FIRST && r->scope != MK_SCOPE_LAST, has_e = r->scope == MK_SCOPE_EXPERT;
+        if (has_l != (l >= 0) || has_e != (e >= 0)) continue;
+        for (int v = 0; v < 2; v++) {
+            mk_arch_format(buf, sizeof buf, r->hf, l, e, v ? "mlp" : (moe_block ? moe_block : a->moe_block));
+            if (strcmp(buf, name)) continue;
+            *layer = l;
+            *expert = e;
+            return r;
+        }
+    }
+    return NULL;
+}
+
 void mk_arch_gguf_name(const mk_arch_item *it, char *out, size_t cap) { mk_arch_format(out, cap, it->role->gguf, it->layer, it->expert, ""); }
 
 mk_tensor *mk_arch_slot(mk_model *m, const mk_arch_item *it) {

@@ -94,6 +94,11 @@ typedef mk_status (*mk_arch_fn)(const mk_arch_item *it, void *user);
  * HF prefix to use for {M}, NULL = the architecture's. Stops at the first status fn returns. */
 mk_status mk_arch_walk(const mk_config *cfg, const char *moe_block, mk_arch_fn fn, void *user);
 
+/* The role an HF tensor name of architecture a stands for (with the MoE block moe_block, or the
+ * v5 spelling "mlp"), its layer and expert (-1 where none), or NULL: one reverse lookup for
+ * writers and messages, instead of string matching on name parts. */
+const mk_role *mk_arch_find_hf(const mk_arch_desc *a, const char *moe_block, const char *name, int64_t *layer, int64_t *expert);
+
 /* The item's llama.cpp tensor name (routed experts: the stacked tensor's). */
 void mk_arch_gguf_name(const mk_arch_item *it, char *out, size_t cap);
 

@@ -57,27 +57,15 @@ static const char *const legacy_gguf[3] = {"ffn_gate", "ffn_up", "ffn_down"};
 
 const char *mk_gguf_name_of(const mk_config *c, const char *hf, char *buf, size_t cap) {
     const mk_arch_desc *ad = mk_arch_describe(c->arch);
-    if (!ad) return hf;
-    long long l = -1, e = -1;
-    int n = 0;
-    if (sscanf(hf, "model.layers.%lld.%n", &l, &n) != 1 || n == 0) l = -1;
-    const char *x = strstr(hf, ".experts.");
-    if (x && sscanf(x, ".experts.%lld.", &e) != 1) e = -1;
-    char name[192];
-    for (size_t i = 0; i < ad->n_roles; i++) {
-        const mk_role *r = &ad->roles[i];
-        for (int v = 0; v < 2; v++) { /* the MoE block as the architecture names it, or v5's mlp */
-            mk_arch_format(name, sizeof name, r->hf, l, e, v ? "mlp" : ad->moe_block);
-            if (strcmp(name, hf)) continue;
-            mk_arch_format(buf, cap, r->gguf, l, e, "");
-            if (r->scope == MK_SCOPE_EXPERT) {
-                size_t o = strlen(buf);
-                snprintf(buf + o, cap > o ? cap - o : 0, " (expert %lld)", e);
-            }
-            return buf;
-        }
+    int64_t l, e;
+    const mk_role *r = ad ? mk_arch_find_hf(ad, NULL, hf, &l, &e) : NULL;
+    if (!r) return hf;
+    mk_arch_format(buf, cap, r->gguf, l, e, "");
+    if (r->scope == MK_SCOPE_EXPERT) {
+        size_t o = strlen(buf);
+        snprintf(buf + o, cap > o ? cap - o : 0, " (expert %lld)", (long long)e);
     }
-    return hf;
+    return buf;
 }
 
 /* ---- metadata → mk_config ---- */
