@@ -73,6 +73,12 @@ const mk_arch_desc *mk_arch_describe(mk_arch a) {
     return NULL;
 }
 
+const mk_arch_desc *mk_arch_by_hf(const char *hf_class, const char *model_type) {
+    for (size_t i = 0; i < N(archs); i++)
+        if (hf_class ? !strcmp(archs[i].hf_class, hf_class) : model_type && !strcmp(archs[i].model_type, model_type)) return &archs[i];
+    return NULL;
+}
+
 const mk_arch_desc *mk_arch_by_gguf(const char *gguf_arch) {
     for (size_t i = 0; i < N(archs); i++)
         if (!strcmp(archs[i].gguf_arch, gguf_arch)) return &archs[i];

@@ -70,6 +70,9 @@ typedef struct mk_arch_desc {
 } mk_arch_desc;
 
 const mk_arch_desc *mk_arch_describe(mk_arch a);
+/* The architecture of config.json's architectures[0] (hf_class), or when that is NULL of its
+ * model_type; NULL if neither is known. */
+const mk_arch_desc *mk_arch_by_hf(const char *hf_class, const char *model_type);
 /* The architecture of a GGUF general.architecture value, or NULL. */
 const mk_arch_desc *mk_arch_by_gguf(const char *gguf_arch);
 

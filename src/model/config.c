@@ -1,20 +1,10 @@
 /* config.json → mk_config, with each architecture's quirks (research/formats.md §1-§4). */
-#include "model.h"
+#include "arch.h"
 
 #include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const struct {
-    const char *class_name, *model_type;
-    mk_arch arch;
-} known[] = {
-    {"MixtralForCausalLM", "mixtral", MK_ARCH_MIXTRAL},
-    {"Qwen2MoeForCausalLM", "qwen2_moe", MK_ARCH_QWEN2_MOE},
-    {"Qwen3MoeForCausalLM", "qwen3_moe", MK_ARCH_QWEN3_MOE},
-    {"OlmoeForCausalLM", "olmoe", MK_ARCH_OLMOE},
-};
 
 /* The largest value moekit accepts for a size field: far above any real model, small enough that
  * what is allocated from it stays sane (a malformed config must not ask for terabytes). */
@@ -232,17 +222,15 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
     const char *cls = json_is_array(archs) && json_is_string(json_array_get(archs, 0)) ? json_string_value(json_array_get(archs, 0)) : NULL;
     const char *type = json_is_string(mt) ? json_string_value(mt) : NULL;
     if (!cls && !type) { st = mk_err(MK_ERR_MISSING, "%s: field 'architectures' (or 'model_type') is missing", path); goto out; }
-    int found = -1;
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
-        if ((cls && strcmp(cls, known[i].class_name) == 0) || (!cls && strcmp(type, known[i].model_type) == 0)) found = (int)i;
-    if (found < 0) {
+    const mk_arch_desc *ad = mk_arch_by_hf(cls, type);
+    if (!ad) {
         st = mk_err(MK_ERR_UNSUPPORTED, "%s: field '%s' = '%s' is not a supported architecture (supported: MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM)",
                     path, cls ? "architectures" : "model_type", cls ? cls : type);
         goto out;
     }
-    cfg->arch = known[found].arch;
-    snprintf(cfg->arch_name, sizeof cfg->arch_name, "%s", known[found].class_name);
-    snprintf(cfg->model_type, sizeof cfg->model_type, "%s", known[found].model_type);
+    cfg->arch = ad->arch;
+    snprintf(cfg->arch_name, sizeof cfg->arch_name, "%s", ad->hf_class);
+    snprintf(cfg->model_type, sizeof cfg->model_type, "%s", ad->model_type);
 
     json_t *act = json_object_get(root, "hidden_act");
     if (act && !(json_is_string(act) && strcmp(json_string_value(act), "silu") == 0)) {
