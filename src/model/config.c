@@ -85,9 +85,7 @@ static mk_status parse_rope(json_t *root, const char *path, mk_config *cfg) {
     if (st) return st;
     cfg->rope_attn_factor = 1.0f;
     if (rp) {
-        char pre[32];
-        snprintf(pre, sizeof pre, "%s", field);
-        if ((st = get_num(rp, path, "rope_theta", theta, false, &theta))) return mk_err_prefix(st, pre);
+        if ((st = get_num(rp, path, "rope_theta", theta, false, &theta))) return mk_err_prefix(st, "%s", field);
         const char *key = "rope_type";
         json_t *t = json_object_get(rp, key);
         if (!t || json_is_null(t)) t = json_object_get(rp, key = "type");
@@ -107,23 +105,23 @@ static mk_status parse_rope(json_t *root, const char *path, mk_config *cfg) {
             json_t *top_orig = json_object_get(root, "original_max_position_embeddings");
             json_t *orig_src = top_orig && !json_is_null(top_orig) ? root : rp;
             double orig = (double)cfg->n_ctx_train, f, af;
-            if ((st = get_num(orig_src, path, "original_max_position_embeddings", orig, false, &orig))) return orig_src == rp ? mk_err_prefix(st, pre) : st;
+            if ((st = get_num(orig_src, path, "original_max_position_embeddings", orig, false, &orig))) return orig_src == rp ? mk_err_prefix(st, "%s", field) : st;
             if (!(orig >= 1)) return mk_err(MK_ERR_FORMAT, "%s: YaRN needs '%s.original_max_position_embeddings' (or max_position_embeddings) of at least 1", path, field);
             cfg->yarn_orig_ctx = (int64_t)orig;
             if (!json_object_get(rp, "factor")) return mk_err(MK_ERR_MISSING, "%s: field '%s.factor' is missing (YaRN)", path, field);
-            if ((st = get_num(rp, path, "factor", (double)cfg->n_ctx_train / orig, false, &f))) return mk_err_prefix(st, pre);
+            if ((st = get_num(rp, path, "factor", (double)cfg->n_ctx_train / orig, false, &f))) return mk_err_prefix(st, "%s", field);
             if (!(f > 0)) return mk_err(MK_ERR_FORMAT, "%s: field '%s.factor' must be positive", path, field);
             cfg->yarn_factor = f;
-            if ((st = get_num(rp, path, "beta_fast", 0, false, &cfg->yarn_beta_fast))) return mk_err_prefix(st, pre);
-            if ((st = get_num(rp, path, "beta_slow", 0, false, &cfg->yarn_beta_slow))) return mk_err_prefix(st, pre);
+            if ((st = get_num(rp, path, "beta_fast", 0, false, &cfg->yarn_beta_fast))) return mk_err_prefix(st, "%s", field);
+            if ((st = get_num(rp, path, "beta_slow", 0, false, &cfg->yarn_beta_slow))) return mk_err_prefix(st, "%s", field);
             if (cfg->yarn_beta_fast == 0) cfg->yarn_beta_fast = 32; /* transformers: `.get("beta_fast") or 32` */
             if (cfg->yarn_beta_slow == 0) cfg->yarn_beta_slow = 1;
-            if ((st = get_num(rp, path, "mscale", 0, false, &cfg->yarn_mscale))) return mk_err_prefix(st, pre);
-            if ((st = get_num(rp, path, "mscale_all_dim", 0, false, &cfg->yarn_mscale_all_dim))) return mk_err_prefix(st, pre);
-            if ((st = get_bool(rp, path, "truncate", true, &cfg->yarn_truncate))) return mk_err_prefix(st, pre);
+            if ((st = get_num(rp, path, "mscale", 0, false, &cfg->yarn_mscale))) return mk_err_prefix(st, "%s", field);
+            if ((st = get_num(rp, path, "mscale_all_dim", 0, false, &cfg->yarn_mscale_all_dim))) return mk_err_prefix(st, "%s", field);
+            if ((st = get_bool(rp, path, "truncate", true, &cfg->yarn_truncate))) return mk_err_prefix(st, "%s", field);
             /* get_mscale(s, m) = 0.1 m ln s + 1 (1 for s <= 1) */
 #define MSCALE(s, m) ((s) <= 1 ? 1.0 : 0.1 * (m) * log(s) + 1.0)
-            if ((st = get_num(rp, path, "attention_factor", 0, false, &af))) return mk_err_prefix(st, pre);
+            if ((st = get_num(rp, path, "attention_factor", 0, false, &af))) return mk_err_prefix(st, "%s", field);
             if (!json_object_get(rp, "attention_factor") || json_is_null(json_object_get(rp, "attention_factor")))
                 af = cfg->yarn_mscale != 0 && cfg->yarn_mscale_all_dim != 0 ? MSCALE(f, cfg->yarn_mscale) / MSCALE(f, cfg->yarn_mscale_all_dim) : MSCALE(f, 1.0);
 #undef MSCALE
