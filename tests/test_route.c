@@ -15,7 +15,7 @@ static void softmax(const float *z, float *p, int n) {
 }
 
 static void test_topk_ties_and_norm(void) {
-    float p[8], scratch[8], w[8];
+    float p[8], scratch[MK_ROUTE_SCRATCH(8)], w[8];
     int32_t ids[8];
     softmax(logits8, p, 8);
     mk_route_cfg rc = {.n_expert = 8, .k = 3, .slots = 3, .norm_topk = false, .rank = -1};
@@ -29,7 +29,7 @@ static void test_topk_ties_and_norm(void) {
 }
 
 static void test_topp(void) {
-    float scratch[8], w[8], p[8];
+    float scratch[MK_ROUTE_SCRATCH(8)], w[8], p[8];
     int32_t ids[8];
     softmax(logits8, p, 8);
     mk_route_cfg rc = {.n_expert = 8, .k = 2, .slots = 8, .top_p = 1.0f, .rank = -1};
@@ -53,7 +53,7 @@ static void test_topp_reference(void) {
     REQUIRE(root, "topp.json: %s", je.text);
     json_t *cases = json_object_get(root, "cases");
     REQUIRE(json_array_size(cases) >= 20, "topp.json: too few cases");
-    float z[16], w[16], scratch[16];
+    float z[16], w[16], scratch[MK_ROUTE_SCRATCH(16)];
     int32_t ids[16];
     for (size_t i = 0; i < json_array_size(cases); i++) {
         json_t *c = json_array_get(cases, i);
@@ -77,7 +77,7 @@ static void test_topp_reference(void) {
 }
 
 static void test_skip_boost_mask(void) {
-    float scratch[8], w[8], w0[8];
+    float scratch[MK_ROUTE_SCRATCH(8)], w[8], w0[8];
     int32_t ids[8], ids0[8];
     mk_route_cfg rc = {.n_expert = 8, .k = 3, .slots = 3, .rank = -1};
     mk_route_select(&rc, logits8, ids0, w0, scratch);

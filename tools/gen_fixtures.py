@@ -102,6 +102,33 @@ ARCHS = {
                 rms_norm_eps=1e-5, max_position_embeddings=512,
                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
                 tie_word_embeddings=False)),
+    # MLA (research/formats.md §5), shrunk: q/k head = nope 16 + rope 8, v head 12, latent 24;
+    # YaRN with mscale_all_dim as the real configs have it (softmax scale times m^2)
+    "deepseek_v2": dict(
+        cls="DeepseekV2ForCausalLM", cfg="DeepseekV2Config", seed=6000,
+        kw=dict(vocab_size=320, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
+                num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4,
+                q_lora_rank=None, kv_lora_rank=24, qk_nope_head_dim=16, qk_rope_head_dim=8,
+                v_head_dim=12, n_routed_experts=8, num_experts_per_tok=2, n_shared_experts=2,
+                first_k_dense_replace=1, topk_method="greedy", n_group=None, topk_group=None,
+                norm_topk_prob=False, routed_scaling_factor=1.0, rms_norm_eps=1e-6,
+                max_position_embeddings=512,
+                rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 40.0,
+                                 "original_max_position_embeddings": 128, "beta_fast": 32.0,
+                                 "beta_slow": 1.0, "mscale": 0.707, "mscale_all_dim": 0.707},
+                tie_word_embeddings=False)),
+    "deepseek_v3": dict(
+        cls="DeepseekV3ForCausalLM", cfg="DeepseekV3Config", seed=7000,
+        kw=dict(vocab_size=320, hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
+                num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=4,
+                q_lora_rank=32, kv_lora_rank=24, qk_nope_head_dim=16, qk_rope_head_dim=8,
+                v_head_dim=12, n_routed_experts=16, num_experts_per_tok=3, n_shared_experts=1,
+                first_k_dense_replace=1, n_group=4, topk_group=2, norm_topk_prob=True,
+                routed_scaling_factor=2.5, rms_norm_eps=1e-6, max_position_embeddings=512,
+                rope_parameters={"rope_type": "yarn", "rope_theta": 10000.0, "factor": 40.0,
+                                 "original_max_position_embeddings": 128, "beta_fast": 32.0,
+                                 "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0},
+                tie_word_embeddings=False)),
 }
 
 # fixture name -> (arch, variant)
@@ -127,12 +154,25 @@ FIXTURES = [
     # get_mscale(f)) and truncate false (a fractional ramp)
     ("qwen3_moe_yarn", "qwen3_moe", "yarn"),
     ("mixtral_yarn", "mixtral", "yarn_mscale"),
+    # DeepSeek (issue 23): V2 with q_proj (V2-Lite's layout) and softmax greedy routing; V2 with
+    # q_lora and group-limited greedy routing (max per group); V3 with sigmoid + selection bias and
+    # n_group 4 / topk_group 2 (sum of the top 2 per group), in F32 and BF16; V3 with n_group 1
+    # (Kimi-K2's routing) and half-rotation RoPE (rope_interleave false)
+    ("deepseek_v2_lite", "deepseek_v2", "f32"),
+    ("deepseek_v2_group", "deepseek_v2", "v2_group"),
+    ("deepseek_v3", "deepseek_v3", "f32"),
+    ("deepseek_v3_bf16", "deepseek_v3", "bf16"),
+    ("deepseek_v3_g1", "deepseek_v3", "v3_g1"),
 ]
 
 # variant -> config overrides (f32 weights, per-expert layout)
 VARIANT_OVERRIDES = {
     "fused": {"tie_word_embeddings": True},
     "attn_bias": {"attention_bias": True},
+    "v2_group": {"q_lora_rank": 32, "n_routed_experts": 16, "num_experts_per_tok": 3,
+                 "topk_method": "group_limited_greedy", "n_group": 4, "topk_group": 2,
+                 "routed_scaling_factor": 2.0},
+    "v3_g1": {"n_group": 1, "topk_group": 1, "rope_interleave": False},
     "dense0": {"mlp_only_layers": [0]},
     "yarn": {"rope_parameters": {"rope_type": "yarn", "rope_theta": 150000.0, "factor": 4.0,
                                  "original_max_position_embeddings": 128}},
@@ -195,6 +235,11 @@ def build_model(arch, seed, overrides=None):
             else:  # linear / expert matrices, fan-in scaled (std ~ 1/sqrt(fan_in))
                 fan_in = p.shape[-1]
                 p.copy_(torch.randn(p.shape, generator=g) / (fan_in ** 0.5))
+        # DeepSeek-V3's selection bias is a buffer, not a parameter: negative on average, as the
+        # released ones are, so a dropped group's experts would win if they were not masked out
+        for name, b in sorted(model.named_buffers(), key=lambda x: x[0]):
+            if name.endswith("e_score_correction_bias"):
+                b.copy_(0.1 * torch.randn(b.shape, generator=g) - 0.05)
     return model
 
 
@@ -259,16 +304,44 @@ def hf_generate(model, ids):
     return o[0, len(ids):]
 
 
+def route_gaps(cfg, logits, bias):
+    """(gap between the k-th and (k+1)-th selection score among the experts the router may pick,
+    gap between the last kept and the first dropped group score) per token, in double, as the
+    architecture's router selects: softmax (and V2's group max), or DeepSeek-V3's sigmoid plus
+    selection bias with the sum of the top 2 per group."""
+    k = cfg.num_experts_per_tok
+    E = logits.shape[-1]
+    inf = torch.full((), float("inf"), dtype=torch.float64)
+    mt = cfg.model_type
+    if mt == "deepseek_v3":
+        s = torch.sigmoid(logits.double()) + bias.double()
+        G, tg = cfg.n_group, cfg.topk_group
+        gs = s.view(-1, G, E // G).topk(2, dim=-1).values.sum(-1)
+    else:
+        s = torch.softmax(logits.double(), dim=-1)
+        G, tg = 1, 1
+        if mt == "deepseek_v2" and cfg.topk_method == "group_limited_greedy":
+            G, tg = cfg.n_group, cfg.topk_group
+            gs = s.view(-1, G, E // G).max(-1).values
+    ggap = inf.expand(s.shape[0])
+    if G > 1:
+        srt = torch.sort(gs, dim=-1, descending=True)
+        ggap = srt.values[:, tg - 1] - srt.values[:, tg]
+        keep = torch.zeros_like(gs, dtype=torch.bool).scatter_(1, srt.indices[:, :tg], True)
+        s = s.masked_fill(~keep.repeat_interleave(E // G, dim=1), float("-inf"))
+    v = torch.sort(s, dim=-1, descending=True).values
+    return v[:, k - 1] - v[:, k], ggap
+
+
 def min_route_gap(model, seq):
-    """Smallest gap between k-th and (k+1)-th routing probability over all MoE
-    layers and all positions of `seq`."""
+    """Smallest routing gap (route_gaps) over all MoE layers and all positions of `seq`."""
     ref = run_reference(model, seq)
-    k = model.config.num_experts_per_tok
     m = float("inf")
     for l in moe_layer_ids(model):
-        p = torch.softmax(ref["router_logits.%d" % l].double(), dim=-1)
-        s = torch.sort(p, dim=-1, descending=True).values
-        m = min(m, (s[:, k - 1] - s[:, k]).min().item())
+        gate = model.model.layers[l].mlp.gate
+        bias = getattr(gate, "e_score_correction_bias", None)
+        kgap, ggap = route_gaps(model.config, ref["router_logits.%d" % l], bias)
+        m = min(m, kgap.min().item(), ggap.min().item())
     return m
 
 
@@ -463,6 +536,11 @@ def gen_fixture(out_root, name, arch, variant, seeds):
     elif arch == "mixtral":
         assert "model.layers.0.block_sparse_moe.experts.0.w1.weight" in hdr
         assert "model.layers.0.block_sparse_moe.gate.weight" in hdr
+    elif arch.startswith("deepseek"):
+        assert "model.layers.1.mlp.experts.0.gate_proj.weight" in hdr and "model.layers.0.mlp.gate_proj.weight" in hdr
+        assert "model.layers.1.mlp.shared_experts.gate_proj.weight" in hdr
+        assert ("model.layers.0.self_attn.q_a_proj.weight" in hdr) == (cfg.q_lora_rank is not None)
+        assert ("model.layers.1.mlp.gate.e_score_correction_bias" in hdr) == (arch == "deepseek_v3")
     else:
         assert "model.layers.0.mlp.experts.0.gate_proj.weight" in hdr
     if variant == "sharded":

@@ -51,7 +51,8 @@ typedef struct naee_moments {
     float *logits; /* (n_tok, E) router logits, computed per sequence as the MoE block does */
     int32_t *ids0; /* (n_tok, k) the unmasked routing: a token routed the same way under a mask */
     float *w0;     /* (n_tok, k) has Z_S = Z exactly, as in the block re-run, and adds 0 */
-    float *pscr;   /* (threads, E) scratch */
+    float *pscr;   /* (threads, MK_ROUTE_SCRATCH(E)) scratch */
+    const float *sel_bias; /* the layer's router selection bias, or NULL */
 } naee_moments;
 
 static inline size_t tri(int64_t E, int64_t e, int64_t f) { /* e <= f */
@@ -75,10 +76,13 @@ static mk_status layer_moments(mk_ctx *ctx, const mk_model *m, int64_t l, const 
             if (st) return st;
         }
         const size_t K = (size_t)m->cfg.k_active;
-        mk_route_cfg rc = {.n_expert = E, .k = (int64_t)K, .slots = (int64_t)K, .norm_topk = m->cfg.norm_topk, .rank = -1, .mask = live};
+        mo->sel_bias = m->layers[l].router_bias.data;
+        mk_route_cfg rc = mk_route_cfg_of(&m->cfg);
+        rc.mask = live;
+        rc.sel_bias = mo->sel_bias;
         #pragma omp parallel for schedule(static)
         for (size_t t = 0; t < n; t++) {
-            mk_route_select(&rc, mo->logits + (s0 + t) * (size_t)E, mo->ids0 + (s0 + t) * K, mo->w0 + (s0 + t) * K, mo->pscr + (size_t)omp_get_thread_num() * (size_t)E);
+            mk_route_select(&rc, mo->logits + (s0 + t) * (size_t)E, mo->ids0 + (s0 + t) * K, mo->w0 + (s0 + t) * K, mo->pscr + (size_t)omp_get_thread_num() * (size_t)MK_ROUTE_SCRATCH(E));
             double *g = mo->zg + (s0 + t) * mo->stride;
             const float *z = cap->Z[l] + (s0 + t) * H;
             double zz = 0;
@@ -109,8 +113,9 @@ static double moments_loss(const mk_model *m, const naee_moments *mo, size_t n_t
                            int32_t *ids, float *w, float *p) {
     const int64_t E = mo->E;
     const size_t K = (size_t)m->cfg.k_active;
-    mk_route_cfg rc = {.n_expert = E, .k = m->cfg.k_active, .slots = m->cfg.k_active, .norm_topk = m->cfg.norm_topk, .rank = -1,
-                       .mask = mask};
+    mk_route_cfg rc = mk_route_cfg_of(&m->cfg);
+    rc.mask = mask;
+    rc.sel_bias = mo->sel_bias;
     double total = 0;
     for (size_t s0 = 0; s0 < n_tok; s0 += seq) {
         const size_t n = MK_MIN(seq, n_tok - s0);
@@ -155,7 +160,7 @@ mk_status mk_naee_select(const mk_model *m, const int32_t *tokens, size_t n_tok,
     uint8_t *scr = NULL; /* per thread: E ids (int32), E weights, E probabilities, E mask bytes */
     double *cand = NULL;
     size_t nth = 1;
-    const size_t sstride = ((size_t)E * 13 + 15) & ~(size_t)15;
+    const size_t sstride = ((size_t)E * 17 + 15) & ~(size_t)15; /* ids, weights, route scratch (2E floats), mask */
     if (!cap.X || !cap.Z || !zs || !mask || !best) { st = MK_ERR_NOMEM; goto out; }
     for (int64_t l = 0; l < L; l++)
         if (m->layers[l].is_moe) {
@@ -183,7 +188,7 @@ mk_status mk_naee_select(const mk_model *m, const int32_t *tokens, size_t n_tok,
         mo.logits = mk_malloc(n_tok * (size_t)E * sizeof(float));
         mo.ids0 = mk_malloc(n_tok * (size_t)cfg->k_active * sizeof(int32_t));
         mo.w0 = mk_malloc(n_tok * (size_t)cfg->k_active * sizeof(float));
-        mo.pscr = mk_malloc(nth * (size_t)E * sizeof(float));
+        mo.pscr = mk_malloc(nth * (size_t)MK_ROUTE_SCRATCH(E) * sizeof(float));
         eo = mk_malloc((size_t)E * seq * H * sizeof(float));
         scr = mk_malloc(nth * sstride);
         cand = mk_malloc((size_t)E * sizeof *cand);
@@ -229,7 +234,7 @@ mk_status mk_naee_select(const mk_model *m, const int32_t *tokens, size_t n_tok,
                         cand[e] = INFINITY;
                         if (!best[e]) continue;
                         uint8_t *s8 = scr + (size_t)omp_get_thread_num() * sstride;
-                        uint8_t *mk = s8 + (size_t)E * 12;
+                        uint8_t *mk = s8 + (size_t)E * 16;
                         for (int64_t f = 0; f < E; f++) mk[f] = f != e && best[f] && (!live || live[f]);
                         cand[e] = moments_loss(m, &mo, n_tok, seq, mk, (int32_t *)s8, (float *)(s8 + (size_t)E * 4),
                                                (float *)(s8 + (size_t)E * 8));

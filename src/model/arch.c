@@ -1,4 +1,4 @@
-/* The weight tables of the four architectures (research/formats.md §1-§4, GGUF names §12). */
+/* The weight tables of the architectures (research/formats.md §1-§5, GGUF names §12). */
 #include "arch.h"
 
 #include <stddef.h>
@@ -11,22 +11,26 @@ static mk_presence p_norm_head(const mk_config *c) { return c->qk_norm == MK_QKN
 static mk_presence p_norm_full(const mk_config *c) { return c->qk_norm == MK_QKNORM_FULL ? MK_REQUIRED : MK_ABSENT; }
 static mk_presence p_shared(const mk_config *c) { return c->shared_expert ? MK_REQUIRED : MK_ABSENT; }
 static mk_presence p_untied(const mk_config *c) { return c->tie_embed ? MK_ABSENT : MK_REQUIRED; }
+static mk_presence p_q_plain(const mk_config *c) { return c->q_lora_rank ? MK_ABSENT : MK_REQUIRED; }
+static mk_presence p_q_lora(const mk_config *c) { return c->q_lora_rank ? MK_REQUIRED : MK_ABSENT; }
+static mk_presence p_sel_bias(const mk_config *c) { return c->sel_bias ? MK_REQUIRED : MK_ABSENT; }
 
 #define LW(f) offsetof(mk_layer_w, f)
 #define M_(f) offsetof(mk_model, f)
 #define X_(f) offsetof(mk_mlp_w, f)
 #define R (MK_ROLE_MATRIX)
 
-/* Rows every architecture here shares: embeddings, norms, attention (biases and q/k norms as the
- * config says), a dense layer's MLP, the final norm and the LM head. */
+/* Rows the architectures here share: embeddings, norms, grouped-query attention (biases and q/k
+ * norms as the config says), a dense layer's MLP, the final norm and the LM head. */
 #define FIRST_ROWS {"model.embed_tokens.weight", "token_embd.weight", MK_SCOPE_FIRST, MK_DIM_VOCAB, MK_DIM_MODEL, MK_FILL_RAND, R, NULL, M_(embed)}
-#define ATTENTION_ROWS                                                                                                                                     \
+#define NORM_ROWS \
     {"model.layers.{L}.input_layernorm.weight", "blk.{L}.attn_norm.weight", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_NONE, MK_FILL_ONES, 0, NULL, LW(attn_norm)}, \
-    {"model.layers.{L}.post_attention_layernorm.weight", "blk.{L}.ffn_norm.weight", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_NONE, MK_FILL_ONES, 0, NULL, LW(ffn_norm)}, \
+    {"model.layers.{L}.post_attention_layernorm.weight", "blk.{L}.ffn_norm.weight", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_NONE, MK_FILL_ONES, 0, NULL, LW(ffn_norm)}
+#define GQA_ROWS \
     {"model.layers.{L}.self_attn.q_proj.weight", "blk.{L}.attn_q.weight", MK_SCOPE_LAYER, MK_DIM_Q, MK_DIM_MODEL, MK_FILL_RAND, R | MK_ROLE_PERM_Q, NULL, LW(wq)}, \
     {"model.layers.{L}.self_attn.k_proj.weight", "blk.{L}.attn_k.weight", MK_SCOPE_LAYER, MK_DIM_KV, MK_DIM_MODEL, MK_FILL_RAND, R | MK_ROLE_PERM_K, NULL, LW(wk)}, \
-    {"model.layers.{L}.self_attn.v_proj.weight", "blk.{L}.attn_v.weight", MK_SCOPE_LAYER, MK_DIM_KV, MK_DIM_MODEL, MK_FILL_RAND, R, NULL, LW(wv)},     \
-    {"model.layers.{L}.self_attn.o_proj.weight", "blk.{L}.attn_output.weight", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_Q, MK_FILL_RAND, R, NULL, LW(wo)}, \
+    {"model.layers.{L}.self_attn.v_proj.weight", "blk.{L}.attn_v.weight", MK_SCOPE_LAYER, MK_DIM_KV, MK_DIM_MODEL, MK_FILL_RAND, R, NULL, LW(wv)}, \
+    {"model.layers.{L}.self_attn.o_proj.weight", "blk.{L}.attn_output.weight", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_ATT_OUT, MK_FILL_RAND, R, NULL, LW(wo)}, \
     {"model.layers.{L}.self_attn.q_proj.bias", "blk.{L}.attn_q.bias", MK_SCOPE_LAYER, MK_DIM_Q, MK_DIM_NONE, MK_FILL_ZEROS, MK_ROLE_PERM_Q, p_qkv_bias, LW(bq)}, \
     {"model.layers.{L}.self_attn.k_proj.bias", "blk.{L}.attn_k.bias", MK_SCOPE_LAYER, MK_DIM_KV, MK_DIM_NONE, MK_FILL_ZEROS, MK_ROLE_PERM_K, p_qkv_bias, LW(bk)}, \
     {"model.layers.{L}.self_attn.v_proj.bias", "blk.{L}.attn_v.bias", MK_SCOPE_LAYER, MK_DIM_KV, MK_DIM_NONE, MK_FILL_ZEROS, 0, p_qkv_bias, LW(bv)}, \
@@ -34,10 +38,12 @@ static mk_presence p_untied(const mk_config *c) { return c->tie_embed ? MK_ABSEN
     {"model.layers.{L}.self_attn.q_norm.weight", "blk.{L}.attn_q_norm.weight", MK_SCOPE_LAYER, MK_DIM_HEAD, MK_DIM_NONE, MK_FILL_ONES, 0, p_norm_head, LW(q_norm)}, \
     {"model.layers.{L}.self_attn.k_norm.weight", "blk.{L}.attn_k_norm.weight", MK_SCOPE_LAYER, MK_DIM_HEAD, MK_DIM_NONE, MK_FILL_ONES, 0, p_norm_head, LW(k_norm)}, \
     {"model.layers.{L}.self_attn.q_norm.weight", "blk.{L}.attn_q_norm.weight", MK_SCOPE_LAYER, MK_DIM_Q, MK_DIM_NONE, MK_FILL_ONES, 0, p_norm_full, LW(q_norm)}, \
-    {"model.layers.{L}.self_attn.k_norm.weight", "blk.{L}.attn_k_norm.weight", MK_SCOPE_LAYER, MK_DIM_KV, MK_DIM_NONE, MK_FILL_ONES, 0, p_norm_full, LW(k_norm)}, \
+    {"model.layers.{L}.self_attn.k_norm.weight", "blk.{L}.attn_k_norm.weight", MK_SCOPE_LAYER, MK_DIM_KV, MK_DIM_NONE, MK_FILL_ONES, 0, p_norm_full, LW(k_norm)}
+#define DENSE_ROWS \
     {"model.layers.{L}.mlp.gate_proj.weight", "blk.{L}.ffn_gate.weight", MK_SCOPE_DENSE, MK_DIM_FF_DENSE, MK_DIM_MODEL, MK_FILL_RAND, R, NULL, LW(dense.gate)}, \
     {"model.layers.{L}.mlp.up_proj.weight", "blk.{L}.ffn_up.weight", MK_SCOPE_DENSE, MK_DIM_FF_DENSE, MK_DIM_MODEL, MK_FILL_RAND, R, NULL, LW(dense.up)}, \
     {"model.layers.{L}.mlp.down_proj.weight", "blk.{L}.ffn_down.weight", MK_SCOPE_DENSE, MK_DIM_MODEL, MK_DIM_FF_DENSE, MK_FILL_RAND, R, NULL, LW(dense.down)}
+#define ATTENTION_ROWS NORM_ROWS, GQA_ROWS, DENSE_ROWS
 #define ROUTER_ROW {"model.layers.{L}.{M}.gate.weight", "blk.{L}.ffn_gate_inp.weight", MK_SCOPE_MOE, MK_DIM_EXPERTS, MK_DIM_MODEL, MK_FILL_RAND, MK_ROLE_ROUTER, NULL, LW(router)}
 #define EXPERT_ROWS(g, u, d)                                                                                                                                    \
     {"model.layers.{L}.{M}.experts.{E}." g ".weight", "blk.{L}.ffn_gate_exps.weight", MK_SCOPE_EXPERT, MK_DIM_FF_EXPERT, MK_DIM_MODEL, MK_FILL_RAND, R, NULL, X_(gate)}, \
@@ -56,15 +62,37 @@ static const mk_role qwen2_moe_roles[] = {
     /* HF (1, d_model); llama.cpp stores it as a vector of d_model */
     {"model.layers.{L}.mlp.shared_expert_gate.weight", "blk.{L}.ffn_gate_inp_shexp.weight", MK_SCOPE_MOE, MK_DIM_ONE, MK_DIM_MODEL, MK_FILL_RAND, MK_ROLE_GGUF_VECTOR, p_shared, LW(shared_gate)},
     LAST_ROWS};
+/* Qwen3-MoE and OLMoE differ in the shape of their q/k norms, which the config decides */
 static const mk_role qwen3_moe_roles[] = {FIRST_ROWS, ATTENTION_ROWS, ROUTER_ROW, EXPERT_ROWS("gate_proj", "up_proj", "down_proj"), LAST_ROWS};
-static const mk_role olmoe_roles[] = {FIRST_ROWS, ATTENTION_ROWS, ROUTER_ROW, EXPERT_ROWS("gate_proj", "up_proj", "down_proj"), LAST_ROWS};
+/* DeepSeek-V2/V3 (formats.md §5): multi-head latent attention, dense layers first, a router (with
+ * V3's selection bias), routed experts and ungated shared experts; GGUF names are llama.cpp's
+ * deepseek2 ones. */
+static const mk_role deepseek_roles[] = {
+    FIRST_ROWS, NORM_ROWS,
+    {"model.layers.{L}.self_attn.q_proj.weight", "blk.{L}.attn_q.weight", MK_SCOPE_LAYER, MK_DIM_Q, MK_DIM_MODEL, MK_FILL_RAND, R, p_q_plain, LW(wq)},
+    {"model.layers.{L}.self_attn.q_a_proj.weight", "blk.{L}.attn_q_a.weight", MK_SCOPE_LAYER, MK_DIM_Q_LORA, MK_DIM_MODEL, MK_FILL_RAND, R, p_q_lora, LW(q_a)},
+    {"model.layers.{L}.self_attn.q_a_layernorm.weight", "blk.{L}.attn_q_a_norm.weight", MK_SCOPE_LAYER, MK_DIM_Q_LORA, MK_DIM_NONE, MK_FILL_ONES, 0, p_q_lora, LW(q_a_norm)},
+    {"model.layers.{L}.self_attn.q_b_proj.weight", "blk.{L}.attn_q_b.weight", MK_SCOPE_LAYER, MK_DIM_Q, MK_DIM_Q_LORA, MK_FILL_RAND, R, p_q_lora, LW(q_b)},
+    {"model.layers.{L}.self_attn.kv_a_proj_with_mqa.weight", "blk.{L}.attn_kv_a_mqa.weight", MK_SCOPE_LAYER, MK_DIM_KV_A, MK_DIM_MODEL, MK_FILL_RAND, R, NULL, LW(kv_a)},
+    {"model.layers.{L}.self_attn.kv_a_layernorm.weight", "blk.{L}.attn_kv_a_norm.weight", MK_SCOPE_LAYER, MK_DIM_KV_LORA, MK_DIM_NONE, MK_FILL_ONES, 0, NULL, LW(kv_a_norm)},
+    {"model.layers.{L}.self_attn.kv_b_proj.weight", "blk.{L}.attn_kv_b.weight", MK_SCOPE_LAYER, MK_DIM_KV_B, MK_DIM_KV_LORA, MK_FILL_RAND, R, NULL, LW(kv_b)},
+    {"model.layers.{L}.self_attn.o_proj.weight", "blk.{L}.attn_output.weight", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_ATT_OUT, MK_FILL_RAND, R, NULL, LW(wo)},
+    DENSE_ROWS, ROUTER_ROW,
+    {"model.layers.{L}.{M}.gate.e_score_correction_bias", "blk.{L}.exp_probs_b.bias", MK_SCOPE_MOE, MK_DIM_EXPERTS, MK_DIM_NONE, MK_FILL_ZEROS, MK_ROLE_F32 | MK_ROLE_ROUTER_BIAS, p_sel_bias, LW(router_bias)},
+    EXPERT_ROWS("gate_proj", "up_proj", "down_proj"),
+    {"model.layers.{L}.mlp.shared_experts.gate_proj.weight", "blk.{L}.ffn_gate_shexp.weight", MK_SCOPE_MOE, MK_DIM_FF_SHARED, MK_DIM_MODEL, MK_FILL_RAND, R, p_shared, LW(shared.gate)},
+    {"model.layers.{L}.mlp.shared_experts.up_proj.weight", "blk.{L}.ffn_up_shexp.weight", MK_SCOPE_MOE, MK_DIM_FF_SHARED, MK_DIM_MODEL, MK_FILL_RAND, R, p_shared, LW(shared.up)},
+    {"model.layers.{L}.mlp.shared_experts.down_proj.weight", "blk.{L}.ffn_down_shexp.weight", MK_SCOPE_MOE, MK_DIM_MODEL, MK_DIM_FF_SHARED, MK_FILL_RAND, R, p_shared, LW(shared.down)},
+    LAST_ROWS};
 
 #define N(a) (sizeof a / sizeof a[0])
 static const mk_arch_desc archs[] = {
     {MK_ARCH_MIXTRAL, "MixtralForCausalLM", "mixtral", "llama", "block_sparse_moe", true, true, mixtral_roles, N(mixtral_roles)},
     {MK_ARCH_QWEN2_MOE, "Qwen2MoeForCausalLM", "qwen2_moe", "qwen2moe", "mlp", false, false, qwen2_moe_roles, N(qwen2_moe_roles)},
     {MK_ARCH_QWEN3_MOE, "Qwen3MoeForCausalLM", "qwen3_moe", "qwen3moe", "mlp", false, true, qwen3_moe_roles, N(qwen3_moe_roles)},
-    {MK_ARCH_OLMOE, "OlmoeForCausalLM", "olmoe", "olmoe", "mlp", false, false, olmoe_roles, N(olmoe_roles)},
+    {MK_ARCH_OLMOE, "OlmoeForCausalLM", "olmoe", "olmoe", "mlp", false, false, qwen3_moe_roles, N(qwen3_moe_roles)},
+    {MK_ARCH_DEEPSEEK_V2, "DeepseekV2ForCausalLM", "deepseek_v2", "deepseek2", "mlp", false, false, deepseek_roles, N(deepseek_roles)},
+    {MK_ARCH_DEEPSEEK_V3, "DeepseekV3ForCausalLM", "deepseek_v3", "deepseek2", "mlp", false, false, deepseek_roles, N(deepseek_roles)},
 };
 
 const mk_arch_desc *mk_arch_describe(mk_arch a) {
@@ -98,6 +126,11 @@ static int64_t dim_of(const mk_config *c, mk_dim d, int64_t layer) {
     case MK_DIM_FF_EXPERT: return c->d_ff_expert;
     case MK_DIM_FF_SHARED: return c->d_ff_shared;
     case MK_DIM_FF_DENSE: return c->d_ff_dense;
+    case MK_DIM_ATT_OUT: return c->n_head * c->v_head;
+    case MK_DIM_Q_LORA: return c->q_lora_rank;
+    case MK_DIM_KV_LORA: return c->kv_lora_rank;
+    case MK_DIM_KV_A: return c->kv_lora_rank + c->qk_rope;
+    case MK_DIM_KV_B: return c->n_head * (c->qk_nope + c->v_head);
     }
     return 0;
 }

@@ -21,6 +21,11 @@ typedef enum mk_dim {
     MK_DIM_FF_EXPERT, /* d_ff of a routed expert */
     MK_DIM_FF_SHARED, /* d_ff of the shared expert */
     MK_DIM_FF_DENSE,  /* d_ff of a dense layer's MLP */
+    MK_DIM_ATT_OUT,   /* n_head · v_head: the attention output o_proj reads (MK_DIM_Q except in MLA) */
+    MK_DIM_Q_LORA,    /* MLA: q_lora_rank */
+    MK_DIM_KV_LORA,   /* MLA: kv_lora_rank */
+    MK_DIM_KV_A,      /* MLA: kv_lora_rank + qk_rope (the latent and the shared RoPE key) */
+    MK_DIM_KV_B,      /* MLA: n_head · (qk_nope + v_head) */
 } mk_dim;
 
 /* How often a role occurs and which struct its slot is in. */
@@ -42,6 +47,7 @@ enum {
     MK_ROLE_F32 = 8,      /* the loader keeps an F32 copy (vectors the fused kernels take as f32) */
     MK_ROLE_ROUTER = 16,  /* the MoE router: its rows are the layer's experts */
     MK_ROLE_GGUF_VECTOR = 32, /* HF (1, n) is a vector of n in llama.cpp's file */
+    MK_ROLE_ROUTER_BIAS = 64, /* a per-expert vector beside the router (DeepSeek-V3's selection bias) */
 };
 
 /* Whether a role is in a model: absent, required, or read if the file has it. */

@@ -17,7 +17,10 @@ static int64_t limit_of(const char *key) {
         {"head_dim", 65536},             {"num_local_experts", 65536},   {"num_experts", 65536},
         {"num_experts_per_tok", 65536},  {"vocab_size", 1 << 24},        {"hidden_size", 1 << 20},
         {"intermediate_size", 1 << 24},  {"moe_intermediate_size", 1 << 24}, {"shared_expert_intermediate_size", 1 << 24},
-        {"decoder_sparse_step", 4096},
+        {"decoder_sparse_step", 4096},   {"q_lora_rank", 1 << 20},       {"kv_lora_rank", 1 << 20},
+        {"qk_nope_head_dim", 65536},     {"qk_rope_head_dim", 65536},    {"v_head_dim", 65536},
+        {"n_routed_experts", 65536},     {"n_shared_experts", 65536},    {"n_group", 65536},
+        {"topk_group", 65536},           {"first_k_dense_replace", 4096}, {"moe_layer_freq", 4096},
     };
     for (size_t i = 0; i < sizeof lim / sizeof lim[0]; i++)
         if (!strcmp(key, lim[i].key)) return lim[i].max;
@@ -199,6 +202,102 @@ static mk_status parse_layer_experts(json_t *root, const char *path, mk_config *
     return MK_OK;
 }
 
+void mk_config_defaults(mk_config *c) {
+    c->rope_dim = c->v_head = c->d_head;
+    c->attn_scale = 1.0f / sqrtf((float)c->d_head);
+    c->routed_scale = 1.0f;
+    c->n_group = c->topk_group = 1;
+}
+
+static mk_status get_str(json_t *root, const char *path, const char *key, const char *dflt, const char **out) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) { *out = dflt; return MK_OK; }
+    if (!json_is_string(v)) return mk_err(MK_ERR_FORMAT, "%s: field '%s' must be a string", path, key);
+    *out = json_string_value(v);
+    return MK_OK;
+}
+
+/* DeepSeek-V2/V3 (research/formats.md §5), with transformers' defaults where a field is absent. MLA:
+ * d_head is the q/k head (qk_nope + qk_rope; transformers saves head_dim = qk_rope, the rotary part),
+ * num_key_value_heads is nominal and must equal num_attention_heads. Routing: V2 softmax with greedy
+ * or group-limited greedy top-k (group score = its maximum), never renormalised in transformers; V3
+ * sigmoid with the selection bias, groups scored by their top two (noaux_tc). The softmax scale is
+ * (qk_nope + qk_rope)^-0.5, times m² with m = 0.1·mscale_all_dim·ln(factor) + 1 under YaRN. */
+static mk_status parse_deepseek(json_t *root, const char *path, mk_config *cfg) {
+    const bool v3 = cfg->arch == MK_ARCH_DEEPSEEK_V3;
+    mk_status st;
+    int64_t n_shared, first_dense, freq;
+#define DINT(key, dflt, min, dst) if ((st = get_int(root, path, key, dflt, min, dst))) return st
+    DINT("moe_intermediate_size", -1, 1, &cfg->d_ff_expert);
+    DINT("intermediate_size", -1, 1, &cfg->d_ff_dense);
+    DINT("n_shared_experts", v3 ? 1 : 2, 0, &n_shared);
+    DINT("first_k_dense_replace", v3 ? 3 : 0, 0, &first_dense);
+    DINT("moe_layer_freq", 1, 1, &freq);
+    DINT("q_lora_rank", 0, 1, &cfg->q_lora_rank); /* null: a plain q_proj */
+    DINT("kv_lora_rank", -1, 1, &cfg->kv_lora_rank);
+    DINT("qk_nope_head_dim", -1, 0, &cfg->qk_nope);
+    DINT("qk_rope_head_dim", -1, 2, &cfg->qk_rope);
+    DINT("v_head_dim", -1, 1, &cfg->v_head);
+#undef DINT
+    if (freq != 1) /* transformers ignores it, DeepSeek's code does not */
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: field 'moe_layer_freq' = %lld is not supported (implementations disagree on it; only 1)", path, (long long)freq);
+    if (cfg->qk_rope % 2) return mk_err(MK_ERR_FORMAT, "%s: field 'qk_rope_head_dim' (%lld) must be even for RoPE", path, (long long)cfg->qk_rope);
+    if (cfg->n_kv_head != cfg->n_head)
+        return mk_err(MK_ERR_FORMAT, "%s: field 'num_key_value_heads' (%lld) must equal 'num_attention_heads' (%lld) in multi-head latent attention", path,
+                      (long long)cfg->n_kv_head, (long long)cfg->n_head);
+    bool b;
+    if ((st = get_bool(root, path, "attention_bias", false, &b))) return st;
+    if (b) return mk_err(MK_ERR_UNSUPPORTED, "%s: field 'attention_bias' = true is not supported for %s", path, cfg->arch_name);
+    cfg->mla = true;
+    cfg->d_head = cfg->qk_nope + cfg->qk_rope;
+    cfg->rope_dim = cfg->qk_rope;
+    cfg->attn_bias = 0;
+    cfg->rope_interleave = true; /* V2: complex rotation of pairs; V3: rope_interleave, default true */
+    if (v3 && (st = get_bool(root, path, "rope_interleave", true, &cfg->rope_interleave))) return st;
+    double scale = 1.0 / sqrt((double)cfg->d_head);
+    if (cfg->yarn && cfg->yarn_mscale_all_dim != 0 && cfg->yarn_factor > 1) {
+        const double ms = 0.1 * cfg->yarn_mscale_all_dim * log(cfg->yarn_factor) + 1.0;
+        scale *= ms * ms;
+    }
+    cfg->attn_scale = (float)scale;
+    cfg->shared_expert = n_shared > 0;
+    cfg->d_ff_shared = cfg->d_ff_expert * n_shared;
+    for (int64_t l = 0; l < cfg->n_layer; l++) cfg->layer_moe[l] = l >= first_dense;
+
+    const char *scoring, *method;
+    if ((st = get_str(root, path, "scoring_func", v3 ? "sigmoid" : "softmax", &scoring))) return st;
+    if ((st = get_str(root, path, "topk_method", v3 ? "noaux_tc" : "greedy", &method))) return st;
+    if (strcmp(scoring, v3 ? "sigmoid" : "softmax"))
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: field 'scoring_func' = '%s' is not supported for %s (transformers uses %s)", path, scoring, cfg->arch_name, v3 ? "sigmoid" : "softmax");
+    double rs;
+    if ((st = get_num(root, path, "routed_scaling_factor", v3 ? 2.5 : 1.0, false, &rs))) return st;
+    if (!(rs > 0)) return mk_err(MK_ERR_FORMAT, "%s: field 'routed_scaling_factor' must be positive", path);
+    cfg->routed_scale = (float)rs;
+    int64_t ng = 1, tg = 1;
+    if (v3) {
+        if (strcmp(method, "noaux_tc"))
+            return mk_err(MK_ERR_UNSUPPORTED, "%s: field 'topk_method' = '%s' is not supported for %s (noaux_tc)", path, method, cfg->arch_name);
+        cfg->sigmoid = cfg->sel_bias = cfg->group_top2 = true;
+        if ((st = get_bool(root, path, "norm_topk_prob", true, &cfg->norm_topk))) return st;
+        if ((st = get_int(root, path, "n_group", 8, 1, &ng)) || (st = get_int(root, path, "topk_group", 4, 1, &tg))) return st;
+    } else {
+        if ((st = get_bool(root, path, "norm_topk_prob", false, &b))) return st;
+        if (b) /* transformers' V2 router never renormalises; DeepSeek's code does when it is set */
+            return mk_err(MK_ERR_UNSUPPORTED, "%s: field 'norm_topk_prob' = true is not supported for %s (implementations disagree on it)", path, cfg->arch_name);
+        if (!strcmp(method, "group_limited_greedy")) {
+            if ((st = get_int(root, path, "n_group", -1, 1, &ng)) || (st = get_int(root, path, "topk_group", -1, 1, &tg))) return st;
+        } else if (strcmp(method, "greedy")) {
+            return mk_err(MK_ERR_UNSUPPORTED, "%s: field 'topk_method' = '%s' is not supported for %s (greedy, group_limited_greedy)", path, method, cfg->arch_name);
+        }
+    }
+    if (ng > 256 || cfg->n_expert % ng || tg > ng || (cfg->group_top2 && ng > 1 && cfg->n_expert / ng < 2) || cfg->k_active > tg * (cfg->n_expert / ng))
+        return mk_err(MK_ERR_FORMAT, "%s: fields 'n_group' (%lld) and 'topk_group' (%lld) do not fit %lld experts with %lld chosen per token", path, (long long)ng,
+                      (long long)tg, (long long)cfg->n_expert, (long long)cfg->k_active);
+    cfg->n_group = ng;
+    cfg->topk_group = tg;
+    return MK_OK;
+}
+
 void mk_config_free(mk_config *cfg) {
     if (!cfg) return;
     free(cfg->layer_moe);
@@ -222,7 +321,7 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
     if (!cls && !type) { st = mk_err(MK_ERR_MISSING, "%s: field 'architectures' (or 'model_type') is missing", path); goto out; }
     const mk_arch_desc *ad = mk_arch_by_hf(cls, type);
     if (!ad) {
-        st = mk_err(MK_ERR_UNSUPPORTED, "%s: field '%s' = '%s' is not a supported architecture (supported: MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM)",
+        st = mk_err(MK_ERR_UNSUPPORTED, "%s: field '%s' = '%s' is not a supported architecture (supported: MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM)",
                     path, cls ? "architectures" : "model_type", cls ? cls : type);
         goto out;
     }
@@ -252,7 +351,8 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
         goto out;
     }
     if (cfg->d_head % 2) { st = mk_err(MK_ERR_FORMAT, "%s: field 'head_dim' (%lld) must be even for RoPE", path, (long long)cfg->d_head); goto out; }
-    INT(pick(root, "num_local_experts", "num_experts"), -1, 1, &cfg->n_expert);
+    const bool deepseek = cfg->arch == MK_ARCH_DEEPSEEK_V2 || cfg->arch == MK_ARCH_DEEPSEEK_V3;
+    INT(deepseek ? "n_routed_experts" : pick(root, "num_local_experts", "num_experts"), -1, 1, &cfg->n_expert);
     INT("num_experts_per_tok", -1, 1, &cfg->k_active);
     if (cfg->k_active > cfg->n_expert) {
         st = mk_err(MK_ERR_FORMAT, "%s: field 'num_experts_per_tok' (%lld) exceeds the number of experts (%lld)", path, (long long)cfg->k_active, (long long)cfg->n_expert);
@@ -267,6 +367,14 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
     if ((st = get_bool(root, path, "tie_word_embeddings", false, &cfg->tie_embed))) goto out;
     INT("num_nextn_predict_layers", 0, 0, &cfg->n_mtp);
     cfg->attn_bias = -1;
+    mk_config_defaults(cfg);
+    json_t *qc = json_object_get(root, "quantization_config");
+    if (qc && !json_is_null(qc)) {
+        json_t *qm = json_is_object(qc) ? json_object_get(qc, "quant_method") : NULL;
+        st = mk_err(MK_ERR_UNSUPPORTED, "%s: field 'quantization_config' (%s) is not supported: moekit reads unquantized F32/F16/BF16 checkpoints and GGUF files; dequantize the checkpoint first",
+                    path, json_is_string(qm) ? json_string_value(qm) : "?");
+        goto out;
+    }
     cfg->bos_id = token_id(root, "bos_token_id");
     cfg->eos_id = token_id(root, "eos_token_id");
 
@@ -304,7 +412,7 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
         if ((st = get_bool(root, path, "norm_topk_prob", false, &cfg->norm_topk))) goto out;
         if (qwen2) {
             INT("shared_expert_intermediate_size", 0, 0, &cfg->d_ff_shared);
-            cfg->shared_expert = cfg->d_ff_shared > 0;
+            cfg->shared_expert = cfg->shared_gated = cfg->d_ff_shared > 0;
             json_t *qb = json_object_get(root, "qkv_bias");
             cfg->attn_bias = json_is_boolean(qb) ? json_is_true(qb) : 1; /* older configs: always biased */
         } else {
@@ -338,6 +446,10 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
             }
         break;
     }
+    case MK_ARCH_DEEPSEEK_V2:
+    case MK_ARCH_DEEPSEEK_V3:
+        if ((st = parse_deepseek(root, path, cfg))) goto out;
+        break;
     }
     if ((st = parse_layer_experts(root, path, cfg))) goto out;
 #undef INT

@@ -19,15 +19,18 @@ struct mk_ctx {
     size_t n_ctx, max_batch, pos;
     int n_threads;
     int64_t k_cap;                 /* expert slots per token the buffers hold */
-    float *k_cache, *v_cache;      /* (n_layer, n_kv_head, n_ctx, d_head): a head's keys are contiguous */
-    float *rope_cos, *rope_sin;    /* (n_ctx, d_head/2) */
+    float *k_cache, *v_cache;      /* (n_layer, n_kv_head, n_ctx, d_head): a head's keys are contiguous;
+                                      MLA: k_cache (n_layer, n_ctx, r + qk_rope) latents and RoPE keys, no v_cache */
+    float *rope_cos, *rope_sin;    /* (n_ctx, rope_dim/2) */
     /* (max_batch, ·) activations */
     float *x, *xn, *q, *kn, *vn, *att, *tmp, *moe_out, *rlogits, *wts, *eo;
+    float *qa, *qq, *att2;         /* MLA: (max_batch, q_lora), absorbed queries (max_batch, n_head·(r + qk_rope)),
+                                      head outputs (max_batch, n_head·v_head); NULL otherwise */
     int32_t *ids;
     float *scores;                 /* (n_threads, n_ctx) attention scratch */
     float *head_scores;            /* (max_batch, n_ctx) one head's scores for a batch (prefill) */
     float *head_vt;                /* (d_head, n_ctx) one head's cached V transposed (prefill P·V) */
-    float *route_scratch;          /* (n_threads, n_expert) */
+    float *route_scratch;          /* (n_threads, MK_ROUTE_SCRATCH(n_expert)) */
     /* expert grouping */
     int32_t *grp;                  /* (max_batch·k_cap) slot indices, grouped by expert */
     int32_t *slot_row;             /* (max_batch·k_cap) the inverse: slot → its row in the grouped buffers */
@@ -65,7 +68,7 @@ void mk_ctx_free(mk_ctx *c) {
     if (!c) return;
     float **bufs[] = {&c->k_cache, &c->v_cache, &c->rope_cos, &c->rope_sin, &c->x, &c->xn, &c->q, &c->kn, &c->vn, &c->att, &c->tmp,
                       &c->moe_out, &c->rlogits, &c->wts, &c->eo, &c->scores, &c->head_scores, &c->head_vt, &c->route_scratch, &c->gx, &c->gg, &c->gu,
-                      &c->go, &c->logit_rows, &c->egx, &c->ego, &c->egg, &c->egu};
+                      &c->go, &c->logit_rows, &c->egx, &c->ego, &c->egg, &c->egu, &c->qa, &c->qq, &c->att2};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) mk_free_aligned(*bufs[i]);
     free(c->ids);
     free(c->grp);
@@ -141,25 +144,34 @@ mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_b
     c->rank = -1;
     const size_t H = (size_t)cfg->d_model, q_dim = (size_t)(cfg->n_head * cfg->d_head),
                  kv_dim = (size_t)(cfg->n_kv_head * cfg->d_head), E = (size_t)cfg->n_expert, B = max_batch,
-                 half = (size_t)cfg->d_head / 2, F = (size_t)d_ff_max(cfg);
+                 half = (size_t)cfg->rope_dim / 2, F = (size_t)d_ff_max(cfg);
+    /* MLA: a cache row of r + qk_rope per token and layer; attend() writes each head's latent
+     * output (r) to att, reads the transposed values (r, n_ctx) from head_vt */
+    const size_t R = cfg->mla ? (size_t)(cfg->kv_lora_rank + cfg->qk_rope) : 0, nh = (size_t)cfg->n_head;
+    const size_t att_w = cfg->mla ? nh * (size_t)cfg->kv_lora_rank : q_dim, vt_rows = cfg->mla ? (size_t)cfg->kv_lora_rank : (size_t)cfg->d_head;
     bool ok = true;
-    c->k_cache = falloc((size_t)cfg->n_layer * n_ctx, kv_dim, &ok);
-    c->v_cache = falloc((size_t)cfg->n_layer * n_ctx, kv_dim, &ok);
+    c->k_cache = falloc((size_t)cfg->n_layer * n_ctx, cfg->mla ? R : kv_dim, &ok);
+    c->v_cache = cfg->mla ? NULL : falloc((size_t)cfg->n_layer * n_ctx, kv_dim, &ok);
     c->rope_cos = falloc(n_ctx, half, &ok);
     c->rope_sin = falloc(n_ctx, half, &ok);
     c->x = falloc(B, H, &ok);
     c->xn = falloc(B, H, &ok);
     c->q = falloc(B, q_dim, &ok);
-    c->kn = falloc(B, kv_dim, &ok);
+    c->kn = falloc(B, cfg->mla ? R : kv_dim, &ok);
     c->vn = falloc(B, kv_dim, &ok);
-    c->att = falloc(B, q_dim, &ok);
+    c->att = falloc(B, att_w, &ok);
+    if (cfg->mla) {
+        c->qa = cfg->q_lora_rank ? falloc(B, (size_t)cfg->q_lora_rank, &ok) : NULL;
+        c->qq = falloc(B, nh * R, &ok);
+        c->att2 = falloc(B, nh * (size_t)cfg->v_head, &ok);
+    }
     c->tmp = falloc(B, MK_MAX(H, F), &ok);
     c->moe_out = falloc(B, H, &ok);
     c->rlogits = falloc(B, E, &ok);
     c->scores = falloc((size_t)c->n_threads, n_ctx, &ok);
     c->head_scores = B > 1 ? falloc(B, n_ctx, &ok) : NULL;
-    c->head_vt = B > 1 ? falloc((size_t)cfg->d_head, n_ctx, &ok) : NULL;
-    c->route_scratch = falloc((size_t)c->n_threads, E, &ok);
+    c->head_vt = B > 1 ? falloc(vt_rows, n_ctx, &ok) : NULL;
+    c->route_scratch = falloc((size_t)c->n_threads, MK_ROUTE_SCRATCH(E), &ok);
     c->gx = falloc(B, H, &ok);
     c->gg = falloc(B, F, &ok);
     c->gu = falloc(B, F, &ok);
@@ -187,7 +199,7 @@ mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_b
         mk_ctx_free(c);
         return MK_ERR_NOMEM;
     }
-    mk_rope_inv_freq(cfg, cfg->d_head, inv);
+    mk_rope_inv_freq(cfg, cfg->rope_dim, inv);
     const float af = cfg->rope_attn_factor;
     for (size_t i = 0; i < half; i++)
         for (size_t p = 0; p < n_ctx; p++) {
@@ -220,6 +232,8 @@ mk_status mk_ctx_set_route(mk_ctx *c, const mk_route_opts *r) {
     if (k > E) return mk_err(MK_ERR_ARG, "route: k = %lld exceeds the model's %lld experts", (long long)k, (long long)E);
     int64_t slots = k;
     if (r->top_p > 0) {
+        if (cfg->sigmoid)
+            return mk_err(MK_ERR_ARG, "route: top-p is defined on softmax probabilities; %s scores experts with a sigmoid", cfg->arch_name);
         if (r->top_p > 1) return mk_err(MK_ERR_ARG, "route: top-p %g is not in (0, 1]", (double)r->top_p);
         slots = r->k_max > 0 ? MK_MIN(r->k_max, E) : E;
     }
@@ -393,12 +407,125 @@ static inline void softmax_weighted_sum(float *sc, size_t j0, size_t p, float mx
     }
 }
 
+/* Where attend() finds its queries, keys and values and puts its output: nh query heads of dk
+ * values (head h at q + t·ldq + h·dk for token t), reading KV head h / group, whose key at position
+ * j is kc + g·k_hs + j·ldk (dk values) and value vc + g·v_hs + j·ldv (dv values); the output of head
+ * h for token t goes to out + t·ldo + h·dv. GQA: a cache row per KV head; MLA: one "head" whose
+ * key is the cached latent and RoPE key and whose value is the latent. */
+typedef struct attn_geom {
+    const float *q;
+    size_t ldq, nh, group, dk, dv;
+    const float *kc, *vc;
+    size_t k_hs, v_hs, ldk, ldv;
+    float *out;
+    size_t ldo;
+    float scale;
+} attn_geom;
+
+/* Causal softmax attention of n tokens at positions pos0.. over the cache (keys [0, pos0 + n)
+ * are there), each query against the keys up to its own position (and inside the sliding window).
+ * wo: when given (with its bias bo), also the output projection tmp (n, d_model) = wo · out, fused
+ * into the decode path's parallel region; else the caller projects. */
+static void attend(mk_ctx *c, const attn_geom *g, size_t n, size_t pos0, const mk_tensor *wo, const mk_tensor *bo) {
+    const mk_config *cfg = &c->m->cfg;
+    const size_t H = (size_t)cfg->d_model, nh = g->nh, dk = g->dk, dv = g->dv, group = g->group;
+    const float scale = g->scale;
+    const size_t win = cfg->sliding_window > 0 ? (size_t)cfg->sliding_window : 0;
+    if (n >= 8 && c->head_scores) {
+        /* Prefill: per head, all the batch's scores against keys [0, pos0 + n) as one product
+         * (q rows × cached k rows, the matmul kernels), the causal softmax per token (zero weight
+         * for keys outside its window), then P·V as products too: over the head's V transposed,
+         * in blocks of PV_TOK tokens, each against the keys up to its last token's position. */
+        enum { PV_TOK = 64 };
+        const size_t nk = pos0 + n;
+        float *S = c->head_scores, *Vt = c->head_vt;
+        #pragma omp parallel num_threads(c->n_threads)
+        for (size_t h = 0; h < nh; h++) {
+            const size_t kv = h / group;
+            const float *kg = g->kc + kv * g->k_hs, *vg = g->vc + kv * g->v_hs;
+            mk_matmul_team_f32_strided(S, nk, g->q + h * dk, g->ldq, n, kg, g->ldk, nk, dk);
+            if (h % group == 0) { /* Vt (dv, nk) = this head's V (nk, dv) transposed, once per KV head */
+                #pragma omp for schedule(static) nowait
+                for (size_t j = 0; j < nk; j++)
+                    for (size_t i = 0; i < dv; i++) Vt[i * nk + j] = vg[j * g->ldv + i];
+            }
+            #pragma omp barrier
+            #pragma omp for schedule(dynamic, 4)
+            for (size_t t = 0; t < n; t++) {
+                const size_t p = pos0 + t, j0 = win && p + 1 > win ? p + 1 - win : 0;
+                const size_t kend = MK_MIN(nk, pos0 + (t / PV_TOK + 1) * PV_TOK); /* the keys its block's product reads */
+                float *sc = S + t * nk;
+                float mx = -INFINITY;
+                for (size_t j = j0; j <= p; j++) {
+                    sc[j] *= scale;
+                    if (sc[j] > mx) mx = sc[j];
+                }
+                softmax_keys(sc, j0, p, mx);
+                for (size_t j = 0; j < j0; j++) sc[j] = 0;
+                for (size_t j = p + 1; j < kend; j++) sc[j] = 0;
+            }
+            /* (the omp for's barrier: every row of P is ready) */
+            for (size_t t0 = 0; t0 < n; t0 += PV_TOK) {
+                const size_t nt = MK_MIN((size_t)PV_TOK, n - t0);
+                mk_matmul_team_f32_strided(g->out + t0 * g->ldo + h * dv, g->ldo, S + t0 * nk, nk, nt, Vt, nk, dv, pos0 + t0 + nt);
+            }
+            #pragma omp barrier /* the next head overwrites S and Vt */
+        }
+        if (wo) mk_matmul(c->tmp, H, g->out, g->ldo, n, wo, bo);
+        return;
+    }
+    /* decode and small batches: the heads, then the output projection, in one parallel region (one
+     * fork and one barrier fewer per layer) */
+    #pragma omp parallel num_threads(c->n_threads)
+    {
+        #pragma omp for collapse(2) schedule(dynamic, 1)
+        for (size_t t = 0; t < n; t++) {
+            for (size_t h = 0; h < nh; h++) {
+                float *sc = c->scores + (size_t)omp_get_thread_num() * c->n_ctx;
+                const size_t p = pos0 + t, j0 = win && p + 1 > win ? p + 1 - win : 0;
+                const float *qh = g->q + t * g->ldq + h * dk;
+                const size_t kv = h / group;
+                const float *kg = g->kc + kv * g->k_hs, *vg = g->vc + kv * g->v_hs;
+                float mx = -INFINITY;
+                for (size_t j = j0; j <= p; j++) {
+                    const float *restrict kj = kg + j * g->ldk;
+                    /* the values the weighted sum reads once the softmax is known: their misses
+                     * overlap the scores' instead of following them */
+                    for (size_t i = 0; i < dv; i += 64 / sizeof(float)) __builtin_prefetch(vg + j * g->ldv + i, 0, 3);
+                    float d = 0;
+                    #pragma omp simd reduction(+ : d)
+                    for (size_t i = 0; i < dk; i++) d += qh[i] * kj[i];
+                    sc[j] = d * scale;
+                    if (sc[j] > mx) mx = sc[j];
+                }
+                softmax_weighted_sum(sc, j0, p, mx, vg, g->ldv, dv, g->out + t * g->ldo + h * dv);
+            }
+        }
+        /* (the for's barrier: every head's output is in out) */
+        if (wo) mk_matmul_team(c->tmp, H, g->out, g->ldo, n, wo->data, wo->dtype, H, nh * dv, bo->data); /* bo: F32 or absent */
+    }
+}
+
+/* RoPE on the first `dim` values of v at one position (cs, sn: dim/2 values): halves (i, i + dim/2),
+ * or interleaved pairs (2i, 2i + 1), each pair rotated by frequency i. */
+static void rope(float *v, const float *cs, const float *sn, size_t dim, bool interleave) {
+    if (!interleave) {
+        rope_half(v, cs, sn, dim);
+        return;
+    }
+    for (size_t i = 0; i < dim / 2; i++) {
+        const float a = v[2 * i], b = v[2 * i + 1];
+        v[2 * i] = a * cs[i] - b * sn[i];
+        v[2 * i + 1] = b * cs[i] + a * sn[i];
+    }
+}
+
 /* Attention sub-block: x (n, d_model) += o_proj(attn(RMSNorm(x))), tokens at positions pos0... */
 static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
     const mk_config *cfg = &c->m->cfg;
     const mk_layer_w *lw = &c->m->layers[l];
     const size_t H = (size_t)cfg->d_model, D = (size_t)cfg->d_head, nh = (size_t)cfg->n_head, nkv = (size_t)cfg->n_kv_head;
-    const size_t q_dim = nh * D, kv_dim = nkv * D, half = D / 2, group = nh / nkv;
+    const size_t q_dim = nh * D, kv_dim = nkv * D, half = (size_t)cfg->rope_dim / 2, group = nh / nkv;
     /* this layer's cache; head g's keys (values) at position j: kc + (g·n_ctx + j)·D */
     float *kc = c->k_cache + (size_t)l * c->n_ctx * kv_dim, *vc = c->v_cache + (size_t)l * c->n_ctx * kv_dim;
     float *k = c->kn, *v = c->vn; /* the batch's k and v rows, (n, kv_dim), until they go to the cache */
@@ -442,89 +569,77 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
             }
         }
         const float *cs = c->rope_cos + (pos0 + t) * half, *sn = c->rope_sin + (pos0 + t) * half;
-        for (size_t h = 0; h < nh; h++) rope_half(qt + h * D, cs, sn, D);
-        for (size_t h = 0; h < nkv; h++) rope_half(kt + h * D, cs, sn, D);
+        for (size_t h = 0; h < nh; h++) rope(qt + h * D, cs, sn, 2 * half, cfg->rope_interleave);
+        for (size_t h = 0; h < nkv; h++) rope(kt + h * D, cs, sn, 2 * half, cfg->rope_interleave);
         for (size_t g = 0; g < nkv; g++) {
             memcpy(kc + (g * c->n_ctx + pos0 + t) * D, kt + g * D, D * sizeof(float));
             memcpy(vc + (g * c->n_ctx + pos0 + t) * D, vt + g * D, D * sizeof(float));
         }
     }
+    const attn_geom geom = {.q = c->q, .ldq = q_dim, .nh = nh, .group = group, .dk = D, .dv = D, .kc = kc, .vc = vc,
+                            .k_hs = c->n_ctx * D, .v_hs = c->n_ctx * D, .ldk = D, .ldv = D, .out = c->att, .ldo = q_dim, .scale = cfg->attn_scale};
+    attend(c, &geom, n, pos0, &lw->wo, &lw->bo);
+    #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n >= 16)
+    for (size_t i = 0; i < n * H; i++) x[i] += c->tmp[i];
+}
 
-    const float scale = 1.0f / sqrtf((float)D);
-    const size_t win = cfg->sliding_window > 0 ? (size_t)cfg->sliding_window : 0;
-    if (n >= 8 && c->head_scores) {
-        /* Prefill: per head, all the batch's scores against keys [0, pos0 + n) as one product
-         * (q rows × cached k rows, the matmul kernels), the causal softmax per token (zero weight
-         * for keys outside its window), then P·V as products too: over the head's V transposed,
-         * in blocks of PV_TOK tokens, each against the keys up to its last token's position. */
-        enum { PV_TOK = 64 };
-        const size_t nk = pos0 + n;
-        float *S = c->head_scores, *Vt = c->head_vt;
-        #pragma omp parallel num_threads(c->n_threads)
-        for (size_t h = 0; h < nh; h++) {
-            const size_t g = h / group;
-            const float *kg = kc + g * c->n_ctx * D, *vg = vc + g * c->n_ctx * D;
-            mk_matmul_team_f32_strided(S, nk, c->q + h * D, q_dim, n, kg, D, nk, D);
-            if (h % group == 0) { /* Vt (D, nk) = this head's V (nk, D) transposed, once per KV head */
-                #pragma omp for schedule(static) nowait
-                for (size_t j = 0; j < nk; j++)
-                    for (size_t i = 0; i < D; i++) Vt[i * nk + j] = vg[j * D + i];
-            }
-            #pragma omp barrier
-            #pragma omp for schedule(dynamic, 4)
-            for (size_t t = 0; t < n; t++) {
-                const size_t p = pos0 + t, j0 = win && p + 1 > win ? p + 1 - win : 0;
-                const size_t kend = MK_MIN(nk, pos0 + (t / PV_TOK + 1) * PV_TOK); /* the keys its block's product reads */
-                float *sc = S + t * nk;
-                float mx = -INFINITY;
-                for (size_t j = j0; j <= p; j++) {
-                    sc[j] *= scale;
-                    if (sc[j] > mx) mx = sc[j];
-                }
-                softmax_keys(sc, j0, p, mx);
-                for (size_t j = 0; j < j0; j++) sc[j] = 0;
-                for (size_t j = p + 1; j < kend; j++) sc[j] = 0;
-            }
-            /* (the omp for's barrier: every row of P is ready) */
-            for (size_t t0 = 0; t0 < n; t0 += PV_TOK) {
-                const size_t nt = MK_MIN((size_t)PV_TOK, n - t0);
-                mk_matmul_team_f32_strided(c->att + t0 * q_dim + h * D, q_dim, S + t0 * nk, nk, nt, Vt, nk, D, pos0 + t0 + nt);
-            }
-            #pragma omp barrier /* the next head overwrites S and Vt */
-        }
-        mk_matmul(c->tmp, H, c->att, q_dim, n, &lw->wo, &lw->bo);
+/* A view of rows [r0, r0 + rows) of a 2-D weight (rows are whole blocks in every dtype). */
+static mk_tensor row_view(const mk_tensor *w, size_t r0, size_t rows, size_t cols) {
+    const size_t rb = mk_dtype_row_bytes(w->dtype, cols);
+    return (mk_tensor){.data = (const uint8_t *)w->data + r0 * rb, .dtype = w->dtype, .ndim = 2, .shape = {(int64_t)rows, (int64_t)cols}, .nbytes = rows * rb};
+}
+
+/* Multi-head latent attention (DeepSeek-V2/V3, research/formats.md §5) in the absorbed form: the
+ * cache holds per token only the normed latent c (r) and the roped shared key k_pe (qk_rope). A
+ * head's query becomes [k_bᵀ·q_nope (r), q_pe] so its score against token j is one dot product with
+ * the cached row [c_j, k_pe_j]; its output is v_b · Σ_j p_j c_j, then o_proj. Equal to transformers'
+ * expanded form up to the order of the sums. */
+static void attention_mla(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
+    const mk_config *cfg = &c->m->cfg;
+    const mk_layer_w *lw = &c->m->layers[l];
+    const size_t H = (size_t)cfg->d_model, nh = (size_t)cfg->n_head, dn = (size_t)cfg->qk_nope, dr = (size_t)cfg->qk_rope,
+                 dq = dn + dr, dv = (size_t)cfg->v_head, r = (size_t)cfg->kv_lora_rank, R = r + dr, QL = (size_t)cfg->q_lora_rank;
+    const size_t q_dim = nh * dq, half = dr / 2;
+    const float low_eps = 1e-6f; /* q_a_layernorm and kv_a_layernorm: transformers' default eps, not rms_norm_eps */
+    float *kc = c->k_cache + (size_t)l * c->n_ctx * R;
+
+    #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n >= 16)
+    for (size_t t = 0; t < n; t++) mk_rmsnorm(c->xn + t * H, x + t * H, &lw->attn_norm, H, cfg->rms_eps);
+    if (QL) {
+        mk_matmul(c->qa, QL, c->xn, H, n, &lw->q_a, NULL);
+        for (size_t t = 0; t < n; t++) mk_rmsnorm(c->qa + t * QL, c->qa + t * QL, &lw->q_a_norm, QL, low_eps);
+        mk_matmul(c->q, q_dim, c->qa, QL, n, &lw->q_b, NULL);
     } else {
-        /* decode and small batches: the heads, then the output projection, in one parallel
-         * region (one fork and one barrier fewer per layer) */
-        #pragma omp parallel num_threads(c->n_threads)
-        {
-            #pragma omp for collapse(2) schedule(dynamic, 1)
-            for (size_t t = 0; t < n; t++) {
-                for (size_t h = 0; h < nh; h++) {
-                    float *sc = c->scores + (size_t)omp_get_thread_num() * c->n_ctx;
-                    const size_t p = pos0 + t, j0 = win && p + 1 > win ? p + 1 - win : 0;
-                    const float *qh = c->q + t * q_dim + h * D;
-                    const size_t g = h / group;
-                    const float *kg = kc + g * c->n_ctx * D, *vg = vc + g * c->n_ctx * D;
-                    float mx = -INFINITY;
-                    for (size_t j = j0; j <= p; j++) {
-                        const float *restrict kj = kg + j * D;
-                        /* the values the weighted sum reads once the softmax is known: their misses
-                         * overlap the scores' instead of following them */
-                        for (size_t i = 0; i < D; i += 64 / sizeof(float)) __builtin_prefetch(vg + j * D + i, 0, 3);
-                        float d = 0;
-                        #pragma omp simd reduction(+ : d)
-                        for (size_t i = 0; i < D; i++) d += qh[i] * kj[i];
-                        sc[j] = d * scale;
-                        if (sc[j] > mx) mx = sc[j];
-                    }
-                    softmax_weighted_sum(sc, j0, p, mx, vg, D, D, c->att + t * q_dim + h * D);
-                }
-            }
-            /* (the for's barrier: every head's output is in att) */
-            mk_matmul_team(c->tmp, H, c->att, q_dim, n, lw->wo.data, lw->wo.dtype, H, q_dim, lw->bo.data); /* bo: F32 or absent */
+        mk_matmul(c->q, q_dim, c->xn, H, n, &lw->wq, NULL);
+    }
+    mk_matmul(c->kn, R, c->xn, H, n, &lw->kv_a, NULL);
+    #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n >= 16)
+    for (size_t t = 0; t < n; t++) {
+        float *kt = c->kn + t * R, *qt = c->q + t * q_dim, *qq = c->qq + t * nh * R;
+        const float *cs = c->rope_cos + (pos0 + t) * half, *sn = c->rope_sin + (pos0 + t) * half;
+        mk_rmsnorm(kt, kt, &lw->kv_a_norm, r, low_eps);
+        rope(kt + r, cs, sn, dr, cfg->rope_interleave);
+        memcpy(kc + (pos0 + t) * R, kt, R * sizeof(float));
+        for (size_t h = 0; h < nh; h++) {
+            rope(qt + h * dq + dn, cs, sn, dr, cfg->rope_interleave);
+            memcpy(qq + h * R + r, qt + h * dq + dn, dr * sizeof(float));
         }
     }
+    /* q_lat of head h = k_b[h] (r, qk_nope) · q_nope of head h */
+    const size_t kb_bytes = mk_dtype_row_bytes(lw->k_b.dtype, dn) * r;
+    for (size_t h = 0; h < nh; h++) {
+        const mk_tensor kb = {.data = (const uint8_t *)lw->k_b.data + h * kb_bytes, .dtype = lw->k_b.dtype, .ndim = 2, .shape = {(int64_t)r, (int64_t)dn}, .nbytes = kb_bytes};
+        mk_matmul(c->qq + h * R, nh * R, c->q + h * dq, q_dim, n, &kb, NULL);
+    }
+    const attn_geom geom = {.q = c->qq, .ldq = nh * R, .nh = nh, .group = nh, .dk = R, .dv = r, .kc = kc, .vc = kc,
+                            .k_hs = 0, .v_hs = 0, .ldk = R, .ldv = R, .out = c->att, .ldo = nh * r, .scale = cfg->attn_scale};
+    attend(c, &geom, n, pos0, NULL, NULL);
+    /* each head's latent output through its value rows of kv_b, then o_proj */
+    for (size_t h = 0; h < nh; h++) {
+        const mk_tensor vb = row_view(&lw->kv_b, h * (dn + dv) + dn, dv, r);
+        mk_matmul(c->att2 + h * dv, nh * dv, c->att + h * r, nh * r, n, &vb, NULL);
+    }
+    mk_matmul(c->tmp, H, c->att2, nh * dv, n, &lw->wo, NULL);
     #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n >= 16)
     for (size_t i = 0; i < n * H; i++) x[i] += c->tmp[i];
 }
@@ -541,14 +656,22 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
     size_t nlb = 0;
     for (size_t b = 0; b < c->n_boosts && nlb < 8; b++)
         if (c->boosts[b].layer == l) lb[nlb++] = c->boosts[b];
-    mk_route_cfg rc = {.n_expert = cfg->n_expert, .k = c->route_k, .slots = c->slots, .norm_topk = cfg->norm_topk,
-                       .top_p = c->top_p, .top_p_renorm = c->top_p_renorm, .rank = c->rank, .skip_beta = c->skip_betas ? c->skip_betas[l] : c->skip_beta,
-                       .mask = mask_row ? mask_row : c->mask ? c->mask + (size_t)l * E : NULL, .boosts = lb, .n_boosts = nlb};
+    mk_route_cfg rc = mk_route_cfg_of(cfg);
+    rc.k = c->route_k;
+    rc.slots = c->slots;
+    rc.top_p = c->top_p;
+    rc.top_p_renorm = c->top_p_renorm;
+    rc.rank = c->rank;
+    rc.skip_beta = c->skip_betas ? c->skip_betas[l] : c->skip_beta;
+    rc.mask = mask_row ? mask_row : c->mask ? c->mask + (size_t)l * E : NULL;
+    rc.boosts = lb;
+    rc.n_boosts = nlb;
+    rc.sel_bias = lw->router_bias.data;
     int64_t used = 0;
     #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n > 16) reduction(+ : used)
     for (size_t t = 0; t < n; t++)
         used += mk_route_select(&rc, c->rlogits + t * E, c->ids + t * K, c->wts + t * K,
-                                c->route_scratch + (size_t)omp_get_thread_num() * E);
+                                c->route_scratch + (size_t)omp_get_thread_num() * MK_ROUTE_SCRATCH(E));
     c->used[l] += (double)used;
     c->routed[l] += (double)n;
 
@@ -659,10 +782,14 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
     }
     if (cfg->shared_expert) {
         mlp_forward(c, &lw->shared, c->xn, n, c->go);
-        mk_matmul(c->tmp, 1, c->xn, H, n, &lw->shared_gate, NULL);
-        for (size_t t = 0; t < n; t++) {
-            const float g = 1.0f / (1.0f + expf(-c->tmp[t]));
-            for (size_t i = 0; i < H; i++) c->moe_out[t * H + i] += g * c->go[t * H + i];
+        if (cfg->shared_gated) {
+            mk_matmul(c->tmp, 1, c->xn, H, n, &lw->shared_gate, NULL);
+            for (size_t t = 0; t < n; t++) {
+                const float g = 1.0f / (1.0f + expf(-c->tmp[t]));
+                for (size_t i = 0; i < H; i++) c->moe_out[t * H + i] += g * c->go[t * H + i];
+            }
+        } else {
+            for (size_t i = 0; i < n * H; i++) c->moe_out[i] += c->go[i];
         }
     }
     if (c->has_obs && c->obs.on_moe) {
@@ -704,7 +831,8 @@ static mk_status layer_forward(mk_ctx *c, int64_t l, float *x, size_t n, size_t 
     const mk_config *cfg = &c->m->cfg;
     const mk_layer_w *lw = &c->m->layers[l];
     const size_t H = (size_t)cfg->d_model;
-    attention(c, l, x, n, pos0);
+    if (cfg->mla) attention_mla(c, l, x, n, pos0);
+    else attention(c, l, x, n, pos0);
     #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n >= 16)
     for (size_t t = 0; t < n; t++) mk_rmsnorm(c->xn + t * H, x + t * H, &lw->ffn_norm, H, cfg->rms_eps);
     if (lw->is_moe) {

@@ -136,6 +136,8 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const mk_arch_desc 
     if (!ad)
         return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key 'general.architecture' = '%s' is not a supported architecture (supported: llama with experts (Mixtral), qwen2moe, qwen3moe, olmoe)",
                       path, a);
+    if (ad->arch == MK_ARCH_DEEPSEEK_V2 || ad->arch == MK_ARCH_DEEPSEEK_V3)
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key 'general.architecture' = '%s': DeepSeek GGUF files are not supported yet (their HF checkpoints are)", path, a);
     *out_arch = ad;
     c->arch = ad->arch;
     snprintf(c->arch_name, sizeof c->arch_name, "%s", ad->hf_class);
@@ -164,6 +166,7 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const mk_arch_desc 
     if (rot != c->d_head) return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s.rope.dimension_count' = %lld: partial rotary embeddings are not supported (head dim %lld)", path, a, (long long)rot, (long long)c->d_head);
     if (c->n_head % c->n_kv_head) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.attention.head_count' (%lld) is not a multiple of head_count_kv (%lld)", path, a, (long long)c->n_head, (long long)c->n_kv_head);
     if (c->d_head % 2) return mk_err(MK_ERR_FORMAT, "%s: head dimension %lld must be even for RoPE", path, (long long)c->d_head);
+    mk_config_defaults(c);
     I("expert_count", 0, 0, &c->n_expert);
     if (c->n_expert == 0)
         return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s.expert_count' is missing or 0: not a Mixture-of-Experts model", path, a);
@@ -216,7 +219,7 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const mk_arch_desc 
     c->tie_embed = !mk_gguf_find_tensor(g, "output.weight");
     const long long l_moe = first_layer(g, c->n_layer, true);
     if (ad->arch == MK_ARCH_QWEN2_MOE && l_moe >= 0 && has_tensor(g, "blk.%lld.ffn_gate_shexp.weight", l_moe)) {
-        c->shared_expert = true;
+        c->shared_expert = c->shared_gated = true;
         I("expert_shared_feed_forward_length", 0, 0, &c->d_ff_shared);
         char tn[96];
         snprintf(tn, sizeof tn, "blk.%lld.ffn_gate_shexp.weight", l_moe);

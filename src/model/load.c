@@ -172,10 +172,37 @@ static mk_status load_item(const mk_arch_item *it, void *user) {
     mk_status st = get_tensor(w->L, t, it->optional, it->ndim, it->shape, "%s", it->hf);
     if (st) return st;
     if ((r->flags & MK_ROLE_F32) && t->data && (st = own_f32(m, t))) return st;
+    if ((r->flags & MK_ROLE_ROUTER_BIAS) && m->layers[it->layer].n_live < m->cfg.n_expert) return pad_router(m, t, m->cfg.n_expert);
     if (r->flags & MK_ROLE_ROUTER) {
         if (m->layers[it->layer].n_live < m->cfg.n_expert && (st = pad_router(m, t, m->cfg.n_expert))) return st;
         return load_fused_experts(w->L, it->layer, w->moe, &w->fused);
     }
+    return MK_OK;
+}
+
+/* MLA: k_b (n_head, r, qk_nope), each head's key rows of kv_b (rows h·(nope + v) .. + nope, r
+ * columns) transposed, in kv_b's dtype (an exact copy of its values), owned by the model. Only
+ * element types transpose element by element; a block-quantized kv_b is refused (llama.cpp's
+ * files carry k_b made at conversion instead). */
+static mk_status make_k_b(mk_model *m, mk_layer_w *lw) {
+    const mk_config *c = &m->cfg;
+    const mk_tensor *kv = &lw->kv_b;
+    if (mk_dtypes[kv->dtype].block_elems != 1)
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: kv_b_proj in %s: a block-quantized kv_b cannot be split into the absorbed MLA form", m->dir, mk_dtypes[kv->dtype].name);
+    const size_t nh = (size_t)c->n_head, r = (size_t)c->kv_lora_rank, dn = (size_t)c->qk_nope, dv = (size_t)c->v_head;
+    const size_t es = mk_dtype_row_bytes(kv->dtype, 1);
+    void **ow = mk_realloc(m->owned, (m->n_owned + 1) * sizeof *ow);
+    if (!ow) return MK_ERR_NOMEM;
+    m->owned = ow;
+    uint8_t *buf = mk_malloc(nh * r * dn * es);
+    if (!buf) return MK_ERR_NOMEM;
+    m->owned[m->n_owned++] = buf;
+    const uint8_t *src = kv->data;
+    for (size_t h = 0; h < nh; h++)
+        for (size_t i = 0; i < dn; i++)      /* key row i of head h */
+            for (size_t j = 0; j < r; j++)   /* → column i of row j of the head's (r, dn) block */
+                memcpy(buf + ((h * r + j) * dn + i) * es, src + ((h * (dn + dv) + i) * r + j) * es, es);
+    lw->k_b = (mk_tensor){.dtype = kv->dtype, .ndim = 3, .shape = {(int64_t)nh, (int64_t)r, (int64_t)dn}, .nbytes = nh * r * dn * es, .data = buf};
     return MK_OK;
 }
 
@@ -194,7 +221,9 @@ static mk_status load_layers(loader *L) {
     walk_state w = {.L = L};
     if (c->arch == MK_ARCH_MIXTRAL && !mk_st_find(m->st, "model.layers.0.block_sparse_moe.gate.weight")) w.moe = "mlp";
     w.moe = w.moe ? w.moe : mk_arch_describe(c->arch)->moe_block;
-    return mk_arch_walk(c, w.moe, load_item, &w);
+    mk_status st = mk_arch_walk(c, w.moe, load_item, &w);
+    for (int64_t l = 0; !st && c->mla && l < c->n_layer; l++) st = make_k_b(m, &m->layers[l]);
+    return st;
 }
 
 void mk_model_free(mk_model *m) {

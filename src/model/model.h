@@ -13,6 +13,8 @@ typedef enum mk_arch {
     MK_ARCH_QWEN2_MOE,
     MK_ARCH_QWEN3_MOE,
     MK_ARCH_OLMOE,
+    MK_ARCH_DEEPSEEK_V2, /* DeepseekV2ForCausalLM (V2, V2-Lite): MLA, softmax routing */
+    MK_ARCH_DEEPSEEK_V3, /* DeepseekV3ForCausalLM (V3, R1, Kimi-K2, Moonlight): MLA, sigmoid + bias routing */
 } mk_arch;
 
 typedef enum mk_qk_norm {
@@ -38,9 +40,27 @@ typedef struct mk_config {
     bool yarn_truncate;          /* floor/ceil the correction range (default true) */
     double yarn_mscale, yarn_mscale_all_dim; /* 0 = not given */
     float rope_attn_factor;      /* cos/sin are multiplied by it: YaRN's attention factor, else 1 */
+    int64_t rope_dim;            /* rotary dimensions of a head: d_head, or MLA's qk_rope */
+    bool rope_interleave;        /* rotate pairs (2i, 2i+1) (DeepSeek) instead of halves (i, i + dim/2) */
+    float attn_scale;            /* the softmax scale: d_head^-0.5, times YaRN's m² where mscale_all_dim is set (MLA) */
+    /* Multi-head latent attention (DeepSeek-V2/V3, research/formats.md §5); d_head = qk_nope + qk_rope */
+    bool mla;
+    int64_t q_lora_rank;         /* 0: a plain q_proj */
+    int64_t kv_lora_rank;        /* r, the cached latent's width */
+    int64_t qk_nope, qk_rope;    /* the parts of a q/k head without and with RoPE */
+    int64_t v_head;              /* value head dim (d_head where attention is not MLA) */
     bool tie_embed;
     bool norm_topk;       /* renormalise the top-k weights to sum to 1 */
-    bool shared_expert;   /* Qwen2-MoE: one sigmoid-gated shared expert per MoE layer */
+    /* Routing beyond softmax top-k: sigmoid scores with a selection bias (DeepSeek-V3), experts in
+     * n_group groups of which topk_group are searched (group score: the maximum, or with
+     * group_top2 the sum of the top two), and a factor on the final weights. */
+    bool sigmoid;
+    bool sel_bias;        /* e_score_correction_bias: added to the scores for selection only */
+    int64_t n_group, topk_group; /* 1, 1 = no groups */
+    bool group_top2;
+    float routed_scale;   /* routed_scaling_factor (1 = none) */
+    bool shared_expert;   /* a shared expert per MoE layer (Qwen2-MoE, DeepSeek) */
+    bool shared_gated;    /* Qwen2-MoE: its output is scaled by sigmoid(shared_expert_gate · x) */
     int attn_bias;        /* -1 = not stated (follow the file), 0 = none, 1 = q/k/v biases */
     bool o_bias;          /* o_proj has a bias too (attention_bias: true in Qwen3-MoE and OLMoE) */
     mk_qk_norm qk_norm;
@@ -67,6 +87,11 @@ bool mk_tensor_known_unused(const char *name, const mk_config *c);
  * frequencies when cfg->yarn. cos/sin are then multiplied by cfg->rope_attn_factor. */
 void mk_rope_inv_freq(const mk_config *cfg, int64_t dim, float *inv);
 
+/* The fields every reader sets alike once d_head is known, for attention without MLA and plain
+ * top-k routing: rope_dim = v_head = d_head, attn_scale = d_head^-0.5, no groups, no weight factor.
+ * Readers then change what their architecture differs in. */
+void mk_config_defaults(mk_config *c);
+
 /* Parses config.json text; `path` is for messages. cfg->layer_moe is allocated. */
 mk_status mk_config_parse(mk_config *cfg, const char *json_text, const char *path);
 void mk_config_free(mk_config *cfg);
@@ -82,14 +107,20 @@ typedef struct mk_layer_w {
     mk_tensor bq, bk, bv;                    /* biases or absent */
     mk_tensor bo;                            /* (d_model) o_proj bias or absent; always F32 (converted at load) */
     mk_tensor q_norm, k_norm;                /* per mk_qk_norm, or absent */
+    /* MLA: q_a (q_lora, d_model) + q_a_norm + q_b (n_head·d_head, q_lora), or wq; kv_a (r + qk_rope,
+     * d_model), kv_a_norm (r), kv_b (n_head·(qk_nope + v_head), r); wo (d_model, n_head·v_head).
+     * k_b (n_head, r, qk_nope): each head's key rows of kv_b transposed, made at load (owned), so
+     * that a query is absorbed into the latent space by one product per head. */
+    mk_tensor q_a, q_a_norm, q_b, kv_a, kv_a_norm, kv_b, k_b;
     bool is_moe;
     mk_tensor router;                        /* (n_expert, d_model); rows from n_live on are zero */
+    mk_tensor router_bias;                   /* (n_expert) F32 selection bias (DeepSeek-V3), or absent */
     mk_mlp_w *experts;                       /* (n_expert) views; into fused tensors where stored so;
                                                 absent (data NULL) from n_live on */
     int64_t n_live;                          /* experts this layer has: n_expert, or fewer in a
                                                 per-layer model (the rest are masked at routing) */
-    mk_mlp_w shared;                         /* Qwen2-MoE shared expert */
-    mk_tensor shared_gate;                   /* (1, d_model) */
+    mk_mlp_w shared;                         /* the shared expert(s) (Qwen2-MoE, DeepSeek: n_shared fused in one MLP) */
+    mk_tensor shared_gate;                   /* (1, d_model) Qwen2-MoE */
     mk_mlp_w dense;                          /* dense layers */
 } mk_layer_w;
 

@@ -1,4 +1,5 @@
 #include "route.h"
+#include "model/model.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -7,34 +8,75 @@
 
 const char mk_route_syntax[] = "topk:K | topp:P[:KMAX][:renorm] | skip:BETA | skip:auto:STATS | boost:LAYER:EXPERT:FACTOR | rank:R | mask:FILE | zero:FILE";
 
+mk_route_cfg mk_route_cfg_of(const mk_config *cfg) {
+    return (mk_route_cfg){.n_expert = cfg->n_expert, .k = cfg->k_active, .slots = cfg->k_active, .norm_topk = cfg->norm_topk, .rank = -1,
+                          .sigmoid = cfg->sigmoid, .n_group = cfg->n_group, .topk_group = cfg->topk_group, .group_top2 = cfg->group_top2,
+                          .scale = cfg->routed_scale};
+}
+
+/* Keeps the topk_group groups with the best group scores (the lower group on ties) and excludes
+ * the experts of the others: c[e] = -inf. Excluded experts (c = -inf) score nothing in a group. */
+static void limit_groups(const mk_route_cfg *rc, float *c) {
+    const int64_t G = rc->n_group, per = rc->n_expert / G;
+    float gs[256];
+    uint8_t keep[256] = {0};
+    for (int64_t g = 0; g < G; g++) {
+        float b1 = -INFINITY, b2 = -INFINITY;
+        for (int64_t e = g * per; e < (g + 1) * per; e++) {
+            if (c[e] > b1) { b2 = b1; b1 = c[e]; }
+            else if (c[e] > b2) b2 = c[e];
+        }
+        gs[g] = rc->group_top2 ? (b2 == -INFINITY ? b1 : b1 + b2) : b1;
+    }
+    for (int64_t n = 0; n < rc->topk_group; n++) {
+        int64_t best = -1;
+        for (int64_t g = 0; g < G; g++)
+            if (!keep[g] && (best < 0 || gs[g] > gs[best])) best = g;
+        if (best < 0) break;
+        keep[best] = 1;
+    }
+    for (int64_t g = 0; g < G; g++)
+        if (!keep[g])
+            for (int64_t e = g * per; e < (g + 1) * per; e++) c[e] = -INFINITY;
+}
+
 int64_t mk_route_select(const mk_route_cfg *rc, const float *logits, int32_t *ids, float *weights, float *p) {
     const int64_t E = rc->n_expert;
-    float mx = -INFINITY;
-    for (int64_t e = 0; e < E; e++)
-        if ((!rc->mask || rc->mask[e]) && logits[e] > mx) mx = logits[e];
-    float sum = 0;
-    for (int64_t e = 0; e < E; e++) {
-        p[e] = (!rc->mask || rc->mask[e]) ? expf(logits[e] - mx) : 0.0f;
-        sum += p[e];
+    if (rc->sigmoid) {
+        for (int64_t e = 0; e < E; e++) p[e] = (!rc->mask || rc->mask[e]) ? 1.0f / (1.0f + expf(-logits[e])) : 0.0f;
+    } else {
+        float mx = -INFINITY;
+        for (int64_t e = 0; e < E; e++)
+            if ((!rc->mask || rc->mask[e]) && logits[e] > mx) mx = logits[e];
+        float sum = 0;
+        for (int64_t e = 0; e < E; e++) {
+            p[e] = (!rc->mask || rc->mask[e]) ? expf(logits[e] - mx) : 0.0f;
+            sum += p[e];
+        }
+        /* a NaN logit makes every probability NaN, as in transformers (never all-zero weights) */
+        for (int64_t e = 0; e < E; e++) p[e] = sum > 0 || sum != sum ? p[e] / sum : 0.0f;
     }
-    /* a NaN logit makes every probability NaN, as in transformers (never all-zero weights) */
-    for (int64_t e = 0; e < E; e++) p[e] = sum > 0 || sum != sum ? p[e] / sum : 0.0f;
     for (size_t b = 0; b < rc->n_boosts; b++) p[rc->boosts[b].expert] *= rc->boosts[b].factor;
+    /* The choice scores c: the scores plus the selection bias; -inf for an expert that may not be
+     * chosen (masked, or in a dropped group); a taken expert becomes -inf too. */
+    float *c = p + E;
+    for (int64_t e = 0; e < E; e++) c[e] = (rc->mask && !rc->mask[e]) ? -INFINITY : rc->sel_bias ? p[e] + rc->sel_bias[e] : p[e];
+    if (rc->n_group > 1) limit_groups(rc, c);
 
-    /* Selection in descending probability, lower index first on ties. */
+    /* Selection in descending choice score, lower index first on ties. */
     const int64_t want = rc->rank >= 0 ? rc->rank + 1 : rc->top_p > 0 ? rc->slots : rc->k;
     int64_t n = 0;
     float cum = 0;
     for (; n < want; n++) {
         int64_t best = -1;
         for (int64_t e = 0; e < E; e++) {
-            if ((rc->mask && !rc->mask[e]) || p[e] < 0) continue;
-            if (best < 0 || p[e] > p[best]) best = e;
+            if (c[e] == -INFINITY) continue;
+            if (best < 0 || c[e] > c[best]) best = e;
         }
         if (best < 0) break;
         ids[n] = (int32_t)best;
         weights[n] = p[best];
-        p[best] = -1.0f; /* taken */
+        c[best] = -INFINITY; /* taken */
         cum += weights[n];
         if (rc->top_p > 0 && cum > rc->top_p) {
             n++;
@@ -70,6 +112,8 @@ int64_t mk_route_select(const mk_route_cfg *rc, const float *logits, int32_t *id
         if (ws > 0)
             for (int64_t j = 0; j < n; j++) weights[j] /= ws;
     }
+    if (rc->scale != 0 && rc->scale != 1)
+        for (int64_t j = 0; j < n; j++) weights[j] *= rc->scale;
     for (int64_t j = n; j < rc->slots; j++) {
         ids[j] = -1;
         weights[j] = 0.0f;

@@ -18,12 +18,29 @@ typedef struct mk_route_cfg {
     const uint8_t *mask;    /* (n_expert) 1 = allowed, or NULL */
     const mk_route_boost *boosts; /* this layer's boosts only */
     size_t n_boosts;
+    /* the architecture's scoring (mk_config): sigmoid instead of softmax, a selection bias
+     * (n_expert, added for the choice only), groups, and a factor on the final weights */
+    bool sigmoid;
+    const float *sel_bias;
+    int64_t n_group, topk_group; /* 0 or 1: no groups */
+    bool group_top2;        /* group score = sum of its two best choice scores (else its best) */
+    float scale;            /* 0 or 1: none */
 } mk_route_cfg;
 
-/* Softmax over the allowed experts (f32), then the policy of mk_route_opts (boosts, top-k with
- * the lower index winning ties or top-p, skipping, the architecture's weight rule).
- * ids/weights: (slots) in selection order (descending probability); unused slots get id -1 and
- * weight 0. scratch: (n_expert) floats. Returns the number of experts used. */
+/* Scores of the allowed experts (softmax in f32, or sigmoid), then the policy of mk_route_opts
+ * (boosts, top-k with the lower index winning ties or top-p, skipping, the architecture's weight
+ * rule). Selection is by score plus sel_bias, among the topk_group best groups when n_group > 1;
+ * the weights are the unbiased scores (renormalised when norm_topk, then times scale).
+ * ids/weights: (slots) in selection order (descending choice score); unused slots get id -1 and
+ * weight 0. scratch: (2·n_expert) floats. Returns the number of experts used. */
+/* Floats of scratch mk_route_select needs for n_expert experts. */
+#define MK_ROUTE_SCRATCH(n_expert) (2 * (n_expert))
+
+struct mk_config;
+/* The architecture's routing as cfg describes it (top-k of k_active, its scoring, groups, bias use,
+ * weight rule), no policy, no mask; sel_bias is per layer and stays NULL (set it from the layer). */
+mk_route_cfg mk_route_cfg_of(const struct mk_config *cfg);
+
 int64_t mk_route_select(const mk_route_cfg *rc, const float *logits, int32_t *ids, float *weights, float *scratch);
 
 /* Reads a kept-experts file (a moekit_compression.json, or any JSON object with a
