@@ -34,6 +34,13 @@ typedef struct mk_model_info {
     int64_t yarn_orig_ctx;
     const int64_t *experts_per_layer; /* (n_layer) experts of each layer (0: dense) when MoE layers
                                  differ (a global-budget prune); NULL: every MoE layer has n_expert */
+    bool mla;                /* multi-head latent attention (DeepSeek-V2/V3) */
+    int64_t kv_lora_rank, qk_rope, v_head; /* MLA: latent width, RoPE part of a q/k head, value head */
+    int64_t kv_bytes_token;  /* KV cache bytes per token over all layers, as moekit holds it (f32; MLA:
+                                the latent and the RoPE key only) */
+    int64_t kv_bytes_token_expanded; /* the same with K and V of every head expanded (= kv_bytes_token
+                                without MLA) */
+    char quant_method[24];   /* a config's quantization_config.quant_method (mk_config_info only); "" = none */
 } mk_model_info;
 
 /* Loads a model: an HF checkpoint directory (config.json and safetensors weights, single or
@@ -51,6 +58,12 @@ void mk_model_free(mk_model *m);
  * purpose in mind: a resident model's pages are never dropped. */
 mk_status mk_model_make_resident(mk_model *m, size_t *bytes);
 const mk_model_info *mk_model_get_info(const mk_model *m);
+
+/* What a config.json describes, without weights (for planning a model not downloaded): the
+ * fields of mk_model_info, parameters from the architecture's tensor table. experts_per_layer is
+ * NULL. A quantized config (quantization_config) is described, with quant_method set; loading
+ * its checkpoint is refused. */
+mk_status mk_config_info(const char *config_path, mk_model_info *info);
 /* Bytes of weights by dtype name, as a NULL-terminated list of (name, bytes) for printing. */
 size_t mk_model_bytes_by_dtype(const mk_model *m, const char **names, int64_t *bytes, size_t cap);
 /* Weight bytes one decoded token reads, the denominator of the memory-bandwidth roof: every

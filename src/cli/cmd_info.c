@@ -7,35 +7,30 @@
 #include <string.h>
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: moekit info [-m MODEL_DIR]\n"
-               "Prints the architecture, layers, experts (routed / shared / k), parameters (total and\n"
-               "active per token) and bytes by dtype of an HF MoE checkpoint directory.\n");
+    fprintf(f, "usage: moekit info [-m MODEL] | --config CONFIG.json\n"
+               "Prints the architecture, layers, attention and its KV cache bytes per token, experts\n"
+               "(routed / shared / k), parameters (total and active per token) and bytes by dtype of a\n"
+               "model (an HF checkpoint directory or a GGUF file). With --config, what a config.json\n"
+               "describes, without weights (parameters from the architecture's tensor table).\n");
 }
 
-int mk_cmd_info(int argc, char **argv) {
-    const char *dir = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
-        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
-            if (!(dir = mk_arg_value(argc, argv, &i))) return 2;
-        } else {
-            fprintf(stderr, "moekit info: unknown option '%s'\n", argv[i]);
-            return 2;
-        }
-    }
-    if (!dir && !(dir = mk_default_model())) {
-        fprintf(stderr, "moekit info: no model given (-m DIR) and no default model found\n");
-        return 2;
-    }
-    mk_model *m;
-    if (mk_model_load(&m, dir)) return mk_cli_fail();
-    const mk_model_info *in = mk_model_get_info(m);
-    printf("model:           %s\n", dir);
-    printf("architecture:    %s (%s)\n", in->arch, in->model_type);
+static void print_info(const char *what, const mk_model_info *in) {
+    printf("model:           %s\n", what);
+    printf("architecture:    %s (%s)%s%s\n", in->arch, in->model_type, in->quant_method[0] ? ", weights quantized: " : "", in->quant_method);
     printf("layers:          %lld (%lld MoE, %lld dense)\n", (long long)in->n_layer, (long long)in->n_moe_layers,
            (long long)(in->n_layer - in->n_moe_layers));
     printf("d_model:         %lld\n", (long long)in->d_model);
-    printf("attention:       %lld heads, %lld kv heads, head dim %lld\n", (long long)in->n_head, (long long)in->n_kv_head, (long long)in->d_head);
+    if (in->mla)
+        printf("attention:       %lld heads, multi-head latent: q/k head %lld (RoPE %lld), v head %lld, latent %lld\n", (long long)in->n_head,
+               (long long)in->d_head, (long long)in->qk_rope, (long long)in->v_head, (long long)in->kv_lora_rank);
+    else
+        printf("attention:       %lld heads, %lld kv heads, head dim %lld\n", (long long)in->n_head, (long long)in->n_kv_head, (long long)in->d_head);
+    if (in->mla)
+        printf("KV cache:        %lld bytes/token (f32 latent %lld + RoPE key %lld per layer); expanded K/V would take %lld (%.1fx)\n",
+               (long long)in->kv_bytes_token, (long long)in->kv_lora_rank, (long long)in->qk_rope, (long long)in->kv_bytes_token_expanded,
+               (double)in->kv_bytes_token_expanded / (double)in->kv_bytes_token);
+    else
+        printf("KV cache:        %lld bytes/token (f32)\n", (long long)in->kv_bytes_token);
     if (in->rope_yarn)
         printf("rope:            theta %g, YaRN factor %g over %lld original positions, attention factor %.6g\n", in->rope_theta, in->yarn_factor,
                (long long)in->yarn_orig_ctx, in->rope_attn_factor);
@@ -54,6 +49,38 @@ int mk_cmd_info(int argc, char **argv) {
     printf("vocab:           %lld%s\n", (long long)in->vocab, in->tie_embed ? " (tied embeddings)" : "");
     printf("params total:    %lld\n", (long long)in->params_total);
     printf("params active:   %lld\n", (long long)in->params_active);
+}
+
+int mk_cmd_info(int argc, char **argv) {
+    const char *dir = NULL, *config = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) { usage(stdout); return 0; }
+        if (!strcmp(argv[i], "-m") || !strcmp(argv[i], "--model")) {
+            if (!(dir = mk_arg_value(argc, argv, &i))) return 2;
+        } else if (!strcmp(argv[i], "--config")) {
+            if (!(config = mk_arg_value(argc, argv, &i))) return 2;
+        } else {
+            fprintf(stderr, "moekit info: unknown option '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (config && dir) {
+        fprintf(stderr, "moekit info: give -m MODEL or --config CONFIG.json, not both\n");
+        return 2;
+    }
+    if (!config && !dir && !(dir = mk_default_model())) {
+        fprintf(stderr, "moekit info: no model given (-m DIR) and no default model found\n");
+        return 2;
+    }
+    if (config) {
+        mk_model_info ci;
+        if (mk_config_info(config, &ci)) return mk_cli_fail();
+        print_info(config, &ci);
+        return 0;
+    }
+    mk_model *m;
+    if (mk_model_load(&m, dir)) return mk_cli_fail();
+    print_info(dir, mk_model_get_info(m));
     const char *names[16];
     int64_t bytes[16];
     size_t n = mk_model_bytes_by_dtype(m, names, bytes, 16);

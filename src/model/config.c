@@ -369,11 +369,9 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
     cfg->attn_bias = -1;
     mk_config_defaults(cfg);
     json_t *qc = json_object_get(root, "quantization_config");
-    if (qc && !json_is_null(qc)) {
+    if (qc && !json_is_null(qc)) { /* refused by the loader (mk_model_load); shapes are still known */
         json_t *qm = json_is_object(qc) ? json_object_get(qc, "quant_method") : NULL;
-        st = mk_err(MK_ERR_UNSUPPORTED, "%s: field 'quantization_config' (%s) is not supported: moekit reads unquantized F32/F16/BF16 checkpoints and GGUF files; dequantize the checkpoint first",
-                    path, json_is_string(qm) ? json_string_value(qm) : "?");
-        goto out;
+        snprintf(cfg->quant_method, sizeof cfg->quant_method, "%s", json_is_string(qm) ? json_string_value(qm) : "?");
     }
     cfg->bos_id = token_id(root, "bos_token_id");
     cfg->eos_id = token_id(root, "eos_token_id");

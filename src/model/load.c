@@ -226,6 +226,55 @@ static mk_status load_layers(loader *L) {
     return st;
 }
 
+/* Routed-expert parameters a token does not use, over the model (cfg's expert counts). */
+static int64_t idle_params(const mk_config *c) {
+    int64_t idle = 0;
+    for (int64_t l = 0; l < c->n_layer; l++)
+        if (c->layer_moe[l]) idle += ((c->n_expert_layer ? c->n_expert_layer[l] : c->n_expert) - c->k_active) * 3 * c->d_model * c->d_ff_expert;
+    return idle;
+}
+
+/* mk_model_info from the config and the parameter count (strings: the architecture table's). */
+static void fill_info(mk_model_info *in, const mk_config *c, int64_t params, int64_t idle) {
+    const mk_arch_desc *ad = mk_arch_describe(c->arch);
+    int64_t n_moe = 0;
+    for (int64_t l = 0; l < c->n_layer; l++) n_moe += c->layer_moe[l];
+    *in = (mk_model_info){.arch = ad->hf_class, .model_type = ad->model_type, .vocab = c->vocab, .d_model = c->d_model, .n_layer = c->n_layer,
+                          .n_head = c->n_head, .n_kv_head = c->n_kv_head, .d_head = c->d_head, .n_expert = c->n_expert, .k_active = c->k_active,
+                          .d_ff_expert = c->d_ff_expert, .d_ff_dense = c->d_ff_dense, .d_ff_shared = c->d_ff_shared, .n_moe_layers = n_moe,
+                          .norm_topk = c->norm_topk, .has_shared_expert = c->shared_expert, .tie_embed = c->tie_embed, .params_total = params,
+                          .params_active = params - idle, .experts_per_layer = c->n_expert_layer, .bos_id = c->bos_id, .eos_id = c->eos_id,
+                          .rope_theta = c->rope_theta, .rope_yarn = c->yarn, .yarn_factor = c->yarn_factor, .yarn_orig_ctx = c->yarn_orig_ctx,
+                          .rope_attn_factor = c->rope_attn_factor, .mla = c->mla, .kv_lora_rank = c->kv_lora_rank, .qk_rope = c->qk_rope,
+                          .v_head = c->v_head};
+    const int64_t f = (int64_t)sizeof(float), expanded = c->n_layer * c->n_kv_head * (c->d_head + c->v_head) * f;
+    in->kv_bytes_token = c->mla ? c->n_layer * (c->kv_lora_rank + c->qk_rope) * f : expanded;
+    in->kv_bytes_token_expanded = expanded;
+}
+
+static mk_status count_item(const mk_arch_item *it, void *user) {
+    if (!it->optional) *(int64_t *)user += it->shape[0] * (it->ndim == 2 ? it->shape[1] : 1);
+    return MK_OK;
+}
+
+mk_status mk_config_info(const char *path, mk_model_info *info) {
+    char *text = NULL;
+    mk_config c;
+    mk_status st = mk_read_file(path, &text, NULL);
+    if (st) return st;
+    st = mk_config_parse(&c, text, path);
+    free(text);
+    if (st) return st;
+    int64_t params = 0;
+    if (!(st = mk_arch_walk(&c, NULL, count_item, &params))) {
+        fill_info(info, &c, params, idle_params(&c));
+        info->experts_per_layer = NULL;
+        snprintf(info->quant_method, sizeof info->quant_method, "%s", c.quant_method);
+    }
+    mk_config_free(&c);
+    return st;
+}
+
 void mk_model_free(mk_model *m) {
     if (!m) return;
     if (m->layers)
@@ -260,16 +309,17 @@ mk_status mk_model_load(mk_model **out, const char *dir) {
     }
 
     const mk_config *c = &m->cfg;
+    if (c->quant_method[0]) {
+        st = mk_err(MK_ERR_UNSUPPORTED, "%s: field 'quantization_config' (%s) is not supported: moekit reads unquantized F32/F16/BF16 checkpoints and GGUF files; dequantize the checkpoint first",
+                    cpath, c->quant_method);
+        goto fail;
+    }
     if (!(L.used = mk_calloc(m->st->n_entries + 1, 1))) { st = MK_ERR_NOMEM; goto fail; }
     m->layers = mk_calloc((size_t)c->n_layer, sizeof *m->layers);
     if (!m->layers) { st = MK_ERR_NOMEM; goto fail; }
     if ((st = load_layers(&L))) goto fail;
     if (c->tie_embed) m->lm_head = m->embed;
-    int64_t n_moe = 0, idle = 0; /* idle: expert parameters a token does not use */
-    for (int64_t l = 0; l < c->n_layer; l++) {
-        n_moe += m->layers[l].is_moe;
-        if (m->layers[l].is_moe) idle += (m->layers[l].n_live - c->k_active) * 3 * c->d_model * c->d_ff_expert;
-    }
+    const int64_t idle = idle_params(c); /* expert parameters a token does not use */
     if ((st = check_all_used(&L))) goto fail;
     free(L.used);
     L.used = NULL;
@@ -280,34 +330,7 @@ mk_status mk_model_load(mk_model **out, const char *dir) {
             for (int64_t e = 0; e < m->layers[l].n_live && m->layers[l].is_moe; e++) m->live[l * E + e] = 1;
     }
 
-    mk_model_info *in = &m->info;
-    in->arch = c->arch_name;
-    in->model_type = c->model_type;
-    in->vocab = c->vocab;
-    in->d_model = c->d_model;
-    in->n_layer = c->n_layer;
-    in->n_head = c->n_head;
-    in->n_kv_head = c->n_kv_head;
-    in->d_head = c->d_head;
-    in->n_expert = c->n_expert;
-    in->k_active = c->k_active;
-    in->d_ff_expert = c->d_ff_expert;
-    in->d_ff_dense = c->d_ff_dense;
-    in->d_ff_shared = c->d_ff_shared;
-    in->n_moe_layers = n_moe;
-    in->norm_topk = c->norm_topk;
-    in->has_shared_expert = c->shared_expert;
-    in->tie_embed = c->tie_embed;
-    in->params_total = L.params;
-    in->params_active = L.params - idle;
-    in->experts_per_layer = c->n_expert_layer;
-    in->bos_id = c->bos_id;
-    in->eos_id = c->eos_id;
-    in->rope_theta = c->rope_theta;
-    in->rope_yarn = c->yarn;
-    in->yarn_factor = c->yarn_factor;
-    in->yarn_orig_ctx = c->yarn_orig_ctx;
-    in->rope_attn_factor = c->rope_attn_factor;
+    fill_info(&m->info, c, L.params, idle);
     free(cpath);
     free(text);
     *out = m;

@@ -73,6 +73,7 @@ typedef struct mk_config {
     int32_t bos_id, eos_id;
     int64_t n_ctx_train;  /* max_position_embeddings / <arch>.context_length; 0 = not stated */
     int64_t n_mtp;        /* num_nextn_predict_layers: multi-token-prediction layers stored after the last layer (not run) */
+    char quant_method[24]; /* quantization_config.quant_method ("fp8", ...): weights moekit cannot read; "" = none */
 } mk_config;
 
 /* True for a tensor name a checkpoint may hold that the forward pass does not need, and that the

@@ -3,7 +3,7 @@
 # greedy continuation transformers produced.
 cd "$(dirname "$0")/../.." || exit 1
 source tests/cli/lib.sh
-for f in mixtral mixtral_sharded qwen2_moe qwen3_moe qwen3_moe_fused olmoe mixtral_bf16; do
+for f in mixtral mixtral_sharded qwen2_moe qwen3_moe qwen3_moe_fused olmoe mixtral_bf16 deepseek_v2_lite deepseek_v3; do
   out=$($MK info -m "$FIX/$f" 2>&1) || { bad "info $f" "exit $?: $out"; continue; }
   want_total=$(python3 -c "import json;print(json.load(open('$FIX/$f/fixture.json'))['params_total'])")
   want_active=$(python3 -c "import json;print(json.load(open('$FIX/$f/fixture.json'))['params_active'])")
@@ -11,8 +11,35 @@ for f in mixtral mixtral_sharded qwen2_moe qwen3_moe qwen3_moe_fused olmoe mixtr
   if [ "$got_total" = "$want_total" ] && [ "$got_active" = "$want_active" ]; then ok "info $f: $got_total total, $got_active active"
   else bad "info $f" "params $got_total/$got_active, fixture.json says $want_total/$want_active"; fi
 done
+# info --config: what a config describes without weights. DeepSeek-V3's real config (fp8 weights):
+# parameters and KV bytes per token counted here from the published shapes (research/formats.md §5),
+# independently of moekit's table; the MLA cache holds the latent and the RoPE key only.
+want=$(python3 - <<'PY'
+H, V, L, nh, ql, r, dr, dn, dv, E, k, I, ID, n_dense = 7168, 129280, 61, 128, 1536, 512, 64, 128, 128, 256, 8, 2048, 18432, 3
+attn = 2 * H + H * ql + ql + ql * nh * (dn + dr) + H * (r + dr) + r + r * nh * (dn + dv) + nh * dv * H
+moe = E * H + E + E * 3 * H * I + 3 * H * I
+total = 2 * V * H + H + L * attn + n_dense * 3 * H * ID + (L - n_dense) * moe
+active = total - (L - n_dense) * (E - k) * 3 * H * I
+print(total, active, L * (r + dr) * 4, L * nh * (dn + dr + dv) * 4)
+PY
+)
+out=$($MK info --config tests/data/configs/DeepSeek-V3.config.json 2>&1)
+got="$(sed -n 's/^params total: *//p' <<<"$out") $(sed -n 's/^params active: *//p' <<<"$out") $(sed -n 's/^KV cache: *\([0-9]*\) bytes.*would take \([0-9]*\).*/\1 \2/p' <<<"$out")"
+[ "$got" = "$want" ] && ok "info --config DeepSeek-V3: total, active, KV bytes/token latent and expanded = $got" || bad "info --config DeepSeek-V3" "got '$got', want '$want': $out"
+grep -q "weights quantized: fp8" <<<"$out" && ok "info --config names the fp8 weights" || bad "info --config fp8" "$out"
+out=$($MK info --config tests/data/configs/Qwen3-30B-A3B.config.json 2>&1)
+grep -q "^KV cache: *196608 bytes/token" <<<"$out" && ok "info --config Qwen3-30B-A3B: KV 48 layers x 4 kv heads x 128 x 2 x 4 bytes" || bad "info Qwen3 KV" "$out"
+expect_error "info: both -m and --config" "give -m MODEL or --config CONFIG.json, not both" $MK info -m "$FIX/qwen3_moe" --config tests/data/configs/Qwen3-30B-A3B.config.json
+# a quantized checkpoint is refused at load, naming the field
+d=$(mktemp -d); cp -r "$FIX/deepseek_v3/." "$d/"
+python3 - "$d/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["quantization_config"] = {"quant_method": "fp8", "fmt": "e4m3"}; json.dump(c, open(sys.argv[1], "w"))
+PY
+expect_error "load: quantized checkpoint" "config.json: field 'quantization_config' \\(fp8\\) is not supported" $MK info -m "$d"
+rm -rf "$d"
 # Greedy continuation via the CLI equals transformers' greedy_ids.
-for f in qwen3_moe olmoe; do
+for f in qwen3_moe olmoe deepseek_v2_group deepseek_v3; do
   read -r ids greedy < <(python3 - "$FIX/$f/reference.safetensors" <<'PY'
 import json, struct, sys
 d = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", d[:8])[0]; h = json.loads(d[8:8+n]); body = d[8+n:]
