@@ -30,10 +30,13 @@ static double maxdiff(const float *a, const float *b, size_t n) {
     return d;
 }
 
-static void check_arch(const char *name) {
+/* The pruned checkpoint of fixture `name` (reference tests/fixtures/prune/<ref>.safetensors, plan:
+ * the reference's stored scores when it has them, else random with seed 7; keep_n experts) loads in
+ * transformers with the same logits, and equals the original model with the dropped experts masked. */
+static void check_plan(const char *name, const char *refname, int64_t keep_n) {
     char src[256], refp[300], out[300];
     snprintf(src, sizeof src, "tests/fixtures/%s", name);
-    snprintf(refp, sizeof refp, "tests/fixtures/prune/%s.safetensors", name);
+    snprintf(refp, sizeof refp, "tests/fixtures/prune/%s.safetensors", refname);
     snprintf(out, sizeof out, "/tmp/mk_prune_%s_%d", name, (int)getpid());
     mk_model *m = NULL;
     mk_st_set *ref = NULL, *fx = NULL;
@@ -43,15 +46,22 @@ static void check_arch(const char *name) {
     const int64_t L = m->cfg.n_layer, E = m->cfg.n_expert, V = m->cfg.vocab;
     const mk_tensor *tid = &mk_st_find(fx, "input_ids")->t, *tl = &mk_st_find(ref, "logits")->t, *tk = &mk_st_find(ref, "kept")->t;
     const size_t T = (size_t)tid->shape[0];
-    /* The same plan as tools/gen_prune_reference.py: random, keep E-2, seed 7. */
+    /* The same plan as tools/gen_prune_reference.py: its stored scores (REAP from a profile), or
+     * random with seed 7. */
     double *scores = calloc((size_t)(L * E), sizeof *scores);
-    uint64_t x = 7ull * 0x9e3779b97f4a7c15ull + 1;
-    for (int64_t i = 0; i < L * E; i++) {
-        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-        scores[i] = (double)(x >> 11);
+    const mk_st_entry *ts = mk_st_find(ref, "scores");
+    if (ts) {
+        REQUIRE(ts->t.dtype == MK_DT_F64 && mk_tensor_numel(&ts->t) == L * E, "%s: stored scores", refname);
+        memcpy(scores, ts->t.data, (size_t)(L * E) * sizeof *scores);
+    } else {
+        uint64_t x = 7ull * 0x9e3779b97f4a7c15ull + 1;
+        for (int64_t i = 0; i < L * E; i++) {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            scores[i] = (double)(x >> 11);
+        }
     }
     uint8_t *keep = calloc((size_t)(L * E), 1);
-    REQUIRE(mk_prune_select(m, scores, E - 2, MK_BUDGET_LAYER, m->cfg.k_active, NULL, keep) == MK_OK, "%s", mk_last_error());
+    REQUIRE(mk_prune_select(m, scores, keep_n, MK_BUDGET_LAYER, m->cfg.k_active, NULL, keep) == MK_OK, "%s", mk_last_error());
     size_t j = 0, same = 1;
     for (int64_t l = 0; l < L; l++)
         for (int64_t e = 0; e < E && m->layers[l].is_moe; e++)
@@ -64,7 +74,7 @@ static void check_arch(const char *name) {
     CHECK(run(out, tid->data, T, NULL, pruned) == 0, "%s: run pruned", name);
     CHECK(run(src, tid->data, T, keep, virt) == 0, "%s: run masked", name);
     double d_hf = maxdiff(pruned, tl->data, T * (size_t)V), d_virt = maxdiff(pruned, virt, T * (size_t)V);
-    printf("  %-16s pruned vs transformers max|Δlogit| %.2e, pruned vs virtual mask %.2e\n", name, d_hf, d_virt);
+    printf("  %-22s pruned vs transformers max|Δlogit| %.2e, pruned vs virtual mask %.2e\n", refname, d_hf, d_virt);
     CHECK(d_hf <= 1e-4, "%s: pruned model vs transformers max |Δlogit| %.3g", name, d_hf);
     CHECK(d_virt <= 1e-5, "%s: pruned model vs virtual mask max |Δlogit| %.3g", name, d_virt);
 
@@ -83,11 +93,48 @@ static void check_arch(const char *name) {
     mk_model_free(m);
 }
 
+static void check_arch(const char *name) {
+    mk_model *m = NULL;
+    char src[256];
+    snprintf(src, sizeof src, "tests/fixtures/%s", name);
+    REQUIRE(mk_model_load(&m, src) == MK_OK, "%s", mk_last_error());
+    const int64_t E = m->cfg.n_expert;
+    mk_model_free(m);
+    check_plan(name, name, E - 2);
+}
 static void test_mixtral(void) { check_arch("mixtral"); }
 static void test_qwen2_moe(void) { check_arch("qwen2_moe"); }
 static void test_qwen3_moe(void) { check_arch("qwen3_moe"); }
 static void test_olmoe(void) { check_arch("olmoe"); }
 static void test_qwen3_moe_fused(void) { check_arch("qwen3_moe_fused"); }
+/* DeepSeek, REAP at 50%: shared experts kept, the selection bias sliced with the router rows, and a
+ * group-limited router (V2 max-per-group, V3 top-2-sum per group) keeping an equal share of each
+ * group, so the pruned model routes as the original with the dropped experts masked */
+static void test_deepseek_v2_lite(void) { check_plan("deepseek_v2_lite", "reap_deepseek_v2_lite", 4); }
+static void test_deepseek_v2_group(void) { check_plan("deepseek_v2_group", "reap_deepseek_v2_group", 8); }
+static void test_deepseek_v3(void) { check_plan("deepseek_v3", "reap_deepseek_v3", 8); }
+
+/* A group-limited model refuses a keep count that would leave its groups unequal. */
+static void test_group_keep(void) {
+    mk_model *m = NULL;
+    REQUIRE(mk_model_load(&m, "tests/fixtures/deepseek_v3") == MK_OK, "%s", mk_last_error());
+    const int64_t L = m->cfg.n_layer, E = m->cfg.n_expert;
+    double *scores = calloc((size_t)(L * E), sizeof *scores);
+    uint8_t *keep = calloc((size_t)(L * E), 1);
+    for (int64_t i = 0; i < L * E; i++) scores[i] = (double)(i % 7);
+    CHECK(mk_prune_select(m, scores, 6, MK_BUDGET_LAYER, m->cfg.k_active, NULL, keep) == MK_ERR_ARG && strstr(mk_last_error(), "multiple of 4"), "%s", mk_last_error());
+    CHECK(mk_prune_select(m, scores, 8, MK_BUDGET_GLOBAL, m->cfg.k_active, NULL, keep) == MK_ERR_ARG && strstr(mk_last_error(), "groups"), "%s", mk_last_error());
+    CHECK(mk_prune_select(m, scores, 8, MK_BUDGET_LAYER, m->cfg.k_active, NULL, keep) == MK_OK, "%s", mk_last_error());
+    for (int64_t l = 1; l < L; l++)
+        for (int64_t g = 0; g < 4; g++) {
+            int64_t n = 0;
+            for (int64_t e = g * 4; e < g * 4 + 4; e++) n += keep[l * E + e];
+            CHECK(n == 2, "layer %lld group %lld keeps %lld of 4", (long long)l, (long long)g, (long long)n);
+        }
+    free(scores);
+    free(keep);
+    mk_model_free(m);
+}
 
 /* A global budget: MoE layers keep different numbers of experts (E-1 in the first, k in the
  * second, ...). The written per-layer model loads with each layer's count, its logits equal the
@@ -374,6 +421,10 @@ int main(void) {
     RUN(test_qwen3_moe);
     RUN(test_olmoe);
     RUN(test_qwen3_moe_fused);
+    RUN(test_deepseek_v2_lite);
+    RUN(test_deepseek_v2_group);
+    RUN(test_deepseek_v3);
+    RUN(test_group_keep);
     RUN(test_budgets);
     RUN(test_per_layer_mixtral);
     RUN(test_per_layer_qwen2_moe);

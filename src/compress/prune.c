@@ -39,16 +39,38 @@ mk_status mk_prune_select(const mk_model *m, const double *scores, int64_t keep_
             return mk_err(MK_ERR_ARG, "prune: layer %lld has %lld protected (super) experts, more than the %lld kept", (long long)l, (long long)prot, (long long)keep_n);
         }
     }
+    /* Group-limited routing (DeepSeek's n_group): every group keeps keep_n / G experts, so the kept
+     * experts, renumbered in order, form G equal groups again and the pruned model routes exactly as
+     * the original with the dropped experts masked. */
+    const int64_t G = m->cfg.n_group > 1 ? m->cfg.n_group : 1, per = E / G;
+    if (G > 1 && budget != MK_BUDGET_LAYER) {
+        free(c);
+        return mk_err(MK_ERR_ARG, "prune: %s routes within %lld expert groups, which a global budget would leave unequal; use --budget layer", m->cfg.arch_name, (long long)G);
+    }
+    if (G > 1 && (keep_n % G || (keep_n / G) * m->cfg.topk_group < m->cfg.k_active)) {
+        free(c);
+        return mk_err(MK_ERR_ARG, "prune: %s routes within %lld groups of %lld experts (%lld searched per token, k = %lld): keep a multiple of %lld with at least %lld per group",
+                      m->cfg.arch_name, (long long)G, (long long)per, (long long)m->cfg.topk_group, (long long)m->cfg.k_active, (long long)G,
+                      (long long)((m->cfg.k_active + m->cfg.topk_group - 1) / m->cfg.topk_group));
+    }
     if (budget == MK_BUDGET_LAYER) {
         for (int64_t l = 0; l < L; l++) {
             if (!m->layers[l].is_moe) continue;
-            for (int64_t e = 0; e < E; e++) {
-                c[e].v = protect && protect[l * E + e] ? INFINITY : scores[l * E + e];
-                c[e].l = l;
-                c[e].e = e;
+            for (int64_t g = 0; g < G; g++) {
+                cand *cg = c + g * per;
+                int64_t prot = 0;
+                for (int64_t e = g * per; e < (g + 1) * per; e++) {
+                    cg[e - g * per] = (cand){.v = protect && protect[l * E + e] ? INFINITY : scores[l * E + e], .l = l, .e = e};
+                    prot += protect && protect[l * E + e];
+                }
+                if (prot > keep_n / G) {
+                    free(c);
+                    return mk_err(MK_ERR_ARG, "prune: layer %lld group %lld has %lld protected (super) experts, more than the %lld it keeps", (long long)l, (long long)g,
+                                  (long long)prot, (long long)(keep_n / G));
+                }
+                qsort(cg, (size_t)per, sizeof *cg, by_value_desc);
+                for (int64_t i = 0; i < keep_n / G; i++) keep[l * E + cg[i].e] = 1;
             }
-            qsort(c, (size_t)E, sizeof *c, by_value_desc);
-            for (int64_t i = 0; i < keep_n; i++) keep[l * E + c[i].e] = 1;
         }
     } else {
         /* Every layer first keeps its min_keep best (and protected) experts; the rest of the

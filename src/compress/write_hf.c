@@ -86,14 +86,15 @@ static mk_status write_config(const mk_model *m, const mk_expert_plan *plan, int
         goto out;
     }
     bool set = false;
-    const char *keys[] = {"num_local_experts", "num_experts"};
-    for (int i = 0; i < 2; i++)
+    const char *keys[] = {"num_local_experts", "num_experts", "n_routed_experts"};
+    for (int i = 0; i < 3; i++)
         if (json_is_integer(json_object_get(root, keys[i]))) {
             json_object_set_new(root, keys[i], json_integer(n_keep));
             set = true;
         }
     if (!set) { st = mk_err(MK_ERR_FORMAT, "%s: no expert count field to update", src); goto out; }
     json_object_set_new(root, "num_experts_per_tok", json_integer(MK_MIN(m->cfg.k_active, k_max)));
+
     json_object_del(root, "moekit_experts_per_layer");
     if (plan->n_out_layer) {
         json_t *a = json_array();
@@ -210,7 +211,7 @@ static mk_status write_weights(const mk_model *m, const mk_expert_plan *plan, co
             d->shape[0] = NOL;
             if (o->p == PROJ_GATE) d->shape[1] = 2 * dff;
             else d->shape[2] = dff;
-        } else if (moe && role && (role->flags & MK_ROLE_ROUTER)) { /* one row per expert: the kept experts' rows */
+        } else if (moe && role && (role->flags & (MK_ROLE_ROUTER | MK_ROLE_ROUTER_BIAS))) { /* one row (or value) per expert: the kept experts' */
             o->kind = SRC_ROWS;
             d->shape[0] = NOL;
         }
@@ -275,6 +276,13 @@ mk_status mk_write_experts(const mk_model *m, const mk_expert_plan *plan, const 
             if (x->copy_from >= 0 && dff != m->cfg.d_ff_expert) return mk_err(MK_ERR_ARG, "write: a copied expert cannot change size (d_ff %lld -> %lld)", (long long)m->cfg.d_ff_expert, (long long)dff);
             if (x->copy_from < 0 && (!x->gate || !x->up || !x->down)) return mk_err(MK_ERR_ARG, "write: layer %lld expert %lld has no weights", (long long)l, (long long)j);
         }
+        /* group-limited routing: the output experts must form n_group equal groups in order (each
+         * takes its router row from its own group), or transformers would route differently */
+        const int64_t G = m->cfg.n_group;
+        for (int64_t j = 0; G > 1 && j < NOL; j++)
+            if (NOL % G || plan->x[l * NO + j].router_from / (E / G) != j / (NOL / G))
+                return mk_err(MK_ERR_ARG, "write: layer %lld: %s routes within %lld expert groups; the %lld experts written must be an equal share of each group, in order",
+                              (long long)l, m->cfg.arch_name, (long long)G, (long long)NOL);
     }
     if (!any_moe) return mk_err(MK_ERR_ARG, "write: the model has no MoE layer");
     struct stat sb;
