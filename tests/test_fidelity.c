@@ -260,6 +260,10 @@ static void test_deepseek_v2_group(void) { check_nogguf_fixture("deepseek_v2_gro
 static void test_deepseek_v3(void) { check_nogguf_fixture("deepseek_v3", "deepseek2"); }
 static void test_deepseek_v3_bf16(void) { check_nogguf_fixture("deepseek_v3_bf16", "deepseek2"); }
 static void test_deepseek_v3_g1(void) { check_nogguf_fixture("deepseek_v3_g1", "deepseek2"); }
+/* GLM-4.5 (partial RoPE, q/k/v biases, per-head q/k norms or none, V3's routing); glm4moe GGUF not written yet */
+static void test_glm4_moe(void) { check_nogguf_fixture("glm4_moe", "glm4moe"); }
+static void test_glm4_moe_bf16(void) { check_nogguf_fixture("glm4_moe_bf16", "glm4moe"); }
+static void test_glm4_moe_air(void) { check_nogguf_fixture("glm4_moe_air", "glm4moe"); }
 static void test_mixtral_yarn(void) { check_nogguf_fixture("mixtral_yarn", "YaRN"); }
 
 /* Non-finite weights (tests/fixtures/nonfinite/reference.json, tools/gen_nonfinite_reference.py):
@@ -362,6 +366,9 @@ int main(void) {
     RUN(test_deepseek_v3);
     RUN(test_deepseek_v3_bf16);
     RUN(test_deepseek_v3_g1);
+    RUN(test_glm4_moe);
+    RUN(test_glm4_moe_bf16);
+    RUN(test_glm4_moe_air);
     RUN(test_nonfinite);
     return TEST_SUMMARY("test_fidelity");
 }

@@ -107,12 +107,13 @@ static void test_qwen2_moe(void) { check_arch("qwen2_moe"); }
 static void test_qwen3_moe(void) { check_arch("qwen3_moe"); }
 static void test_olmoe(void) { check_arch("olmoe"); }
 static void test_qwen3_moe_fused(void) { check_arch("qwen3_moe_fused"); }
-/* DeepSeek, REAP at 50%: shared experts kept, the selection bias sliced with the router rows, and a
+/* DeepSeek and GLM-4.5, REAP at 50%: shared experts kept, the selection bias sliced with the router rows, and a
  * group-limited router (V2 max-per-group, V3 top-2-sum per group) keeping an equal share of each
  * group, so the pruned model routes as the original with the dropped experts masked */
 static void test_deepseek_v2_lite(void) { check_plan("deepseek_v2_lite", "reap_deepseek_v2_lite", 4); }
 static void test_deepseek_v2_group(void) { check_plan("deepseek_v2_group", "reap_deepseek_v2_group", 8); }
 static void test_deepseek_v3(void) { check_plan("deepseek_v3", "reap_deepseek_v3", 8); }
+static void test_glm4_moe(void) { check_plan("glm4_moe", "reap_glm4_moe", 8); }
 
 /* A group-limited model refuses a keep count that would leave its groups unequal. */
 static void test_group_keep(void) {
@@ -424,6 +425,7 @@ int main(void) {
     RUN(test_deepseek_v2_lite);
     RUN(test_deepseek_v2_group);
     RUN(test_deepseek_v3);
+    RUN(test_glm4_moe);
     RUN(test_group_keep);
     RUN(test_budgets);
     RUN(test_per_layer_mixtral);

@@ -129,6 +129,19 @@ ARCHS = {
                                  "original_max_position_embeddings": 128, "beta_fast": 32.0,
                                  "beta_slow": 1.0, "mscale": 1.0, "mscale_all_dim": 1.0},
                 tie_word_embeddings=False)),
+    # GLM-4.5 (research/formats-2026.md §1): GQA with q/k/v biases and per-head q/k norms, RoPE on
+    # the first half of each head; DeepSeek-V3's MoE block (here 4 groups, 2 searched)
+    "glm4_moe": dict(
+        cls="Glm4MoeForCausalLM", cfg="Glm4MoeConfig", seed=8000,
+        kw=dict(vocab_size=320, hidden_size=64, head_dim=16, intermediate_size=96,
+                moe_intermediate_size=32, num_hidden_layers=3, num_attention_heads=6,
+                num_key_value_heads=2, n_routed_experts=16, num_experts_per_tok=3,
+                n_shared_experts=1, first_k_dense_replace=1, n_group=4, topk_group=2,
+                norm_topk_prob=True, routed_scaling_factor=2.5, attention_bias=True,
+                use_qk_norm=True, partial_rotary_factor=0.5, rms_norm_eps=1e-5,
+                max_position_embeddings=512,
+                rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
+                tie_word_embeddings=False)),
 }
 
 # fixture name -> (arch, variant)
@@ -163,6 +176,11 @@ FIXTURES = [
     ("deepseek_v3", "deepseek_v3", "f32"),
     ("deepseek_v3_bf16", "deepseek_v3", "bf16"),
     ("deepseek_v3_g1", "deepseek_v3", "v3_g1"),
+    # GLM-4.5 with q/k norms (the 355B models) in F32 and BF16; GLM-4.5-Air's shape: no q/k norms,
+    # n_group 1, routed_scaling_factor 1
+    ("glm4_moe", "glm4_moe", "f32"),
+    ("glm4_moe_bf16", "glm4_moe", "bf16"),
+    ("glm4_moe_air", "glm4_moe", "air"),
 ]
 
 # variant -> config overrides (f32 weights, per-expert layout)
@@ -173,6 +191,7 @@ VARIANT_OVERRIDES = {
                  "topk_method": "group_limited_greedy", "n_group": 4, "topk_group": 2,
                  "routed_scaling_factor": 2.0},
     "v3_g1": {"n_group": 1, "topk_group": 1, "rope_interleave": False},
+    "air": {"use_qk_norm": False, "n_group": 1, "topk_group": 1, "routed_scaling_factor": 1.0},
     "dense0": {"mlp_only_layers": [0]},
     "yarn": {"rope_parameters": {"rope_type": "yarn", "rope_theta": 150000.0, "factor": 4.0,
                                  "original_max_position_embeddings": 128}},
@@ -313,7 +332,7 @@ def route_gaps(cfg, logits, bias):
     E = logits.shape[-1]
     inf = torch.full((), float("inf"), dtype=torch.float64)
     mt = cfg.model_type
-    if mt == "deepseek_v3":
+    if mt in ("deepseek_v3", "glm4_moe"):
         s = torch.sigmoid(logits.double()) + bias.double()
         G, tg = cfg.n_group, cfg.topk_group
         gs = s.view(-1, G, E // G).topk(2, dim=-1).values.sum(-1)
@@ -536,6 +555,11 @@ def gen_fixture(out_root, name, arch, variant, seeds):
     elif arch == "mixtral":
         assert "model.layers.0.block_sparse_moe.experts.0.w1.weight" in hdr
         assert "model.layers.0.block_sparse_moe.gate.weight" in hdr
+    elif arch == "glm4_moe":
+        assert "model.layers.1.mlp.experts.0.gate_proj.weight" in hdr and "model.layers.0.mlp.gate_proj.weight" in hdr
+        assert "model.layers.1.mlp.gate.e_score_correction_bias" in hdr and "model.layers.0.self_attn.q_proj.bias" in hdr
+        assert "model.layers.0.self_attn.o_proj.bias" not in hdr
+        assert ("model.layers.0.self_attn.q_norm.weight" in hdr) == cfg.use_qk_norm
     elif arch.startswith("deepseek"):
         assert "model.layers.1.mlp.experts.0.gate_proj.weight" in hdr and "model.layers.0.mlp.gate_proj.weight" in hdr
         assert "model.layers.1.mlp.shared_experts.gate_proj.weight" in hdr

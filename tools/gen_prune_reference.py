@@ -37,10 +37,10 @@ def main():
             save_file({"logits": logits, "kept": torch.tensor(kept, dtype=torch.int32)},
                       os.path.join(out_dir, name + ".safetensors"))
             print(f"{name}: kept {rec['kept_experts']}, transformers loaded it, logits {tuple(logits.shape)}")
-    # DeepSeek (issue 23): REAP at 50% from a moekit profile on the fixture's own input_ids. The
+    # DeepSeek and GLM-4.5 (issue 23): REAP at 50% from a moekit profile on the fixture's own input_ids. The
     # scores go into the reference too, so the C test makes the same plan without profiling; a
     # group-limited router keeps an equal share of every group (n_group stays as it was).
-    for name in ["deepseek_v2_lite", "deepseek_v2_group", "deepseek_v3"] if "reap" in want else []:
+    for name in ["deepseek_v2_lite", "deepseek_v2_group", "deepseek_v3", "glm4_moe"] if "reap" in want else []:
         src = os.path.join(FIX, name)
         cfg = json.load(open(os.path.join(src, "config.json")))
         n_exp = cfg["n_routed_experts"]

@@ -256,8 +256,8 @@ mk_status mk_gguf_write_model(const mk_model *m, mk_dtype type, const char *out_
     if (m->cfg.n_expert_layer)
         return mk_err(MK_ERR_UNSUPPORTED, "%s: its layers have different expert counts (moekit_experts_per_layer), which GGUF (one expert count per model) cannot hold",
                       m->dir);
-    if (m->cfg.mla) /* llama.cpp's deepseek2 metadata and its k_b / v_b split are not written yet */
-        return mk_err(MK_ERR_UNSUPPORTED, "%s: %s cannot be written to GGUF yet (llama.cpp's deepseek2 layout)", m->dir, m->cfg.arch_name);
+    if (m->cfg.arch == MK_ARCH_DEEPSEEK_V2 || m->cfg.arch == MK_ARCH_DEEPSEEK_V3 || m->cfg.arch == MK_ARCH_GLM4_MOE) /* llama.cpp's metadata not written yet */
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: %s cannot be written to GGUF yet (llama.cpp's %s layout)", m->dir, m->cfg.arch_name, mk_arch_describe(m->cfg.arch)->gguf_arch);
     if (m->cfg.yarn) /* llama.cpp's rope.scaling.* keys for YaRN are not written yet: refuse rather than drop them */
         return mk_err(MK_ERR_UNSUPPORTED, "%s: YaRN RoPE (rope_scaling) cannot be written to GGUF yet; the file would run with plain RoPE", m->dir);
     writer_ctx w = {.m = m};

@@ -53,6 +53,15 @@ static mk_presence p_sel_bias(const mk_config *c) { return c->sel_bias ? MK_REQU
     {"model.norm.weight", "output_norm.weight", MK_SCOPE_LAST, MK_DIM_MODEL, MK_DIM_NONE, MK_FILL_ONES, 0, NULL, M_(final_norm)},              \
     {"lm_head.weight", "output.weight", MK_SCOPE_LAST, MK_DIM_VOCAB, MK_DIM_MODEL, MK_FILL_RAND, R, p_untied, M_(lm_head)}
 
+/* DeepSeek-V3's MoE block beside the router and the routed experts: the selection bias, and the
+ * ungated shared experts (n_shared of them as one MLP) */
+#define SEL_BIAS_ROW \
+    {"model.layers.{L}.{M}.gate.e_score_correction_bias", "blk.{L}.exp_probs_b.bias", MK_SCOPE_MOE, MK_DIM_EXPERTS, MK_DIM_NONE, MK_FILL_ZEROS, MK_ROLE_F32 | MK_ROLE_ROUTER_BIAS, p_sel_bias, LW(router_bias)}
+#define SHARED_EXPERTS_ROWS \
+    {"model.layers.{L}.mlp.shared_experts.gate_proj.weight", "blk.{L}.ffn_gate_shexp.weight", MK_SCOPE_MOE, MK_DIM_FF_SHARED, MK_DIM_MODEL, MK_FILL_RAND, R, p_shared, LW(shared.gate)}, \
+    {"model.layers.{L}.mlp.shared_experts.up_proj.weight", "blk.{L}.ffn_up_shexp.weight", MK_SCOPE_MOE, MK_DIM_FF_SHARED, MK_DIM_MODEL, MK_FILL_RAND, R, p_shared, LW(shared.up)}, \
+    {"model.layers.{L}.mlp.shared_experts.down_proj.weight", "blk.{L}.ffn_down_shexp.weight", MK_SCOPE_MOE, MK_DIM_MODEL, MK_DIM_FF_SHARED, MK_FILL_RAND, R, p_shared, LW(shared.down)}
+
 static const mk_role mixtral_roles[] = {FIRST_ROWS, ATTENTION_ROWS, ROUTER_ROW, EXPERT_ROWS("w1", "w3", "w2"), LAST_ROWS};
 static const mk_role qwen2_moe_roles[] = {
     FIRST_ROWS, ATTENTION_ROWS, ROUTER_ROW, EXPERT_ROWS("gate_proj", "up_proj", "down_proj"),
@@ -78,12 +87,16 @@ static const mk_role deepseek_roles[] = {
     {"model.layers.{L}.self_attn.kv_b_proj.weight", "blk.{L}.attn_kv_b.weight", MK_SCOPE_LAYER, MK_DIM_KV_B, MK_DIM_KV_LORA, MK_FILL_RAND, R, NULL, LW(kv_b)},
     {"model.layers.{L}.self_attn.o_proj.weight", "blk.{L}.attn_output.weight", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_ATT_OUT, MK_FILL_RAND, R, NULL, LW(wo)},
     DENSE_ROWS, ROUTER_ROW,
-    {"model.layers.{L}.{M}.gate.e_score_correction_bias", "blk.{L}.exp_probs_b.bias", MK_SCOPE_MOE, MK_DIM_EXPERTS, MK_DIM_NONE, MK_FILL_ZEROS, MK_ROLE_F32 | MK_ROLE_ROUTER_BIAS, p_sel_bias, LW(router_bias)},
-    EXPERT_ROWS("gate_proj", "up_proj", "down_proj"),
-    {"model.layers.{L}.mlp.shared_experts.gate_proj.weight", "blk.{L}.ffn_gate_shexp.weight", MK_SCOPE_MOE, MK_DIM_FF_SHARED, MK_DIM_MODEL, MK_FILL_RAND, R, p_shared, LW(shared.gate)},
-    {"model.layers.{L}.mlp.shared_experts.up_proj.weight", "blk.{L}.ffn_up_shexp.weight", MK_SCOPE_MOE, MK_DIM_FF_SHARED, MK_DIM_MODEL, MK_FILL_RAND, R, p_shared, LW(shared.up)},
-    {"model.layers.{L}.mlp.shared_experts.down_proj.weight", "blk.{L}.ffn_down_shexp.weight", MK_SCOPE_MOE, MK_DIM_MODEL, MK_DIM_FF_SHARED, MK_FILL_RAND, R, p_shared, LW(shared.down)},
-    LAST_ROWS};
+    SEL_BIAS_ROW, EXPERT_ROWS("gate_proj", "up_proj", "down_proj"), SHARED_EXPERTS_ROWS, LAST_ROWS};
+
+/* GLM-4.5/4.6/4.7 (formats-2026.md §1): grouped-query attention (q/k/v biases, per-head q/k norms
+ * when use_qk_norm) and DeepSeek-V3's MoE block; llama.cpp's glm4moe names its FFN norm
+ * post_attention_norm. */
+static const mk_role glm4_moe_roles[] = {
+    FIRST_ROWS,
+    {"model.layers.{L}.input_layernorm.weight", "blk.{L}.attn_norm.weight", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_NONE, MK_FILL_ONES, 0, NULL, LW(attn_norm)},
+    {"model.layers.{L}.post_attention_layernorm.weight", "blk.{L}.post_attention_norm.weight", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_NONE, MK_FILL_ONES, 0, NULL, LW(ffn_norm)},
+    GQA_ROWS, DENSE_ROWS, ROUTER_ROW, SEL_BIAS_ROW, EXPERT_ROWS("gate_proj", "up_proj", "down_proj"), SHARED_EXPERTS_ROWS, LAST_ROWS};
 
 #define N(a) (sizeof a / sizeof a[0])
 static const mk_arch_desc archs[] = {
@@ -93,6 +106,7 @@ static const mk_arch_desc archs[] = {
     {MK_ARCH_OLMOE, "OlmoeForCausalLM", "olmoe", "olmoe", "mlp", false, false, qwen3_moe_roles, N(qwen3_moe_roles)},
     {MK_ARCH_DEEPSEEK_V2, "DeepseekV2ForCausalLM", "deepseek_v2", "deepseek2", "mlp", false, false, deepseek_roles, N(deepseek_roles)},
     {MK_ARCH_DEEPSEEK_V3, "DeepseekV3ForCausalLM", "deepseek_v3", "deepseek2", "mlp", false, false, deepseek_roles, N(deepseek_roles)},
+    {MK_ARCH_GLM4_MOE, "Glm4MoeForCausalLM", "glm4_moe", "glm4moe", "mlp", false, true, glm4_moe_roles, N(glm4_moe_roles)},
 };
 
 const mk_arch_desc *mk_arch_describe(mk_arch a) {

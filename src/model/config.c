@@ -95,7 +95,7 @@ static mk_status parse_rope(json_t *root, const char *path, mk_config *cfg) {
         const char *type = t && !json_is_null(t) ? (json_is_string(t) ? json_string_value(t) : "?") : "default";
         if (!strcmp(type, "yarn")) {
             static const char *const known_keys[] = {"rope_type", "type", "rope_theta", "factor", "original_max_position_embeddings", "beta_fast",
-                                                     "beta_slow", "mscale", "mscale_all_dim", "attention_factor", "truncate"};
+                                                     "beta_slow", "mscale", "mscale_all_dim", "attention_factor", "truncate", "partial_rotary_factor"};
             const char *k;
             json_t *v;
             json_object_foreach(rp, k, v) {
@@ -136,6 +136,10 @@ static mk_status parse_rope(json_t *root, const char *path, mk_config *cfg) {
     }
     if (!(theta > 0)) return mk_err(MK_ERR_FORMAT, "%s: field 'rope_theta' must be positive", path);
     cfg->rope_theta = (float)theta;
+    /* partial_rotary_factor: in the RoPE dict (v5) or at the top level (v4); 0 = not given */
+    json_t *src = rp && json_object_get(rp, "partial_rotary_factor") && !json_is_null(json_object_get(rp, "partial_rotary_factor")) ? rp : root;
+    if ((st = get_num(src, path, "partial_rotary_factor", 0, false, &cfg->rope_partial))) return st;
+    if (cfg->rope_partial < 0 || cfg->rope_partial > 1) return mk_err(MK_ERR_FORMAT, "%s: field 'partial_rotary_factor' must be in (0, 1]", path);
     return MK_OK;
 }
 
@@ -217,6 +221,50 @@ static mk_status get_str(json_t *root, const char *path, const char *key, const 
     return MK_OK;
 }
 
+/* n_group / topk_group against the experts: equal groups, enough experts in the searched ones, a
+ * top-2 group score needs two per group (transformers' topk(2) would fail). */
+static mk_status check_groups(const char *path, const mk_config *cfg) {
+    const int64_t ng = cfg->n_group, tg = cfg->topk_group;
+    if (ng > 256 || cfg->n_expert % ng || tg > ng || (cfg->group_top2 && cfg->n_expert / ng < 2) || cfg->k_active > tg * (cfg->n_expert / ng))
+        return mk_err(MK_ERR_FORMAT, "%s: fields 'n_group' (%lld) and 'topk_group' (%lld) do not fit %lld experts with %lld chosen per token", path, (long long)ng,
+                      (long long)tg, (long long)cfg->n_expert, (long long)cfg->k_active);
+    return MK_OK;
+}
+
+/* GLM-4.5/4.6/4.7 (research/formats-2026.md §1) with transformers' defaults: grouped-query attention
+ * with q/k/v biases (attention_bias; never on o_proj), per-head q/k norms when use_qk_norm, half-
+ * rotation RoPE on the first head_dim · partial_rotary_factor (default 0.5) dims; DeepSeek-V3's
+ * MoE block (sigmoid + selection bias, groups, norm_topk_prob default true, routed_scaling_factor
+ * default 1.0, ungated shared experts), dense layers before first_k_dense_replace (default 1). */
+static mk_status parse_glm4_moe(json_t *root, const char *path, mk_config *cfg) {
+    mk_status st;
+    int64_t n_shared, first_dense;
+    bool b = false;
+    if ((st = get_int(root, path, "moe_intermediate_size", -1, 1, &cfg->d_ff_expert)) || (st = get_int(root, path, "intermediate_size", -1, 1, &cfg->d_ff_dense)) ||
+        (st = get_int(root, path, "n_shared_experts", 1, 0, &n_shared)) || (st = get_int(root, path, "first_k_dense_replace", 1, 0, &first_dense)) ||
+        (st = get_int(root, path, "n_group", 1, 1, &cfg->n_group)) || (st = get_int(root, path, "topk_group", 1, 1, &cfg->topk_group)))
+        return st;
+    if ((st = get_bool(root, path, "attention_bias", false, &b))) return st;
+    cfg->attn_bias = b; /* q, k and v only */
+    if ((st = get_bool(root, path, "use_qk_norm", false, &b))) return st;
+    cfg->qk_norm = b ? MK_QKNORM_HEAD : MK_QKNORM_NONE;
+    const double pf = cfg->rope_partial > 0 ? cfg->rope_partial : 0.5;
+    cfg->rope_dim = (int64_t)((double)cfg->d_head * pf); /* int(head_dim * factor), as transformers */
+    if (cfg->rope_dim < 2 || cfg->rope_dim % 2)
+        return mk_err(MK_ERR_FORMAT, "%s: field 'partial_rotary_factor' (%g) gives %lld rotary dims of a %lld-dim head; they must be even and at least 2", path, pf,
+                      (long long)cfg->rope_dim, (long long)cfg->d_head);
+    if ((st = get_bool(root, path, "norm_topk_prob", true, &cfg->norm_topk))) return st;
+    double rs;
+    if ((st = get_num(root, path, "routed_scaling_factor", 1.0, false, &rs))) return st;
+    if (!(rs > 0)) return mk_err(MK_ERR_FORMAT, "%s: field 'routed_scaling_factor' must be positive", path);
+    cfg->routed_scale = (float)rs;
+    cfg->sigmoid = cfg->sel_bias = cfg->group_top2 = true;
+    cfg->shared_expert = n_shared > 0;
+    cfg->d_ff_shared = cfg->d_ff_expert * n_shared;
+    for (int64_t l = 0; l < cfg->n_layer; l++) cfg->layer_moe[l] = l >= first_dense;
+    return check_groups(path, cfg);
+}
+
 /* DeepSeek-V2/V3 (research/formats.md §5), with transformers' defaults where a field is absent. MLA:
  * d_head is the q/k head (qk_nope + qk_rope; transformers saves head_dim = qk_rope, the rotary part),
  * num_key_value_heads is nominal and must equal num_attention_heads. Routing: V2 softmax with greedy
@@ -290,12 +338,9 @@ static mk_status parse_deepseek(json_t *root, const char *path, mk_config *cfg) 
             return mk_err(MK_ERR_UNSUPPORTED, "%s: field 'topk_method' = '%s' is not supported for %s (greedy, group_limited_greedy)", path, method, cfg->arch_name);
         }
     }
-    if (ng > 256 || cfg->n_expert % ng || tg > ng || (cfg->group_top2 && ng > 1 && cfg->n_expert / ng < 2) || cfg->k_active > tg * (cfg->n_expert / ng))
-        return mk_err(MK_ERR_FORMAT, "%s: fields 'n_group' (%lld) and 'topk_group' (%lld) do not fit %lld experts with %lld chosen per token", path, (long long)ng,
-                      (long long)tg, (long long)cfg->n_expert, (long long)cfg->k_active);
     cfg->n_group = ng;
     cfg->topk_group = tg;
-    return MK_OK;
+    return check_groups(path, cfg);
 }
 
 void mk_config_free(mk_config *cfg) {
@@ -321,7 +366,7 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
     if (!cls && !type) { st = mk_err(MK_ERR_MISSING, "%s: field 'architectures' (or 'model_type') is missing", path); goto out; }
     const mk_arch_desc *ad = mk_arch_by_hf(cls, type);
     if (!ad) {
-        st = mk_err(MK_ERR_UNSUPPORTED, "%s: field '%s' = '%s' is not a supported architecture (supported: MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM)",
+        st = mk_err(MK_ERR_UNSUPPORTED, "%s: field '%s' = '%s' is not a supported architecture (supported: MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM, Glm4MoeForCausalLM)",
                     path, cls ? "architectures" : "model_type", cls ? cls : type);
         goto out;
     }
@@ -352,7 +397,7 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
     }
     if (cfg->d_head % 2) { st = mk_err(MK_ERR_FORMAT, "%s: field 'head_dim' (%lld) must be even for RoPE", path, (long long)cfg->d_head); goto out; }
     const bool deepseek = cfg->arch == MK_ARCH_DEEPSEEK_V2 || cfg->arch == MK_ARCH_DEEPSEEK_V3;
-    INT(deepseek ? "n_routed_experts" : pick(root, "num_local_experts", "num_experts"), -1, 1, &cfg->n_expert);
+    INT(deepseek || cfg->arch == MK_ARCH_GLM4_MOE ? "n_routed_experts" : pick(root, "num_local_experts", "num_experts"), -1, 1, &cfg->n_expert);
     INT("num_experts_per_tok", -1, 1, &cfg->k_active);
     if (cfg->k_active > cfg->n_expert) {
         st = mk_err(MK_ERR_FORMAT, "%s: field 'num_experts_per_tok' (%lld) exceeds the number of experts (%lld)", path, (long long)cfg->k_active, (long long)cfg->n_expert);
@@ -448,6 +493,13 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
     case MK_ARCH_DEEPSEEK_V3:
         if ((st = parse_deepseek(root, path, cfg))) goto out;
         break;
+    case MK_ARCH_GLM4_MOE:
+        if ((st = parse_glm4_moe(root, path, cfg))) goto out;
+        break;
+    }
+    if (cfg->rope_partial > 0 && cfg->rope_partial != 1 && cfg->arch != MK_ARCH_GLM4_MOE) {
+        st = mk_err(MK_ERR_UNSUPPORTED, "%s: field 'partial_rotary_factor' = %g is not supported for %s (it rotates every dimension)", path, cfg->rope_partial, cfg->arch_name);
+        goto out;
     }
     if ((st = parse_layer_experts(root, path, cfg))) goto out;
 #undef INT

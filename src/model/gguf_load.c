@@ -136,8 +136,8 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const mk_arch_desc 
     if (!ad)
         return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key 'general.architecture' = '%s' is not a supported architecture (supported: llama with experts (Mixtral), qwen2moe, qwen3moe, olmoe)",
                       path, a);
-    if (ad->arch == MK_ARCH_DEEPSEEK_V2 || ad->arch == MK_ARCH_DEEPSEEK_V3)
-        return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key 'general.architecture' = '%s': DeepSeek GGUF files are not supported yet (their HF checkpoints are)", path, a);
+    if (ad->arch == MK_ARCH_DEEPSEEK_V2 || ad->arch == MK_ARCH_DEEPSEEK_V3 || ad->arch == MK_ARCH_GLM4_MOE)
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key 'general.architecture' = '%s': GGUF files of %s are not supported yet (its HF checkpoints are)", path, a, ad->hf_class);
     *out_arch = ad;
     c->arch = ad->arch;
     snprintf(c->arch_name, sizeof c->arch_name, "%s", ad->hf_class);

@@ -15,6 +15,7 @@ typedef enum mk_arch {
     MK_ARCH_OLMOE,
     MK_ARCH_DEEPSEEK_V2, /* DeepseekV2ForCausalLM (V2, V2-Lite): MLA, softmax routing */
     MK_ARCH_DEEPSEEK_V3, /* DeepseekV3ForCausalLM (V3, R1, Kimi-K2, Moonlight): MLA, sigmoid + bias routing */
+    MK_ARCH_GLM4_MOE,    /* Glm4MoeForCausalLM (GLM-4.5, 4.6, 4.7, 4.5-Air): GQA with partial RoPE, V3's routing */
 } mk_arch;
 
 typedef enum mk_qk_norm {
@@ -40,7 +41,9 @@ typedef struct mk_config {
     bool yarn_truncate;          /* floor/ceil the correction range (default true) */
     double yarn_mscale, yarn_mscale_all_dim; /* 0 = not given */
     float rope_attn_factor;      /* cos/sin are multiplied by it: YaRN's attention factor, else 1 */
-    int64_t rope_dim;            /* rotary dimensions of a head: d_head, or MLA's qk_rope */
+    double rope_partial;         /* partial_rotary_factor as the config gives it (0 = absent) */
+    int64_t rope_dim;            /* rotary dimensions of a head (the first ones): d_head, MLA's qk_rope, or
+                                    d_head · partial_rotary_factor */
     bool rope_interleave;        /* rotate pairs (2i, 2i+1) (DeepSeek) instead of halves (i, i + dim/2) */
     float attn_scale;            /* the softmax scale: d_head^-0.5, times YaRN's m² where mscale_all_dim is set (MLA) */
     /* Multi-head latent attention (DeepSeek-V2/V3, research/formats.md §5); d_head = qk_nope + qk_rope */

@@ -3,7 +3,7 @@
 # greedy continuation transformers produced.
 cd "$(dirname "$0")/../.." || exit 1
 source tests/cli/lib.sh
-for f in mixtral mixtral_sharded qwen2_moe qwen3_moe qwen3_moe_fused olmoe mixtral_bf16 deepseek_v2_lite deepseek_v3; do
+for f in mixtral mixtral_sharded qwen2_moe qwen3_moe qwen3_moe_fused olmoe mixtral_bf16 deepseek_v2_lite deepseek_v3 glm4_moe glm4_moe_air; do
   out=$($MK info -m "$FIX/$f" 2>&1) || { bad "info $f" "exit $?: $out"; continue; }
   want_total=$(python3 -c "import json;print(json.load(open('$FIX/$f/fixture.json'))['params_total'])")
   want_active=$(python3 -c "import json;print(json.load(open('$FIX/$f/fixture.json'))['params_active'])")
@@ -39,7 +39,7 @@ PY
 expect_error "load: quantized checkpoint" "config.json: field 'quantization_config' \\(fp8\\) is not supported" $MK info -m "$d"
 rm -rf "$d"
 # Greedy continuation via the CLI equals transformers' greedy_ids.
-for f in qwen3_moe olmoe deepseek_v2_group deepseek_v3; do
+for f in qwen3_moe olmoe deepseek_v2_group deepseek_v3 glm4_moe; do
   read -r ids greedy < <(python3 - "$FIX/$f/reference.safetensors" <<'PY'
 import json, struct, sys
 d = open(sys.argv[1], "rb").read(); n = struct.unpack("<Q", d[:8])[0]; h = json.loads(d[8:8+n]); body = d[8+n:]
