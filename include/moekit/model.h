@@ -35,6 +35,7 @@ typedef struct mk_model_info {
     const int64_t *experts_per_layer; /* (n_layer) experts of each layer (0: dense) when MoE layers
                                  differ (a global-budget prune); NULL: every MoE layer has n_expert */
     bool mla;                /* multi-head latent attention (DeepSeek-V2/V3) */
+    bool router_sigmoid;     /* experts scored by a sigmoid (DeepSeek-V3, GLM-4.5) instead of a softmax */
     int64_t kv_lora_rank, qk_rope, v_head; /* MLA: latent width, RoPE part of a q/k head, value head */
     int64_t kv_bytes_token;  /* KV cache bytes per token over all layers, as moekit holds it (f32; MLA:
                                 the latent and the RoPE key only) */

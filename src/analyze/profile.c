@@ -87,6 +87,7 @@ mk_status mk_profile_new(mk_profile **out, const mk_model *m, const mk_profile_l
     mk_profile *p = mk_calloc(1, sizeof *p);
     if (!p) return MK_ERR_NOMEM;
     p->m = m;
+    p->sigmoid = mk_model_get_info(m)->router_sigmoid;
     p->tokens = lay->tokens;
     p->n_tok = lay->n_tok;
     p->n_seq = lay->n_seq;
@@ -269,7 +270,7 @@ static void event_scratch(mk_profile *p, const mk_moe_event *ev) {
         double den = sqrt(hh) * sqrt(rr);
         double cs = hr / (den > 1e-8 ? den : 1e-8);
         p->sc_s[t] = 1.0 - cs > 0 ? 1.0 - cs : 0.0;
-        /* routing entropy of the full softmax over the router logits; top-1 logit for TCESS */
+        /* routing entropy of the router's scores over all experts; top-1 logit for TCESS */
         const float *z = ev->router_logits + t * E;
         double mxz = z[0];
         int32_t arg = 0;
@@ -278,18 +279,31 @@ static void event_scratch(mk_profile *p, const mk_moe_event *ev) {
                 mxz = z[e];
                 arg = (int32_t)e;
             }
-        double se = 0, sz = 0;
-        for (size_t e = 0; e < EL; e++) {
-            double w = exp((double)z[e] - mxz);
-            se += w;
-            sz += w * ((double)z[e] - mxz);
-        }
-        p->sc_ent[t] = log(se) - sz / se;
-        /* NAEE: p(2)/p(1) of the full softmax = exp(z(2) - z(1)) */
         double z2 = -INFINITY;
         for (size_t e = 0; e < EL; e++)
             if ((int32_t)e != arg && z[e] > z2) z2 = z[e];
-        p->sc_ratio[t] = EL > 1 ? exp(z2 - mxz) : 0.0;
+        if (p->sigmoid) {
+            /* sigmoid scores (DeepSeek-V3, GLM): the entropy of the scores normalised to sum to 1,
+             * and NAEE's ratio of the second score to the first */
+            double ss = 0, sl = 0;
+            for (size_t e = 0; e < EL; e++) ss += 1.0 / (1.0 + exp(-(double)z[e]));
+            for (size_t e = 0; e < EL; e++) {
+                const double q = 1.0 / (1.0 + exp(-(double)z[e])) / ss;
+                if (q > 0) sl -= q * log(q);
+            }
+            p->sc_ent[t] = sl;
+            p->sc_ratio[t] = EL > 1 ? (1.0 + exp(-mxz)) / (1.0 + exp(-z2)) : 0.0;
+        } else {
+            double se = 0, sz = 0;
+            for (size_t e = 0; e < EL; e++) {
+                double w = exp((double)z[e] - mxz);
+                se += w;
+                sz += w * ((double)z[e] - mxz);
+            }
+            p->sc_ent[t] = log(se) - sz / se;
+            /* NAEE: p(2)/p(1) of the full softmax = exp(z(2) - z(1)) */
+            p->sc_ratio[t] = EL > 1 ? exp(z2 - mxz) : 0.0;
+        }
         p->sc_top1[t] = arg;
         p->sc_top1v[t] = z[arg];
     }

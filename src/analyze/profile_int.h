@@ -19,6 +19,7 @@ typedef struct mk_tokcount {
 
 struct mk_profile {
     const mk_model *m;
+    bool sigmoid;                 /* the router scores experts with a sigmoid (else softmax) */
     mk_status st;
     double obs_seconds;           /* wall time spent inside the observer */
     char err[256];

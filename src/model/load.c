@@ -245,7 +245,7 @@ static void fill_info(mk_model_info *in, const mk_config *c, int64_t params, int
                           .norm_topk = c->norm_topk, .has_shared_expert = c->shared_expert, .tie_embed = c->tie_embed, .params_total = params,
                           .params_active = params - idle, .experts_per_layer = c->n_expert_layer, .bos_id = c->bos_id, .eos_id = c->eos_id,
                           .rope_theta = c->rope_theta, .rope_yarn = c->yarn, .yarn_factor = c->yarn_factor, .yarn_orig_ctx = c->yarn_orig_ctx,
-                          .rope_attn_factor = c->rope_attn_factor, .mla = c->mla, .kv_lora_rank = c->kv_lora_rank, .qk_rope = c->qk_rope,
+                          .rope_attn_factor = c->rope_attn_factor, .mla = c->mla, .router_sigmoid = c->sigmoid, .kv_lora_rank = c->kv_lora_rank, .qk_rope = c->qk_rope,
                           .v_head = c->v_head};
     const int64_t f = (int64_t)sizeof(float), expanded = c->n_layer * c->n_kv_head * (c->d_head + c->v_head) * f;
     in->kv_bytes_token = c->mla ? c->n_layer * (c->kv_lora_rank + c->qk_rope) * f : expanded;
