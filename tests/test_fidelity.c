@@ -254,16 +254,18 @@ static void check_nogguf_fixture(const char *name, const char *why) {
 }
 static void test_qwen3_moe_yarn(void) { check_nogguf_fixture("qwen3_moe_yarn", "YaRN"); }
 /* DeepSeek-V2/V3 (MLA with the latent cache, group-limited and sigmoid + bias routing, YaRN with
- * mscale_all_dim); their GGUF layout (llama.cpp's deepseek2) is not written yet */
-static void test_deepseek_v2_lite(void) { check_nogguf_fixture("deepseek_v2_lite", "deepseek2"); }
-static void test_deepseek_v2_group(void) { check_nogguf_fixture("deepseek_v2_group", "deepseek2"); }
-static void test_deepseek_v3(void) { check_nogguf_fixture("deepseek_v3", "deepseek2"); }
-static void test_deepseek_v3_bf16(void) { check_nogguf_fixture("deepseek_v3_bf16", "deepseek2"); }
-static void test_deepseek_v3_g1(void) { check_nogguf_fixture("deepseek_v3_g1", "deepseek2"); }
-/* GLM-4.5 (partial RoPE, q/k/v biases, per-head q/k norms or none, V3's routing); glm4moe GGUF not written yet */
-static void test_glm4_moe(void) { check_nogguf_fixture("glm4_moe", "glm4moe"); }
-static void test_glm4_moe_bf16(void) { check_nogguf_fixture("glm4_moe_bf16", "glm4moe"); }
-static void test_glm4_moe_air(void) { check_nogguf_fixture("glm4_moe_air", "glm4moe"); }
+ * mscale_all_dim), and their F32 GGUF as llama.cpp's deepseek2 (kv_b split into attn_k_b / attn_v_b,
+ * one latent KV head, YaRN's log multiplier); half-rotation RoPE (rope_interleave false) has no
+ * deepseek2 form and is refused */
+static void test_deepseek_v2_lite(void) { check_fixture("deepseek_v2_lite", 1e-4); }
+static void test_deepseek_v2_group(void) { check_fixture("deepseek_v2_group", 1e-4); }
+static void test_deepseek_v3(void) { check_fixture("deepseek_v3", 1e-4); }
+static void test_deepseek_v3_bf16(void) { check_fixture("deepseek_v3_bf16", 1e-4); }
+static void test_deepseek_v3_g1(void) { check_nogguf_fixture("deepseek_v3_g1", "rope_interleave"); }
+/* GLM-4.5 (partial RoPE, q/k/v biases, per-head q/k norms or none, V3's routing), and as llama.cpp's glm4moe */
+static void test_glm4_moe(void) { check_fixture("glm4_moe", 1e-4); }
+static void test_glm4_moe_bf16(void) { check_fixture("glm4_moe_bf16", 1e-4); }
+static void test_glm4_moe_air(void) { check_fixture("glm4_moe_air", 1e-4); }
 static void test_mixtral_yarn(void) { check_nogguf_fixture("mixtral_yarn", "YaRN"); }
 
 /* Non-finite weights (tests/fixtures/nonfinite/reference.json, tools/gen_nonfinite_reference.py):

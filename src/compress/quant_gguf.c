@@ -146,17 +146,47 @@ static mk_status write_meta(mk_gguf_writer *gw, const mk_model *m, mk_dtype type
     if (ff_is_expert) W(mk_gguf_w_u32(gw, KEY("feed_forward_length"), (uint32_t)c->d_ff_expert));
     else if (c->d_ff_dense > 0) W(mk_gguf_w_u32(gw, KEY("feed_forward_length"), (uint32_t)c->d_ff_dense));
     W(mk_gguf_w_u32(gw, KEY("expert_feed_forward_length"), (uint32_t)c->d_ff_expert));
-    if (c->shared_expert) W(mk_gguf_w_u32(gw, KEY("expert_shared_feed_forward_length"), (uint32_t)c->d_ff_shared));
+    const bool v3_moe = c->arch == MK_ARCH_DEEPSEEK_V2 || c->arch == MK_ARCH_DEEPSEEK_V3 || c->arch == MK_ARCH_GLM4_MOE;
+    if (c->shared_expert && !v3_moe) W(mk_gguf_w_u32(gw, KEY("expert_shared_feed_forward_length"), (uint32_t)c->d_ff_shared));
     W(mk_gguf_w_u32(gw, KEY("attention.head_count"), (uint32_t)c->n_head));
-    W(mk_gguf_w_u32(gw, KEY("attention.head_count_kv"), (uint32_t)c->n_kv_head));
-    W(mk_gguf_w_u32(gw, KEY("attention.key_length"), (uint32_t)c->d_head));
-    W(mk_gguf_w_u32(gw, KEY("attention.value_length"), (uint32_t)c->d_head));
-    W(mk_gguf_w_u32(gw, KEY("rope.dimension_count"), (uint32_t)c->d_head));
+    if (c->mla) {
+        /* llama.cpp runs MLA as one KV head of the latent and the RoPE key (absorbed form) */
+        W(mk_gguf_w_u32(gw, KEY("attention.head_count_kv"), 1));
+        W(mk_gguf_w_u32(gw, KEY("attention.key_length"), (uint32_t)(c->kv_lora_rank + c->qk_rope)));
+        W(mk_gguf_w_u32(gw, KEY("attention.value_length"), (uint32_t)c->kv_lora_rank));
+        W(mk_gguf_w_u32(gw, KEY("attention.key_length_mla"), (uint32_t)c->d_head));
+        W(mk_gguf_w_u32(gw, KEY("attention.value_length_mla"), (uint32_t)c->v_head));
+        if (c->q_lora_rank) W(mk_gguf_w_u32(gw, KEY("attention.q_lora_rank"), (uint32_t)c->q_lora_rank));
+        W(mk_gguf_w_u32(gw, KEY("attention.kv_lora_rank"), (uint32_t)c->kv_lora_rank));
+    } else {
+        W(mk_gguf_w_u32(gw, KEY("attention.head_count_kv"), (uint32_t)c->n_kv_head));
+        W(mk_gguf_w_u32(gw, KEY("attention.key_length"), (uint32_t)c->d_head));
+        W(mk_gguf_w_u32(gw, KEY("attention.value_length"), (uint32_t)c->d_head));
+    }
+    W(mk_gguf_w_u32(gw, KEY("rope.dimension_count"), (uint32_t)c->rope_dim));
     W(mk_gguf_w_f32(gw, KEY("rope.freq_base"), c->rope_theta));
+    if (c->yarn) { /* MLA only (checked by the caller): llama.cpp rebuilds m² from the log multiplier */
+        W(mk_gguf_w_str(gw, KEY("rope.scaling.type"), "yarn"));
+        W(mk_gguf_w_f32(gw, KEY("rope.scaling.factor"), (float)c->yarn_factor));
+        W(mk_gguf_w_u32(gw, KEY("rope.scaling.original_context_length"), (uint32_t)c->yarn_orig_ctx));
+        W(mk_gguf_w_f32(gw, KEY("rope.scaling.yarn_beta_fast"), (float)c->yarn_beta_fast));
+        W(mk_gguf_w_f32(gw, KEY("rope.scaling.yarn_beta_slow"), (float)c->yarn_beta_slow));
+        W(mk_gguf_w_f32(gw, KEY("rope.scaling.yarn_log_multiplier"), (float)(0.1 * c->yarn_mscale_all_dim)));
+    }
     W(mk_gguf_w_f32(gw, KEY("attention.layer_norm_rms_epsilon"), c->rms_eps));
     W(mk_gguf_w_u32(gw, KEY("expert_count"), (uint32_t)c->n_expert));
     W(mk_gguf_w_u32(gw, KEY("expert_used_count"), (uint32_t)c->k_active));
     W(mk_gguf_w_bool(gw, KEY("expert_weights_norm"), c->norm_topk));
+    if (v3_moe) {
+        int64_t dense = 0;
+        while (dense < c->n_layer && !c->layer_moe[dense]) dense++;
+        W(mk_gguf_w_u32(gw, KEY("leading_dense_block_count"), (uint32_t)dense));
+        W(mk_gguf_w_u32(gw, KEY("expert_shared_count"), (uint32_t)(c->shared_expert ? c->d_ff_shared / c->d_ff_expert : 0)));
+        W(mk_gguf_w_f32(gw, KEY("expert_weights_scale"), c->routed_scale));
+        W(mk_gguf_w_u32(gw, KEY("expert_gating_func"), c->sigmoid ? 2u : 1u)); /* llama.cpp: 1 softmax, 2 sigmoid */
+        W(mk_gguf_w_u32(gw, KEY("expert_group_count"), (uint32_t)c->n_group));
+        W(mk_gguf_w_u32(gw, KEY("expert_group_used_count"), (uint32_t)c->topk_group));
+    }
     W(mk_gguf_w_u32(gw, KEY("vocab_size"), (uint32_t)c->vocab));
     if (c->clip_qkv > 0) W(mk_gguf_w_f32(gw, KEY("attention.clamp_kqv"), c->clip_qkv));
     if (c->sliding_window > 0) W(mk_gguf_w_u32(gw, KEY("attention.sliding_window"), (uint32_t)c->sliding_window));
@@ -169,6 +199,35 @@ static mk_status write_meta(mk_gguf_writer *gw, const mk_model *m, mk_dtype type
 #undef KEY
 #undef W
     return st;
+}
+
+/* MLA's kv_b as llama.cpp stores it: attn_k_b, the model's k_b (n_head, r, qk_nope: each head's key
+ * rows transposed), and attn_v_b, each head's value rows of kv_b (n_head, v_head, r). Each job owns
+ * its array of per-head views. */
+static mk_status add_kv_b(writer_ctx *w, const mk_layer_w *lw, int64_t l) {
+    const mk_config *c = &w->m->cfg;
+    const size_t nh = (size_t)c->n_head, r = (size_t)c->kv_lora_rank, dn = (size_t)c->qk_nope, dv = (size_t)c->v_head;
+    for (int which = 0; which < 2; which++) {
+        mk_tensor *v = mk_calloc(nh, sizeof *v);
+        const mk_tensor **pp = mk_malloc(nh * sizeof *pp);
+        if (!v || !pp) { free(v); free(pp); return MK_ERR_NOMEM; }
+        for (size_t h = 0; h < nh; h++) {
+            const mk_tensor *src = which ? (lw->v_b.data ? &lw->v_b : &lw->kv_b) : &lw->k_b;
+            const size_t rows = which ? dv : r, cols = which ? r : dn, rb = mk_dtype_row_bytes(src->dtype, cols);
+            const size_t row0 = which ? (lw->v_b.data ? h * dv : h * (dn + dv) + dn) : h * r;
+            v[h] = (mk_tensor){.data = (const uint8_t *)src->data + row0 * rb, .dtype = src->dtype, .ndim = 2, .shape = {(int64_t)rows, (int64_t)cols}, .nbytes = rows * rb};
+            pp[h] = &v[h];
+        }
+        char name[96];
+        snprintf(name, sizeof name, "blk.%lld.attn_%s_b.weight", (long long)l, which ? "v" : "k");
+        const size_t before = w->n_jobs;
+        mk_status st = add_job(w, name, w->type, true, pp, nh, 0);
+        free(pp);
+        if (w->n_jobs > before) w->jobs[w->n_jobs - 1].owns_part = true;
+        else free(v);
+        if (st) return st;
+    }
+    return MK_OK;
 }
 
 /* One job per tensor of the architecture's table (model/arch.h): routed experts stacked into one
@@ -188,6 +247,7 @@ static mk_status job_item(const mk_arch_item *it, void *user) {
         return add_job(w, name, w->type, matrix, w->parts, (size_t)c->n_expert, 0);
     }
     const mk_tensor *t = mk_arch_slot((mk_model *)m, it);
+    if (r->flags & MK_ROLE_MLA_KV_B) return add_kv_b(w, &m->layers[it->layer], it->layer);
     const bool norm_rope = mk_arch_describe(c->arch)->gguf_rope_norm;
     const int64_t heads = !norm_rope ? 0 : (r->flags & MK_ROLE_PERM_Q) ? c->n_head : (r->flags & MK_ROLE_PERM_K) ? c->n_kv_head : 0;
     if ((r->flags & MK_ROLE_GGUF_VECTOR) && t->data) { /* HF (1, n) → llama.cpp's {n}: the job keeps a pointer */
@@ -256,10 +316,17 @@ mk_status mk_gguf_write_model(const mk_model *m, mk_dtype type, const char *out_
     if (m->cfg.n_expert_layer)
         return mk_err(MK_ERR_UNSUPPORTED, "%s: its layers have different expert counts (moekit_experts_per_layer), which GGUF (one expert count per model) cannot hold",
                       m->dir);
-    if (m->cfg.arch == MK_ARCH_DEEPSEEK_V2 || m->cfg.arch == MK_ARCH_DEEPSEEK_V3 || m->cfg.arch == MK_ARCH_GLM4_MOE) /* llama.cpp's metadata not written yet */
-        return mk_err(MK_ERR_UNSUPPORTED, "%s: %s cannot be written to GGUF yet (llama.cpp's %s layout)", m->dir, m->cfg.arch_name, mk_arch_describe(m->cfg.arch)->gguf_arch);
-    if (m->cfg.yarn) /* llama.cpp's rope.scaling.* keys for YaRN are not written yet: refuse rather than drop them */
+    if (m->cfg.mla && !m->cfg.rope_interleave) /* llama.cpp's deepseek2 rotates interleaved pairs */
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: rope_interleave = false cannot be written as llama.cpp's deepseek2 (its RoPE rotates interleaved pairs)", m->dir);
+    if (m->cfg.mla && m->cfg.yarn && (m->cfg.rope_attn_factor != 1.0f || m->cfg.yarn_mscale_all_dim == 0))
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: YaRN with mscale %g and mscale_all_dim %g cannot be written as llama.cpp's deepseek2 (it keeps the log multiplier 0.1·mscale_all_dim only)",
+                      m->dir, m->cfg.yarn_mscale, m->cfg.yarn_mscale_all_dim);
+    if (m->cfg.yarn && !m->cfg.mla) /* llama.cpp's YaRN for these is not checked against transformers': refuse rather than guess */
         return mk_err(MK_ERR_UNSUPPORTED, "%s: YaRN RoPE (rope_scaling) cannot be written to GGUF yet; the file would run with plain RoPE", m->dir);
+    const bool lead = m->cfg.arch == MK_ARCH_DEEPSEEK_V2 || m->cfg.arch == MK_ARCH_DEEPSEEK_V3 || m->cfg.arch == MK_ARCH_GLM4_MOE;
+    for (int64_t l = 1; lead && l < m->cfg.n_layer; l++)
+        if (m->cfg.layer_moe[l - 1] && !m->cfg.layer_moe[l])
+            return mk_err(MK_ERR_UNSUPPORTED, "%s: a dense layer after a MoE layer (layer %lld) cannot be described by llama.cpp's leading_dense_block_count", m->dir, (long long)l);
     writer_ctx w = {.m = m};
     mk_gguf_writer *gw = NULL;
     mk_tok_gguf_info tinfo;

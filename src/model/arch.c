@@ -84,7 +84,7 @@ static const mk_role deepseek_roles[] = {
     {"model.layers.{L}.self_attn.q_b_proj.weight", "blk.{L}.attn_q_b.weight", MK_SCOPE_LAYER, MK_DIM_Q, MK_DIM_Q_LORA, MK_FILL_RAND, R, p_q_lora, LW(q_b)},
     {"model.layers.{L}.self_attn.kv_a_proj_with_mqa.weight", "blk.{L}.attn_kv_a_mqa.weight", MK_SCOPE_LAYER, MK_DIM_KV_A, MK_DIM_MODEL, MK_FILL_RAND, R, NULL, LW(kv_a)},
     {"model.layers.{L}.self_attn.kv_a_layernorm.weight", "blk.{L}.attn_kv_a_norm.weight", MK_SCOPE_LAYER, MK_DIM_KV_LORA, MK_DIM_NONE, MK_FILL_ONES, 0, NULL, LW(kv_a_norm)},
-    {"model.layers.{L}.self_attn.kv_b_proj.weight", "blk.{L}.attn_kv_b.weight", MK_SCOPE_LAYER, MK_DIM_KV_B, MK_DIM_KV_LORA, MK_FILL_RAND, R, NULL, LW(kv_b)},
+    {"model.layers.{L}.self_attn.kv_b_proj.weight", "blk.{L}.attn_kv_b.weight", MK_SCOPE_LAYER, MK_DIM_KV_B, MK_DIM_KV_LORA, MK_FILL_RAND, R | MK_ROLE_MLA_KV_B, NULL, LW(kv_b)},
     {"model.layers.{L}.self_attn.o_proj.weight", "blk.{L}.attn_output.weight", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_ATT_OUT, MK_FILL_RAND, R, NULL, LW(wo)},
     DENSE_ROWS, ROUTER_ROW,
     SEL_BIAS_ROW, EXPERT_ROWS("gate_proj", "up_proj", "down_proj"), SHARED_EXPERTS_ROWS, LAST_ROWS};

@@ -48,6 +48,8 @@ enum {
     MK_ROLE_ROUTER = 16,  /* the MoE router: its rows are the layer's experts */
     MK_ROLE_GGUF_VECTOR = 32, /* HF (1, n) is a vector of n in llama.cpp's file */
     MK_ROLE_ROUTER_BIAS = 64, /* a per-expert vector beside the router (DeepSeek-V3's selection bias) */
+    MK_ROLE_MLA_KV_B = 128,   /* MLA's kv_b: llama.cpp stores it split, attn_k_b (each head's key rows
+                                 transposed, ne [nope, r, n_head]) and attn_v_b (ne [r, v_head, n_head]) */
 };
 
 /* Whether a role is in a model: absent, required, or read if the file has it. */

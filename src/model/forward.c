@@ -636,7 +636,7 @@ static void attention_mla(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0)
     attend(c, &geom, n, pos0, NULL, NULL);
     /* each head's latent output through its value rows of kv_b, then o_proj */
     for (size_t h = 0; h < nh; h++) {
-        const mk_tensor vb = row_view(&lw->kv_b, h * (dn + dv) + dn, dv, r);
+        const mk_tensor vb = lw->v_b.data ? row_view(&lw->v_b, h * dv, dv, r) : row_view(&lw->kv_b, h * (dn + dv) + dn, dv, r);
         mk_matmul(c->att2 + h * dv, nh * dv, c->att + h * r, nh * r, n, &vb, NULL);
     }
     mk_matmul(c->tmp, H, c->att2, nh * dv, n, &lw->wo, NULL);

@@ -12,6 +12,8 @@
  *   blk.N.ffn_{gate,up,down}.E (2023 Mixtral)     → the same names
  *   blk.N.ffn_*_shexp, ffn_gate_inp_shexp         → mlp.shared_expert.*, mlp.shared_expert_gate ([H] → [1, H])
  *   blk.N.ffn_{gate,up,down}                      → mlp.{gate,up,down}_proj (dense layers)
+ *   blk.N.attn_k_b, attn_v_b (deepseek2, MLA)     → self_attn.k_b, self_attn.v_b: moekit's own names for the
+ *                                                   split kv_b, which the loader reads instead of kv_b_proj
  * Expert views are slices of whole rows, and a row of any type is a whole number of blocks.
  *
  * RoPE pairing: llama.cpp converts Mixtral as rope type NORM and permutes the rows of q_proj and
@@ -24,6 +26,7 @@
 #include "arch.h"
 #include "format/gguf.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,8 +139,12 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const mk_arch_desc 
     if (!ad)
         return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key 'general.architecture' = '%s' is not a supported architecture (supported: llama with experts (Mixtral), qwen2moe, qwen3moe, olmoe)",
                       path, a);
-    if (ad->arch == MK_ARCH_DEEPSEEK_V2 || ad->arch == MK_ARCH_DEEPSEEK_V3 || ad->arch == MK_ARCH_GLM4_MOE)
-        return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key 'general.architecture' = '%s': GGUF files of %s are not supported yet (its HF checkpoints are)", path, a, ad->hf_class);
+    if (ad->arch == MK_ARCH_DEEPSEEK_V2) { /* deepseek2 holds V2 and V3: the gating function tells (missing: softmax, old V2 files) */
+        int64_t gf;
+        if ((st = key_int(g, a, "expert_gating_func", 1, 0, &gf))) return st;
+        if (gf != 1 && gf != 2) return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s.expert_gating_func' = %lld is not supported (1 softmax, 2 sigmoid)", path, a, (long long)gf);
+        if (gf == 2) ad = mk_arch_describe(MK_ARCH_DEEPSEEK_V3);
+    }
     *out_arch = ad;
     c->arch = ad->arch;
     snprintf(c->arch_name, sizeof c->arch_name, "%s", ad->hf_class);
@@ -162,11 +169,46 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const mk_arch_desc 
     int64_t vlen, rot;
     I("attention.value_length", c->d_head, 1, &vlen);
     I("rope.dimension_count", c->d_head, 1, &rot);
-    if (vlen != c->d_head) return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s.attention.value_length' (%lld) differs from key_length (%lld)", path, a, (long long)vlen, (long long)c->d_head);
-    if (rot != c->d_head) return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s.rope.dimension_count' = %lld: partial rotary embeddings are not supported (head dim %lld)", path, a, (long long)rot, (long long)c->d_head);
+    const bool mla = ad->arch == MK_ARCH_DEEPSEEK_V2 || ad->arch == MK_ARCH_DEEPSEEK_V3;
+    if (mla) {
+        /* MLA: files since llama.cpp's MLA rework hold one KV head of key_length = r + qk_rope and
+         * value_length = r, the head sizes in key_length_mla / value_length_mla, and kv_b split into
+         * attn_k_b / attn_v_b; older files hold n_head KV heads of key_length = qk_nope + qk_rope and
+         * attn_kv_b. */
+        char key[96];
+        snprintf(key, sizeof key, "%s.attention.key_length_mla", a);
+        const bool split = mk_gguf_find(g, key) != NULL;
+        I("attention.kv_lora_rank", -1, 1, &c->kv_lora_rank);
+        I("attention.q_lora_rank", 0, 0, &c->q_lora_rank);
+        c->qk_rope = rot;
+        if (split) {
+            I("attention.key_length_mla", -1, 1, &c->d_head);
+            I("attention.value_length_mla", -1, 1, &c->v_head);
+            if (c->n_kv_head != 1 || vlen != c->kv_lora_rank)
+                return mk_err(MK_ERR_FORMAT, "%s: metadata keys '%s.attention.head_count_kv' (%lld) and value_length (%lld) do not describe MLA's one latent head of %lld", path,
+                              a, (long long)c->n_kv_head, (long long)vlen, (long long)c->kv_lora_rank);
+        } else {
+            c->v_head = vlen;
+        }
+        c->n_kv_head = c->n_head;
+        c->qk_nope = c->d_head - c->qk_rope;
+        if (c->qk_nope < 0 || rot % 2) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.rope.dimension_count' = %lld does not fit a q/k head of %lld", path, a, (long long)rot, (long long)c->d_head);
+    } else {
+        if (vlen != c->d_head) return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s.attention.value_length' (%lld) differs from key_length (%lld)", path, a, (long long)vlen, (long long)c->d_head);
+        if (rot != c->d_head && ad->arch != MK_ARCH_GLM4_MOE)
+            return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s.rope.dimension_count' = %lld: partial rotary embeddings are not supported for %s (head dim %lld)", path, a, (long long)rot,
+                          ad->hf_class, (long long)c->d_head);
+        if (rot > c->d_head || rot % 2) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.rope.dimension_count' = %lld does not fit a head of %lld", path, a, (long long)rot, (long long)c->d_head);
+    }
     if (c->n_head % c->n_kv_head) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.attention.head_count' (%lld) is not a multiple of head_count_kv (%lld)", path, a, (long long)c->n_head, (long long)c->n_kv_head);
-    if (c->d_head % 2) return mk_err(MK_ERR_FORMAT, "%s: head dimension %lld must be even for RoPE", path, (long long)c->d_head);
+    if (c->d_head % 2 && !mla) return mk_err(MK_ERR_FORMAT, "%s: head dimension %lld must be even for RoPE", path, (long long)c->d_head);
+    const int64_t v_head = c->v_head;
     mk_config_defaults(c);
+    c->rope_dim = rot;
+    if (mla) {
+        c->mla = c->rope_interleave = true; /* llama.cpp's deepseek2 RoPE is NORM: interleaved pairs */
+        c->v_head = v_head;
+    }
     I("expert_count", 0, 0, &c->n_expert);
     if (c->n_expert == 0)
         return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s.expert_count' is missing or 0: not a Mixture-of-Experts model", path, a);
@@ -194,13 +236,29 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const mk_arch_desc 
     if ((st = key_float(g, a, "rope.freq_base", 10000.0, false, &theta))) return st;
     if (!(theta > 0)) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.rope.freq_base' must be positive", path, a);
     c->rope_theta = (float)theta;
-    c->rope_attn_factor = 1.0f; /* YaRN GGUFs are refused below */
+    c->rope_attn_factor = 1.0f;
     snprintf(key, sizeof key, "%s.rope.scaling.type", a);
     if (mk_gguf_find(g, key)) {
         char sc[32];
         if ((st = mk_gguf_get_str(g, key, sc, sizeof sc))) return st;
-        if (strcmp(sc, "none") && strcmp(sc, "linear"))
-            return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s' = '%s' is not supported yet (only default RoPE)", path, key, sc);
+        if (!strcmp(sc, "yarn") && mla) {
+            /* DeepSeek's YaRN as llama.cpp keeps it: mscale_all_dim from the log multiplier
+             * (0.1·mscale_all_dim), and mscale equal to it (attention factor 1), as in V2 and V3 */
+            double f, lm, bf, bs;
+            int64_t orig;
+            if ((st = key_float(g, a, "rope.scaling.factor", 0, true, &f)) || (st = key_int(g, a, "rope.scaling.original_context_length", -1, 1, &orig)) ||
+                (st = key_float(g, a, "rope.scaling.yarn_log_multiplier", 0, false, &lm)) || (st = key_float(g, a, "rope.scaling.yarn_beta_fast", 32, false, &bf)) ||
+                (st = key_float(g, a, "rope.scaling.yarn_beta_slow", 1, false, &bs)))
+                return st;
+            if (!(f > 0)) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.rope.scaling.factor' must be positive", path, a);
+            c->yarn = c->yarn_truncate = true;
+            c->yarn_factor = f;
+            c->yarn_orig_ctx = orig;
+            c->yarn_beta_fast = bf;
+            c->yarn_beta_slow = bs;
+            c->yarn_mscale = c->yarn_mscale_all_dim = lm / 0.1;
+        } else if (strcmp(sc, "none") && strcmp(sc, "linear"))
+            return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s' = '%s' is not supported yet (only default RoPE, and YaRN for deepseek2)", path, key, sc);
         double f;
         if (!strcmp(sc, "linear") && !key_float(g, a, "rope.scaling.factor", 1.0, false, &f) && f != 1.0 && f != 0.0)
             return mk_err(MK_ERR_UNSUPPORTED, "%s: linear RoPE scaling (factor %g) is not supported yet", path, f);
@@ -224,6 +282,41 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const mk_arch_desc 
         char tn[96];
         snprintf(tn, sizeof tn, "blk.%lld.ffn_gate_shexp.weight", l_moe);
         if (!c->d_ff_shared) c->d_ff_shared = tensor_ne(g, tn, 1);
+    }
+    if (mla || ad->arch == MK_ARCH_GLM4_MOE) {
+        /* DeepSeek-V3's MoE block: shared experts (ungated), routed_scaling_factor, groups,
+         * sigmoid scores with the selection bias (V3, GLM) or softmax (V2) */
+        int64_t ns, ng, tg;
+        double ws;
+        I("expert_shared_count", 0, 0, &ns);
+        I("expert_group_count", 1, 1, &ng);
+        I("expert_group_used_count", 1, 1, &tg);
+        if ((st = key_float(g, a, "expert_weights_scale", 1.0, false, &ws))) return st;
+        if (!(ws > 0)) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.expert_weights_scale' must be positive", path, a);
+        c->shared_expert = ns > 0;
+        c->d_ff_shared = ns * c->d_ff_expert;
+        c->n_group = ng;
+        c->topk_group = tg;
+        c->routed_scale = (float)ws;
+        c->sigmoid = c->group_top2 = ad->arch != MK_ARCH_DEEPSEEK_V2;
+        c->sel_bias = l_moe >= 0 && has_tensor(g, "blk.%lld.exp_probs_b.bias", l_moe);
+        if (ng > 256 || c->n_expert % ng || tg > ng || c->k_active > tg * (c->n_expert / ng))
+            return mk_err(MK_ERR_FORMAT, "%s: metadata keys '%s.expert_group_count' (%lld) and expert_group_used_count (%lld) do not fit %lld experts", path, a, (long long)ng,
+                          (long long)tg, (long long)c->n_expert);
+        if (mla) {
+            double scale = 1.0 / sqrt((double)c->d_head);
+            if (c->yarn && c->yarn_mscale_all_dim != 0 && c->yarn_factor > 1) {
+                const double ms = 0.1 * c->yarn_mscale_all_dim * log(c->yarn_factor) + 1.0;
+                scale *= ms * ms;
+            }
+            c->attn_scale = (float)scale;
+        } else {
+            c->attn_bias = has_tensor(g, "blk.%lld.attn_q.bias", 0) ? 1 : 0;
+            c->qk_norm = has_tensor(g, "blk.%lld.attn_q_norm.weight", 0) ? MK_QKNORM_HEAD : MK_QKNORM_NONE;
+        }
+        I("nextn_predict_layers", 0, 0, &c->n_mtp); /* glm4moe: block_count counts the MTP layers */
+        if (c->n_mtp >= c->n_layer) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.nextn_predict_layers' (%lld) leaves no layer", path, a, (long long)c->n_mtp);
+        c->n_layer -= c->n_mtp;
     }
     /* vocabulary: <arch>.vocab_size, else the token list, else the embedding's rows */
     snprintf(key, sizeof key, "%s.vocab_size", a);
@@ -313,7 +406,8 @@ static bool is_ours(const mk_arch_desc *ad, const char *name) {
     int n = 0;
     if (sscanf(name, "blk.%lld.%n", &l, &n) != 1 || n == 0) return false;
     const char *rest = name + n;
-    return role_of_gguf(ad, rest, true) || !strncmp(rest, "ffn_gate", 8) || !strncmp(rest, "ffn_up", 6) || !strncmp(rest, "ffn_down", 8);
+    return role_of_gguf(ad, rest, true) || !strncmp(rest, "ffn_gate", 8) || !strncmp(rest, "ffn_up", 6) || !strncmp(rest, "ffn_down", 8) ||
+           !strcmp(rest, "attn_k_b.weight") || !strcmp(rest, "attn_v_b.weight");
 }
 
 static mk_status add_tensor(mk_model *m, const mk_gguf_tensor *gt, const mk_arch_desc *ad) {
@@ -335,9 +429,15 @@ static mk_status add_tensor(mk_model *m, const mk_gguf_tensor *gt, const mk_arch
     }
     long long l;
     int n = 0;
-    if (sscanf(gt->name, "blk.%lld.%n", &l, &n) != 1 || n == 0 || l < 0 || l >= c->n_layer)
+    if (sscanf(gt->name, "blk.%lld.%n", &l, &n) != 1 || n == 0 || l < 0 || l >= c->n_layer) {
+        if (n > 0 && l >= c->n_layer && l < c->n_layer + c->n_mtp) return MK_OK; /* a multi-token-prediction layer: not run */
         return add_other(m, gt);
+    }
     const char *rest = gt->name + n;
+    if (c->mla && (!strcmp(rest, "attn_k_b.weight") || !strcmp(rest, "attn_v_b.weight"))) { /* kv_b as llama.cpp splits it (load.c reads both) */
+        snprintf(hf, sizeof hf, "model.layers.%lld.self_attn.%s", l, rest[5] == 'k' ? "k_b" : "v_b");
+        return add(m, hf, t, gt);
+    }
     r = role_of_gguf(ad, rest, true);
     const bool fused = !strcmp(rest, "ffn_gate_up_exps.weight"); /* gate rows [0, d_ff), up rows [d_ff, 2 d_ff) */
     if (fused || (r && r->scope == MK_SCOPE_EXPERT)) { /* stacked experts: one 2-D view per expert */

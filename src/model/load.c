@@ -168,6 +168,14 @@ static mk_status load_item(const mk_arch_item *it, void *user) {
     mk_model *m = w->L->m;
     const mk_role *r = it->role;
     if (r->scope == MK_SCOPE_EXPERT && w->fused) return MK_OK;
+    if ((r->flags & MK_ROLE_MLA_KV_B) && !mk_st_find(m->st, it->hf)) { /* a GGUF that splits kv_b: k_b and v_b as stored */
+        const mk_config *c = &m->cfg;
+        mk_layer_w *lw = &m->layers[it->layer];
+        const long long l = (long long)it->layer;
+        if (!mk_st_find(m->st, "model.layers.0.self_attn.k_b")) return get_tensor(w->L, &lw->kv_b, false, it->ndim, it->shape, "%s", it->hf); /* names kv_b as missing */
+        mk_status st = get_tensor(w->L, &lw->k_b, false, 3, DIMS(c->n_head, c->kv_lora_rank, c->qk_nope), "model.layers.%lld.self_attn.k_b", l);
+        return st ? st : get_tensor(w->L, &lw->v_b, false, 3, DIMS(c->n_head, c->v_head, c->kv_lora_rank), "model.layers.%lld.self_attn.v_b", l);
+    }
     mk_tensor *t = mk_arch_slot(m, it);
     mk_status st = get_tensor(w->L, t, it->optional, it->ndim, it->shape, "%s", it->hf);
     if (st) return st;
@@ -222,7 +230,8 @@ static mk_status load_layers(loader *L) {
     if (c->arch == MK_ARCH_MIXTRAL && !mk_st_find(m->st, "model.layers.0.block_sparse_moe.gate.weight")) w.moe = "mlp";
     w.moe = w.moe ? w.moe : mk_arch_describe(c->arch)->moe_block;
     mk_status st = mk_arch_walk(c, w.moe, load_item, &w);
-    for (int64_t l = 0; !st && c->mla && l < c->n_layer; l++) st = make_k_b(m, &m->layers[l]);
+    for (int64_t l = 0; !st && c->mla && l < c->n_layer; l++)
+        if (!m->layers[l].k_b.data) st = make_k_b(m, &m->layers[l]);
     return st;
 }
 

@@ -116,6 +116,9 @@ typedef struct mk_layer_w {
      * k_b (n_head, r, qk_nope): each head's key rows of kv_b transposed, made at load (owned), so
      * that a query is absorbed into the latent space by one product per head. */
     mk_tensor q_a, q_a_norm, q_b, kv_a, kv_a_norm, kv_b, k_b;
+    mk_tensor v_b;                           /* (n_head, v_head, r) from a GGUF that splits kv_b (llama.cpp's
+                                                attn_v_b, with k_b its attn_k_b; kv_b absent); else absent
+                                                and the value rows are read from kv_b */
     bool is_moe;
     mk_tensor router;                        /* (n_expert, d_model); rows from n_live on are zero */
     mk_tensor router_bias;                   /* (n_expert) F32 selection bias (DeepSeek-V3), or absent */

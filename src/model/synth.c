@@ -157,6 +157,7 @@ static mk_status make_config(const char *config_path, const mk_synth_opts *o, co
         if (json_object_get(root, "max_window_layers")) json_object_set_new(root, "max_window_layers", json_integer(o->n_layer));
     }
     json_object_set_new(root, "torch_dtype", json_string(torch_dtype));
+    json_object_del(root, "quantization_config"); /* the weights written are not quantized */
     *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (!*text) { st = MK_ERR_NOMEM; goto out; }
     st = mk_config_parse(cfg, *text, config_path);
