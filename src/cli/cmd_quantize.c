@@ -69,5 +69,6 @@ int mk_cmd_quantize(int argc, char **argv) {
         fprintf(stderr, "moekit quantize: note: %.*s\n", len, p);
         p += len + (nl != NULL);
     }
+    if (rep.caveat[0]) fprintf(stderr, "moekit quantize: warning: %s\n", rep.caveat);
     return 0;
 }

@@ -156,7 +156,8 @@ static mk_status write_meta(mk_gguf_writer *gw, const mk_model *m, mk_dtype type
         W(mk_gguf_w_u32(gw, KEY("attention.value_length"), (uint32_t)c->kv_lora_rank));
         W(mk_gguf_w_u32(gw, KEY("attention.key_length_mla"), (uint32_t)c->d_head));
         W(mk_gguf_w_u32(gw, KEY("attention.value_length_mla"), (uint32_t)c->v_head));
-        if (c->q_lora_rank) W(mk_gguf_w_u32(gw, KEY("attention.q_lora_rank"), (uint32_t)c->q_lora_rank));
+        /* 0 = a plain q_proj; llama.cpp requires the key unless the layer count says "V2-Lite" */
+        W(mk_gguf_w_u32(gw, KEY("attention.q_lora_rank"), (uint32_t)c->q_lora_rank));
         W(mk_gguf_w_u32(gw, KEY("attention.kv_lora_rank"), (uint32_t)c->kv_lora_rank));
     } else {
         W(mk_gguf_w_u32(gw, KEY("attention.head_count_kv"), (uint32_t)c->n_kv_head));
@@ -345,6 +346,9 @@ mk_status mk_gguf_write_model(const mk_model *m, mk_dtype type, const char *out_
         rep->n_tensors = w.n_jobs;
         rep->tokenizer = tinfo;
         describe_fallbacks(&w, type, rep);
+        if (m->cfg.arch == MK_ARCH_DEEPSEEK_V2 && m->cfg.n_group > 1) /* llama-graph.cpp build_moe_ffn: ggml_argsort_top_k(.., 2) + sum */
+            snprintf(rep->caveat, sizeof rep->caveat,
+                     "llama.cpp scores expert groups by the sum of their two best experts; DeepSeek-V2's group-limited routing (transformers, moekit) by the best one: llama.cpp will route this file differently");
         for (size_t i = 0; i < w.n_jobs; i++) {
             size_t rows = 1;
             for (int d = 1; d < w.jobs[i].n_dims; d++) rows *= (size_t)w.jobs[i].ne[d];

@@ -27,6 +27,7 @@ typedef struct mk_gguf_write_report {
     mk_tok_gguf_info tokenizer;          /* what was written of the tokenizer */
     size_t n_fallback;                   /* matrices written in another type than asked (rows not whole blocks) */
     char fallback[2048];                 /* which and why: one line per (type, row length), "" if none */
+    char caveat[512];                    /* what llama.cpp will compute differently from the model, "" if nothing known */
 } mk_gguf_write_report;
 
 /* Writes m to out_path (atomically). type: F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K. name: the

@@ -38,6 +38,14 @@ c = json.load(open(sys.argv[1])); c["quantization_config"] = {"quant_method": "f
 PY
 expect_error "load: quantized checkpoint" "config.json: field 'quantization_config' \\(fp8\\) is not supported" $MK info -m "$d"
 rm -rf "$d"
+# GGUF of the new architectures: llama.cpp's group scoring differs from DeepSeek-V2's (a warning),
+# and a half-rotation MLA RoPE has no deepseek2 form (refused, nothing left behind)
+d=$(mktemp -d)
+out=$($MK quantize -m "$FIX/deepseek_v2_group" --type f32 -o "$d/g.gguf" 2>&1) && grep -q "warning: llama.cpp scores expert groups by the sum of their two best" <<<"$out" \
+  && ok "quantize deepseek_v2_group warns that llama.cpp routes groups differently" || bad "quantize V2 group warning" "$out"
+expect_error "quantize: MLA with half-rotation RoPE" "rope_interleave = false cannot be written as llama.cpp's deepseek2" $MK quantize -m "$FIX/deepseek_v3_g1" --type f32 -o "$d/g1.gguf"
+[ ! -e "$d/g1.gguf" ] && ok "refused GGUF not written" || bad "refused GGUF" "$d/g1.gguf exists"
+rm -rf "$d"
 # Greedy continuation via the CLI equals transformers' greedy_ids.
 for f in qwen3_moe olmoe deepseek_v2_group deepseek_v3 glm4_moe; do
   read -r ids greedy < <(python3 - "$FIX/$f/reference.safetensors" <<'PY'
