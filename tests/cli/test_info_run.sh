@@ -11,21 +11,30 @@ for f in mixtral mixtral_sharded qwen2_moe qwen3_moe qwen3_moe_fused olmoe mixtr
   if [ "$got_total" = "$want_total" ] && [ "$got_active" = "$want_active" ]; then ok "info $f: $got_total total, $got_active active"
   else bad "info $f" "params $got_total/$got_active, fixture.json says $want_total/$want_active"; fi
 done
-# info --config: what a config describes without weights. DeepSeek-V3's real config (fp8 weights):
-# parameters and KV bytes per token counted here from the published shapes (research/formats.md §5),
-# independently of moekit's table; the MLA cache holds the latent and the RoPE key only.
-want=$(python3 - <<'PY'
-H, V, L, nh, ql, r, dr, dn, dv, E, k, I, ID, n_dense = 7168, 129280, 61, 128, 1536, 512, 64, 128, 128, 256, 8, 2048, 18432, 3
+# info --config: what a config describes without weights. DeepSeek-V3's real config (fp8 weights) and
+# Kimi-K2's (V3's class with 64 heads, 384 experts, n_group 1): parameters and KV bytes per token
+# counted here from the published shapes (research/formats.md §5), independently of moekit's table;
+# the MLA cache holds the latent and the RoPE key only.
+mla_count() { # H V L nh E n_dense: total, active, KV bytes/token latent and expanded, from the published shapes
+  python3 - "$@" <<'PY'
+import sys
+H, V, L, nh, E, n_dense = map(int, sys.argv[1:])
+ql, r, dr, dn, dv, k, I, ID = 1536, 512, 64, 128, 128, 8, 2048, 18432
 attn = 2 * H + H * ql + ql + ql * nh * (dn + dr) + H * (r + dr) + r + r * nh * (dn + dv) + nh * dv * H
 moe = E * H + E + E * 3 * H * I + 3 * H * I
 total = 2 * V * H + H + L * attn + n_dense * 3 * H * ID + (L - n_dense) * moe
 active = total - (L - n_dense) * (E - k) * 3 * H * I
 print(total, active, L * (r + dr) * 4, L * nh * (dn + dr + dv) * 4)
 PY
-)
+}
+for spec in "DeepSeek-V3 7168 129280 61 128 256 3" "Kimi-K2-Instruct 7168 163840 61 64 384 1"; do
+  set -- $spec
+  want=$(mla_count "$2" "$3" "$4" "$5" "$6" "$7")
+  out=$($MK info --config "tests/data/configs/$1.config.json" 2>&1)
+  got="$(sed -n 's/^params total: *//p' <<<"$out") $(sed -n 's/^params active: *//p' <<<"$out") $(sed -n 's/^KV cache: *\([0-9]*\) bytes.*would take \([0-9]*\).*/\1 \2/p' <<<"$out")"
+  [ "$got" = "$want" ] && ok "info --config $1: total, active, KV bytes/token latent and expanded = $got" || bad "info --config $1" "got '$got', want '$want': $out"
+done
 out=$($MK info --config tests/data/configs/DeepSeek-V3.config.json 2>&1)
-got="$(sed -n 's/^params total: *//p' <<<"$out") $(sed -n 's/^params active: *//p' <<<"$out") $(sed -n 's/^KV cache: *\([0-9]*\) bytes.*would take \([0-9]*\).*/\1 \2/p' <<<"$out")"
-[ "$got" = "$want" ] && ok "info --config DeepSeek-V3: total, active, KV bytes/token latent and expanded = $got" || bad "info --config DeepSeek-V3" "got '$got', want '$want': $out"
 grep -q "weights quantized: fp8" <<<"$out" && ok "info --config names the fp8 weights" || bad "info --config fp8" "$out"
 out=$($MK info --config tests/data/configs/Qwen3-30B-A3B.config.json 2>&1)
 grep -q "^KV cache: *196608 bytes/token" <<<"$out" && ok "info --config Qwen3-30B-A3B: KV 48 layers x 4 kv heads x 128 x 2 x 4 bytes" || bad "info Qwen3 KV" "$out"
