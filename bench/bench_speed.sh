@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Speed of moekit against llama.cpp on an OLMoE-1B-7B-shaped random-weight model cut to 4 layers
-# (d_model 2048, 64 experts, k 8, d_ff 1024, vocab 50304), in one run on this machine:
+# (d_model 2048, 64 experts, k 8, d_ff 1024, vocab 50304), or another config (CONFIG, LAYERS; e.g.
+# bench/DeepSeek-V2-Lite.config.json: MLA, 64 experts of 1408, 2 shared, k 6), in one run on this machine:
 #   1. read bandwidth with THREADS threads (bench/bw.c, best of 10 passes over 2 GiB), at the start
 #      and at the end (the roof uses the higher);
 #   2. `moekit synth` of the model in BF16 (kept in $WORK between runs), and `moekit quantize` of it
@@ -21,6 +22,7 @@
 # for llama.cpp on the Zen 3 VM (moekit: 10-17%).
 # Usage: LLAMA_CPP_DIR=/path/to/llama.cpp bash bench/bench_speed.sh | tee bench/results-speed.md
 # Env: THREADS (2), REPS (3), P (512), N (128), TYPES ("bf16 q8_0 q4_k q6_k"), WORK (/tmp/moekit-speed-bench),
+#      CONFIG (bench/OLMoE-1B-7B.config.json), LAYERS (4),
 #      LLAMA_CPP_DIR (unset: moekit only), OMP_WAIT_POLICY (unset: libgomp's default, spin a while
 #      then sleep — what a user gets; `passive` sleeps at once, `active` only spins).
 set -euo pipefail
@@ -40,9 +42,11 @@ if [ -n "$LB" ]; then
   elif grep -q -- '--mmap' <<<"$lbhelp"; then LBLOAD=(-mmp 0); fi
 fi
 
-echo "# moekit speed vs llama.cpp — OLMoE-1B-7B shape, 4 layers"
+CONFIG=${CONFIG:-bench/OLMoE-1B-7B.config.json}; LAYERS=${LAYERS:-4}
+CNAME=$(basename "$CONFIG" .config.json); TAG=$(tr 'A-Z.' 'a-z-' <<<"$CNAME")$LAYERS
+echo "# moekit speed vs llama.cpp — $CNAME shape, $LAYERS layers"
 echo
-echo "Run: \`THREADS=$THREADS REPS=$REPS P=$P N=$N TYPES=\"$TYPES\" OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-} LLAMA_CPP_DIR=${LLAMA_CPP_DIR:-} bash bench/bench_speed.sh\`  "
+echo "Run: \`CONFIG=$CONFIG LAYERS=$LAYERS THREADS=$THREADS REPS=$REPS P=$P N=$N TYPES=\"$TYPES\" OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-} LLAMA_CPP_DIR=${LLAMA_CPP_DIR:-} bash bench/bench_speed.sh\`  "
 echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); moekit commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -n "$LB" ]; then
   echo "llama.cpp: $LLAMA_CPP_DIR, commit $(git -C "$LLAMA_CPP_DIR" rev-parse --short HEAD 2>/dev/null || { "$LLAMA_CPP_DIR/build/bin/llama-bench" --version 2>&1 | head -1; } || echo '?')"
@@ -55,9 +59,9 @@ echo
 echo "\`OMP_NUM_THREADS=$THREADS bw 2048 10\` (bench/bw.c): **$BW GB/s** (best of 10 passes)"
 echo
 
-MODEL=$WORK/olmoe4-bf16
+MODEL=$WORK/$TAG-bf16
 if [ ! -f "$MODEL/model.safetensors" ]; then
-  "$MK" synth --config bench/OLMoE-1B-7B.config.json --layers 4 --dtype bf16 -o "$MODEL" >&2
+  "$MK" synth --config "$CONFIG" --layers "$LAYERS" --dtype bf16 -o "$MODEL" >&2
 fi
 info=$("$MK" info -m "$MODEL")
 field() { printf '%s\n' "$info" | awk -v k="$1" -F': *' '$1 == k {print $2}' | awk '{print $1}'; }
@@ -65,14 +69,14 @@ V=$(field vocab); H=$(field d_model); ACT=$(field "params active")
 # weights one decoded token reads: every active weight once except the embedding (one row)
 WEIGHTS=$(( ACT - V * H + H ))
 # of them, the ones every token reads again (all but the routed experts: attention, norms, router, output)
-NL=$(field layers); KX=$(printf '%s\n' "$info" | sed -n 's/.*k = \([0-9]*\).*/\1/p'); FX=$(printf '%s\n' "$info" | sed -n 's/.*expert d_ff \([0-9]*\).*/\1/p')
+NL=$(printf '%s\n' "$info" | sed -n 's/^layers: *[0-9]* (\([0-9]*\) MoE.*/\1/p'); KX=$(printf '%s\n' "$info" | sed -n 's/.*k = \([0-9]*\).*/\1/p'); FX=$(printf '%s\n' "$info" | sed -n 's/.*expert d_ff \([0-9]*\).*/\1/p')
 SHARED=$(( WEIGHTS - NL * KX * 3 * H * FX ))
 L3=$(lscpu 2>/dev/null | awk -F': *' '/^L3 cache/ {print $2}')
 bpw() { case $1 in bf16|f16) echo 2;; q8_0) echo "34/32";; q4_0) echo "18/32";; q4_k) echo "144/256";; q6_k) echo "210/256";; esac; }
 echo "## Model"
 echo
-echo "\`moekit synth --config bench/OLMoE-1B-7B.config.json --layers 4 --dtype bf16 -o $MODEL\`, then"
-echo "\`moekit quantize -m $MODEL --type T -o $WORK/olmoe4-T.gguf\` for T in $TYPES. Weights read per decoded"
+echo "\`moekit synth --config $CONFIG --layers $LAYERS --dtype bf16 -o $MODEL\`, then"
+echo "\`moekit quantize -m $MODEL --type T -o $WORK/$TAG-T.gguf\` for T in $TYPES. Weights read per decoded"
 echo "token: $WEIGHTS (every matrix is of the file's type; norms and router F32), $SHARED of them read again by every"
 echo "token (all but the routed experts). The roofs below assume every byte comes from DRAM; where the bytes"
 echo "every token re-reads fit in the last-level cache (here: ${L3:-unknown}) part of them may come from"
@@ -84,7 +88,7 @@ mean_of() { awk -F'|' -v t="$1" '{for (i = 1; i <= NF; i++) if ($i ~ "^ *" t " *
 declare -A MKPP MKTG MKPR LBPP LBTG BWT
 bwq() { OMP_NUM_THREADS=$THREADS "$WORK/bw" 1024 5 2>/dev/null; }
 for T in $TYPES; do
-  G=$WORK/olmoe4-$T.gguf
+  G=$WORK/$TAG-$T.gguf
   [ -f "$G" ] || "$MK" quantize -m "$MODEL" --type "$T" -o "$G" >&2
   cat "$G" > /dev/null   # into the page cache before timing
   echo "## $T"
