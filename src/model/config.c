@@ -221,9 +221,16 @@ static mk_status get_str(json_t *root, const char *path, const char *key, const 
     return MK_OK;
 }
 
-/* n_group / topk_group against the experts: equal groups, enough experts in the searched ones, a
- * top-2 group score needs two per group (transformers' topk(2) would fail). */
-static mk_status check_groups(const char *path, const mk_config *cfg) {
+void mk_config_mla_scale(mk_config *c) {
+    double scale = 1.0 / sqrt((double)c->d_head);
+    if (c->yarn && c->yarn_mscale_all_dim != 0 && c->yarn_factor > 1) {
+        const double ms = 0.1 * c->yarn_mscale_all_dim * log(c->yarn_factor) + 1.0;
+        scale *= ms * ms;
+    }
+    c->attn_scale = (float)scale;
+}
+
+mk_status mk_config_check_groups(const char *path, const mk_config *cfg) {
     const int64_t ng = cfg->n_group, tg = cfg->topk_group;
     if (ng > 256 || cfg->n_expert % ng || tg > ng || (cfg->group_top2 && cfg->n_expert / ng < 2) || cfg->k_active > tg * (cfg->n_expert / ng))
         return mk_err(MK_ERR_FORMAT, "%s: fields 'n_group' (%lld) and 'topk_group' (%lld) do not fit %lld experts with %lld chosen per token", path, (long long)ng,
@@ -262,7 +269,7 @@ static mk_status parse_glm4_moe(json_t *root, const char *path, mk_config *cfg) 
     cfg->shared_expert = n_shared > 0;
     cfg->d_ff_shared = cfg->d_ff_expert * n_shared;
     for (int64_t l = 0; l < cfg->n_layer; l++) cfg->layer_moe[l] = l >= first_dense;
-    return check_groups(path, cfg);
+    return mk_config_check_groups(path, cfg);
 }
 
 /* DeepSeek-V2/V3 (research/formats.md §5), with transformers' defaults where a field is absent. MLA:
@@ -302,12 +309,7 @@ static mk_status parse_deepseek(json_t *root, const char *path, mk_config *cfg) 
     cfg->attn_bias = 0;
     cfg->rope_interleave = true; /* V2: complex rotation of pairs; V3: rope_interleave, default true */
     if (v3 && (st = get_bool(root, path, "rope_interleave", true, &cfg->rope_interleave))) return st;
-    double scale = 1.0 / sqrt((double)cfg->d_head);
-    if (cfg->yarn && cfg->yarn_mscale_all_dim != 0 && cfg->yarn_factor > 1) {
-        const double ms = 0.1 * cfg->yarn_mscale_all_dim * log(cfg->yarn_factor) + 1.0;
-        scale *= ms * ms;
-    }
-    cfg->attn_scale = (float)scale;
+    mk_config_mla_scale(cfg);
     cfg->shared_expert = n_shared > 0;
     cfg->d_ff_shared = cfg->d_ff_expert * n_shared;
     for (int64_t l = 0; l < cfg->n_layer; l++) cfg->layer_moe[l] = l >= first_dense;
@@ -340,7 +342,7 @@ static mk_status parse_deepseek(json_t *root, const char *path, mk_config *cfg) 
     }
     cfg->n_group = ng;
     cfg->topk_group = tg;
-    return check_groups(path, cfg);
+    return mk_config_check_groups(path, cfg);
 }
 
 void mk_config_free(mk_config *cfg) {

@@ -26,7 +26,6 @@
 #include "arch.h"
 #include "format/gguf.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -300,16 +299,9 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const mk_arch_desc 
         c->routed_scale = (float)ws;
         c->sigmoid = c->group_top2 = ad->arch != MK_ARCH_DEEPSEEK_V2;
         c->sel_bias = l_moe >= 0 && has_tensor(g, "blk.%lld.exp_probs_b.bias", l_moe);
-        if (ng > 256 || c->n_expert % ng || tg > ng || c->k_active > tg * (c->n_expert / ng))
-            return mk_err(MK_ERR_FORMAT, "%s: metadata keys '%s.expert_group_count' (%lld) and expert_group_used_count (%lld) do not fit %lld experts", path, a, (long long)ng,
-                          (long long)tg, (long long)c->n_expert);
+        if ((st = mk_config_check_groups(path, c))) return st;
         if (mla) {
-            double scale = 1.0 / sqrt((double)c->d_head);
-            if (c->yarn && c->yarn_mscale_all_dim != 0 && c->yarn_factor > 1) {
-                const double ms = 0.1 * c->yarn_mscale_all_dim * log(c->yarn_factor) + 1.0;
-                scale *= ms * ms;
-            }
-            c->attn_scale = (float)scale;
+            mk_config_mla_scale(c);
         } else {
             c->attn_bias = has_tensor(g, "blk.%lld.attn_q.bias", 0) ? 1 : 0;
             c->qk_norm = has_tensor(g, "blk.%lld.attn_q_norm.weight", 0) ? MK_QKNORM_HEAD : MK_QKNORM_NONE;

@@ -96,6 +96,14 @@ void mk_rope_inv_freq(const mk_config *cfg, int64_t dim, float *inv);
  * Readers then change what their architecture differs in. */
 void mk_config_defaults(mk_config *c);
 
+/* MLA's softmax scale as transformers computes it (yarn_apply_mscale): d_head^-0.5, times m² with
+ * m = 0.1·mscale_all_dim·ln(factor) + 1 under YaRN with mscale_all_dim. */
+void mk_config_mla_scale(mk_config *c);
+
+/* n_group / topk_group against the experts: equal groups, enough experts in the searched ones for
+ * k, two per group for a top-2 group score; an error naming `path` otherwise. */
+mk_status mk_config_check_groups(const char *path, const mk_config *cfg);
+
 /* Parses config.json text; `path` is for messages. cfg->layer_moe is allocated. */
 mk_status mk_config_parse(mk_config *cfg, const char *json_text, const char *path);
 void mk_config_free(mk_config *cfg);
