@@ -375,17 +375,47 @@ size_t mk_model_bytes_by_dtype(const mk_model *m, const char **names, int64_t *b
 }
 
 static int64_t tb(const mk_tensor *t) { return mk_tensor_present(t) ? (int64_t)t->nbytes : 0; }
+
+/* The tensors of layer l outside the routed experts (l = -1: the FIRST and LAST roles), as the
+ * architecture's table lists them, plus what the loader derives (MLA's k_b, a GGUF's v_b). */
+typedef struct layer_walk {
+    const mk_model *m;
+    int64_t l;
+    void (*fn)(const mk_model *m, const mk_tensor *t, void *user);
+    void *user;
+} layer_walk;
+
+static mk_status layer_item(const mk_arch_item *it, void *user) {
+    layer_walk *w = user;
+    if (it->role->scope == MK_SCOPE_EXPERT || it->layer != w->l) return MK_OK;
+    w->fn(w->m, mk_arch_slot((mk_model *)w->m, it), w->user);
+    return MK_OK;
+}
+
+static void for_layer_tensors(const mk_model *m, int64_t l, void (*fn)(const mk_model *, const mk_tensor *, void *), void *user) {
+    layer_walk w = {m, l, fn, user};
+    mk_arch_walk(&m->cfg, NULL, layer_item, &w);
+    if (l >= 0) {
+        if (m->layers[l].k_b.data && m->layers[l].k_b.data != m->layers[l].kv_b.data) fn(m, &m->layers[l].k_b, user);
+        fn(m, &m->layers[l].v_b, user);
+    }
+}
+
+static void add_bytes(const mk_model *m, const mk_tensor *t, void *user) {
+    (void)m;
+    *(int64_t *)user += tb(t);
+}
+
 static int64_t mlp_bytes(const mk_mlp_w *w) { return tb(&w->gate) + tb(&w->up) + tb(&w->down); }
 
 int64_t mk_model_token_bytes(const mk_model *m) {
-    int64_t b = tb(&m->final_norm) + tb(&m->lm_head) + (int64_t)mk_dtype_row_bytes(m->embed.dtype, (size_t)m->cfg.d_model);
+    int64_t b = 0;
+    for_layer_tensors(m, -1, add_bytes, &b);
+    b -= tb(&m->embed) - (int64_t)mk_dtype_row_bytes(m->embed.dtype, (size_t)m->cfg.d_model); /* one embedding row */
+    if (m->cfg.tie_embed) b += tb(&m->lm_head);
     for (int64_t l = 0; l < m->cfg.n_layer; l++) {
         const mk_layer_w *w = &m->layers[l];
-        const mk_tensor *t[] = {&w->attn_norm, &w->ffn_norm, &w->wq,     &w->wk,     &w->wv,          &w->wo,
-                                &w->bq,        &w->bk,       &w->bv,     &w->bo,     &w->q_norm,      &w->k_norm,
-                                &w->router,    &w->shared_gate};
-        for (size_t i = 0; i < sizeof t / sizeof *t; i++) b += tb(t[i]);
-        b += mlp_bytes(&w->shared) + mlp_bytes(&w->dense);
+        for_layer_tensors(m, l, add_bytes, &b);
         if (w->is_moe && w->n_live > 0) {
             int64_t e_sum = 0;
             for (int64_t e = 0; e < w->n_live; e++) e_sum += mlp_bytes(&w->experts[e]);
@@ -394,7 +424,6 @@ int64_t mk_model_token_bytes(const mk_model *m) {
     }
     return b;
 }
-
 /* Only ranges inside a file mapping: a tensor copied to the heap (misaligned in its file) must
  * never be dropped, as MADV_DONTNEED zeroes anonymous memory. */
 static void advise_tensor(const mk_model *m, const mk_tensor *t, bool willneed) {
@@ -431,22 +460,11 @@ mk_status mk_model_make_resident(mk_model *m, size_t *bytes) {
     return MK_OK;
 }
 
+static void advise_one(const mk_model *m, const mk_tensor *t, void *user) { advise_tensor(m, t, *(const bool *)user); }
+
 void mk_model_advise_weights(const mk_model *m, int64_t l, bool willneed) {
-    if (l < 0) {
-        advise_tensor(m, &m->embed, willneed);
-        advise_tensor(m, &m->final_norm, willneed);
-        advise_tensor(m, &m->lm_head, willneed);
-        return;
-    }
     if (l >= m->cfg.n_layer) return;
-    const mk_layer_w *lw = &m->layers[l];
-    const mk_tensor *ts[] = {&lw->attn_norm, &lw->ffn_norm, &lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->bq, &lw->bk,
-                             &lw->bv, &lw->bo, &lw->q_norm, &lw->k_norm, &lw->router, &lw->shared_gate};
-    for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) advise_tensor(m, ts[i], willneed);
-    if (lw->is_moe) {
-        for (int64_t e = 0; e < lw->n_live; e++) advise_mlp(m, &lw->experts[e], willneed);
-        if (m->cfg.shared_expert) advise_mlp(m, &lw->shared, willneed);
-    } else {
-        advise_mlp(m, &lw->dense, willneed);
-    }
+    for_layer_tensors(m, l, advise_one, &willneed);
+    if (l >= 0 && m->layers[l].is_moe)
+        for (int64_t e = 0; e < m->layers[l].n_live; e++) advise_mlp(m, &m->layers[l].experts[e], willneed);
 }
