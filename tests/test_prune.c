@@ -411,10 +411,16 @@ static void camera_case(const char *name) {
 }
 static void test_camera_qwen3(void) { camera_case("qwen3_moe"); }
 static void test_camera_mixtral(void) { camera_case("mixtral"); }
+/* DeepSeek-V3 and GLM-4.5 size their shared experts from moe_intermediate_size: the narrower routed
+ * experts are written with n_shared_experts scaled so that the unchanged shared MLP keeps its width */
+static void test_camera_deepseek_v3(void) { camera_case("deepseek_v3"); }
+static void test_camera_glm4_moe(void) { camera_case("glm4_moe"); }
 
 int main(void) {
     RUN(test_camera_qwen3);
     RUN(test_camera_mixtral);
+    RUN(test_camera_deepseek_v3);
+    RUN(test_camera_glm4_moe);
     RUN(test_naee);
     RUN(test_naee_cached);
     RUN(test_mixtral);

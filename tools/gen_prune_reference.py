@@ -68,7 +68,7 @@ def main():
                       os.path.join(out_dir, "reap_" + name + ".safetensors"))
             print(f"reap {name}: kept {rec['kept_experts']}, n_group {pc.get('n_group')}, transformers loaded it")
     # CAMERA-P neuron pruning at keep-frac 0.5, calibration ids (i * 53 + 7) % 256 for i < 256.
-    for name in ["qwen3_moe", "mixtral"] if "camera" in want else []:
+    for name in ["qwen3_moe", "mixtral", "deepseek_v3", "glm4_moe"] if "camera" in want else []:
         src = os.path.join(FIX, name)
         with tempfile.TemporaryDirectory() as tmp:
             ids_path = os.path.join(tmp, "calib.ids")

@@ -103,6 +103,16 @@ static mk_status write_config(const mk_model *m, const mk_expert_plan *plan, int
     }
     const char *ff_key = json_is_integer(json_object_get(root, "moe_intermediate_size")) ? "moe_intermediate_size" : "intermediate_size";
     if (dff != m->cfg.d_ff_expert) json_object_set_new(root, ff_key, json_integer(dff));
+    /* DeepSeek and GLM size the shared experts as moe_intermediate_size · n_shared_experts: a
+     * narrower routed expert keeps the (unchanged) shared MLP's width by a larger count */
+    if (dff != m->cfg.d_ff_expert && m->cfg.shared_expert && !m->cfg.shared_gated && json_is_integer(json_object_get(root, "n_shared_experts"))) {
+        if (m->cfg.d_ff_shared % dff) {
+            st = mk_err(MK_ERR_ARG, "%s: the shared experts' width %lld is not a multiple of the new expert d_ff %lld, which config.json cannot express (it sizes them as moe_intermediate_size x n_shared_experts)",
+                        src, (long long)m->cfg.d_ff_shared, (long long)dff);
+            goto out;
+        }
+        json_object_set_new(root, "n_shared_experts", json_integer(m->cfg.d_ff_shared / dff));
+    }
     char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (!text) { st = MK_ERR_NOMEM; goto out; }
     size_t len = strlen(text);

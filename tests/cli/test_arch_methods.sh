@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Every pruning criterion and merge method on DeepSeek-V2 (no groups), DeepSeek-V3 (4 expert groups,
+# 2 searched) and GLM-4.5-Air's shape: profile, then each method at half the experts; the result
+# must load and generate, or, where a group-limited router would be left with unequal groups (NAEE's
+# free subsets, the slicing merges on DeepSeek-V3), be refused with the reason and nothing written.
+cd "$(dirname "$0")/../.." || exit 1
+source tests/cli/lib.sh
+TMPD=$(mktemp -d); trap 'rm -rf "$TMPD"' EXIT
+python3 -c "print(' '.join(str((i * 53 + 7) % 256) for i in range(256)))" > "$TMPD/calib.ids"
+for f in deepseek_v2_lite deepseek_v3 glm4_moe_air; do
+  E=$(python3 -c "import json;print(json.load(open('$FIX/$f/config.json'))['n_routed_experts'])")
+  G=$(python3 -c "import json;print(json.load(open('$FIX/$f/config.json')).get('n_group') or 1)")
+  expect_ok "profile $f" $MK profile -m "$FIX/$f" --data "$FIX/profile/alpha.ids" --data "$FIX/profile/beta.ids" -o "$TMPD/$f.json"
+  for m in random frequency gate-mass reap easy-ep easy-ep-pooled tcess naee camera msmoe submoe msmoe-slice submoe-slice; do
+    case $m in
+      camera) args=(prune --method camera --keep-frac 0.5 --calib-ids "$TMPD/calib.ids" --ctx 64) ;;
+      naee) args=(prune --method naee --keep $((E / 2)) --calib-ids "$TMPD/calib.ids" --ctx 64) ;;
+      msmoe*|submoe*) args=(merge --method $m --keep $((E / 2)) --calib-ids "$TMPD/calib.ids" --ctx 64) ;;
+      *) args=(prune --method $m --keep $((E / 2))) ;;
+    esac
+    out=$($MK "${args[@]}" -m "$FIX/$f" --stats "$TMPD/$f.json" -o "$TMPD/$f-$m" 2>&1); rc=$?
+    if [ "$G" -gt 1 ] && { [ $m = naee ] || [ $m = msmoe-slice ] || [ $m = submoe-slice ]; }; then
+      if [ $rc -ne 0 ] && grep -q "routes within $G expert groups; the $((E / 2)) experts written must be an equal share of each group" <<<"$out" && [ ! -e "$TMPD/$f-$m" ]; then
+        ok "$f $m: refused, the groups would be unequal"
+      else bad "$f $m" "rc $rc, expected the group refusal: $out"; fi
+      continue
+    fi
+    [ $rc -eq 0 ] || { bad "$f $m" "rc $rc: $out"; continue; }
+    gen=$($MK run -m "$TMPD/$f-$m" --prompt-ids 1,2,3 -n 4 --quiet-stats 2>&1) && [ "$(wc -w <<<"$gen")" = 4 ] \
+      && ok "$f $m: written, loads, generates ($gen)" || bad "$f $m run" "$gen"
+  done
+done
+summary
