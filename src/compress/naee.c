@@ -139,6 +139,14 @@ static double moments_loss(const mk_model *m, const naee_moments *mo, size_t n_t
     return total;
 }
 
+/* Whether expert e's group keeps more than its share gkeep without it (always, without groups). */
+static bool droppable(const uint8_t *kept, int64_t e, int64_t G, int64_t per, int64_t gkeep) {
+    if (G <= 1) return true;
+    int64_t n = 0;
+    for (int64_t f = e / per * per; f < (e / per + 1) * per; f++) n += kept[f] != 0;
+    return n > gkeep;
+}
+
 mk_status mk_naee_select(const mk_model *m, const int32_t *tokens, size_t n_tok, const mk_naee_opts *o, int64_t keep,
                          uint8_t *keep_map, double *loss_out, int64_t *evals) {
     const mk_config *cfg = &m->cfg;
@@ -147,6 +155,12 @@ mk_status mk_naee_select(const mk_model *m, const int32_t *tokens, size_t n_tok,
     const int64_t exh = o->exhaustive_max > 0 ? o->exhaustive_max : 8;
     if (keep < cfg->k_active || keep > E) return mk_err(MK_ERR_ARG, "naee: keep %lld is outside [k = %lld, %lld experts]", (long long)keep, (long long)cfg->k_active, (long long)E);
     if (n_tok == 0) return mk_err(MK_ERR_ARG, "naee: no calibration tokens");
+    /* Group-limited routing: subsets keep keep / G experts of every group (as mk_prune_select), so
+     * the pruned model routes as the original with the others masked. */
+    const int64_t G = cfg->n_group > 1 ? cfg->n_group : 1, per = E / G, gkeep = keep / G;
+    if (G > 1 && (keep % G || gkeep * cfg->topk_group < cfg->k_active))
+        return mk_err(MK_ERR_ARG, "naee: %s routes within %lld groups of %lld experts: keep a multiple of %lld with at least %lld per group", cfg->arch_name,
+                      (long long)G, (long long)per, (long long)G, (long long)((cfg->k_active + cfg->topk_group - 1) / cfg->topk_group));
     *evals = 0;
     naee_cap cap = {.m = m, .H = H};
     cap.X = mk_calloc((size_t)L, sizeof *cap.X);
@@ -207,6 +221,9 @@ mk_status mk_naee_select(const mk_model *m, const int32_t *tokens, size_t n_tok,
             /* every subset of size keep, as bit masks in increasing order */
             for (uint64_t bits = 0; bits < (1ull << E); bits++) {
                 if (__builtin_popcountll(bits) != keep) continue;
+                bool balanced = true;
+                for (int64_t g = 0; g < G && G > 1; g++) balanced &= __builtin_popcountll((bits >> (g * per)) & ((1ull << per) - 1)) == gkeep;
+                if (!balanced) continue;
                 for (int64_t e = 0; e < E; e++) mask[e] = (bits >> e) & 1;
                 double ls;
                 if (fast) {
@@ -232,7 +249,7 @@ mk_status mk_naee_select(const mk_model *m, const int32_t *tokens, size_t n_tok,
                     #pragma omp parallel for schedule(dynamic, 1)
                     for (int64_t e = 0; e < E; e++) {
                         cand[e] = INFINITY;
-                        if (!best[e]) continue;
+                        if (!best[e] || !droppable(best, e, G, per, gkeep)) continue;
                         uint8_t *s8 = scr + (size_t)omp_get_thread_num() * sstride;
                         uint8_t *mk = s8 + (size_t)E * 16;
                         for (int64_t f = 0; f < E; f++) mk[f] = f != e && best[f] && (!live || live[f]);
@@ -240,7 +257,7 @@ mk_status mk_naee_select(const mk_model *m, const int32_t *tokens, size_t n_tok,
                                                (float *)(s8 + (size_t)E * 8));
                     }
                     for (int64_t e = 0; e < E; e++) {
-                        if (!best[e]) continue;
+                        if (!best[e] || !droppable(best, e, G, per, gkeep)) continue;
                         ++*evals;
                         if (cand[e] < drop_loss) {
                             drop_loss = cand[e];
@@ -249,7 +266,7 @@ mk_status mk_naee_select(const mk_model *m, const int32_t *tokens, size_t n_tok,
                     }
                 } else {
                     for (int64_t e = 0; e < E; e++) {
-                        if (!best[e]) continue;
+                        if (!best[e] || !droppable(best, e, G, per, gkeep)) continue;
                         memcpy(mask, best, (size_t)E);
                         mask[e] = 0;
                         double ls;

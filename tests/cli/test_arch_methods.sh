@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every pruning criterion and merge method on DeepSeek-V2 (no groups), DeepSeek-V3 (4 expert groups,
 # 2 searched) and GLM-4.5-Air's shape: profile, then each method at half the experts; the result
-# must load and generate, or, where a group-limited router would be left with unequal groups (NAEE's
-# free subsets, the slicing merges on DeepSeek-V3), be refused with the reason and nothing written.
+# must load and generate, or, where a group-limited router would be left with unequal groups (the
+# slicing merges on DeepSeek-V3), be refused with the reason and nothing written. Selections (every
+# criterion, NAEE's subsets) keep an equal share of each group.
 cd "$(dirname "$0")/../.." || exit 1
 source tests/cli/lib.sh
 TMPD=$(mktemp -d); trap 'rm -rf "$TMPD"' EXIT
@@ -19,7 +20,7 @@ for f in deepseek_v2_lite deepseek_v3 glm4_moe_air; do
       *) args=(prune --method $m --keep $((E / 2))) ;;
     esac
     out=$($MK "${args[@]}" -m "$FIX/$f" --stats "$TMPD/$f.json" -o "$TMPD/$f-$m" 2>&1); rc=$?
-    if [ "$G" -gt 1 ] && { [ $m = naee ] || [ $m = msmoe-slice ] || [ $m = submoe-slice ]; }; then
+    if [ "$G" -gt 1 ] && { [ $m = msmoe-slice ] || [ $m = submoe-slice ]; }; then
       if [ $rc -ne 0 ] && grep -q "routes within $G expert groups; the $((E / 2)) experts written must be an equal share of each group" <<<"$out" && [ ! -e "$TMPD/$f-$m" ]; then
         ok "$f $m: refused, the groups would be unequal"
       else bad "$f $m" "rc $rc, expected the group refusal: $out"; fi
@@ -28,6 +29,15 @@ for f in deepseek_v2_lite deepseek_v3 glm4_moe_air; do
     [ $rc -eq 0 ] || { bad "$f $m" "rc $rc: $out"; continue; }
     gen=$($MK run -m "$TMPD/$f-$m" --prompt-ids 1,2,3 -n 4 --quiet-stats 2>&1) && [ "$(wc -w <<<"$gen")" = 4 ] \
       && ok "$f $m: written, loads, generates ($gen)" || bad "$f $m run" "$gen"
+    if [ "$G" -gt 1 ] && [ "${args[0]}" = prune ] && [ $m != camera ]; then # an equal share of each of the G groups, in order
+      eq=$(python3 - "$TMPD/$f-$m/moekit_compression.json" "$E" "$G" <<'PY'
+import json, sys
+rows, E, G = json.load(open(sys.argv[1]))["kept_experts"], int(sys.argv[2]), int(sys.argv[3])
+print(all(sorted({e // (E // G) for e in r}) == list(range(G)) and len(r) % G == 0 and all(sum(e // (E // G) == g for e in r) == len(r) // G for g in range(G)) for r in rows if r))
+PY
+)
+      [ "$eq" = True ] && ok "$f $m: every group keeps the same number" || bad "$f $m groups" "$eq"
+    fi
   done
 done
 summary
