@@ -222,7 +222,16 @@ def write_card(a, res, cfg, tok):
     st = json.load(open(os.path.join(HERE, "train_state.json")))
     man = json.load(open(os.path.join(HERE, "corpus_manifest.json")))
     log = list(csv.DictReader(open(os.path.join(HERE, "training_log.csv"))))
-    args, state = st["args"], st["state"]
+    args, phase = st["args"], st["state"]
+    # a run continued with train.py --init-from has earlier phases in state["prior"]: report the whole run
+    prior = phase.get("prior", [])
+    state = {"step": phase["step"] + sum(p["step"] for p in prior), "tokens": phase["tokens"] + sum(p["tokens"] for p in prior),
+             "train_seconds": phase["train_seconds"] + sum(p["train_seconds"] for p in prior),
+             "sessions": [x for p in prior for x in p.get("sessions", [])] + phase.get("sessions", [])}
+    phases_note = "" if not prior else (
+        "\n- phases: " + "; ".join("%.1fM tokens (cosine over %.0fM, peak LR %g)" % (p["tokens"] / 1e6, p["total_tokens"] / 1e6, p["lr"]) for p in prior)
+        + "; then %.1fM more from the exported weights with a fresh optimizer, a new warmup and cosine over %.0fM (`train.py --init-from`)"
+        % (phase["tokens"] / 1e6, args["total_tokens"] / 1e6))
     L, E, K = cfg.num_hidden_layers, cfg.num_experts, cfg.num_experts_per_tok
     per_expert = 3 * cfg.hidden_size * cfg.moe_intermediate_size
     n_total = st["params_total"]
@@ -395,7 +404,7 @@ layer starve an expert that another layer uses; v1 trained with it and ended wit
   ~{state['tokens']/5/st.get('train_tokens', {}).get('english', 1):.1f} of English: repeating data up to ~4 epochs costs
   little at this scale (Muennighoff et al. 2023))
 - compute: {hours:.2f} h of training steps on {sessions_text(state)}, torch {torch.__version__.split('+')[0]};
-  **{state['tokens']/state['train_seconds']:.0f} tokens/s** on average (the per-expert Python loop measured 583 tokens/s)
+  **{state['tokens']/state['train_seconds']:.0f} tokens/s** on average (the per-expert Python loop measured 583 tokens/s){phases_note}
 {notes}
 - training curve: `tools/testbed/training_log.csv` (validation loss on fixed 32 windows of {args['seq']} tokens per domain)
 

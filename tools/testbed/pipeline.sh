@@ -7,6 +7,8 @@
 #   STOP_AT=HH:MM (UTC)          pause training then (checkpoint, exit 0 without exporting); or
 #   BUDGET_MIN=N                 pause after N minutes. Rerunning the same command resumes the run.
 #   TRAIN_ARGS="--layers 6 ..."  extra train.py arguments (bigger model, more experts, ...)
+#   Continuing the shipped model for more tokens (a new phase: fresh optimizer, new warmup and cosine):
+#     RUN=$SCRATCH/run3 TOTAL_TOKENS=12e6 TRAIN_ARGS="--init-from models/testbed" bash tools/testbed/pipeline.sh
 #   THREADS=2 NICE=19
 #   FORCE=1                      rebuild corpus, tokenizer and slices even if present (a new tokenizer
 #                                invalidates the token cache, which train.py then rebuilds, and any checkpoint)

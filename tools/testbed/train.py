@@ -222,6 +222,9 @@ def main():
     ap.add_argument("--val-windows", type=int, default=32)
     ap.add_argument("--ckpt-minutes", type=float, default=4.0)
     ap.add_argument("--bench", type=int, default=0, help="time N steps and exit (no checkpoint, no log)")
+    ap.add_argument("--init-from", default=None, help="continue training an exported model (e.g. models/testbed) with a new warmup and "
+                    "cosine over --total-tokens more tokens and a fresh optimizer; its training state is read from --init-state")
+    ap.add_argument("--init-state", default="tools/testbed/train_state.json", help="the exported model's train_state.json (export.py)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -248,15 +251,35 @@ def main():
     os.makedirs(a.scratch, exist_ok=True)
     ck = os.path.join(a.scratch, "ckpt.pt")
     state = {"step": 0, "tokens": 0, "train_seconds": 0.0, "sessions": []}
+    if a.init_from:
+        # A continuation phase: the exported weights (BF16 on disk -> FP32 master weights), a fresh AdamW
+        # (its moments were not exported) and a new warmup + cosine; the earlier phases' counts are kept in
+        # state["prior"] so the log and the model card report the whole run.
+        prev = json.load(open(a.init_state))
+        pa = prev["args"]
+        for key in ("seq", "hidden", "layers", "experts", "moe_ff", "k", "heads", "kv_heads", "head_dim"):
+            if pa.get(key) != getattr(a, key):
+                sys.exit("train.py: --init-from %s: its run had %s = %r, this one %r" % (a.init_from, key, pa.get(key), getattr(a, key)))
+        src = Qwen3MoeForCausalLM.from_pretrained(a.init_from, dtype=torch.float32)
+        model.load_state_dict(src.state_dict())
+        del src
+        ps = prev["state"]
+        prior = list(ps.get("prior", []))
+        prior.append({k: ps[k] for k in ("step", "tokens", "train_seconds")} | {"total_tokens": pa.get("total_tokens", ps["tokens"]), "lr": pa["lr"],
+                                                                                   "sessions": ps.get("sessions", [])})
+        state["prior"] = prior
+        print("init from %s: %d earlier phase(s), %.1fM tokens" % (a.init_from, len(prior), sum(x["tokens"] for x in prior) / 1e6), flush=True)
+    prior_tokens = sum(x["tokens"] for x in state.get("prior", []))
     if os.path.exists(ck) and not a.bench:
         s = torch.load(ck, map_location="cpu", weights_only=False)
-        for key in ("seq", "per_domain", "total_tokens", "hidden", "layers", "experts", "moe_ff", "lr", "warmup"):
+        for key in ("seq", "per_domain", "total_tokens", "hidden", "layers", "experts", "moe_ff", "lr", "warmup", "init_from"):
             if s["args"].get(key) != getattr(a, key):
                 sys.exit("train.py: %s: checkpoint has %s = %r, this run %r (use a new --scratch for another recipe)"
                          % (ck, key, s["args"].get(key), getattr(a, key)))
         model.load_state_dict(s["model"])
         opt.load_state_dict(s["opt"])
         state = s["state"]
+        prior_tokens = sum(x["tokens"] for x in state.get("prior", []))
         state.setdefault("sessions", [])
         print("resumed", {k: v for k, v in state.items() if k != "sessions"}, flush=True)
     pause_at = float("inf")  # seconds of this session's wall clock
@@ -305,7 +328,8 @@ def main():
             print("PAUSED at step %d (%.1fM tokens); rerun the same command to resume" % (step, state["tokens"] / 1e6), flush=True)
             return
         t0 = time.time()
-        rng = np.random.default_rng([a.seed, step])  # batch is a function of the step: exact resume
+        # the batch is a function of the step (exact resume); a continuation phase draws other windows
+        rng = np.random.default_rng([a.seed, step] if not state.get("prior") else [a.seed, len(state["prior"]), step])
         xb = torch.from_numpy(np.concatenate([windows(train[d], rng, a.per_domain, a.seq) for d in DOMAINS])).to(a.dev)
         lr = lr_at(a, step, state["tokens"])
         for g in opt.param_groups:
@@ -336,7 +360,8 @@ def main():
         if state["step"] % a.eval_every == 0 or done:
             v = evaluate(model, val, a)
             share = slots / slots.sum(dim=1, keepdim=True)  # per layer, since the last evaluation
-            row = [state["step"], state["tokens"], round(state["train_seconds"], 1), "%.3e" % lr,
+            row = [sum(x["step"] for x in state.get("prior", [])) + state["step"], prior_tokens + state["tokens"],
+                   round(sum(x["train_seconds"] for x in state.get("prior", [])) + state["train_seconds"], 1), "%.3e" % lr,
                    "%.4f" % (acc["lm"] / acc["n"]), "%.4f" % (acc["aux"] / acc["n"]), "%.3f" % (acc["z"] / acc["n"]),
                    "%.0f" % (acc["tok"] / acc["sec"]), "%.5f" % share.min().item()] + ["%.4f" % v[d] for d in DOMAINS] + \
                   ["%.4f" % (sum(v.values()) / len(v))]
