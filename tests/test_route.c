@@ -45,6 +45,45 @@ static void test_topp(void) {
     CHECK(mk_route_select(&rc, logits8, ids, w, scratch) == 2, "KMAX");
 }
 
+/* A sigmoid router (DeepSeek-V3, GLM): the choice by score + selection bias within the best groups,
+ * the weights the unbiased scores renormalised and scaled; top-p accumulates the scores normalised
+ * over all experts. Expected values worked out by hand from the logits. */
+static void test_sigmoid_groups(void) {
+    float scratch[MK_ROUTE_SCRATCH(8)], w[8], s[8];
+    int32_t ids[8];
+    for (int e = 0; e < 8; e++) s[e] = 1.0f / (1.0f + expf(-logits8[e]));
+    /* bias makes expert 6 (lowest score) the best choice, expert 1 (best score) drop behind 5 and 3 */
+    const float bias[8] = {0, -0.3f, 0, 0, 0, 0, 0.9f, 0};
+    mk_route_cfg rc = {.n_expert = 8, .k = 2, .slots = 2, .norm_topk = true, .rank = -1, .sigmoid = true, .sel_bias = bias, .scale = 2.5f};
+    CHECK(mk_route_select(&rc, logits8, ids, w, scratch) == 2, "count");
+    /* choice: s+b = .622 .580 .269 .818 .5 .818 .947 .562 -> 6, then 3 (ties 3/5: lower index) */
+    CHECK(ids[0] == 6 && ids[1] == 3, "ids %d %d", ids[0], ids[1]);
+    CHECK(fabsf(w[0] - 2.5f * s[6] / (s[6] + s[3])) < 1e-6f && fabsf(w[1] - 2.5f * s[3] / (s[6] + s[3])) < 1e-6f, "weights %g %g", w[0], w[1]);
+    /* 4 groups of 2 (top-2 sum): {.622+.580, .269+.818, .5+.818, .947+.562} -> groups 3 and 2 (1.509, 1.318) */
+    rc.n_group = 4;
+    rc.topk_group = 2;
+    rc.group_top2 = true;
+    CHECK(mk_route_select(&rc, logits8, ids, w, scratch) == 2 && ids[0] == 6 && ids[1] == 5, "grouped ids %d %d", ids[0], ids[1]);
+    /* group score = the best one: {.622, .818, .818, .947} -> groups 3 and 1 (ties 1/2: lower) */
+    rc.group_top2 = false;
+    CHECK(mk_route_select(&rc, logits8, ids, w, scratch) == 2 && ids[0] == 6 && ids[1] == 3, "max-group ids %d %d", ids[0], ids[1]);
+    /* top-p 0.3 over s / sum(s): choice order 6, 3, 5, 0, 1, 7, 4, 2 */
+    rc.n_group = 1;
+    rc.top_p = 0.3f;
+    rc.slots = 8;
+    float tot = 0;
+    for (int e = 0; e < 8; e++) tot += s[e];
+    int64_t n = mk_route_select(&rc, logits8, ids, w, scratch);
+    float cum = 0;
+    int64_t want = 0;
+    const int order[8] = {6, 3, 5, 0, 1, 7, 4, 2};
+    while (want < 8 && cum <= 0.3f) cum += s[order[want++]] / tot;
+    CHECK(n == want && ids[0] == 6, "top-p on normalised sigmoid scores: %lld experts, expected %lld", (long long)n, (long long)want);
+    float ws = 0;
+    for (int64_t j = 0; j < n; j++) ws += w[j];
+    CHECK(fabsf(ws - 2.5f) < 1e-5f, "top-p weights follow the router's rule (renormalised, x2.5): sum %g", ws);
+}
+
 /* tests/fixtures/methods/topp.json (tools/gen_methods_reference.py, numpy): the paper's top-p
  * (raw probabilities, the crossing expert kept), with and without a KMAX cap, and :renorm. */
 static void test_topp_reference(void) {
@@ -177,6 +216,7 @@ int main(void) {
     RUN(test_policies_on_model);
     RUN(test_topk_ties_and_norm);
     RUN(test_topp);
+    RUN(test_sigmoid_groups);
     RUN(test_topp_reference);
     RUN(test_skip_boost_mask);
     RUN(test_parse);

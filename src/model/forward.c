@@ -232,8 +232,6 @@ mk_status mk_ctx_set_route(mk_ctx *c, const mk_route_opts *r) {
     if (k > E) return mk_err(MK_ERR_ARG, "route: k = %lld exceeds the model's %lld experts", (long long)k, (long long)E);
     int64_t slots = k;
     if (r->top_p > 0) {
-        if (cfg->sigmoid)
-            return mk_err(MK_ERR_ARG, "route: top-p is defined on softmax probabilities; %s scores experts with a sigmoid", cfg->arch_name);
         if (r->top_p > 1) return mk_err(MK_ERR_ARG, "route: top-p %g is not in (0, 1]", (double)r->top_p);
         slots = r->k_max > 0 ? MK_MIN(r->k_max, E) : E;
     }

@@ -63,10 +63,17 @@ int64_t mk_route_select(const mk_route_cfg *rc, const float *logits, int32_t *id
     for (int64_t e = 0; e < E; e++) c[e] = (rc->mask && !rc->mask[e]) ? -INFINITY : rc->sel_bias ? p[e] + rc->sel_bias[e] : p[e];
     if (rc->n_group > 1) limit_groups(rc, c);
 
-    /* Selection in descending choice score, lower index first on ties. */
+    /* Selection in descending choice score, lower index first on ties. Top-p accumulates
+     * probabilities: the softmax's, or a sigmoid router's scores normalised to sum to 1 over the
+     * allowed experts (cum_scale). */
     const int64_t want = rc->rank >= 0 ? rc->rank + 1 : rc->top_p > 0 ? rc->slots : rc->k;
     int64_t n = 0;
-    float cum = 0;
+    float cum = 0, cum_scale = 1;
+    if (rc->sigmoid && rc->top_p > 0) {
+        float ss = 0;
+        for (int64_t e = 0; e < E; e++) ss += (!rc->mask || rc->mask[e]) ? p[e] : 0.0f;
+        cum_scale = ss > 0 ? 1.0f / ss : 0.0f;
+    }
     for (; n < want; n++) {
         int64_t best = -1;
         for (int64_t e = 0; e < E; e++) {
@@ -77,7 +84,7 @@ int64_t mk_route_select(const mk_route_cfg *rc, const float *logits, int32_t *id
         ids[n] = (int32_t)best;
         weights[n] = p[best];
         c[best] = -INFINITY; /* taken */
-        cum += weights[n];
+        cum += weights[n] * cum_scale;
         if (rc->top_p > 0 && cum > rc->top_p) {
             n++;
             break;
@@ -106,7 +113,9 @@ int64_t mk_route_select(const mk_route_cfg *rc, const float *logits, int32_t *id
             }
         n = kept;
     }
-    if (rc->top_p > 0 ? rc->top_p_renorm : rc->norm_topk) {
+    /* the weight rule: top-p keeps the raw probabilities unless top_p_renorm; a sigmoid router's
+     * raw scores are not probabilities, so its own rule (norm_topk) applies under top-p too */
+    if (rc->top_p > 0 && !rc->sigmoid ? rc->top_p_renorm : rc->norm_topk) {
         float ws = 0;
         for (int64_t j = 0; j < n; j++) ws += weights[j];
         if (ws > 0)

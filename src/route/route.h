@@ -11,7 +11,9 @@ typedef struct mk_route_cfg {
     int64_t slots;          /* slots per token in ids/weights (>= k; top-p may use up to this) */
     bool norm_topk;         /* renormalise the chosen weights to sum to 1 */
     float top_p;            /* > 0: top-p selection capped at `slots`; weights are the raw
-                               probabilities unless top_p_renorm (norm_topk does not apply) */
+                               probabilities unless top_p_renorm (norm_topk does not apply); a
+                               sigmoid router accumulates its scores normalised over the allowed
+                               experts, and weights them by its own rule (norm_topk, scale) */
     bool top_p_renorm;
     float skip_beta;        /* > 0: drop chosen j > 0 with p_j < beta * p_0 */
     int64_t rank;           /* >= 0: keep only the expert of this rank, weight 1; -1 = off */
