@@ -624,9 +624,8 @@ static void attention_mla(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0)
         }
     }
     /* q_lat of head h = k_b[h] (r, qk_nope) · q_nope of head h */
-    const size_t kb_bytes = mk_dtype_row_bytes(lw->k_b.dtype, dn) * r;
     for (size_t h = 0; h < nh; h++) {
-        const mk_tensor kb = {.data = (const uint8_t *)lw->k_b.data + h * kb_bytes, .dtype = lw->k_b.dtype, .ndim = 2, .shape = {(int64_t)r, (int64_t)dn}, .nbytes = kb_bytes};
+        const mk_tensor kb = row_view(&lw->k_b, h * r, r, dn);
         mk_matmul(c->qq + h * R, nh * R, c->q + h * dq, q_dim, n, &kb, NULL);
     }
     const attn_geom geom = {.q = c->qq, .ldq = nh * R, .nh = nh, .group = nh, .dk = R, .dv = r, .kc = kc, .vc = kc,
