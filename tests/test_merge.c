@@ -107,18 +107,18 @@ static void test_merge_permuted_copy(void) {
     mk_model_free(m);
 }
 
-/* msmoe-slice, the same plan as tools/gen_merge_reference.py: keep E-2, usage from the reference's
- * `freq`, similarity of router rows, aligned. */
-static void check_written(const char *name) {
+/* msmoe-slice, the same plan as tools/gen_merge_reference.py: keep E - drop (drop < 0: half the
+ * experts) from the reference's `freq`, similarity of router rows, aligned. */
+static void check_written(const char *name, const char *ref_name, int64_t drop) {
     char src[128], refp[200], fxp[200], out[200];
     snprintf(src, sizeof src, "tests/fixtures/%s", name);
-    snprintf(refp, sizeof refp, "tests/fixtures/merge/%s.safetensors", name);
+    snprintf(refp, sizeof refp, "tests/fixtures/merge/%s.safetensors", ref_name);
     snprintf(fxp, sizeof fxp, "%s/reference.safetensors", src);
     snprintf(out, sizeof out, "/tmp/mk_merge_%s_%d", name, (int)getpid());
     mk_model *m = NULL, *mm = NULL;
     mk_st_set *ref = NULL, *fx = NULL;
     REQUIRE(mk_model_load(&m, src) == MK_OK && mk_st_open_file(&ref, refp) == MK_OK && mk_st_open_file(&fx, fxp) == MK_OK, "%s", mk_last_error());
-    const int64_t L = m->cfg.n_layer, E = m->cfg.n_expert, V = m->cfg.vocab;
+    const int64_t L = m->cfg.n_layer, E = m->cfg.n_expert, V = m->cfg.vocab, keep = drop < 0 ? E / 2 : E - drop;
     const mk_tensor *tf = &mk_st_find(ref, "freq")->t, *tl = &mk_st_find(ref, "logits")->t, *tid = &mk_st_find(fx, "input_ids")->t;
     double *freq = calloc((size_t)(L * E), sizeof *freq);
     for (int64_t i = 0; i < L * E; i++) freq[i] = ((const float *)tf->data)[i];
@@ -126,7 +126,7 @@ static void check_written(const char *name) {
     mk_expert_plan plan = {0};
     float *buf = NULL;
     int32_t *group_of = calloc((size_t)(L * E), sizeof *group_of);
-    REQUIRE(mk_msmoe_plan(m, freq, E - 2, &mo, &plan, &buf, group_of) == MK_OK, "%s", mk_last_error());
+    REQUIRE(mk_msmoe_plan(m, freq, keep, &mo, &plan, &buf, group_of) == MK_OK, "%s", mk_last_error());
     mk_write_opts wo = {.force = true};
     REQUIRE(mk_write_experts(m, &plan, out, &wo) == MK_OK, "%s", mk_last_error());
     REQUIRE(mk_model_load(&mm, out) == MK_OK, "%s", mk_last_error());
@@ -136,7 +136,15 @@ static void check_written(const char *name) {
     REQUIRE(mk_ctx_new(&c, mm, T, 0) == MK_OK && mk_ctx_forward(c, tid->data, T, MK_LOGITS_ALL, lg) == MK_OK, "%s", mk_last_error());
     double d = 0;
     for (size_t i = 0; i < T * (size_t)V; i++) d = fmax(d, fabs(lg[i] - ((const float *)tl->data)[i]));
-    printf("  %-10s merged model (keep %lld of %lld) vs transformers max|Δlogit| %.2e\n", name, (long long)(E - 2), (long long)E, d);
+    printf("  %-10s merged model (keep %lld of %lld) vs transformers max|Δlogit| %.2e\n", name, (long long)keep, (long long)E, d);
+    if (m->cfg.n_group > 1) { /* every merged expert from one router group: the written groups stay equal and in order */
+        int64_t mixed = 0;
+        for (int64_t l = 0; l < L; l++)
+            for (int64_t e = 0; e < E; e++)
+                if (group_of[l * E + e] >= 0 && plan.x[l * keep + group_of[l * E + e]].router_from / (E / m->cfg.n_group) != e / (E / m->cfg.n_group)) mixed++;
+        CHECK(mixed == 0 && mm->cfg.n_group == m->cfg.n_group, "%s: %lld experts merged across router groups; n_group %lld -> %lld", name, (long long)mixed,
+              (long long)m->cfg.n_group, (long long)mm->cfg.n_group);
+    }
     CHECK(d <= 1e-4, "%s: merged model vs transformers max |Δlogit| %.3g", name, d);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", out);
@@ -153,9 +161,10 @@ static void check_written(const char *name) {
     mk_model_free(m);
 }
 
-static void test_written_qwen3(void) { check_written("qwen3_moe"); }
-static void test_written_mixtral(void) { check_written("mixtral"); }
-static void test_written_qwen3_fused(void) { check_written("qwen3_moe_fused"); }
+static void test_written_qwen3(void) { check_written("qwen3_moe", "qwen3_moe", 2); }
+static void test_written_mixtral(void) { check_written("mixtral", "mixtral", 2); }
+static void test_written_qwen3_fused(void) { check_written("qwen3_moe_fused", "qwen3_moe_fused", 2); }
+static void test_written_deepseek_v3(void) { check_written("deepseek_v3", "deepseek_v3_slice", -1); }
 
 /* Sub-MoE at full rank is the usage-weighted average of the group (the SVD factors reassemble
  * the members exactly), i.e. M-SMoE without alignment; a lower rank changes the weights. */
@@ -348,5 +357,6 @@ int main(void) {
     RUN(test_written_qwen3);
     RUN(test_written_mixtral);
     RUN(test_written_qwen3_fused);
+    RUN(test_written_deepseek_v3);
     return TEST_SUMMARY("test_merge");
 }

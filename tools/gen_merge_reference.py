@@ -31,6 +31,9 @@ tests/fixtures/merge/<name>.safetensors:
                            two or more experts
   msmoe_logits, submoe_logits  (T, vocab) of the merged models in transformers
 tests/fixtures/merge/<name>.groups.json: the same groups as lists, for the CLI test.
+tests/fixtures/merge/deepseek_v3_slice.safetensors: logits, freq of msmoe-slice at half the experts on
+                           DeepSeek-V3 (4 router groups): an equal share of each group kept, n_group unchanged.
+Usage: python3 tools/gen_merge_reference.py [deepseek_v3] [qwen3_moe] [mixtral] [qwen3_moe_fused]  (default all)
 Needs torch + transformers + numpy and a built ./build/moekit.
 """
 import json, math, os, random, subprocess, sys, tempfile
@@ -224,10 +227,52 @@ def merge(model, cal, groups, how, tensors, prefix):
             tensors[f"{prefix}.{l}.{grp}"] = torch.from_numpy(np.stack([mg.ravel(), mu.ravel(), md.ravel()])).float()
 
 
+def written_slice(name, src, fx, cfg, n_exp, keep):
+    """msmoe-slice written by moekit (keep experts per layer, usage from a pseudo-random stats.json,
+    router rows, aligned), loaded in transformers: returns its logits on the fixture's input_ids and
+    the usage it was given."""
+    n_layer, moe = fx["n_layer"], fx["moe_layers"]
+    rng = random.Random(name)
+    freq = [[0.0] * n_exp for _ in range(n_layer)]
+    for l in moe:
+        w = [rng.random() for _ in range(n_exp)]
+        freq[l] = [x / sum(w) for x in w]
+    with tempfile.TemporaryDirectory() as tmp:
+        stats = {"schema": "moekit.profile", "version": 1,
+                 "model": {"n_layer": n_layer, "n_expert": n_exp, "d_model": cfg["hidden_size"],
+                           "vocab": cfg["vocab_size"], "moe_layers": moe},
+                 "overall": {"freq": [freq[l] for l in moe]}}
+        sp = os.path.join(tmp, "stats.json")
+        json.dump(stats, open(sp, "w"))
+        dst = os.path.join(tmp, "merged")
+        subprocess.run([MOEKIT, "merge", "-m", src, "--method", "msmoe-slice",
+                        "--keep", str(keep), "--stats", sp, "-o", dst], check=True)
+        rec = json.load(open(os.path.join(dst, "moekit_compression.json")))
+        out = json.load(open(os.path.join(dst, "config.json")))
+        logits = fixture_logits(load_clean(dst, f"{name} merged"), name)
+    return logits, torch.tensor(freq, dtype=torch.float32), rec, out
+
+
 def main():
+    """Fixtures to make (default all): deepseek_v3 and the names in NAMES."""
+    want = set(sys.argv[1:]) or {"deepseek_v3"} | set(NAMES)
     out_dir = os.path.join(FIX, "merge")
     os.makedirs(out_dir, exist_ok=True)
-    for name in NAMES:
+    # DeepSeek-V3 (4 router groups, 2 searched): msmoe-slice at half the experts keeps an equal share
+    # of each group and merges only within a group, so transformers' group-limited routing (n_group
+    # unchanged) picks what moekit picks.
+    for name in ["deepseek_v3"] if "deepseek_v3" in want else []:
+        src = os.path.join(FIX, name)
+        fx = json.load(open(os.path.join(src, "fixture.json")))
+        cfg = json.load(open(os.path.join(src, "config.json")))
+        n_exp, G = cfg["n_routed_experts"], cfg["n_group"]
+        logits, freq, rec, out = written_slice(name, src, fx, cfg, n_exp, n_exp // 2)
+        assert out["n_routed_experts"] == n_exp // 2 and out["n_group"] == G, out
+        for row in rec["kept_experts"]:
+            assert row is None or [e // (n_exp // G) for e in row] == [g for g in range(G) for _ in range(n_exp // 2 // G)], row
+        save_file({"logits": logits, "freq": freq}, os.path.join(out_dir, name + "_slice.safetensors"))
+        print(f"{name} msmoe-slice keep {n_exp // 2}: kept {rec['kept_experts']}; transformers loaded it (n_group {G})")
+    for name in [n for n in NAMES if n in want]:
         src = os.path.join(FIX, name)
         fx = json.load(open(os.path.join(src, "fixture.json")))
         cfg = json.load(open(os.path.join(src, "config.json")))
@@ -235,23 +280,7 @@ def main():
         moe = fx["moe_layers"]
         tensors = {}
         # msmoe-slice, written by moekit and loaded in transformers
-        rng = random.Random(name)
-        freq = [[0.0] * n_exp for _ in range(n_layer)]
-        for l in moe:
-            w = [rng.random() for _ in range(n_exp)]
-            freq[l] = [x / sum(w) for x in w]
-        with tempfile.TemporaryDirectory() as tmp:
-            stats = {"schema": "moekit.profile", "version": 1,
-                     "model": {"n_layer": n_layer, "n_expert": n_exp, "d_model": cfg["hidden_size"],
-                               "vocab": cfg["vocab_size"], "moe_layers": moe},
-                     "overall": {"freq": [freq[l] for l in moe]}}
-            sp = os.path.join(tmp, "stats.json")
-            json.dump(stats, open(sp, "w"))
-            dst = os.path.join(tmp, "merged")
-            subprocess.run([MOEKIT, "merge", "-m", src, "--method", "msmoe-slice",
-                            "--keep", str(n_exp - 2), "--stats", sp, "-o", dst], check=True)
-            tensors["logits"] = fixture_logits(load_clean(dst, f"{name} merged"), name)
-            tensors["freq"] = torch.tensor(freq, dtype=torch.float32)
+        tensors["logits"], tensors["freq"], _, _ = written_slice(name, src, fx, cfg, n_exp, n_exp - 2)
         # the published procedures
         model = load(src)
         cal = calibrate(model, moe, k, cfg["vocab_size"])

@@ -43,17 +43,35 @@ static mk_status align(const float *gd, const float *ud, const float *dd, const 
     return mk_assign_min(cost, (int64_t)F, perm);
 }
 
+/* The slicing merges write keep experts per layer. Under group-limited routing (DeepSeek's n_group
+ * G > 1) the written experts must stay G equal groups in order, so keep must be a multiple of G. */
+static mk_status check_slice_keep(const mk_config *cfg, int64_t keep) {
+    if (keep < cfg->k_active || keep > cfg->n_expert)
+        return mk_err(MK_ERR_ARG, "merge: keeping %lld experts per layer is outside [k = %lld, %lld]", (long long)keep, (long long)cfg->k_active,
+                      (long long)cfg->n_expert);
+    if (cfg->n_group > 1 && keep % cfg->n_group)
+        return mk_err(MK_ERR_ARG, "merge: %s routes within %lld expert groups; keeping %lld experts per layer is not an equal share of each",
+                      cfg->arch_name, (long long)cfg->n_group, (long long)keep);
+    return MK_OK;
+}
+
 /* Groups of layer l: the keep most used experts are dominant (output order: by expert id); every
  * other expert joins the dominant it is most similar to (similarity (n_layer, E, E), or the
- * cosine of the router's weight rows). dom (keep), od (E) and rw (E, d_model) are scratch. */
+ * cosine of the router's weight rows). Under group-limited routing (n_group G > 1) each router group
+ * keeps its keep / G most used experts as dominants and its other experts join one of those, so a
+ * merged expert never mixes router groups and the written experts are G equal groups in order.
+ * dom (keep), od (E) and rw (E, d_model) are scratch. */
 static void choose_groups(const mk_model *m, int64_t l, const double *freq, int64_t keep, const float *similarity, ord *od, int64_t *dom,
                           float *rw, int32_t *group_of) {
     const int64_t E = m->cfg.n_expert;
+    const int64_t G = m->cfg.n_group > 1 ? m->cfg.n_group : 1, per = E / G, gkeep = keep / G;
     const size_t H = (size_t)m->cfg.d_model;
     const mk_layer_w *lw = &m->layers[l];
     for (int64_t e = 0; e < E; e++) od[e] = (ord){freq[l * E + e], e};
-    qsort(od, (size_t)E, sizeof *od, by_freq_desc);
-    for (int64_t j = 0; j < keep; j++) dom[j] = od[j].e;
+    for (int64_t g = 0; g < G; g++) {
+        qsort(od + g * per, (size_t)per, sizeof *od, by_freq_desc);
+        for (int64_t j = 0; j < gkeep; j++) dom[g * gkeep + j] = od[g * per + j].e;
+    }
     for (int64_t a = 1; a < keep; a++)
         for (int64_t b = a; b > 0 && dom[b - 1] > dom[b]; b--) { int64_t t = dom[b]; dom[b] = dom[b - 1]; dom[b - 1] = t; }
     const float *sim = similarity ? similarity + (size_t)l * (size_t)(E * E) : NULL;
@@ -63,6 +81,7 @@ static void choose_groups(const mk_model *m, int64_t l, const double *freq, int6
         double bs = -INFINITY;
         for (int64_t j = 0; j < keep; j++) {
             if (dom[j] == e) { best = j; break; }
+            if (dom[j] / per != e / per) continue; /* another router group */
             double sv;
             if (sim) sv = sim[e * E + dom[j]];
             else {
@@ -85,8 +104,8 @@ static mk_status msmoe_slice_plan(const mk_model *m, const double *freq, int64_t
     for (int64_t i = 0; i < L * E; i++) group_of[i] = -1; /* dense layers: no group */
     const size_t H = (size_t)cfg->d_model, F = (size_t)cfg->d_ff_expert, mat = F * H;
     *buffers = NULL;
-    if (keep < cfg->k_active || keep > E)
-        return mk_err(MK_ERR_ARG, "merge: keeping %lld experts per layer is outside [k = %lld, %lld]", (long long)keep, (long long)cfg->k_active, (long long)E);
+    mk_status kst = check_slice_keep(cfg, keep);
+    if (kst) return kst;
     mk_expert_out *x = mk_calloc((size_t)(L * keep), sizeof *x);
     ord *od = mk_malloc((size_t)E * sizeof *od);
     int64_t *dom = mk_malloc((size_t)keep * sizeof *dom), *perm = mk_malloc(F * sizeof *perm);
@@ -200,8 +219,8 @@ static mk_status submoe_slice_plan(const mk_model *m, const double *freq, int64_
     for (int64_t i = 0; i < L * E; i++) group_of[i] = -1; /* dense layers: no group */
     const size_t H = (size_t)cfg->d_model, F = (size_t)cfg->d_ff_expert, mat = F * H;
     *buffers = NULL;
-    if (keep < cfg->k_active || keep > E)
-        return mk_err(MK_ERR_ARG, "merge: keeping %lld experts per layer is outside [k = %lld, %lld]", (long long)keep, (long long)cfg->k_active, (long long)E);
+    mk_status kst = check_slice_keep(cfg, keep);
+    if (kst) return kst;
     if (!(rank_frac > 0 && rank_frac <= 1)) return mk_err(MK_ERR_ARG, "merge: rank fraction %g is not in (0, 1]", rank_frac);
     int64_t n_moe = 0;
     for (int64_t l = 0; l < L; l++) n_moe += m->layers[l].is_moe;

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Every pruning criterion and merge method on DeepSeek-V2 (no groups), DeepSeek-V3 (4 expert groups,
 # 2 searched) and GLM-4.5-Air's shape: profile, then each method at half the experts; the result
-# must load and generate, or, where a group-limited router would be left with unequal groups (the
-# slicing merges on DeepSeek-V3), be refused with the reason and nothing written. Selections (every
-# criterion, NAEE's subsets) keep an equal share of each group.
+# must load and generate. Under group-limited routing (DeepSeek-V3) every selection (each criterion,
+# NAEE's subsets) and every slicing merge keeps an equal share of each router group, merged experts
+# never mix groups, and a --keep that cannot be shared equally is refused with nothing written.
 cd "$(dirname "$0")/../.." || exit 1
 source tests/cli/lib.sh
 TMPD=$(mktemp -d); trap 'rm -rf "$TMPD"' EXIT
@@ -20,24 +20,32 @@ for f in deepseek_v2_lite deepseek_v3 glm4_moe_air; do
       *) args=(prune --method $m --keep $((E / 2))) ;;
     esac
     out=$($MK "${args[@]}" -m "$FIX/$f" --stats "$TMPD/$f.json" -o "$TMPD/$f-$m" 2>&1); rc=$?
-    if [ "$G" -gt 1 ] && { [ $m = msmoe-slice ] || [ $m = submoe-slice ]; }; then
-      if [ $rc -ne 0 ] && grep -q "routes within $G expert groups; the $((E / 2)) experts written must be an equal share of each group" <<<"$out" && [ ! -e "$TMPD/$f-$m" ]; then
-        ok "$f $m: refused, the groups would be unequal"
-      else bad "$f $m" "rc $rc, expected the group refusal: $out"; fi
-      continue
-    fi
     [ $rc -eq 0 ] || { bad "$f $m" "rc $rc: $out"; continue; }
     gen=$($MK run -m "$TMPD/$f-$m" --prompt-ids 1,2,3 -n 4 --quiet-stats 2>&1) && [ "$(wc -w <<<"$gen")" = 4 ] \
       && ok "$f $m: written, loads, generates ($gen)" || bad "$f $m run" "$gen"
-    if [ "$G" -gt 1 ] && [ "${args[0]}" = prune ] && [ $m != camera ]; then # an equal share of each of the G groups, in order
+    if [ "$G" -gt 1 ] && { [ "${args[0]}" = prune ] || [ "${m%-slice}" != $m ]; } && [ $m != camera ]; then # an equal share of each of the G groups, in order
       eq=$(python3 - "$TMPD/$f-$m/moekit_compression.json" "$E" "$G" <<'PY'
 import json, sys
 rows, E, G = json.load(open(sys.argv[1]))["kept_experts"], int(sys.argv[2]), int(sys.argv[3])
-print(all(sorted({e // (E // G) for e in r}) == list(range(G)) and len(r) % G == 0 and all(sum(e // (E // G) == g for e in r) == len(r) // G for g in range(G)) for r in rows if r))
+print(all(len(r) == E // 2 and sorted({e // (E // G) for e in r}) == list(range(G)) and len(r) % G == 0 and all(sum(e // (E // G) == g for e in r) == len(r) // G for g in range(G)) for r in rows if r))
 PY
 )
       [ "$eq" = True ] && ok "$f $m: every group keeps the same number" || bad "$f $m groups" "$eq"
     fi
+    if [ "$G" -gt 1 ] && [ "${m%-slice}" != $m ]; then # merged experts never mix router groups
+      mix=$(python3 - "$TMPD/$f-$m/moekit_compression.json" "$E" "$G" <<'PY'
+import json, sys
+gs, E, G = json.load(open(sys.argv[1]))["groups"], int(sys.argv[2]), int(sys.argv[3])
+print(sum(len({e // (E // G) for e in g}) > 1 for layer in gs if layer for g in layer), sum(len(g) > 1 for layer in gs if layer for g in layer))
+PY
+)
+      [ "${mix%% *}" = 0 ] && [ "${mix##* }" -gt 0 ] && ok "$f $m: ${mix##* } merged groups, none across router groups" || bad "$f $m mixing" "$mix"
+    fi
   done
+  if [ "$G" -gt 1 ]; then # a slicing merge that cannot keep equal groups is refused, nothing written
+    out=$($MK merge --method msmoe-slice --keep $((E / 2 + 1)) --calib-ids "$TMPD/calib.ids" --ctx 64 -m "$FIX/$f" --stats "$TMPD/$f.json" -o "$TMPD/$f-odd" 2>&1); rc=$?
+    [ $rc -ne 0 ] && grep -q "routes within $G expert groups; keeping $((E / 2 + 1)) experts per layer is not an equal share" <<<"$out" && [ ! -e "$TMPD/$f-odd" ] \
+      && ok "$f msmoe-slice --keep $((E / 2 + 1)): refused" || bad "$f odd keep" "rc $rc: $out"
+  fi
 done
 summary
