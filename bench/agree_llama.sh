@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 : "${LLAMA_CPP_DIR:?set LLAMA_CPP_DIR to a llama.cpp build (build/bin/libllama.so)}"
 MODEL=${MODEL:-models/testbed}; DATA=${DATA:-data/testbed}; BYTES=${BYTES:-4000}; CTX=${CTX:-256}
 TYPES=${TYPES:-f32 q8_0 q4_k q6_k}; THREADS=${THREADS:-2}; WORK=${WORK:-/tmp/moekit-agree}
-MK=build/moekit
+MK=build/moekit; NAME=$(basename "$MODEL")
 mkdir -p "$WORK"
 make -s -j2 "$MK" build/libmoekit.a >&2
 L=$LLAMA_CPP_DIR
@@ -38,24 +38,26 @@ echo "Text: the first $BYTES bytes of each domain's test split, tokenized by moe
 echo "scoring its tokens 2..$CTX. KLD = mean over positions of KL(llama.cpp ‖ moekit), from llama.cpp's top-32"
 echo "logits plus a tail bucket (a lower bound of the exact value)."
 echo
-echo "| GGUF | domain | positions | moekit mode | KLD mean | KLD max | top-1 agree | ppl llama.cpp | ppl moekit | KLD vs llama.cpp F32 |"
-echo "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "Tokens: llama.cpp also tokenizes each text from the GGUF's own tokenizer; \"same\" = its ids equal moekit's."
+echo
+echo "| GGUF | domain | positions | tokens | moekit mode | KLD mean | KLD max | top-1 agree | ppl llama.cpp | ppl moekit | KLD vs llama.cpp F32 |"
+echo "| --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 for T in $TYPES; do
-  G=$WORK/testbed-$T.gguf
+  G=$WORK/$NAME-$T.gguf
   [ -f "$G" ] || "$MK" quantize -m "$MODEL" --type "$T" -o "$G" >&2
 done
 for d in $domains; do
   head -c "$BYTES" "$DATA/$d.test.txt" > "$WORK/$d.txt"
   "$MK" tokenize -m "$MODEL" --ids -f "$WORK/$d.txt" > "$WORK/$d.ids"
   for T in $TYPES; do
-    THREADS=$THREADS VOCAB=$V "$WORK/llama_logits" "$WORK/testbed-$T.gguf" "$WORK/$d.ids" "$CTX" 32 "$WORK/$d.$T.llama" > "$WORK/$d.$T.llama.json"
+    TEXT="$WORK/$d.txt" THREADS=$THREADS VOCAB=$V "$WORK/llama_logits" "$WORK/$NAME-$T.gguf" "$WORK/$d.ids" "$CTX" 32 "$WORK/$d.$T.llama" > "$WORK/$d.$T.llama.json"
   done
 done
 for T in $TYPES; do
   for d in $domains; do
-    r=$("$MK" eval -m "$WORK/testbed-$T.gguf" --ppl-ids "$WORK/$d.ids" --ctx "$CTX" --stride "$CTX" -t "$THREADS" \
+    r=$("$MK" eval -m "$WORK/$NAME-$T.gguf" --ppl-ids "$WORK/$d.ids" --ctx "$CTX" --stride "$CTX" -t "$THREADS" \
           --kld-logits "$WORK/$d.$T.llama" --json 2>/dev/null)
-    rf=$("$MK" eval -m "$WORK/testbed-$T.gguf" --ppl-ids "$WORK/$d.ids" --ctx "$CTX" --stride "$CTX" -t "$THREADS" \
+    rf=$("$MK" eval -m "$WORK/$NAME-$T.gguf" --ppl-ids "$WORK/$d.ids" --ctx "$CTX" --stride "$CTX" -t "$THREADS" \
           --kld-logits "$WORK/$d.f32.llama" --json 2>/dev/null || echo '{}')
     python3 - "$T" "$d" "$r" "$rf" "$(cat "$WORK/$d.$T.llama.json")" <<'PY'
 import json, sys
@@ -63,7 +65,8 @@ t, d, r, rf, l = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(s
 k, kf = r["kld"], rf.get("kld", {})
 m = "f32" if t == "f32" else "int8 activations (integer GEMM)"
 vf = "-" if t == "f32" or "kld_mean" not in kf else f"{kf['kld_mean']:.3g}"
-print(f"| {t} | {d} | {l['scored']} | {m} | {k['kld_mean']:.3g} | {k['kld_max']:.3g} | {100 * k['top1_agree']:.2f}% | {l['ppl']:.4f} | {r['ppl']:.4f} | {vf} |")
+tk = "same" if l.get("tokens_first_diff", 0) == -1 else f"differ at {l.get('tokens_first_diff')}"
+print(f"| {t} | {d} | {l['scored']} | {tk} | {m} | {k['kld_mean']:.3g} | {k['kld_max']:.3g} | {100 * k['top1_agree']:.2f}% | {l['ppl']:.4f} | {r['ppl']:.4f} | {vf} |")
 PY
   done
 done

@@ -5,7 +5,10 @@
  * reports moekit's mean KL divergence from llama.cpp and their top-1 agreement, position by position.
  * A development tool built by bench/agree_llama.sh against a llama.cpp build (LLAMA_CPP_DIR) and
  * libmoekit.a; not part of moekit.
- *     llama_logits MODEL.gguf IDS CTX TOP_K OUT   (prints llama.cpp's perplexity on stdout) */
+ *     llama_logits MODEL.gguf IDS CTX TOP_K OUT   (prints llama.cpp's perplexity on stdout)
+ * With TEXT=FILE set (the text IDS was made from), llama.cpp also tokenizes FILE itself, and the JSON
+ * line says whether its ids equal IDS (a leading BOS that only one side adds is ignored) and where the
+ * first difference is. */
 #include "base/base.h"
 #include "eval/eval_internal.h"
 #include "moekit/eval.h"
@@ -59,6 +62,31 @@ int main(int argc, char **argv) {
         fprintf(stderr, "llama_logits: %s: no context or no vocabulary size (set VOCAB)\n", argv[1]);
         return 1;
     }
+    long tok_n = -1, tok_diff = -1;
+    const char *text_path = getenv("TEXT");
+    if (text_path) { /* llama.cpp's own tokenization of the same text */
+        FILE *f = fopen(text_path, "rb");
+        if (!f) { fprintf(stderr, "llama_logits: TEXT %s: cannot open\n", text_path); return 1; }
+        fseek(f, 0, SEEK_END);
+        long len = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        char *text = malloc((size_t)len + 1);
+        int32_t *lt = malloc(((size_t)len + 2) * sizeof *lt);
+        if (!text || !lt || fread(text, 1, (size_t)len, f) != (size_t)len) { fprintf(stderr, "llama_logits: TEXT %s: cannot read\n", text_path); return 1; }
+        fclose(f);
+        int32_t m = llama_tokenize(vocab, text, (int32_t)len, lt, (int32_t)len + 2, true, false);
+        if (m < 0) { fprintf(stderr, "llama_logits: TEXT %s: llama_tokenize failed (%d)\n", text_path, m); return 1; }
+        const int32_t bos = llama_vocab_bos(vocab);
+        const int32_t *a = lt, *bb = ids;
+        size_t na = (size_t)m, nb = n;
+        if (na && nb && a[0] == bos && bb[0] != bos) { a++; na--; }
+        if (na && nb && bb[0] == bos && a[0] != bos) { bb++; nb--; }
+        tok_n = (long)na;
+        for (size_t i = 0; i < (na > nb ? na : nb); i++)
+            if (i >= na || i >= nb || a[i] != bb[i]) { tok_diff = (long)i; break; }
+        free(text);
+        free(lt);
+    }
     uint64_t thash = mk_fnv1a(MK_FNV_INIT, ids, n * sizeof(int32_t));
     mk_logits_header h = {.vocab = (uint64_t)V, .top_k = top_k, .ctx = ctx, .stride = ctx, .n_tokens = n, .tokens_hash = thash};
     mk_logits_writer *w = NULL;
@@ -104,7 +132,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "llama_logits: %s\n", mk_last_error());
         return 1;
     }
-    printf("{\"scored\": %zu, \"ppl\": %.8g}\n", scored, exp(nll / (double)scored));
+    if (text_path)
+        printf("{\"scored\": %zu, \"ppl\": %.8g, \"llama_tokens\": %ld, \"tokens_first_diff\": %ld}\n", scored, exp(nll / (double)scored), tok_n,
+               tok_diff);
+    else
+        printf("{\"scored\": %zu, \"ppl\": %.8g}\n", scored, exp(nll / (double)scored));
     llama_batch_free(batch);
     llama_free(lc);
     llama_model_free(model);
