@@ -10,7 +10,7 @@
 # MOEKIT_QGEMM=0 they would dequantize the weights into the f32 GEMM instead). Against the F32
 # file's llama.cpp logits it also shows how far each quantized run is from the unquantized model.
 # Usage: LLAMA_CPP_DIR=/path/to/llama.cpp bash bench/agree_llama.sh | tee bench/results-agree-llama.md
-# (LLAMA_CPP_VERSION names the llama.cpp in the header where the directory is no git checkout.) On a CPU
+# (LLAMA_CPP_VERSION, where set, names the llama.cpp in the header: a vendored copy has no commit.) On a CPU
 # with AMX, build llama.cpp with GGML_NATIVE=OFF and the AVX-512 flags: the AMX Q8_0 kernel of
 # llama-cpp-python 0.3.36's llama.cpp crashes on the testbed's shapes (ggml_backend_amx_mul_mat).
 # Env: MODEL (models/testbed), DATA (data/testbed), BYTES (4000), CTX (256), TYPES ("f32 q8_0 q4_k q6_k"),
@@ -33,7 +33,7 @@ domains=$(ls "$DATA" | sed -n 's/\.test\.txt$//p' | sort)
 echo "# moekit and llama.cpp on the same GGUF files"
 echo
 echo "Run: \`LLAMA_CPP_DIR=$L BYTES=$BYTES CTX=$CTX TYPES=\"$TYPES\" bash bench/agree_llama.sh\`  "
-echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); moekit commit $(git rev-parse --short HEAD); llama.cpp $(git -C "$L" rev-parse --short HEAD 2>/dev/null || { [ -x "$L/build/bin/llama-bench" ] && "$L/build/bin/llama-bench" --version 2>&1 | head -1; } || echo "${LLAMA_CPP_VERSION:-at $(realpath "$L")}"); model $MODEL (GGUF written by \`moekit quantize\`, which llama.cpp loads)."
+echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); moekit commit $(git rev-parse --short HEAD); llama.cpp ${LLAMA_CPP_VERSION:-$(git -C "$L" rev-parse --short HEAD 2>/dev/null || { [ -x "$L/build/bin/llama-bench" ] && "$L/build/bin/llama-bench" --version 2>&1 | head -1; } || echo "at $(realpath "$L")")}; model $MODEL (GGUF written by \`moekit quantize\`, which llama.cpp loads)."
 echo "Text: the first $BYTES bytes of each domain's test split, tokenized by moekit; windows of $CTX tokens, each"
 echo "scoring its tokens 2..$CTX. KLD = mean over positions of KL(llama.cpp ‖ moekit), from llama.cpp's top-32"
 echo "logits plus a tail bucket (a lower bound of the exact value)."
