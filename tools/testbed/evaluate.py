@@ -134,6 +134,8 @@ def main():
     ap.add_argument("--experts-impl", default="grouped_mm")
     ap.add_argument("--no-card", action="store_true")
     ap.add_argument("--card-only", action="store_true", help="rewrite the card from eval_results.json without evaluating")
+    ap.add_argument("--compute", default="auto", help="bf16, fp32, or auto = bf16 where the CPU has native bf16 (AVX-512 BF16, "
+                    "AMX), else fp32 on the same BF16 weights (an AVX2 CPU emulates bf16 at ~1/13 of fp32's speed)")
     ap.add_argument("--limit-tokens", type=int, default=0, help="score only the first N tokens of each slice (quick checks)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -146,10 +148,15 @@ def main():
     t0 = time.time()
     tok = AutoTokenizer.from_pretrained(a.model)
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.bfloat16, experts_implementation=a.experts_impl).eval()
+    import train as T
+    compute = a.compute if a.compute != "auto" else ("bf16" if T.cpu_has_native_bf16() else "fp32")
+    if compute == "fp32":
+        model = model.float()  # the same BF16 values, multiplied in fp32 (as moekit computes)
     cfg = model.config
     L, E, K = cfg.num_hidden_layers, cfg.num_experts, cfg.num_experts_per_tok
     V = cfg.vocab_size
-    res = {"model": a.model, "ctx": a.ctx, "dtype": "bfloat16", "limit_tokens": a.limit_tokens, "k": K, "domains": {}}
+    res = {"model": a.model, "ctx": a.ctx, "dtype": "bfloat16", "compute": compute, "cpu": T.cpu_name(),
+           "limit_tokens": a.limit_tokens, "k": K, "domains": {}}
     usage = {}
     bigrams = {}
     for d in DOMAINS:
@@ -213,9 +220,25 @@ def main():
 def sessions_text(state):
     """Where the run trained, from the sessions train.py records in its state."""
     ss = state.get("sessions") or []
-    devs = sorted({"%s, %s threads" % (x.get("device", "cpu"), x.get("threads", "?")) for x in ss}) or ["cpu"]
-    return "%d session%s (%s; the CPU is a 2-core AMD Zen 4 with AVX-512 BF16, `nice 19`)" % (
-        max(1, len(ss)), "" if len(ss) == 1 else "s", "; ".join(devs))
+    def where(x):
+        prec = {1: "BF16 autocast", 0: "FP32"}.get(x.get("bf16"), "precision not recorded")
+        return "%s (%s), %s threads, %s" % (x.get("device", "cpu"), x.get("cpu", "CPU not recorded"), x.get("threads", "?"), prec)
+    devs = sorted({where(x) for x in ss}) or ["cpu"]
+    return "%d session%s (%s; `nice 19`)" % (max(1, len(ss)), "" if len(ss) == 1 else "s", "; ".join(devs))
+
+
+def precision_text(state):
+    """FP32 master weights always; the products in BF16 autocast or FP32, as each session ran (train.py --bf16 auto)."""
+    ss = state.get("sessions") or []
+    steps = lambda x: x.get("end_step", x.get("start_step", 0)) - x.get("start_step", 0)
+    on = sum(steps(x) for x in ss if x.get("bf16") == 1)
+    off = sum(steps(x) for x in ss if x.get("bf16") == 0)
+    if off == 0:
+        return "BF16 autocast with FP32 master weights"
+    if on == 0:
+        return "FP32 throughout (the CPU had no native BF16)"
+    return ("FP32 master weights; BF16 autocast for %d steps, plain FP32 for %d (sessions on a CPU without native BF16, "
+            "where autocast is emulated at 1/13 of FP32's speed)" % (on, off))
 
 
 def write_card(a, res, cfg, tok):
@@ -393,7 +416,7 @@ The evaluation slices in `data/testbed/` are verbatim excerpts of the same sourc
 `tools/testbed/train.py` (the HF class itself, with transformers' `grouped_mm` experts implementation for speed).
 AdamW (β = 0.9, 0.95, weight decay {args['wd']} on matrices except the router), peak LR {args['lr']:g}, {args['warmup']} warmup steps,
 cosine decay to {args['lr_min']:g} over a budget of {args['total_tokens']/1e6:.0f}M tokens, gradient clipping 1.0,
-BF16 autocast with FP32 master weights. Each batch: {args['per_domain']} random {args['seq']}-token windows from **each** of the five
+{precision_text(state)}. Each batch: {args['per_domain']} random {args['seq']}-token windows from **each** of the five
 domains ({5*args['per_domain']*args['seq']:,} tokens/step). Router losses computed per layer and averaged over layers:
 Switch load balancing E·Σ f·P with weight {args['aux_coef']} and the ST-MoE router z-loss with weight {args['z_coef']}
 (transformers' own `load_balancing_loss_func` pools all layers' router logits before balancing, which lets one
@@ -414,7 +437,7 @@ Export: `tools/testbed/export.py` rounds the FP32 weights to BF16, saves with `s
 transformers' eager (per-expert loop) implementation and checks the loss matches: FP32 {st['verify']['loss_fp32']:.4f},
 BF16 in memory {st['verify']['loss_bf16_in_memory']:.4f}, BF16 reloaded {st['verify']['loss_bf16_reloaded_eager']:.4f}.
 
-## Evaluation (transformers {__import__('transformers').__version__}, BF16, `tools/testbed/evaluate.py`)
+## Evaluation (transformers {__import__('transformers').__version__}, BF16 weights, {res.get('compute', 'bf16').upper()} compute, `tools/testbed/evaluate.py`)
 
 Perplexity on the shipped held-out slices `data/testbed/<domain>.test.txt` (test split) and
 `<domain>.calib.txt` (validation split), ~256 KB each{lim}, non-overlapping {a.ctx}-token windows (every token but
