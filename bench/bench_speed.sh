@@ -103,7 +103,8 @@ for T in $TYPES; do
   if [ -n "$LB" ]; then
     echo "\`llama-bench -m $G -p $P -n $N -t $THREADS -r $REPS ${LBLOAD[*]} -o md\` (default polling)"
     echo
-    "$LB" -m "$G" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" "${LBLOAD[@]}" -o md 2>/dev/null | tee "$WORK/lb_$T.md"
+    "$LB" -m "$G" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" "${LBLOAD[@]}" -o md 2>/dev/null | tee "$WORK/lb_$T.md" \
+      || echo "llama-bench stopped with an error on this file (exit ${PIPESTATUS[0]}); the other types still run"
     echo
     LBPP[$T]=$(mean_of "pp$P" "$WORK/lb_$T.md"); LBTG[$T]=$(mean_of "tg$N" "$WORK/lb_$T.md")
   fi
