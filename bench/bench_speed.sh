@@ -23,7 +23,8 @@
 # Usage: LLAMA_CPP_DIR=/path/to/llama.cpp bash bench/bench_speed.sh | tee bench/results-speed.md
 # Env: THREADS (2), REPS (3), P (512), N (128), TYPES ("bf16 q8_0 q4_k q6_k"), WORK (/tmp/moekit-speed-bench),
 #      CONFIG (bench/OLMoE-1B-7B.config.json), LAYERS (4),
-#      LLAMA_CPP_DIR (unset: moekit only), OMP_WAIT_POLICY (unset: libgomp's default, spin a while
+#      LLAMA_CPP_DIR (unset: moekit only), LLAMA_CPP_VERSION (names the llama.cpp in the header: a vendored
+#      copy has no commit), OMP_WAIT_POLICY (unset: libgomp's default, spin a while
 #      then sleep — what a user gets; `passive` sleeps at once, `active` only spins).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +50,7 @@ echo
 echo "Run: \`CONFIG=$CONFIG LAYERS=$LAYERS THREADS=$THREADS REPS=$REPS P=$P N=$N TYPES=\"$TYPES\" OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-} LLAMA_CPP_DIR=${LLAMA_CPP_DIR:-} bash bench/bench_speed.sh\`  "
 echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); moekit commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -n "$LB" ]; then
-  echo "llama.cpp: $LLAMA_CPP_DIR, commit $(git -C "$LLAMA_CPP_DIR" rev-parse --short HEAD 2>/dev/null || { "$LLAMA_CPP_DIR/build/bin/llama-bench" --version 2>&1 | head -1; } || echo '?')"
+  echo "llama.cpp: $LLAMA_CPP_DIR, ${LLAMA_CPP_VERSION:-commit $(git -C "$LLAMA_CPP_DIR" rev-parse --short HEAD 2>/dev/null || { "$LLAMA_CPP_DIR/build/bin/llama-bench" --version 2>&1 | head -1; } || echo '?')}"
 fi
 echo
 
