@@ -4,6 +4,7 @@
 #include "mk_test.h"
 #include "moekit.h"
 #include "moekit/eval.h"
+#include "eval/eval_internal.h"
 
 #include <jansson.h>
 
@@ -145,11 +146,49 @@ static void test_encode_pair(void) {
     free(c); free(k);
 }
 
+/* The stored-logits writer's two top-k paths (insertion for small k, a sort of the whole row for
+ * large k) give the same ids in the same order, ties included, and that order is the definition:
+ * descending values, the lowest id first among equal values. */
+static void test_topk_paths(void) {
+    enum { V = 1000 };
+    float x[V], va[V], vb[V];
+    int32_t ia[V], ib[V];
+    mk_topk_pair scratch[V];
+    uint32_t s = 12345;
+    for (int i = 0; i < V; i++) {
+        s = s * 1664525u + 1013904223u;
+        x[i] = (float)((s >> 8) % 37) * 0.25f - 4.0f;   /* 37 levels: every value tied many times */
+    }
+    x[17] = 100.0f;   /* a unique maximum */
+    const uint32_t ks[] = {1, 5, 64, 65, 300, V};
+    for (size_t t = 0; t < sizeof ks / sizeof *ks; t++) {
+        const uint32_t k = ks[t];
+        mk_topk_insert(x, V, k, ia, va);
+        mk_topk_sort(x, V, k, ib, vb, scratch);
+        size_t diff = 0, bad = 0;
+        for (uint32_t i = 0; i < k; i++) {
+            diff += ia[i] != ib[i] || va[i] != vb[i];
+            bad += va[i] != x[ia[i]];
+            if (i) bad += va[i] > va[i - 1] || (va[i] == va[i - 1] && ia[i] <= ia[i - 1]);
+        }
+        CHECK(diff == 0 && bad == 0 && ia[0] == 17, "k %u: %zu entries differ, %zu out of order", k, diff, bad);
+        /* nothing left out is larger than the last kept, or equal to it with a lower id */
+        size_t missed = 0;
+        for (int i = 0; i < V && k < V; i++) {
+            int kept = 0;
+            for (uint32_t j = 0; j < k; j++) kept |= ia[j] == i;
+            missed += !kept && (x[i] > va[k - 1] || (x[i] == va[k - 1] && i < ia[k - 1]));
+        }
+        CHECK(missed == 0, "k %u: %zu larger values left out", k, missed);
+    }
+}
+
 int main(void) {
     RUN(test_count_scored);
     RUN(test_mc_score);
     RUN(test_loglik_truncation);
     RUN(test_ppl_library);
     RUN(test_encode_pair);
+    RUN(test_topk_paths);
     return TEST_SUMMARY("test_eval_core");
 }

@@ -4,6 +4,7 @@
 
 #include "moekit/eval.h"
 
+#include <stdint.h>
 #include <stdio.h>
 
 typedef struct mk_logits_writer mk_logits_writer;
@@ -16,6 +17,13 @@ mk_status mk_logits_writer_add(mk_logits_writer *w, const float *row, double lse
 mk_status mk_logits_writer_close(mk_logits_writer *w);
 /* Removes the temporary file and frees w (NULL is a no-op). */
 void mk_logits_writer_abort(mk_logits_writer *w);
+
+/* The k largest of x (V values), descending, the lowest id first among equal values (finite x).
+ * Insertion for k <= MK_TOPK_INSERT_MAX; a sort of all V pairs (scratch: V of them) above it. */
+#define MK_TOPK_INSERT_MAX 64
+typedef struct mk_topk_pair { float v; int32_t id; } mk_topk_pair;
+void mk_topk_insert(const float *x, size_t V, uint32_t k, int32_t *ids, float *vals);
+void mk_topk_sort(const float *x, size_t V, uint32_t k, int32_t *ids, float *vals, mk_topk_pair *scratch);
 
 size_t mk_logits_record_bytes(uint32_t top_k);
 /* Validates a whole stored-logits file image (header and every record); fills *h. */

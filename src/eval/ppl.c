@@ -219,7 +219,7 @@ mk_status mk_eval_ppl(const mk_model *m, mk_ctx *c, const int32_t *ids, size_t n
     if (kld) {
         const size_t N = res->n_scored;
         res->has_kld = true;
-        res->kld_exact = o->base != NULL;
+        res->kld_exact = o->base != NULL || ref_k == V;   /* a whole-vocabulary record leaves no tail */
         res->top_k = ref_k;
         res->base_ppl = exp(res->base_nll_sum / (double)N);
         res->delta_ppl = res->ppl - res->base_ppl;

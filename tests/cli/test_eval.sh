@@ -46,7 +46,7 @@ else
 fi
 $EV -m $FIX/qwen3_moe_bf16 $QI --kld-base $Q --json > "$TMPD/exact.json" 2>/dev/null
 expect_ok "save base logits (top-k = vocab)" $EV -m $Q $QI --save-logits "$TMPD/full.lg" --save-top-k 304
-check "stored full logits give the exact KLD" "-m $FIX/qwen3_moe_bf16 $QI --kld-logits $TMPD/full.lg" same "$TMPD/exact.json" kld_mean kld_p99 top1_agree base_ppl
+check "stored full logits give the exact KLD" "-m $FIX/qwen3_moe_bf16 $QI --kld-logits $TMPD/full.lg" same "$TMPD/exact.json" exact kld_mean kld_p99 top1_agree base_ppl
 expect_ok "save base logits with --kld-base (top-32)" $EV -m $FIX/qwen3_moe_bf16 $QI --kld-base $Q --save-logits "$TMPD/k32.lg"
 check "stored top-32: same top-1 and base ppl" "-m $FIX/qwen3_moe_bf16 $QI --kld-logits $TMPD/k32.lg" same "$TMPD/exact.json" top1_agree base_ppl delta_ppl
 check "stored top-32: KLD in range" "-m $FIX/qwen3_moe_bf16 $QI --kld-logits $TMPD/k32.lg" kld-range 0 5e-3 0.9
