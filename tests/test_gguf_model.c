@@ -188,11 +188,12 @@ typedef struct qtype { const char *name; mk_dtype dt; double max_rel; double min
  * routers have near-ties, so a quantized model flips a few of the 64 (token, slot) routing
  * choices (q8_0: 0-2, q6_k: 0-3 here), and those flips, not the weight error itself, set the max
  * difference: bf16 ~4e-3, q8_0 ~8e-3 without a flip and up to ~6e-2 with one, q6_k up to ~0.13,
- * q4_k / q4_0 ~0.15-0.19. The bounds leave margin over the worst measured value. */
+ * q4_k / q4_0 ~0.15-0.19, mxfp4 (experts only, the rest q8_0) ~0.09-0.11. The bounds leave margin
+ * over the worst measured value. */
 static const qtype qtypes[] = {
     {"f32", MK_DT_F32, 0.0, 1.0},     {"f16", MK_DT_F16, 0.005, 1.0},  {"bf16", MK_DT_BF16, 0.03, 0.85},
     {"q8_0", MK_DT_Q8_0, 0.1, 0.8},   {"q6_k", MK_DT_Q6_K, 0.2, 0.75}, {"q4_k", MK_DT_Q4_K, 0.35, 0.6},
-    {"q4_0", MK_DT_Q4_0, 0.35, 0.6},
+    {"q4_0", MK_DT_Q4_0, 0.35, 0.6},  {"mxfp4", MK_DT_MXFP4, 0.2, 0.75},
 };
 
 /* given_ids (T) or NULL for a fixed pattern below V. */
@@ -213,6 +214,10 @@ static void roundtrip(const char *dir, const char *label, size_t n_types, const 
         mk_status st = mk_gguf_write_model(m, qtypes[q].dt, out, label, &rep);
         mk_model_free(m);
         REQUIRE(st == MK_OK, "%s %s: write: %s", label, qtypes[q].name, mk_last_error());
+        if (qtypes[q].dt == MK_DT_MXFP4) /* llama.cpp's MXFP4_MOE: the routed experts MXFP4, other matrices Q8_0 */
+            CHECK(rep.bytes_by_dtype[MK_DT_MXFP4] > 0 && rep.bytes_by_dtype[MK_DT_Q8_0] > 0 && rep.n_fallback == 0,
+                  "%s mxfp4: MXFP4 %lld bytes, Q8_0 %lld bytes, %zu fallbacks", label, (long long)rep.bytes_by_dtype[MK_DT_MXFP4],
+                  (long long)rep.bytes_by_dtype[MK_DT_Q8_0], rep.n_fallback);
         float *lg = run_logits(out, ids, T, &v2);
         REQUIRE(lg && v2 == vocab, "%s %s: GGUF run", label, qtypes[q].name);
         double d = 0;

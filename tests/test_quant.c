@@ -34,6 +34,7 @@ static void test_traits(void) {
     const struct { mk_dtype dt; size_t be, bb; } want[] = {
         {MK_DT_F32, 1, 4},     {MK_DT_F16, 1, 2},      {MK_DT_BF16, 1, 2},     {MK_DT_Q8_0, 32, 34},
         {MK_DT_Q4_0, 32, 18},  {MK_DT_Q4_K, 256, 144}, {MK_DT_Q6_K, 256, 210}, {MK_DT_Q8_K, 256, 292},
+        {MK_DT_MXFP4, 32, 17},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         CHECK(mk_dtypes[want[i].dt].block_elems == want[i].be, "%s block_elems", mk_dtypes[want[i].dt].name);
@@ -76,7 +77,7 @@ static void test_gguf_py_fixture(void) {
     float *d = malloc(C * sizeof(float));
     const struct { const char *name; mk_dtype dt; } types[] = {
         {"q8_0", MK_DT_Q8_0}, {"q4_0", MK_DT_Q4_0}, {"bf16", MK_DT_BF16}, {"f16", MK_DT_F16},
-        {"q4_k", MK_DT_Q4_K}, {"q6_k", MK_DT_Q6_K},
+        {"q4_k", MK_DT_Q4_K}, {"q6_k", MK_DT_Q6_K}, {"mxfp4", MK_DT_MXFP4},
     };
     int checked_k = 0;
     for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
@@ -131,8 +132,9 @@ static void test_gguf_py_fixture(void) {
         CHECK(same_bytes("act.q8_0", a8->data, q, mk_dtype_row_bytes(MK_DT_Q8_0, C)), "Q8_0 activations differ from gguf-py");
         mk_quantize_row(MK_DT_Q8_K, act->data, q, C);
         CHECK(same_bytes("act.q8_k", ak->data, q, mk_dtype_row_bytes(MK_DT_Q8_K, C)), "Q8_K activations differ from ggml");
-        const struct { const char *name; mk_dtype dt; } dt4[] = {{"q8_0", MK_DT_Q8_0}, {"q4_0", MK_DT_Q4_0}, {"q4_k", MK_DT_Q4_K}, {"q6_k", MK_DT_Q6_K}};
-        for (size_t k = 0; k < 4; k++) {
+        const struct { const char *name; mk_dtype dt; } dt4[] = {
+            {"q8_0", MK_DT_Q8_0}, {"q4_0", MK_DT_Q4_0}, {"q4_k", MK_DT_Q4_K}, {"q6_k", MK_DT_Q6_K}, {"mxfp4", MK_DT_MXFP4}};
+        for (size_t k = 0; k < sizeof dt4 / sizeof dt4[0]; k++) {
             char nq[32], nd[32];
             snprintf(nq, sizeof nq, "%s.q", dt4[k].name);
             snprintf(nd, sizeof nd, "dot.%s", dt4[k].name);
@@ -183,6 +185,27 @@ static void test_known_answers(void) {
         float want = (i % 128) < 64 ? 0.25f * 2 * 17 : 0.25f * 2 * 18;
         CHECK(y[i] == want, "q6_k y[%d] = %g, want %g", i, y[i], want);
     }
+    /* MXFP4: e = 126 → 2^(126-128) = 0.25 per doubled code; byte j = code j (low) | code 15-j (high):
+     * y[j] = kv[j]·0.25, y[j+16] = kv[15-j]·0.25 (kv = 0,1,2,3,4,6,8,12,0,-1,...,-12, doubled E2M1) */
+    uint8_t bm[17] = {126};
+    for (int j = 0; j < 16; j++) bm[1 + j] = (uint8_t)(j | (15 - j) << 4);
+    mk_dequantize_row(MK_DT_MXFP4, bm, y, 32);
+    const float e2m1[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
+    for (int j = 0; j < 16; j++)
+        CHECK(y[j] == e2m1[j] * 0.5f && y[j + 16] == e2m1[15 - j] * 0.5f, "mxfp4 y[%d] = %g, y[%d] = %g", j, y[j], j + 16, y[j + 16]);
+    CHECK(mk_e8m0_half(127) == 0.5f && mk_e8m0_half(1) == 0x1p-127f && mk_e8m0_half(0) == 0x1p-128f && mk_e8m0_half(254) == 0x1p126f,
+          "E8M0 half scales (normal and subnormal)");
+    /* MXFP4 quantizer: amax 6 → e = floor(log2 6) - 2 + 127 = 127, d = 0.5: the E2M1 grid itself comes
+     * back exactly; 2.5, halfway between 2 and 3, takes the first code (2); -0 takes code 0 */
+    float xm[32], zm[32];
+    for (int j = 0; j < 32; j++) xm[j] = e2m1[j % 16] * (j < 16 ? 1.0f : -1.0f);
+    xm[8] = 2.5f;
+    mk_quantize_row(MK_DT_MXFP4, xm, bm, 32);
+    mk_dequantize_row(MK_DT_MXFP4, bm, zm, 32);
+    CHECK(bm[0] == 127 && zm[8] == 2.0f && (bm[1 + 8] & 15) == 4, "mxfp4 scale %u, tie 2.5 -> %g (code %u)", bm[0], zm[8], bm[1 + 8] & 15);
+    size_t off = 0;
+    for (int j = 0; j < 32; j++) off += j != 8 && zm[j] != xm[j];
+    CHECK(off == 0 && (bm[1] & 15) == 0 && (bm[1] >> 4) == 0, "mxfp4 grid round trip: %zu values differ", off);
     /* Quantizing exactly representable data gives it back exactly. */
     float x[32], z[32];
     for (int j = 0; j < 32; j++) x[j] = (float)(j - 16) * 0.25f;
@@ -200,6 +223,7 @@ static void test_error_bounds(void) {
     x[100] = 1.5f; /* one outlier */
     const struct { mk_dtype dt; double max_rel_rmse; } t[] = {
         {MK_DT_F16, 1e-3}, {MK_DT_BF16, 5e-3}, {MK_DT_Q8_0, 8e-3}, {MK_DT_Q6_K, 2.5e-2}, {MK_DT_Q4_K, 0.12}, {MK_DT_Q4_0, 0.15},
+        {MK_DT_MXFP4, 0.2},
     };
     double ss = 0;
     for (int i = 0; i < N; i++) ss += (double)x[i] * x[i];
@@ -223,11 +247,15 @@ static void test_error_bounds(void) {
         /* per-block max error: half a step plus the f16 rounding of the scale */
         if (t[k].dt == MK_DT_Q8_0) CHECK(worst_blk <= 0.5 / 127 * 1.2, "Q8_0 block error %.4g", worst_blk);
         if (t[k].dt == MK_DT_Q4_0) CHECK(worst_blk <= 1.0 / 8 * 1.01, "Q4_0 block error %.4g", worst_blk);
+        /* MXFP4: amax lies in [4d', 8d') (d' = 2^(floor(log2 amax) - 2), the E2M1 scale). Inside the
+         * grid (up to 6d', widest step 2d') a value is at most d' off; above it, it clips to 6d', less
+         * than 2d' below amax < 8d'. Either way at most 1/4 of amax. */
+        if (t[k].dt == MK_DT_MXFP4) CHECK(worst_blk <= 0.25, "MXFP4 block error %.4g", worst_blk);
     }
     /* All-zero input stays zero. */
     memset(x, 0, sizeof x);
-    const mk_dtype all[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K, MK_DT_Q8_K};
-    for (size_t k = 0; k < 5; k++) {
+    const mk_dtype all[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K, MK_DT_MXFP4, MK_DT_Q8_K};
+    for (size_t k = 0; k < sizeof all / sizeof all[0]; k++) {
         mk_quantize_row(all[k], x, q, N);
         mk_dequantize_row(all[k], q, y, N);
         double m = 0;
@@ -249,8 +277,8 @@ static void test_vec_dot(void) {
         exact += (double)w[i] * a[i];
         mag += fabs((double)w[i] * a[i]);
     }
-    const mk_dtype wt[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K, MK_DT_F16, MK_DT_BF16, MK_DT_F32};
-    const double tol_q[] = {0.01, 0.1, 0.1, 0.03, 1e-3, 1e-2, 1e-5}; /* vs the exact f32 dot, relative to Σ|w·a| */
+    const mk_dtype wt[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K, MK_DT_MXFP4, MK_DT_F16, MK_DT_BF16, MK_DT_F32};
+    const double tol_q[] = {0.01, 0.1, 0.1, 0.03, 0.1, 1e-3, 1e-2, 1e-5}; /* vs the exact f32 dot, relative to Σ|w·a| */
     for (size_t k = 0; k < sizeof wt / sizeof wt[0]; k++) {
         const mk_dtype vt = mk_vec_dot_type(wt[k]);
         mk_quantize_row(wt[k], w, qw, N);
@@ -283,7 +311,8 @@ static double dot_mag(mk_dtype wt, const void *qw, const void *qa, size_t n) {
  * exact in both; only the float accumulation order differs: bound 1e-6 · Σ|w·a|, and 4e-6 for Q4_K,
  * whose result is the difference of two larger sums (scales and mins, each rounded) that cancel. */
 static void test_simd_vec_dot(void) {
-    const mk_dtype wt[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K};
+    const mk_dtype wt[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K, MK_DT_MXFP4};
+    enum { NT = sizeof wt / sizeof wt[0] };
     if (mk_kern_isa_detect() < MK_ISA_AVX2) {
         printf("  this CPU has no AVX2: only the reference runs here\n");
         return;
@@ -291,8 +320,8 @@ static void test_simd_vec_dot(void) {
     static float w[4096], a[4096];
     static uint8_t qw[4096 * 2], qa[4096 * 2];
     const size_t widths[] = {256, 512, 768, 2048, 4096};
-    double worst[4] = {0};
-    for (size_t k = 0; k < 4; k++) {
+    double worst[NT] = {0};
+    for (size_t k = 0; k < NT; k++) {
         mk_qdot_fn ref = mk_qdot_ref(wt[k]), simd = mk_qdot_avx2(wt[k]);
         CHECK(ref && simd, "%s: kernels exist", mk_dtypes[wt[k]].name);
         if (!ref || !simd) continue;
@@ -307,6 +336,10 @@ static void test_simd_vec_dot(void) {
                 mk_quantize_row(wt[k], w, qw, n);
                 mk_quantize_row(mk_vec_dot_type(wt[k]), a, qa, n);
                 if (wt[k] == MK_DT_Q8_0 && rep % 4 == 1) qw[2 + rep] = 0x80; /* code -128 */
+                if (wt[k] == MK_DT_MXFP4 && rep % 4 == 1) { /* the largest codes (±12) under scales far from the data's */
+                    memset(qw + 18, 0xF7, 16);
+                    qw[17] = (uint8_t)(100 + rep), qw[0] = 150;
+                }
                 const double r = ref(n, qw, qa), s = simd(n, qw, qa), mag = dot_mag(wt[k], qw, qa, n);
                 const double e = fabs(r - s) / (mag + 1e-30);
                 if (e > worst[k]) worst[k] = e;
@@ -409,13 +442,13 @@ static void test_matmul_hook(void) {
     for (int i = 0; i < OUT * IN; i++) w[i] = nrand() * 0.05f;
     for (int i = 0; i < TOKMAX * IN; i++) x[i] = nrand();
     for (int i = 0; i < OUT; i++) bias[i] = nrand();
-    const mk_dtype dts[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K};
+    const mk_dtype dts[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K, MK_DT_MXFP4};
     const mk_isa best = mk_kern_isa_detect();
     int n_qact = 0, n_gemm = 0;
     for (int isa = MK_ISA_SCALAR; isa <= (int)best; isa++) {
         mk_kern_set_isa((mk_isa)isa);
         for (int TOK = 3; TOK <= TOKMAX; TOK += TOKMAX - 3) {
-            for (size_t k = 0; k < 4; k++) {
+            for (size_t k = 0; k < sizeof dts / sizeof dts[0]; k++) {
                 const mk_dtype vt = mk_vec_dot_type(dts[k]);
                 const size_t rb = mk_dtype_row_bytes(dts[k], IN), ab = mk_dtype_row_bytes(vt, IN);
                 const bool qact = mk_kern_q_act(dts[k], (size_t)TOK);
@@ -490,12 +523,12 @@ static void test_gemm_dequant_exact(void) {
     static float w[OUT * IN], wd[OUT * IN], x[TOK * IN], y[TOK * OUT];
     static uint8_t q[OUT * IN * 2];
     for (int i = 0; i < OUT * IN; i++) w[i] = nrand() * (i % 97 == 0 ? 3.0f : 0.05f);
-    const mk_dtype dts[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K};
+    const mk_dtype dts[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K, MK_DT_MXFP4};
     const size_t ks[TOK] = {0, 31, 33, 255, 256, 511, 700, 1023};
     memset(x, 0, sizeof x);
     for (int t = 0; t < TOK; t++) x[t * IN + ks[t]] = 1.0f;
     mk_kern_set_qgemm(false); /* Q4_K/Q6_K prefill through the f32 GEMM, as MOEKIT_QGEMM=0 */
-    for (size_t k = 0; k < 4; k++) {
+    for (size_t k = 0; k < sizeof dts / sizeof dts[0]; k++) {
         if (mk_kern_q_act(dts[k], TOK)) {
             printf("  %s: no packed GEMM on this CPU (nothing to check)\n", mk_dtypes[dts[k]].name);
             continue;

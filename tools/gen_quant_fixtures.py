@@ -10,13 +10,14 @@ Tensors written (F32 input rows x are (6, 512); U8 blocks are (6, row bytes)):
   x                      the input rows (normal, small-scale, zeros, an outlier, tiny, integers)
   q8_0.q / q8_0.deq      gguf.quants.quantize(x, Q8_0) and dequantize of it
   q4_0.q / q4_0.deq      the same for Q4_0
+  mxfp4.q / mxfp4.deq    the same for MXFP4 (ggml's block layout: e, then 16 bytes of nibbles)
   bf16.q / f16.q         BF16 (gguf's numpy RNE) and numpy float16 of x, as raw bytes
   q4_k.blocks / .blocks_deq   random but valid Q4_K blocks and gguf's dequantization of them
   q6_k.blocks / .blocks_deq   the same for Q6_K
 The gguf package has no Q4_K / Q6_K quantizer. With --ggml-lib (a libggml-base.so, e.g. from a
 llama-cpp-python build) the script also writes q4_k.q / q6_k.q from ggml's own
 quantize_row_q4_K_ref / quantize_row_q6_K_ref through ctypes (and q4_k.deq / q6_k.deq, gguf's
-dequantization of them), an activation row `act` with act.q8_0 (gguf) / act.q8_k (ggml's
+dequantization of them; it also checks that ggml's quantize_row_mxfp4_ref gives gguf's MXFP4 bytes), an activation row `act` with act.q8_0 (gguf) / act.q8_k (ggml's
 quantize_row_q8_K_ref), and dot.<type> (6): ggml's scalar ggml_vec_dot_<type>_q8_*_generic of each
 row with it (from libggml-cpu.so beside libggml-base.so); the C test then checks those too. The committed fixture was made
 with the libggml-base.so of llama-cpp-python 0.3.36 (pip, built from source).
@@ -62,7 +63,7 @@ def main():
     rng = np.random.default_rng(20261123)
     x = inputs(rng)
     out = {"x": x}
-    for name, t in (("q8_0", T.Q8_0), ("q4_0", T.Q4_0)):
+    for name, t in (("q8_0", T.Q8_0), ("q4_0", T.Q4_0), ("mxfp4", T.MXFP4)):
         q = quants.quantize(x, t)
         out[f"{name}.q"] = np.ascontiguousarray(q)
         out[f"{name}.deq"] = quants.dequantize(q, t).astype(np.float32)
@@ -87,6 +88,11 @@ def main():
                 f(xr.ctypes.data, q[r].ctypes.data, COLS)
             out[f"{name}.q"] = q
             out[f"{name}.deq"] = quants.dequantize(q, T.Q4_K if name == "q4_k" else T.Q6_K).astype(np.float32)
+        f = lib.quantize_row_mxfp4_ref
+        f.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+        q = np.zeros_like(out["mxfp4.q"])
+        f(np.ascontiguousarray(x).ctypes.data, q.ctypes.data, ROWS * COLS)
+        assert np.array_equal(q, out["mxfp4.q"]), "ggml's MXFP4 quantizer and gguf's disagree"
         # activations quantized by ggml (Q8_K) / gguf (Q8_0), and ggml's scalar dot products
         act = rng.standard_normal(COLS).astype(np.float32)
         out["act"] = act
@@ -99,7 +105,8 @@ def main():
         cpu = ctypes.CDLL(os.path.join(os.path.dirname(a.ggml_lib), "libggml-cpu.so"))
         cpu.ggml_cpu_init()  # fills the f16 → f32 table the CPU kernels read
         for name, fn, act_q in (("q8_0", "ggml_vec_dot_q8_0_q8_0_generic", "act.q8_0"), ("q4_0", "ggml_vec_dot_q4_0_q8_0_generic", "act.q8_0"),
-                                ("q4_k", "ggml_vec_dot_q4_K_q8_K_generic", "act.q8_k"), ("q6_k", "ggml_vec_dot_q6_K_q8_K_generic", "act.q8_k")):
+                                ("q4_k", "ggml_vec_dot_q4_K_q8_K_generic", "act.q8_k"), ("q6_k", "ggml_vec_dot_q6_K_q8_K_generic", "act.q8_k"),
+                                ("mxfp4", "ggml_vec_dot_mxfp4_q8_0_generic", "act.q8_0")):
             f = getattr(cpu, fn)
             f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
             w, av = out[f"{name}.q"], out[act_q]

@@ -46,7 +46,7 @@ typedef struct mk_model_info {
 
 /* Loads a model: an HF checkpoint directory (config.json and safetensors weights, single or
  * sharded) or a .gguf file (llama.cpp's names and metadata for llama/Mixtral, qwen2moe, qwen3moe,
- * olmoe; F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K tensors). */
+ * olmoe; F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K and MXFP4 tensors). */
 mk_status mk_model_load(mk_model **out, const char *dir);
 void mk_model_free(mk_model *m);
 /* Moves the model's weight files from their read-only file mappings into private memory at the

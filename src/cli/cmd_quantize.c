@@ -14,7 +14,8 @@ static void usage(FILE *f) {
                "Writes MODEL (an HF checkpoint directory or a .gguf file) as a GGUF file with llama.cpp's\n"
                "tensor names and metadata (Mixtral as 'llama', qwen2moe, qwen3moe, olmoe).\n"
                "  -m, --model PATH   model to read\n"
-               "  --type TYPE        q8_0, q4_0, q4_k, q6_k, bf16, f16 or f32\n"
+               "  --type TYPE        q8_0, q4_0, q4_k, q6_k, mxfp4, bf16, f16 or f32 (mxfp4: the routed experts\n"
+               "                     only, every other matrix q8_0, as llama.cpp's MXFP4_MOE)\n"
                "  -o, --output FILE  GGUF file to write (atomically: temporary file, fsync, rename)\n"
                "Norms, biases and the routers stay F32; a matrix whose rows are not whole blocks of TYPE\n"
                "falls back to Q8_0 (rows a multiple of 32) or F16. The model's tokenizer (tokenizer.json, or the\n"
@@ -23,7 +24,7 @@ static void usage(FILE *f) {
 
 static const struct { const char *name; mk_dtype dt; } types[] = {
     {"q8_0", MK_DT_Q8_0}, {"q4_0", MK_DT_Q4_0}, {"q4_k", MK_DT_Q4_K}, {"q6_k", MK_DT_Q6_K},
-    {"bf16", MK_DT_BF16}, {"f16", MK_DT_F16},   {"f32", MK_DT_F32},
+    {"mxfp4", MK_DT_MXFP4}, {"bf16", MK_DT_BF16}, {"f16", MK_DT_F16}, {"f32", MK_DT_F32},
 };
 
 int mk_cmd_quantize(int argc, char **argv) {
@@ -40,7 +41,7 @@ int mk_cmd_quantize(int argc, char **argv) {
     int ti = -1;
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         if (!strcasecmp(tname, types[i].name)) ti = (int)i;
-    if (ti < 0) { fprintf(stderr, "moekit quantize: --type '%s' is not one of q8_0, q4_0, q4_k, q6_k, bf16, f16, f32\n", tname); return 2; }
+    if (ti < 0) { fprintf(stderr, "moekit quantize: --type '%s' is not one of q8_0, q4_0, q4_k, q6_k, mxfp4, bf16, f16, f32\n", tname); return 2; }
     mk_model *m;
     if (mk_model_load(&m, model)) return mk_cli_fail();
     /* general.name: the model directory's (or file's) base name */

@@ -12,7 +12,8 @@
 
 typedef struct job {
     char name[96];
-    mk_dtype type;
+    mk_dtype type;            /* written */
+    mk_dtype want;            /* asked for by the type rule (F32 for vectors and routers) */
     int n_dims;
     int64_t ne[MK_MAX_DIMS];
     const mk_tensor **parts;  /* (n_parts) sources, each (rows, cols) or (cols) */
@@ -23,7 +24,8 @@ typedef struct job {
 
 typedef struct writer_ctx {
     const mk_model *m;
-    mk_dtype type;            /* requested for matrices */
+    mk_dtype type;            /* requested for the routed experts' matrices */
+    mk_dtype other;           /* for every other matrix: type, or Q8_0 where type is MXFP4 */
     const mk_tensor **parts;  /* (n_expert) scratch for the stacked expert tensors */
     job *jobs;
     size_t n_jobs, cap_jobs;
@@ -58,7 +60,8 @@ static mk_status add_job(writer_ctx *w, const char *name, mk_dtype want, bool ma
     w->n_jobs++;
     const mk_tensor *t = parts[0];
     const int64_t cols = t->ndim == 1 ? t->shape[0] : t->shape[1];
-    j->type = matrix && t->ndim == 2 ? pick_type(want, cols) : MK_DT_F32;
+    j->want = matrix && t->ndim == 2 ? want : MK_DT_F32;
+    j->type = j->want == MK_DT_F32 ? MK_DT_F32 : pick_type(want, cols);
     j->perm_heads = perm_heads;
     if (t->ndim == 1) {
         j->n_dims = 1;
@@ -121,6 +124,7 @@ static uint32_t file_type(mk_dtype t) {
     case MK_DT_Q8_0: return 7;
     case MK_DT_Q4_K: return 14; /* MOSTLY_Q4_K_S: the closest llama.cpp file type to all-Q4_K */
     case MK_DT_Q6_K: return 18;
+    case MK_DT_MXFP4: return 38; /* MOSTLY_MXFP4_MOE: experts MXFP4, other matrices Q8_0 */
     case MK_DT_BF16: return 32;
     default: return 1024;       /* GUESSED */
     }
@@ -222,7 +226,7 @@ static mk_status add_kv_b(writer_ctx *w, const mk_layer_w *lw, int64_t l) {
         char name[96];
         snprintf(name, sizeof name, "blk.%lld.attn_%s_b.weight", (long long)l, which ? "v" : "k");
         const size_t before = w->n_jobs;
-        mk_status st = add_job(w, name, w->type, true, pp, nh, 0);
+        mk_status st = add_job(w, name, w->other, true, pp, nh, 0);
         free(pp);
         if (w->n_jobs > before) w->jobs[w->n_jobs - 1].owns_part = true;
         else free(v);
@@ -259,16 +263,17 @@ static mk_status job_item(const mk_arch_item *it, void *user) {
         v->shape[0] = t->shape[1];
         v->shape[1] = 0;
         size_t before = w->n_jobs;
-        mk_status st = add1(w, name, w->type, matrix, v, heads);
+        mk_status st = add1(w, name, w->other, matrix, v, heads);
         if (w->n_jobs > before) w->jobs[w->n_jobs - 1].owns_part = true;
         else free(v);
         return st;
     }
-    return add1(w, name, w->type, matrix, t, heads);
+    return add1(w, name, w->other, matrix, t, heads);
 }
 
 static mk_status build_jobs(writer_ctx *w, mk_dtype type) {
     w->type = type;
+    w->other = type == MK_DT_MXFP4 ? MK_DT_Q8_0 : type;
     w->parts = mk_malloc((size_t)w->m->cfg.n_expert * sizeof *w->parts);
     if (!w->parts) return MK_ERR_NOMEM;
     mk_status st = mk_arch_walk(&w->m->cfg, NULL, job_item, w);
@@ -280,17 +285,19 @@ static mk_status build_jobs(writer_ctx *w, mk_dtype type) {
 /* rep->fallback: one line per (written type, row length) of the matrices not written as `want`:
  * "N tensors written as T instead of W: rows of C values are not a multiple of W's block of B
  * (name, name, ...)"; names past the line's room are counted, not listed. */
-static void describe_fallbacks(const writer_ctx *w, mk_dtype want, mk_gguf_write_report *rep) {
+static void describe_fallbacks(const writer_ctx *w, mk_gguf_write_report *rep) {
     size_t o = 0;
     const size_t cap = sizeof rep->fallback;
     for (size_t i = 0; i < w->n_jobs; i++) {
         const job *a = &w->jobs[i];
-        if (a->type == want || a->type == MK_DT_F32) continue; /* F32: 1-D tensors and routers, by rule */
+        if (a->type == a->want) continue; /* as asked; F32: 1-D tensors and routers, by rule */
+        const mk_dtype want = a->want;
+#define SAME_CASE(b) ((b)->type == a->type && (b)->want == want && (b)->ne[0] == a->ne[0])
         bool seen = false;
-        for (size_t k = 0; k < i && !seen; k++) seen = w->jobs[k].type == a->type && w->jobs[k].ne[0] == a->ne[0];
+        for (size_t k = 0; k < i && !seen; k++) seen = SAME_CASE(&w->jobs[k]);
         if (seen) continue;
         size_t n = 0;
-        for (size_t k = i; k < w->n_jobs; k++) n += w->jobs[k].type == a->type && w->jobs[k].ne[0] == a->ne[0];
+        for (size_t k = i; k < w->n_jobs; k++) n += SAME_CASE(&w->jobs[k]);
         rep->n_fallback += n;
         char line[768];
         size_t lo = (size_t)snprintf(line, sizeof line, "%zu tensor%s written as %s instead of %s: rows of %lld values are not a multiple of %s's block of %zu (",
@@ -299,7 +306,7 @@ static void describe_fallbacks(const writer_ctx *w, mk_dtype want, mk_gguf_write
         size_t listed = 0;
         for (size_t k = i; k < w->n_jobs && lo < sizeof line; k++) {
             const job *b = &w->jobs[k];
-            if (b->type != a->type || b->ne[0] != a->ne[0]) continue;
+            if (!SAME_CASE(b)) continue;
             if (lo + strlen(b->name) + 40 > sizeof line) break;
             lo += (size_t)snprintf(line + lo, sizeof line - lo, "%s%s", listed ? ", " : "", b->name);
             listed++;
@@ -307,12 +314,13 @@ static void describe_fallbacks(const writer_ctx *w, mk_dtype want, mk_gguf_write
         if (listed < n) lo += (size_t)snprintf(line + lo, sizeof line - lo, " and %zu more", n - listed);
         snprintf(line + MK_MIN(lo, sizeof line - 1), sizeof line - MK_MIN(lo, sizeof line - 1), ")");
         if (o < cap) o += (size_t)snprintf(rep->fallback + o, cap - o, "%s%s", o ? "\n" : "", line);
+#undef SAME_CASE
     }
 }
 
 mk_status mk_gguf_write_model(const mk_model *m, mk_dtype type, const char *out_path, const char *name, mk_gguf_write_report *rep) {
     if (!(type == MK_DT_F32 || type == MK_DT_F16 || type == MK_DT_BF16 || type == MK_DT_Q8_0 || type == MK_DT_Q4_0 ||
-          type == MK_DT_Q4_K || type == MK_DT_Q6_K))
+          type == MK_DT_Q4_K || type == MK_DT_Q6_K || type == MK_DT_MXFP4))
         return mk_err(MK_ERR_ARG, "gguf writer: type %s cannot be written", mk_dtypes[type].name);
     if (m->cfg.n_expert_layer)
         return mk_err(MK_ERR_UNSUPPORTED, "%s: its layers have different expert counts (moekit_experts_per_layer), which GGUF (one expert count per model) cannot hold",
@@ -345,7 +353,7 @@ mk_status mk_gguf_write_model(const mk_model *m, mk_dtype type, const char *out_
         memset(rep, 0, sizeof *rep);
         rep->n_tensors = w.n_jobs;
         rep->tokenizer = tinfo;
-        describe_fallbacks(&w, type, rep);
+        describe_fallbacks(&w, rep);
         if (m->cfg.arch == MK_ARCH_DEEPSEEK_V2 && m->cfg.n_group > 1) /* llama-graph.cpp build_moe_ffn: ggml_argsort_top_k(.., 2) + sum */
             snprintf(rep->caveat, sizeof rep->caveat,
                      "llama.cpp scores expert groups by the sum of their two best experts; DeepSeek-V2's group-limited routing (transformers, moekit) by the best one: llama.cpp will route this file differently");

@@ -6,8 +6,9 @@
  *   - the routers (ffn_gate_inp) and Qwen2-MoE's shared-expert gate (ffn_gate_inp_shexp) stay F32
  *     ("do not quantize expert gating tensors");
  *   - every other matrix (token_embd, output, attention, experts, shared experts, dense FFNs) gets
- *     the requested type. When a matrix's row length is not a multiple of that type's block
- *     (Q4_K/Q6_K need 256, Q8_0/Q4_0 32), it falls back to Q8_0 if the row length is a multiple
+ *     the requested type; except for MXFP4, which (as llama.cpp's MXFP4_MOE) goes to the routed
+ *     experts only, every other matrix Q8_0. When a matrix's row length is not a multiple of that type's block
+ *     (Q4_K/Q6_K need 256, Q8_0/Q4_0/MXFP4 32), it falls back to Q8_0 if the row length is a multiple
  *     of 32, else F16. The report lists every such matrix and why (`moekit quantize` prints it).
  * A source tensor already in the target type is copied byte for byte; anything else goes
  * through f32 (so a GGUF can be re-quantized). Mixtral (GGUF arch "llama") gets llama.cpp's q/k
@@ -30,7 +31,7 @@ typedef struct mk_gguf_write_report {
     char caveat[512];                    /* what llama.cpp will compute differently from the model, "" if nothing known */
 } mk_gguf_write_report;
 
-/* Writes m to out_path (atomically). type: F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K. name: the
+/* Writes m to out_path (atomically). type: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K or MXFP4. name: the
  * general.name to record (NULL: none). rep may be NULL. */
 mk_status mk_gguf_write_model(const mk_model *m, mk_dtype type, const char *out_path, const char *name, mk_gguf_write_report *rep);
 

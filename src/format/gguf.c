@@ -24,7 +24,7 @@ static const struct { const char *name; uint32_t blk, size; } ggml_types[] = {
 
 static const struct { uint32_t ggml; mk_dtype dt; } type_map[] = {
     {0, MK_DT_F32}, {1, MK_DT_F16},  {30, MK_DT_BF16}, {8, MK_DT_Q8_0}, {2, MK_DT_Q4_0}, {12, MK_DT_Q4_K},
-    {14, MK_DT_Q6_K}, {15, MK_DT_Q8_K}, {24, MK_DT_I8}, {25, MK_DT_I16}, {26, MK_DT_I32}, {27, MK_DT_I64}, {28, MK_DT_F64},
+    {14, MK_DT_Q6_K}, {39, MK_DT_MXFP4}, {15, MK_DT_Q8_K}, {24, MK_DT_I8}, {25, MK_DT_I16}, {26, MK_DT_I32}, {27, MK_DT_I64}, {28, MK_DT_F64},
 };
 
 const char *mk_ggml_type_name(uint32_t t) { return t < N_GGML_TYPES ? ggml_types[t].name : NULL; }

@@ -410,7 +410,7 @@ static mk_status add_tensor(mk_model *m, const mk_gguf_tensor *gt, const mk_arch
         if (!is_ours(ad, gt->name)) /* what the loader would not read either: an error, not a skip */
             return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s' (ggml type %s) is not used by moekit's %s loader; running without it would give wrong results",
                           path, gt->name, mk_ggml_type_name(gt->ggml_type), c->arch_name);
-        return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': ggml type %s (%u) is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)",
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': ggml type %s (%u) is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, MXFP4)",
                       path, gt->name, mk_ggml_type_name(gt->ggml_type), gt->ggml_type);
     }
     char hf[192];

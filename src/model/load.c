@@ -70,7 +70,7 @@ static mk_status get_tensor(loader *L, mk_tensor *t, bool optional, int ndim, co
     const char *file = mk_st_file_of(L->m->st, e);
     const char *tname = e->src_name ? e->src_name : L->name, *cfg_src = L->m->gguf ? "the GGUF metadata" : "config.json";
     if (!mk_dtypes[e->t.dtype].is_float)
-        return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s is not a supported weight dtype (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)", file, tname, mk_dtypes[e->t.dtype].name);
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': dtype %s is not a supported weight dtype (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, MXFP4)", file, tname, mk_dtypes[e->t.dtype].name);
     if (ndim == 1 && mk_dtypes[e->t.dtype].block_elems != 1)
         return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': 1-D tensors (norms, biases) must be F32, F16 or BF16, not %s", file, tname, mk_dtypes[e->t.dtype].name);
     bool same = e->t.ndim == ndim;

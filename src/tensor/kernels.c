@@ -135,7 +135,7 @@ static void *scratch(void **p, size_t *cap, size_t need) {
 /* Rows per thread are a multiple of this (the variants' row tile). */
 #define ROW_GRAIN 8
 
-/* ---- block-quantized weights (Q8_0, Q4_0, Q4_K, Q6_K) ----
+/* ---- block-quantized weights (Q8_0, Q4_0, Q4_K, Q6_K, MXFP4) ----
  * As llama.cpp: the activations are quantized once per call to the weight type's vec_dot type
  * (Q8_0 or Q8_K) and every output is an integer block dot product (quant.h). */
 typedef bool (*qgemm_fn)(mk_dtype wt, size_t n_in, const void *w, size_t wrb, size_t nr, const void *xq, size_t arb, size_t nt, float *y,
@@ -208,7 +208,7 @@ size_t mk_kern_qact_bytes(mk_dtype wt, size_t n_in) {
 }
 
 size_t mk_kern_qact_bytes_max(size_t n_in) {
-    const mk_dtype types[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K};
+    const mk_dtype types[] = {MK_DT_Q8_0, MK_DT_Q4_0, MK_DT_Q4_K, MK_DT_Q6_K, MK_DT_MXFP4};
     size_t m = 0;
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) m = MK_MAX(m, mk_kern_qact_bytes(types[i], n_in));
     return m;

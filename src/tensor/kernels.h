@@ -1,5 +1,5 @@
 /* Matmul kernels with run-time CPU dispatch: float weights (F32, F16, BF16) and GGUF block types
- * (Q8_0, Q4_0, Q4_K, Q6_K).
+ * (Q8_0, Q4_0, Q4_K, Q6_K, MXFP4).
  *
  * One contract for every variant:  y[t, o] = Σ_i x[t, i] · W[o, i] (+ bias[o])
  *   x (n_tok, n_in) f32, row stride ldx;  y (n_tok, n_out) f32, row stride ldy;
@@ -110,7 +110,7 @@ bool mk_kern_set_qgemm(bool on);
 
 /* The threaded driver: splits output rows among the OpenMP threads (call from outside a parallel
  * region, or inside one to run on the calling thread only). Float weights as above; block-quantized
- * weights (Q8_0, Q4_0, Q4_K, Q6_K) as llama.cpp computes them: the activations quantized once to
+ * weights (Q8_0, Q4_0, Q4_K, Q6_K, MXFP4) as llama.cpp computes them: the activations quantized once to
  * the type's vec_dot type (quant.h), integer block dot products (AVX2, or the scalar reference).
  * Returns false when dt is not a dtype these kernels handle or scratch memory ran out (the caller
  * falls back). */

@@ -1,6 +1,6 @@
 /* AVX2 dot products of block-quantized weight rows with quantized activations (the SIMD variants
- * of mk_vec_dot_ref, quant.h): Q8_0 and Q4_0 against Q8_0 activations, Q4_K and Q6_K against
- * Q8_K. Compiled for AVX2/FMA/F16C whatever the build's -march and called only when cpuid says
+ * of mk_vec_dot_ref, quant.h): Q8_0, Q4_0 and MXFP4 against Q8_0 activations, Q4_K and Q6_K
+ * against Q8_K. Compiled for AVX2/FMA/F16C whatever the build's -march and called only when cpuid says
  * the CPU has them (kernels.c). The integer part of every block is exact, as in the reference;
  * only the order of the float additions differs (bound: tests/test_quant.c).
  *
@@ -91,6 +91,35 @@ static float dot_q4_0(size_t n, const void *vw, const void *va) {
     for (; b < nb; b++, w += 18, a += 34) {
         const __m256i p = dot_i8(q4_0_bytes(w + 2), _mm256_loadu_si256((const __m256i *)(a + 2)));
         acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(w) * ld_f16(a)), _mm256_cvtepi32_ps(p), acc0);
+    }
+    return hsum(_mm256_add_ps(acc0, acc1));
+}
+
+/* ---- MXFP4 · Q8_0: 32 weights (u8 e, 16 bytes of nibbles: low = elements 0-15, high = 16-31),
+ * value = kv[nibble] (doubled E2M1, −12..12) through a byte shuffle; scale 2^(e−128). */
+AI __m256i mxfp4_bytes(const uint8_t *q, __m256i lut) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)q);
+    const __m256i b = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+    return _mm256_shuffle_epi8(lut, _mm256_and_si256(b, _mm256_set1_epi8(0x0F)));
+}
+
+static float dot_mxfp4(size_t n, const void *vw, const void *va) {
+    const uint8_t *w = vw, *a = va;
+    const size_t nb = n / MK_QK_MXFP4;
+    const __m128i kv = _mm_loadu_si128((const __m128i *)mk_mxfp4_kv);
+    const __m256i lut = _mm256_set_m128i(kv, kv);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    size_t b = 0;
+    for (; b + 2 <= nb; b += 2, w += 34, a += 68) {
+        _mm_prefetch((const char *)w + QPF, _MM_HINT_T0);
+        const __m256i p0 = dot_i8(mxfp4_bytes(w + 1, lut), _mm256_loadu_si256((const __m256i *)(a + 2)));
+        const __m256i p1 = dot_i8(mxfp4_bytes(w + 18, lut), _mm256_loadu_si256((const __m256i *)(a + 36)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a) * mk_e8m0_half(w[0])), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a + 34) * mk_e8m0_half(w[17])), _mm256_cvtepi32_ps(p1), acc1);
+    }
+    for (; b < nb; b++, w += 17, a += 34) {
+        const __m256i p = dot_i8(mxfp4_bytes(w + 1, lut), _mm256_loadu_si256((const __m256i *)(a + 2)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a) * mk_e8m0_half(w[0])), _mm256_cvtepi32_ps(p), acc0);
     }
     return hsum(_mm256_add_ps(acc0, acc1));
 }
@@ -819,6 +848,7 @@ mk_qdot_fn mk_qdot_avx2(mk_dtype wt) {
     case MK_DT_Q4_0: return dot_q4_0;
     case MK_DT_Q4_K: return dot_q4_K;
     case MK_DT_Q6_K: return dot_q6_K;
+    case MK_DT_MXFP4: return dot_mxfp4;
     default: return NULL;
     }
 }

@@ -87,6 +87,58 @@ static void dequantize_q4_0(const uint8_t *x, float *y, size_t n) {
     }
 }
 
+/* ---------------------------------------------------------------- MXFP4 */
+
+const int8_t mk_mxfp4_kv[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+
+float mk_e8m0_half(uint8_t e) {
+    const uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+/* The code whose value (times d) is nearest x; the first such on ties (so +0 before -0). */
+static uint8_t mxfp4_code(float x, float d) {
+    uint8_t best = 0;
+    float best_err = fabsf((float)mk_mxfp4_kv[0] * d - x);
+    for (uint8_t i = 1; i < 16; i++) {
+        const float err = fabsf((float)mk_mxfp4_kv[i] * d - x);
+        if (err < best_err) {
+            best = i;
+            best_err = err;
+        }
+    }
+    return best;
+}
+
+static void quantize_mxfp4(const float *x, uint8_t *y, size_t n) {
+    for (size_t b = 0; b < n / MK_QK_MXFP4; b++, x += MK_QK_MXFP4, y += 17) {
+        float amax = 0.0f;
+        for (int j = 0; j < MK_QK_MXFP4; j++)
+            if (amax < fabsf(x[j])) amax = fabsf(x[j]);
+        /* the scale 2^(floor(log2 amax) - 2): amax then falls between codes 4 and 8 (×2 stored). The
+         * exponent is clamped to E8M0's range, where ggml's conversion of it is undefined
+         * (amax below 2^-125 or from 2^129 up); everywhere else the same bits. */
+        const float ef = amax > 0.0f ? floorf(log2f(amax)) - 2 + 127 : 0;
+        const uint8_t e = (uint8_t)(ef < 0 ? 0 : ef > 254 ? 254 : ef);
+        const float d = mk_e8m0_half(e);
+        y[0] = e;
+        for (int j = 0; j < MK_QK_MXFP4 / 2; j++)
+            y[1 + j] = (uint8_t)(mxfp4_code(x[j], d) | mxfp4_code(x[MK_QK_MXFP4 / 2 + j], d) << 4);
+    }
+}
+
+static void dequantize_mxfp4(const uint8_t *x, float *y, size_t n) {
+    for (size_t b = 0; b < n / MK_QK_MXFP4; b++, x += 17, y += MK_QK_MXFP4) {
+        const float d = mk_e8m0_half(x[0]);
+        for (int j = 0; j < MK_QK_MXFP4 / 2; j++) {
+            y[j] = (float)mk_mxfp4_kv[x[1 + j] & 0x0F] * d;
+            y[j + MK_QK_MXFP4 / 2] = (float)mk_mxfp4_kv[x[1 + j] >> 4] * d;
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- Q4_K */
 
 /* 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes. */
@@ -424,6 +476,7 @@ void mk_quantize_row(mk_dtype dt, const float *x, void *vy, size_t n) {
     case MK_DT_Q4_0: quantize_q4_0(x, y, n); break;
     case MK_DT_Q4_K: quantize_q4_K(x, y, n); break;
     case MK_DT_Q6_K: quantize_q6_K(x, y, n); break;
+    case MK_DT_MXFP4: quantize_mxfp4(x, y, n); break;
     case MK_DT_Q8_K: quantize_q8_K(x, y, n); break;
     default: memset(y, 0, mk_dtype_row_bytes(dt, n)); break;
     }
@@ -443,6 +496,7 @@ void mk_dequantize_row(mk_dtype dt, const void *vx, float *y, size_t n) {
     case MK_DT_Q4_0: dequantize_q4_0(x, y, n); break;
     case MK_DT_Q4_K: dequantize_q4_K(x, y, n); break;
     case MK_DT_Q6_K: dequantize_q6_K(x, y, n); break;
+    case MK_DT_MXFP4: dequantize_mxfp4(x, y, n); break;
     case MK_DT_Q8_K: dequantize_q8_K(x, y, n); break;
     default: memset(y, 0, n * sizeof(float)); break;
     }
@@ -451,7 +505,8 @@ void mk_dequantize_row(mk_dtype dt, const void *vx, float *y, size_t n) {
 mk_dtype mk_vec_dot_type(mk_dtype w) {
     switch (w) {
     case MK_DT_Q8_0:
-    case MK_DT_Q4_0: return MK_DT_Q8_0;
+    case MK_DT_Q4_0:
+    case MK_DT_MXFP4: return MK_DT_Q8_0;
     case MK_DT_Q4_K:
     case MK_DT_Q6_K: return MK_DT_Q8_K;
     default: return MK_DT_F32;
@@ -479,6 +534,20 @@ static float dot_q4_0_q8_0(size_t n, const uint8_t *x, const uint8_t *y) {
         }
         int sumi = sumi0 + sumi1;
         sumf += (float)sumi * rdh(x) * rdh(y);
+    }
+    return sumf;
+}
+
+static float dot_mxfp4_q8_0(size_t n, const uint8_t *x, const uint8_t *y) {
+    float sumf = 0;
+    for (size_t ib = 0; ib < n / MK_QK_MXFP4; ib++, x += 17, y += 34) {
+        const float d = rdh(y) * mk_e8m0_half(x[0]);
+        int sumi0 = 0, sumi1 = 0;
+        for (int j = 0; j < MK_QK_MXFP4 / 2; ++j) {
+            sumi0 += (int8_t)y[2 + j] * mk_mxfp4_kv[x[1 + j] & 0x0F];
+            sumi1 += (int8_t)y[2 + j + MK_QK_MXFP4 / 2] * mk_mxfp4_kv[x[1 + j] >> 4];
+        }
+        sumf += d * (float)(sumi0 + sumi1);
     }
     return sumf;
 }
@@ -557,6 +626,7 @@ static float ref_q8_0(size_t n, const void *w, const void *a) { return dot_q8_0_
 static float ref_q4_0(size_t n, const void *w, const void *a) { return dot_q4_0_q8_0(n, w, a); }
 static float ref_q4_K(size_t n, const void *w, const void *a) { return dot_q4_K_q8_K(n, w, a); }
 static float ref_q6_K(size_t n, const void *w, const void *a) { return dot_q6_K_q8_K(n, w, a); }
+static float ref_mxfp4(size_t n, const void *w, const void *a) { return dot_mxfp4_q8_0(n, w, a); }
 
 mk_qdot_fn mk_qdot_ref(mk_dtype wt) {
     switch (wt) {
@@ -564,6 +634,7 @@ mk_qdot_fn mk_qdot_ref(mk_dtype wt) {
     case MK_DT_Q4_0: return ref_q4_0;
     case MK_DT_Q4_K: return ref_q4_K;
     case MK_DT_Q6_K: return ref_q6_K;
+    case MK_DT_MXFP4: return ref_mxfp4;
     default: return NULL;
     }
 }
@@ -574,6 +645,7 @@ float mk_vec_dot_ref(mk_dtype wt, size_t n, const void *w, const void *a) {
     case MK_DT_Q4_0: return dot_q4_0_q8_0(n, w, a);
     case MK_DT_Q4_K: return dot_q4_K_q8_K(n, w, a);
     case MK_DT_Q6_K: return dot_q6_K_q8_K(n, w, a);
+    case MK_DT_MXFP4: return dot_mxfp4_q8_0(n, w, a);
     default: {
         /* plain float weights against f32 activations */
         float buf[256];

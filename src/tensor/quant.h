@@ -8,12 +8,17 @@
  *   Q4_K 256 elems / 144 B: f16 d, dmin; u8 scales[12]; u8 qs[128]    8 sub-blocks of 32, 6-bit scale/min each
  *   Q6_K 256 elems / 210 B: u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d (d last)
  *   Q8_K 256 elems / 292 B: f32 d; i8 qs[256]; i16 bsums[16]           activations only
+ *   MXFP4 32 elems / 17 B:  u8 e (E8M0); u8 qs[16]                    y[j] = kv[qs[j]&15]·2^(e−128),
+ *                           y[j+16] = kv[qs[j]>>4]·2^(e−128), kv = twice the E2M1 values
+ *                           {0,1,2,3,4,6,8,12,−0,−1,−2,−3,−4,−6,−8,−12} (ggml's block_mxfp4; the
+ *                           HF checkpoint's blocks hold adjacent elements in a byte and scale 2^(e−127))
  * Blocks are read and written byte-wise, so they need no alignment. A row of a quantized matrix
  * is a whole number of blocks (n % block_elems == 0), so row slicing is plain byte arithmetic.
  *
  * Quantizers reproduce ggml's reference quantizers (quantize_row_*_ref) bit for bit: the same
- * float operations in the same order, roundf (Q8_0), truncation after +8.5 (Q4_0), and ggml's
- * nearest_int (round half to even via the 1.5·2^23 trick) in the K-quants. Built without
+ * float operations in the same order, roundf (Q8_0), truncation after +8.5 (Q4_0), ggml's
+ * nearest_int (round half to even via the 1.5·2^23 trick) in the K-quants, and for MXFP4 the
+ * scale floor(log2 amax) − 2 with each value's nearest code (the first on ties). Built without
  * -ffast-math and with FP contraction off (-std=c11), as moekit is. */
 #ifndef MK_QUANT_H
 #define MK_QUANT_H
@@ -23,14 +28,21 @@
 #define MK_QK8_0 32
 #define MK_QK4_0 32
 #define MK_QK_K 256
+#define MK_QK_MXFP4 32
 
-/* x (n f32) → y (n elements of dt). dt: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K or Q8_K;
+/* 2^(e−128): half the E8M0 scale e, which MXFP4's doubled code values multiply (ggml's
+ * ggml_e8m0_to_fp32_half, bit for bit, subnormal for e < 2). */
+float mk_e8m0_half(uint8_t e);
+/* The 16 MXFP4 codes' values, doubled: {0,1,2,3,4,6,8,12,0,−1,−2,−3,−4,−6,−8,−12}. */
+extern const int8_t mk_mxfp4_kv[16];
+
+/* x (n f32) → y (n elements of dt). dt: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, MXFP4 or Q8_K;
  * n % block_elems == 0 (the caller checks with mk_dtype_row_ok). */
 void mk_quantize_row(mk_dtype dt, const float *x, void *y, size_t n);
 /* x (n elements of dt) → y (n f32): any float dtype or block type (Q8_K included). */
 void mk_dequantize_row(mk_dtype dt, const void *x, float *y, size_t n);
 
-/* The activation type a weight type's dot product takes, as in llama.cpp: Q8_0 for Q8_0/Q4_0,
+/* The activation type a weight type's dot product takes, as in llama.cpp: Q8_0 for Q8_0/Q4_0/MXFP4,
  * Q8_K for Q4_K/Q6_K, F32 for F32/F16/BF16. */
 mk_dtype mk_vec_dot_type(mk_dtype w);
 /* Σ w[i]·a[i] over n elements: w a row of weight type wt, a the activations quantized to
@@ -42,7 +54,7 @@ float mk_vec_dot_ref(mk_dtype wt, size_t n, const void *w, const void *a);
  * one activation type's quantizer, as function pointers the matmul drivers pick once per call. */
 typedef float (*mk_qdot_fn)(size_t n, const void *w, const void *a);
 typedef void (*mk_qquant_fn)(const float *x, void *y, size_t n);
-/* The scalar references of Q8_0, Q4_0, Q4_K and Q6_K (NULL for other types). */
+/* The scalar references of Q8_0, Q4_0, Q4_K, Q6_K and MXFP4 (NULL for other types). */
 mk_qdot_fn mk_qdot_ref(mk_dtype wt);
 /* The AVX2 variants (src/tensor/qkernels_avx2.c): every weight type above; the Q8_0 and Q8_K quantizers
  * (bit-identical to the reference). NULL where not built or not available. */

@@ -18,6 +18,7 @@ const mk_dtype_traits mk_dtypes[MK_DT_COUNT] = {
     /* block types: layouts in quant.h */
     [MK_DT_Q8_0] = {"Q8_0", 0, true, 32, 34},   [MK_DT_Q4_0] = {"Q4_0", 0, true, 32, 18},
     [MK_DT_Q4_K] = {"Q4_K", 0, true, 256, 144}, [MK_DT_Q6_K] = {"Q6_K", 0, true, 256, 210},
+    [MK_DT_MXFP4] = {"MXFP4", 0, true, 32, 17},
     [MK_DT_Q8_K] = {"Q8_K", 0, false, 256, 292},
 };
 

@@ -29,6 +29,7 @@ typedef enum mk_dtype {
     MK_DT_Q4_0,
     MK_DT_Q4_K,
     MK_DT_Q6_K,
+    MK_DT_MXFP4,      /* OCP microscaling FP4 (E2M1 values, an E8M0 scale per 32): GPT-OSS's experts */
     MK_DT_Q8_K,       /* activations only (the dot-product partner of Q4_K/Q6_K), not a weight */
     MK_DT_COUNT
 } mk_dtype;
@@ -37,7 +38,7 @@ typedef struct mk_dtype_traits {
     const char *name;     /* safetensors spelling: "F32", "BF16", ...; ggml's for block types ("Q4_K") */
     size_t elem_bytes;    /* bytes per element; 0 for block types (use block_bytes / block_elems) */
     bool is_float;        /* usable as a weight by the kernels */
-    size_t block_elems;   /* elements per block: 1 for plain types, 32 (Q8_0, Q4_0), 256 (K-quants) */
+    size_t block_elems;   /* elements per block: 1 for plain types, 32 (Q8_0, Q4_0, MXFP4), 256 (K-quants) */
     size_t block_bytes;   /* bytes per block: = elem_bytes for plain types */
 } mk_dtype_traits;
 
