@@ -6,6 +6,7 @@
 #include "base/base.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,6 +121,7 @@ mk_status mk_eval_ppl(const mk_model *m, mk_ctx *c, const int32_t *ids, size_t n
     mk_status st = MK_OK;
     float *lg = NULL, *blg = NULL;
     double *row_l = NULL, *brow_l = NULL, *row_kl = NULL;   /* (B) per-row logsumexp, base's, KL */
+    double *row_tail = NULL;                                /* (B) stored logits: P's mass outside the top-k */
     int32_t *row_a = NULL, *brow_a = NULL;                  /* (B) per-row argmax, base's */
     uint8_t *mark = NULL;
     mk_logits_writer *w = NULL;
@@ -129,11 +131,13 @@ mk_status mk_eval_ppl(const mk_model *m, mk_ctx *c, const int32_t *ids, size_t n
     row_l = mk_malloc(B * sizeof(double));
     brow_l = mk_malloc(B * sizeof(double));
     row_kl = mk_malloc(B * sizeof(double));
+    row_tail = mk_malloc(B * sizeof(double));
     row_a = mk_malloc(B * sizeof(int32_t));
     brow_a = mk_malloc(B * sizeof(int32_t));
-    if (!row_l || !brow_l || !row_kl || !row_a || !brow_a) { st = MK_ERR_NOMEM; goto out; }
+    if (!row_l || !brow_l || !row_kl || !row_tail || !row_a || !brow_a) { st = MK_ERR_NOMEM; goto out; }
     if (o->base) blg = mk_malloc(rows * sizeof(float));
-    if (o->ref_logits) mark = mk_calloc(V, 1);
+    const int max_th = omp_get_max_threads();
+    if (o->ref_logits) mark = mk_calloc((size_t)max_th * V, 1); /* one (V) scratch per thread */
     const size_t total = mk_eval_count_scored(n, ctx, stride);
     if (kld) res->kld = mk_malloc(total * sizeof(float));
     if (!lg || (o->base && !blg) || (o->ref_logits && !mark) || (kld && !res->kld)) { st = MK_ERR_NOMEM; goto out; }
@@ -161,14 +165,19 @@ mk_status mk_eval_ppl(const mk_model *m, mk_ctx *c, const int32_t *ids, size_t n
             if ((st = mk_ctx_forward(c, ids + p, k, MK_LOGITS_ALL, lg))) goto out;
             if (o->base && (st = mk_ctx_forward(o->base, ids + p, k, MK_LOGITS_ALL, blg))) goto out;
             res->n_fed += k;
-            /* per-row logsumexp / argmax / full KL in parallel (rows are independent, so the
-             * numbers do not depend on the thread count); the sums below stay in order */
+            /* per-row logsumexp / argmax / KL (full, or against the stored record: a whole-vocabulary
+             * record costs as much as the full KL) in parallel; rows are independent, so the numbers
+             * do not depend on the thread count; the sums below stay in order */
             #pragma omp parallel for schedule(static) if (k > 1)
             for (size_t j = 0; j < k; j++) {
                 row_l[j] = row_lse(lg + j * V, V, &row_a[j]);
                 if (o->base) {
                     brow_l[j] = row_lse(blg + j * V, V, &brow_a[j]);
                     row_kl[j] = kl_full(blg + j * V, brow_l[j], lg + j * V, row_l[j], V);
+                } else if (o->ref_logits) {
+                    mk_logits_rec rec;
+                    mk_logits_record(o->ref_logits, res->n_scored + j, &rec);
+                    row_kl[j] = kl_topk(&rec, ref_k, lg + j * V, row_l[j], V, mark + (size_t)omp_get_thread_num() * V, &row_tail[j]);
                 }
             }
             for (size_t j = 0; j < k; j++) {
@@ -192,11 +201,10 @@ mk_status mk_eval_ppl(const mk_model *m, mk_ctx *c, const int32_t *ids, size_t n
                         st = mk_err(MK_ERR_FORMAT, "stored logits: record %zu is for token %d, the text has %d", r, rec.target, tgt);
                         goto out;
                     }
-                    double tail;
                     pa = mk_logits_rec_id(&rec, 0);
                     res->base_nll_sum += rec.lse - (double)rec.target_logit;
-                    res->kld[r] = (float)kl_topk(&rec, ref_k, q, lq, V, mark, &tail);
-                    tail_sum += tail;
+                    res->kld[r] = (float)row_kl[j];
+                    tail_sum += row_tail[j];
                 } else if (w && (st = mk_logits_writer_add(w, q, lq, tgt))) {
                     goto out;
                 }
@@ -248,6 +256,7 @@ out:
     free(row_l);
     free(brow_l);
     free(row_kl);
+    free(row_tail);
     free(row_a);
     free(brow_a);
     free(mark);
