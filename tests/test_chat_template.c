@@ -129,6 +129,15 @@ static void test_fixture_deepseek_v3(void) {
     real_dir(d, sizeof d, "deepseek_v3");
     run_fixture("deepseek_v3", d);
 }
+/* gpt-oss's harmony template (chat_template.jinja beside the tokenizer: tests/data/SOURCES.md), its
+ * system message dated by strftime_now() at the fixtures' fixed clock */
+static void test_fixture_gptoss(void) {
+    char d[512];
+    real_dir(d, sizeof d, "gptoss");
+    setenv("SOURCE_DATE_EPOCH", "1767225600", 1);   /* tools/gen_chat_fixtures.py FIXED_EPOCH */
+    run_fixture("gptoss", d);
+    unsetenv("SOURCE_DATE_EPOCH");
+}
 static void test_fixture_llama2_style(void) { run_fixture("llama2_style", "tests/fixtures/chat/llama2_style"); }
 static void test_fixture_features(void) { run_fixture("features", "tests/fixtures/chat/features"); }
 
@@ -600,6 +609,7 @@ static void test_robustness(void) {
 int main(void) {
     RUN(test_fixture_qwen3);
     RUN(test_fixture_deepseek_v3);
+    RUN(test_fixture_gptoss);
     RUN(test_fixture_llama2_style);
     RUN(test_fixture_features);
     RUN(test_fixture_gguf);

@@ -147,6 +147,47 @@ FEATURES_EXTRA = [
 ]
 
 
+# gpt-oss's harmony template (tests/data/tokenizers/gptoss/chat_template.jinja): reasoning in
+# "thinking", tool calls answered by "tool" messages, developer instructions, reasoning effort, the
+# built-in browser/python tools.
+GPTOSS_EXTRA = [
+    ([M("user", "2+2?"), M("assistant", "4", thinking="Simple arithmetic.")], {}),
+    ([M("user", "2+2?"), M("assistant", "4", thinking="Simple arithmetic."), M("user", "And 3+3?")], {}),
+    ([M("developer", "Always answer in French."), M("user", "Hi")], {}),
+    ([M("system", "Be terse."), M("developer", "No emoji."), M("user", "Hi")], {"reasoning_effort": "high"}),
+    ([M("user", "Hi")], {"reasoning_effort": "low"}),
+    ([M("user", "Weather in Zürich?")], {"tools": TOOLS}),
+    (
+        [
+            M("user", "Weather in Paris?"),
+            M("assistant", None, thinking="I should call the weather tool.", tool_calls=[
+                {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]),
+            M("tool", "{\"temp\": 21}"),
+        ],
+        {"tools": TOOLS},
+    ),
+    (
+        [
+            M("user", "Weather in Paris?"),
+            M("assistant", None, tool_calls=[
+                {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}}]),
+            M("tool", "{\"temp\": 21}"),
+            M("assistant", "It is 21 degrees."),
+            M("user", "Thanks"),
+        ],
+        {"tools": TOOLS},
+    ),
+    ([M("user", "Search the web for moekit.")], {"builtin_tools": ["browser", "python"]}),
+    ([M("user", "Who are you?")], {"model_identity": "You are moekit's test model."}),
+    ([M("user", "x"), M("assistant", "<|channel|>final<|message|>y")], {}),  # raise_exception
+    ([M("tool", "orphan result")], {}),  # raise_exception: no earlier tool call
+]
+
+# strftime_now() renders the date into gpt-oss's system message: fixtures and tests both take the
+# time from SOURCE_DATE_EPOCH (moekit's jinja honours it, as reproducible builds do).
+FIXED_EPOCH = 1767225600  # 2026-01-01 00:00:00 UTC
+
+
 def drop_none(messages):
     return [{k: v for k, v in m.items() if v is not None} for m in messages]
 
@@ -162,17 +203,39 @@ def special_tokens(cfg):
     return out
 
 
+def gptoss_dir(real):
+    """The real gpt-oss tokenizer with the chat template the project ships beside it (the HF repo
+    keeps it in chat_template.jinja, which the tokenizer package lacks), in a temporary directory."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="gptoss-tok-")
+    os.symlink(os.path.join(real, "gptoss", "tokenizer.json"), os.path.join(d, "tokenizer.json"))
+    os.symlink(os.path.join(real, "gptoss", "tokenizer_config.json"), os.path.join(d, "tokenizer_config.json"))
+    os.symlink(os.path.join(ROOT, "tests", "data", "tokenizers", "gptoss", "chat_template.jinja"), os.path.join(d, "chat_template.jinja"))
+    return d
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default=os.path.join(os.path.dirname(ROOT), "shared"))
     args = ap.parse_args()
+    from datetime import datetime, timezone
+
+    import transformers.utils.chat_template_utils as ctu
     from transformers import AutoTokenizer
     from transformers.utils.chat_template_utils import render_jinja_template
+
+    class FixedClock:
+        @staticmethod
+        def now(tz=None):
+            return datetime.fromtimestamp(FIXED_EPOCH, timezone.utc)
+
+    ctu.datetime = FixedClock  # what strftime_now() reads
 
     real = os.path.join(args.shared, "data", "real", "tokenizers")
     jobs = [
         ("qwen3", os.path.join(real, "qwen3"), QWEN3_EXTRA, True),
         ("deepseek_v3", os.path.join(real, "deepseek_v3"), DEEPSEEK_EXTRA, True),
+        ("gptoss", gptoss_dir(real), GPTOSS_EXTRA, True),
         ("llama2_style", os.path.join(FIXDIR, "llama2_style"), LLAMA_EXTRA, False),
         ("features", os.path.join(FIXDIR, "features"), FEATURES_EXTRA, False),
     ]

@@ -5,7 +5,8 @@
  * interprets the subset of Jinja that real templates use, in the environment HF transformers renders
  * them with (trim_blocks, lstrip_blocks, loop controls, raise_exception, strftime_now, a tojson that
  * does not escape HTML), so that the rendered text is byte-identical to apply_chat_template(...,
- * tokenize=False).
+ * tokenize=False). strftime_now() reads the clock, or SOURCE_DATE_EPOCH (seconds, UTC) where that is
+ * set: gpt-oss's template dates its system message, and a fixed epoch makes a prompt reproducible.
  *
  * Ownership: mk_chat_template_* objects are created by load/new and released by free (free(NULL) is a
  * no-op). Rendered strings are malloc'd and freed by the caller with free(). A template is immutable

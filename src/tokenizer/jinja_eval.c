@@ -1434,9 +1434,19 @@ static jv *call_value(rctx *C, jv *f, jargs *a, int line) {
         if (!fmt || fmt->k != JV_STR) return rerr(C, MK_ERR_ARG, line, "strftime_now() takes a format string");
         char f2[256], out[512];
         snprintf(f2, sizeof f2, "%.*s", (int)fmt->u.s.n, fmt->u.s.p);
-        time_t now = time(NULL);
+        /* SOURCE_DATE_EPOCH (the reproducible-builds variable: seconds since 1970, UTC), where set
+         * to a number, fixes the clock: a prompt rendered twice is the same prompt (tests, caches) */
+        const char *sde = getenv("SOURCE_DATE_EPOCH");
+        char *end = NULL;
+        const long long fixed = sde && *sde ? strtoll(sde, &end, 10) : -1;
         struct tm tmv;
-        localtime_r(&now, &tmv);
+        if (fixed >= 0 && end && !*end) {
+            const time_t t = (time_t)fixed;
+            gmtime_r(&t, &tmv);
+        } else {
+            const time_t now = time(NULL);
+            localtime_r(&now, &tmv);
+        }
         size_t n = strftime(out, sizeof out, f2, &tmv);
         return v_str(C, out, n);
     }
