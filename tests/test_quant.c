@@ -155,6 +155,35 @@ static void test_gguf_py_fixture(void) {
     mk_st_free(s);
 }
 
+/* gpt-oss's HF MXFP4 layout (blocks and scales apart, adjacent nibbles) repacked into ggml's blocks
+ * dequantizes to transformers' convert_moe_packed_tensors (tools/gen_quant_fixtures.py): the same
+ * floats, except that code 8 is −0 in transformers' table and +0 in ggml's (equal as values; every
+ * product and sum the kernels form is the same either way) */
+static void test_mxfp4_from_hf(void) {
+    mk_st_set *s = NULL;
+    REQUIRE(mk_st_open_file(&s, "tests/fixtures/quant/mxfp4_hf.safetensors") == MK_OK, "%s", mk_last_error());
+    const mk_tensor *bl = get(s, "blocks"), *sc = get(s, "scales"), *dq = get(s, "deq");
+    REQUIRE(bl && sc && dq && bl->ndim == 4 && dq->ndim == 3 && dq->dtype == MK_DT_F32, "fixture tensors");
+    const size_t rows = (size_t)(bl->shape[0] * bl->shape[1]), n = (size_t)dq->shape[2];
+    REQUIRE(n == (size_t)bl->shape[2] * 32 && n <= 256, "row of %zu", n);
+    uint8_t q[17 * 8];
+    float y[256];
+    size_t bad = 0, nz = 0;
+    for (size_t r = 0; r < rows; r++) {
+        mk_mxfp4_from_hf((const uint8_t *)bl->data + r * n / 2, (const uint8_t *)sc->data + r * n / 32, n, q);
+        mk_dequantize_row(MK_DT_MXFP4, q, y, n);
+        const float *want = (const float *)dq->data + r * n;
+        for (size_t i = 0; i < n; i++) {
+            const bool same = want[i] == 0 ? y[i] == 0 : memcmp(&want[i], &y[i], 4) == 0;
+            if (!same && !bad++) fprintf(stderr, "  row %zu value %zu: transformers %.9g, moekit %.9g\n", r, i, want[i], y[i]);
+            nz += want[i] == 0 && signbit(want[i]);
+        }
+    }
+    CHECK(bad == 0, "%zu values differ from transformers' dequantization", bad);
+    CHECK(nz > 0, "the fixture holds no -0 (code 8) to check");
+    mk_st_free(s);
+}
+
 static void test_known_answers(void) {
     float y[256];
     /* Q8_0: d = 0.5 (f16 0x3800), qs[j] = j - 16 */
@@ -806,6 +835,7 @@ int main(void) {
     RUN(test_traits);
     RUN(test_gguf_py_fixture);
     RUN(test_known_answers);
+    RUN(test_mxfp4_from_hf);
     RUN(test_error_bounds);
     RUN(test_vec_dot);
     RUN(test_simd_vec_dot);

@@ -14,6 +14,11 @@ Tensors written (F32 input rows x are (6, 512); U8 blocks are (6, row bytes)):
   bf16.q / f16.q         BF16 (gguf's numpy RNE) and numpy float16 of x, as raw bytes
   q4_k.blocks / .blocks_deq   random but valid Q4_K blocks and gguf's dequantization of them
   q6_k.blocks / .blocks_deq   the same for Q6_K
+Also writes tests/fixtures/quant/mxfp4_hf.safetensors: random MXFP4 weights in the layout of HF's
+gpt-oss checkpoints (`blocks` U8 (E, rows, G, 16): adjacent elements in a byte, low nibble first;
+`scales` U8 (E, rows, G): E8M0 exponents) and `deq` F32 (E, rows, G*32), transformers'
+convert_moe_packed_tensors of them in float32 (transposed back to (E, rows, cols)), which
+mk_mxfp4_from_hf + MXFP4 dequantization must reproduce bit for bit. Needs torch and transformers.
 The gguf package has no Q4_K / Q6_K quantizer. With --ggml-lib (a libggml-base.so, e.g. from a
 llama-cpp-python build) the script also writes q4_k.q / q6_k.q from ggml's own
 quantize_row_q4_K_ref / quantize_row_q6_K_ref through ctypes (and q4_k.deq / q6_k.deq, gguf's
@@ -118,6 +123,22 @@ def main():
     os.makedirs(os.path.dirname(a.o), exist_ok=True)
     save_file({k: np.ascontiguousarray(v) for k, v in out.items()}, a.o)
     print(f"wrote {a.o}: {', '.join(sorted(out))}")
+    hf_mxfp4(os.path.join(os.path.dirname(a.o), "mxfp4_hf.safetensors"))
+
+
+def hf_mxfp4(path):
+    import torch
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+    rng = np.random.default_rng(20261207)
+    E, R, G = 2, 6, 3
+    blocks = rng.integers(0, 256, (E, R, G, 16), dtype=np.uint8)
+    scales = rng.integers(100, 141, (E, R, G), dtype=np.uint8)
+    scales[0, 0, 0], scales[0, 0, 1], scales[1, 5, 2] = 0, 1, 127  # the subnormal scales, and 2^0
+    deq = convert_moe_packed_tensors(torch.from_numpy(blocks), torch.from_numpy(scales), dtype=torch.float32)
+    deq = deq.transpose(1, 2).contiguous().numpy()  # transformers returns (E, cols, rows)
+    assert deq.shape == (E, R, G * 32)
+    save_file({"blocks": blocks, "scales": scales, "deq": deq.astype(np.float32)}, path)
+    print(f"wrote {path}: blocks {blocks.shape}, scales {scales.shape}, deq {deq.shape}")
 
 
 if __name__ == "__main__":

@@ -129,6 +129,16 @@ static void quantize_mxfp4(const float *x, uint8_t *y, size_t n) {
     }
 }
 
+void mk_mxfp4_from_hf(const uint8_t *blocks, const uint8_t *scales, size_t n, uint8_t *out) {
+    for (size_t b = 0; b < n / MK_QK_MXFP4; b++, blocks += 16, out += 17) {
+        out[0] = scales[b];
+        for (int j = 0; j < 16; j++) {   /* element j: HF byte j/2, nibble j%2; element j+16: byte 8 + j/2 */
+            const uint8_t lo = (uint8_t)(blocks[j / 2] >> (4 * (j % 2)) & 15), hi = (uint8_t)(blocks[8 + j / 2] >> (4 * (j % 2)) & 15);
+            out[1 + j] = (uint8_t)(lo | hi << 4);
+        }
+    }
+}
+
 static void dequantize_mxfp4(const uint8_t *x, float *y, size_t n) {
     for (size_t b = 0; b < n / MK_QK_MXFP4; b++, x += 17, y += MK_QK_MXFP4) {
         const float d = mk_e8m0_half(x[0]);

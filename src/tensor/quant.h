@@ -35,6 +35,11 @@
 float mk_e8m0_half(uint8_t e);
 /* The 16 MXFP4 codes' values, doubled: {0,1,2,3,4,6,8,12,0,−1,−2,−3,−4,−6,−8,−12}. */
 extern const int8_t mk_mxfp4_kv[16];
+/* One row of n MXFP4 values from the layout of HF's gpt-oss checkpoints (research/formats.md §6:
+ * blocks n/2 bytes, adjacent elements in a byte, low nibble first; scales n/32 E8M0 bytes, value =
+ * E2M1 · 2^(scale−127)) into ggml's blocks (n/32 × 17 bytes at out): the same codes and exponents,
+ * the nibbles reordered; the values are identical (E2M1 · 2^(s−127) = 2·E2M1 · 2^(s−128)). */
+void mk_mxfp4_from_hf(const uint8_t *blocks, const uint8_t *scales, size_t n, uint8_t *out);
 
 /* x (n f32) → y (n elements of dt). dt: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, MXFP4 or Q8_K;
  * n % block_elems == 0 (the caller checks with mk_dtype_row_ok). */
