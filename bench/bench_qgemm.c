@@ -44,8 +44,8 @@ int main(int argc, char **argv) {
     const bool vnni = mk_kern_has_vnni();
     printf("| type | rows × in × tokens | avx2 GMAC/s | avx512 vnni GMAC/s | vnni / avx2 | f32 GEMM (dequantized) GMAC/s |\n");
     printf("| ---- | ---- | ---: | ---: | ---: | ---: |\n");
-    const mk_dtype dts[] = {MK_DT_Q8_0, MK_DT_Q4_K, MK_DT_Q6_K};
-    for (int k = 0; k < 3; k++) {
+    const mk_dtype dts[] = {MK_DT_Q8_0, MK_DT_Q4_K, MK_DT_Q6_K, MK_DT_MXFP4};
+    for (int k = 0; k < 4; k++) {
         const mk_dtype dt = dts[k], vt = mk_vec_dot_type(dt);
         /* activation rows as the drivers make them: Q8_0's carry their block sums (VNNI), Q6_K's their
          * values + 128 (AVX2); each GEMM reads what it needs */
@@ -61,7 +61,7 @@ int main(int argc, char **argv) {
         double best[3] = {1e30, 1e30, 1e30};
         for (int rep = 0; rep < REPS; rep++)
             for (int v = 0; v < 3; v++) {
-                if (v == 1 && !vnni) continue;
+                if (v == 1 && (!vnni || dt == MK_DT_MXFP4)) continue; /* MXFP4 has the AVX2 GEMM only */
                 const double t0 = now();
                 if (v < 2) fns[v](dt, IN, q, rb, ROWS, xq, ab, TOK, y, ROWS, NULL, scr);
                 else {
@@ -75,7 +75,7 @@ int main(int argc, char **argv) {
             }
         const double macs = (double)ROWS * (double)IN * (double)TOK;
         char vs[32] = "—", rs[32] = "—";
-        if (vnni) {
+        if (vnni && dt != MK_DT_MXFP4) {
             snprintf(vs, sizeof vs, "%.1f", macs / best[1] * 1e-9);
             snprintf(rs, sizeof rs, "%.2f×", best[0] / best[1]);
         }

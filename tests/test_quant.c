@@ -481,7 +481,7 @@ static void test_matmul_hook(void) {
                 const mk_dtype vt = mk_vec_dot_type(dts[k]);
                 const size_t rb = mk_dtype_row_bytes(dts[k], IN), ab = mk_dtype_row_bytes(vt, IN);
                 const bool qact = mk_kern_q_act(dts[k], (size_t)TOK);
-                const bool int_gemm = isa >= MK_ISA_AVX2 && (dts[k] == MK_DT_Q8_0 || dts[k] == MK_DT_Q4_K || dts[k] == MK_DT_Q6_K);
+                const bool int_gemm = isa >= MK_ISA_AVX2 && (dts[k] == MK_DT_Q8_0 || dts[k] == MK_DT_Q4_K || dts[k] == MK_DT_Q6_K || dts[k] == MK_DT_MXFP4);
                 CHECK(qact == (isa == MK_ISA_SCALAR || TOK < 8 || int_gemm), "%s %s: q_act(%d tokens) = %d", mk_kern_isa_name((mk_isa)isa),
                       mk_dtypes[dts[k]].name, TOK, qact);
                 /* the drivers' activation rows: the vec_dot type's, plus the block sums where the
@@ -593,11 +593,12 @@ static void test_qgemm(void) {
     for (int i = 0; i < NR * INMAX; i++) w[i] = nrand() * (i % 61 == 0 ? 1.0f : 0.05f);
     for (int i = 0; i < TMAX * INMAX; i++) x[i] = nrand() * (i % 37 == 0 ? 8.0f : 1.0f);
     for (int i = 0; i < NR; i++) bias[i] = nrand();
-    const mk_dtype dts[] = {MK_DT_Q8_0, MK_DT_Q4_K, MK_DT_Q6_K};
+    const mk_dtype dts[] = {MK_DT_Q8_0, MK_DT_Q4_K, MK_DT_Q6_K, MK_DT_MXFP4};
+    enum { NDT = sizeof dts / sizeof dts[0] };
     const size_t ins[] = {256, 512, 2048}, nts[] = {4, 8, 9, 33, 100};
-    double worst_rel[3] = {0};
+    double worst_rel[NDT] = {0};
     int checked = 0;
-    for (size_t k = 0; k < 3; k++)
+    for (size_t k = 0; k < NDT; k++)
         for (size_t ii = 0; ii < 3; ii++)
             for (size_t ti = 0; ti < 5; ti++) {
                 const mk_dtype dt = dts[k], vt = mk_vec_dot_type(dt);
@@ -612,7 +613,8 @@ static void test_qgemm(void) {
                 for (size_t i = 0; i < NT * LDY; i++) y[i] = -12345.0f;
                 REQUIRE(mk_qgemm_scratch_avx2(dt, IN) <= sizeof scr, "scratch");
                 REQUIRE(mk_qgemm_avx2(dt, IN, q, rb, NR, xq, ab, NT, y, LDY, with_bias ? bias : NULL, scr + 1), "%s: no integer GEMM", mk_dtypes[dt].name);
-                if (vnni) { /* the VNNI GEMM: bit for bit the AVX2 one for Q8_0 and Q4_K; Q6_K (float sums
+                const bool vnni_dt = vnni && dt != MK_DT_MXFP4; /* MXFP4 has no VNNI GEMM: the AVX2 one runs there too */
+                if (vnni_dt) { /* the VNNI GEMM: bit for bit the AVX2 one for Q8_0 and Q4_K; Q6_K (float sums
                              * over its sub-blocks) within the bound, below */
                     const size_t sb = dt == MK_DT_Q8_0 ? 4 * (IN / 32) : 0, avb = ab0 + sb; /* Q8_0 rows carry their block sums */
                     for (size_t t = 0; t < NT; t++) {
@@ -642,7 +644,7 @@ static void test_qgemm(void) {
                         checked++;
                     }
                     for (int r = NR; r < LDY; r++) CHECK(y[t * LDY + (size_t)r] == -12345.0f, "%s: wrote past the rows", mk_dtypes[dt].name);
-                    for (int r = NR; r < LDY && vnni; r++) CHECK(yv[t * LDY + (size_t)r] == -12345.0f, "%s: VNNI wrote past the rows", mk_dtypes[dt].name);
+                    for (int r = NR; r < LDY && vnni_dt; r++) CHECK(yv[t * LDY + (size_t)r] == -12345.0f, "%s: VNNI wrote past the rows", mk_dtypes[dt].name);
                 }
                 /* the threaded driver (quantized activations shared by the team) */
                 if (ii == 2 && ti >= 3) {
@@ -654,18 +656,18 @@ static void test_qgemm(void) {
                     mk_matmul_team_q(y1, NR, xqv, NT, q, dt, NR, IN, NULL);
                     #pragma omp parallel num_threads(3)
                     mk_matmul_team_q(y3, NR, xqv, NT, q, dt, NR, IN, NULL);
-                    const float *yg = vnni ? yv : y; /* the driver takes the VNNI GEMM where there is one */
+                    const float *yg = vnni_dt ? yv : y; /* the driver takes the VNNI GEMM where there is one */
                     for (size_t t = 0; t < NT; t++)
                         if (memcmp(y1 + t * NR, yg + t * LDY, NR * sizeof(float)) && !with_bias)
                             CHECK(0, "%s: the driver's product differs from the GEMM's at token %zu", mk_dtypes[dt].name, t);
                     CHECK(!memcmp(y1, y3, NT * NR * sizeof(float)), "%s: 1 and 3 threads differ", mk_dtypes[dt].name);
                 }
             }
-    for (size_t k = 0; k < 3; k++) {
+    for (size_t k = 0; k < NDT; k++) {
         printf("  %s integer GEMM vs reference: worst |diff| / sum|w*a| = %.3g (bound 1e-6)\n", mk_dtypes[dts[k]].name, worst_rel[k]);
         CHECK(worst_rel[k] <= 1e-6, "%s integer GEMM: relative error %g", mk_dtypes[dts[k]].name, worst_rel[k]);
     }
-    CHECK(checked == 3 * 3 * 154 * NR, "pairs checked %d", checked);
+    CHECK(checked == NDT * 3 * 154 * NR, "pairs checked %d", checked);
     if (vnni) {
         printf("  AVX-512 VNNI GEMM, Q8_0 and Q4_K: %d of %d products differ from the AVX2 GEMM's\n", vnni_diff, vnni_checked);
         CHECK(vnni_checked == 30 && vnni_diff == 0, "VNNI GEMM: %d of %d calls differ from AVX2", vnni_diff, vnni_checked);

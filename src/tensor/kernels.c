@@ -160,8 +160,10 @@ typedef struct qsel {
  * dequantizing f32 GEMM, which on AVX2 is every type it has: Q4_K and Q6_K (4- and 6-bit weights
  * straight into vpmaddubsw, sums in int16 over a sub-block) and Q8_0 (the sign trick with the
  * weights' absolute values packed beside them; pp512 on the OLMoE-shaped bench 272 -> ~330 t/s,
- * bench/results-speed.md). */
-static bool qgemm_type(mk_dtype dt) { return dt == MK_DT_Q8_0 || dt == MK_DT_Q4_K || dt == MK_DT_Q6_K; }
+ * bench/results-speed.md), and MXFP4 through the Q8_0 GEMM (its codes unpacked into the same panels
+ * as signed bytes: 60 against 30 GMAC/s dequantized, bench/bench_qgemm.sh on the AVX2 EPYC; the VNNI
+ * GEMM does not take it, so it runs the AVX2 one on AVX-512 CPUs too). */
+static bool qgemm_type(mk_dtype dt) { return dt == MK_DT_Q8_0 || dt == MK_DT_Q4_K || dt == MK_DT_Q6_K || dt == MK_DT_MXFP4; }
 #define QGEMM_INT_MIN 4
 
 static bool qselect(mk_dtype dt, size_t n_in, qsel *q) {
@@ -172,7 +174,7 @@ static bool qselect(mk_dtype dt, size_t n_in, qsel *q) {
     q->dot4 = NULL;
     q->wt = dt;
     q->gemm = g_isa >= MK_ISA_AVX2 && g_qgemm_int && qgemm_type(dt);
-    const bool vnni = g_isa == MK_ISA_AVX512 && g_has_vnni;
+    const bool vnni = g_isa == MK_ISA_AVX512 && g_has_vnni && dt != MK_DT_MXFP4; /* MXFP4: the AVX2 GEMM everywhere */
     q->gemm_fn = vnni ? mk_qgemm_avx512vnni : mk_qgemm_avx2;
     q->gemm_scratch = vnni ? mk_qgemm_scratch_avx512vnni : mk_qgemm_scratch_avx2;
     q->sums = q->gemm && vnni && dt == MK_DT_Q8_0;

@@ -582,6 +582,33 @@ void mk_qpack_q8(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t kb
     }
 }
 
+/* The same panel from MXFP4 rows (17-byte blocks): each block's codes as their doubled E2M1 values
+ * (−12..12, signed bytes like Q8_0's), its scale 2^(e−128) in D; so the Q8_0 pass multiplies them. */
+static void pack_mxfp4(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t kb, uint8_t *W, uint8_t *U, float *D) {
+    const __m128i kv = _mm_loadu_si128((const __m128i *)mk_mxfp4_kv);
+    const __m256i lut = _mm256_set_m128i(kv, kv);
+    for (size_t b = 0; b < kb; b++) {
+#pragma GCC unroll 16
+        for (size_t i = 0; i < KP_ROWS; i++) D[b * KP_ROWS + i] = i < nrow ? mk_e8m0_half(w[i * wrb + (b0 + b) * 17]) : 0.0f;
+#pragma GCC unroll 16
+        for (size_t half = 0; half < 2; half++) {
+            __m256i r[8];
+#pragma GCC unroll 16
+            for (size_t i = 0; i < 8; i++) {
+                const size_t row = 8 * half + i;
+                r[i] = row < nrow ? mxfp4_bytes(w + row * wrb + (b0 + b) * 17 + 1, lut) : _mm256_setzero_si256();
+            }
+            transpose8_epi32(r);
+#pragma GCC unroll 16
+            for (size_t g = 0; g < 8; g++) {
+                const size_t o = ((b * 8 + g) * 2 + half) * 32;
+                _mm256_store_si256((__m256i *)(W + o), r[g]);
+                _mm256_store_si256((__m256i *)(U + o), _mm256_sign_epi8(r[g], r[g]));
+            }
+        }
+    }
+}
+
 /* nt (≤ KT_NT) tokens' Q8_0 rows (a[t], from the slice's first block) against the packed blocks:
  * acc[2t], acc[2t + 1] (token t's rows 0-7 and 8-15) += Σ. The four weight vectors of a group (W
  * and U of both halves) stay in registers while the tokens pass; the float operations per token
@@ -654,7 +681,8 @@ AI void store16(float *p, size_t nrow, const __m256 *acc) {
     }
 }
 
-static void q8_gemm(size_t n_in, const uint8_t *w, size_t wrb, size_t nr, const uint8_t *xq, size_t arb, size_t nt, float *y, size_t ldy,
+/* Q8_0 or MXFP4 weights (both against Q8_0 activations, in blocks of 32) */
+static void q8_gemm(mk_dtype wt, size_t n_in, const uint8_t *w, size_t wrb, size_t nr, const uint8_t *xq, size_t arb, size_t nt, float *y, size_t ldy,
                     const float *bias, uint8_t *scr) {
     uint8_t *W, *U;
     float *D;
@@ -664,7 +692,8 @@ static void q8_gemm(size_t n_in, const uint8_t *w, size_t wrb, size_t nr, const 
         const size_t nrow = MK_MIN((size_t)KP_ROWS, nr - r0);
         for (size_t b0 = 0; b0 < nb; b0 += Q8_KB) {
             const size_t kb = MK_MIN((size_t)Q8_KB, nb - b0);
-            mk_qpack_q8(w + r0 * wrb, wrb, nrow, b0, kb, W, U, D, false);
+            if (wt == MK_DT_MXFP4) pack_mxfp4(w + r0 * wrb, wrb, nrow, b0, kb, W, U, D);
+            else mk_qpack_q8(w + r0 * wrb, wrb, nrow, b0, kb, W, U, D, false);
             for (size_t t = 0; t < nt; t += KT_NT) {
                 const int n = (int)MK_MIN((size_t)KT_NT, nt - t);
                 const uint8_t *a[KT_NT];
@@ -743,7 +772,7 @@ static void kq_gemm(mk_dtype wt, size_t n_in, const uint8_t *w, size_t wrb, size
 
 size_t mk_qgemm_scratch_avx2(mk_dtype wt, size_t n_in) {
     (void)n_in;
-    return wt == MK_DT_Q8_0 ? mk_qpack_q8_bytes() : mk_qpack_kq_bytes();
+    return wt == MK_DT_Q8_0 || wt == MK_DT_MXFP4 ? mk_qpack_q8_bytes() : mk_qpack_kq_bytes();
 }
 
 bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *vw, size_t wrb, size_t nr, const void *vxq, size_t arb, size_t nt, float *y, size_t ldy,
@@ -753,8 +782,8 @@ bool mk_qgemm_avx2(mk_dtype wt, size_t n_in, const void *vw, size_t wrb, size_t 
         kq_gemm(wt, n_in, w, wrb, nr, xq, arb, nt, y, ldy, bias, scratch);
         return true;
     }
-    if (wt != MK_DT_Q8_0) return false;
-    q8_gemm(n_in, w, wrb, nr, xq, arb, nt, y, ldy, bias, scratch);
+    if (wt != MK_DT_Q8_0 && wt != MK_DT_MXFP4) return false;
+    q8_gemm(wt, n_in, w, wrb, nr, xq, arb, nt, y, ldy, bias, scratch);
     return true;
 }
 
