@@ -557,19 +557,30 @@ AI void kq6_pass(const kpanel *kp, size_t ks, const uint8_t *const *a, const uin
  * kernel's) are scaled by d_w·d_a into the f32 sums. */
 #define Q8_KB QP_Q8_KB
 
-/* Packs rows [0, nrow) (rest zero) of blocks [b0, b0 + kb) into W and U (kb, 8 groups, 2 halves,
- * 32 B) and their scales into D (kb, 16); U = |w|, or w + 128 with offset (qpack.h). */
-void mk_qpack_q8(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t kb, uint8_t *W, uint8_t *U, float *D, bool offset) {
+/* Rows [0, nrow) (rest zero) of blocks [b0, b0 + kb) of 32-element blocks into W and U (kb, 8 groups,
+ * 2 halves, 32 B) and their scales into D (kb, 16); U = |w|, or w + 128 with offset (qpack.h). Q8_0
+ * (34-byte blocks: f16 d, 32 signed bytes) or MXFP4 (17-byte blocks: E8M0 e, 16 bytes of codes,
+ * unpacked to their doubled E2M1 values −12..12 and scaled by 2^(e−128)), so that the Q8_0 pass
+ * multiplies either. */
+AI void pack32(mk_dtype wt, const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t kb, uint8_t *W, uint8_t *U, float *D, bool offset) {
+    const bool mx = wt == MK_DT_MXFP4;
+    const size_t bb = mx ? 17 : 34;
+    const __m128i kv = _mm_loadu_si128((const __m128i *)mk_mxfp4_kv);
+    const __m256i lut = _mm256_set_m128i(kv, kv);
     for (size_t b = 0; b < kb; b++) {
 #pragma GCC unroll 16
-        for (size_t i = 0; i < KP_ROWS; i++) D[b * KP_ROWS + i] = i < nrow ? ld_f16(w + i * wrb + (b0 + b) * 34) : 0.0f;
+        for (size_t i = 0; i < KP_ROWS; i++) {
+            const uint8_t *blk = w + i * wrb + (b0 + b) * bb;
+            D[b * KP_ROWS + i] = i >= nrow ? 0.0f : mx ? mk_e8m0_half(blk[0]) : ld_f16(blk);
+        }
 #pragma GCC unroll 16
         for (size_t half = 0; half < 2; half++) {
             __m256i r[8];
 #pragma GCC unroll 16
             for (size_t i = 0; i < 8; i++) {
                 const size_t row = 8 * half + i;
-                r[i] = row < nrow ? _mm256_loadu_si256((const __m256i *)(w + row * wrb + (b0 + b) * 34 + 2)) : _mm256_setzero_si256();
+                const uint8_t *blk = w + row * wrb + (b0 + b) * bb;
+                r[i] = row >= nrow ? _mm256_setzero_si256() : mx ? mxfp4_bytes(blk + 1, lut) : _mm256_loadu_si256((const __m256i *)(blk + 2));
             }
             transpose8_epi32(r);
 #pragma GCC unroll 16
@@ -582,31 +593,8 @@ void mk_qpack_q8(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t kb
     }
 }
 
-/* The same panel from MXFP4 rows (17-byte blocks): each block's codes as their doubled E2M1 values
- * (−12..12, signed bytes like Q8_0's), its scale 2^(e−128) in D; so the Q8_0 pass multiplies them. */
-static void pack_mxfp4(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t kb, uint8_t *W, uint8_t *U, float *D) {
-    const __m128i kv = _mm_loadu_si128((const __m128i *)mk_mxfp4_kv);
-    const __m256i lut = _mm256_set_m128i(kv, kv);
-    for (size_t b = 0; b < kb; b++) {
-#pragma GCC unroll 16
-        for (size_t i = 0; i < KP_ROWS; i++) D[b * KP_ROWS + i] = i < nrow ? mk_e8m0_half(w[i * wrb + (b0 + b) * 17]) : 0.0f;
-#pragma GCC unroll 16
-        for (size_t half = 0; half < 2; half++) {
-            __m256i r[8];
-#pragma GCC unroll 16
-            for (size_t i = 0; i < 8; i++) {
-                const size_t row = 8 * half + i;
-                r[i] = row < nrow ? mxfp4_bytes(w + row * wrb + (b0 + b) * 17 + 1, lut) : _mm256_setzero_si256();
-            }
-            transpose8_epi32(r);
-#pragma GCC unroll 16
-            for (size_t g = 0; g < 8; g++) {
-                const size_t o = ((b * 8 + g) * 2 + half) * 32;
-                _mm256_store_si256((__m256i *)(W + o), r[g]);
-                _mm256_store_si256((__m256i *)(U + o), _mm256_sign_epi8(r[g], r[g]));
-            }
-        }
-    }
+void mk_qpack_q8(const uint8_t *w, size_t wrb, size_t nrow, size_t b0, size_t kb, uint8_t *W, uint8_t *U, float *D, bool offset) {
+    pack32(MK_DT_Q8_0, w, wrb, nrow, b0, kb, W, U, D, offset);
 }
 
 /* nt (≤ KT_NT) tokens' Q8_0 rows (a[t], from the slice's first block) against the packed blocks:
@@ -692,8 +680,9 @@ static void q8_gemm(mk_dtype wt, size_t n_in, const uint8_t *w, size_t wrb, size
         const size_t nrow = MK_MIN((size_t)KP_ROWS, nr - r0);
         for (size_t b0 = 0; b0 < nb; b0 += Q8_KB) {
             const size_t kb = MK_MIN((size_t)Q8_KB, nb - b0);
-            if (wt == MK_DT_MXFP4) pack_mxfp4(w + r0 * wrb, wrb, nrow, b0, kb, W, U, D);
-            else mk_qpack_q8(w + r0 * wrb, wrb, nrow, b0, kb, W, U, D, false);
+            if (wt == MK_DT_MXFP4) /* two inlined copies, each with its block layout fixed */
+                pack32(MK_DT_MXFP4, w + r0 * wrb, wrb, nrow, b0, kb, W, U, D, false);
+            else pack32(MK_DT_Q8_0, w + r0 * wrb, wrb, nrow, b0, kb, W, U, D, false);
             for (size_t t = 0; t < nt; t += KT_NT) {
                 const int n = (int)MK_MIN((size_t)KT_NT, nt - t);
                 const uint8_t *a[KT_NT];
