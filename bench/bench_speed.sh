@@ -5,7 +5,7 @@
 #   1. read bandwidth with THREADS threads (bench/bw.c, best of 10 passes over 2 GiB), at the start
 #      and at the end (the roof uses the higher);
 #   2. `moekit synth` of the model in BF16 (kept in $WORK between runs), and `moekit quantize` of it
-#      to GGUF files of each type in TYPES (bf16 q8_0 q4_k q6_k): the files both engines read;
+#      to GGUF files of each type in TYPES (bf16 q8_0 q4_k q6_k mxfp4): the files both engines read;
 #   3. `moekit bench` and llama.cpp's `llama-bench` (if LLAMA_CPP_DIR points to a llama.cpp build
 #      with build/bin/llama-bench, made outside this repository) on each file, alternately;
 #   4. a summary: pp and tg for both engines, the ratios, and each decode figure as % of the
@@ -73,7 +73,10 @@ WEIGHTS=$(( ACT - V * H + H ))
 NL=$(printf '%s\n' "$info" | sed -n 's/^layers: *[0-9]* (\([0-9]*\) MoE.*/\1/p'); KX=$(printf '%s\n' "$info" | sed -n 's/.*k = \([0-9]*\).*/\1/p'); FX=$(printf '%s\n' "$info" | sed -n 's/.*expert d_ff \([0-9]*\).*/\1/p')
 SHARED=$(( WEIGHTS - NL * KX * 3 * H * FX ))
 L3=$(lscpu 2>/dev/null | awk -F': *' '/^L3 cache/ {print $2}')
-bpw() { case $1 in bf16|f16) echo 2;; q8_0) echo "34/32";; q4_0) echo "18/32";; q4_k) echo "144/256";; q6_k) echo "210/256";; esac; }
+bpw() { case $1 in bf16|f16) echo 2;; q8_0) echo "34/32";; q4_0) echo "18/32";; q4_k) echo "144/256";; q6_k) echo "210/256";; mxfp4) echo "17/32";; esac; }
+# bytes per weight of the matrices every token re-reads: the type's, except mxfp4 (llama.cpp's
+# MXFP4_MOE: the routed experts MXFP4, every other matrix Q8_0)
+bpw_shared() { case $1 in mxfp4) echo "34/32";; *) bpw "$1";; esac; }
 echo "## Model"
 echo
 echo "\`moekit synth --config $CONFIG --layers $LAYERS --dtype bf16 -o $MODEL\`, then"
@@ -126,11 +129,12 @@ echo
 echo "| weights | bytes/token | re-read/token | bandwidth | roof t/s | moekit pp$P | llama.cpp pp$P | pp ratio | moekit tg$N | llama.cpp tg$N | tg ratio | moekit % of roof | llama.cpp % of roof | moekit % of roof, paired |"
 echo "| ------- | ----------: | ----------: | --------: | -------: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 for T in $TYPES; do
-  BYTES=$(awk -v w="$WEIGHTS" -v b="$(bpw "$T")" 'BEGIN {split(b, f, "/"); r = (f[2] ? f[1] / f[2] : f[1]); printf "%.0f", w * r}')
+  BYTES=$(awk -v w="$WEIGHTS" -v s="$SHARED" -v b="$(bpw "$T")" -v c="$(bpw_shared "$T")" \
+    'BEGIN {split(b, f, "/"); r = (f[2] ? f[1] / f[2] : f[1]); split(c, g, "/"); q = (g[2] ? g[1] / g[2] : g[1]); printf "%.0f", (w - s) * r + s * q}')
   BWR=$(awk -v a="$BWM" -v b="${BWT[$T]}" 'BEGIN {print (b > a ? b : a)}')
   ROOF=$(awk -v bw="$BWR" -v b="$BYTES" 'BEGIN {printf "%.1f", bw * 1e9 / b}')
   pct() { awk -v a="$1" -v r="$ROOF" 'BEGIN {if (a == "") print "–"; else printf "%.0f%%", 100 * a / r}'; }
-  RB=$(awk -v w="$SHARED" -v b="$(bpw "$T")" 'BEGIN {split(b, f, "/"); r = (f[2] ? f[1] / f[2] : f[1]); printf "%.0f MB", w * r / 1e6}')
+  RB=$(awk -v w="$SHARED" -v b="$(bpw_shared "$T")" 'BEGIN {split(b, f, "/"); r = (f[2] ? f[1] / f[2] : f[1]); printf "%.0f MB", w * r / 1e6}')
   echo "| $T | $(awk -v b="$BYTES" 'BEGIN {printf "%.0f MB", b / 1e6}') | $RB | $BWR GB/s | $ROOF | ${MKPP[$T]} | ${LBPP[$T]:-–} | $(ratio "${MKPP[$T]}" "${LBPP[$T]:-}") | ${MKTG[$T]} | ${LBTG[$T]:-–} | $(ratio "${MKTG[$T]}" "${LBTG[$T]:-}") | $(pct "${MKTG[$T]}") | $(pct "${LBTG[$T]:-}") | ${MKPR[$T]:-–}% |"
 done
 echo

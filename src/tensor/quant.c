@@ -91,13 +91,6 @@ static void dequantize_q4_0(const uint8_t *x, float *y, size_t n) {
 
 const int8_t mk_mxfp4_kv[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
 
-float mk_e8m0_half(uint8_t e) {
-    const uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* The code whose value (times d) is nearest x; the first such on ties (so +0 before -0). */
 static uint8_t mxfp4_code(float x, float d) {
     uint8_t best = 0;

@@ -25,14 +25,21 @@
 
 #include "tensor/tensor.h"
 
+#include <string.h>
+
 #define MK_QK8_0 32
 #define MK_QK4_0 32
 #define MK_QK_K 256
 #define MK_QK_MXFP4 32
 
 /* 2^(e−128): half the E8M0 scale e, which MXFP4's doubled code values multiply (ggml's
- * ggml_e8m0_to_fp32_half, bit for bit, subnormal for e < 2). */
-float mk_e8m0_half(uint8_t e);
+ * ggml_e8m0_to_fp32_half, bit for bit, subnormal for e < 2). Inline: the kernels take one a block. */
+static inline float mk_e8m0_half(uint8_t e) {
+    const uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
 /* The 16 MXFP4 codes' values, doubled: {0,1,2,3,4,6,8,12,0,−1,−2,−3,−4,−6,−8,−12}. */
 extern const int8_t mk_mxfp4_kv[16];
 /* One row of n MXFP4 values from the layout of HF's gpt-oss checkpoints (research/formats.md §6:
