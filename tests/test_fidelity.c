@@ -4,6 +4,7 @@
  * and their weights, and a 32-token greedy continuation must match; a KV-cached decode must give
  * the logits of a full prefill; `info`'s parameter counts must equal the fixture script's. */
 #include "compress/quant_gguf.h"
+#include "tensor/kernels.h"
 #include "format/safetensors.h"
 #include "mk_test.h"
 #include "moekit.h"
@@ -267,6 +268,19 @@ static void test_glm4_moe(void) { check_fixture("glm4_moe", 1e-4); }
 static void test_glm4_moe_bf16(void) { check_fixture("glm4_moe_bf16", 1e-4); }
 static void test_glm4_moe_air(void) { check_fixture("glm4_moe_air", 1e-4); }
 static void test_mixtral_yarn(void) { check_nogguf_fixture("mixtral_yarn", "YaRN"); }
+/* GPT-OSS: sinks, sliding (window 8 < the 28-token prompt) and full layers, biases, the clamped
+ * SwiGLU (limit 1.0: the clamps act), YaRN without truncation; from transformers' fused F32 layout
+ * and from MXFP4 experts as OpenAI ships them (reference: transformers' dequantization) */
+static void test_gpt_oss(void) { check_model("gpt_oss", "gpt_oss", FIX "gpt_oss", 1e-4); }
+static void test_gpt_oss_mxfp4(void) {
+    /* exact products (activations kept f32, the MXFP4 weights dequantized into the f32 GEMM): the
+     * computation transformers runs on the dequantized weights, so the F32 bound holds; llama.cpp's
+     * arithmetic (Q8_0 activations) is checked against llama.cpp itself (bench/agree_llama.sh) */
+    REQUIRE(mk_kern_isa() >= MK_ISA_AVX2, "the exact MXFP4 product needs AVX2");
+    const mk_qact_mode old = mk_kern_set_qact(MK_QACT_NEVER);
+    check_model("gpt_oss_mxfp4", "gpt_oss_mxfp4", FIX "gpt_oss_mxfp4", 1e-4);
+    mk_kern_set_qact(old);
+}
 
 /* Non-finite weights (tests/fixtures/nonfinite/reference.json, tools/gen_nonfinite_reference.py):
  * one row of one weight of qwen3_moe set to NaN or ±infinity. With the per-layer check off, the
@@ -371,6 +385,8 @@ int main(void) {
     RUN(test_glm4_moe);
     RUN(test_glm4_moe_bf16);
     RUN(test_glm4_moe_air);
+    RUN(test_gpt_oss);
+    RUN(test_gpt_oss_mxfp4);
     RUN(test_nonfinite);
     return TEST_SUMMARY("test_fidelity");
 }

@@ -142,6 +142,20 @@ ARCHS = {
                 max_position_embeddings=512,
                 rope_parameters={"rope_type": "default", "rope_theta": 1000000.0},
                 tie_word_embeddings=False)),
+    # GPT-OSS (research/formats-2026.md §2): layers sliding (window 8, shorter than the prompt) and
+    # full in turn, attention sinks, biases on q/k/v/o, router and experts, YaRN with truncate false
+    # as the release has it; swiglu_limit 1.0 so that the clamps act on these small activations
+    "gpt_oss": dict(
+        cls="GptOssForCausalLM", cfg="GptOssConfig", seed=9000,
+        kw=dict(vocab_size=320, hidden_size=64, head_dim=16, intermediate_size=32,
+                num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                num_local_experts=8, num_experts_per_tok=2, sliding_window=8,
+                swiglu_limit=1.0, attention_bias=True, rms_norm_eps=1e-5,
+                max_position_embeddings=512,
+                rope_parameters={"rope_type": "yarn", "rope_theta": 150000.0, "factor": 32.0,
+                                 "beta_fast": 32.0, "beta_slow": 1.0, "truncate": False,
+                                 "original_max_position_embeddings": 64},
+                tie_word_embeddings=False)),
 }
 
 # fixture name -> (arch, variant)
@@ -181,6 +195,11 @@ FIXTURES = [
     ("glm4_moe", "glm4_moe", "f32"),
     ("glm4_moe_bf16", "glm4_moe", "bf16"),
     ("glm4_moe_air", "glm4_moe", "air"),
+    # GPT-OSS (issue 24) in F32 (transformers' fused gate_up_proj layout) and with MXFP4 experts as
+    # OpenAI's release stores them (*_blocks / *_scales, quantization_config mxfp4); the reference
+    # of the latter is transformers' own dequantization of those blocks (convert_moe_packed_tensors)
+    ("gpt_oss", "gpt_oss", "f32"),
+    ("gpt_oss_mxfp4", "gpt_oss", "mxfp4"),
 ]
 
 # variant -> config overrides (f32 weights, per-expert layout)
@@ -242,8 +261,15 @@ def build_model(arch, seed, overrides=None):
                 p.copy_(8.0 * (1.0 + 0.2 * torch.randn(p.shape, generator=g)))
             elif name.endswith("norm.weight") or "layernorm" in name:
                 p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
-            elif name.endswith(".bias"):
+            elif name.endswith(".bias") or name.endswith("_proj_bias"):
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            elif name.endswith("self_attn.sinks"):  # large: a real share of each softmax
+                p.copy_(0.5 + torch.randn(p.shape, generator=g))
+            elif name.endswith("mlp.router.weight"):
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+            elif cfg.model_type == "gpt_oss" and (name.endswith("experts.gate_up_proj") or name.endswith("experts.down_proj")):
+                fan_in = p.shape[-2]  # x @ W orientation
+                p.copy_(torch.randn(p.shape, generator=g) / (fan_in ** 0.5))
             elif name.endswith("mlp.gate.weight"):  # router
                 p.copy_(0.3 * torch.randn(p.shape, generator=g))
             elif "embed_tokens" in name:
@@ -260,6 +286,10 @@ def build_model(arch, seed, overrides=None):
             if name.endswith("e_score_correction_bias"):
                 b.copy_(0.1 * torch.randn(b.shape, generator=g) - 0.05)
     return model
+
+
+def router_of(mlp):
+    return mlp.gate if hasattr(mlp, "gate") else mlp.router
 
 
 def moe_layer_ids(model):
@@ -289,7 +319,7 @@ def run_reference(model, ids):
     for l, layer in enumerate(layers):
         hooks.append(layer.register_forward_hook(layer_hook(l)))
         if hasattr(layer.mlp, "experts"):
-            hooks.append(layer.mlp.gate.register_forward_hook(gate_hook(l)))
+            hooks.append(router_of(layer.mlp).register_forward_hook(gate_hook(l)))
     try:
         with torch.no_grad():
             res = model(input_ids=ids[None], use_cache=False)
@@ -357,7 +387,7 @@ def min_route_gap(model, seq):
     ref = run_reference(model, seq)
     m = float("inf")
     for l in moe_layer_ids(model):
-        gate = model.model.layers[l].mlp.gate
+        gate = router_of(model.model.layers[l].mlp)
         bias = getattr(gate, "e_score_correction_bias", None)
         kgap, ggap = route_gaps(model.config, ref["router_logits.%d" % l], bias)
         m = min(m, kgap.min().item(), ggap.min().item())
@@ -380,6 +410,60 @@ def check_model(model, ids):
     if rgap <= ROUTE_GAP:
         return False, "routing gap %.2e" % rgap, new
     return True, "ok (route gap %.2e, logit gap %.2e)" % (rgap, lgap), new
+
+
+FP4_VALUES = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0,
+                           -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+
+
+def mxfp4_pack(w):
+    """w (..., rows, cols) float, one row per output feature -> (blocks (..., rows, cols/32, 16) u8,
+    scales (..., rows, cols/32) u8) in the layout of OpenAI's gpt-oss checkpoints: a block of 32
+    shares the E8M0 exponent floor(log2(amax)) - 2 (+127), each value is the nearest E2M1 code
+    (saturating at 6), element 2j in the low nibble of byte j."""
+    x = w.reshape(*w.shape[:-1], w.shape[-1] // 32, 32).double()
+    amax = x.abs().amax(-1)
+    e = torch.where(amax > 0, torch.floor(torch.log2(amax.clamp_min(1e-30))) - 2, torch.zeros_like(amax))
+    e = e.clamp(-127, 127)
+    v = x / torch.pow(2.0, e)[..., None]
+    mags = FP4_VALUES[:8].double()
+    code = (v.abs()[..., None] - mags).abs().argmin(-1)  # nearest magnitude (ties to the smaller)
+    code = code + 8 * (v < 0).long()
+    code = code.to(torch.uint8)
+    blocks = code[..., 0::2] | (code[..., 1::2] << 4)
+    scales = (e + 127).to(torch.uint8)
+    return blocks.contiguous(), scales.contiguous()
+
+
+def gptoss_to_mxfp4(model, d):
+    """Rewrites the checkpoint in d (saved in F32) with MXFP4 experts as OpenAI ships them, and sets
+    the model's expert weights to transformers' dequantization of those blocks (the reference)."""
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+    path = os.path.join(d, "model.safetensors")
+    with safe_open(path, "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    out = {}
+    for k, t in tensors.items():
+        if k.endswith("mlp.experts.gate_up_proj") or k.endswith("mlp.experts.down_proj"):
+            blocks, scales = mxfp4_pack(t.transpose(-1, -2))
+            out[k + "_blocks"], out[k + "_scales"] = blocks, scales
+            deq = convert_moe_packed_tensors(blocks, scales, dtype=torch.float32)
+            assert deq.shape == t.shape, (deq.shape, t.shape)
+            err = (deq - t).abs().max().item()
+            assert 0 < err < 0.5, err
+            mod = model.get_submodule(k.rsplit(".", 1)[0])
+            with torch.no_grad():
+                getattr(mod, k.rsplit(".", 1)[1]).copy_(deq)
+        else:
+            out[k] = t
+    save_file(out, path, metadata={"format": "pt"})
+    cp = os.path.join(d, "config.json")
+    c = json.load(open(cp))
+    c["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
+        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
+    with open(cp, "w") as f:
+        json.dump(c, f, indent=2, sort_keys=True)
+        f.write("\n")
 
 
 def bf16_round(model):
@@ -408,7 +492,7 @@ def pick_seed(arch, need_bf16, overrides=None, base=None):
 # ----------------------------------------------------------------------------
 # Checkpoint inspection
 # ----------------------------------------------------------------------------
-DT_BYTES = {"F32": 4, "BF16": 2, "F16": 2, "I32": 4, "I64": 8}
+DT_BYTES = {"F32": 4, "BF16": 2, "F16": 2, "I32": 4, "I64": 8, "U8": 1}
 
 
 def read_headers(d):
@@ -429,7 +513,8 @@ def read_headers(d):
 
 def describe(d, model, cfg, dtype, seed, fixture_name):
     hdr = read_headers(d)
-    params_total = sum(int(np.prod(s)) for _, s in hdr.values())
+    # MXFP4 blocks hold two parameters a byte; their scales are not parameters
+    params_total = sum(int(np.prod(s)) * (2 if k.endswith("_blocks") else 1) for k, (_, s) in hdr.items() if not k.endswith("_scales"))
     bytes_total = sum(int(np.prod(s)) * DT_BYTES[t] for t, s in hdr.values())
     moe = moe_layer_ids(model)
     dense = [l for l in range(cfg.num_hidden_layers) if l not in moe]
@@ -437,6 +522,8 @@ def describe(d, model, cfg, dtype, seed, fixture_name):
     k = cfg.num_experts_per_tok
     I = getattr(cfg, "moe_intermediate_size", None) or cfg.intermediate_size
     expert_params = 3 * I * cfg.hidden_size
+    if cfg.model_type == "gpt_oss":  # and the expert's biases
+        expert_params += 2 * I + cfg.hidden_size
     params_active = params_total - len(moe) * (E - k) * expert_params
     return {
         "fixture": fixture_name,
@@ -516,6 +603,10 @@ def gen_fixture(out_root, name, arch, variant, seeds):
         model = reload_f32(d)
         extra = {"logits_f32model": f32_logits}
         dtype = "bfloat16"
+    elif variant == "mxfp4":
+        model.save_pretrained(d)
+        gptoss_to_mxfp4(model, d)
+        dtype = "mxfp4 experts, float32 elsewhere"
     else:
         if variant == "fused":
             model.save_pretrained(d, save_original_format=False)
@@ -552,6 +643,13 @@ def gen_fixture(out_root, name, arch, variant, seeds):
         default_inv = 1.0 / (rp["rope_theta"] ** (torch.arange(0, rot.inv_freq.numel() * 2, 2, dtype=torch.float) / (rot.inv_freq.numel() * 2)))
         assert not torch.equal(rot.inv_freq, default_inv), "YaRN did not change the frequencies"
         log("  %s: attention factor %.6f, inv_freq %s" % (name, rot.attention_scaling, rot.inv_freq.tolist()))
+    elif variant == "mxfp4":
+        assert "model.layers.0.mlp.experts.gate_up_proj_blocks" in hdr and "model.layers.0.mlp.experts.down_proj_scales" in hdr
+        assert "model.layers.0.mlp.experts.gate_up_proj" not in hdr
+    elif arch == "gpt_oss":
+        assert "model.layers.0.mlp.experts.gate_up_proj" in hdr and "model.layers.0.mlp.experts.gate_up_proj_bias" in hdr
+        assert "model.layers.0.self_attn.sinks" in hdr and "model.layers.0.mlp.router.bias" in hdr
+        assert "model.layers.0.self_attn.o_proj.bias" in hdr
     elif arch == "mixtral":
         assert "model.layers.0.block_sparse_moe.experts.0.w1.weight" in hdr
         assert "model.layers.0.block_sparse_moe.gate.weight" in hdr
@@ -574,8 +672,15 @@ def gen_fixture(out_root, name, arch, variant, seeds):
     if variant == "bf16":
         assert all(t == "BF16" for t, _ in hdr.values()), "non-bf16 tensor on disk"
 
-    # reload check (f32 variants: reloaded model must give bit-identical logits)
-    if variant != "bf16":
+    # reload check (f32 variants: reloaded model must give bit-identical logits; MXFP4: transformers
+    # dequantizes the blocks on load, to the same values)
+    if variant == "mxfp4":
+        rl = transformers.AutoModelForCausalLM.from_pretrained(
+            d, dtype=torch.float32, attn_implementation="eager", experts_implementation="eager",
+            quantization_config=transformers.Mxfp4Config(dequantize=True)).eval()
+        diff = assert_same_logits(run_reference(rl, ids)["logits"], ref["logits"], name, atol=1e-5)
+        log("  reload check %s (transformers' MXFP4 dequantization): max |dlogits| = %g" % (name, diff))
+    elif variant != "bf16":
         rl = reload_f32(d)
         diff = assert_same_logits(run_reference(rl, ids)["logits"], ref["logits"], name)
         log("  reload check %s: max |dlogits| = %g" % (name, diff))

@@ -287,3 +287,14 @@ mk_status mk_st_add(mk_st_set *s, const char *name, const mk_tensor *t, size_t o
 }
 
 mk_status mk_st_finish(mk_st_set *s) { return finish(s); }
+
+bool mk_st_remove(mk_st_set *s, const char *name) {
+    const mk_st_entry *f = mk_st_find(s, name);
+    if (!f) return false;
+    const size_t i = (size_t)(f - s->entries);
+    free(s->entries[i].name);
+    free(s->entries[i].src_name);
+    memmove(&s->entries[i], &s->entries[i + 1], (s->n_entries - i - 1) * sizeof *s->entries);
+    s->n_entries--;
+    return true;
+}

@@ -39,6 +39,9 @@ void mk_st_free(mk_st_set *s);
 mk_status mk_st_new_table(mk_st_set **out, const char *source, const char *file);
 mk_status mk_st_add(mk_st_set *s, const char *name, const mk_tensor *t, size_t offset, const char *src_name);
 mk_status mk_st_finish(mk_st_set *s);
+/* Drops the entry named `name` (its bytes stay mapped; views into them stay valid); false if absent.
+ * The order is kept: no mk_st_finish is needed. */
+bool mk_st_remove(mk_st_set *s, const char *name);
 
 /* NULL if absent. */
 const mk_st_entry *mk_st_find(const mk_st_set *s, const char *name);

@@ -98,6 +98,29 @@ static const mk_role glm4_moe_roles[] = {
     {"model.layers.{L}.post_attention_layernorm.weight", "blk.{L}.post_attention_norm.weight", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_NONE, MK_FILL_ONES, 0, NULL, LW(ffn_norm)},
     GQA_ROWS, DENSE_ROWS, ROUTER_ROW, SEL_BIAS_ROW, EXPERT_ROWS("gate_proj", "up_proj", "down_proj"), SHARED_EXPERTS_ROWS, LAST_ROWS};
 
+/* GPT-OSS (formats-2026.md §2): grouped-query attention with biases on q/k/v/o and a sink logit per
+ * head, a biased router and experts with biases; llama.cpp's gpt-oss names its FFN norm
+ * post_attention_norm. The expert rows name moekit's per-expert views of the HF file's fused
+ * tensors (MK_ROLE_HF_FUSED); llama.cpp stacks the biases as (n_expert, rows). */
+#define GPTOSS_EXPERT(p, g, rows, cols, slot) \
+    {"model.layers.{L}.mlp.experts.{E}." p, "blk.{L}." g, MK_SCOPE_EXPERT, rows, cols, cols == MK_DIM_NONE ? MK_FILL_ZEROS : MK_FILL_RAND, \
+     (cols == MK_DIM_NONE ? MK_ROLE_F32 : R) | MK_ROLE_HF_FUSED, NULL, X_(slot)}
+static const mk_role gpt_oss_roles[] = {
+    FIRST_ROWS,
+    {"model.layers.{L}.input_layernorm.weight", "blk.{L}.attn_norm.weight", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_NONE, MK_FILL_ONES, 0, NULL, LW(attn_norm)},
+    {"model.layers.{L}.post_attention_layernorm.weight", "blk.{L}.post_attention_norm.weight", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_NONE, MK_FILL_ONES, 0, NULL, LW(ffn_norm)},
+    GQA_ROWS,
+    {"model.layers.{L}.self_attn.sinks", "blk.{L}.attn_sinks.weight", MK_SCOPE_LAYER, MK_DIM_HEADS, MK_DIM_NONE, MK_FILL_RAND, MK_ROLE_F32, NULL, LW(sinks)},
+    {"model.layers.{L}.mlp.router.weight", "blk.{L}.ffn_gate_inp.weight", MK_SCOPE_MOE, MK_DIM_EXPERTS, MK_DIM_MODEL, MK_FILL_RAND, MK_ROLE_ROUTER, NULL, LW(router)},
+    {"model.layers.{L}.mlp.router.bias", "blk.{L}.ffn_gate_inp.bias", MK_SCOPE_MOE, MK_DIM_EXPERTS, MK_DIM_NONE, MK_FILL_RAND, MK_ROLE_F32 | MK_ROLE_ROUTER_BIAS, NULL, LW(router_b)},
+    GPTOSS_EXPERT("gate_proj.weight", "ffn_gate_exps.weight", MK_DIM_FF_EXPERT, MK_DIM_MODEL, gate),
+    GPTOSS_EXPERT("up_proj.weight", "ffn_up_exps.weight", MK_DIM_FF_EXPERT, MK_DIM_MODEL, up),
+    GPTOSS_EXPERT("down_proj.weight", "ffn_down_exps.weight", MK_DIM_MODEL, MK_DIM_FF_EXPERT, down),
+    GPTOSS_EXPERT("gate_proj.bias", "ffn_gate_exps.bias", MK_DIM_FF_EXPERT, MK_DIM_NONE, gate_b),
+    GPTOSS_EXPERT("up_proj.bias", "ffn_up_exps.bias", MK_DIM_FF_EXPERT, MK_DIM_NONE, up_b),
+    GPTOSS_EXPERT("down_proj.bias", "ffn_down_exps.bias", MK_DIM_MODEL, MK_DIM_NONE, down_b),
+    LAST_ROWS};
+
 #define N(a) (sizeof a / sizeof a[0])
 static const mk_arch_desc archs[] = {
     {MK_ARCH_MIXTRAL, "MixtralForCausalLM", "mixtral", "llama", "block_sparse_moe", true, true, mixtral_roles, N(mixtral_roles)},
@@ -107,6 +130,7 @@ static const mk_arch_desc archs[] = {
     {MK_ARCH_DEEPSEEK_V2, "DeepseekV2ForCausalLM", "deepseek_v2", "deepseek2", "mlp", false, false, deepseek_roles, N(deepseek_roles)},
     {MK_ARCH_DEEPSEEK_V3, "DeepseekV3ForCausalLM", "deepseek_v3", "deepseek2", "mlp", false, false, deepseek_roles, N(deepseek_roles)},
     {MK_ARCH_GLM4_MOE, "Glm4MoeForCausalLM", "glm4_moe", "glm4moe", "mlp", false, true, glm4_moe_roles, N(glm4_moe_roles)},
+    {MK_ARCH_GPT_OSS, "GptOssForCausalLM", "gpt_oss", "gpt-oss", "mlp", false, true, gpt_oss_roles, N(gpt_oss_roles)},
 };
 
 const mk_arch_desc *mk_arch_describe(mk_arch a) {
@@ -145,6 +169,7 @@ static int64_t dim_of(const mk_config *c, mk_dim d, int64_t layer) {
     case MK_DIM_KV_LORA: return c->kv_lora_rank;
     case MK_DIM_KV_A: return c->kv_lora_rank + c->qk_rope;
     case MK_DIM_KV_B: return c->n_head * (c->qk_nope + c->v_head);
+    case MK_DIM_HEADS: return c->n_head;
     }
     return 0;
 }

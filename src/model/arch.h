@@ -26,6 +26,7 @@ typedef enum mk_dim {
     MK_DIM_KV_LORA,   /* MLA: kv_lora_rank */
     MK_DIM_KV_A,      /* MLA: kv_lora_rank + qk_rope (the latent and the shared RoPE key) */
     MK_DIM_KV_B,      /* MLA: n_head · (qk_nope + v_head) */
+    MK_DIM_HEADS,     /* n_head (GPT-OSS's sinks: one per query head) */
 } mk_dim;
 
 /* How often a role occurs and which struct its slot is in. */
@@ -50,6 +51,10 @@ enum {
     MK_ROLE_ROUTER_BIAS = 64, /* a per-expert vector beside the router (DeepSeek-V3's selection bias) */
     MK_ROLE_MLA_KV_B = 128,   /* MLA's kv_b: llama.cpp stores it split, attn_k_b (each head's key rows
                                  transposed, ne [nope, r, n_head]) and attn_v_b (ne [r, v_head, n_head]) */
+    MK_ROLE_HF_FUSED = 256,   /* EXPERT roles whose HF checkpoint holds all experts in one tensor of
+                                 another layout (GPT-OSS's gate_up_proj (E, H, 2·d_ff), gate and up
+                                 interleaved): the names here are moekit's per-expert views, which the
+                                 HF loader makes (gptoss.c) and the HF writer fuses back */
 };
 
 /* Whether a role is in a model: absent, required, or read if the file has it. */

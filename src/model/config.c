@@ -345,12 +345,58 @@ static mk_status parse_deepseek(json_t *root, const char *path, mk_config *cfg) 
     return mk_config_check_groups(path, cfg);
 }
 
+/* GPT-OSS (research/formats-2026.md §2) with transformers' defaults: grouped-query attention with
+ * biases on q, k, v and o (attention_bias, default true), a sink logit per head, layer_types naming
+ * each layer sliding_attention (window sliding_window, default 128) or full_attention (default:
+ * alternating, sliding first), every layer MoE with intermediate_size experts, a router with a bias
+ * whose top-k logits are softmaxed (= softmax then renormalised over the top k), the experts'
+ * clamped SwiGLU with swiglu_alpha (1.702) and swiglu_limit (7.0). */
+static mk_status parse_gpt_oss(json_t *root, const char *path, mk_config *cfg) {
+    mk_status st;
+    bool b = true;
+    double alpha, limit;
+    if ((st = get_int(root, path, "intermediate_size", -1, 1, &cfg->d_ff_expert)) || (st = get_bool(root, path, "attention_bias", true, &b)) ||
+        (st = get_int(root, path, "sliding_window", 128, 1, &cfg->sliding_window)) || (st = get_num(root, path, "swiglu_alpha", 1.702, false, &alpha)) ||
+        (st = get_num(root, path, "swiglu_limit", 7.0, false, &limit)))
+        return st;
+    if (!(limit > 0) || !isfinite(alpha)) return mk_err(MK_ERR_FORMAT, "%s: fields 'swiglu_limit' (%g) and 'swiglu_alpha' (%g) must be finite, the limit positive", path, limit, alpha);
+    cfg->attn_bias = b;
+    cfg->o_bias = b;
+    cfg->attn_sinks = cfg->router_logit_bias = cfg->expert_bias = cfg->swiglu_oai = true;
+    cfg->swiglu_alpha = (float)alpha;
+    cfg->swiglu_limit = (float)limit;
+    cfg->norm_topk = true;
+    if (!(cfg->layer_swa = mk_calloc((size_t)cfg->n_layer, sizeof(bool)))) return MK_ERR_NOMEM;
+    json_t *lt = json_object_get(root, "layer_types");
+    if (!lt || json_is_null(lt)) {
+        for (int64_t l = 0; l < cfg->n_layer; l++) cfg->layer_swa[l] = l % 2 == 0;
+        return MK_OK;
+    }
+    if (!json_is_array(lt) || (int64_t)json_array_size(lt) != cfg->n_layer)
+        return mk_err(MK_ERR_FORMAT, "%s: field 'layer_types' must be a list of %lld layer types, one per layer", path, (long long)cfg->n_layer);
+    for (int64_t l = 0; l < cfg->n_layer; l++) {
+        json_t *v = json_array_get(lt, (size_t)l);
+        const char *t = json_is_string(v) ? json_string_value(v) : "";
+        if (strcmp(t, "sliding_attention") && strcmp(t, "full_attention"))
+            return mk_err(MK_ERR_UNSUPPORTED, "%s: field 'layer_types[%lld]' = '%s' is not supported (sliding_attention, full_attention)", path, (long long)l, t);
+        cfg->layer_swa[l] = t[0] == 's';
+    }
+    return MK_OK;
+}
+
+int64_t mk_layer_window(const mk_config *c, int64_t l) {
+    if (c->sliding_window <= 0) return 0;
+    return !c->layer_swa || c->layer_swa[l] ? c->sliding_window : 0;
+}
+
 void mk_config_free(mk_config *cfg) {
     if (!cfg) return;
     free(cfg->layer_moe);
     free(cfg->n_expert_layer);
+    free(cfg->layer_swa);
     cfg->layer_moe = NULL;
     cfg->n_expert_layer = NULL;
+    cfg->layer_swa = NULL;
 }
 
 mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
@@ -368,7 +414,7 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
     if (!cls && !type) { st = mk_err(MK_ERR_MISSING, "%s: field 'architectures' (or 'model_type') is missing", path); goto out; }
     const mk_arch_desc *ad = mk_arch_by_hf(cls, type);
     if (!ad) {
-        st = mk_err(MK_ERR_UNSUPPORTED, "%s: field '%s' = '%s' is not a supported architecture (supported: MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM, Glm4MoeForCausalLM)",
+        st = mk_err(MK_ERR_UNSUPPORTED, "%s: field '%s' = '%s' is not a supported architecture (supported: MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM, Glm4MoeForCausalLM, GptOssForCausalLM)",
                     path, cls ? "architectures" : "model_type", cls ? cls : type);
         goto out;
     }
@@ -400,7 +446,7 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
     if (cfg->d_head % 2) { st = mk_err(MK_ERR_FORMAT, "%s: field 'head_dim' (%lld) must be even for RoPE", path, (long long)cfg->d_head); goto out; }
     const bool deepseek = cfg->arch == MK_ARCH_DEEPSEEK_V2 || cfg->arch == MK_ARCH_DEEPSEEK_V3;
     INT(deepseek || cfg->arch == MK_ARCH_GLM4_MOE ? "n_routed_experts" : pick(root, "num_local_experts", "num_experts"), -1, 1, &cfg->n_expert);
-    INT("num_experts_per_tok", -1, 1, &cfg->k_active);
+    INT(pick(root, "num_experts_per_tok", "experts_per_token"), -1, 1, &cfg->k_active);
     if (cfg->k_active > cfg->n_expert) {
         st = mk_err(MK_ERR_FORMAT, "%s: field 'num_experts_per_tok' (%lld) exceeds the number of experts (%lld)", path, (long long)cfg->k_active, (long long)cfg->n_expert);
         goto out;
@@ -497,6 +543,9 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
         break;
     case MK_ARCH_GLM4_MOE:
         if ((st = parse_glm4_moe(root, path, cfg))) goto out;
+        break;
+    case MK_ARCH_GPT_OSS:
+        if ((st = parse_gpt_oss(root, path, cfg))) goto out;
         break;
     }
     if (cfg->rope_partial > 0 && cfg->rope_partial != 1 && cfg->arch != MK_ARCH_GLM4_MOE) {

@@ -368,13 +368,32 @@ static inline float silu(float x) {
     return x * ((x >= 0 ? 1.0f : e) / (1.0f + e));
 }
 
-/* sc[j] = softmax over keys j0..p of sc (mx = its maximum), in place. */
-static inline void softmax_keys(float *sc, size_t j0, size_t p, float mx) {
+void mk_expert_act(const mk_config *c, float *restrict g, const float *restrict u, size_t n) {
+    if (!c->swiglu_oai) {
+        #pragma omp simd
+        for (size_t i = 0; i < n; i++) g[i] = silu(g[i]) * u[i];
+        return;
+    }
+    /* transformers' GptOssExperts._apply_gate: gate clamped above, up on both sides, then
+     * (up + 1)·gate·sigmoid(alpha·gate); sigmoid(z) from e = e^−|z| as in silu */
+    const float lim = c->swiglu_limit, alpha = c->swiglu_alpha;
+    #pragma omp simd
+    for (size_t i = 0; i < n; i++) {
+        const float x = fminf(g[i], lim), y = fminf(fmaxf(u[i], -lim), lim), z = alpha * x, e = exp_neg(z);
+        g[i] = (y + 1.0f) * (x * ((z >= 0 ? 1.0f : e) / (1.0f + e)));
+    }
+}
+
+/* sc[j] = softmax over keys j0..p of sc (mx = its maximum), in place; with a sink logit (GPT-OSS;
+ * -INFINITY: none) that joins the softmax and takes its share of the weight to no value. */
+static inline void softmax_keys(float *sc, size_t j0, size_t p, float mx, float sink) {
+    if (sink > mx) mx = sink;
     #pragma omp simd
     for (size_t j = j0; j < p + 1; j++) sc[j] = exp_neg(sc[j] - mx);
     float sum = 0;
     #pragma omp simd reduction(+ : sum)
     for (size_t j = j0; j < p + 1; j++) sum += sc[j];
+    if (sink != -INFINITY) sum += exp_neg(sink - mx);
     const float inv = 1.0f / sum;
     #pragma omp simd
     for (size_t j = j0; j < p + 1; j++) sc[j] *= inv;
@@ -382,8 +401,8 @@ static inline void softmax_keys(float *sc, size_t j0, size_t p, float mx) {
 
 /* o (D) = Σ_j softmax(sc)_j · v_j over keys j0..p, where mx = max sc; v_j = v + j·ld. sc is
  * overwritten with the weights. */
-static inline void softmax_weighted_sum(float *sc, size_t j0, size_t p, float mx, const float *v, size_t ld, size_t D, float *restrict o) {
-    softmax_keys(sc, j0, p, mx);
+static inline void softmax_weighted_sum(float *sc, size_t j0, size_t p, float mx, float sink, const float *v, size_t ld, size_t D, float *restrict o) {
+    softmax_keys(sc, j0, p, mx, sink);
     /* o = Σ_j sc[j]·v_j in 32-wide slices of o held in registers across the keys (the same
      * sums, in the same order, as one pass over o per key) */
     size_t i0 = 0;
@@ -418,6 +437,8 @@ typedef struct attn_geom {
     float *out;
     size_t ldo;
     float scale;
+    size_t win;          /* sliding window: each query sees its last win positions; 0 = all */
+    const float *sinks;  /* (nh) sink logits, or NULL */
 } attn_geom;
 
 /* Causal softmax attention of n tokens at positions pos0.. over the cache (keys [0, pos0 + n)
@@ -428,7 +449,7 @@ static void attend(mk_ctx *c, const attn_geom *g, size_t n, size_t pos0, const m
     const mk_config *cfg = &c->m->cfg;
     const size_t H = (size_t)cfg->d_model, nh = g->nh, dk = g->dk, dv = g->dv, group = g->group;
     const float scale = g->scale;
-    const size_t win = cfg->sliding_window > 0 ? (size_t)cfg->sliding_window : 0;
+    const size_t win = g->win;
     if (n >= 8 && c->head_scores) {
         /* Prefill: per head, all the batch's scores against keys [0, pos0 + n) as one product
          * (q rows × cached k rows, the matmul kernels), the causal softmax per token (zero weight
@@ -458,7 +479,7 @@ static void attend(mk_ctx *c, const attn_geom *g, size_t n, size_t pos0, const m
                     sc[j] *= scale;
                     if (sc[j] > mx) mx = sc[j];
                 }
-                softmax_keys(sc, j0, p, mx);
+                softmax_keys(sc, j0, p, mx, g->sinks ? g->sinks[h] : -INFINITY);
                 for (size_t j = 0; j < j0; j++) sc[j] = 0;
                 for (size_t j = p + 1; j < kend; j++) sc[j] = 0;
             }
@@ -496,7 +517,7 @@ static void attend(mk_ctx *c, const attn_geom *g, size_t n, size_t pos0, const m
                     sc[j] = d * scale;
                     if (sc[j] > mx) mx = sc[j];
                 }
-                softmax_weighted_sum(sc, j0, p, mx, vg, g->ldv, dv, g->out + t * g->ldo + h * dv);
+                softmax_weighted_sum(sc, j0, p, mx, g->sinks ? g->sinks[h] : -INFINITY, vg, g->ldv, dv, g->out + t * g->ldo + h * dv);
             }
         }
         /* (the for's barrier: every head's output is in out) */
@@ -575,7 +596,8 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
         }
     }
     const attn_geom geom = {.q = c->q, .ldq = q_dim, .nh = nh, .group = group, .dk = D, .dv = D, .kc = kc, .vc = vc,
-                            .k_hs = c->n_ctx * D, .v_hs = c->n_ctx * D, .ldk = D, .ldv = D, .out = c->att, .ldo = q_dim, .scale = cfg->attn_scale};
+                            .k_hs = c->n_ctx * D, .v_hs = c->n_ctx * D, .ldk = D, .ldv = D, .out = c->att, .ldo = q_dim, .scale = cfg->attn_scale,
+                            .win = (size_t)mk_layer_window(cfg, l), .sinks = lw->sinks.data};
     attend(c, &geom, n, pos0, &lw->wo, &lw->bo);
     #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n >= 16)
     for (size_t i = 0; i < n * H; i++) x[i] += c->tmp[i];
@@ -629,7 +651,8 @@ static void attention_mla(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0)
         mk_matmul(c->qq + h * R, nh * R, c->q + h * dq, q_dim, n, &kb, NULL);
     }
     const attn_geom geom = {.q = c->qq, .ldq = nh * R, .nh = nh, .group = nh, .dk = R, .dv = r, .kc = kc, .vc = kc,
-                            .k_hs = 0, .v_hs = 0, .ldk = R, .ldv = R, .out = c->att, .ldo = nh * r, .scale = cfg->attn_scale};
+                            .k_hs = 0, .v_hs = 0, .ldk = R, .ldv = R, .out = c->att, .ldo = nh * r, .scale = cfg->attn_scale,
+                            .win = (size_t)mk_layer_window(cfg, l)};
     attend(c, &geom, n, pos0, NULL, NULL);
     /* each head's latent output through its value rows of kv_b, then o_proj */
     for (size_t h = 0; h < nh; h++) {
@@ -648,7 +671,7 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
     const mk_layer_w *lw = &c->m->layers[l];
     const size_t H = (size_t)cfg->d_model, E = (size_t)cfg->n_expert, K = (size_t)c->slots;
 
-    mk_matmul(c->rlogits, E, c->xn, H, n, &lw->router, NULL);
+    mk_matmul(c->rlogits, E, c->xn, H, n, &lw->router, &lw->router_b); /* GPT-OSS: biased logits, as transformers' router returns them */
     mk_route_boost lb[8];
     size_t nlb = 0;
     for (size_t b = 0; b < c->n_boosts && nlb < 8; b++)
@@ -724,12 +747,13 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
         for (size_t a = 0; a < n_active; a++) {
             const size_t e = (size_t)act[a], r0 = (size_t)start[e], cnt = (size_t)start[e + 1] - r0;
             const mk_tensor *g = &ex[e].gate, *u = &ex[e].up;
+            const float *gb = ex[e].gate_b.data, *ub = ex[e].up_b.data; /* F32 biases (GPT-OSS) or NULL */
             if (gqb && mk_kern_q_act(gdt, cnt)) {
-                mk_matmul_team_q(egg + r0 * F, F, egq + r0 * gqb, cnt, g->data, g->dtype, F, H, NULL);
-                mk_matmul_team_q(egu + r0 * F, F, egq + r0 * gqb, cnt, u->data, u->dtype, F, H, NULL);
+                mk_matmul_team_q(egg + r0 * F, F, egq + r0 * gqb, cnt, g->data, g->dtype, F, H, gb);
+                mk_matmul_team_q(egu + r0 * F, F, egq + r0 * gqb, cnt, u->data, u->dtype, F, H, ub);
             } else {
-                mk_matmul_team(egg + r0 * F, F, egx + r0 * H, H, cnt, g->data, g->dtype, F, H, NULL);
-                mk_matmul_team(egu + r0 * F, F, egx + r0 * H, H, cnt, u->data, u->dtype, F, H, NULL);
+                mk_matmul_team(egg + r0 * F, F, egx + r0 * H, H, cnt, g->data, g->dtype, F, H, gb);
+                mk_matmul_team(egu + r0 * F, F, egx + r0 * H, H, cnt, u->data, u->dtype, F, H, ub);
             }
         }
         #pragma omp barrier
@@ -739,17 +763,16 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
             const bool q = dqb && mk_kern_q_act(ddt, cnt);
             for (size_t r = r0; r < r0 + cnt; r++) {
                 float *gr = egg + r * F;
-                const float *ur = egu + r * F;
-                #pragma omp simd
-                for (size_t i = 0; i < F; i++) gr[i] = silu(gr[i]) * ur[i];
+                mk_expert_act(cfg, gr, egu + r * F, F);
                 if (q) mk_kern_quantize_act(ddt, gr, egq + r * dqb, F);
             }
         }
         for (size_t a = 0; a < n_active; a++) {
             const size_t e = (size_t)act[a], r0 = (size_t)start[e], cnt = (size_t)start[e + 1] - r0;
             const mk_tensor *d = &ex[e].down;
-            if (dqb && mk_kern_q_act(ddt, cnt)) mk_matmul_team_q(ego + r0 * H, H, egq + r0 * dqb, cnt, d->data, d->dtype, H, F, NULL);
-            else mk_matmul_team(ego + r0 * H, H, egg + r0 * F, F, cnt, d->data, d->dtype, H, F, NULL);
+            const float *db = ex[e].down_b.data;
+            if (dqb && mk_kern_q_act(ddt, cnt)) mk_matmul_team_q(ego + r0 * H, H, egq + r0 * dqb, cnt, d->data, d->dtype, H, F, db);
+            else mk_matmul_team(ego + r0 * H, H, egg + r0 * F, F, cnt, d->data, d->dtype, H, F, db);
         }
         if (keep_eo) { /* (the same branch on every thread) */
             #pragma omp barrier

@@ -239,7 +239,9 @@ static mk_status load_layers(loader *L) {
 static int64_t idle_params(const mk_config *c) {
     int64_t idle = 0;
     for (int64_t l = 0; l < c->n_layer; l++)
-        if (c->layer_moe[l]) idle += ((c->n_expert_layer ? c->n_expert_layer[l] : c->n_expert) - c->k_active) * 3 * c->d_model * c->d_ff_expert;
+        if (c->layer_moe[l])
+            idle += ((c->n_expert_layer ? c->n_expert_layer[l] : c->n_expert) - c->k_active) *
+                    (3 * c->d_model * c->d_ff_expert + (c->expert_bias ? 2 * c->d_ff_expert + c->d_model : 0));
     return idle;
 }
 
@@ -318,11 +320,14 @@ mk_status mk_model_load(mk_model **out, const char *dir) {
     }
 
     const mk_config *c = &m->cfg;
-    if (c->quant_method[0]) {
+    if (c->arch == MK_ARCH_GPT_OSS && !strcmp(c->quant_method, "mxfp4") && !m->gguf) {
+        /* OpenAI's release: MXFP4 experts, read as they are (the rest is BF16) */
+    } else if (c->quant_method[0]) {
         st = mk_err(MK_ERR_UNSUPPORTED, "%s: field 'quantization_config' (%s) is not supported: moekit reads unquantized F32/F16/BF16 checkpoints and GGUF files; dequantize the checkpoint first",
                     cpath, c->quant_method);
         goto fail;
     }
+    if (!m->gguf && (st = mk_gptoss_hf_experts(m))) goto fail;
     if (!(L.used = mk_calloc(m->st->n_entries + 1, 1))) { st = MK_ERR_NOMEM; goto fail; }
     m->layers = mk_calloc((size_t)c->n_layer, sizeof *m->layers);
     if (!m->layers) { st = MK_ERR_NOMEM; goto fail; }

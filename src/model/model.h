@@ -16,6 +16,8 @@ typedef enum mk_arch {
     MK_ARCH_DEEPSEEK_V2, /* DeepseekV2ForCausalLM (V2, V2-Lite): MLA, softmax routing */
     MK_ARCH_DEEPSEEK_V3, /* DeepseekV3ForCausalLM (V3, R1, Kimi-K2, Moonlight): MLA, sigmoid + bias routing */
     MK_ARCH_GLM4_MOE,    /* Glm4MoeForCausalLM (GLM-4.5, 4.6, 4.7, 4.5-Air): GQA with partial RoPE, V3's routing */
+    MK_ARCH_GPT_OSS,     /* GptOssForCausalLM (gpt-oss-20b, -120b): sinks, alternating sliding/full attention, biased
+                            router and experts, clamped SwiGLU, softmax over the top-k logits */
 } mk_arch;
 
 typedef enum mk_qk_norm {
@@ -69,6 +71,14 @@ typedef struct mk_config {
     mk_qk_norm qk_norm;
     float clip_qkv;       /* 0 = none */
     int64_t sliding_window; /* 0 = full causal attention */
+    bool *layer_swa;      /* (n_layer) which layers use sliding_window when only some do (GPT-OSS's
+                             layer_types); NULL: every layer does (when sliding_window > 0) */
+    bool attn_sinks;      /* a learned logit per head joins each softmax over the keys (GPT-OSS) */
+    bool router_logit_bias; /* the router has a bias, added to its logits (GPT-OSS) */
+    bool expert_bias;     /* the routed experts' gate, up and down have biases (GPT-OSS) */
+    bool swiglu_oai;      /* GPT-OSS's clamped SwiGLU: g = min(gate, limit), u = clamp(up, ±limit),
+                             (u + 1)·g·sigmoid(alpha·g) */
+    float swiglu_alpha, swiglu_limit;
     bool *layer_moe;      /* (n_layer) */
     int64_t *n_expert_layer; /* (n_layer) experts of each MoE layer (0 for dense layers) when they differ
                                 (moekit_experts_per_layer, written by a global-budget prune); NULL: all
@@ -108,10 +118,20 @@ mk_status mk_config_check_groups(const char *path, const mk_config *cfg);
 mk_status mk_config_parse(mk_config *cfg, const char *json_text, const char *path);
 void mk_config_free(mk_config *cfg);
 
-/* One SwiGLU MLP: down(silu(gate·x) ⊙ up·x). gate, up (d_ff, d_model); down (d_model, d_ff). */
+/* One SwiGLU MLP: down(silu(gate·x) ⊙ up·x). gate, up (d_ff, d_model); down (d_model, d_ff).
+ * gate_b, up_b (d_ff) and down_b (d_model): F32 biases (GPT-OSS's experts), or absent. */
 typedef struct mk_mlp_w {
     mk_tensor gate, up, down;
+    mk_tensor gate_b, up_b, down_b;
 } mk_mlp_w;
+
+/* The per-layer sliding window of layer l: the config's window where the layer uses it, else 0. */
+int64_t mk_layer_window(const mk_config *c, int64_t l);
+
+/* The experts' activation over n values in place: g[i] = act(g[i], u[i]), SwiGLU silu(g)·u, or
+ * GPT-OSS's clamped form where the config says so. One helper for the forward pass and every
+ * method that evaluates an expert by itself. */
+void mk_expert_act(const mk_config *c, float *g, const float *u, size_t n);
 
 typedef struct mk_layer_w {
     mk_tensor attn_norm, ffn_norm;           /* (d_model) */
@@ -130,6 +150,8 @@ typedef struct mk_layer_w {
     bool is_moe;
     mk_tensor router;                        /* (n_expert, d_model); rows from n_live on are zero */
     mk_tensor router_bias;                   /* (n_expert) F32 selection bias (DeepSeek-V3), or absent */
+    mk_tensor router_b;                      /* (n_expert) F32 bias added to the router logits (GPT-OSS), or absent */
+    mk_tensor sinks;                         /* (n_head) F32 attention sink logits (GPT-OSS), or absent */
     mk_mlp_w *experts;                       /* (n_expert) views; into fused tensors where stored so;
                                                 absent (data NULL) from n_live on */
     int64_t n_live;                          /* experts this layer has: n_expert, or fewer in a
@@ -167,6 +189,11 @@ void mk_model_advise_weights(const mk_model *m, int64_t l, bool willneed);
  * mask_row (n_expert) overrides the context's expert mask for this call (NULL: keep it). Uses the
  * context's buffers, not its KV cache; no observer is called. n <= the context's max_batch. */
 mk_status mk_ctx_moe_block(mk_ctx *c, int64_t l, const float *x, size_t n, const uint8_t *mask_row, float *out);
+
+/* GPT-OSS HF checkpoints (gptoss.c): their fused expert tensors (float gate_up_proj/down_proj, or
+ * MXFP4 *_blocks and *_scales) become per-expert views the model owns, under the table's names; a no-op
+ * for other architectures and for files that hold the per-expert names already. */
+mk_status mk_gptoss_hf_experts(mk_model *m);
 
 /* GGUF models (gguf_load.c): reads the file at path into m->gguf, fills m->cfg from its metadata
  * (llama.cpp's keys) and m->st with HF-named views of its tensors, so the safetensors loader's

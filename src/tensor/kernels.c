@@ -45,7 +45,8 @@ static void rows_noscratch(const mk_kjob *j, size_t r0, size_t r1) {
 /* ---- detection ---- */
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static mk_isa g_best = MK_ISA_SCALAR, g_isa = MK_ISA_SCALAR;
-static bool g_has_bf16 = false, g_has_vnni = false, g_bf16_dot = false, g_qact_always = false, g_qgemm_int = true;
+static bool g_has_bf16 = false, g_has_vnni = false, g_bf16_dot = false, g_qgemm_int = true;
+static mk_qact_mode g_qact = MK_QACT_AUTO;
 
 static void detect(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -67,7 +68,7 @@ static void detect(void) {
     const char *x = getenv("MOEKIT_BF16_DOT");
     g_bf16_dot = g_has_bf16 && x && *x && strcmp(x, "0");
     const char *qa = getenv("MOEKIT_QACT"); /* 1: quantized activations for every batch size (llama.cpp's arithmetic) */
-    g_qact_always = qa && *qa && strcmp(qa, "0");
+    if (qa && *qa) g_qact = strcmp(qa, "0") ? MK_QACT_ALWAYS : MK_QACT_NEVER; /* 0: exact products (mk_kern_set_qact) */
     const char *qg = getenv("MOEKIT_QGEMM"); /* 0: prefill with quantized weights dequantizes them into the f32 GEMM */
     g_qgemm_int = !(qg && !strcmp(qg, "0"));
 }
@@ -102,6 +103,13 @@ bool mk_kern_set_bf16_dot(bool on) {
     pthread_once(&g_once, detect);
     g_bf16_dot = on && g_has_bf16;
     return g_bf16_dot;
+}
+
+mk_qact_mode mk_kern_set_qact(mk_qact_mode mode) {
+    pthread_once(&g_once, detect);
+    const mk_qact_mode old = g_qact;
+    g_qact = mode;
+    return old;
 }
 
 bool mk_kern_set_qgemm(bool on) {
@@ -289,7 +297,8 @@ static void qrows_team(const qsel *q, float *y, size_t ldy, const uint8_t *xq, s
 bool mk_kern_q_act(mk_dtype wt, size_t n_tok) {
     pthread_once(&g_once, detect);
     if (!mk_qdot_ref(wt)) return false;
-    if (g_qact_always || g_isa < MK_ISA_AVX2 || n_tok < QGEMM_MIN_TOK) return true;
+    if (g_qact == MK_QACT_NEVER && g_isa >= MK_ISA_AVX2) return false; /* the dequantizing f32 GEMM takes any batch */
+    if (g_qact == MK_QACT_ALWAYS || g_isa < MK_ISA_AVX2 || n_tok < QGEMM_MIN_TOK) return true;
     return g_qgemm_int && qgemm_type(wt); /* the integer GEMM; else the dequantizing f32 GEMM */
 }
 

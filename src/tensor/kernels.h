@@ -108,6 +108,14 @@ bool mk_kern_bf16_dot(void);
  * MOEKIT_QGEMM=0 at startup) or dequantizes into the f32 GEMM. Returns the setting. */
 bool mk_kern_set_qgemm(bool on);
 
+/* How products with block-quantized weights treat the activations: AUTO quantizes decode-sized
+ * batches to the type's vec_dot type (llama.cpp's arithmetic) and lets prefill use the integer GEMM;
+ * ALWAYS quantizes them at every batch size (MOEKIT_QACT=1); NEVER keeps them f32 and dequantizes
+ * the weights exactly into the f32 GEMM at every batch size (MOEKIT_QACT=0; AVX2 and up): the
+ * product a float reference computes from the same weights, for checks. Returns the previous mode. */
+typedef enum mk_qact_mode { MK_QACT_AUTO, MK_QACT_ALWAYS, MK_QACT_NEVER } mk_qact_mode;
+mk_qact_mode mk_kern_set_qact(mk_qact_mode mode);
+
 /* The threaded driver: splits output rows among the OpenMP threads (call from outside a parallel
  * region, or inside one to run on the calling thread only). Float weights as above; block-quantized
  * weights (Q8_0, Q4_0, Q4_K, Q6_K, MXFP4) as llama.cpp computes them: the activations quantized once to
