@@ -271,7 +271,7 @@ static void test_mixtral_yarn(void) { check_nogguf_fixture("mixtral_yarn", "YaRN
 /* GPT-OSS: sinks, sliding (window 8 < the 28-token prompt) and full layers, biases, the clamped
  * SwiGLU (limit 1.0: the clamps act), YaRN without truncation; from transformers' fused F32 layout
  * and from MXFP4 experts as OpenAI ships them (reference: transformers' dequantization) */
-static void test_gpt_oss(void) { check_model("gpt_oss", "gpt_oss", FIX "gpt_oss", 1e-4); }
+static void test_gpt_oss(void) { check_fixture("gpt_oss", 1e-4); }
 static void test_gpt_oss_mxfp4(void) {
     /* exact products (activations kept f32, the MXFP4 weights dequantized into the f32 GEMM): the
      * computation transformers runs on the dequantized weights, so the F32 bound holds; llama.cpp's

@@ -7,6 +7,7 @@
 #include "tensor/quant.h"
 #include "tokenizer/tok_gguf.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,9 +64,10 @@ static mk_status add_job(writer_ctx *w, const char *name, mk_dtype want, bool ma
     j->want = matrix && t->ndim == 2 ? want : MK_DT_F32;
     j->type = j->want == MK_DT_F32 ? MK_DT_F32 : pick_type(want, cols);
     j->perm_heads = perm_heads;
-    if (t->ndim == 1) {
-        j->n_dims = 1;
+    if (t->ndim == 1) { /* one vector, or one per expert stacked (gpt-oss's expert biases: ne [n, E]) */
+        j->n_dims = n_parts > 1 ? 2 : 1;
         j->ne[0] = cols;
+        j->ne[1] = (int64_t)n_parts;
     } else {
         j->n_dims = n_parts > 1 ? 3 : 2;
         j->ne[0] = cols;
@@ -146,7 +148,7 @@ static mk_status write_meta(mk_gguf_writer *gw, const mk_model *m, mk_dtype type
     W(mk_gguf_w_u32(gw, KEY("context_length"), (uint32_t)(c->n_ctx_train > 0 ? c->n_ctx_train : 4096)));
     W(mk_gguf_w_u32(gw, KEY("embedding_length"), (uint32_t)c->d_model));
     /* llama and olmoe size their experts by feed_forward_length; the Qwens by expert_feed_forward_length */
-    const bool ff_is_expert = c->arch == MK_ARCH_MIXTRAL || c->arch == MK_ARCH_OLMOE;
+    const bool ff_is_expert = c->arch == MK_ARCH_MIXTRAL || c->arch == MK_ARCH_OLMOE || c->arch == MK_ARCH_GPT_OSS;
     if (ff_is_expert) W(mk_gguf_w_u32(gw, KEY("feed_forward_length"), (uint32_t)c->d_ff_expert));
     else if (c->d_ff_dense > 0) W(mk_gguf_w_u32(gw, KEY("feed_forward_length"), (uint32_t)c->d_ff_dense));
     W(mk_gguf_w_u32(gw, KEY("expert_feed_forward_length"), (uint32_t)c->d_ff_expert));
@@ -170,7 +172,13 @@ static mk_status write_meta(mk_gguf_writer *gw, const mk_model *m, mk_dtype type
     }
     W(mk_gguf_w_u32(gw, KEY("rope.dimension_count"), (uint32_t)c->rope_dim));
     W(mk_gguf_w_f32(gw, KEY("rope.freq_base"), c->rope_theta));
-    if (c->yarn) { /* MLA only (checked by the caller): llama.cpp rebuilds m² from the log multiplier */
+    if (c->yarn && c->arch == MK_ARCH_GPT_OSS) { /* as llama.cpp's converter writes OpenAI's config */
+        W(mk_gguf_w_str(gw, KEY("rope.scaling.type"), "yarn"));
+        W(mk_gguf_w_f32(gw, KEY("rope.scaling.factor"), (float)c->yarn_factor));
+        W(mk_gguf_w_u32(gw, KEY("rope.scaling.original_context_length"), (uint32_t)c->yarn_orig_ctx));
+        W(mk_gguf_w_f32(gw, KEY("rope.scaling.yarn_beta_fast"), (float)c->yarn_beta_fast));
+        W(mk_gguf_w_f32(gw, KEY("rope.scaling.yarn_beta_slow"), (float)c->yarn_beta_slow));
+    } else if (c->yarn) { /* MLA only (checked by the caller): llama.cpp rebuilds m² from the log multiplier */
         W(mk_gguf_w_str(gw, KEY("rope.scaling.type"), "yarn"));
         W(mk_gguf_w_f32(gw, KEY("rope.scaling.factor"), (float)c->yarn_factor));
         W(mk_gguf_w_u32(gw, KEY("rope.scaling.original_context_length"), (uint32_t)c->yarn_orig_ctx));
@@ -195,6 +203,11 @@ static mk_status write_meta(mk_gguf_writer *gw, const mk_model *m, mk_dtype type
     W(mk_gguf_w_u32(gw, KEY("vocab_size"), (uint32_t)c->vocab));
     if (c->clip_qkv > 0) W(mk_gguf_w_f32(gw, KEY("attention.clamp_kqv"), c->clip_qkv));
     if (c->sliding_window > 0) W(mk_gguf_w_u32(gw, KEY("attention.sliding_window"), (uint32_t)c->sliding_window));
+    if (c->layer_swa) W(mk_gguf_w_arr_bool(gw, KEY("attention.sliding_window_pattern"), c->layer_swa, (size_t)c->n_layer));
+    if (c->swiglu_oai && (c->swiglu_alpha != 1.702f || c->swiglu_limit != 7.0f)) { /* llama.cpp hard-codes 1.702 and 7.0 (caveat in the report) */
+        W(mk_gguf_w_f32(gw, "moekit.swiglu_alpha", c->swiglu_alpha));
+        W(mk_gguf_w_f32(gw, "moekit.swiglu_limit", c->swiglu_limit));
+    }
     /* the source's tokenizer (tokenizer.json beside config.json, or the source GGUF's metadata) */
     W(mk_tokenizer_gguf_write(gw, m->dir, c->vocab, tinfo));
     if (!strcmp(tinfo->model, "none")) {
@@ -330,7 +343,10 @@ mk_status mk_gguf_write_model(const mk_model *m, mk_dtype type, const char *out_
     if (m->cfg.mla && m->cfg.yarn && (m->cfg.rope_attn_factor != 1.0f || m->cfg.yarn_mscale_all_dim == 0))
         return mk_err(MK_ERR_UNSUPPORTED, "%s: YaRN with mscale %g and mscale_all_dim %g cannot be written as llama.cpp's deepseek2 (it keeps the log multiplier 0.1·mscale_all_dim only)",
                       m->dir, m->cfg.yarn_mscale, m->cfg.yarn_mscale_all_dim);
-    if (m->cfg.yarn && !m->cfg.mla) /* llama.cpp's YaRN for these is not checked against transformers': refuse rather than guess */
+    if (m->cfg.arch == MK_ARCH_GPT_OSS && m->cfg.yarn && (m->cfg.yarn_truncate || m->cfg.yarn_mscale != 0 || m->cfg.yarn_mscale_all_dim != 0 ||
+                                                      fabsf(m->cfg.rope_attn_factor - (float)(0.1 * log(m->cfg.yarn_factor) + 1.0)) > 1e-6f))
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: YaRN other than gpt-oss's (truncate false, no mscale, attention factor 0.1 ln(factor) + 1) cannot be written as llama.cpp's gpt-oss", m->dir);
+    if (m->cfg.yarn && !m->cfg.mla && m->cfg.arch != MK_ARCH_GPT_OSS) /* llama.cpp's YaRN for these is not checked against transformers': refuse rather than guess */
         return mk_err(MK_ERR_UNSUPPORTED, "%s: YaRN RoPE (rope_scaling) cannot be written to GGUF yet; the file would run with plain RoPE", m->dir);
     const bool lead = m->cfg.arch == MK_ARCH_DEEPSEEK_V2 || m->cfg.arch == MK_ARCH_DEEPSEEK_V3 || m->cfg.arch == MK_ARCH_GLM4_MOE;
     for (int64_t l = 1; lead && l < m->cfg.n_layer; l++)
@@ -357,6 +373,9 @@ mk_status mk_gguf_write_model(const mk_model *m, mk_dtype type, const char *out_
         if (m->cfg.arch == MK_ARCH_DEEPSEEK_V2 && m->cfg.n_group > 1) /* llama-graph.cpp build_moe_ffn: ggml_argsort_top_k(.., 2) + sum */
             snprintf(rep->caveat, sizeof rep->caveat,
                      "llama.cpp scores expert groups by the sum of their two best experts; DeepSeek-V2's group-limited routing (transformers, moekit) by the best one: llama.cpp will route this file differently");
+        if (m->cfg.swiglu_oai && (m->cfg.swiglu_alpha != 1.702f || m->cfg.swiglu_limit != 7.0f))
+            snprintf(rep->caveat, sizeof rep->caveat, "llama.cpp's gpt-oss computes the experts' SwiGLU with alpha 1.702 and limit 7.0; this model's %g and %g are kept in moekit.swiglu_alpha / moekit.swiglu_limit, which llama.cpp ignores",
+                     (double)m->cfg.swiglu_alpha, (double)m->cfg.swiglu_limit);
         for (size_t i = 0; i < w.n_jobs; i++) {
             size_t rows = 1;
             for (int d = 1; d < w.jobs[i].n_dims; d++) rows *= (size_t)w.jobs[i].ne[d];

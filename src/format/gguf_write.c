@@ -144,6 +144,14 @@ mk_status mk_gguf_w_arr_i32(mk_gguf_writer *w, const char *key, const int32_t *v
     return st;
 }
 
+mk_status mk_gguf_w_arr_bool(mk_gguf_writer *w, const char *key, const bool *v, size_t n) {
+    mk_status st = put_key(w, key, MK_GGUF_ARRAY);
+    if (!st) st = put_le(w, MK_GGUF_BOOL, 4);
+    if (!st) st = put_le(w, n, 8);
+    for (size_t i = 0; !st && i < n; i++) st = put_le(w, v[i] ? 1 : 0, 1);
+    return st;
+}
+
 mk_status mk_gguf_w_tensor(mk_gguf_writer *w, const char *name, uint32_t type, int n_dims, const int64_t *ne,
                            mk_gguf_fill_fn fill, void *user) {
     uint32_t blk, tsz;

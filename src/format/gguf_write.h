@@ -30,6 +30,7 @@ mk_status mk_gguf_w_arr_str(mk_gguf_writer *w, const char *key, const char *cons
 mk_status mk_gguf_w_arr_strn(mk_gguf_writer *w, const char *key, const char *const *v, const size_t *lens, size_t n);
 mk_status mk_gguf_w_arr_f32(mk_gguf_writer *w, const char *key, const float *v, size_t n);
 mk_status mk_gguf_w_arr_i32(mk_gguf_writer *w, const char *key, const int32_t *v, size_t n);
+mk_status mk_gguf_w_arr_bool(mk_gguf_writer *w, const char *key, const bool *v, size_t n);
 
 /* Declares a tensor: ggml type id, dims in ggml order (ne[0] = row length, a multiple of the
  * type's block size). Its bytes come from fill(user, index, ...) during finish. */

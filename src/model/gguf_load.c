@@ -26,6 +26,7 @@
 #include "arch.h"
 #include "format/gguf.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -136,7 +137,7 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const mk_arch_desc 
     if (st) return st;
     const mk_arch_desc *ad = mk_arch_by_gguf(a);
     if (!ad)
-        return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key 'general.architecture' = '%s' is not a supported architecture (supported: llama with experts (Mixtral), qwen2moe, qwen3moe, olmoe)",
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key 'general.architecture' = '%s' is not a supported architecture (supported: llama with experts (Mixtral), qwen2moe, qwen3moe, olmoe, deepseek2, glm4moe, gpt-oss)",
                       path, a);
     if (ad->arch == MK_ARCH_DEEPSEEK_V2) { /* deepseek2 holds V2 and V3: the gating function tells (missing: softmax, old V2 files) */
         int64_t gf;
@@ -208,6 +209,7 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const mk_arch_desc 
         c->mla = c->rope_interleave = true; /* llama.cpp's deepseek2 RoPE is NORM: interleaved pairs */
         c->v_head = v_head;
     }
+    const bool gptoss = ad->arch == MK_ARCH_GPT_OSS;
     I("expert_count", 0, 0, &c->n_expert);
     if (c->n_expert == 0)
         return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s.expert_count' is missing or 0: not a Mixture-of-Experts model", path, a);
@@ -240,7 +242,24 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const mk_arch_desc 
     if (mk_gguf_find(g, key)) {
         char sc[32];
         if ((st = mk_gguf_get_str(g, key, sc, sizeof sc))) return st;
-        if (!strcmp(sc, "yarn") && mla) {
+        if (!strcmp(sc, "yarn") && gptoss) {
+            /* GPT-OSS's YaRN as transformers runs it: truncate false (the correction range is not
+             * rounded; llama.cpp rounds it, a small difference in a few frequencies), attention
+             * factor 0.1·ln(factor) + 1 */
+            double f, bf, bs;
+            int64_t orig;
+            if ((st = key_float(g, a, "rope.scaling.factor", 0, true, &f)) || (st = key_int(g, a, "rope.scaling.original_context_length", -1, 1, &orig)) ||
+                (st = key_float(g, a, "rope.scaling.yarn_beta_fast", 32, false, &bf)) || (st = key_float(g, a, "rope.scaling.yarn_beta_slow", 1, false, &bs)))
+                return st;
+            if (!(f > 0)) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.rope.scaling.factor' must be positive", path, a);
+            c->yarn = true;
+            c->yarn_truncate = false;
+            c->yarn_factor = f;
+            c->yarn_orig_ctx = orig;
+            c->yarn_beta_fast = bf;
+            c->yarn_beta_slow = bs;
+            c->rope_attn_factor = (float)(f <= 1 ? 1.0 : 0.1 * log(f) + 1.0);
+        } else if (!strcmp(sc, "yarn") && mla) {
             /* DeepSeek's YaRN as llama.cpp keeps it: mscale_all_dim from the log multiplier
              * (0.1·mscale_all_dim), and mscale equal to it (attention factor 1), as in V2 and V3 */
             double f, lm, bf, bs;
@@ -270,6 +289,20 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const mk_arch_desc 
     if (clip < 0) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.attention.clamp_kqv' must not be negative", path, a);
     c->clip_qkv = (float)clip;
     if (ad->arch == MK_ARCH_MIXTRAL) I("attention.sliding_window", 0, 0, &c->sliding_window);
+    if (gptoss) {
+        /* llama.cpp's gpt-oss: every layer has sinks, biases on q/k/v/o, router and experts; the
+         * clamped SwiGLU with alpha 1.702 and limit 7.0 (llama.cpp hard-codes them; moekit's files
+         * name other values in moekit.swiglu_alpha / moekit.swiglu_limit); layers sliding where
+         * attention.sliding_window_pattern says (an array of bools, or n: the last of every n is
+         * full), by default every other layer from layer 0 */
+        I("attention.sliding_window", -1, 1, &c->sliding_window);
+        c->attn_sinks = c->router_logit_bias = c->expert_bias = c->swiglu_oai = true;
+        double alpha, limit;
+        if ((st = key_float(g, "moekit", "swiglu_alpha", 1.702, false, &alpha)) || (st = key_float(g, "moekit", "swiglu_limit", 7.0, false, &limit))) return st;
+        if (!(limit > 0) || !isfinite(alpha)) return mk_err(MK_ERR_FORMAT, "%s: metadata keys 'moekit.swiglu_alpha' / 'moekit.swiglu_limit' must be finite, the limit positive", path);
+        c->swiglu_alpha = (float)alpha;
+        c->swiglu_limit = (float)limit;
+    }
     c->qk_norm = ad->arch == MK_ARCH_QWEN3_MOE ? MK_QKNORM_HEAD : ad->arch == MK_ARCH_OLMOE ? MK_QKNORM_FULL : MK_QKNORM_NONE;
     c->attn_bias = has_tensor(g, "blk.%lld.attn_q.bias", 0) ? 1 : 0;
     c->o_bias = has_tensor(g, "blk.%lld.attn_output.bias", 0);
@@ -326,6 +359,23 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const mk_arch_desc 
     c->eos_id = token_id(g, "tokenizer.ggml.eos_token_id");
     c->layer_moe = mk_calloc((size_t)c->n_layer, sizeof(bool));
     if (!c->layer_moe) return MK_ERR_NOMEM;
+    if (gptoss) {
+        if (!(c->layer_swa = mk_calloc((size_t)c->n_layer, sizeof(bool)))) return MK_ERR_NOMEM;
+        snprintf(key, sizeof key, "%s.attention.sliding_window_pattern", a);
+        const mk_gguf_kv *pk = mk_gguf_find(g, key);
+        int64_t every = 2;
+        if (pk && pk->type == MK_GGUF_ARRAY) {
+            if (pk->n != (uint64_t)c->n_layer) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s' holds %llu values for %lld layers", path, key, (unsigned long long)pk->n, (long long)c->n_layer);
+            for (int64_t l = 0; l < c->n_layer; l++) {
+                int64_t v;
+                if (!mk_gguf_arr_int(pk, (uint64_t)l, &v)) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s' must be an array of booleans", path, key);
+                c->layer_swa[l] = v != 0;
+            }
+        } else {
+            if (pk && ((st = mk_gguf_get_int(g, key, &every)) || every < 1)) return st ? st : mk_err(MK_ERR_FORMAT, "%s: metadata key '%s' must be at least 1", path, key);
+            for (int64_t l = 0; l < c->n_layer; l++) c->layer_swa[l] = l % every < every - 1; /* llama.cpp's set_swa_pattern */
+        }
+    }
     bool dense = false;
     for (int64_t l = 0; l < c->n_layer; l++) {
         c->layer_moe[l] = has_tensor(g, "blk.%lld.ffn_gate_inp.weight", l);
@@ -432,6 +482,24 @@ static mk_status add_tensor(mk_model *m, const mk_gguf_tensor *gt, const mk_arch
     }
     r = role_of_gguf(ad, rest, true);
     const bool fused = !strcmp(rest, "ffn_gate_up_exps.weight"); /* gate rows [0, d_ff), up rows [d_ff, 2 d_ff) */
+    if (r && r->scope == MK_SCOPE_EXPERT && r->cols == MK_DIM_NONE) { /* stacked per-expert vectors (gpt-oss's biases): (E, n), one row each */
+        if (t->ndim != 2 || t->shape[0] != c->n_expert)
+            return mk_err(MK_ERR_SHAPE, "%s: tensor '%s': shape [%lld, %lld] (row-major) does not hold a vector for each of %lld experts", path, gt->name,
+                          (long long)t->shape[0], (long long)(t->ndim > 1 ? t->shape[1] : 0), (long long)c->n_expert);
+        if (mk_dtypes[t->dtype].block_elems != 1) return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': quantized per-expert vectors are not supported", path, gt->name);
+        mk_status st;
+        for (int64_t e = 0; e < c->n_expert; e++) {
+            mk_arch_format(hf, sizeof hf, r->hf, l, e, ad->moe_block);
+            mk_tensor v = *t;
+            v.ndim = 1;
+            v.shape[0] = t->shape[1];
+            v.shape[1] = 0;
+            v.nbytes = mk_dtype_row_bytes(t->dtype, (size_t)t->shape[1]);
+            v.data = (const uint8_t *)t->data + (size_t)e * v.nbytes;
+            if ((st = add(m, hf, &v, gt))) return st;
+        }
+        return MK_OK;
+    }
     if (fused || (r && r->scope == MK_SCOPE_EXPERT)) { /* stacked experts: one 2-D view per expert */
         if (t->ndim != 3 || t->shape[0] != c->n_expert || (fused && t->shape[1] % 2))
             return mk_err(MK_ERR_SHAPE, "%s: tensor '%s': shape [%lld, %lld, %lld] (row-major) does not hold %lld experts%s", path, gt->name,

@@ -26,8 +26,8 @@ if [ -n "$mb" ] && awk -F'|' -v mb="$mb" '$8 ~ /tg4/ {split($9, t, " "); split($
      want = 100 * t[1] * mb * 1e6 / (b[1] * 1e9); d = p[1] - want; if (d < 0) d = -d
      ok = b[1] > 0 && p[1] ~ /^[0-9.]+$/ && d <= 0.05 + 0.3 * want} END {exit !ok}' <<<"$out"; then
   ok "bench --roof prints bandwidth, bytes per token and % of roof"; else bad "bench --roof" "$out"; fi
-echo '{"architectures":["GptOssForCausalLM"],"vocab_size":8}' > "$TMPD/oss.json"
-expect_error "synth: unsupported architecture" "oss.json: field 'architectures' = 'GptOssForCausalLM' is not a supported architecture" $MK synth --config "$TMPD/oss.json" -o "$TMPD/x"
+echo '{"architectures":["JambaForCausalLM"],"vocab_size":8}' > "$TMPD/oss.json"
+expect_error "synth: unsupported architecture" "oss.json: field 'architectures' = 'JambaForCausalLM' is not a supported architecture" $MK synth --config "$TMPD/oss.json" -o "$TMPD/x"
 echo "{\"a\":" > "$TMPD/bad.json"
 expect_error "synth: malformed config" "bad.json: .*\(line [0-9]+\)" $MK synth --config "$TMPD/bad.json" -o "$TMPD/x"
 expect_error "synth: layers beyond the config" "--layers 9 exceeds the config's 3 layers" $MK synth --config "$CFG" --layers 9 -o "$TMPD/y"
