@@ -2,6 +2,7 @@
  * (tests/fixtures/prune/<name>.safetensors from tools/gen_prune_reference.py) and (b) equal a
  * virtual-mask run of the base model with the same experts masked. One test per architecture. */
 #include "compress/compress.h"
+#include "tensor/kernels.h"
 #include "format/safetensors.h"
 #include "mk_test.h"
 #include "moekit.h"
@@ -114,6 +115,20 @@ static void test_deepseek_v2_lite(void) { check_plan("deepseek_v2_lite", "reap_d
 static void test_deepseek_v2_group(void) { check_plan("deepseek_v2_group", "reap_deepseek_v2_group", 8); }
 static void test_deepseek_v3(void) { check_plan("deepseek_v3", "reap_deepseek_v3", 8); }
 static void test_glm4_moe(void) { check_plan("glm4_moe", "reap_glm4_moe", 8); }
+/* GPT-OSS, REAP at 25% and 50%: transformers' fused layout written back (router and expert biases
+ * sliced with their experts); the MXFP4 fixture's blocks copied byte for byte, its products exact
+ * (the reference is transformers' dequantized computation) */
+static void test_gpt_oss(void) {
+    check_plan("gpt_oss", "reap6_gpt_oss", 6);
+    check_plan("gpt_oss", "reap4_gpt_oss", 4);
+}
+static void test_gpt_oss_mxfp4(void) {
+    REQUIRE(mk_kern_isa() >= MK_ISA_AVX2, "the exact MXFP4 product needs AVX2");
+    const mk_qact_mode old = mk_kern_set_qact(MK_QACT_NEVER);
+    check_plan("gpt_oss_mxfp4", "reap6_gpt_oss_mxfp4", 6);
+    check_plan("gpt_oss_mxfp4", "reap4_gpt_oss_mxfp4", 4);
+    mk_kern_set_qact(old);
+}
 
 /* A group-limited model refuses a keep count that would leave its groups unequal. */
 static void test_group_keep(void) {
@@ -432,6 +447,8 @@ int main(void) {
     RUN(test_deepseek_v2_group);
     RUN(test_deepseek_v3);
     RUN(test_glm4_moe);
+    RUN(test_gpt_oss);
+    RUN(test_gpt_oss_mxfp4);
     RUN(test_group_keep);
     RUN(test_budgets);
     RUN(test_per_layer_mixtral);

@@ -20,7 +20,7 @@ NAMES = ["mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "qwen3_moe_fused"]
 
 def main():
     """Sections to make (default all): random reap camera global."""
-    want = set(sys.argv[1:]) or {"random", "reap", "camera", "global"}
+    want = set(sys.argv[1:]) or {"random", "reap", "camera", "global", "gptoss"}
     out_dir = os.path.join(FIX, "prune")
     os.makedirs(out_dir, exist_ok=True)
     for name in NAMES if "random" in want else []:
@@ -67,6 +67,32 @@ def main():
             save_file({"logits": logits, "kept": torch.tensor(kept, dtype=torch.int32), "scores": scores.contiguous()},
                       os.path.join(out_dir, "reap_" + name + ".safetensors"))
             print(f"reap {name}: kept {rec['kept_experts']}, n_group {pc.get('n_group')}, transformers loaded it")
+    # GPT-OSS (issue 24): REAP at 25% and 50% on the F32 and the MXFP4 fixture; the output keeps
+    # transformers' fused layout (MXFP4 blocks copied byte for byte), router and expert biases sliced
+    # with their experts
+    for name in ["gpt_oss", "gpt_oss_mxfp4"] if "gptoss" in want else []:
+        src = os.path.join(FIX, name)
+        cfg = json.load(open(os.path.join(src, "config.json")))
+        n_exp, L = cfg["num_local_experts"], cfg["num_hidden_layers"]
+        ids = load_file(os.path.join(src, "reference.safetensors"))["input_ids"].tolist()
+        for keep in (n_exp * 3 // 4, n_exp // 2):
+            with tempfile.TemporaryDirectory() as tmp:
+                ids_path, stats = os.path.join(tmp, "calib.ids"), os.path.join(tmp, "stats.json")
+                open(ids_path, "w").write(" ".join(map(str, ids)) + "\n")
+                subprocess.run([MOEKIT, "profile", "-m", src, "--data", ids_path, "-o", stats], check=True, capture_output=True)
+                dst = os.path.join(tmp, "pruned")
+                subprocess.run([MOEKIT, "prune", "-m", src, "--stats", stats, "--method", "reap", "--keep", str(keep), "-o", dst], check=True)
+                rec = json.load(open(os.path.join(dst, "moekit_compression.json")))
+                pc = json.load(open(os.path.join(dst, "config.json")))
+                assert pc["num_local_experts"] == keep, pc
+                assert (pc.get("quantization_config") or {}).get("quant_method") == (cfg.get("quantization_config") or {}).get("quant_method")
+                logits = fixture_logits(load_clean(dst, f"{name} REAP keep {keep}"), name)
+                reap = json.load(open(stats))["overall"]["reap"]
+                scores = torch.tensor(reap, dtype=torch.float64).reshape(L, n_exp)
+                kept = [e for row in rec["kept_experts"] if row is not None for e in row]
+                save_file({"logits": logits, "kept": torch.tensor(kept, dtype=torch.int32), "scores": scores.contiguous()},
+                          os.path.join(out_dir, "reap%d_%s.safetensors" % (keep, name)))
+                print(f"reap {name} keep {keep}: kept {rec['kept_experts']}, transformers loaded it")
     # CAMERA-P neuron pruning at keep-frac 0.5, calibration ids (i * 53 + 7) % 256 for i < 256.
     for name in ["qwen3_moe", "mixtral", "deepseek_v3", "glm4_moe"] if "camera" in want else []:
         src = os.path.join(FIX, name)

@@ -13,9 +13,14 @@ MOEKIT = os.path.join(ROOT, "build", "moekit")
 
 def load_clean(model_dir, what):
     """The model in model_dir, or exit naming `what` if transformers reports any missing,
-    unexpected or mismatched tensor."""
+    unexpected or mismatched tensor. MXFP4 checkpoints (GPT-OSS) are dequantized by transformers."""
+    import json
+    kw = {}
+    if (json.load(open(os.path.join(model_dir, "config.json"))).get("quantization_config") or {}).get("quant_method") == "mxfp4":
+        from transformers import Mxfp4Config
+        kw["quantization_config"] = Mxfp4Config(dequantize=True)
     model, info = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager",
-                                                       experts_implementation="eager", output_loading_info=True)
+                                                       experts_implementation="eager", output_loading_info=True, **kw)
     model.eval()
     bad = {k: v for k, v in info.items() if v}
     if bad:

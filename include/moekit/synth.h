@@ -13,7 +13,7 @@ extern "C" {
 
 typedef struct mk_synth_opts {
     int64_t n_layer;     /* keep the first n_layer layers; 0 = all of the config's */
-    const char *dtype;   /* "bf16" (default), "f16" or "f32" */
+    const char *dtype;   /* "bf16" (default), "f16", "f32", or "mxfp4" (GPT-OSS: experts as MXFP4 blocks/scales as OpenAI ships them, the rest BF16) */
     uint64_t seed;
     float std;           /* 0 = 0.02 */
     bool quiet;          /* no progress on stderr */

@@ -9,12 +9,13 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: moekit synth --config CONFIG.json [--layers N] [--dtype bf16|f16|f32] [--seed S] -o DIR\n"
+            "usage: moekit synth --config CONFIG.json [--layers N] [--dtype bf16|f16|f32|mxfp4] [--seed S] -o DIR\n"
             "Writes DIR/config.json and DIR/model.safetensors with random weights (uniform, std 0.02;\n"
             "norms 1, biases 0) for any supported architecture. Written atomically.\n"
             "  --config FILE     an HF config.json (e.g. ../shared/data/real/Qwen3-30B-A3B.config.json)\n"
             "  --layers N        keep only the first N layers (default: all)\n"
-            "  --dtype T         bf16 (default), f16 or f32\n"
+            "  --dtype T         bf16 (default), f16, f32, or mxfp4 (GPT-OSS: experts as MXFP4\n"
+            "                    blocks/scales as OpenAI ships them, the rest BF16)\n"
             "  --seed S          random seed (default 0)\n"
             "  --std X           weight standard deviation (default 0.02)\n"
             "  -t, --threads N   threads for generating (default: all cores)\n"
@@ -35,7 +36,7 @@ int mk_cmd_synth(int argc, char **argv) {
         else if (!strcmp(a, "--layers")) { VAL(); if (!mk_arg_int(a, v, 1, 1 << 20, &layers)) return 2; }
         else if (!strcmp(a, "--dtype")) {
             VAL();
-            if (strcmp(v, "bf16") && strcmp(v, "f16") && strcmp(v, "f32")) { fprintf(stderr, "moekit synth: --dtype must be bf16, f16 or f32\n"); return 2; }
+            if (strcmp(v, "bf16") && strcmp(v, "f16") && strcmp(v, "f32") && strcmp(v, "mxfp4")) { fprintf(stderr, "moekit synth: --dtype must be bf16, f16, f32 or mxfp4\n"); return 2; }
             o.dtype = v;
         }
         else if (!strcmp(a, "--seed")) { VAL(); if (!mk_arg_int(a, v, 0, INT64_MAX, &seed)) return 2; }

@@ -3,6 +3,7 @@
 #include "compress.h"
 #include "format/safetensors_write.h"
 #include "model/arch.h"
+#include "tensor/quant.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -15,14 +16,17 @@
 #include <unistd.h>
 
 /* How one output tensor is made. */
-typedef enum { SRC_COPY, SRC_ROWS, SRC_FUSED, SRC_EXPERT } src_kind;
+typedef enum { SRC_COPY, SRC_ROWS, SRC_FUSED, SRC_EXPERT, SRC_GPTOSS } src_kind;
+/* SRC_GPTOSS: one of GPT-OSS's stacked expert tensors (gptoss.c) of the output experts */
+typedef enum { GO_WEIGHT, GO_BLOCKS, GO_SCALES, GO_BIAS } gptoss_part;
 typedef enum { PROJ_GATE, PROJ_UP, PROJ_DOWN } proj;
 typedef struct out_tensor {
     char *name;
     const mk_st_entry *src;   /* SRC_COPY / SRC_ROWS / SRC_FUSED: the source tensor */
     src_kind kind;
     int64_t layer, j;         /* SRC_EXPERT: output expert j of layer; SRC_ROWS/FUSED: layer */
-    proj p;                   /* SRC_EXPERT: which projection; SRC_FUSED: GATE = gate_up, DOWN = down */
+    proj p;                   /* SRC_EXPERT: which projection; SRC_FUSED, SRC_GPTOSS: GATE = gate_up, DOWN = down */
+    gptoss_part part;         /* SRC_GPTOSS */
 } out_tensor;
 
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
@@ -94,6 +98,7 @@ static mk_status write_config(const mk_model *m, const mk_expert_plan *plan, int
         }
     if (!set) { st = mk_err(MK_ERR_FORMAT, "%s: no expert count field to update", src); goto out; }
     json_object_set_new(root, "num_experts_per_tok", json_integer(MK_MIN(m->cfg.k_active, k_max)));
+    if (json_object_get(root, "experts_per_token")) json_object_set_new(root, "experts_per_token", json_integer(MK_MIN(m->cfg.k_active, k_max))); /* gpt-oss's duplicate */
 
     json_object_del(root, "moekit_experts_per_layer");
     if (plan->n_out_layer) {
@@ -160,11 +165,84 @@ static mk_status write_proj(mk_st_writer *w, const mk_model *m, int64_t l, const
     return write_converted(w, data, (size_t)dff * (size_t)m->cfg.d_model, dt);
 }
 
+/* GPT-OSS's stacked tensor `part` of projection p (gate_up or down) for the output experts, in
+ * transformers' layout (gptoss.c): weights (E, in, out) in x·W orientation with gate and up
+ * interleaved by column, or MXFP4 blocks/scales by output row (interleaved rows), biases (E, out)
+ * F32. Every output expert copies a source expert (checked by the caller). */
+static mk_status write_gptoss(mk_st_writer *w, const mk_model *m, int64_t l, const mk_expert_out *xs, int64_t NOL, proj p, gptoss_part part) {
+    const int64_t H = m->cfg.d_model, I = m->cfg.d_ff_expert;
+    const bool gu = p == PROJ_GATE;
+    const int parts = gu ? 2 : 1;
+    const int64_t rows = gu ? I : H, cols = gu ? H : I; /* of one part, W·x orientation */
+    const mk_mlp_w *ex = m->layers[l].experts;
+    const size_t es = mk_dtypes[ex[0].gate.dtype].block_elems == 1 ? mk_dtype_row_bytes(ex[0].gate.dtype, 1) : 0;
+    const size_t n_buf = (size_t)(parts * MK_MAX(rows, cols)) * MK_MAX(es, sizeof(float));
+    uint8_t *buf = mk_malloc(n_buf);
+    if (!buf) return MK_ERR_NOMEM;
+    mk_status st = MK_OK;
+    for (int64_t j = 0; j < NOL && !st; j++) {
+        const mk_mlp_w *x = &ex[xs[j].copy_from];
+        const mk_tensor *src[2] = {gu ? &x->gate : &x->down, &x->up};
+        if (part == GO_BIAS) {
+            const float *b[2] = {gu ? x->gate_b.data : x->down_b.data, x->up_b.data};
+            float *o = (float *)buf;
+            for (int64_t i = 0; i < rows; i++)
+                for (int k = 0; k < parts; k++) o[i * parts + k] = b[k][i];
+            st = mk_st_writer_write(w, o, (size_t)(rows * parts) * sizeof(float));
+        } else if (part == GO_WEIGHT) { /* row c of the stored (in, out) matrix: column c of each part, interleaved */
+            for (int64_t c = 0; c < cols && !st; c++) {
+                for (int64_t i = 0; i < rows; i++)
+                    for (int k = 0; k < parts; k++) memcpy(buf + (size_t)(i * parts + k) * es, (const uint8_t *)src[k]->data + (size_t)(i * cols + c) * es, es);
+                st = mk_st_writer_write(w, buf, (size_t)(rows * parts) * es);
+            }
+        } else { /* MXFP4: stored row r = part r % parts, row r / parts */
+            const size_t rb = mk_dtype_row_bytes(MK_DT_MXFP4, (size_t)cols);
+            uint8_t *blk = buf, *scl = buf + cols / 2;
+            for (int64_t r = 0; r < rows * parts && !st; r++) {
+                mk_mxfp4_to_hf((const uint8_t *)src[r % parts]->data + (size_t)(r / parts) * rb, (size_t)cols, blk, scl);
+                st = part == GO_BLOCKS ? mk_st_writer_write(w, blk, (size_t)cols / 2) : mk_st_writer_write(w, scl, (size_t)cols / 32);
+            }
+        }
+    }
+    free(buf);
+    return st;
+}
+
+/* The output tensors of GPT-OSS's experts of layer l (at the tensor of its first expert role). */
+static mk_status plan_gptoss(const mk_model *m, int64_t l, int64_t NOL, out_tensor *ot, mk_st_decl *decl, size_t *n) {
+    const int64_t H = m->cfg.d_model, I = m->cfg.d_ff_expert;
+    const bool mx = m->layers[l].experts[0].gate.dtype == MK_DT_MXFP4;
+    const mk_dtype wdt = m->layers[l].experts[0].gate.dtype;
+    for (int gp = 0; gp < 2; gp++) {
+        const proj p = gp ? PROJ_DOWN : PROJ_GATE;
+        const int64_t R = gp ? H : 2 * I, C = gp ? I : H; /* stored rows (outputs), inputs */
+        const char *nm = gp ? "down_proj" : "gate_up_proj";
+        for (int k = 0; k < 3; k++) {
+            const gptoss_part part = k == 2 ? GO_BIAS : mx ? (k ? GO_SCALES : GO_BLOCKS) : GO_WEIGHT;
+            if (!mx && k == 1) continue;
+            out_tensor *o = &ot[*n];
+            mk_st_decl *d = &decl[*n];
+            char name[128];
+            snprintf(name, sizeof name, "model.layers.%lld.mlp.experts.%s%s", (long long)l, nm,
+                     part == GO_BIAS ? "_bias" : part == GO_BLOCKS ? "_blocks" : part == GO_SCALES ? "_scales" : "");
+            if (!(o->name = mk_strdup(name))) return MK_ERR_NOMEM;
+            *o = (out_tensor){.name = o->name, .kind = SRC_GPTOSS, .layer = l, .p = p, .part = part};
+            *d = (mk_st_decl){.name = o->name};
+            if (part == GO_BIAS) { d->dtype = MK_DT_F32; d->ndim = 2; d->shape[0] = NOL; d->shape[1] = R; }
+            else if (part == GO_WEIGHT) { d->dtype = wdt; d->ndim = 3; d->shape[0] = NOL; d->shape[1] = C; d->shape[2] = R; }
+            else if (part == GO_BLOCKS) { d->dtype = MK_DT_U8; d->ndim = 4; d->shape[0] = NOL; d->shape[1] = R; d->shape[2] = C / 32; d->shape[3] = 16; }
+            else { d->dtype = MK_DT_U8; d->ndim = 3; d->shape[0] = NOL; d->shape[1] = R; d->shape[2] = C / 32; }
+            (*n)++;
+        }
+    }
+    return MK_OK;
+}
+
 static mk_status write_weights(const mk_model *m, const mk_expert_plan *plan, const char *dir) {
     const mk_st_set *s = m->st;
     const int64_t E = m->cfg.n_expert, L = m->cfg.n_layer, NO = plan->n_out, H = m->cfg.d_model;
     const int64_t dff = plan->d_ff_out ? plan->d_ff_out : m->cfg.d_ff_expert;
-    size_t cap = s->n_entries + (size_t)(L * NO * 3);
+    size_t cap = s->n_entries + (size_t)(L * NO * 3) + (size_t)(L * 6);
     out_tensor *ot = mk_calloc(cap, sizeof *ot);
     mk_st_decl *decl = mk_calloc(cap, sizeof *decl);
     mk_status st = MK_OK;
@@ -185,6 +263,10 @@ static mk_status write_weights(const mk_model *m, const mk_expert_plan *plan, co
         if (e >= E) { st = mk_err(MK_ERR_FORMAT, "%s: tensor '%s' names expert %lld of %lld", m->dir, en->name, (long long)e, (long long)E); goto out; }
         if (e > 0) continue; /* expert 0's tensors stand for the pattern of every output expert */
         const int64_t NOL = moe && plan->n_out_layer ? plan->n_out_layer[l] : NO; /* this layer's experts */
+        if (e == 0 && (role->flags & MK_ROLE_HF_FUSED)) { /* GPT-OSS: the layer's stacked tensors, once */
+            if (role->slot == offsetof(mk_mlp_w, gate) && (st = plan_gptoss(m, l, NOL, ot, decl, &n))) goto out;
+            continue;
+        }
         if (e == 0) {
             for (int64_t j = 0; j < NOL; j++) {
                 out_tensor *o = &ot[n];
@@ -243,6 +325,8 @@ static mk_status write_weights(const mk_model *m, const mk_expert_plan *plan, co
             for (int64_t j = 0; !st && j < NOL; j++) st = mk_st_writer_write(w, (const uint8_t *)o->src->t.data + (size_t)xs[j].router_from * row, row);
         } else if (o->kind == SRC_EXPERT) {
             st = write_proj(w, m, o->layer, &xs[o->j], o->p, dff);
+        } else if (o->kind == SRC_GPTOSS) {
+            st = write_gptoss(w, m, o->layer, xs, NOL, o->p, o->part);
         } else { /* fused: gate rows then up rows, or down, per output expert */
             for (int64_t j = 0; !st && j < NOL; j++) {
                 if (o->p == PROJ_GATE) {
@@ -285,6 +369,9 @@ mk_status mk_write_experts(const mk_model *m, const mk_expert_plan *plan, const 
             if (x->copy_from >= E) return mk_err(MK_ERR_ARG, "write: layer %lld expert %lld copies expert %d of %lld", (long long)l, (long long)j, x->copy_from, (long long)E);
             if (x->copy_from >= 0 && dff != m->cfg.d_ff_expert) return mk_err(MK_ERR_ARG, "write: a copied expert cannot change size (d_ff %lld -> %lld)", (long long)m->cfg.d_ff_expert, (long long)dff);
             if (x->copy_from < 0 && (!x->gate || !x->up || !x->down)) return mk_err(MK_ERR_ARG, "write: layer %lld expert %lld has no weights", (long long)l, (long long)j);
+            if (x->copy_from < 0 && m->cfg.expert_bias)
+                return mk_err(MK_ERR_UNSUPPORTED, "write: %s: new experts (merged or neuron-pruned) of a model whose experts have biases (%s) are not supported yet; pruning whole experts is",
+                              m->dir, m->cfg.arch_name);
         }
         /* group-limited routing: the output experts must form n_group equal groups in order (each
          * takes its router row from its own group), or transformers would route differently */

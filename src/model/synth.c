@@ -6,25 +6,30 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <omp.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-typedef enum { FILL_RAND = MK_FILL_RAND, FILL_ONES = MK_FILL_ONES, FILL_ZEROS = MK_FILL_ZEROS } fill_kind;
+/* FILL_SCALE: the E8M0 exponent byte of MXFP4 blocks whose random codes have the requested std */
+typedef enum { FILL_RAND = MK_FILL_RAND, FILL_ONES = MK_FILL_ONES, FILL_ZEROS = MK_FILL_ZEROS, FILL_SCALE } fill_kind;
 
 typedef struct tlist {
     mk_st_decl *d;
     fill_kind *fill;
     size_t n, cap;
     mk_dtype dt;
+    bool mxfp4;   /* GPT-OSS's experts as MXFP4 blocks and scales */
+    const mk_config *cfg;
     bool oom;
 } tlist;
 
-static void add(tlist *L, fill_kind f, int ndim, int64_t d0, int64_t d1, const char *fmt, ...) MK_PRINTF(6, 7);
-static void add(tlist *L, fill_kind f, int ndim, int64_t d0, int64_t d1, const char *fmt, ...) {
+static void add(tlist *L, fill_kind f, mk_dtype dt, int ndim, const int64_t *shape, const char *fmt, ...) MK_PRINTF(6, 7);
+static void add(tlist *L, fill_kind f, mk_dtype dt, int ndim, const int64_t *shape, const char *fmt, ...) {
     if (L->oom) return;
     if (L->n == L->cap) {
         size_t nc = L->cap ? 2 * L->cap : 256;
@@ -44,10 +49,9 @@ static void add(tlist *L, fill_kind f, int ndim, int64_t d0, int64_t d1, const c
     memset(e, 0, sizeof *e);
     e->name = mk_strdup(name);
     if (!e->name) { L->oom = true; return; }
-    e->dtype = L->dt;
+    e->dtype = dt;
     e->ndim = ndim;
-    e->shape[0] = d0;
-    e->shape[1] = d1;
+    for (int k = 0; k < ndim; k++) e->shape[k] = shape[k];
     L->fill[L->n++] = f;
 }
 
@@ -57,15 +61,39 @@ static void tlist_free(tlist *L) {
     free(L->fill);
 }
 
+/* GPT-OSS's experts as transformers stores them (gptoss.c): per layer gate_up_proj (E, H, 2·I) and
+ * down_proj (E, I, H), or as MXFP4 *_blocks (E, rows, cols/32, 16) and *_scales (E, rows, cols/32)
+ * with rows the output features, and the biases gate_up_proj_bias (E, 2·I), down_proj_bias (E, H). */
 static mk_status add_item(const mk_arch_item *it, void *user) {
     tlist *L = user;
     if (it->optional) return MK_OK; /* biases the config leaves to the file: synth writes none */
-    add(L, (fill_kind)it->role->fill, it->ndim, it->shape[0], it->shape[1], "%s", it->hf);
+    if (it->role->flags & MK_ROLE_HF_FUSED) {
+        const mk_role *r = it->role;
+        if (it->expert != 0 || r->cols == MK_DIM_NONE || r->slot == offsetof(mk_mlp_w, up)) return MK_OK; /* once a layer, per stacked tensor */
+        const mk_config *c = L->cfg;
+        const bool gu = r->slot == offsetof(mk_mlp_w, gate);
+        const int64_t E = c->n_expert_layer ? c->n_expert_layer[it->layer] : c->n_expert, H = c->d_model, I = c->d_ff_expert;
+        const int64_t rows = gu ? 2 * I : H, cols = gu ? H : I; /* output features, inputs */
+        const char *p = gu ? "gate_up_proj" : "down_proj";
+        const long long l = (long long)it->layer;
+        if (L->mxfp4) {
+            add(L, FILL_RAND, MK_DT_U8, 4, (const int64_t[]){E, rows, cols / 32, 16}, "model.layers.%lld.mlp.experts.%s_blocks", l, p);
+            add(L, FILL_SCALE, MK_DT_U8, 3, (const int64_t[]){E, rows, cols / 32}, "model.layers.%lld.mlp.experts.%s_scales", l, p);
+        } else {
+            add(L, FILL_RAND, L->dt, 3, (const int64_t[]){E, cols, rows}, "model.layers.%lld.mlp.experts.%s", l, p);
+        }
+        add(L, FILL_ZEROS, L->dt, 2, (const int64_t[]){E, rows}, "model.layers.%lld.mlp.experts.%s_bias", l, p);
+        return L->oom ? MK_ERR_NOMEM : MK_OK;
+    }
+    add(L, (fill_kind)it->role->fill, L->dt, it->ndim, it->shape, "%s", it->hf);
     return L->oom ? MK_ERR_NOMEM : MK_OK;
 }
 
 /* Every tensor load.c reads for this config (the architecture's table), in file order. */
-static mk_status build_list(tlist *L, const mk_config *c) { return mk_arch_walk(c, NULL, add_item, L); }
+static mk_status build_list(tlist *L, const mk_config *c) {
+    L->cfg = c;
+    return mk_arch_walk(c, NULL, add_item, L);
+}
 
 static uint64_t splitmix(uint64_t *s) {
     uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
@@ -81,6 +109,16 @@ static uint64_t splitmix(uint64_t *s) {
 static void gen_chunk(void *buf, size_t n, mk_dtype dt, fill_kind f, uint64_t seed, size_t ti, size_t chunk, float a) {
     uint64_t s = seed * 0x100000001b3ull ^ ((uint64_t)ti << 32) ^ (uint64_t)chunk;
     s = splitmix(&s);
+    if (dt == MK_DT_U8) { /* MXFP4: random codes; the exponent that gives them std a/√3 (the codes' rms is 2.93) */
+        const int e = 127 + (int)lrintf(log2f(a / 1.7320508f / 2.926f));
+        for (size_t i = 0; i < n; i++) {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((uint8_t *)buf)[i] = f == FILL_SCALE ? (uint8_t)(e < 1 ? 1 : e > 254 ? 254 : e) : (uint8_t)(s >> 56);
+        }
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         float v = f == FILL_ONES ? 1.0f : 0.0f;
         if (f == FILL_RAND) {
@@ -99,7 +137,7 @@ static mk_status write_weights(const char *path, const tlist *L, const mk_synth_
     mk_st_writer *w;
     mk_status st = mk_st_writer_open(&w, path, L->d, L->n, NULL);
     if (st) return st;
-    const size_t es = mk_dtypes[L->dt].elem_bytes, total = mk_st_writer_remaining(w);
+    const size_t es = mk_dtypes[L->dt].elem_bytes, total = mk_st_writer_remaining(w); /* (U8 tensors use a fraction of the buffer) */
     const int nth = omp_get_max_threads();
     const size_t per = CHUNK * (size_t)nth;
     uint8_t *buf = mk_malloc(per * es);
@@ -112,13 +150,15 @@ static mk_status write_weights(const char *path, const tlist *L, const mk_synth_
         for (size_t c0 = 0; c0 < n && !st; c0 += per) {
             const size_t m = MK_MIN(per, n - c0);
             const size_t nchunks = (m + CHUNK - 1) / CHUNK;
+            const mk_dtype tdt = L->d[ti].dtype;
+            const size_t tes = mk_dtypes[tdt].elem_bytes;
             #pragma omp parallel for schedule(static) if (nchunks > 1)
             for (size_t c = 0; c < nchunks; c++) {
                 const size_t cn = MK_MIN(CHUNK, m - c * CHUNK);
-                gen_chunk(buf + c * CHUNK * es, cn, L->dt, L->fill[ti], o->seed, ti, (c0 / CHUNK) + c, a);
+                gen_chunk(buf + c * CHUNK * tes, cn, tdt, L->fill[ti], o->seed, ti, (c0 / CHUNK) + c, a);
             }
-            st = mk_st_writer_write(w, buf, m * es);
-            done_bytes += m * es;
+            st = mk_st_writer_write(w, buf, m * tes);
+            done_bytes += m * tes;
             if (!o->quiet && mk_now() - last > 1.0) {
                 last = mk_now();
                 fprintf(stderr, "\rsynth: %.0f / %.0f MB", done_bytes / 1e6, total / 1e6);
@@ -157,7 +197,15 @@ static mk_status make_config(const char *config_path, const mk_synth_opts *o, co
         if (json_object_get(root, "max_window_layers")) json_object_set_new(root, "max_window_layers", json_integer(o->n_layer));
     }
     json_object_set_new(root, "torch_dtype", json_string(torch_dtype));
-    json_object_del(root, "quantization_config"); /* the weights written are not quantized */
+    json_object_del(root, "quantization_config"); /* the weights written are not quantized, */
+    if (o->dtype && !strcmp(o->dtype, "mxfp4")) { /* except GPT-OSS's experts in MXFP4, as OpenAI ships them */
+        json_t *qc = json_object(), *keep = json_array();
+        const char *const not_converted[] = {"model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"};
+        for (size_t i = 0; i < 4; i++) json_array_append_new(keep, json_string(not_converted[i]));
+        json_object_set_new(qc, "modules_to_not_convert", keep);
+        json_object_set_new(qc, "quant_method", json_string("mxfp4"));
+        json_object_set_new(root, "quantization_config", qc);
+    }
     *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (!*text) { st = MK_ERR_NOMEM; goto out; }
     st = mk_config_parse(cfg, *text, config_path);
@@ -173,15 +221,19 @@ mk_status mk_model_synth(const char *config_path, const char *out_dir, const mk_
     const char *torch_dtype = "bfloat16";
     if (o.dtype && !strcmp(o.dtype, "f32")) { dt = MK_DT_F32; torch_dtype = "float32"; }
     else if (o.dtype && !strcmp(o.dtype, "f16")) { dt = MK_DT_F16; torch_dtype = "float16"; }
-    else if (o.dtype && strcmp(o.dtype, "bf16")) return mk_err(MK_ERR_ARG, "synth: dtype '%s' is not one of bf16, f16, f32", o.dtype);
+    else if (o.dtype && strcmp(o.dtype, "bf16") && strcmp(o.dtype, "mxfp4")) return mk_err(MK_ERR_ARG, "synth: dtype '%s' is not one of bf16, f16, f32, mxfp4", o.dtype);
     const float std = o.std > 0 ? o.std : 0.02f, a = std * 1.7320508f; /* uniform(-a, a) has std a/√3 */
 
     char *text = NULL, *work = NULL, *wpath = NULL, *cpath = NULL;
     mk_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    tlist L = {.dt = dt};
+    tlist L = {.dt = dt, .mxfp4 = o.dtype && !strcmp(o.dtype, "mxfp4")};
     mk_status st = make_config(config_path, &o, torch_dtype, &text, &cfg);
     if (st) return st;
+    if (L.mxfp4 && (cfg.arch != MK_ARCH_GPT_OSS || cfg.d_model % 32 || cfg.d_ff_expert % 32)) {
+        st = mk_err(MK_ERR_ARG, "synth: dtype mxfp4 is GPT-OSS's expert format (hidden_size and intermediate_size multiples of 32), not for %s", cfg.arch_name);
+        goto out;
+    }
     if ((st = build_list(&L, &cfg))) goto out;
 
     struct stat sb;

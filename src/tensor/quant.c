@@ -132,6 +132,17 @@ void mk_mxfp4_from_hf(const uint8_t *blocks, const uint8_t *scales, size_t n, ui
     }
 }
 
+void mk_mxfp4_to_hf(const uint8_t *in, size_t n, uint8_t *blocks, uint8_t *scales) {
+    for (size_t b = 0; b < n / MK_QK_MXFP4; b++, in += 17, blocks += 16) {
+        scales[b] = in[0];
+        memset(blocks, 0, 16);
+        for (int j = 0; j < 16; j++) { /* element j: low nibble of in[1 + j]; element j + 16: its high nibble */
+            blocks[j / 2] |= (uint8_t)((in[1 + j] & 15) << (4 * (j % 2)));
+            blocks[8 + j / 2] |= (uint8_t)((in[1 + j] >> 4) << (4 * (j % 2)));
+        }
+    }
+}
+
 static void dequantize_mxfp4(const uint8_t *x, float *y, size_t n) {
     for (size_t b = 0; b < n / MK_QK_MXFP4; b++, x += 17, y += MK_QK_MXFP4) {
         const float d = mk_e8m0_half(x[0]);

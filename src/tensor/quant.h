@@ -47,6 +47,8 @@ extern const int8_t mk_mxfp4_kv[16];
  * E2M1 · 2^(scale−127)) into ggml's blocks (n/32 × 17 bytes at out): the same codes and exponents,
  * the nibbles reordered; the values are identical (E2M1 · 2^(s−127) = 2·E2M1 · 2^(s−128)). */
 void mk_mxfp4_from_hf(const uint8_t *blocks, const uint8_t *scales, size_t n, uint8_t *out);
+/* The inverse: ggml blocks (n/32 × 17 bytes) → HF blocks (n/2 bytes) and scales (n/32 bytes). */
+void mk_mxfp4_to_hf(const uint8_t *in, size_t n, uint8_t *blocks, uint8_t *scales);
 
 /* x (n f32) → y (n elements of dt). dt: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K, MXFP4 or Q8_K;
  * n % block_elems == 0 (the caller checks with mk_dtype_row_ok). */

@@ -26,6 +26,17 @@ if [ -n "$mb" ] && awk -F'|' -v mb="$mb" '$8 ~ /tg4/ {split($9, t, " "); split($
      want = 100 * t[1] * mb * 1e6 / (b[1] * 1e9); d = p[1] - want; if (d < 0) d = -d
      ok = b[1] > 0 && p[1] ~ /^[0-9.]+$/ && d <= 0.05 + 0.3 * want} END {exit !ok}' <<<"$out"; then
   ok "bench --roof prints bandwidth, bytes per token and % of roof"; else bad "bench --roof" "$out"; fi
+# GPT-OSS as OpenAI ships it: experts as MXFP4 blocks/scales (quantization_config mxfp4), the rest BF16
+cat > "$TMPD/gptoss.json" <<'J'
+{"architectures":["GptOssForCausalLM"],"model_type":"gpt_oss","vocab_size":96,"hidden_size":64,"intermediate_size":32,
+ "num_hidden_layers":2,"num_attention_heads":4,"num_key_value_heads":2,"head_dim":16,"num_local_experts":4,
+ "num_experts_per_tok":2,"sliding_window":8,"rms_norm_eps":1e-5}
+J
+expect_ok "synth --dtype mxfp4 (gpt-oss)" $MK synth --config "$TMPD/gptoss.json" --dtype mxfp4 --seed 3 -o "$TMPD/oss_mx"
+out=$($MK info -m "$TMPD/oss_mx" 2>&1)
+# the experts: 2 layers x 4 experts x 3 matrices of 64x32 values, 17 bytes per 32
+if grep -q "bytes MXFP4 *26112$" <<<"$out" && grep -q "quant_method\": \"mxfp4" "$TMPD/oss_mx/config.json"; then ok "gpt-oss MXFP4 synth loads: its experts are MXFP4"; else bad "gpt-oss MXFP4 synth" "$out"; fi
+expect_error "synth: mxfp4 for another architecture" "dtype mxfp4 is GPT-OSS's expert format" $MK synth --config "$CFG" --dtype mxfp4 -o "$TMPD/z"
 echo '{"architectures":["JambaForCausalLM"],"vocab_size":8}' > "$TMPD/oss.json"
 expect_error "synth: unsupported architecture" "oss.json: field 'architectures' = 'JambaForCausalLM' is not a supported architecture" $MK synth --config "$TMPD/oss.json" -o "$TMPD/x"
 echo "{\"a\":" > "$TMPD/bad.json"
