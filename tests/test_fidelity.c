@@ -88,7 +88,9 @@ static void check_model(const char *fix, const char *name, const char *model_pat
     }
     float *logits = calloc(T * V, sizeof(float));
     mk_ctx *c = NULL;
-    REQUIRE(mk_ctx_new(&c, m, T + 40, 0) == MK_OK, "%s", mk_last_error());
+    /* the positions the checks below use (T + 31), no more: a LongRoPE model's context size chooses
+     * its factor set, and the references use the set of their own lengths (<= T + 32) */
+    REQUIRE(mk_ctx_new(&c, m, T + 32, 0) == MK_OK, "%s", mk_last_error());
     mk_observer obs = {.user = &cap, .on_moe = on_moe, .on_layer = on_layer};
     mk_ctx_set_observer(c, &obs);
     g_pos0 = 0;
@@ -272,6 +274,11 @@ static void test_mixtral_yarn(void) { check_nogguf_fixture("mixtral_yarn", "YaRN
  * SwiGLU (limit 1.0: the clamps act), YaRN without truncation; from transformers' fused F32 layout
  * and from MXFP4 experts as OpenAI ships them (reference: transformers' dequantization) */
 static void test_gpt_oss(void) { check_fixture("gpt_oss", 1e-4); }
+/* Phi-3.5-MoE: LayerNorms with biases, attention and LM-head biases, sparsemixer routing (weights
+ * not renormalised), LongRoPE with the short factors (60 positions of 64) and the long ones
+ * (original 16: the reference restores the original long-factor behaviour, tools/gen_fixtures.py) */
+static void test_phimoe(void) { check_model("phimoe", "phimoe", FIX "phimoe", 1e-4); }
+static void test_phimoe_long(void) { check_model("phimoe_long", "phimoe_long", FIX "phimoe_long", 1e-4); }
 static void test_gpt_oss_mxfp4(void) {
     /* exact products (activations kept f32, the MXFP4 weights dequantized into the f32 GEMM): the
      * computation transformers runs on the dequantized weights, so the F32 bound holds; llama.cpp's
@@ -387,6 +394,8 @@ int main(void) {
     RUN(test_glm4_moe_air);
     RUN(test_gpt_oss);
     RUN(test_gpt_oss_mxfp4);
+    RUN(test_phimoe);
+    RUN(test_phimoe_long);
     RUN(test_nonfinite);
     return TEST_SUMMARY("test_fidelity");
 }

@@ -156,6 +156,22 @@ ARCHS = {
                                  "beta_fast": 32.0, "beta_slow": 1.0, "truncate": False,
                                  "original_max_position_embeddings": 64},
                 tie_word_embeddings=False)),
+    # Phi-3.5-MoE (research/formats.md §7): LayerNorm with biases, q/k/v/o and LM-head biases,
+    # sparsemixer routing (eps 0.01), LongRoPE with distinct short/long factors and mscales; the
+    # prompt (28) plus the continuation (32) stays within original_max_position_embeddings (64), so
+    # the short set applies throughout; the "long" variant sets it to 16 (the long set throughout)
+    "phimoe": dict(
+        cls="PhimoeForCausalLM", cfg="PhimoeConfig", seed=9500,
+        kw=dict(vocab_size=320, hidden_size=64, intermediate_size=32, num_hidden_layers=3,
+                num_attention_heads=4, num_key_value_heads=2, num_local_experts=8,
+                num_experts_per_tok=2, router_jitter_noise=0.01, attention_bias=True,
+                lm_head_bias=True, rms_norm_eps=1e-5, max_position_embeddings=512,
+                rope_parameters={"rope_type": "longrope", "rope_theta": 10000.0,
+                                 "short_factor": [1.0, 1.05, 1.1, 1.3, 1.6, 2.0, 2.6, 3.2],
+                                 "long_factor": [1.0, 1.2, 1.6, 2.4, 4.0, 7.0, 11.0, 16.0],
+                                 "short_mscale": 1.1, "long_mscale": 1.25,
+                                 "original_max_position_embeddings": 64},
+                tie_word_embeddings=False)),
 }
 
 # fixture name -> (arch, variant)
@@ -200,6 +216,13 @@ FIXTURES = [
     # of the latter is transformers' own dequantization of those blocks (convert_moe_packed_tensors)
     ("gpt_oss", "gpt_oss", "f32"),
     ("gpt_oss_mxfp4", "gpt_oss", "mxfp4"),
+    # Phi-3.5-MoE (issue 24) with the short LongRoPE factors, and with the long ones (prompt longer
+    # than original_max_position_embeddings). transformers 5.23 keeps the SHORT factors past that
+    # length while applying long_mscale (its PhimoeRotaryEmbedding does not pass seq_len to the
+    # LongRoPE init); the reference here restores the original behaviour (Microsoft's code,
+    # transformers v4: long factors with long_mscale) by passing seq_len (phimoe_long_rope below)
+    ("phimoe", "phimoe", "f32"),
+    ("phimoe_long", "phimoe", "long"),
 ]
 
 # variant -> config overrides (f32 weights, per-expert layout)
@@ -212,6 +235,11 @@ VARIANT_OVERRIDES = {
     "v3_g1": {"n_group": 1, "topk_group": 1, "rope_interleave": False},
     "air": {"use_qk_norm": False, "n_group": 1, "topk_group": 1, "routed_scaling_factor": 1.0},
     "dense0": {"mlp_only_layers": [0]},
+    "long": {"rope_parameters": {"rope_type": "longrope", "rope_theta": 10000.0,
+                                 "short_factor": [1.0, 1.05, 1.1, 1.3, 1.6, 2.0, 2.6, 3.2],
+                                 "long_factor": [1.0, 1.2, 1.6, 2.4, 4.0, 7.0, 11.0, 16.0],
+                                 "short_mscale": 1.1, "long_mscale": 1.25,
+                                 "original_max_position_embeddings": 16}},
     "yarn": {"rope_parameters": {"rope_type": "yarn", "rope_theta": 150000.0, "factor": 4.0,
                                  "original_max_position_embeddings": 128}},
     "yarn_mscale": {"head_dim": 16,  # transformers' YaRN reads config.head_dim, which MixtralConfig leaves None
@@ -224,6 +252,28 @@ VARIANT_OVERRIDES = {
 
 def log(*a):
     print(*a, flush=True)
+
+
+def phimoe_long_rope():
+    """transformers' PhimoeRotaryEmbedding.forward with the sequence length passed to the LongRoPE
+    init, so that past original_max_position_embeddings the long factors go with long_mscale
+    (Microsoft's modeling_phimoe.py, transformers v4); 5.23 keeps the short factors."""
+    from transformers.models.phimoe import modeling_phimoe as mp
+
+    def forward(self, x, position_ids=None):
+        rp = self.config.rope_parameters
+        seq_len = int(torch.max(position_ids)) + 1
+        long = seq_len > rp["original_max_position_embeddings"]
+        inv_freq, _ = self.rope_init_fn(self.config, x.device, seq_len=seq_len)
+        mscale = rp["long_mscale"] if long else rp["short_mscale"]
+        freqs = position_ids[..., None].float() * inv_freq.to(device=x.device, dtype=torch.float)
+        emb = torch.cat((freqs, freqs), dim=-1)
+        return (emb.cos() * mscale).to(x.dtype), (emb.sin() * mscale).to(x.dtype)
+
+    mp.PhimoeRotaryEmbedding.forward = forward
+
+
+phimoe_long_rope()
 
 
 def prompt_ids(vocab):
@@ -362,6 +412,20 @@ def route_gaps(cfg, logits, bias):
     E = logits.shape[-1]
     inf = torch.full((), float("inf"), dtype=torch.float64)
     mt = cfg.model_type
+    if mt == "phimoe":
+        # sparsemixer: the two argmax choices (logit gaps) and each round's support, the experts
+        # with (m - s) / max(|s|, m) <= 2 eps (distance of that ratio from 2 eps)
+        s = logits.double()
+        eps2 = 2 * cfg.router_jitter_noise
+        srt = torch.sort(s, dim=-1, descending=True).values
+        gap = torch.minimum(srt[:, 0] - srt[:, 1], srt[:, 1] - srt[:, 2])
+        for r in range(2):
+            m = srt[:, r:r + 1]
+            ratio = (m - s) / torch.maximum(s.abs(), m)
+            if r == 1:  # the first choice is out of round 2
+                ratio = ratio.masked_fill(s >= srt[:, :1], float("inf"))
+            gap = torch.minimum(gap, (ratio - eps2).abs().min(-1).values)
+        return gap, torch.full_like(gap, float("inf"))
     if mt in ("deepseek_v3", "glm4_moe"):
         s = torch.sigmoid(logits.double()) + bias.double()
         G, tg = cfg.n_group, cfg.topk_group
@@ -650,6 +714,9 @@ def gen_fixture(out_root, name, arch, variant, seeds):
         assert "model.layers.0.mlp.experts.gate_up_proj" in hdr and "model.layers.0.mlp.experts.gate_up_proj_bias" in hdr
         assert "model.layers.0.self_attn.sinks" in hdr and "model.layers.0.mlp.router.bias" in hdr
         assert "model.layers.0.self_attn.o_proj.bias" in hdr
+    elif arch == "phimoe":
+        assert "model.layers.0.block_sparse_moe.experts.0.w1.weight" in hdr and "model.layers.0.input_layernorm.bias" in hdr
+        assert "lm_head.bias" in hdr and "model.norm.bias" in hdr and "model.layers.0.self_attn.o_proj.bias" in hdr
     elif arch == "mixtral":
         assert "model.layers.0.block_sparse_moe.experts.0.w1.weight" in hdr
         assert "model.layers.0.block_sparse_moe.gate.weight" in hdr

@@ -14,6 +14,7 @@ static mk_presence p_untied(const mk_config *c) { return c->tie_embed ? MK_ABSEN
 static mk_presence p_q_plain(const mk_config *c) { return c->q_lora_rank ? MK_ABSENT : MK_REQUIRED; }
 static mk_presence p_q_lora(const mk_config *c) { return c->q_lora_rank ? MK_REQUIRED : MK_ABSENT; }
 static mk_presence p_sel_bias(const mk_config *c) { return c->sel_bias ? MK_REQUIRED : MK_ABSENT; }
+static mk_presence p_lm_bias(const mk_config *c) { return c->lm_head_bias ? MK_REQUIRED : MK_ABSENT; }
 
 #define LW(f) offsetof(mk_layer_w, f)
 #define M_(f) offsetof(mk_model, f)
@@ -121,6 +122,21 @@ static const mk_role gpt_oss_roles[] = {
     GPTOSS_EXPERT("down_proj.bias", "ffn_down_exps.bias", MK_DIM_MODEL, MK_DIM_NONE, down_b),
     LAST_ROWS};
 
+/* Phi-3.5-MoE (formats.md §7): LayerNorms with biases (kept F32 for the norm kernel), GQA with
+ * biases, Mixtral's MoE block (block_sparse_moe, w1/w3/w2), the final LayerNorm and an LM head with
+ * a bias; llama.cpp's phimoe names. LongRoPE's factors are config values in HF and tensors
+ * (rope_factors_long/short) in llama.cpp's files: gguf_load.c and quant_gguf.c move them. */
+#define LN_ROWS(hf, g, slot) \
+    {"model.layers.{L}." hf ".weight", "blk.{L}." g ".weight", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_NONE, MK_FILL_ONES, MK_ROLE_F32, NULL, LW(slot)}, \
+    {"model.layers.{L}." hf ".bias", "blk.{L}." g ".bias", MK_SCOPE_LAYER, MK_DIM_MODEL, MK_DIM_NONE, MK_FILL_ZEROS, MK_ROLE_F32, NULL, LW(slot##_b)}
+static const mk_role phimoe_roles[] = {
+    FIRST_ROWS, LN_ROWS("input_layernorm", "attn_norm", attn_norm), LN_ROWS("post_attention_layernorm", "ffn_norm", ffn_norm), GQA_ROWS,
+    ROUTER_ROW, EXPERT_ROWS("w1", "w3", "w2"),
+    {"model.norm.weight", "output_norm.weight", MK_SCOPE_LAST, MK_DIM_MODEL, MK_DIM_NONE, MK_FILL_ONES, MK_ROLE_F32, NULL, M_(final_norm)},
+    {"model.norm.bias", "output_norm.bias", MK_SCOPE_LAST, MK_DIM_MODEL, MK_DIM_NONE, MK_FILL_ZEROS, MK_ROLE_F32, NULL, M_(final_norm_b)},
+    {"lm_head.weight", "output.weight", MK_SCOPE_LAST, MK_DIM_VOCAB, MK_DIM_MODEL, MK_FILL_RAND, R, p_untied, M_(lm_head)},
+    {"lm_head.bias", "output.bias", MK_SCOPE_LAST, MK_DIM_VOCAB, MK_DIM_NONE, MK_FILL_ZEROS, MK_ROLE_F32, p_lm_bias, M_(lm_head_b)}};
+
 #define N(a) (sizeof a / sizeof a[0])
 static const mk_arch_desc archs[] = {
     {MK_ARCH_MIXTRAL, "MixtralForCausalLM", "mixtral", "llama", "block_sparse_moe", true, true, mixtral_roles, N(mixtral_roles)},
@@ -131,6 +147,7 @@ static const mk_arch_desc archs[] = {
     {MK_ARCH_DEEPSEEK_V3, "DeepseekV3ForCausalLM", "deepseek_v3", "deepseek2", "mlp", false, false, deepseek_roles, N(deepseek_roles)},
     {MK_ARCH_GLM4_MOE, "Glm4MoeForCausalLM", "glm4_moe", "glm4moe", "mlp", false, true, glm4_moe_roles, N(glm4_moe_roles)},
     {MK_ARCH_GPT_OSS, "GptOssForCausalLM", "gpt_oss", "gpt-oss", "mlp", false, true, gpt_oss_roles, N(gpt_oss_roles)},
+    {MK_ARCH_PHIMOE, "PhimoeForCausalLM", "phimoe", "phimoe", "block_sparse_moe", false, false, phimoe_roles, N(phimoe_roles)},
 };
 
 const mk_arch_desc *mk_arch_describe(mk_arch a) {

@@ -129,6 +129,43 @@ static mk_status parse_rope(json_t *root, const char *path, mk_config *cfg) {
                 af = cfg->yarn_mscale != 0 && cfg->yarn_mscale_all_dim != 0 ? MSCALE(f, cfg->yarn_mscale) / MSCALE(f, cfg->yarn_mscale_all_dim) : MSCALE(f, 1.0);
 #undef MSCALE
             cfg->rope_attn_factor = (float)af;
+        } else if (!strcmp(type, "longrope")) {
+            /* Phi-MoE's LongRoPE (research/formats.md §7): per-frequency factors, the short set up
+             * to original_max_position_embeddings and the long set beyond, and Phi-MoE's own
+             * short_mscale / long_mscale on cos and sin (its forward reads them from the config) */
+            static const char *const known_keys[] = {"rope_type", "type", "rope_theta", "short_factor", "long_factor", "short_mscale", "long_mscale",
+                                                     "original_max_position_embeddings", "factor", "attention_factor"};
+            const char *k;
+            json_t *v;
+            json_object_foreach(rp, k, v) {
+                size_t n = 0;
+                while (n < sizeof known_keys / sizeof *known_keys && strcmp(k, known_keys[n])) n++;
+                if (n == sizeof known_keys / sizeof *known_keys) return mk_err(MK_ERR_UNSUPPORTED, "%s: field '%s.%s' is not supported with LongRoPE", path, field, k);
+            }
+            const size_t half = (size_t)cfg->d_head / 2;
+            const char *fk[2] = {"short_factor", "long_factor"};
+            float **dst[2] = {&cfg->rope_short, &cfg->rope_long};
+            for (int i = 0; i < 2; i++) {
+                json_t *a = json_object_get(rp, fk[i]);
+                if (!json_is_array(a) || json_array_size(a) != half)
+                    return mk_err(MK_ERR_FORMAT, "%s: field '%s.%s' must be a list of %zu numbers (head_dim / 2)", path, field, fk[i], half);
+                if (!(*dst[i] = mk_malloc(half * sizeof(float)))) return MK_ERR_NOMEM;
+                for (size_t j = 0; j < half; j++) {
+                    json_t *x = json_array_get(a, j);
+                    if (!json_is_number(x) || !(json_number_value(x) > 0)) return mk_err(MK_ERR_FORMAT, "%s: field '%s.%s[%zu]' must be a positive number", path, field, fk[i], j);
+                    (*dst[i])[j] = (float)json_number_value(x);
+                }
+            }
+            double sm, lm, orig;
+            if ((st = get_num(rp, path, "short_mscale", 0, true, &sm)) || (st = get_num(rp, path, "long_mscale", 0, true, &lm))) return mk_err_prefix(st, "%s", field);
+            json_t *top_orig = json_object_get(root, "original_max_position_embeddings");
+            json_t *orig_src = json_object_get(rp, "original_max_position_embeddings") ? rp : top_orig && !json_is_null(top_orig) ? root : rp;
+            if ((st = get_num(orig_src, path, "original_max_position_embeddings", 0, true, &orig))) return st;
+            if (!(sm > 0 && lm > 0 && orig >= 1)) return mk_err(MK_ERR_FORMAT, "%s: LongRoPE needs positive short_mscale, long_mscale and original_max_position_embeddings", path);
+            cfg->longrope = true;
+            cfg->short_mscale = (float)sm;
+            cfg->long_mscale = (float)lm;
+            cfg->longrope_orig = (int64_t)orig;
         } else if (strcmp(type, "default")) {
             return mk_err(MK_ERR_UNSUPPORTED, "%s: field '%s.%s' = '%s' is not supported (default and yarn are); moekit will not run with a RoPE other than the one the config asks for",
                           path, field, key, type);
@@ -143,8 +180,20 @@ static mk_status parse_rope(json_t *root, const char *path, mk_config *cfg) {
     return MK_OK;
 }
 
-void mk_rope_inv_freq(const mk_config *cfg, int64_t dim, float *inv) {
+bool mk_rope_long(const mk_config *cfg, size_t n_ctx) { return cfg->longrope && (int64_t)n_ctx > cfg->longrope_orig; }
+
+float mk_rope_mscale(const mk_config *cfg, bool long_rope) {
+    if (cfg->longrope) return long_rope ? cfg->long_mscale : cfg->short_mscale;
+    return cfg->rope_attn_factor;
+}
+
+void mk_rope_inv_freq(const mk_config *cfg, int64_t dim, bool long_rope, float *inv) {
     const int64_t half = dim / 2;
+    if (cfg->longrope) { /* transformers' _compute_longrope_parameters, in f32 */
+        const float *ext = long_rope ? cfg->rope_long : cfg->rope_short;
+        for (int64_t i = 0; i < half; i++) inv[i] = 1.0f / (ext[i] * powf(cfg->rope_theta, (float)(2 * i) / (float)dim));
+        return;
+    }
     if (!cfg->yarn) {
         for (int64_t i = 0; i < half; i++) inv[i] = 1.0f / powf(cfg->rope_theta, (float)(2 * i) / (float)dim);
         return;
@@ -384,6 +433,29 @@ static mk_status parse_gpt_oss(json_t *root, const char *path, mk_config *cfg) {
     return MK_OK;
 }
 
+/* Phi-3.5-MoE (research/formats.md §7) with transformers' defaults: LayerNorm with biases (eps =
+ * rms_norm_eps) for the block and final norms, q/k/v/o biases when attention_bias (default false;
+ * true in the release), an LM-head bias when lm_head_bias, Mixtral's expert layout under
+ * block_sparse_moe, sparsemixer routing with eps = router_jitter_noise (default 0.01) for k = 2,
+ * a sliding window when sliding_window is set. */
+static mk_status parse_phimoe(json_t *root, const char *path, mk_config *cfg) {
+    mk_status st;
+    bool ab = false, lb = false;
+    double eps;
+    if ((st = get_int(root, path, "intermediate_size", -1, 1, &cfg->d_ff_expert)) || (st = get_bool(root, path, "attention_bias", false, &ab)) ||
+        (st = get_bool(root, path, "lm_head_bias", false, &lb)) || (st = get_num(root, path, "router_jitter_noise", 0.01, false, &eps)) ||
+        (st = get_int(root, path, "sliding_window", 0, 0, &cfg->sliding_window)))
+        return st;
+    if (!(eps > 0 && eps < 1)) return mk_err(MK_ERR_FORMAT, "%s: field 'router_jitter_noise' (%g) must be in (0, 1): it is the sparsemixer's epsilon at inference", path, eps);
+    if (cfg->k_active != 2) return mk_err(MK_ERR_UNSUPPORTED, "%s: field 'num_experts_per_tok' = %lld: PhiMoE's sparsemixer routing chooses 2 experts", path, (long long)cfg->k_active);
+    cfg->attn_bias = ab;
+    cfg->o_bias = ab;
+    cfg->lm_head_bias = lb;
+    cfg->layernorm = true;
+    cfg->sparsemixer_eps = (float)eps;
+    return MK_OK;
+}
+
 int64_t mk_layer_window(const mk_config *c, int64_t l) {
     if (c->sliding_window <= 0) return 0;
     return !c->layer_swa || c->layer_swa[l] ? c->sliding_window : 0;
@@ -394,9 +466,12 @@ void mk_config_free(mk_config *cfg) {
     free(cfg->layer_moe);
     free(cfg->n_expert_layer);
     free(cfg->layer_swa);
+    free(cfg->rope_short);
+    free(cfg->rope_long);
     cfg->layer_moe = NULL;
     cfg->n_expert_layer = NULL;
     cfg->layer_swa = NULL;
+    cfg->rope_short = cfg->rope_long = NULL;
 }
 
 mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
@@ -414,7 +489,7 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
     if (!cls && !type) { st = mk_err(MK_ERR_MISSING, "%s: field 'architectures' (or 'model_type') is missing", path); goto out; }
     const mk_arch_desc *ad = mk_arch_by_hf(cls, type);
     if (!ad) {
-        st = mk_err(MK_ERR_UNSUPPORTED, "%s: field '%s' = '%s' is not a supported architecture (supported: MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM, Glm4MoeForCausalLM, GptOssForCausalLM)",
+        st = mk_err(MK_ERR_UNSUPPORTED, "%s: field '%s' = '%s' is not a supported architecture (supported: MixtralForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM, DeepseekV2ForCausalLM, DeepseekV3ForCausalLM, Glm4MoeForCausalLM, GptOssForCausalLM, PhimoeForCausalLM)",
                     path, cls ? "architectures" : "model_type", cls ? cls : type);
         goto out;
     }
@@ -547,6 +622,13 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
     case MK_ARCH_GPT_OSS:
         if ((st = parse_gpt_oss(root, path, cfg))) goto out;
         break;
+    case MK_ARCH_PHIMOE:
+        if ((st = parse_phimoe(root, path, cfg))) goto out;
+        break;
+    }
+    if (cfg->longrope && cfg->arch != MK_ARCH_PHIMOE) {
+        st = mk_err(MK_ERR_UNSUPPORTED, "%s: LongRoPE is supported for PhimoeForCausalLM only (its mscales), not %s", path, cfg->arch_name);
+        goto out;
     }
     if (cfg->rope_partial > 0 && cfg->rope_partial != 1 && cfg->arch != MK_ARCH_GLM4_MOE) {
         st = mk_err(MK_ERR_UNSUPPORTED, "%s: field 'partial_rotary_factor' = %g is not supported for %s (it rotates every dimension)", path, cfg->rope_partial, cfg->arch_name);

@@ -199,8 +199,9 @@ mk_status mk_ctx_new(mk_ctx **out, const mk_model *m, size_t n_ctx, size_t max_b
         mk_ctx_free(c);
         return MK_ERR_NOMEM;
     }
-    mk_rope_inv_freq(cfg, cfg->rope_dim, inv);
-    const float af = cfg->rope_attn_factor;
+    const bool long_rope = mk_rope_long(cfg, n_ctx); /* LongRoPE: one factor set for the whole context */
+    mk_rope_inv_freq(cfg, cfg->rope_dim, long_rope, inv);
+    const float af = mk_rope_mscale(cfg, long_rope);
     for (size_t i = 0; i < half; i++)
         for (size_t p = 0; p < n_ctx; p++) {
             float f = (float)p * inv[i];
@@ -240,6 +241,9 @@ mk_status mk_ctx_set_route(mk_ctx *c, const mk_route_opts *r) {
         slots = MK_MAX(slots, r->rank + 1);
     }
     if (r->skip_beta < 0 || r->skip_beta > 1) return mk_err(MK_ERR_ARG, "route: skip beta %g is not in [0, 1]", (double)r->skip_beta);
+    if (cfg->sparsemixer_eps > 0 && (r->top_p > 0 || r->rank_only || r->skip_beta > 0 || r->skip_betas || r->n_boosts))
+        return mk_err(MK_ERR_UNSUPPORTED, "route: %s routes with sparsemixer, which has no probabilities over all experts: top-p, rank, skip and boost do not apply (top-k, mask and zero do)",
+                      cfg->arch_name);
     for (size_t b = 0; b < r->n_boosts; b++)
         if (r->boosts[b].layer < 0 || r->boosts[b].layer >= NL || r->boosts[b].expert < 0 || r->boosts[b].expert >= E || !(r->boosts[b].factor >= 0))
             return mk_err(MK_ERR_ARG, "route: boost %lld:%lld:%g is outside the model (%lld layers, %lld experts)", (long long)r->boosts[b].layer,
@@ -301,6 +305,12 @@ double mk_ctx_experts_per_token(const mk_ctx *c, int64_t l) {
 void mk_ctx_reset_route_stats(mk_ctx *c) {
     memset(c->used, 0, (size_t)c->m->cfg.n_layer * sizeof *c->used);
     memset(c->routed, 0, (size_t)c->m->cfg.n_layer * sizeof *c->routed);
+}
+
+/* The block and final norm of one row: RMSNorm, or LayerNorm with its bias (Phi-MoE). */
+static inline void block_norm(const mk_config *cfg, float *y, const float *x, const mk_tensor *w, const mk_tensor *b, size_t H) {
+    if (cfg->layernorm) mk_layernorm(y, x, w->data, b->data, H, cfg->rms_eps); /* both F32 (MK_ROLE_F32) */
+    else mk_rmsnorm(y, x, w, H, cfg->rms_eps);
 }
 
 /* Half-rotation RoPE ("rotate_half") on one head vector of d values at position p. */
@@ -552,7 +562,7 @@ static void attention(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0) {
     /* per-token steps on every thread for a prompt (one thread's serial work otherwise, with the
      * others waiting: 3% of Q6_K pp512) */
     #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n >= 16)
-    for (size_t t = 0; t < n; t++) mk_rmsnorm(c->xn + t * H, x + t * H, &lw->attn_norm, H, cfg->rms_eps);
+    for (size_t t = 0; t < n; t++) block_norm(cfg, c->xn + t * H, x + t * H, &lw->attn_norm, &lw->attn_norm_b, H);
     const mk_tensor *bq = &lw->bq, *bk = &lw->bk, *bv = &lw->bv;
     const bool f32_bias = (!bq->data || bq->dtype == MK_DT_F32) && (!bk->data || bk->dtype == MK_DT_F32) &&
                           (!bv->data || bv->dtype == MK_DT_F32);
@@ -854,7 +864,7 @@ static mk_status layer_forward(mk_ctx *c, int64_t l, float *x, size_t n, size_t 
     if (cfg->mla) attention_mla(c, l, x, n, pos0);
     else attention(c, l, x, n, pos0);
     #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n >= 16)
-    for (size_t t = 0; t < n; t++) mk_rmsnorm(c->xn + t * H, x + t * H, &lw->ffn_norm, H, cfg->rms_eps);
+    for (size_t t = 0; t < n; t++) block_norm(cfg, c->xn + t * H, x + t * H, &lw->ffn_norm, &lw->ffn_norm_b, H);
     if (lw->is_moe) {
         moe_forward(c, l, x, n, pos0, NULL);
         #pragma omp parallel for schedule(static) num_threads(c->n_threads) if (n >= 16)
@@ -882,8 +892,8 @@ static mk_status forward_batch(mk_ctx *c, const int32_t *tokens, size_t n, mk_lo
     c->pos += n;
     if (mode == MK_LOGITS_NONE || !logits) return MK_OK;
     const size_t first = mode == MK_LOGITS_LAST ? n - 1 : 0, rows = n - first;
-    for (size_t t = 0; t < rows; t++) mk_rmsnorm(c->logit_rows + t * H, c->x + (first + t) * H, &m->final_norm, H, cfg->rms_eps);
-    mk_matmul(logits, V, c->logit_rows, H, rows, &m->lm_head, NULL);
+    for (size_t t = 0; t < rows; t++) block_norm(cfg, c->logit_rows + t * H, c->x + (first + t) * H, &m->final_norm, &m->final_norm_b, H);
+    mk_matmul(logits, V, c->logit_rows, H, rows, &m->lm_head, &m->lm_head_b);
     return MK_OK;
 }
 

@@ -227,7 +227,7 @@ static mk_status load_layers(loader *L) {
     }
     /* Mixtral's original names live under block_sparse_moe; v5 re-saves move them to mlp. */
     walk_state w = {.L = L};
-    if (c->arch == MK_ARCH_MIXTRAL && !mk_st_find(m->st, "model.layers.0.block_sparse_moe.gate.weight")) w.moe = "mlp";
+    if ((c->arch == MK_ARCH_MIXTRAL || c->arch == MK_ARCH_PHIMOE) && !mk_st_find(m->st, "model.layers.0.block_sparse_moe.gate.weight")) w.moe = "mlp";
     w.moe = w.moe ? w.moe : mk_arch_describe(c->arch)->moe_block;
     mk_status st = mk_arch_walk(c, w.moe, load_item, &w);
     for (int64_t l = 0; !st && c->mla && l < c->n_layer; l++)

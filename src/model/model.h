@@ -18,6 +18,8 @@ typedef enum mk_arch {
     MK_ARCH_GLM4_MOE,    /* Glm4MoeForCausalLM (GLM-4.5, 4.6, 4.7, 4.5-Air): GQA with partial RoPE, V3's routing */
     MK_ARCH_GPT_OSS,     /* GptOssForCausalLM (gpt-oss-20b, -120b): sinks, alternating sliding/full attention, biased
                             router and experts, clamped SwiGLU, softmax over the top-k logits */
+    MK_ARCH_PHIMOE,      /* PhimoeForCausalLM (Phi-3.5-MoE): LayerNorm with biases, attention and LM-head biases,
+                            LongRoPE, sparsemixer routing */
 } mk_arch;
 
 typedef enum mk_qk_norm {
@@ -79,6 +81,19 @@ typedef struct mk_config {
     bool swiglu_oai;      /* GPT-OSS's clamped SwiGLU: g = min(gate, limit), u = clamp(up, ±limit),
                              (u + 1)·g·sigmoid(alpha·g) */
     float swiglu_alpha, swiglu_limit;
+    bool layernorm;       /* the block and final norms are LayerNorm with a bias (eps rms_eps), not RMSNorm (Phi-MoE) */
+    bool lm_head_bias;    /* the LM head has a bias (Phi-MoE's lm_head_bias) */
+    float sparsemixer_eps; /* > 0: sparsemixer routing at inference with this epsilon (Phi-MoE's router_jitter_noise):
+                              expert i_j = the best of those not yet taken, weight = softmax at i_j over the
+                              experts within 2·eps (relative) of its logit; no renormalisation */
+    /* LongRoPE (Phi-MoE, research/formats.md §7): inv_freq[i] = 1 / (factor[i] · theta^(2i/d)), cos/sin times
+     * mscale; the short set up to longrope_orig positions, the long set beyond. A context chooses
+     * one set for all its positions by its size (mk_ctx_new: n_ctx > longrope_orig → long), as
+     * llama.cpp does; transformers chooses per forward by its length. */
+    bool longrope;
+    float *rope_short, *rope_long; /* (rope_dim/2) each, owned */
+    float short_mscale, long_mscale;
+    int64_t longrope_orig;
     bool *layer_moe;      /* (n_layer) */
     int64_t *n_expert_layer; /* (n_layer) experts of each MoE layer (0 for dense layers) when they differ
                                 (moekit_experts_per_layer, written by a global-budget prune); NULL: all
@@ -98,8 +113,13 @@ bool mk_tensor_known_unused(const char *name, const mk_config *c);
 
 /* The RoPE inverse frequencies of a head of `dim` rotary dimensions, inv[0 .. dim/2), in f32 as
  * transformers computes them: theta^(-2i/dim), or YaRN's blend of interpolated and extrapolated
- * frequencies when cfg->yarn. cos/sin are then multiplied by cfg->rope_attn_factor. */
-void mk_rope_inv_freq(const mk_config *cfg, int64_t dim, float *inv);
+ * frequencies when cfg->yarn, or LongRoPE's (the long factors when `long_rope`). cos/sin are then
+ * multiplied by mk_rope_mscale. */
+void mk_rope_inv_freq(const mk_config *cfg, int64_t dim, bool long_rope, float *inv);
+/* The factor on cos/sin: YaRN's attention factor, LongRoPE's short or long mscale, else 1. */
+float mk_rope_mscale(const mk_config *cfg, bool long_rope);
+/* Whether a context of n_ctx positions uses LongRoPE's long factors. */
+bool mk_rope_long(const mk_config *cfg, size_t n_ctx);
 
 /* The fields every reader sets alike once d_head is known, for attention without MLA and plain
  * top-k routing: rope_dim = v_head = d_head, attn_scale = d_head^-0.5, no groups, no weight factor.
@@ -135,6 +155,7 @@ void mk_expert_act(const mk_config *c, float *g, const float *u, size_t n);
 
 typedef struct mk_layer_w {
     mk_tensor attn_norm, ffn_norm;           /* (d_model) */
+    mk_tensor attn_norm_b, ffn_norm_b;       /* (d_model) LayerNorm biases (Phi-MoE), or absent */
     mk_tensor wq, wk, wv, wo;                /* q (n_head·d_head, d_model), k/v (n_kv_head·d_head, d_model), o (d_model, n_head·d_head) */
     mk_tensor bq, bk, bv;                    /* biases or absent */
     mk_tensor bo;                            /* (d_model) o_proj bias or absent; always F32 (converted at load) */
@@ -173,7 +194,9 @@ struct mk_model {
     size_t n_owned;
     mk_tensor embed;      /* (vocab, d_model) */
     mk_tensor final_norm; /* (d_model) */
+    mk_tensor final_norm_b; /* (d_model) LayerNorm bias (Phi-MoE), or absent */
     mk_tensor lm_head;    /* (vocab, d_model); = embed when tied */
+    mk_tensor lm_head_b;  /* (vocab) F32 LM-head bias (Phi-MoE), or absent */
     mk_layer_w *layers;   /* (n_layer) */
     bool fused_experts;   /* the file stores experts as gate_up_proj/down_proj stacks */
     uint8_t *live;        /* (n_layer, n_expert) 1 = the expert exists; NULL when every MoE layer has

@@ -11,7 +11,7 @@ const char mk_route_syntax[] = "topk:K | topp:P[:KMAX][:renorm] | skip:BETA | sk
 mk_route_cfg mk_route_cfg_of(const mk_config *cfg) {
     return (mk_route_cfg){.n_expert = cfg->n_expert, .k = cfg->k_active, .slots = cfg->k_active, .norm_topk = cfg->norm_topk, .rank = -1,
                           .sigmoid = cfg->sigmoid, .n_group = cfg->n_group, .topk_group = cfg->topk_group, .group_top2 = cfg->group_top2,
-                          .scale = cfg->routed_scale};
+                          .scale = cfg->routed_scale, .sparsemixer_eps = cfg->sparsemixer_eps};
 }
 
 /* Keeps the topk_group groups with the best group scores (the lower group on ties) and excludes
@@ -40,8 +40,43 @@ static void limit_groups(const mk_route_cfg *rc, float *c) {
             for (int64_t e = g * per; e < (g + 1) * per; e++) c[e] = -INFINITY;
 }
 
+/* Phi-MoE's sparsemixer at inference (transformers' sparsemixer, training false), for k experts (2
+ * in the model): round j takes the best logit m among the allowed experts not yet taken (the
+ * lower index on ties); its weight is the softmax at it over the untaken experts whose logit s
+ * satisfies (m − s) / max(|s|, m) <= 2·eps. The weights are not renormalised. */
+static int64_t sparsemixer(const mk_route_cfg *rc, const float *s, int32_t *ids, float *weights) {
+    const int64_t E = rc->n_expert;
+    const float eps2 = 2 * rc->sparsemixer_eps;
+    int64_t n = 0;
+    for (; n < rc->k; n++) {
+        int64_t best = -1;
+        for (int64_t e = 0; e < E; e++) {
+            bool taken = (rc->mask && !rc->mask[e]) || s[e] != s[e];
+            for (int64_t j = 0; j < n && !taken; j++) taken = ids[j] == e;
+            if (!taken && (best < 0 || s[e] > s[best])) best = e;
+        }
+        if (best < 0) break;
+        const float m = s[best];
+        float sum = 0;
+        for (int64_t e = 0; e < E; e++) {
+            bool taken = rc->mask && !rc->mask[e];
+            for (int64_t j = 0; j < n && !taken; j++) taken = ids[j] == e;
+            if (taken || (m - s[e]) / fmaxf(fabsf(s[e]), m) > eps2) continue;
+            sum += expf(s[e] - m);
+        }
+        ids[n] = (int32_t)best;
+        weights[n] = 1.0f / sum; /* exp(m − m) / sum */
+    }
+    for (int64_t j = n; j < rc->slots; j++) {
+        ids[j] = -1;
+        weights[j] = 0.0f;
+    }
+    return n;
+}
+
 int64_t mk_route_select(const mk_route_cfg *rc, const float *logits, int32_t *ids, float *weights, float *p) {
     const int64_t E = rc->n_expert;
+    if (rc->sparsemixer_eps > 0) return sparsemixer(rc, logits, ids, weights);
     if (rc->sigmoid) {
         for (int64_t e = 0; e < E; e++) p[e] = (!rc->mask || rc->mask[e]) ? 1.0f / (1.0f + expf(-logits[e])) : 0.0f;
     } else {

@@ -27,6 +27,7 @@ typedef struct mk_route_cfg {
     int64_t n_group, topk_group; /* 0 or 1: no groups */
     bool group_top2;        /* group score = sum of its two best choice scores (else its best) */
     float scale;            /* 0 or 1: none */
+    float sparsemixer_eps;  /* > 0: Phi-MoE's sparsemixer (mk_config) instead of softmax top-k */
 } mk_route_cfg;
 
 /* Scores of the allowed experts (softmax in f32, or sigmoid), then the policy of mk_route_opts

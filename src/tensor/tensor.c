@@ -177,6 +177,17 @@ void mk_matmul(float *y, size_t ldy, const float *x, size_t ldx, size_t n_tok, c
     if (bias && b->dtype != MK_DT_F32) free(bias);
 }
 
+void mk_layernorm(float *y, const float *x, const float *w, const float *b, size_t n, float eps) {
+    double s = 0, ss = 0; /* in double: the two moments of one row */
+    #pragma omp simd reduction(+ : s)
+    for (size_t i = 0; i < n; i++) s += (double)x[i];
+    const double mean = s / (double)n;
+    #pragma omp simd reduction(+ : ss)
+    for (size_t i = 0; i < n; i++) ss += ((double)x[i] - mean) * ((double)x[i] - mean);
+    const float mu = (float)mean, r = 1.0f / sqrtf((float)(ss / (double)n) + eps);
+    for (size_t i = 0; i < n; i++) y[i] = (x[i] - mu) * r * w[i] + (b ? b[i] : 0.0f);
+}
+
 void mk_rmsnorm(float *y, const float *x, const mk_tensor *w, size_t n, float eps) {
     double ss = 0; /* in double, which allows the vector partial sums (a serial chain of double
                       adds was 1% of a Q6_K prompt) */

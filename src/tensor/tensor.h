@@ -94,6 +94,9 @@ void mk_matmul_rows(float *y, size_t ldy, const float *x, size_t ldx, size_t n_t
                     mk_dtype dt, size_t n_out, size_t n_in, const float *bias);
 
 /* y = x · rsqrt(mean(x²) + eps) · w over n values; w in any float dtype (NULL for no weight). */
+/* LayerNorm over n values: y = (x − mean)/sqrt(var + eps)·w + b (biased variance), w and b F32
+ * (b may be NULL). y may alias x. */
+void mk_layernorm(float *y, const float *x, const float *w, const float *b, size_t n, float eps);
 void mk_rmsnorm(float *y, const float *x, const mk_tensor *w, size_t n, float eps);
 
 float mk_dot_f32(const float *a, const float *b, size_t n);
