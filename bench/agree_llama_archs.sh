@@ -51,7 +51,7 @@ PY
 import json, sys, struct
 f, t, r, l, g = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4]), sys.argv[5]
 k = r["kld"]
-arch = "deepseek2" if f.startswith("deepseek") else "glm4moe"
+arch = "deepseek2" if f.startswith("deepseek") else "gpt-oss" if f.startswith("gpt_oss") else "phimoe" if f.startswith("phimoe") else "glm4moe"
 print(f"| {f} | {t.upper()} | {arch} | {k['kld_mean']:.2e} | {k['kld_max']:.2e} | {k['top1_agree']:.1%} | {l['ppl']:.4f} | {r['ppl']:.4f} |")
 PY
   done

@@ -277,8 +277,8 @@ static void test_gpt_oss(void) { check_fixture("gpt_oss", 1e-4); }
 /* Phi-3.5-MoE: LayerNorms with biases, attention and LM-head biases, sparsemixer routing (weights
  * not renormalised), LongRoPE with the short factors (60 positions of 64) and the long ones
  * (original 16: the reference restores the original long-factor behaviour, tools/gen_fixtures.py) */
-static void test_phimoe(void) { check_model("phimoe", "phimoe", FIX "phimoe", 1e-4); }
-static void test_phimoe_long(void) { check_model("phimoe_long", "phimoe_long", FIX "phimoe_long", 1e-4); }
+static void test_phimoe(void) { check_fixture("phimoe", 1e-4); }
+static void test_phimoe_long(void) { check_fixture("phimoe_long", 1e-4); }
 static void test_gpt_oss_mxfp4(void) {
     /* exact products (activations kept f32, the MXFP4 weights dequantized into the f32 GEMM): the
      * computation transformers runs on the dequantized weights, so the F32 bound holds; llama.cpp's

@@ -148,7 +148,7 @@ static mk_status write_meta(mk_gguf_writer *gw, const mk_model *m, mk_dtype type
     W(mk_gguf_w_u32(gw, KEY("context_length"), (uint32_t)(c->n_ctx_train > 0 ? c->n_ctx_train : 4096)));
     W(mk_gguf_w_u32(gw, KEY("embedding_length"), (uint32_t)c->d_model));
     /* llama and olmoe size their experts by feed_forward_length; the Qwens by expert_feed_forward_length */
-    const bool ff_is_expert = c->arch == MK_ARCH_MIXTRAL || c->arch == MK_ARCH_OLMOE || c->arch == MK_ARCH_GPT_OSS;
+    const bool ff_is_expert = c->arch == MK_ARCH_MIXTRAL || c->arch == MK_ARCH_OLMOE || c->arch == MK_ARCH_GPT_OSS || c->arch == MK_ARCH_PHIMOE;
     if (ff_is_expert) W(mk_gguf_w_u32(gw, KEY("feed_forward_length"), (uint32_t)c->d_ff_expert));
     else if (c->d_ff_dense > 0) W(mk_gguf_w_u32(gw, KEY("feed_forward_length"), (uint32_t)c->d_ff_dense));
     W(mk_gguf_w_u32(gw, KEY("expert_feed_forward_length"), (uint32_t)c->d_ff_expert));
@@ -186,6 +186,15 @@ static mk_status write_meta(mk_gguf_writer *gw, const mk_model *m, mk_dtype type
         W(mk_gguf_w_f32(gw, KEY("rope.scaling.yarn_beta_slow"), (float)c->yarn_beta_slow));
         W(mk_gguf_w_f32(gw, KEY("rope.scaling.yarn_log_multiplier"), (float)(0.1 * c->yarn_mscale_all_dim)));
     }
+    if (c->longrope) {
+        /* llama.cpp's phimoe: the factor tensors (add_rope_factors), the original context, and one
+         * attn_factor for both sets (the long mscale; moekit keeps both exactly in moekit.*) */
+        W(mk_gguf_w_u32(gw, KEY("rope.scaling.original_context_length"), (uint32_t)c->longrope_orig));
+        W(mk_gguf_w_f32(gw, KEY("rope.scaling.attn_factor"), c->long_mscale));
+        W(mk_gguf_w_f32(gw, "moekit.rope.short_mscale", c->short_mscale));
+        W(mk_gguf_w_f32(gw, "moekit.rope.long_mscale", c->long_mscale));
+    }
+    if (c->sparsemixer_eps > 0) W(mk_gguf_w_f32(gw, "moekit.sparsemixer_eps", c->sparsemixer_eps));
     W(mk_gguf_w_f32(gw, KEY("attention.layer_norm_rms_epsilon"), c->rms_eps));
     W(mk_gguf_w_u32(gw, KEY("expert_count"), (uint32_t)c->n_expert));
     W(mk_gguf_w_u32(gw, KEY("expert_used_count"), (uint32_t)c->k_active));
@@ -284,12 +293,30 @@ static mk_status job_item(const mk_arch_item *it, void *user) {
     return add1(w, name, w->other, matrix, t, heads);
 }
 
+/* LongRoPE's factors, config values in HF, as llama.cpp's rope_factors_long / rope_factors_short
+ * (F32, rope_dim/2); the jobs own the views, not the config's arrays. */
+static mk_status add_rope_factors(writer_ctx *w) {
+    const mk_config *c = &w->m->cfg;
+    for (int k = 0; k < 2; k++) {
+        mk_tensor *v = mk_malloc(sizeof *v);
+        if (!v) return MK_ERR_NOMEM;
+        *v = (mk_tensor){.dtype = MK_DT_F32, .ndim = 1, .shape = {c->rope_dim / 2}, .nbytes = (size_t)(c->rope_dim / 2) * sizeof(float), .data = k ? c->rope_short : c->rope_long};
+        const size_t before = w->n_jobs;
+        mk_status st = add1(w, k ? "rope_factors_short.weight" : "rope_factors_long.weight", MK_DT_F32, false, v, 0);
+        if (w->n_jobs > before) w->jobs[w->n_jobs - 1].owns_part = true;
+        else free(v);
+        if (st) return st;
+    }
+    return MK_OK;
+}
+
 static mk_status build_jobs(writer_ctx *w, mk_dtype type) {
     w->type = type;
     w->other = type == MK_DT_MXFP4 ? MK_DT_Q8_0 : type;
     w->parts = mk_malloc((size_t)w->m->cfg.n_expert * sizeof *w->parts);
     if (!w->parts) return MK_ERR_NOMEM;
     mk_status st = mk_arch_walk(&w->m->cfg, NULL, job_item, w);
+    if (!st && w->m->cfg.longrope) st = add_rope_factors(w);
     free(w->parts);
     w->parts = NULL;
     return st;
@@ -373,6 +400,10 @@ mk_status mk_gguf_write_model(const mk_model *m, mk_dtype type, const char *out_
         if (m->cfg.arch == MK_ARCH_DEEPSEEK_V2 && m->cfg.n_group > 1) /* llama-graph.cpp build_moe_ffn: ggml_argsort_top_k(.., 2) + sum */
             snprintf(rep->caveat, sizeof rep->caveat,
                      "llama.cpp scores expert groups by the sum of their two best experts; DeepSeek-V2's group-limited routing (transformers, moekit) by the best one: llama.cpp will route this file differently");
+        if (m->cfg.arch == MK_ARCH_PHIMOE) /* src/models/phi3.cpp, which runs phimoe */
+            snprintf(rep->caveat, sizeof rep->caveat,
+                     "llama.cpp's phimoe normalises with RMSNorm (plus the bias) where Phi-MoE has LayerNorm, routes by softmax top-2 renormalised instead of sparsemixer%s: llama.cpp will compute this file differently from transformers and moekit",
+                     m->cfg.short_mscale != m->cfg.long_mscale ? ", and applies one RoPE mscale (the long one) to both factor sets" : "");
         if (m->cfg.swiglu_oai && (m->cfg.swiglu_alpha != 1.702f || m->cfg.swiglu_limit != 7.0f))
             snprintf(rep->caveat, sizeof rep->caveat, "llama.cpp's gpt-oss computes the experts' SwiGLU with alpha 1.702 and limit 7.0; this model's %g and %g are kept in moekit.swiglu_alpha / moekit.swiglu_limit, which llama.cpp ignores",
                      (double)m->cfg.swiglu_alpha, (double)m->cfg.swiglu_limit);

@@ -137,7 +137,7 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const mk_arch_desc 
     if (st) return st;
     const mk_arch_desc *ad = mk_arch_by_gguf(a);
     if (!ad)
-        return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key 'general.architecture' = '%s' is not a supported architecture (supported: llama with experts (Mixtral), qwen2moe, qwen3moe, olmoe, deepseek2, glm4moe, gpt-oss)",
+        return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key 'general.architecture' = '%s' is not a supported architecture (supported: llama with experts (Mixtral), qwen2moe, qwen3moe, olmoe, deepseek2, glm4moe, gpt-oss, phimoe)",
                       path, a);
     if (ad->arch == MK_ARCH_DEEPSEEK_V2) { /* deepseek2 holds V2 and V3: the gating function tells (missing: softmax, old V2 files) */
         int64_t gf;
@@ -289,6 +289,41 @@ static mk_status gguf_config(mk_config *c, const mk_gguf *g, const mk_arch_desc 
     if (clip < 0) return mk_err(MK_ERR_FORMAT, "%s: metadata key '%s.attention.clamp_kqv' must not be negative", path, a);
     c->clip_qkv = (float)clip;
     if (ad->arch == MK_ARCH_MIXTRAL) I("attention.sliding_window", 0, 0, &c->sliding_window);
+    if (ad->arch == MK_ARCH_PHIMOE) {
+        /* llama.cpp's phimoe files carry no sparsemixer epsilon (llama.cpp routes by softmax top-2):
+         * Phi-3.5-MoE's 0.01 unless moekit wrote another; LayerNorm; the LM-head bias if present */
+        double e;
+        if ((st = key_float(g, "moekit", "sparsemixer_eps", 0.01, false, &e))) return st;
+        if (!(e > 0 && e < 1)) return mk_err(MK_ERR_FORMAT, "%s: metadata key 'moekit.sparsemixer_eps' must be in (0, 1)", path);
+        if (c->k_active != 2) return mk_err(MK_ERR_UNSUPPORTED, "%s: metadata key '%s.expert_used_count' = %lld: PhiMoE's sparsemixer routing chooses 2 experts", path, a, (long long)c->k_active);
+        c->sparsemixer_eps = (float)e;
+        c->layernorm = true;
+        c->lm_head_bias = mk_gguf_find_tensor(g, "output.bias") != NULL;
+        I("attention.sliding_window", 0, 0, &c->sliding_window);
+        /* LongRoPE: the factor tensors, the original context, and the mscales (moekit's keys, else
+         * llama.cpp's one attn_factor for both) */
+        const mk_gguf_tensor *fl = mk_gguf_find_tensor(g, "rope_factors_long.weight"), *fs = mk_gguf_find_tensor(g, "rope_factors_short.weight");
+        if (fl || fs) {
+            const int64_t half = rot / 2;
+            const mk_gguf_tensor *ft[2] = {fs, fl};
+            float **dst[2] = {&c->rope_short, &c->rope_long};
+            for (int k = 0; k < 2; k++) {
+                if (!ft[k] || ft[k]->t.dtype != MK_DT_F32 || ft[k]->t.ndim != 1 || ft[k]->t.shape[0] != half)
+                    return mk_err(MK_ERR_FORMAT, "%s: tensor 'rope_factors_%s.weight' must be F32 of %lld values (rope dims / 2)", path, k ? "long" : "short", (long long)half);
+                if (!(*dst[k] = mk_malloc((size_t)half * sizeof(float)))) return MK_ERR_NOMEM;
+                memcpy(*dst[k], ft[k]->t.data, (size_t)half * sizeof(float));
+            }
+            double af, sm, lm;
+            I("rope.scaling.original_context_length", -1, 1, &c->longrope_orig);
+            if ((st = key_float(g, a, "rope.scaling.attn_factor", 1.0, false, &af)) || (st = key_float(g, "moekit", "rope.short_mscale", af, false, &sm)) ||
+                (st = key_float(g, "moekit", "rope.long_mscale", af, false, &lm)))
+                return st;
+            if (!(sm > 0 && lm > 0)) return mk_err(MK_ERR_FORMAT, "%s: the LongRoPE mscales must be positive", path);
+            c->longrope = true;
+            c->short_mscale = (float)sm;
+            c->long_mscale = (float)lm;
+        }
+    }
     if (gptoss) {
         /* llama.cpp's gpt-oss: every layer has sinks, biases on q/k/v/o, router and experts; the
          * clamped SwiGLU with alpha 1.702 and limit 7.0 (llama.cpp hard-codes them; moekit's files
@@ -473,6 +508,7 @@ static mk_status add_tensor(mk_model *m, const mk_gguf_tensor *gt, const mk_arch
     int n = 0;
     if (sscanf(gt->name, "blk.%lld.%n", &l, &n) != 1 || n == 0 || l < 0 || l >= c->n_layer) {
         if (n > 0 && l >= c->n_layer && l < c->n_layer + c->n_mtp) return MK_OK; /* a multi-token-prediction layer: not run */
+        if (c->longrope && (!strcmp(gt->name, "rope_factors_long.weight") || !strcmp(gt->name, "rope_factors_short.weight"))) return MK_OK; /* in the config */
         return add_other(m, gt);
     }
     const char *rest = gt->name + n;
