@@ -348,7 +348,8 @@ static void test_simd_vec_dot(void) {
     }
     static float w[4096], a[4096];
     static uint8_t qw[4096 * 2], qa[4096 * 2];
-    const size_t widths[] = {256, 512, 768, 2048, 4096};
+    /* 96 and 2880 (gpt-oss's rows: 90 blocks) reach the kernels' tails after their unrolled loops */
+    const size_t widths[] = {256, 512, 768, 2048, 4096, 96, 2880};
     double worst[NT] = {0};
     for (size_t k = 0; k < NT; k++) {
         mk_qdot_fn ref = mk_qdot_ref(wt[k]), simd = mk_qdot_avx2(wt[k]);
@@ -357,6 +358,7 @@ static void test_simd_vec_dot(void) {
         for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++)
             for (int rep = 0; rep < 20; rep++) {
                 const size_t n = widths[wi];
+                if (n % mk_dtypes[wt[k]].block_elems) break; /* (the K-quants' blocks are 256) */
                 for (size_t i = 0; i < n; i++) {
                     w[i] = nrand() * 0.05f;
                     a[i] = nrand() * (rep % 3 ? 1.0f : 40.0f);
@@ -372,10 +374,12 @@ static void test_simd_vec_dot(void) {
                 const double r = ref(n, qw, qa), s = simd(n, qw, qa), mag = dot_mag(wt[k], qw, qa, n);
                 const double e = fabs(r - s) / (mag + 1e-30);
                 if (e > worst[k]) worst[k] = e;
-                const double bnd = wt[k] == MK_DT_Q4_K ? 4e-6 : 1e-6;
+                /* the K-quants sum 8 or 16 scaled sub-blocks in another order than the reference (Q6_K
+                 * reached 1.26e-6 on one draw): their rounding bound is 4e-6 */
+                const double bnd = wt[k] == MK_DT_Q4_K || wt[k] == MK_DT_Q6_K ? 4e-6 : 1e-6;
                 CHECK(fabs(r - s) <= bnd * mag + 1e-30, "%s n=%zu rep %d: avx2 %.9g vs reference %.9g", mk_dtypes[wt[k]].name, n, rep, s, r);
             }
-        printf("  %-5s avx2 vs reference: worst |diff| / sum|w*a| = %.3g (bound %g)\n", mk_dtypes[wt[k]].name, worst[k], wt[k] == MK_DT_Q4_K ? 4e-6 : 1e-6);
+        printf("  %-5s avx2 vs reference: worst |diff| / sum|w*a| = %.3g (bound %g)\n", mk_dtypes[wt[k]].name, worst[k], wt[k] == MK_DT_Q4_K || wt[k] == MK_DT_Q6_K ? 4e-6 : 1e-6);
     }
     /* the VNNI decode kernels: four rows at once (Q8_0: whole groups of 16 blocks and the rest one
      * by one; widths 256 and 768 leave 8 blocks over), the AVX2 kernels' bounds */

@@ -21,6 +21,7 @@
 #pragma GCC target("avx2,fma,f16c")
 #endif
 #include <immintrin.h>
+#include <pthread.h>
 
 #define AI static inline __attribute__((always_inline))
 #define QPF 4096
@@ -103,6 +104,13 @@ AI __m256i mxfp4_bytes(const uint8_t *q, __m256i lut) {
     return _mm256_shuffle_epi8(lut, _mm256_and_si256(b, _mm256_set1_epi8(0x0F)));
 }
 
+/* 2^(e−128) for every E8M0 byte e (mk_e8m0_half), one load instead of the bit assembly */
+static float e8m0_half_lut[256];
+static pthread_once_t e8m0_once = PTHREAD_ONCE_INIT;
+static void e8m0_init(void) {
+    for (int e = 0; e < 256; e++) e8m0_half_lut[e] = mk_e8m0_half((uint8_t)e);
+}
+
 static float dot_mxfp4(size_t n, const void *vw, const void *va) {
     const uint8_t *w = vw, *a = va;
     const size_t nb = n / MK_QK_MXFP4;
@@ -110,16 +118,20 @@ static float dot_mxfp4(size_t n, const void *vw, const void *va) {
     const __m256i lut = _mm256_set_m128i(kv, kv);
     __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
     size_t b = 0;
-    for (; b + 2 <= nb; b += 2, w += 34, a += 68) {
+    for (; b + 4 <= nb; b += 4, w += 68, a += 136) { /* one prefetch per 68 bytes (a cache line) */
         _mm_prefetch((const char *)w + QPF, _MM_HINT_T0);
         const __m256i p0 = dot_i8(mxfp4_bytes(w + 1, lut), _mm256_loadu_si256((const __m256i *)(a + 2)));
         const __m256i p1 = dot_i8(mxfp4_bytes(w + 18, lut), _mm256_loadu_si256((const __m256i *)(a + 36)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a) * mk_e8m0_half(w[0])), _mm256_cvtepi32_ps(p0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a + 34) * mk_e8m0_half(w[17])), _mm256_cvtepi32_ps(p1), acc1);
+        const __m256i p2 = dot_i8(mxfp4_bytes(w + 35, lut), _mm256_loadu_si256((const __m256i *)(a + 70)));
+        const __m256i p3 = dot_i8(mxfp4_bytes(w + 52, lut), _mm256_loadu_si256((const __m256i *)(a + 104)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a) * e8m0_half_lut[w[0]]), _mm256_cvtepi32_ps(p0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a + 34) * e8m0_half_lut[w[17]]), _mm256_cvtepi32_ps(p1), acc1);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a + 68) * e8m0_half_lut[w[34]]), _mm256_cvtepi32_ps(p2), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a + 102) * e8m0_half_lut[w[51]]), _mm256_cvtepi32_ps(p3), acc1);
     }
     for (; b < nb; b++, w += 17, a += 34) {
         const __m256i p = dot_i8(mxfp4_bytes(w + 1, lut), _mm256_loadu_si256((const __m256i *)(a + 2)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a) * mk_e8m0_half(w[0])), _mm256_cvtepi32_ps(p), acc0);
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(ld_f16(a) * e8m0_half_lut[w[0]]), _mm256_cvtepi32_ps(p), acc0);
     }
     return hsum(_mm256_add_ps(acc0, acc1));
 }
@@ -866,7 +878,7 @@ mk_qdot_fn mk_qdot_avx2(mk_dtype wt) {
     case MK_DT_Q4_0: return dot_q4_0;
     case MK_DT_Q4_K: return dot_q4_K;
     case MK_DT_Q6_K: return dot_q6_K;
-    case MK_DT_MXFP4: return dot_mxfp4;
+    case MK_DT_MXFP4: pthread_once(&e8m0_once, e8m0_init); return dot_mxfp4;
     default: return NULL;
     }
 }
