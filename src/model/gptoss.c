@@ -153,6 +153,19 @@ static mk_status split_bias(mk_model *m, int64_t l, const fused *f, bool gate_up
     return st;
 }
 
+/* Drops a tensor's pages from this process when they lie in a file mapping (never a tensor the set
+ * copied to the heap: MADV_DONTNEED would zero anonymous memory under the allocator). */
+static void drop_mapped(const mk_model *m, const mk_tensor *t) {
+    const uint8_t *p = t->data;
+    for (int i = 0; i < m->st->n_files; i++) {
+        const mk_map *f = &m->st->files[i];
+        if (f->data && !f->resident && p >= f->data && t->nbytes <= f->size && (size_t)(p - f->data) <= f->size - t->nbytes) {
+            mk_advise_range(p, t->nbytes, false);
+            return;
+        }
+    }
+}
+
 mk_status mk_gptoss_hf_experts(mk_model *m) {
     const mk_config *c = &m->cfg;
     if (c->arch != MK_ARCH_GPT_OSS) return MK_OK;
@@ -175,6 +188,16 @@ mk_status mk_gptoss_hf_experts(mk_model *m) {
             st = split_bias(m, l, dn, false, E, H);
     }
     if (any && !st) st = mk_st_finish(m->st);
+    if (any && !st) {
+        m->experts_repacked = true;
+        /* the sources are read no more: out of this process's memory (the file's pages stay cached) */
+        for (int64_t l = 0; l < L; l++)
+            for (int k = 0; k < 2; k++) {
+                const fsrc *all[] = {&f[2 * l + k].w, &f[2 * l + k].blocks, &f[2 * l + k].scales};
+                for (int i = 0; i < 3; i++)
+                    if (all[i]->present) drop_mapped(m, &all[i]->t);
+            }
+    }
     /* the fused tensors are now read through the views: out of the set, so that no one reads them twice */
     for (int64_t l = 0; l < L && any && !st; l++)
         for (int k = 0; k < 2; k++) {

@@ -458,7 +458,9 @@ mk_status mk_model_make_resident(mk_model *m, size_t *bytes) {
         if ((st = mk_map_make_resident(&m->gguf->map, &done))) return st;
         if (done) *bytes += m->gguf->map.size;
     }
-    for (int i = 0; m->st && i < m->st->n_files; i++) {
+    /* a model whose experts were copied out of its files (GPT-OSS's HF layout) keeps them mapped:
+     * a copy would hold mostly bytes no tensor reads any more */
+    for (int i = 0; m->st && !m->experts_repacked && i < m->st->n_files; i++) {
         if ((st = mk_map_make_resident(&m->st->files[i], &done))) return st;
         if (done) *bytes += m->st->files[i].size;
     }

@@ -199,6 +199,8 @@ struct mk_model {
     mk_tensor lm_head_b;  /* (vocab) F32 LM-head bias (Phi-MoE), or absent */
     mk_layer_w *layers;   /* (n_layer) */
     bool fused_experts;   /* the file stores experts as gate_up_proj/down_proj stacks */
+    bool experts_repacked; /* the routed experts were copied out of the files into owned buffers (GPT-OSS's HF
+                              layout, gptoss.c): most of the files' bytes are no longer read */
     uint8_t *live;        /* (n_layer, n_expert) 1 = the expert exists; NULL when every MoE layer has
                              n_expert (a per-layer model's smaller layers are padded to n_expert) */
 };
