@@ -90,11 +90,7 @@ static mk_status expert_output_similarity(const mk_model *m, const calib *cb, fl
         const size_t n = cb->n_rows[l];
         const float *x = cb->rows + (size_t)l * SIM_ROWS * H;
         for (int64_t e = 0; e < E; e++) {
-            const mk_mlp_w *w = &m->layers[l].experts[e];
-            mk_matmul(g, F, x, H, n, &w->gate, NULL);
-            mk_matmul(u, F, x, H, n, &w->up, NULL);
-            for (size_t i = 0; i < n * F; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-            mk_matmul(o + (size_t)e * SIM_ROWS * H, H, g, F, n, &w->down, NULL);
+            mk_expert_forward(m, l, e, x, n, g, u, o + (size_t)e * SIM_ROWS * H);
         }
         for (int64_t a = 0; a < E; a++)
             for (int64_t b = 0; b < E; b++) {

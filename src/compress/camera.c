@@ -14,7 +14,6 @@ typedef struct cam {
 
 static void on_moe(void *user, const mk_moe_event *ev) {
     cam *c = user;
-    const mk_layer_w *lw = &c->m->layers[ev->layer];
     const size_t F = c->F, H = c->H, E = (size_t)ev->n_expert, K = (size_t)ev->k;
     for (size_t t = 0; t < ev->n_tok; t++) {
         const float *x = ev->block_in + t * H;
@@ -22,11 +21,10 @@ static void on_moe(void *user, const mk_moe_event *ev) {
             int32_t e = ev->expert_ids[t * K + s];
             if (e < 0) continue;
             float gw = ev->expert_weights[t * K + s];
-            mk_matmul(c->g, F, x, H, 1, &lw->experts[e].gate, NULL);
-            mk_matmul(c->u, F, x, H, 1, &lw->experts[e].up, NULL);
+            mk_expert_forward(c->m, ev->layer, e, x, 1, c->g, c->u, NULL);
             double *ss = c->sumsq + ((size_t)ev->layer * E + (size_t)e) * F, *mx = c->maxsq + ((size_t)ev->layer * E + (size_t)e) * F;
             for (size_t i = 0; i < F; i++) {
-                double act = (double)(c->g[i] / (1.0f + expf(-c->g[i])) * c->u[i]) * gw, q = act * act;
+                double act = (double)c->g[i] * gw, q = act * act;
                 ss[i] += q;
                 if (q > mx[i]) mx[i] = q;
             }

@@ -66,7 +66,7 @@ static mk_status layer_moments(mk_ctx *ctx, const mk_model *m, int64_t l, const 
     const uint8_t *live = m->live ? m->live + l * E : NULL;
     for (size_t s0 = 0; s0 < n_tok; s0 += seq) {
         const size_t n = MK_MIN(seq, n_tok - s0);
-        mk_matmul(mo->logits + s0 * (size_t)E, (size_t)E, cap->X[l] + s0 * H, H, n, &m->layers[l].router, NULL);
+        mk_router_logits(m, l, cap->X[l] + s0 * H, n, mo->logits + s0 * (size_t)E);
         /* E_e(x) for every token: the block with only e allowed routes each token to e with weight 1 */
         for (int64_t e = 0; e < E; e++) {
             if (live && !live[e]) continue;

@@ -674,6 +674,20 @@ static void attention_mla(mk_ctx *c, int64_t l, float *x, size_t n, size_t pos0)
     for (size_t i = 0; i < n * H; i++) x[i] += c->tmp[i];
 }
 
+void mk_expert_forward(const mk_model *m, int64_t l, int64_t e, const float *x, size_t n, float *g, float *u, float *out) {
+    const mk_mlp_w *w = &m->layers[l].experts[e];
+    const size_t H = (size_t)m->cfg.d_model, F = (size_t)w->gate.shape[0];
+    mk_matmul(g, F, x, H, n, &w->gate, &w->gate_b);
+    mk_matmul(u, F, x, H, n, &w->up, &w->up_b);
+    mk_expert_act(&m->cfg, g, u, n * F);
+    if (out) mk_matmul(out, H, g, F, n, &w->down, &w->down_b);
+}
+
+void mk_router_logits(const mk_model *m, int64_t l, const float *x, size_t n, float *out) {
+    const mk_layer_w *lw = &m->layers[l];
+    mk_matmul(out, (size_t)m->cfg.n_expert, x, (size_t)m->cfg.d_model, n, &lw->router, &lw->router_b);
+}
+
 /* MoE block over n rows of xn: moe_out (n, d_model). Tokens are grouped by expert so each
  * active expert runs one matrix-matrix product over all its tokens. */
 static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size_t pos0, const uint8_t *mask_row) {
@@ -681,7 +695,7 @@ static void moe_forward(mk_ctx *c, int64_t l, const float *resid, size_t n, size
     const mk_layer_w *lw = &c->m->layers[l];
     const size_t H = (size_t)cfg->d_model, E = (size_t)cfg->n_expert, K = (size_t)c->slots;
 
-    mk_matmul(c->rlogits, E, c->xn, H, n, &lw->router, &lw->router_b); /* GPT-OSS: biased logits, as transformers' router returns them */
+    mk_router_logits(c->m, l, c->xn, n, c->rlogits);
     mk_route_boost lb[8];
     size_t nlb = 0;
     for (size_t b = 0; b < c->n_boosts && nlb < 8; b++)

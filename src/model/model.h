@@ -153,6 +153,13 @@ int64_t mk_layer_window(const mk_config *c, int64_t l);
  * method that evaluates an expert by itself. */
 void mk_expert_act(const mk_config *c, float *g, const float *u, size_t n);
 
+/* Expert e of layer l on n rows x (n, d_model), by itself (no routing weight): g (n, d_ff) = the
+ * activation (gate and up products with their biases, then mk_expert_act; u (n, d_ff) is scratch),
+ * and when out is given out (n, d_model) = down·g + down's bias. The one expert evaluation for the
+ * methods that score or compare experts outside the forward pass. */
+struct mk_model;
+void mk_expert_forward(const struct mk_model *m, int64_t l, int64_t e, const float *x, size_t n, float *g, float *u, float *out);
+
 typedef struct mk_layer_w {
     mk_tensor attn_norm, ffn_norm;           /* (d_model) */
     mk_tensor attn_norm_b, ffn_norm_b;       /* (d_model) LayerNorm biases (Phi-MoE), or absent */
@@ -208,6 +215,11 @@ struct mk_model {
 /* Advises the kernel about the weight pages of layer l (l = -1: embeddings, final norm, LM
  * head): willneed = prefetch, else drop them from this process (they are re-read on use). */
 void mk_model_advise_weights(const mk_model *m, int64_t l, bool willneed);
+
+/* Layer l's router logits out (n, n_expert) for n rows x (n, d_model) of block input (already
+ * normed): the router's product plus its bias where it has one (GPT-OSS), as transformers' router
+ * returns them. The one place router logits are made. */
+void mk_router_logits(const mk_model *m, int64_t l, const float *x, size_t n, float *out);
 
 /* Runs layer l's MoE block (router, the context's routing policy, experts, shared expert) on n
  * rows x (n, d_model) of block input (already normed) and writes the block output (n, d_model).
