@@ -42,11 +42,18 @@ typedef struct mk_model_info {
     int64_t kv_bytes_token_expanded; /* the same with K and V of every head expanded (= kv_bytes_token
                                 without MLA) */
     char quant_method[24];   /* a config's quantization_config.quant_method (mk_config_info only); "" = none */
+    int64_t sliding_window;  /* 0 = none */
+    int64_t n_swa_layers;    /* layers that use it (GPT-OSS: every other one) */
+    bool attn_sinks;         /* a sink logit per head (GPT-OSS) */
+    bool sparsemixer;        /* Phi-MoE's sparsemixer routing */
+    bool rope_longrope;      /* LongRoPE (Phi-MoE): short factors up to longrope_orig positions, long beyond */
+    int64_t longrope_orig;
+    double short_mscale, long_mscale;
 } mk_model_info;
 
 /* Loads a model: an HF checkpoint directory (config.json and safetensors weights, single or
  * sharded) or a .gguf file (llama.cpp's names and metadata for llama/Mixtral, qwen2moe, qwen3moe,
- * olmoe; F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K and MXFP4 tensors). */
+ * olmoe, deepseek2, glm4moe, gpt-oss, phimoe; F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K and MXFP4 tensors). */
 mk_status mk_model_load(mk_model **out, const char *dir);
 void mk_model_free(mk_model *m);
 /* Moves the model's weight files from their read-only file mappings into private memory at the

@@ -24,21 +24,27 @@ static void print_info(const char *what, const mk_model_info *in) {
         printf("attention:       %lld heads, multi-head latent: q/k head %lld (RoPE %lld), v head %lld, latent %lld\n", (long long)in->n_head,
                (long long)in->d_head, (long long)in->qk_rope, (long long)in->v_head, (long long)in->kv_lora_rank);
     else
-        printf("attention:       %lld heads, %lld kv heads, head dim %lld\n", (long long)in->n_head, (long long)in->n_kv_head, (long long)in->d_head);
+        printf("attention:       %lld heads, %lld kv heads, head dim %lld%s\n", (long long)in->n_head, (long long)in->n_kv_head, (long long)in->d_head,
+               in->attn_sinks ? ", a sink logit per head" : "");
+    if (in->sliding_window > 0)
+        printf("sliding window:  %lld positions, in %lld of %lld layers\n", (long long)in->sliding_window, (long long)in->n_swa_layers, (long long)in->n_layer);
     if (in->mla)
         printf("KV cache:        %lld bytes/token (f32 latent %lld + RoPE key %lld per layer); expanded K/V would take %lld (%.1fx)\n",
                (long long)in->kv_bytes_token, (long long)in->kv_lora_rank, (long long)in->qk_rope, (long long)in->kv_bytes_token_expanded,
                (double)in->kv_bytes_token_expanded / (double)in->kv_bytes_token);
     else
         printf("KV cache:        %lld bytes/token (f32)\n", (long long)in->kv_bytes_token);
-    if (in->rope_yarn)
+    if (in->rope_longrope)
+        printf("rope:            theta %g, LongRoPE: short factors (mscale %.6g) up to %lld positions, long factors (mscale %.6g) for larger contexts\n",
+               in->rope_theta, in->short_mscale, (long long)in->longrope_orig, in->long_mscale);
+    else if (in->rope_yarn)
         printf("rope:            theta %g, YaRN factor %g over %lld original positions, attention factor %.6g\n", in->rope_theta, in->yarn_factor,
                (long long)in->yarn_orig_ctx, in->rope_attn_factor);
     else
         printf("rope:            theta %g\n", in->rope_theta);
     printf("experts:         %lld routed, %d shared, k = %lld, expert d_ff %lld%s\n", (long long)in->n_expert,
            in->has_shared_expert ? 1 : 0, (long long)in->k_active, (long long)in->d_ff_expert,
-           in->norm_topk ? ", top-k weights renormalised" : "");
+           in->sparsemixer ? ", sparsemixer routing" : in->norm_topk ? ", top-k weights renormalised" : "");
     if (in->experts_per_layer) {
         printf("experts/layer:  ");
         for (int64_t l = 0; l < in->n_layer; l++) printf(" %lld", (long long)in->experts_per_layer[l]);

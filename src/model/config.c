@@ -129,6 +129,8 @@ static mk_status parse_rope(json_t *root, const char *path, mk_config *cfg) {
                 af = cfg->yarn_mscale != 0 && cfg->yarn_mscale_all_dim != 0 ? MSCALE(f, cfg->yarn_mscale) / MSCALE(f, cfg->yarn_mscale_all_dim) : MSCALE(f, 1.0);
 #undef MSCALE
             cfg->rope_attn_factor = (float)af;
+        } else if (!strcmp(type, "longrope") && cfg->arch != MK_ARCH_PHIMOE) {
+            return mk_err(MK_ERR_UNSUPPORTED, "%s: field '%s.%s' = 'longrope' is supported for PhimoeForCausalLM only (default and yarn are for %s)", path, field, key, cfg->arch_name);
         } else if (!strcmp(type, "longrope")) {
             /* Phi-MoE's LongRoPE (research/formats.md §7): per-frequency factors, the short set up
              * to original_max_position_embeddings and the long set beyond, and Phi-MoE's own
@@ -157,7 +159,14 @@ static mk_status parse_rope(json_t *root, const char *path, mk_config *cfg) {
                 }
             }
             double sm, lm, orig;
-            if ((st = get_num(rp, path, "short_mscale", 0, true, &sm)) || (st = get_num(rp, path, "long_mscale", 0, true, &lm))) return mk_err_prefix(st, "%s", field);
+            const char *mkeys[2] = {"short_mscale", "long_mscale"};
+            double *mv[2] = {&sm, &lm};
+            for (int i = 0; i < 2; i++) {
+                json_t *mv_json = json_object_get(rp, mkeys[i]);
+                if (!mv_json || json_is_null(mv_json)) return mk_err(MK_ERR_MISSING, "%s: field '%s.%s' is missing (Phi-MoE's LongRoPE applies it to cos and sin)", path, field, mkeys[i]);
+                if (!json_is_number(mv_json)) return mk_err(MK_ERR_FORMAT, "%s: field '%s.%s' must be a number", path, field, mkeys[i]);
+                *mv[i] = json_number_value(mv_json);
+            }
             json_t *top_orig = json_object_get(root, "original_max_position_embeddings");
             json_t *orig_src = json_object_get(rp, "original_max_position_embeddings") ? rp : top_orig && !json_is_null(top_orig) ? root : rp;
             if ((st = get_num(orig_src, path, "original_max_position_embeddings", 0, true, &orig))) return st;
@@ -626,10 +635,7 @@ mk_status mk_config_parse(mk_config *cfg, const char *text, const char *path) {
         if ((st = parse_phimoe(root, path, cfg))) goto out;
         break;
     }
-    if (cfg->longrope && cfg->arch != MK_ARCH_PHIMOE) {
-        st = mk_err(MK_ERR_UNSUPPORTED, "%s: LongRoPE is supported for PhimoeForCausalLM only (its mscales), not %s", path, cfg->arch_name);
-        goto out;
-    }
+
     if (cfg->rope_partial > 0 && cfg->rope_partial != 1 && cfg->arch != MK_ARCH_GLM4_MOE) {
         st = mk_err(MK_ERR_UNSUPPORTED, "%s: field 'partial_rotary_factor' = %g is not supported for %s (it rotates every dimension)", path, cfg->rope_partial, cfg->arch_name);
         goto out;

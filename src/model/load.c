@@ -260,6 +260,14 @@ static void fill_info(mk_model_info *in, const mk_config *c, int64_t params, int
                           .v_head = c->v_head};
     const int64_t f = (int64_t)sizeof(float), expanded = c->n_layer * c->n_kv_head * (c->d_head + c->v_head) * f;
     in->kv_bytes_token = c->mla ? c->n_layer * (c->kv_lora_rank + c->qk_rope) * f : expanded;
+    in->sliding_window = c->sliding_window;
+    for (int64_t l = 0; l < c->n_layer; l++) in->n_swa_layers += mk_layer_window(c, l) > 0;
+    in->attn_sinks = c->attn_sinks;
+    in->sparsemixer = c->sparsemixer_eps > 0;
+    in->rope_longrope = c->longrope;
+    in->longrope_orig = c->longrope_orig;
+    in->short_mscale = c->short_mscale;
+    in->long_mscale = c->long_mscale;
     in->kv_bytes_token_expanded = expanded;
 }
 

@@ -56,7 +56,17 @@ grep -q "attention factor 1.05546$" <<<"$out" && ok "info: mscale 0.9 / mscale_a
 
 # refused
 variant qwen3_moe 'c["rope_parameters"]={"rope_type":"longrope","rope_theta":1e4,"short_factor":[1.0],"long_factor":[1.0]}'
-expect_error "longrope" "v/config.json: field 'rope_parameters.rope_type' = 'longrope' is not supported \(default and yarn are\)" $MK info -m "$TMPD/v"
+expect_error "longrope" "v/config.json: field 'rope_parameters.rope_type' = 'longrope' is supported for PhimoeForCausalLM only \(default and yarn are for Qwen3MoeForCausalLM\)" $MK info -m "$TMPD/v"
+# Phi-MoE's LongRoPE: a factor list of the wrong length, a missing mscale
+variant phimoe 'c["rope_parameters"]["short_factor"]=[1.0, 2.0]'
+expect_error "longrope factors" "v/config.json: field 'rope_parameters.short_factor' must be a list of 8 numbers \(head_dim / 2\)" $MK info -m "$TMPD/v"
+variant phimoe 'del c["rope_parameters"]["long_mscale"]'
+expect_error "longrope mscale" "v/config.json: field 'rope_parameters.long_mscale' is missing" $MK info -m "$TMPD/v"
+out=$($MK info -m "$FIX/phimoe" 2>&1)
+grep -q "LongRoPE: short factors (mscale 1.1) up to 64 positions, long factors (mscale 1.25)" <<<"$out" && grep -q "sparsemixer routing" <<<"$out" \
+  && ok "info: phimoe's LongRoPE and sparsemixer" || bad "info phimoe" "$out"
+out=$($MK info -m "$FIX/gpt_oss" 2>&1)
+grep -q "sliding window:  8 positions, in 2 of 3 layers" <<<"$out" && grep -q "a sink logit per head" <<<"$out" && ok "info: gpt-oss's window and sinks" || bad "info gpt_oss" "$out"
 variant qwen3_moe 'c["rope_scaling"]={"type":"llama3","factor":8.0}'
 expect_error "llama3 rope_scaling" "v/config.json: field 'rope_scaling.type' = 'llama3' is not supported" $MK info -m "$TMPD/v"
 variant qwen3_moe_yarn 'del c["rope_parameters"]["factor"]'
