@@ -449,12 +449,8 @@ static mk_status unpermute(mk_model *m, const mk_gguf_tensor *gt, int64_t n_head
     const size_t rb = t->ndim == 1 ? mk_dtypes[t->dtype].block_bytes : mk_dtype_row_bytes(t->dtype, (size_t)t->shape[1]);
     if (t->ndim == 1 && mk_dtypes[t->dtype].block_elems != 1)
         return mk_err(MK_ERR_UNSUPPORTED, "%s: tensor '%s': a quantized 1-D tensor", m->gguf->map.path, gt->name);
-    void **ow = mk_realloc(m->owned, (m->n_owned + 1) * sizeof *ow);
-    if (!ow) return MK_ERR_NOMEM;
-    m->owned = ow;
-    uint8_t *buf = mk_malloc(t->nbytes);
+    uint8_t *buf = mk_model_owned(m, t->nbytes);
     if (!buf) return MK_ERR_NOMEM;
-    m->owned[m->n_owned++] = buf;
     const int64_t d = rows / n_heads, half = d / 2;
     const uint8_t *src = t->data;
     for (int64_t h = 0; h < n_heads; h++)

@@ -20,15 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *own(mk_model *m, size_t bytes) {
-    void **ow = mk_realloc(m->owned, (m->n_owned + 1) * sizeof *ow);
-    if (!ow) return NULL;
-    m->owned = ow;
-    void *p = mk_malloc(bytes ? bytes : 1);
-    if (p) m->owned[m->n_owned++] = p;
-    return p;
-}
-
 /* One fused tensor of the file: a copy of its view (the set's entries move as views are added). */
 typedef struct fsrc {
     bool present;
@@ -94,7 +85,7 @@ static mk_status split_matrices(mk_model *m, int64_t l, const fused *f, bool gat
         snprintf(want, sizeof want, "[%lld, %lld, %lld] U8", (long long)E, (long long)R, (long long)(cols / 32));
         if (s->dtype != MK_DT_U8 || s->ndim != 3 || s->shape[0] != E || s->shape[1] != R || s->shape[2] != cols / 32) return shape_err(&f->scales, want);
         const size_t rb = mk_dtype_row_bytes(MK_DT_MXFP4, (size_t)cols);
-        uint8_t *buf = own(m, (size_t)(E * R) * rb);
+        uint8_t *buf = mk_model_owned(m, (size_t)(E * R) * rb);
         if (!buf) return MK_ERR_NOMEM;
         for (int64_t e = 0; e < E; e++)
             for (int64_t r = 0; r < R; r++) { /* stored row r → part r % parts, row r / parts */
@@ -114,7 +105,7 @@ static mk_status split_matrices(mk_model *m, int64_t l, const fused *f, bool gat
     snprintf(want, sizeof want, "[%lld, %lld, %lld] F32, F16 or BF16", (long long)E, (long long)cols, (long long)R);
     if (w->ndim != 3 || w->shape[0] != E || w->shape[1] != cols || w->shape[2] != R || mk_dtypes[w->dtype].block_elems != 1 || !mk_dtypes[w->dtype].is_float) return shape_err(&f->w, want);
     const size_t es = mk_dtype_row_bytes(w->dtype, 1);
-    uint8_t *buf = own(m, (size_t)(E * R * cols) * es);
+    uint8_t *buf = mk_model_owned(m, (size_t)(E * R * cols) * es);
     if (!buf) return MK_ERR_NOMEM;
     const uint8_t *src = w->data;
     for (int64_t e = 0; e < E; e++)
@@ -137,7 +128,7 @@ static mk_status split_bias(mk_model *m, int64_t l, const fused *f, bool gate_up
     const mk_tensor *b = &f->bias.t;
     snprintf(want, sizeof want, "[%lld, %lld] F32, F16 or BF16", (long long)E, (long long)(n * parts));
     if (b->ndim != 2 || b->shape[0] != E || b->shape[1] != n * parts || mk_dtypes[b->dtype].block_elems != 1 || !mk_dtypes[b->dtype].is_float) return shape_err(&f->bias, want);
-    float *all = own(m, (size_t)(E * n * parts) * sizeof(float)), *row = mk_malloc((size_t)(n * parts) * sizeof(float));
+    float *all = mk_model_owned(m, (size_t)(E * n * parts) * sizeof(float)), *row = mk_malloc((size_t)(n * parts) * sizeof(float));
     if (!all || !row) { free(row); return MK_ERR_NOMEM; }
     mk_status st = MK_OK;
     for (int64_t e = 0; e < E && !st; e++) {
@@ -151,19 +142,6 @@ static mk_status split_bias(mk_model *m, int64_t l, const fused *f, bool gate_up
     }
     free(row);
     return st;
-}
-
-/* Drops a tensor's pages from this process when they lie in a file mapping (never a tensor the set
- * copied to the heap: MADV_DONTNEED would zero anonymous memory under the allocator). */
-static void drop_mapped(const mk_model *m, const mk_tensor *t) {
-    const uint8_t *p = t->data;
-    for (int i = 0; i < m->st->n_files; i++) {
-        const mk_map *f = &m->st->files[i];
-        if (f->data && !f->resident && p >= f->data && t->nbytes <= f->size && (size_t)(p - f->data) <= f->size - t->nbytes) {
-            mk_advise_range(p, t->nbytes, false);
-            return;
-        }
-    }
 }
 
 mk_status mk_gptoss_hf_experts(mk_model *m) {
@@ -195,7 +173,7 @@ mk_status mk_gptoss_hf_experts(mk_model *m) {
             for (int k = 0; k < 2; k++) {
                 const fsrc *all[] = {&f[2 * l + k].w, &f[2 * l + k].blocks, &f[2 * l + k].scales};
                 for (int i = 0; i < 3; i++)
-                    if (all[i]->present) drop_mapped(m, &all[i]->t);
+                    if (all[i]->present) mk_model_advise_tensor(m, &all[i]->t, false);
             }
     }
     /* the fused tensors are now read through the views: out of the set, so that no one reads them twice */

@@ -98,16 +98,21 @@ static mk_tensor slice3(const mk_tensor *t, int64_t e, int64_t r0, int64_t rows)
     return v;
 }
 
+void *mk_model_owned(mk_model *m, size_t bytes) {
+    void **ow = mk_realloc(m->owned, (m->n_owned + 1) * sizeof *ow);
+    if (!ow) return NULL;
+    m->owned = ow;
+    void *p = mk_calloc(1, bytes ? bytes : 1);
+    if (p) m->owned[m->n_owned++] = p;
+    return p;
+}
+
 /* Replaces a 1-D tensor's view with an F32 copy owned by the model (no-op when already F32), for
  * vectors the fused kernels take as f32 (the o_proj bias). */
 static mk_status own_f32(mk_model *m, mk_tensor *t) {
     if (t->dtype == MK_DT_F32) return MK_OK;
-    void **ow = mk_realloc(m->owned, (m->n_owned + 1) * sizeof *ow);
-    if (!ow) return MK_ERR_NOMEM;
-    m->owned = ow;
-    float *buf = mk_malloc((size_t)t->shape[0] * sizeof *buf);
+    float *buf = mk_model_owned(m, (size_t)t->shape[0] * sizeof *buf);
     if (!buf) return MK_ERR_NOMEM;
-    m->owned[m->n_owned++] = buf;
     mk_to_f32(buf, t->data, t->dtype, (size_t)t->shape[0]);
     t->data = buf;
     t->dtype = MK_DT_F32;
@@ -119,12 +124,8 @@ static mk_status own_f32(mk_model *m, mk_tensor *t) {
  * a per-layer model routes over n_expert logits, the missing experts masked (m->live). */
 static mk_status pad_router(mk_model *m, mk_tensor *t, int64_t n_expert) {
     const size_t row = t->nbytes / (size_t)t->shape[0];
-    void **ow = mk_realloc(m->owned, (m->n_owned + 1) * sizeof *ow);
-    if (!ow) return MK_ERR_NOMEM;
-    m->owned = ow;
-    uint8_t *buf = mk_calloc((size_t)n_expert, row);
+    uint8_t *buf = mk_model_owned(m, (size_t)n_expert * row);
     if (!buf) return MK_ERR_NOMEM;
-    m->owned[m->n_owned++] = buf;
     memcpy(buf, t->data, t->nbytes);
     t->data = buf;
     t->shape[0] = n_expert;
@@ -199,12 +200,8 @@ static mk_status make_k_b(mk_model *m, mk_layer_w *lw) {
         return mk_err(MK_ERR_UNSUPPORTED, "%s: kv_b_proj in %s: a block-quantized kv_b cannot be split into the absorbed MLA form", m->dir, mk_dtypes[kv->dtype].name);
     const size_t nh = (size_t)c->n_head, r = (size_t)c->kv_lora_rank, dn = (size_t)c->qk_nope, dv = (size_t)c->v_head;
     const size_t es = mk_dtype_row_bytes(kv->dtype, 1);
-    void **ow = mk_realloc(m->owned, (m->n_owned + 1) * sizeof *ow);
-    if (!ow) return MK_ERR_NOMEM;
-    m->owned = ow;
-    uint8_t *buf = mk_malloc(nh * r * dn * es);
+    uint8_t *buf = mk_model_owned(m, nh * r * dn * es);
     if (!buf) return MK_ERR_NOMEM;
-    m->owned[m->n_owned++] = buf;
     const uint8_t *src = kv->data;
     for (size_t h = 0; h < nh; h++)
         for (size_t i = 0; i < dn; i++)      /* key row i of head h */
@@ -439,7 +436,7 @@ int64_t mk_model_token_bytes(const mk_model *m) {
 }
 /* Only ranges inside a file mapping: a tensor copied to the heap (misaligned in its file) must
  * never be dropped, as MADV_DONTNEED zeroes anonymous memory. */
-static void advise_tensor(const mk_model *m, const mk_tensor *t, bool willneed) {
+void mk_model_advise_tensor(const mk_model *m, const mk_tensor *t, bool willneed) {
     if (!mk_tensor_present(t)) return;
     const uint8_t *p = t->data;
     for (int i = 0; i < m->st->n_files; i++) {
@@ -453,9 +450,9 @@ static void advise_tensor(const mk_model *m, const mk_tensor *t, bool willneed) 
 }
 
 static void advise_mlp(const mk_model *m, const mk_mlp_w *w, bool willneed) {
-    advise_tensor(m, &w->gate, willneed);
-    advise_tensor(m, &w->up, willneed);
-    advise_tensor(m, &w->down, willneed);
+    mk_model_advise_tensor(m, &w->gate, willneed);
+    mk_model_advise_tensor(m, &w->up, willneed);
+    mk_model_advise_tensor(m, &w->down, willneed);
 }
 
 mk_status mk_model_make_resident(mk_model *m, size_t *bytes) {
@@ -475,7 +472,7 @@ mk_status mk_model_make_resident(mk_model *m, size_t *bytes) {
     return MK_OK;
 }
 
-static void advise_one(const mk_model *m, const mk_tensor *t, void *user) { advise_tensor(m, t, *(const bool *)user); }
+static void advise_one(const mk_model *m, const mk_tensor *t, void *user) { mk_model_advise_tensor(m, t, *(const bool *)user); }
 
 void mk_model_advise_weights(const mk_model *m, int64_t l, bool willneed) {
     if (l >= m->cfg.n_layer) return;

@@ -212,6 +212,15 @@ struct mk_model {
                              n_expert (a per-layer model's smaller layers are padded to n_expert) */
 };
 
+/* `bytes` of zeroed memory the model owns (freed with it), or NULL when out of memory: the one way
+ * loaders keep a buffer that tensor views point into. */
+void *mk_model_owned(mk_model *m, size_t bytes);
+
+/* Advises the kernel about one tensor's pages when they lie in one of the model's file mappings
+ * (never a heap copy: MADV_DONTNEED would zero it): willneed = prefetch, else drop them from this
+ * process. */
+void mk_model_advise_tensor(const mk_model *m, const mk_tensor *t, bool willneed);
+
 /* Advises the kernel about the weight pages of layer l (l = -1: embeddings, final norm, LM
  * head): willneed = prefetch, else drop them from this process (they are re-read on use). */
 void mk_model_advise_weights(const mk_model *m, int64_t l, bool willneed);
